@@ -1,0 +1,360 @@
+//! The read-time part of Apache's configuration: `Include`/`IncludeOptional`,
+//! `Define`/`UnDefine`/`${VAR}`, `<IfDefine>`, `<IfModule>` and `ServerRoot`.
+//! What comes out is the tree the modules see, with every directive still
+//! pointing at the file and line it was written on.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::error::{unreadable, ConfigError, Origin};
+use super::lexer::{self, Node};
+
+/// Apache's own limit on nested includes; deeper means a loop.
+const MAX_INCLUDE_DEPTH: usize = 128;
+
+/// The modules wsgate implements, under every name `<IfModule>` accepts:
+/// `mod_x.c`, `mod_x` and `x_module`.
+const MODULES: &[&str] = &[
+    "core",
+    "http",
+    "so",
+    "proxy",
+    "proxy_http",
+    "proxy_wstunnel",
+    "ssl",
+];
+
+pub fn module_is_built_in(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let bare = name
+        .strip_suffix(".c")
+        .unwrap_or(&name)
+        .strip_prefix("mod_")
+        .or_else(|| name.strip_suffix("_module"))
+        .unwrap_or(&name);
+    MODULES.contains(&bare)
+}
+
+pub struct Expander {
+    defines: HashMap<String, String>,
+    server_root: PathBuf,
+}
+
+impl Expander {
+    /// `defines` are the `-D NAME` given on the command line; relative
+    /// `Include` paths resolve against `server_root` until `ServerRoot` says
+    /// otherwise.
+    pub fn new(defines: &[String], server_root: PathBuf) -> Self {
+        Expander {
+            defines: defines
+                .iter()
+                .map(|d| match d.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (d.clone(), String::new()),
+                })
+                .collect(),
+            server_root,
+        }
+    }
+
+    pub fn read_file(&mut self, path: &Path) -> Result<Vec<Node>, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| unreadable(path, &e))?;
+        self.expand_text(&text, path, 0)
+    }
+
+    pub fn expand_text(
+        &mut self,
+        text: &str,
+        path: &Path,
+        depth: usize,
+    ) -> Result<Vec<Node>, ConfigError> {
+        let nodes = lexer::parse(text, path)?;
+        let mut out = Vec::with_capacity(nodes.len());
+        self.expand(nodes, &mut out, depth)?;
+        Ok(out)
+    }
+
+    fn expand(
+        &mut self,
+        nodes: Vec<Node>,
+        out: &mut Vec<Node>,
+        depth: usize,
+    ) -> Result<(), ConfigError> {
+        for mut node in nodes {
+            node.args = node
+                .args
+                .iter()
+                .map(|a| self.substitute(a, &node.origin))
+                .collect::<Result<_, _>>()?;
+            let lower = node.name.to_ascii_lowercase();
+            match lower.as_str() {
+                "define" => {
+                    let (name, value) = match node.args.as_slice() {
+                        [n] => (n.clone(), String::new()),
+                        [n, v] => (n.clone(), v.clone()),
+                        _ => return Err(arity(&node, "Define NAME [VALUE]")),
+                    };
+                    if name.contains(':') {
+                        return Err(ConfigError::new(
+                            &node.origin,
+                            format!("Define: '{name}': variable names may not contain ':'"),
+                        ));
+                    }
+                    self.defines.insert(name, value);
+                }
+                "undefine" => {
+                    let [name] = node.args.as_slice() else {
+                        return Err(arity(&node, "UnDefine NAME"));
+                    };
+                    self.defines.remove(name);
+                }
+                "serverroot" => {
+                    let [root] = node.args.as_slice() else {
+                        return Err(arity(&node, "ServerRoot DIRECTORY"));
+                    };
+                    let root = self.server_root.join(root);
+                    if !root.is_dir() {
+                        return Err(ConfigError::new(
+                            &node.origin,
+                            format!("ServerRoot '{}' is not a directory", root.display()),
+                        ));
+                    }
+                    self.server_root = root;
+                }
+                "ifdefine" | "ifmodule" => {
+                    let Some(children) = node.children.take() else {
+                        return Err(ConfigError::new(
+                            &node.origin,
+                            format!(
+                                "{} is a section: write <{}> … </{}>",
+                                node.name, node.name, node.name
+                            ),
+                        ));
+                    };
+                    let [test] = node.args.as_slice() else {
+                        return Err(arity(&node, &format!("<{} [!]NAME>", node.name)));
+                    };
+                    let (negate, name) = match test.strip_prefix('!') {
+                        Some(rest) => (true, rest),
+                        None => (false, test.as_str()),
+                    };
+                    let holds = if lower == "ifdefine" {
+                        self.defines.contains_key(name)
+                    } else {
+                        module_is_built_in(name)
+                    };
+                    if holds != negate {
+                        self.expand(children, out, depth)?;
+                    }
+                }
+                "include" | "includeoptional" => {
+                    let optional = lower == "includeoptional";
+                    let [pattern] = node.args.as_slice() else {
+                        return Err(arity(
+                            &node,
+                            &format!("{} FILE-PATH|DIRECTORY-PATH|WILDCARD", node.name),
+                        ));
+                    };
+                    if depth >= MAX_INCLUDE_DEPTH {
+                        return Err(ConfigError::new(
+                            &node.origin,
+                            format!("{} nested more than {MAX_INCLUDE_DEPTH} deep: does a file include itself?", node.name),
+                        ));
+                    }
+                    for file in self.include_files(pattern, optional, &node.origin)? {
+                        let text = std::fs::read_to_string(&file).map_err(|e| {
+                            ConfigError::new(
+                                &node.origin,
+                                format!("{}: cannot read '{}': {e}", node.name, file.display()),
+                            )
+                        })?;
+                        let nodes = lexer::parse(&text, &file)?;
+                        self.expand(nodes, out, depth + 1)?;
+                    }
+                }
+                "loadmodule" => {
+                    // The modules are built in; the line names one we may not
+                    // have, which shows up as errors on its directives.
+                    if node.args.len() != 2 {
+                        return Err(arity(&node, "LoadModule MODULE FILE"));
+                    }
+                }
+                _ => {
+                    if let Some(children) = node.children.take() {
+                        let mut inner = Vec::with_capacity(children.len());
+                        self.expand(children, &mut inner, depth)?;
+                        node.children = Some(inner);
+                    }
+                    out.push(node);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces `${NAME}` with the value of a Define.
+    fn substitute(&self, arg: &str, origin: &Origin) -> Result<String, ConfigError> {
+        if !arg.contains("${") {
+            return Ok(arg.to_string());
+        }
+        let mut out = String::with_capacity(arg.len());
+        let mut rest = arg;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[start..]);
+                return Ok(out);
+            };
+            let name = &after[..end];
+            match self.defines.get(name) {
+                Some(value) => out.push_str(value),
+                None => {
+                    return Err(ConfigError::new(
+                        origin,
+                        format!("variable ${{{name}}} is not defined"),
+                    )
+                    .hint(format!(
+                        "define it with 'Define {name} VALUE' or 'wsgate -D {name}=VALUE'"
+                    )))
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn include_files(
+        &self,
+        pattern: &str,
+        optional: bool,
+        origin: &Origin,
+    ) -> Result<Vec<PathBuf>, ConfigError> {
+        let path = self.server_root.join(pattern);
+        let has_wildcard = pattern.contains(['*', '?', '[']);
+        if !has_wildcard {
+            if path.is_dir() {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
+                    .map_err(|e| {
+                        ConfigError::new(
+                            origin,
+                            format!("Include: cannot list '{}': {e}", path.display()),
+                        )
+                    })?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_file())
+                    .collect();
+                files.sort();
+                return Ok(files);
+            }
+            if path.is_file() {
+                return Ok(vec![path]);
+            }
+            if optional {
+                return Ok(Vec::new());
+            }
+            return Err(ConfigError::new(
+                origin,
+                format!("Include: '{}' does not exist", path.display()),
+            )
+            .hint("use IncludeOptional for a file that may be absent"));
+        }
+        let pattern_text = path.to_string_lossy();
+        let mut files: Vec<PathBuf> = glob::glob(&pattern_text)
+            .map_err(|e| ConfigError::new(origin, format!("Include: bad wildcard pattern: {e}")))?
+            .filter_map(Result::ok)
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        if files.is_empty() && !optional {
+            return Err(ConfigError::new(
+                origin,
+                format!("Include: no file matches the wildcard pattern '{pattern_text}'"),
+            )
+            .hint("use IncludeOptional when no match is fine"));
+        }
+        Ok(files)
+    }
+}
+
+fn arity(node: &Node, usage: &str) -> ConfigError {
+    ConfigError::new(
+        &node.origin,
+        format!("{} takes other arguments: {usage}", node.name),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(text: &str, defines: &[&str]) -> Result<Vec<Node>, ConfigError> {
+        let defines: Vec<String> = defines.iter().map(|s| s.to_string()).collect();
+        Expander::new(&defines, PathBuf::from("/nonexistent")).expand_text(
+            text,
+            Path::new("t.conf"),
+            0,
+        )
+    }
+
+    #[test]
+    fn ifdefine_and_variables() {
+        let nodes = expand(
+            "Define port 9000\n<IfDefine !NOPE>\nListen ${port}\n</IfDefine>\n<IfDefine NOPE>\nListen 1\n</IfDefine>\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].args, vec!["9000"]);
+        let nodes = expand("<IfDefine X>\nListen 1\n</IfDefine>\n", &["X"]).unwrap();
+        assert_eq!(nodes.len(), 1);
+    }
+
+    #[test]
+    fn ifmodule_is_true_only_for_built_in_modules() {
+        let nodes = expand(
+            "<IfModule mod_proxy.c>\nA\n</IfModule>\n<IfModule proxy_wstunnel_module>\nB\n</IfModule>\n<IfModule mod_php.c>\nC\n</IfModule>\n<IfModule !mod_php.c>\nD\n</IfModule>\n",
+            &[],
+        )
+        .unwrap();
+        let names: Vec<_> = nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, vec!["A", "B", "D"]);
+    }
+
+    #[test]
+    fn undefined_variable_is_an_error() {
+        let e = expand("Listen ${nope}\n", &[]).unwrap_err();
+        assert!(e.message.contains("${nope}"), "{e}");
+    }
+
+    #[test]
+    fn include_with_glob_and_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.conf"), "Listen 1\n").unwrap();
+        std::fs::write(dir.path().join("b.conf"), "Listen 2\n").unwrap();
+        let mut ex = Expander::new(&[], dir.path().to_path_buf());
+        let nodes = ex
+            .expand_text(
+                "Include *.conf\nIncludeOptional none/*.conf\n",
+                Path::new("main.conf"),
+                0,
+            )
+            .unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert!(nodes[1].origin.file.ends_with("b.conf"));
+        let e = ex
+            .expand_text("Include missing.conf\n", Path::new("main.conf"), 0)
+            .unwrap_err();
+        assert_eq!(e.origin.line, 1);
+    }
+
+    #[test]
+    fn include_loop_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("self.conf"), "Include self.conf\n").unwrap();
+        let mut ex = Expander::new(&[], dir.path().to_path_buf());
+        let e = ex.read_file(&dir.path().join("self.conf")).unwrap_err();
+        assert!(e.message.contains("nested"), "{e}");
+    }
+}

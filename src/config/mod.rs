@@ -1,0 +1,753 @@
+//! From Apache configuration text to a validated [`Config`].
+//!
+//! `lexer` knows the file syntax, `include` the read-time directives
+//! (`Include`, `Define`, `<IfModule>`…); this file walks the result in its
+//! contexts (server, `<VirtualHost>`, `<Location>`) and hands each directive
+//! to the module that owns it (`proxy` for mod_proxy, `ssl` for mod_ssl).
+
+pub mod error;
+pub mod include;
+pub mod lexer;
+pub mod model;
+pub mod proxy;
+pub mod ssl;
+pub mod values;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::{ConfigError, Origin};
+use lexer::Node;
+pub use model::*;
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path, defines: &[String]) -> Result<Config, ConfigError> {
+    let root = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut expander = include::Expander::new(defines, root.clone());
+    let nodes = expander.read_file(path)?;
+    build(nodes, &root)
+}
+
+/// Validates configuration text as if read from a file named `name`.
+pub fn from_str(text: &str, name: &str) -> Result<Config, ConfigError> {
+    let root = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let mut expander = include::Expander::new(&[], root.clone());
+    let nodes = expander.expand_text(text, Path::new(name), 0)?;
+    build(nodes, &root)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Context {
+    InServer,
+    InVirtualHost,
+    InLocation,
+    InLocationMatch,
+}
+
+impl Context {
+    fn describe(self) -> &'static str {
+        match self {
+            Context::InServer => "the server config",
+            Context::InVirtualHost => "<VirtualHost>",
+            Context::InLocation => "<Location>",
+            Context::InLocationMatch => "<LocationMatch>",
+        }
+    }
+}
+
+/// A server's directives before they are merged with the main server's.
+#[derive(Default)]
+struct ServerDraft {
+    server_name: Option<String>,
+    aliases: Vec<String>,
+    addrs: Vec<VhostAddr>,
+    routes: Vec<Route>,
+    locations: Vec<Location>,
+    preserve_host: Option<bool>,
+    add_headers: Option<bool>,
+    fallback_to_http: Option<bool>,
+    proxy_timeout: Option<Duration>,
+    ssl: ssl::SslDraft,
+    reverse: Vec<ReverseRule>,
+    origin: Option<Origin>,
+}
+
+struct Builder {
+    listeners: Vec<(Listener, Origin)>,
+    main: ServerDraft,
+    vhosts: Vec<ServerDraft>,
+    limits: Limits,
+    timeout: Option<Duration>,
+    keepalive: bool,
+    keepalive_timeout: Duration,
+    graceful_shutdown: Option<Option<Duration>>,
+    max_connections: Option<usize>,
+    error_log: Option<PathBuf>,
+    log_level: tracing::Level,
+    pid_file: Option<PathBuf>,
+    warnings: Vec<String>,
+    root: PathBuf,
+}
+
+/// Every directive wsgate reads, for "did you mean" hints.
+pub const DIRECTIVES: &[&str] = &[
+    "Listen",
+    "ServerName",
+    "ServerAlias",
+    "ServerRoot",
+    "VirtualHost",
+    "Location",
+    "LocationMatch",
+    "Include",
+    "IncludeOptional",
+    "IfModule",
+    "IfDefine",
+    "Define",
+    "UnDefine",
+    "LoadModule",
+    "Timeout",
+    "KeepAlive",
+    "KeepAliveTimeout",
+    "LimitRequestLine",
+    "LimitRequestFieldSize",
+    "LimitRequestFields",
+    "LimitRequestBody",
+    "GracefulShutdownTimeout",
+    "MaxRequestWorkers",
+    "ErrorLog",
+    "LogLevel",
+    "PidFile",
+    "ProxyPass",
+    "ProxyPassMatch",
+    "ProxyPassReverse",
+    "ProxyPreserveHost",
+    "ProxyAddHeaders",
+    "ProxyTimeout",
+    "ProxyRequests",
+    "ProxyWebsocketFallbackToProxyHttp",
+    "SSLProxyEngine",
+    "SSLProxyVerify",
+    "SSLProxyCACertificateFile",
+    "SSLProxyCheckPeerName",
+    "SSLProxyCheckPeerExpire",
+];
+
+/// Apache directives of modules wsgate does not have yet, with the module,
+/// so that an operator learns why rather than "unknown directive".
+const NOT_YET: &[(&str, &str)] = &[
+    ("RewriteEngine", "mod_rewrite"),
+    ("RewriteCond", "mod_rewrite"),
+    ("RewriteRule", "mod_rewrite"),
+    ("RewriteOptions", "mod_rewrite"),
+    ("RewriteBase", "mod_rewrite"),
+    ("RewriteMap", "mod_rewrite"),
+    ("Proxy", "mod_proxy_balancer (<Proxy> sections)"),
+    ("ProxyMatch", "mod_proxy_balancer (<Proxy> sections)"),
+    ("ProxySet", "mod_proxy_balancer"),
+    ("BalancerMember", "mod_proxy_balancer"),
+    ("ProxyHCExpr", "mod_proxy_hcheck"),
+    ("ProxyHCTemplate", "mod_proxy_hcheck"),
+    ("Header", "mod_headers"),
+    ("RequestHeader", "mod_headers"),
+    ("SetEnv", "mod_env"),
+    ("SetEnvIf", "mod_setenvif"),
+    ("SetEnvIfNoCase", "mod_setenvif"),
+    ("LogFormat", "mod_log_config"),
+    ("CustomLog", "mod_log_config"),
+    ("Require", "mod_authz_core"),
+    ("SetHandler", "mod_status / balancer-manager"),
+    ("RequestReadTimeout", "mod_reqtimeout"),
+    ("SSLEngine", "mod_ssl (listener TLS)"),
+    ("SSLCertificateFile", "mod_ssl (listener TLS)"),
+    ("SSLCertificateKeyFile", "mod_ssl (listener TLS)"),
+    ("SSLCertificateChainFile", "mod_ssl (listener TLS)"),
+    ("SSLProtocol", "mod_ssl (listener TLS)"),
+    ("Protocols", "mod_http2"),
+];
+
+pub fn build(nodes: Vec<Node>, root: &Path) -> Result<Config, ConfigError> {
+    let mut b = Builder {
+        listeners: Vec::new(),
+        main: ServerDraft::default(),
+        vhosts: Vec::new(),
+        limits: Limits::default(),
+        timeout: None,
+        keepalive: true,
+        keepalive_timeout: Duration::from_secs(5),
+        graceful_shutdown: None,
+        max_connections: None,
+        error_log: None,
+        log_level: tracing::Level::WARN,
+        pid_file: None,
+        warnings: Vec::new(),
+        root: root.to_path_buf(),
+    };
+    let mut main = std::mem::take(&mut b.main);
+    for node in &nodes {
+        b.directive(node, Context::InServer, &mut main, None)?;
+    }
+    b.main = main;
+    b.finish()
+}
+
+impl Builder {
+    fn directive(
+        &mut self,
+        node: &Node,
+        ctx: Context,
+        server: &mut ServerDraft,
+        location: Option<&mut Location>,
+    ) -> Result<(), ConfigError> {
+        let o = &node.origin;
+        let lower = node.name.to_ascii_lowercase();
+        let only = |allowed: &[Context]| -> Result<(), ConfigError> {
+            if allowed.contains(&ctx) {
+                Ok(())
+            } else {
+                Err(ConfigError::new(
+                    o,
+                    format!("{} not allowed in {}", node.name, ctx.describe()),
+                )
+                .hint(format!(
+                    "{} belongs in {}",
+                    node.name,
+                    allowed
+                        .iter()
+                        .map(|c| c.describe())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )))
+            }
+        };
+        let one = || -> Result<&str, ConfigError> {
+            match node.args.as_slice() {
+                [a] => Ok(a.as_str()),
+                _ => Err(ConfigError::new(
+                    o,
+                    format!(
+                        "{} takes one argument, {} given",
+                        node.name,
+                        node.args.len()
+                    ),
+                )),
+            }
+        };
+        if node.children.is_some()
+            && !matches!(lower.as_str(), "virtualhost" | "location" | "locationmatch")
+        {
+            return Err(unknown_or_not_yet(node, true));
+        }
+        use Context::*;
+        match lower.as_str() {
+            "listen" => {
+                only(&[InServer])?;
+                let (addr, proto) = match node.args.as_slice() {
+                    [a] => (a, None),
+                    [a, p] => (a, Some(p)),
+                    _ => return Err(ConfigError::new(o, "Listen takes [IP:]PORT [protocol]")),
+                };
+                if let Some(p) = proto {
+                    if !p.eq_ignore_ascii_case("http") {
+                        return Err(ConfigError::new(
+                            o,
+                            format!("Listen protocol '{p}' is not supported"),
+                        )
+                        .hint(
+                            "wsgate serves http on Listen; TLS listeners are not in this version",
+                        ));
+                    }
+                }
+                let addr = values::listen_addr(o, addr)?;
+                if let Some((_, first)) = self.listeners.iter().find(|(l, _)| l.addr == addr) {
+                    return Err(ConfigError::new(
+                        o,
+                        format!("Cannot define multiple Listeners on the same IP:port ({addr})"),
+                    )
+                    .hint(format!("{addr} is already in Listen at {first}")));
+                }
+                self.listeners.push((Listener { addr }, o.clone()));
+            }
+            "servername" => {
+                only(&[InServer, InVirtualHost])?;
+                let v = one()?;
+                let host = v.split_once("://").map(|(_, h)| h).unwrap_or(v);
+                let (host, _) = values::split_host_port(host);
+                server.server_name = Some(host.to_ascii_lowercase());
+            }
+            "serveralias" => {
+                only(&[InVirtualHost])?;
+                if node.args.is_empty() {
+                    return Err(ConfigError::new(o, "ServerAlias needs at least one name"));
+                }
+                server
+                    .aliases
+                    .extend(node.args.iter().map(|a| a.to_ascii_lowercase()));
+            }
+            "virtualhost" => {
+                only(&[InServer])?;
+                let children = node.children.as_ref().ok_or_else(|| section_needed(node))?;
+                if node.args.is_empty() {
+                    return Err(
+                        ConfigError::new(o, "<VirtualHost> needs at least one address")
+                            .hint("e.g. <VirtualHost *:80>"),
+                    );
+                }
+                let mut draft = ServerDraft {
+                    addrs: node
+                        .args
+                        .iter()
+                        .map(|a| values::vhost_addr(o, a))
+                        .collect::<Result<_, _>>()?,
+                    origin: Some(o.clone()),
+                    ..ServerDraft::default()
+                };
+                for child in children {
+                    self.directive(child, InVirtualHost, &mut draft, None)?;
+                }
+                self.vhosts.push(draft);
+            }
+            "location" | "locationmatch" => {
+                only(&[InServer, InVirtualHost])?;
+                let children = node.children.as_ref().ok_or_else(|| section_needed(node))?;
+                let (regex, pattern) = match (lower.as_str(), node.args.as_slice()) {
+                    ("location", [t, p]) if t == "~" => (true, p),
+                    ("location", [p]) => (false, p),
+                    ("locationmatch", [p]) => (true, p),
+                    _ => {
+                        return Err(ConfigError::new(
+                            o,
+                            format!("<{}> takes one path or regex", node.name),
+                        ))
+                    }
+                };
+                let matcher = if regex {
+                    LocationMatcher::Regex(proxy::compile_regex(o, pattern)?)
+                } else {
+                    LocationMatcher::Prefix(pattern.as_bytes().to_vec())
+                };
+                let mut loc = Location {
+                    matcher,
+                    proxy_pass: None,
+                    preserve_host: None,
+                    add_headers: None,
+                    fallback_to_http: None,
+                    reverse: Vec::new(),
+                    origin: o.clone(),
+                };
+                let inner = if regex { InLocationMatch } else { InLocation };
+                for child in children {
+                    self.directive(child, inner, server, Some(&mut loc))?;
+                }
+                server.locations.push(loc);
+            }
+            "timeout" => {
+                only(&[InServer])?;
+                self.timeout = Some(values::timeout(o, "Timeout", one()?, "s")?);
+            }
+            "keepalive" => {
+                only(&[InServer])?;
+                self.keepalive = values::on_off(o, "KeepAlive", one()?)?;
+            }
+            "keepalivetimeout" => {
+                only(&[InServer])?;
+                self.keepalive_timeout = values::timeout(o, "KeepAliveTimeout", one()?, "s")?;
+            }
+            "limitrequestline"
+            | "limitrequestfieldsize"
+            | "limitrequestfields"
+            | "limitrequestbody" => {
+                only(&[InServer])?;
+                let n = values::number(o, &node.name, one()?)?;
+                match lower.as_str() {
+                    "limitrequestline" => {
+                        self.limits.request_line = bounded(o, &node.name, n, 1, 65536)?
+                    }
+                    "limitrequestfieldsize" => {
+                        self.limits.field_size = bounded(o, &node.name, n, 1, 65536)?
+                    }
+                    "limitrequestfields" => {
+                        self.limits.fields = bounded(o, &node.name, n, 1, 32767)?
+                    }
+                    _ => {
+                        if n > 1 << 31 {
+                            return Err(ConfigError::new(
+                                o,
+                                "LimitRequestBody must be at most 2147483648 (2 GiB)",
+                            ));
+                        }
+                        self.limits.body = n;
+                    }
+                }
+            }
+            "gracefulshutdowntimeout" => {
+                only(&[InServer])?;
+                let secs = values::number(o, "GracefulShutdownTimeout", one()?)?;
+                self.graceful_shutdown = Some((secs > 0).then(|| Duration::from_secs(secs)));
+            }
+            "maxrequestworkers" | "maxclients" => {
+                only(&[InServer])?;
+                let n = values::number(o, &node.name, one()?)?;
+                if n == 0 {
+                    return Err(ConfigError::new(
+                        o,
+                        format!("{} must be at least 1", node.name),
+                    ));
+                }
+                self.max_connections = Some(n as usize);
+            }
+            "errorlog" => {
+                only(&[InServer])?;
+                let v = one()?;
+                if v.starts_with('|') || v.to_ascii_lowercase().starts_with("syslog") {
+                    return Err(ConfigError::new(
+                        o,
+                        format!("ErrorLog '{v}': piped and syslog logs are not supported"),
+                    )
+                    .hint("give a file path, or leave ErrorLog out to log to standard error"));
+                }
+                self.error_log = Some(self.root.join(v));
+            }
+            "loglevel" => {
+                only(&[InServer])?;
+                if node.args.is_empty() {
+                    return Err(ConfigError::new(o, "LogLevel needs a level"));
+                }
+                let mut level = None;
+                for arg in &node.args {
+                    let word = arg.rsplit(':').next().unwrap_or(arg);
+                    let l = log_level(word).ok_or_else(|| {
+                        ConfigError::new(o, format!("LogLevel: '{word}' is not a level"))
+                            .hint("one of emerg, alert, crit, error, warn, notice, info, debug, trace1..trace8")
+                    })?;
+                    // Per-module levels apply to the whole of wsgate: keep the
+                    // most verbose one asked for.
+                    level = Some(level.map_or(l, |cur: tracing::Level| cur.max(l)));
+                }
+                self.log_level = level.unwrap_or(tracing::Level::WARN);
+            }
+            "pidfile" => {
+                only(&[InServer])?;
+                self.pid_file = Some(self.root.join(one()?));
+            }
+            "proxypass" | "proxypassmatch" => {
+                let is_match = lower == "proxypassmatch";
+                match ctx {
+                    InServer | InVirtualHost => {
+                        let line = proxy::parse_pass(node, false, &mut self.warnings)?;
+                        let pattern = line.pattern.expect("a server-context ProxyPass has a path");
+                        let matcher = if line.regex {
+                            RouteMatcher::Regex(proxy::compile_regex(o, &pattern)?)
+                        } else {
+                            RouteMatcher::Prefix(pattern.into_bytes())
+                        };
+                        server.routes.push(Route {
+                            matcher,
+                            target: line.target,
+                            origin: o.clone(),
+                        });
+                    }
+                    InLocation | InLocationMatch => {
+                        if is_match && ctx == InLocation {
+                            return Err(ConfigError::new(o, "ProxyPassMatch inside <Location> has no regex to match with")
+                                .hint("use <LocationMatch regex> with ProxyPassMatch, or ProxyPass inside <Location>"));
+                        }
+                        let loc = location.expect("a Location context always has its Location");
+                        if let Some(prev) = &loc.proxy_pass {
+                            return Err(ConfigError::new(
+                                o,
+                                format!(
+                                    "a <Location> holds one {}; another is at line {}",
+                                    node.name, prev.origin.line
+                                ),
+                            ));
+                        }
+                        let line = proxy::parse_pass(node, true, &mut self.warnings)?;
+                        loc.proxy_pass = Some(LocationPass {
+                            target: line.target,
+                            origin: o.clone(),
+                        });
+                    }
+                }
+            }
+            "proxypassreverse" => {
+                only(&[InServer, InVirtualHost, InLocation])?;
+                match location {
+                    Some(loc) => {
+                        let LocationMatcher::Prefix(path) = &loc.matcher else {
+                            unreachable!("ProxyPassReverse is refused in <LocationMatch> above")
+                        };
+                        let path = String::from_utf8_lossy(path).into_owned();
+                        loc.reverse.push(proxy::parse_reverse(node, Some(&path))?);
+                    }
+                    None => server.reverse.push(proxy::parse_reverse(node, None)?),
+                }
+            }
+            "proxypreservehost" | "proxyaddheaders" | "proxywebsocketfallbacktoproxyhttp" => {
+                only(&[InServer, InVirtualHost, InLocation, InLocationMatch])?;
+                let v = values::on_off(o, &node.name, one()?)?;
+                match (location, lower.as_str()) {
+                    (Some(l), "proxypreservehost") => l.preserve_host = Some(v),
+                    (Some(l), "proxyaddheaders") => l.add_headers = Some(v),
+                    (Some(l), _) => l.fallback_to_http = Some(v),
+                    (None, "proxypreservehost") => server.preserve_host = Some(v),
+                    (None, "proxyaddheaders") => server.add_headers = Some(v),
+                    (None, _) => server.fallback_to_http = Some(v),
+                }
+            }
+            "proxytimeout" => {
+                only(&[InServer, InVirtualHost])?;
+                let v = one()?;
+                let secs = v.parse::<u64>().map_err(|_| {
+                    ConfigError::new(
+                        o,
+                        format!("ProxyTimeout '{v}' must be a whole number of seconds"),
+                    )
+                })?;
+                if secs < 1 {
+                    return Err(ConfigError::new(
+                        o,
+                        "Proxy Timeout must be at least 1 second.",
+                    ));
+                }
+                server.proxy_timeout = Some(Duration::from_secs(secs));
+            }
+            "proxyrequests" => {
+                only(&[InServer, InVirtualHost])?;
+                if values::on_off(o, "ProxyRequests", one()?)? {
+                    return Err(ConfigError::new(
+                        o,
+                        "ProxyRequests On makes a forward proxy, which wsgate is not",
+                    )
+                    .hint(
+                        "wsgate is a reverse proxy: remove the line or write ProxyRequests Off",
+                    ));
+                }
+            }
+            "sslproxyengine"
+            | "sslproxyverify"
+            | "sslproxycacertificatefile"
+            | "sslproxycheckpeername"
+            | "sslproxycheckpeercn"
+            | "sslproxycheckpeerexpire" => {
+                only(&[InServer, InVirtualHost])?;
+                server.ssl.set(node, &lower, one()?, &self.root)?;
+            }
+            _ => return Err(unknown_or_not_yet(node, node.children.is_some())),
+        }
+        // Proxy routes inside a LocationMatch must name the url only; checked in parse_pass.
+        let _ = location;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Config, ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(ConfigError {
+                origin: Origin {
+                    file: Arc::new(PathBuf::from("(configuration)")),
+                    line: 0,
+                },
+                message: "no Listen directive: wsgate would not listen anywhere".into(),
+                hint: Some("add e.g. 'Listen 127.0.0.1:8080'".into()),
+            });
+        }
+        let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_ascii_lowercase())
+            .unwrap_or_else(|_| "localhost".into());
+
+        let main_ssl = self.main.ssl.resolve(None)?;
+        let main_settings = ProxySettings {
+            preserve_host: self.main.preserve_host.unwrap_or(false),
+            add_headers: self.main.add_headers.unwrap_or(true),
+            fallback_to_http: self.main.fallback_to_http.unwrap_or(true),
+            proxy_timeout: self.main.proxy_timeout,
+            ssl_proxy: main_ssl,
+        };
+        let main_name = self.main.server_name.clone().unwrap_or(hostname);
+        let main_routes = std::mem::take(&mut self.main.routes);
+        let main_locations = std::mem::take(&mut self.main.locations);
+        let main_reverse = std::mem::take(&mut self.main.reverse);
+
+        let mut vhosts = Vec::with_capacity(self.vhosts.len());
+        for draft in std::mem::take(&mut self.vhosts) {
+            let ssl_proxy = if draft.ssl.is_empty() {
+                main_settings.ssl_proxy.clone()
+            } else {
+                draft.ssl.resolve(Some(&self.main.ssl))?
+            };
+            let settings = ProxySettings {
+                preserve_host: draft.preserve_host.unwrap_or(main_settings.preserve_host),
+                add_headers: draft.add_headers.unwrap_or(main_settings.add_headers),
+                fallback_to_http: draft
+                    .fallback_to_http
+                    .unwrap_or(main_settings.fallback_to_http),
+                proxy_timeout: draft.proxy_timeout.or(main_settings.proxy_timeout),
+                ssl_proxy,
+            };
+            let server_name = draft
+                .server_name
+                .clone()
+                .unwrap_or_else(|| main_name.clone());
+            let mut names = vec![server_name.clone()];
+            names.extend(draft.aliases.iter().cloned());
+            let mut routes: Vec<Route> = main_routes.iter().map(Route::share).collect();
+            routes.extend(draft.routes);
+            let mut locations: Vec<Location> = main_locations.iter().map(Location::share).collect();
+            locations.extend(draft.locations);
+            let mut reverse = main_reverse.clone();
+            reverse.extend(draft.reverse);
+            vhosts.push(Arc::new(Server {
+                server_name,
+                names,
+                addrs: draft.addrs,
+                routes,
+                locations,
+                settings,
+                reverse,
+                origin: draft.origin,
+            }));
+        }
+        let main = Arc::new(Server {
+            server_name: main_name.clone(),
+            names: vec![main_name],
+            addrs: Vec::new(),
+            routes: main_routes,
+            locations: main_locations,
+            settings: main_settings,
+            reverse: main_reverse,
+            origin: None,
+        });
+        Ok(Config {
+            listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
+            main,
+            vhosts,
+            limits: self.limits,
+            timeout,
+            keepalive: self.keepalive,
+            keepalive_timeout: self.keepalive_timeout,
+            graceful_shutdown: self
+                .graceful_shutdown
+                .unwrap_or(Some(DEFAULT_GRACEFUL_SHUTDOWN)),
+            max_connections: self.max_connections,
+            error_log: self.error_log,
+            log_level: self.log_level,
+            pid_file: self.pid_file,
+            warnings: self.warnings,
+        })
+    }
+}
+
+fn bounded(o: &Origin, name: &str, n: u64, min: u64, max: u64) -> Result<usize, ConfigError> {
+    if n < min || n > max {
+        return Err(ConfigError::new(
+            o,
+            format!("{name} must be between {min} and {max}, not {n}"),
+        ));
+    }
+    Ok(n as usize)
+}
+
+fn log_level(word: &str) -> Option<tracing::Level> {
+    use tracing::Level;
+    Some(match word.to_ascii_lowercase().as_str() {
+        "emerg" | "alert" | "crit" | "error" => Level::ERROR,
+        "warn" => Level::WARN,
+        "notice" | "info" => Level::INFO,
+        "debug" => Level::DEBUG,
+        t if t.starts_with("trace") && t.len() == 6 && (b'1'..=b'8').contains(&t.as_bytes()[5]) => {
+            Level::TRACE
+        }
+        _ => return None,
+    })
+}
+
+fn section_needed(node: &Node) -> ConfigError {
+    ConfigError::new(
+        &node.origin,
+        format!(
+            "{} is a section: write <{} …> … </{}>",
+            node.name, node.name, node.name
+        ),
+    )
+}
+
+fn unknown_or_not_yet(node: &Node, section: bool) -> ConfigError {
+    let shown = if section {
+        format!("<{}>", node.name)
+    } else {
+        node.name.clone()
+    };
+    if let Some((_, module)) = NOT_YET
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(&node.name))
+    {
+        return ConfigError::new(
+            &node.origin,
+            format!("{shown} needs {module}, which this version of wsgate does not implement yet"),
+        )
+        .hint(format!(
+            "remove it, or wrap it in <IfModule> for that module so wsgate skips it"
+        ));
+    }
+    let mut err = ConfigError::new(
+        &node.origin,
+        format!("Invalid command '{shown}', perhaps misspelled or defined by a module wsgate does not have"),
+    );
+    if let Some(n) = error::nearest(&node.name, DIRECTIVES.iter().copied()) {
+        err = err.hint(format!("did you mean '{n}'?"));
+    }
+    err
+}
+
+impl Route {
+    /// The same route for another server (workers and pools are shared).
+    fn share(&self) -> Route {
+        Route {
+            matcher: match &self.matcher {
+                RouteMatcher::Prefix(p) => RouteMatcher::Prefix(p.clone()),
+                RouteMatcher::Regex(r) => RouteMatcher::Regex(r.clone()),
+            },
+            target: self.target.share(),
+            origin: self.origin.clone(),
+        }
+    }
+}
+
+impl Target {
+    fn share(&self) -> Target {
+        match self {
+            Target::Exclude => Target::Exclude,
+            Target::Proxy(p) => Target::Proxy(ProxyTarget {
+                url: p.url.clone(),
+                substitutes: p.substitutes,
+                worker: p.worker.clone(),
+                nocanon: p.nocanon,
+                noquery: p.noquery,
+            }),
+        }
+    }
+}
+
+impl Location {
+    fn share(&self) -> Location {
+        Location {
+            matcher: match &self.matcher {
+                LocationMatcher::Prefix(p) => LocationMatcher::Prefix(p.clone()),
+                LocationMatcher::Regex(r) => LocationMatcher::Regex(r.clone()),
+            },
+            proxy_pass: self.proxy_pass.as_ref().map(|p| LocationPass {
+                target: p.target.share(),
+                origin: p.origin.clone(),
+            }),
+            preserve_host: self.preserve_host,
+            add_headers: self.add_headers,
+            fallback_to_http: self.fallback_to_http,
+            reverse: self.reverse.clone(),
+            origin: self.origin.clone(),
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! mod_proxy's directives: `ProxyPass`, `ProxyPassMatch`, their worker
+//! parameters, and `ProxyPassReverse`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::bytes::{Regex, RegexBuilder};
+
+use super::error::{ConfigError, Origin};
+use super::lexer::Node;
+use super::model::{ProxyTarget, Scheme, Target, UpgradePolicy, Worker, WorkerParams};
+use super::values::{self, parse_target_url};
+use crate::proxy::pool::Pool;
+
+/// ProxyPass or ProxyPassMatch, split into its parts.
+pub struct PassLine {
+    /// The path or regex; `None` inside a `<Location>`.
+    pub pattern: Option<String>,
+    pub regex: bool,
+    pub target: Target,
+}
+
+/// Parses `ProxyPass [~] [path] !|url [key=value…] [nocanon] [noquery]` and
+/// `ProxyPassMatch [regex] !|url …`. `in_location` says whether the path is
+/// given by the enclosing section.
+pub fn parse_pass(
+    node: &Node,
+    in_location: bool,
+    warnings: &mut Vec<String>,
+) -> Result<PassLine, ConfigError> {
+    let name = if node.is("ProxyPassMatch") {
+        "ProxyPassMatch"
+    } else {
+        "ProxyPass"
+    };
+    let mut regex = name == "ProxyPassMatch";
+    let mut args: Vec<&str> = node.args.iter().map(String::as_str).collect();
+    if args.first() == Some(&"~") {
+        regex = true;
+        args.remove(0);
+    }
+    // The url is the first argument that is not a path: a path starts with
+    // '/' (or is a regex); anything else in first place is the url.
+    let (pattern, url, rest) = if in_location {
+        match args.split_first() {
+            Some((url, rest)) if !url.starts_with('/') || regex => (None, *url, rest),
+            Some((path, _)) => {
+                return Err(ConfigError::new(
+                    &node.origin,
+                    format!("{name} can not have a path when defined in a location"),
+                )
+                .hint(format!("remove '{path}': the <Location> gives the path")))
+            }
+            None => return Err(needs_url(node, name)),
+        }
+    } else {
+        match args.as_slice() {
+            [path, url, rest @ ..] if url.contains("://") || *url == "!" || !url.contains('=') => {
+                (Some(path.to_string()), *url, rest)
+            }
+            [_] | [] | [_, _, ..] => {
+                return Err(ConfigError::new(
+                    &node.origin,
+                    format!("{name} needs a path when not defined in a location"),
+                )
+                .hint(format!("write {name} PATH URL [key=value ...]")))
+            }
+        }
+    };
+    let origin = &node.origin;
+
+    if let Some(p) = &pattern {
+        if regex {
+            compile_regex(origin, p)?;
+        } else if !p.starts_with('/') {
+            return Err(ConfigError::new(
+                origin,
+                format!("{name} path '{p}' must start with '/'"),
+            ));
+        }
+    }
+
+    if url == "!" {
+        if let Some(extra) = rest.first() {
+            return Err(ConfigError::new(
+                origin,
+                format!("{name} ... ! takes no parameters, found '{extra}'"),
+            ));
+        }
+        return Ok(PassLine {
+            pattern,
+            regex,
+            target: Target::Exclude,
+        });
+    }
+
+    let substitutes = regex && has_dollar_reference(url);
+    // Check the url as it will look after substitution; the scheme must be
+    // literal so that it is known before any request arrives.
+    let probe = if substitutes {
+        substitute_placeholders(url)
+    } else {
+        url.to_string()
+    };
+    let parsed = parse_target_url(&probe).map_err(|e| {
+        let message = match e {
+            values::UrlError::NotAbsolute => {
+                format!("{name} Unable to parse URL: '{url}': URL must be absolute")
+            }
+            other => format!("{name} '{url}': {}", other.describe()),
+        };
+        let mut err = ConfigError::new(origin, message);
+        if url.starts_with("balancer://") {
+            err = err
+                .hint("balancer:// needs mod_proxy_balancer, which this wsgate does not have yet");
+        } else if url.starts_with("unix:") {
+            err = err.hint("unix: sockets are not supported; proxy to a TCP address");
+        }
+        err
+    })?;
+    if substitutes && url.split_once("://").is_some_and(|(s, _)| s.contains('$')) {
+        return Err(ConfigError::new(
+            origin,
+            format!("{name} '{url}': the scheme cannot come from a $N reference"),
+        ));
+    }
+
+    let mut params = WorkerParams::default();
+    let mut nocanon = false;
+    let mut noquery = false;
+    for word in rest {
+        match word.to_ascii_lowercase().as_str() {
+            "nocanon" => nocanon = true,
+            "noquery" => noquery = true,
+            "interpolate" => {
+                return Err(ConfigError::new(
+                    origin,
+                    format!("{name}: 'interpolate' is not supported by wsgate"),
+                )
+                .hint("ProxyPassInterpolateEnv is not implemented; write the values out"))
+            }
+            _ => {
+                let Some((key, value)) = word.split_once('=') else {
+                    return Err(ConfigError::new(
+                        origin,
+                        format!("Invalid {name} parameter '{word}'. Parameter must be in the form 'key=value'."),
+                    ));
+                };
+                set_worker_param(origin, name, &mut params, key, value)?;
+            }
+        }
+    }
+
+    let policy = params.upgrade_policy(parsed.scheme);
+    let location = pattern.as_deref().unwrap_or("(location)");
+    match policy {
+        UpgradePolicy::Any => warnings.push(format!(
+            "{origin}: {name} {location} upgrade=ANY tunnels any protocol a client asks for; not recommended in production"
+        )),
+        UpgradePolicy::None => warnings.push(format!(
+            "{origin}: {name} {location} upgrade=NONE is not recommended in production; as in Apache 2.4.71 it tunnels only requests that ask for 'Upgrade: NONE'"
+        )),
+        _ => {}
+    }
+    if let (Some(p), false) = (&pattern, regex) {
+        if p.ends_with('/') != parsed.path.ends_with('/') && !parsed.path.is_empty() {
+            warnings.push(format!(
+                "{origin}: {name} {p} {url}: one ends with '/' and the other does not, so paths join as '{}' + rest; usually both should end with '/' or neither",
+                parsed.path
+            ));
+        }
+    }
+    if matches!(parsed.scheme, Scheme::Https | Scheme::Wss) && nocanon {
+        // Nothing to check; noted here so the combination stays deliberate.
+    }
+
+    let worker_name = match url.find('$') {
+        Some(i) if substitutes => url[..i].to_string(),
+        _ => url.to_string(),
+    };
+    let pool = Pool::new(params.max);
+    Ok(PassLine {
+        pattern,
+        regex,
+        target: Target::Proxy(ProxyTarget {
+            url: url.to_string(),
+            substitutes,
+            worker: Arc::new(Worker {
+                name: worker_name,
+                params,
+                pool,
+            }),
+            nocanon,
+            noquery,
+        }),
+    })
+}
+
+fn needs_url(node: &Node, name: &str) -> ConfigError {
+    ConfigError::new(&node.origin, format!("{name} needs a url (or '!')"))
+}
+
+pub fn compile_regex(origin: &Origin, pattern: &str) -> Result<Regex, ConfigError> {
+    // Apache compiles with "dot matches newline" since 2.4.42 (CVE-2019-10098).
+    RegexBuilder::new(pattern)
+        .dot_matches_new_line(true)
+        .build()
+        .map_err(|e| {
+            let detail = e.to_string();
+            let mut err = ConfigError::new(
+                origin,
+                format!("Regular expression could not be compiled: '{pattern}'"),
+            );
+            if detail.contains("look-around") || detail.contains("backreference") {
+                err = err.hint("wsgate uses Rust's regex dialect, which has no look-around or backreferences inside a pattern");
+            } else if let Some(last) = detail.lines().rev().find(|l| l.starts_with("error:")) {
+                err = err.hint(last.trim_start_matches("error:").trim().to_string());
+            }
+            err
+        })
+}
+
+fn has_dollar_reference(url: &str) -> bool {
+    let bytes = url.as_bytes();
+    bytes
+        .windows(2)
+        .any(|w| w[0] == b'$' && w[1].is_ascii_digit())
+}
+
+/// `$N` replaced by a harmless host-and-path character, to check a template.
+fn substitute_placeholders(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    let mut chars = url.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            chars.next();
+            out.push('x');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The balancer's parameters: valid on a balancer:// ProxyPass only.
+const BALANCER_KEYS: &[&str] = &[
+    "lbmethod",
+    "maxattempts",
+    "nofailover",
+    "stickysession",
+    "stickysessionsep",
+    "scolonpathdelim",
+    "failonstatus",
+    "failontimeout",
+    "nonce",
+    "growth",
+    "forcerecovery",
+];
+
+const WORKER_KEYS: &[&str] = &[
+    "upgrade",
+    "timeout",
+    "connectiontimeout",
+    "keepalive",
+    "disablereuse",
+    "enablereuse",
+    "retry",
+    "max",
+    "min",
+    "smax",
+    "ttl",
+    "acquire",
+    "loadfactor",
+    "route",
+    "redirect",
+    "lbset",
+    "status",
+    "ping",
+    "flushpackets",
+    "flushwait",
+    "iobuffersize",
+    "receivebuffersize",
+    "responsefieldsize",
+    "secret",
+    "addressttl",
+    "hcmethod",
+    "hcinterval",
+    "hcpasses",
+    "hcfails",
+    "hcuri",
+    "hcexpr",
+    "hctemplate",
+];
+
+/// One `key=value` worker parameter, validated as Apache validates it.
+pub fn set_worker_param(
+    origin: &Origin,
+    directive: &str,
+    params: &mut WorkerParams,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let key_lower = key.to_ascii_lowercase();
+    let err = |msg: String| ConfigError::new(origin, msg);
+    let whole = |what: &str| -> Result<u64, ConfigError> { values::number(origin, what, value) };
+    match key_lower.as_str() {
+        "upgrade" => {
+            if value.len() > 15 {
+                return Err(err(format!("{directive} upgrade protocol length must be < 16 characters")));
+            }
+            params.upgrade = Some(value.to_string());
+        }
+        "timeout" => {
+            let secs = value.parse::<u64>().map_err(|_| {
+                err(format!("{directive} timeout='{value}': timeout takes whole seconds"))
+                    .hint("Apache reads 'timeout=500ms' as 500 seconds; write timeout=1 or use connectiontimeout=500ms for connects")
+            })?;
+            if secs < 1 {
+                return Err(err(format!("{directive} Timeout must be at least one second")));
+            }
+            params.timeout = Some(Duration::from_secs(secs));
+        }
+        "connectiontimeout" => {
+            let t = values::timeout(origin, "connectiontimeout", value, "s")?;
+            if t < Duration::from_millis(1) {
+                return Err(err(format!("{directive} Connectiontimeout must be at least one millisecond")));
+            }
+            params.connection_timeout = Some(t);
+        }
+        "ping" | "acquire" => {
+            let unit = if key_lower == "ping" { "s" } else { "ms" };
+            let t = values::timeout(origin, &key_lower, value, unit)?;
+            if key_lower == "acquire" {
+                params.acquire = Some(t);
+            }
+        }
+        "keepalive" => params.keepalive = values::on_off(origin, "KeepAlive", value)?,
+        "disablereuse" => params.disable_reuse = values::on_off(origin, "DisableReuse", value)?,
+        "enablereuse" => params.disable_reuse = !values::on_off(origin, "EnableReuse", value)?,
+        "retry" => {
+            let secs = value.parse::<i64>().map_err(|_| err(format!("{directive} retry='{value}' is not a number of seconds")))?;
+            if secs < 0 {
+                return Err(err("Retry must be a positive value".into()));
+            }
+            params.retry = Duration::from_secs(secs.unsigned_abs());
+        }
+        "max" => params.max = Some(whole("max")? as usize),
+        "min" | "smax" | "flushwait" | "iobuffersize" | "secret" => {
+            if key_lower != "secret" {
+                whole(&key_lower)?;
+            }
+        }
+        "receivebuffersize" => {
+            let n = whole("receivebuffersize")?;
+            if n != 0 && n < 512 {
+                return Err(err("ReceiveBufferSize must be >= 512 bytes, or 0 for system default.".into()));
+            }
+        }
+        "responsefieldsize" => {
+            if whole("responsefieldsize")? == 0 {
+                return Err(err("ResponseFieldSize must be greater than 0 bytes".into()));
+            }
+        }
+        "addressttl" => {
+            value
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= -1)
+                .ok_or_else(|| err("Address TTL must be -1 or a positive number".into()))?;
+        }
+        "ttl" => {
+            let secs = whole("ttl")?;
+            if secs < 1 {
+                return Err(err("TTL must be at least one second".into()));
+            }
+            params.ttl = Some(Duration::from_secs(secs));
+        }
+        "loadfactor" => {
+            let f: f64 = value.parse().map_err(|_| err("LoadFactor must be a number between 1..100".into()))?;
+            if !(1.0..=100.0).contains(&f) {
+                return Err(err("LoadFactor must be a number between 1..100".into()));
+            }
+        }
+        "route" => {
+            if value.len() >= 64 {
+                return Err(err("Route length must be < 64 characters".into()));
+            }
+        }
+        "redirect" => {
+            if value.len() >= 64 {
+                return Err(err("Redirect length must be < 64 characters".into()));
+            }
+        }
+        "lbset" => {
+            let n = whole("lbset")?;
+            if n > 99 {
+                return Err(err("lbset must be between 0 and 99".into()));
+            }
+        }
+        "status" => {
+            let mut chars = value.chars();
+            let mut mode = true;
+            for c in chars.by_ref() {
+                match c.to_ascii_uppercase() {
+                    '+' => mode = true,
+                    '-' => mode = false,
+                    'D' | 'S' | 'I' | 'H' | 'R' | 'E' | 'N' | 'C' => {}
+                    _ => return Err(err(format!("{directive} Unknown status parameter option '{c}'")).hint("status letters are D, S, I, H, R, E, N and C, each after + or -")),
+                }
+            }
+            let _ = mode;
+        }
+        "flushpackets" => {
+            if !["on", "off", "auto"].contains(&value.to_ascii_lowercase().as_str()) {
+                return Err(err("flushpackets must be on|off|auto".into()));
+            }
+        }
+        "mapping" => {
+            return Err(err(format!("{directive} mapping='{value}' is not supported by wsgate"))
+                .hint("leave mapping= out: wsgate matches the decoded, normalised path as Apache does by default"))
+        }
+        "hcmethod" | "hcinterval" | "hcpasses" | "hcfails" | "hcuri" | "hcexpr" | "hctemplate" => {
+            return Err(err(format!("{directive} {key}=: health checks (mod_proxy_hcheck) are for balancer members, which this wsgate does not have yet")))
+        }
+        k if BALANCER_KEYS.contains(&k) => {
+            return Err(err(format!("{directive} {key}= is a balancer parameter; it applies only to a balancer:// url")))
+        }
+        _ => {
+            let mut e = err(format!("{directive} unknown Worker parameter '{key}'"));
+            if let Some(n) = super::error::nearest(key, WORKER_KEYS.iter().copied()) {
+                e = e.hint(format!("did you mean '{n}='?"));
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// `ProxyPassReverse path url` (or `url` alone inside a Location).
+pub fn parse_reverse(
+    node: &Node,
+    location_path: Option<&str>,
+) -> Result<super::model::ReverseRule, ConfigError> {
+    let args: Vec<&str> = node.args.iter().map(String::as_str).collect();
+    let (path, url) = match (location_path, args.as_slice()) {
+        (Some(loc), [url]) => (loc.to_string(), *url),
+        (Some(_), _) => {
+            return Err(ConfigError::new(
+                &node.origin,
+                "ProxyPassReverse takes only a url when defined in a location",
+            ))
+        }
+        (None, [path, url]) => (path.to_string(), *url),
+        (None, _) => {
+            return Err(
+                ConfigError::new(&node.origin, "ProxyPassReverse needs a path and a url")
+                    .hint("write ProxyPassReverse /path/ http://backend/path/"),
+            )
+        }
+    };
+    if url.eq_ignore_ascii_case("interpolate") || args.len() > 2 {
+        return Err(ConfigError::new(
+            &node.origin,
+            "ProxyPassReverse: 'interpolate' is not supported by wsgate",
+        ));
+    }
+    Ok(super::model::ReverseRule {
+        path,
+        url: url.to_string(),
+    })
+}

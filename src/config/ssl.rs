@@ -1,0 +1,127 @@
+//! mod_ssl's proxy directives: TLS toward `https://` and `wss://` backends.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::error::{ConfigError, Origin};
+use super::lexer::Node;
+use super::model::SslProxy;
+use super::values;
+
+/// The `SSLProxy*` directives of one server before merging.
+#[derive(Default, Clone)]
+pub struct SslDraft {
+    engine: Option<bool>,
+    verify: Option<bool>,
+    ca_file: Option<(PathBuf, Origin)>,
+    check_peer_name: Option<bool>,
+    check_peer_expire: Option<bool>,
+    verify_origin: Option<Origin>,
+}
+
+impl SslDraft {
+    pub fn is_empty(&self) -> bool {
+        self.engine.is_none()
+            && self.verify.is_none()
+            && self.ca_file.is_none()
+            && self.check_peer_name.is_none()
+            && self.check_peer_expire.is_none()
+    }
+
+    pub fn set(
+        &mut self,
+        node: &Node,
+        lower: &str,
+        value: &str,
+        root: &Path,
+    ) -> Result<(), ConfigError> {
+        let o = &node.origin;
+        match lower {
+            "sslproxyengine" => self.engine = Some(values::on_off(o, &node.name, value)?),
+            "sslproxyverify" => {
+                self.verify = Some(match value.to_ascii_lowercase().as_str() {
+                    "none" => false,
+                    "require" => true,
+                    "optional" | "optional_no_ca" => {
+                        return Err(ConfigError::new(
+                            o,
+                            format!("SSLProxyVerify {value} is not supported by wsgate"),
+                        )
+                        .hint("use 'require' to verify the backend's chain, or 'none'"))
+                    }
+                    _ => {
+                        return Err(ConfigError::new(
+                            o,
+                            format!("SSLProxyVerify: invalid type '{value}'"),
+                        )
+                        .hint("one of none, require"))
+                    }
+                });
+                self.verify_origin = Some(o.clone());
+            }
+            "sslproxycacertificatefile" => {
+                let path = root.join(value);
+                if !path.is_file() {
+                    return Err(ConfigError::new(
+                        o,
+                        format!(
+                            "SSLProxyCACertificateFile: file '{}' does not exist or is empty",
+                            path.display()
+                        ),
+                    ));
+                }
+                self.ca_file = Some((path, o.clone()));
+            }
+            "sslproxycheckpeername" | "sslproxycheckpeercn" => {
+                self.check_peer_name = Some(values::on_off(o, &node.name, value)?)
+            }
+            _ => self.check_peer_expire = Some(values::on_off(o, &node.name, value)?),
+        }
+        Ok(())
+    }
+
+    /// Merges over `parent` (the main server's, for a vhost) and builds the
+    /// TLS client configuration.
+    pub fn resolve(&self, parent: Option<&SslDraft>) -> Result<Arc<SslProxy>, ConfigError> {
+        let p = parent.cloned().unwrap_or_default();
+        let verify = self.verify.or(p.verify).unwrap_or(false);
+        let ca_file = self.ca_file.clone().or(p.ca_file);
+        let mut ssl = SslProxy {
+            engine: self.engine.or(p.engine).unwrap_or(false),
+            verify,
+            ca_file: ca_file.as_ref().map(|(f, _)| f.clone()),
+            check_peer_name: self.check_peer_name.or(p.check_peer_name).unwrap_or(true),
+            check_peer_expire: self
+                .check_peer_expire
+                .or(p.check_peer_expire)
+                .unwrap_or(true),
+            client: None,
+        };
+        if verify && ca_file.is_none() {
+            let origin = self
+                .verify_origin
+                .clone()
+                .or(p.verify_origin)
+                .expect("verify was set by a directive");
+            return Err(ConfigError::new(
+                &origin,
+                "SSLProxyVerify require needs SSLProxyCACertificateFile",
+            )
+            .hint("name the PEM file of the CA that signed the backends' certificates"));
+        }
+        if ssl.engine {
+            let client = crate::tls::client_config(&ssl).map_err(|e| {
+                let origin = ca_file
+                    .as_ref()
+                    .map(|(_, o)| o.clone())
+                    .unwrap_or_else(|| Origin {
+                        file: Arc::new("(configuration)".into()),
+                        line: 0,
+                    });
+                ConfigError::new(&origin, format!("SSLProxyCACertificateFile: {e}"))
+            })?;
+            ssl.client = Some(Arc::new(client));
+        }
+        Ok(Arc::new(ssl))
+    }
+}

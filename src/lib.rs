@@ -1,0 +1,24 @@
+//! wsgate: a reverse proxy for WebSocket and other HTTP/1.1 upgrades,
+//! configured with Apache httpd's own directives.
+//!
+//! # Layout
+//!
+//! The modules follow a connection:
+//!
+//! * `config` — Apache configuration text to a validated [`config::Config`]:
+//!   `lexer` (file syntax), `include` (Include, Define, IfModule…), then one
+//!   file per Apache module (`proxy`, `ssl`) building `model`.
+//! * `route` — pure: request path normalisation and the mapping of a request
+//!   to a backend url (ProxyPass, ProxyPassMatch, `<Location>`).
+//! * `proxy` — the engine: `server` accepts, `http` reads requests and
+//!   forwards them, `upgrade` decides on protocol switches, `tunnel` copies
+//!   bytes after a 101, `headers` builds the heads, `backend` and `pool`
+//!   connect to backends.
+//! * `tls` — rustls configuration for backends from `SSLProxy*`.
+//! * `demo` — the self-contained `wsgate demo`.
+
+pub mod config;
+pub mod demo;
+pub mod proxy;
+pub mod route;
+pub mod tls;

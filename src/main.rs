@@ -1,0 +1,188 @@
+//! The `wsgate` command: arguments, logging, signals and exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
+
+use wsgate::config;
+use wsgate::proxy::server::Handle;
+
+/// Exit codes a shell script can rely on.
+const EXIT_OK: u8 = 0;
+const EXIT_CONFIG: u8 = 1;
+const EXIT_RUNTIME: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "wsgate",
+    version,
+    about = "A reverse proxy for WebSocket and HTTP/1.1 upgrades, configured with Apache httpd's directives",
+    after_help = "Signals: SIGHUP or SIGUSR1 reloads the configuration; SIGTERM, SIGINT or SIGWINCH stop \
+                  gracefully (a second SIGTERM/SIGINT stops at once).\n\
+                  Exit codes: 0 success, 1 configuration error, 2 usage or runtime error."
+)]
+struct Args {
+    /// The configuration file (Apache syntax).
+    #[arg(short = 'f', value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Check the configuration and exit: prints "Syntax OK" or FILE:LINE: what is wrong.
+    #[arg(short = 't')]
+    test: bool,
+    /// Define a name for <IfDefine> and ${NAME} (NAME or NAME=VALUE), like httpd -D.
+    #[arg(short = 'D', value_name = "NAME")]
+    defines: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a self-contained demonstration: the proxy, a WebSocket echo backend and a page.
+    Demo {
+        /// Where the proxy listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(Command::Demo { listen }) = args.command {
+        init_logging(tracing::Level::INFO, None);
+        return run_runtime(async move {
+            match wsgate::demo::run(listen).await {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    eprintln!("wsgate demo: {e:#}");
+                    EXIT_RUNTIME
+                }
+            }
+        });
+    }
+    let Some(file) = args.file else {
+        eprintln!(
+            "wsgate: no configuration file: use wsgate -f FILE (or wsgate demo); see wsgate --help"
+        );
+        return ExitCode::from(EXIT_RUNTIME);
+    };
+    let config = match config::load(&file, &args.defines) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.test {
+        for w in &config.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("Syntax OK");
+        return ExitCode::from(EXIT_OK);
+    }
+    init_logging(config.log_level, config.error_log.as_deref());
+    run_runtime(serve(config, file, args.defines))
+}
+
+fn run_runtime(f: impl std::future::Future<Output = u8>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wsgate: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    ExitCode::from(runtime.block_on(f))
+}
+
+fn init_logging(level: tracing::Level, file: Option<&std::path::Path>) {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false);
+    let opened = file.map(|f| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(f)
+    });
+    match opened {
+        Some(Ok(f)) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .init(),
+        Some(Err(e)) => {
+            builder.with_writer(std::io::stderr).init();
+            tracing::error!("cannot open ErrorLog: {e}; logging to standard error");
+        }
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+async fn serve(config: config::Config, file: PathBuf, defines: Vec<String>) -> u8 {
+    let pid_file = config.pid_file.clone();
+    let handle = match Handle::start(config).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("wsgate: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    if let Some(p) = &pid_file {
+        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+            tracing::error!("cannot write PidFile {}: {e}", p.display());
+        }
+    }
+    let signals = (|| -> std::io::Result<_> {
+        Ok((
+            signal(SignalKind::hangup())?,
+            signal(SignalKind::user_defined1())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::window_change())?,
+        ))
+    })();
+    let (mut hup, mut usr1, mut term, mut int, mut winch) = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wsgate: cannot install signal handlers: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&handle, &file, &defines),
+            _ = usr1.recv() => reload(&handle, &file, &defines),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = winch.recv() => break,
+        }
+    }
+    let grace = handle.shared().config().graceful_shutdown;
+    tracing::info!("stopping: waiting up to {grace:?} for requests and tunnels to finish");
+    let left = tokio::select! {
+        n = handle.shutdown(grace) => n,
+        _ = term.recv() => 0,
+        _ = int.recv() => 0,
+    };
+    if left > 0 {
+        tracing::warn!("closing {left} connections still open after GracefulShutdownTimeout");
+    }
+    if let Some(p) = &pid_file {
+        let _ = std::fs::remove_file(p);
+    }
+    EXIT_OK
+}
+
+fn reload(handle: &Handle, file: &std::path::Path, defines: &[String]) {
+    match config::load(file, defines) {
+        Ok(config) => match handle.reload(config) {
+            Ok(()) => tracing::warn!("configuration reloaded from {}", file.display()),
+            Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+        },
+        Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+    }
+}

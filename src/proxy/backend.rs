@@ -1,0 +1,137 @@
+//! Connections to backends: TCP, optionally wrapped in TLS, with the
+//! connect timeout and socket options a worker asks for.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::client::TlsStream;
+
+use super::error::ProxyError;
+
+/// A connected backend socket.
+pub enum BackendStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl BackendStream {
+    /// Whether a pooled connection has been closed by the backend, or has
+    /// sent something nobody asked for; either way it must not be reused.
+    pub fn is_stale(&self) -> bool {
+        let tcp = match self {
+            BackendStream::Plain(s) => s,
+            BackendStream::Tls(s) => s.get_ref().0,
+        };
+        let mut probe = [0u8; 1];
+        !matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+impl AsyncRead for BackendStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for BackendStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            BackendStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            BackendStream::Plain(s) => s.is_write_vectored(),
+            BackendStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// A backend connection with the pool slot (`max=`) it occupies.
+pub struct BackendConn {
+    pub stream: BackendStream,
+    pub _slot: Option<OwnedSemaphorePermit>,
+    /// Whether this connection served a request before.
+    pub reused: bool,
+}
+
+/// Where and how to connect.
+pub struct ConnectSpec<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    pub connect_timeout: Duration,
+    pub keepalive: bool,
+}
+
+pub async fn connect(spec: &ConnectSpec<'_>) -> Result<BackendStream, ProxyError> {
+    let addr = (spec.host, spec.port);
+    let tcp = match tokio::time::timeout(spec.connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(ProxyError::Connect(e.to_string())),
+        Err(_) => return Err(ProxyError::Connect("connect timed out".into())),
+    };
+    let _ = tcp.set_nodelay(true);
+    if spec.keepalive {
+        set_keepalive(&tcp);
+    }
+    let Some((config, name)) = &spec.tls else {
+        return Ok(BackendStream::Plain(tcp));
+    };
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    match tokio::time::timeout(spec.connect_timeout, connector.connect(name.clone(), tcp)).await {
+        Ok(Ok(tls)) => Ok(BackendStream::Tls(Box::new(tls))),
+        Ok(Err(e)) => Err(ProxyError::TlsHandshake(e.to_string())),
+        Err(_) => Err(ProxyError::TlsHandshake("handshake timed out".into())),
+    }
+}
+
+fn set_keepalive(tcp: &TcpStream) {
+    // Best effort, like Apache's keepalive=On: a failure only loses probes.
+    let _ = socket2::SockRef::from(tcp).set_keepalive(true);
+}

@@ -1,0 +1,82 @@
+//! What can go wrong while proxying one request, who is to blame, and the
+//! one place that turns it into a status for the client (S72).
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    // The client's fault.
+    #[error("client sent a malformed request: {0}")]
+    BadRequest(&'static str),
+    #[error("client request body larger than LimitRequestBody")]
+    BodyTooLarge,
+    #[error("client Transfer-Encoding is not chunked")]
+    UnsupportedTransferEncoding,
+    #[error("client went away: {0}")]
+    ClientIo(String),
+    #[error("client timed out")]
+    ClientTimeout,
+
+    // The backend's fault.
+    #[error("backend connect failed: {0}")]
+    Connect(String),
+    #[error("no free connection to the backend (max= reached)")]
+    PoolExhausted,
+    #[error("TLS handshake with the backend failed: {0}")]
+    TlsHandshake(String),
+    #[error("backend did not answer within the timeout")]
+    BackendTimeout,
+    #[error("backend closed the connection before answering")]
+    BackendClosed,
+    #[error("backend connection failed: {0}")]
+    BackendIo(String),
+    #[error("backend sent a malformed response: {0}")]
+    BadResponse(&'static str),
+    #[error("backend sent a bare CR in a response header")]
+    BackendBareCr,
+    #[error("backend switched protocols wrongly: {0}")]
+    BadUpgrade(String),
+    #[error("backend sent more than 10 interim responses")]
+    TooManyInterim,
+
+    // Ours (configuration).
+    #[error("https:// or wss:// backend without SSLProxyEngine On")]
+    TlsNotEnabled,
+}
+
+/// The answer to give the client, if it can still get one.
+pub struct Answer {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+impl ProxyError {
+    pub fn answer(&self) -> Option<Answer> {
+        use ProxyError::*;
+        let (status, reason) = match self {
+            BadRequest(_) => (400, "Bad Request"),
+            BodyTooLarge => (413, "Content Too Large"),
+            UnsupportedTransferEncoding => (500, "Internal Server Error"),
+            ClientIo(_) | ClientTimeout => return None,
+            Connect(_) | PoolExhausted => (503, "Service Unavailable"),
+            TlsHandshake(_) => (500, "Proxy Error"),
+            BackendTimeout | BackendClosed | BackendIo(_) | BadUpgrade(_) | TooManyInterim => {
+                (502, "Proxy Error")
+            }
+            BadResponse(_) => (502, "Bad Gateway"),
+            BackendBareCr => (500, "Internal Server Error"),
+            TlsNotEnabled => (500, "Internal Server Error"),
+        };
+        Some(Answer { status, reason })
+    }
+
+    /// Whether the backend, not the client, failed (for the error log level).
+    pub fn is_backend(&self) -> bool {
+        !matches!(
+            self,
+            ProxyError::BadRequest(_)
+                | ProxyError::BodyTooLarge
+                | ProxyError::UnsupportedTransferEncoding
+                | ProxyError::ClientIo(_)
+                | ProxyError::ClientTimeout
+        )
+    }
+}

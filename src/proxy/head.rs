@@ -1,0 +1,502 @@
+//! HTTP/1.x message heads, parsed strictly and kept in the order received.
+//!
+//! Written by hand rather than taken from a general HTTP library because a
+//! proxy that must behave like Apache needs what such libraries normalise
+//! away: header order, the spelling of names and values, the backend's reason
+//! phrase, and Apache's exact answers to malformed input (S1, S4, S6, S75–S77).
+
+use crate::config::Limits;
+
+/// Header fields in received order, names as spelled on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    pub fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Headers {
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    pub fn count(&self, name: &str) -> usize {
+        self.fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    pub fn push(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        self.fields.push((name.to_string(), value.into()));
+    }
+
+    /// Whether `name`'s comma-separated value holds `token` (case-insensitive).
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(|&b| b == b',' || b == b';'))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub major: u8,
+    pub minor: u8,
+}
+
+impl Version {
+    pub const HTTP_10: Version = Version { major: 1, minor: 0 };
+    pub const HTTP_11: Version = Version { major: 1, minor: 1 };
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: String,
+    pub target: String,
+    pub version: Version,
+    pub headers: Headers,
+}
+
+/// Why a request head is refused, with the status to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// 400.
+    Malformed(&'static str),
+    /// 414: the request line is longer than LimitRequestLine.
+    UriTooLong,
+    /// 505.
+    Version,
+}
+
+/// Position just after the blank line that ends a head in `buf`, if there is
+/// one. Both CRLF and bare LF line ends count, so that a bare-LF request can
+/// be answered with a 400 rather than waited on.
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(pos) = memchr(b'\n', &buf[i..]) {
+        let nl = i + pos;
+        let next = nl + 1;
+        match buf.get(next) {
+            Some(b'\n') => return Some(next + 1),
+            Some(b'\r') if buf.get(next + 1) == Some(&b'\n') => return Some(next + 2),
+            Some(_) => i = next,
+            None => return None,
+        }
+    }
+    None
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Splits a head into lines. Requests must use CRLF; a bare CR anywhere is
+/// reported as `Err(true)`, a bare LF as `Err(false)`.
+fn lines(head: &[u8], allow_bare_lf: bool) -> Result<Vec<&[u8]>, bool> {
+    let mut out = Vec::with_capacity(16);
+    let mut start = 0;
+    let mut i = 0;
+    while i < head.len() {
+        match head[i] {
+            b'\r' => {
+                if head.get(i + 1) != Some(&b'\n') {
+                    return Err(true);
+                }
+                out.push(&head[start..i]);
+                i += 2;
+                start = i;
+            }
+            b'\n' => {
+                if !allow_bare_lf {
+                    return Err(false);
+                }
+                out.push(&head[start..i]);
+                i += 1;
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    if start < head.len() {
+        out.push(&head[start..]);
+    }
+    // Drop the empty line that ends the head.
+    while out.last().is_some_and(|l| l.is_empty()) {
+        out.pop();
+    }
+    Ok(out)
+}
+
+/// Parses a request head (everything up to and including the blank line).
+pub fn parse_request(head: &[u8], limits: &Limits) -> Result<RequestHead, RequestError> {
+    use RequestError::Malformed;
+    let lines = lines(head, false).map_err(|_| Malformed("bad line ending"))?;
+    let (first, rest) = lines.split_first().ok_or(Malformed("empty request"))?;
+    if first.len() > limits.request_line {
+        return Err(RequestError::UriTooLong);
+    }
+    let mut parts = first.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Malformed("request line is not METHOD SP target SP version"));
+    };
+    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
+        return Err(Malformed("bad method"));
+    }
+    if target.is_empty() || target.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return Err(Malformed("bad request target"));
+    }
+    let version = parse_version(version).ok_or(Malformed("bad protocol version"))?;
+    if version.major != 1 {
+        return Err(RequestError::Version);
+    }
+    let headers =
+        parse_fields(rest, limits.field_size, limits.fields, true).map_err(|e| match e {
+            FieldError::Malformed(m) => Malformed(m),
+            FieldError::BareCr => Malformed("bare CR in a header"),
+        })?;
+    Ok(RequestHead {
+        method: String::from_utf8_lossy(method).into_owned(),
+        target: String::from_utf8_lossy(target).into_owned(),
+        version,
+        headers,
+    })
+}
+
+fn parse_version(v: &[u8]) -> Option<Version> {
+    let rest = v.strip_prefix(b"HTTP/")?;
+    match rest {
+        [maj, b'.', min] if maj.is_ascii_digit() && min.is_ascii_digit() => Some(Version {
+            major: maj - b'0',
+            minor: min - b'0',
+        }),
+        _ => None,
+    }
+}
+
+enum FieldError {
+    Malformed(&'static str),
+    BareCr,
+}
+
+/// Header lines: `name: value`, obsolete folding joined with a space;
+/// request headers with the same name merged with `, ` (S6).
+fn parse_fields(
+    lines: &[&[u8]],
+    max_line: usize,
+    max_fields: usize,
+    merge: bool,
+) -> Result<Headers, FieldError> {
+    let mut headers = Headers {
+        fields: Vec::with_capacity(lines.len()),
+    };
+    let mut count = 0;
+    for line in lines {
+        if line.len() > max_line {
+            return Err(FieldError::Malformed("header line too long"));
+        }
+        if line.contains(&0) {
+            return Err(FieldError::Malformed("NUL in a header"));
+        }
+        if line.contains(&b'\r') {
+            return Err(FieldError::BareCr);
+        }
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            let (_, value) = headers
+                .fields
+                .last_mut()
+                .ok_or(FieldError::Malformed("continuation line before any header"))?;
+            let more = line.trim_ascii();
+            if !more.is_empty() {
+                value.push(b' ');
+                value.extend_from_slice(more);
+            }
+            continue;
+        }
+        count += 1;
+        if count > max_fields {
+            return Err(FieldError::Malformed("too many header fields"));
+        }
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or(FieldError::Malformed("header line without a colon"))?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return Err(FieldError::Malformed("bad header name"));
+        }
+        let value = line[colon + 1..].trim_ascii();
+        if value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            return Err(FieldError::Malformed("control character in a header value"));
+        }
+        let name = String::from_utf8_lossy(name).into_owned();
+        if merge {
+            if let Some((_, existing)) = headers
+                .fields
+                .iter_mut()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+            {
+                if name.eq_ignore_ascii_case("host") {
+                    return Err(FieldError::Malformed("more than one Host header"));
+                }
+                existing.extend_from_slice(b", ");
+                existing.extend_from_slice(value);
+                continue;
+            }
+        }
+        headers.fields.push((name, value.to_vec()));
+    }
+    Ok(headers)
+}
+
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    pub version: Version,
+    pub status: u16,
+    /// The backend's reason phrase, or the canonical one if it held control
+    /// characters (S76).
+    pub reason: String,
+    pub headers: Headers,
+}
+
+/// Why a backend response head is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseError {
+    /// 502: not an HTTP/1 status line, or a malformed header.
+    Malformed(&'static str),
+    /// 500: a bare CR inside a header value (S162).
+    BareCr,
+}
+
+/// The longest backend header line accepted (Apache's `responsefieldsize`).
+pub const RESPONSE_FIELD_SIZE: usize = 8192;
+
+pub fn parse_response(head: &[u8]) -> Result<ResponseHead, ResponseError> {
+    use ResponseError::Malformed;
+    let first_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let status_line = head[..first_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&head[..first_end]);
+    if status_line.len() > RESPONSE_FIELD_SIZE {
+        return Err(Malformed("status line too long"));
+    }
+    let version = status_line
+        .get(..8)
+        .and_then(parse_version)
+        .ok_or(Malformed("not an HTTP status line"))?;
+    if version.major != 1 {
+        return Err(Malformed("backend is not HTTP/1"));
+    }
+    let code = match status_line.get(8..12) {
+        Some([b' ', a, b, c]) if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => return Err(Malformed("bad status code")),
+    };
+    if !(100..=599).contains(&code) {
+        return Err(Malformed("status code out of range"));
+    }
+    let reason_bytes = match status_line.get(12..) {
+        None | Some([]) => &[][..],
+        Some([b' ', rest @ ..]) => rest,
+        Some(_) => return Err(Malformed("bad status code")),
+    };
+    let reason = if reason_bytes
+        .iter()
+        .any(|&b| (b < b' ' && b != b'\t') || b == 0x7f)
+    {
+        canonical_reason(code).to_string()
+    } else {
+        String::from_utf8_lossy(reason_bytes).into_owned()
+    };
+    let rest = head.get(first_end + 1..).unwrap_or(&[]);
+    let lines = lines(rest, true).map_err(|bare_cr| {
+        if bare_cr {
+            ResponseError::BareCr
+        } else {
+            Malformed("bad line ending")
+        }
+    })?;
+    let headers =
+        parse_fields(&lines, RESPONSE_FIELD_SIZE, usize::MAX, false).map_err(|e| match e {
+            FieldError::Malformed(m) => Malformed(m),
+            FieldError::BareCr => ResponseError::BareCr,
+        })?;
+    Ok(ResponseHead {
+        version,
+        status: code,
+        reason,
+        headers,
+    })
+}
+
+pub fn canonical_reason(code: u16) -> &'static str {
+    match code {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        426 => "Upgrade Required",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(text: &str) -> Result<RequestHead, RequestError> {
+        parse_request(text.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn a_plain_request_parses_in_order() {
+        let r = req("GET /a?b HTTP/1.1\r\nHost: x\r\nB: 1\r\nA: 2\r\n\r\n").unwrap();
+        assert_eq!(r.method, "GET");
+        assert_eq!(r.target, "/a?b");
+        assert_eq!(r.version, Version::HTTP_11);
+        let names: Vec<_> = r.headers.fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["Host", "B", "A"]);
+    }
+
+    #[test]
+    fn repeated_headers_merge_and_two_hosts_are_refused() {
+        let r = req("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: a\r\nupgrade: b\r\n\r\n").unwrap();
+        assert_eq!(r.headers.get("upgrade"), Some(&b"a, b"[..]));
+        assert!(req("GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn malformed_request_lines_are_refused() {
+        for bad in [
+            "GET  / HTTP/1.1\r\n\r\n",
+            "GET / http/1.1\r\n\r\n",
+            "GET / HTTP/1.1 x\r\n\r\n",
+            "GET /a b HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\nHost: x\n\n",
+            "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHo(st: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",
+        ] {
+            assert!(
+                matches!(req(bad), Err(RequestError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            req("GET / HTTP/2.0\r\n\r\n").unwrap_err(),
+            RequestError::Version
+        );
+    }
+
+    #[test]
+    fn limits_give_414_and_400() {
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(9000));
+        assert_eq!(req(&long).unwrap_err(), RequestError::UriTooLong);
+        let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert!(req(&format!("GET / HTTP/1.1\r\n{many}\r\n")).is_err());
+    }
+
+    #[test]
+    fn obsolete_folding_is_unfolded() {
+        let r = req("GET / HTTP/1.1\r\nX-A: 1\r\n b\r\n\r\n").unwrap();
+        assert_eq!(r.headers.get("x-a"), Some(&b"1 b"[..]));
+    }
+
+    #[test]
+    fn head_end_finds_crlf_and_lf_ends() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nBODY"), Some(18));
+        assert_eq!(head_end(b"GET / HTTP/1.1\n\nBODY"), Some(16));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+
+    #[test]
+    fn responses_keep_reason_and_repeated_headers() {
+        let r =
+            parse_response(b"HTTP/1.1 426 X\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n\r\n").unwrap();
+        assert_eq!((r.status, r.reason.as_str()), (426, "X"));
+        assert_eq!(r.headers.count("set-cookie"), 2);
+        let r = parse_response(b"HTTP/1.1 200 OK\nA: b\n\n").unwrap();
+        assert_eq!(r.headers.get("a"), Some(&b"b"[..]));
+    }
+
+    #[test]
+    fn bad_backend_heads() {
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\nX-A: a\rX-Injected: 1\r\n\r\n").unwrap_err(),
+            ResponseError::BareCr
+        );
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n"),
+            Err(ResponseError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_response(b"HTTP/2.0 200 OK\r\n\r\n"),
+            Err(ResponseError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_response(b"HTTP/1.1\t200 OK\r\n\r\n"),
+            Err(ResponseError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 200 OK\r\nA: \0\r\n\r\n"),
+            Err(ResponseError::Malformed(_))
+        ));
+        let long = format!("HTTP/1.1 200 OK\r\nA: {}\r\n\r\n", "x".repeat(9000));
+        assert!(parse_response(long.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn control_characters_in_reason_give_the_canonical_phrase() {
+        let r = parse_response(b"HTTP/1.1 200 O\x01K\r\n\r\n").unwrap();
+        assert_eq!(r.reason, "OK");
+    }
+}

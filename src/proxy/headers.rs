@@ -1,0 +1,394 @@
+//! The heads wsgate writes: toward the backend (S36–S43, S50) and back to
+//! the client (S51, S52, S79, S80). Pure functions from heads to bytes.
+
+use std::net::IpAddr;
+
+use super::head::{Headers, RequestHead, ResponseHead};
+use crate::config::ReverseRule;
+
+/// Removed from requests in addition to whatever `Connection` names (S37).
+const REQUEST_HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "transfer-encoding",
+    "content-length",
+    "host",
+];
+
+/// Removed from responses in addition to whatever `Connection` names (S79).
+const RESPONSE_HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+    "transfer-encoding",
+    "content-length",
+];
+
+/// The header names listed in `Connection` (tokens split on `,` and `;`).
+fn connection_listed(headers: &Headers) -> Vec<String> {
+    headers
+        .fields
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(|&b| b == b',' || b == b';'))
+        .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Facts about the request's connection that the forwarded head carries.
+pub struct Forwarding<'a> {
+    pub client_ip: IpAddr,
+    /// `Some(server name)` when `ProxyAddHeaders On`.
+    pub add_headers: Option<&'a str>,
+    /// The Host header to send.
+    pub host: &'a str,
+    pub body: BodyHeader,
+    pub connection: ConnectionHeader<'a>,
+    /// Whether to keep a client's `Expect: 100-continue`.
+    pub keep_expect: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyHeader {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionHeader<'a> {
+    KeepAlive,
+    Close,
+    Upgrade(&'a str),
+}
+
+/// The request head sent to the backend, in Apache's order (S36).
+pub fn backend_request(head: &RequestHead, path_and_query: &str, f: &Forwarding<'_>) -> Vec<u8> {
+    let listed = connection_listed(&head.headers);
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path_and_query.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(f.host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+
+    let client_ip = f.client_ip.to_canonical().to_string();
+    let original_host = head.headers.get("host");
+    let mut added_for = false;
+    let mut added_host = false;
+    let mut added_server = false;
+    for (name, value) in &head.headers.fields {
+        let lower = name.to_ascii_lowercase();
+        if REQUEST_HOP_BY_HOP.contains(&lower.as_str()) || listed.contains(&lower) {
+            continue;
+        }
+        if lower == "expect" && !(f.keep_expect && value.eq_ignore_ascii_case(b"100-continue")) {
+            continue;
+        }
+        let merged: Option<&[u8]> = match (f.add_headers, lower.as_str()) {
+            (Some(_), "x-forwarded-for") => {
+                added_for = true;
+                Some(client_ip.as_bytes())
+            }
+            (Some(_), "x-forwarded-host") => {
+                added_host = true;
+                original_host
+            }
+            (Some(server), "x-forwarded-server") => {
+                added_server = true;
+                Some(server.as_bytes())
+            }
+            _ => None,
+        };
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        if let Some(extra) = merged {
+            out.extend_from_slice(b", ");
+            out.extend_from_slice(extra);
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(server) = f.add_headers {
+        if !added_for {
+            push(&mut out, "X-Forwarded-For", client_ip.as_bytes());
+        }
+        if let (false, Some(h)) = (added_host, original_host) {
+            push(&mut out, "X-Forwarded-Host", h);
+        }
+        if !added_server {
+            push(&mut out, "X-Forwarded-Server", server.as_bytes());
+        }
+    }
+    match f.body {
+        BodyHeader::None => {}
+        BodyHeader::Length(n) => push(&mut out, "Content-Length", n.to_string().as_bytes()),
+        BodyHeader::Chunked => push(&mut out, "Transfer-Encoding", b"chunked"),
+    }
+    match f.connection {
+        ConnectionHeader::KeepAlive => push(&mut out, "Connection", b"Keep-Alive"),
+        ConnectionHeader::Close => push(&mut out, "Connection", b"close"),
+        ConnectionHeader::Upgrade(value) => {
+            push(&mut out, "Connection", b"Upgrade");
+            push(&mut out, "Upgrade", value.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn push(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// What ends a response head sent to the client.
+pub struct ClientResponse<'a> {
+    pub body: BodyHeader,
+    pub close: bool,
+    /// `Some(value)`: add `Connection: Upgrade` and `Upgrade: value`.
+    pub upgrade: Option<&'a str>,
+    /// For ProxyPassReverse: the client's Host (or the server name).
+    pub public_host: &'a str,
+    pub reverse: &'a [&'a ReverseRule],
+}
+
+/// The response head for the client: the backend's fields minus hop-by-hop
+/// ones, with ProxyPassReverse applied and a Date if the backend sent none.
+/// A 101 carries neither Date nor Server (S51c).
+pub fn client_response(resp: &ResponseHead, c: &ClientResponse<'_>) -> Vec<u8> {
+    let listed = connection_listed(&resp.headers);
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", resp.status, resp.reason).as_bytes());
+    for (name, value) in &resp.headers.fields {
+        let lower = name.to_ascii_lowercase();
+        if RESPONSE_HOP_BY_HOP.contains(&lower.as_str()) || listed.contains(&lower) {
+            continue;
+        }
+        let rewritten = match lower.as_str() {
+            "location" | "content-location" | "uri" | "destination" => {
+                reverse_map(value, c.public_host, c.reverse)
+            }
+            _ => None,
+        };
+        push(&mut out, name, rewritten.as_deref().unwrap_or(value));
+    }
+    if resp.status != 101 && !resp.headers.contains("date") {
+        push(
+            &mut out,
+            "Date",
+            httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
+        );
+    }
+    match c.body {
+        BodyHeader::None => {}
+        BodyHeader::Length(n) => push(&mut out, "Content-Length", n.to_string().as_bytes()),
+        BodyHeader::Chunked => push(&mut out, "Transfer-Encoding", b"chunked"),
+    }
+    if let Some(value) = c.upgrade {
+        push(&mut out, "Connection", b"Upgrade");
+        push(&mut out, "Upgrade", value.as_bytes());
+    } else if c.close {
+        push(&mut out, "Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// ProxyPassReverse (S135): a value starting with a rule's url becomes
+/// `http://<public host><path><rest>`.
+pub fn reverse_map(value: &[u8], public_host: &str, rules: &[&ReverseRule]) -> Option<Vec<u8>> {
+    for rule in rules {
+        if let Some(rest) = value.strip_prefix(rule.url.as_bytes()) {
+            let mut out = format!("http://{public_host}").into_bytes();
+            out.extend_from_slice(rule.path.as_bytes());
+            out.extend_from_slice(rest);
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// A response wsgate makes itself. The body names only the status, never
+/// anything from the request (CVE-2019-10092).
+pub fn local_response(status: u16, reason: &str, extra: &[(&str, &str)], close: bool) -> Vec<u8> {
+    let body = if status == 200 {
+        String::new()
+    } else {
+        format!(
+            "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n<body><h1>{status} {reason}</h1>\n<p>{}</p>\n</body></html>\n",
+            explain(status)
+        )
+    };
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
+    push(
+        &mut out,
+        "Date",
+        httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
+    );
+    push(&mut out, "Server", b"wsgate");
+    for (n, v) in extra {
+        push(&mut out, n, v.as_bytes());
+    }
+    push(
+        &mut out,
+        "Content-Length",
+        body.len().to_string().as_bytes(),
+    );
+    if !body.is_empty() {
+        push(&mut out, "Content-Type", b"text/html; charset=utf-8");
+    }
+    if close {
+        push(&mut out, "Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+fn explain(status: u16) -> &'static str {
+    match status {
+        400 => "Your browser sent a request that this server could not understand.",
+        403 => "You don't have permission to access this resource.",
+        404 => "The requested URL was not found on this server.",
+        405 => "The method is not allowed here.",
+        413 => "The request body is larger than this server accepts.",
+        414 => "The request line is longer than this server accepts.",
+        426 => "This resource must be reached with a protocol upgrade.",
+        500 => "The proxy could not complete the request.",
+        502 => "The proxy received an invalid response from the backend server.",
+        503 => "The backend server is not available.",
+        505 => "This server speaks HTTP/1.x.",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Limits;
+    use crate::proxy::head::parse_request;
+
+    fn head(text: &str) -> RequestHead {
+        parse_request(text.as_bytes(), &Limits::default()).unwrap()
+    }
+
+    fn forwarding(connection: ConnectionHeader<'_>) -> Forwarding<'_> {
+        Forwarding {
+            client_ip: "127.0.0.1".parse().unwrap(),
+            add_headers: Some("proxy.test"),
+            host: "backend:9080",
+            body: BodyHeader::None,
+            connection,
+            keep_expect: false,
+        }
+    }
+
+    fn text(bytes: Vec<u8>) -> String {
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn order_is_host_then_client_headers_then_forwarded_then_connection() {
+        let h = head("GET /a HTTP/1.1\r\nHost: vh.test:8080\r\nB: 1\r\nConnection: keep-alive, B\r\nA: 2\r\nKeep-Alive: 5\r\nTE: trailers\r\n\r\n");
+        let out = text(backend_request(
+            &h,
+            "/x/a",
+            &forwarding(ConnectionHeader::KeepAlive),
+        ));
+        assert_eq!(
+            out,
+            "GET /x/a HTTP/1.1\r\nHost: backend:9080\r\nA: 2\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Host: vh.test:8080\r\nX-Forwarded-Server: proxy.test\r\nConnection: Keep-Alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn client_forwarded_values_are_merged_in_place() {
+        let h = head("GET / HTTP/1.1\r\nHost: vh\r\nX-Forwarded-For: 10.9.9.9\r\nX-Forwarded-Host: evil\r\nZ: 1\r\n\r\n");
+        let out = text(backend_request(
+            &h,
+            "/",
+            &forwarding(ConnectionHeader::KeepAlive),
+        ));
+        assert!(out.contains("X-Forwarded-For: 10.9.9.9, 127.0.0.1\r\nX-Forwarded-Host: evil, vh\r\nZ: 1\r\nX-Forwarded-Server: proxy.test\r\n"), "{out}");
+    }
+
+    #[test]
+    fn connection_cannot_remove_the_forwarded_headers() {
+        // CVE-2022-31813: listing X-Forwarded-For in Connection drops the
+        // client's value, never the proxy's.
+        let h = head("GET / HTTP/1.1\r\nHost: vh\r\nConnection: close, X-Forwarded-For, Host\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n");
+        let out = text(backend_request(
+            &h,
+            "/",
+            &forwarding(ConnectionHeader::KeepAlive),
+        ));
+        assert!(out.contains("X-Forwarded-For: 127.0.0.1\r\n"), "{out}");
+        assert!(!out.contains("6.6.6.6"), "{out}");
+        assert!(out.starts_with("GET / HTTP/1.1\r\nHost: backend:9080\r\n"));
+    }
+
+    #[test]
+    fn upgrade_goes_last_with_the_value_given() {
+        let h = head("GET /ws HTTP/1.1\r\nHost: vh\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: k\r\n\r\n");
+        let mut f = forwarding(ConnectionHeader::Upgrade("WebSocket"));
+        f.add_headers = None;
+        let out = text(backend_request(&h, "/ws", &f));
+        assert!(
+            out.ends_with(
+                "Sec-WebSocket-Key: k\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn switching_response_drops_hop_by_hop_and_adds_no_date() {
+        let resp = crate::proxy::head::parse_response(
+            b"HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\nX-Hop: 1\r\nSec-WebSocket-Accept: abc\r\nSet-Cookie: a=b\r\n\r\n",
+        )
+        .unwrap();
+        let out = text(client_response(
+            &resp,
+            &ClientResponse {
+                body: BodyHeader::None,
+                close: false,
+                upgrade: Some("websocket"),
+                public_host: "h",
+                reverse: &[],
+            },
+        ));
+        assert_eq!(out, "HTTP/1.1 101 Switching\r\nSec-WebSocket-Accept: abc\r\nSet-Cookie: a=b\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    }
+
+    #[test]
+    fn reverse_rewrites_location() {
+        let rule = ReverseRule {
+            path: "/app/".into(),
+            url: "http://backend:9080/".into(),
+        };
+        let got = reverse_map(b"http://backend:9080/next?x=1", "front:8080", &[&rule]).unwrap();
+        assert_eq!(got, b"http://front:8080/app/next?x=1");
+        assert!(reverse_map(b"http://other/", "front", &[&rule]).is_none());
+    }
+
+    #[test]
+    fn error_pages_reflect_nothing() {
+        let out = text(local_response(503, "Service Unavailable", &[], true));
+        assert!(out.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(out.contains("Connection: close\r\n"));
+    }
+}

@@ -1,0 +1,901 @@
+//! One client connection: read a request head, route it, proxy it (plain,
+//! or as an upgrade that may become a tunnel), and loop while keep-alive
+//! allows.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::backend::{self, BackendConn, BackendStream, ConnectSpec};
+use super::body::{self, BodyError, BodyReader, Encoding, Framing};
+use super::conn::{Conn, HeadError};
+use super::error::ProxyError;
+use super::head::{self, RequestError, RequestHead, Version};
+use super::headers::{self, BodyHeader, ClientResponse, ConnectionHeader, Forwarding};
+use super::pool::PoolKey;
+use super::server::{ConnGuard, Shared};
+use super::tunnel::{self, Tunnel};
+use super::upgrade::{self, Plan};
+use crate::config::{Config, Server};
+use crate::route::{self, Decision, Mapped, PathError};
+
+/// Apache's default for how much of a request body is read before
+/// connecting, to send a small chunked body with a Content-Length (S41).
+const PREFETCH: usize = 16 * 1024;
+/// More interim responses than this from a backend is an error (S55).
+const MAX_INTERIM: usize = 10;
+/// How long the rest of a head may take once its first byte arrived
+/// (mod_reqtimeout's default `header=20`).
+const HEAD_COMPLETION: Duration = Duration::from_secs(20);
+
+/// Facts about the client connection.
+#[derive(Clone, Copy)]
+pub struct ConnFacts {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+enum Outcome {
+    KeepAlive,
+    Close,
+    Tunnel(Box<TunnelStart>),
+}
+
+/// What the request handler hands over when a backend switched protocols.
+struct TunnelStart {
+    backend: Conn<BackendStream>,
+    mode: tunnel::Mode,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    timeout: Duration,
+}
+
+pub async fn serve<S>(io: S, facts: ConnFacts, shared: Arc<Shared>, guard: ConnGuard)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut client = Conn::new(io);
+    let mut first = true;
+    let mut shutdown = shared.shutdown_signal();
+    loop {
+        let config = shared.config();
+        let wait = if first {
+            config.timeout
+        } else {
+            config.keepalive_timeout
+        };
+        let max_head = config.limits.request_line
+            + 2
+            + (config.limits.field_size + 2) * (config.limits.fields + 1)
+            + 2;
+        let head_bytes = tokio::select! {
+            r = client.read_head(max_head, wait, HEAD_COMPLETION.min(config.timeout.max(Duration::from_secs(1)))) => r,
+            _ = shutdown.changed(), if !first && client.buf.is_empty() => return,
+        };
+        let head_bytes = match head_bytes {
+            Ok(h) => h,
+            Err(HeadError::Closed | HeadError::Truncated | HeadError::Io(_)) => return,
+            Err(HeadError::Timeout { started }) => {
+                if started {
+                    let _ = client
+                        .write_all(
+                            &headers::local_response(408, "Request Timeout", &[], true),
+                            config.timeout,
+                        )
+                        .await;
+                }
+                return;
+            }
+            Err(HeadError::TooLarge) => {
+                let _ = client
+                    .write_all(
+                        &headers::local_response(400, "Bad Request", &[], true),
+                        config.timeout,
+                    )
+                    .await;
+                return;
+            }
+        };
+        let head = match head::parse_request(&head_bytes, &config.limits) {
+            Ok(h) => h,
+            Err(e) => {
+                let (status, reason) = match e {
+                    RequestError::Malformed(why) => {
+                        tracing::debug!(peer = %facts.peer, "400: {why}");
+                        (400, "Bad Request")
+                    }
+                    RequestError::UriTooLong => (414, "URI Too Long"),
+                    RequestError::Version => (505, "HTTP Version Not Supported"),
+                };
+                let _ = client
+                    .write_all(
+                        &headers::local_response(status, reason, &[], true),
+                        config.timeout,
+                    )
+                    .await;
+                return;
+            }
+        };
+        drop(head_bytes);
+        first = false;
+        match handle(&mut client, head, &config, facts, &shared).await {
+            Outcome::KeepAlive if config.keepalive => {
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+            Outcome::KeepAlive | Outcome::Close => return,
+            Outcome::Tunnel(start) => {
+                // A task of its own, sized for the tunnel alone rather than
+                // for this whole request handler.
+                tokio::spawn(run_tunnel(client, *start, shared.clone(), guard));
+                return;
+            }
+        }
+    }
+}
+
+async fn run_tunnel<S>(
+    mut client: Conn<S>,
+    start: TunnelStart,
+    shared: Arc<Shared>,
+    guard: ConnGuard,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let TunnelStart {
+        mut backend,
+        mode,
+        slot,
+        timeout,
+    } = start;
+    // Bytes that arrived with the heads go first (S54).
+    if !client.buf.is_empty() {
+        let early = client.buf.split();
+        if backend.write_all(&early, timeout).await.is_err()
+            || backend.flush(timeout).await.is_err()
+        {
+            return;
+        }
+    }
+    if !backend.buf.is_empty() {
+        let early = backend.buf.split();
+        if client.write_all(&early, timeout).await.is_err() || client.flush(timeout).await.is_err()
+        {
+            return;
+        }
+    }
+    // Let the head-reading buffers go before the long wait.
+    let (client, backend) = (client.io, backend.io);
+    let _tunnel = shared.stats.tunnel_opened();
+    let started = std::time::Instant::now();
+    let summary = Tunnel::new(client, backend, mode).await;
+    tracing::debug!(
+        end = ?summary.end,
+        up = summary.bytes_up,
+        down = summary.bytes_down,
+        secs = started.elapsed().as_secs_f64(),
+        "tunnel closed"
+    );
+    shared
+        .stats
+        .add_tunnel_bytes(summary.bytes_up, summary.bytes_down);
+    drop(slot);
+    drop(guard);
+}
+
+/// Handles one request whose head has been read.
+async fn handle<S>(
+    client: &mut Conn<S>,
+    head: RequestHead,
+    config: &Arc<Config>,
+    facts: ConnFacts,
+    shared: &Arc<Shared>,
+) -> Outcome
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let t = config.timeout;
+    let local = |client, status, reason, close| local_answer(client, status, reason, close, t);
+
+    // Host is required in HTTP/1.1 (S4).
+    if head.version >= Version::HTTP_11 && !head.headers.contains("host") {
+        return local(client, 400, "Bad Request", true).await;
+    }
+    let framing = match request_framing(&head, config.limits.body) {
+        Ok(f) => f,
+        Err(ProxyError::BodyTooLarge) => {
+            return local(client, 413, "Content Too Large", true).await
+        }
+        Err(_) => return local(client, 400, "Bad Request", true).await,
+    };
+    let has_body = framing != Framing::Empty;
+
+    if head.target == "*" {
+        if head.method == "OPTIONS" {
+            let bytes =
+                headers::local_response(200, "OK", &[("Allow", "OPTIONS,GET,HEAD,POST")], has_body);
+            let ok = client.write_all(&bytes, t).await.is_ok();
+            return if ok && !has_body {
+                Outcome::KeepAlive
+            } else {
+                Outcome::Close
+            };
+        }
+        return local(client, 400, "Bad Request", true).await;
+    }
+    if head.method == "CONNECT" {
+        // Apache forwards `CONNECT /` to the backend (S134); a reverse proxy
+        // has no business tunnelling to an address the client names.
+        let bytes = headers::local_response(
+            405,
+            "Method Not Allowed",
+            &[("Allow", "GET, HEAD, POST, OPTIONS")],
+            true,
+        );
+        let _ = client.write_all(&bytes, t).await;
+        return Outcome::Close;
+    }
+    // Max-Forwards (S8).
+    let mut max_forwards = None;
+    if let Some(v) = head.headers.get_str("max-forwards") {
+        match v.trim().parse::<u64>() {
+            Ok(0) if head.method == "OPTIONS" || head.method == "TRACE" => {
+                return local(client, 200, "OK", has_body).await;
+            }
+            Ok(0) => return local(client, 400, "Proxy Error", true).await,
+            Ok(n) => max_forwards = Some(n - 1),
+            Err(_) => return local(client, 400, "Bad Request", true).await,
+        }
+    }
+
+    let path = match route::normalize(&head.target) {
+        Ok(p) => p,
+        Err(PathError::BadRequest) => return local(client, 400, "Bad Request", true).await,
+        Err(PathError::NotFound) => return local(client, 404, "Not Found", has_body).await,
+    };
+    let host = head.headers.get_str("host");
+    let server = route::select_server(config, facts.local, host);
+    let has_upgrade = head.headers.contains("upgrade");
+    let mapped = match route::decide(server, &path, has_upgrade) {
+        Decision::Proxy(m) => m,
+        Decision::NotFound => return local(client, 404, "Not Found", has_body).await,
+        Decision::Forbidden => {
+            tracing::warn!(peer = %facts.peer, "refused a mapped target with user information");
+            return local(client, 403, "Forbidden", true).await;
+        }
+        Decision::BadTarget => return local(client, 400, "Bad Request", true).await,
+    };
+
+    let request = Request {
+        head: &head,
+        framing,
+        mapped: &mapped,
+        server,
+        facts,
+        max_forwards,
+    };
+    match proxy(client, &request, config, shared).await {
+        Ok(outcome) => outcome,
+        Err((e, answered)) => {
+            if e.is_backend() {
+                tracing::error!(peer = %facts.peer, worker = %mapped.target.worker.name, "{e}");
+            } else {
+                tracing::debug!(peer = %facts.peer, "{e}");
+            }
+            if !answered {
+                if let Some(a) = e.answer() {
+                    let _ = client
+                        .write_all(&headers::local_response(a.status, a.reason, &[], true), t)
+                        .await;
+                }
+            }
+            Outcome::Close
+        }
+    }
+}
+
+struct Request<'a> {
+    head: &'a RequestHead,
+    framing: Framing,
+    mapped: &'a Mapped<'a>,
+    server: &'a Server,
+    facts: ConnFacts,
+    max_forwards: Option<u64>,
+}
+
+/// S5: how the client framed its body.
+fn request_framing(head: &RequestHead, limit: u64) -> Result<Framing, ProxyError> {
+    if let Some(te) = head.headers.get("transfer-encoding") {
+        let last = te.rsplit(|&b| b == b',').next().unwrap_or(te).trim_ascii();
+        if !last.eq_ignore_ascii_case(b"chunked") {
+            return Err(ProxyError::BadRequest(
+                "Transfer-Encoding does not end in chunked",
+            ));
+        }
+        if !te.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            return Err(ProxyError::UnsupportedTransferEncoding);
+        }
+        return Ok(Framing::Chunked);
+    }
+    if let Some(cl) = head.headers.get("content-length") {
+        let cl = cl.trim_ascii();
+        if cl.is_empty() || !cl.iter().all(u8::is_ascii_digit) || cl.len() > 19 {
+            return Err(ProxyError::BadRequest("bad Content-Length"));
+        }
+        let n: u64 = std::str::from_utf8(cl)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(ProxyError::BadRequest("bad Content-Length"))?;
+        if limit > 0 && n > limit {
+            return Err(ProxyError::BodyTooLarge);
+        }
+        return Ok(if n == 0 {
+            Framing::Empty
+        } else {
+            Framing::Length(n)
+        });
+    }
+    Ok(Framing::Empty)
+}
+
+type Failed = (ProxyError, bool);
+
+/// Proxies one mapped request. On error, says whether the client has already
+/// had (part of) an answer.
+async fn proxy<S>(
+    client: &mut Conn<S>,
+    req: &Request<'_>,
+    config: &Arc<Config>,
+    shared: &Arc<Shared>,
+) -> Result<Outcome, Failed>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mapped = req.mapped;
+    let head = req.head;
+    let worker = &mapped.target.worker;
+    let params = &worker.params;
+    let settings = &mapped.settings;
+    let backend_timeout = params
+        .timeout
+        .or(settings.base.proxy_timeout)
+        .unwrap_or(config.timeout);
+    let connect_timeout = params.connection_timeout.unwrap_or(backend_timeout);
+    let client_timeout = config.timeout;
+    let before = |e: ProxyError| (e, false);
+
+    if mapped.url.scheme.is_tls() && !settings.base.ssl_proxy.engine {
+        return Err(before(ProxyError::TlsNotEnabled));
+    }
+    if head.headers.get("transfer-encoding").is_some() && req.framing == Framing::Chunked {
+        // Validated already; a Content-Length beside it is ignored (S5).
+    }
+
+    // The upgrade decision (S45–S60).
+    let policy = params.upgrade_policy(mapped.url.scheme);
+    let client_upgrade = head.headers.get_str("upgrade").map(str::trim);
+    let plan = upgrade::plan(
+        &policy,
+        mapped.url.scheme,
+        client_upgrade,
+        !settings.fallback_to_http,
+        head.version < Version::HTTP_11,
+    );
+    if let Plan::Refuse { offer } = &plan {
+        let bytes = headers::local_response(
+            426,
+            "Upgrade Required",
+            &[("Upgrade", offer), ("Connection", "Upgrade")],
+            req.framing != Framing::Empty,
+        );
+        client
+            .write_all(&bytes, client_timeout)
+            .await
+            .map_err(|e| before(ProxyError::ClientIo(e.to_string())))?;
+        return Ok(if req.framing == Framing::Empty {
+            Outcome::KeepAlive
+        } else {
+            Outcome::Close
+        });
+    }
+    let upgrading = matches!(plan, Plan::Upgrade { .. });
+    let legacy = !settings.fallback_to_http && mapped.url.scheme.is_websocket();
+
+    // Read a small body whole, to send it with a Content-Length (S41).
+    let expect_continue = head
+        .headers
+        .get("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+    let mut reader = BodyReader::new(req.framing);
+    let mut prefetched: Vec<u8> = Vec::new();
+    let stream_body = expect_continue && req.framing != Framing::Empty;
+    if !stream_body {
+        while prefetched.len() < PREFETCH {
+            match reader.next(client, client_timeout).await {
+                Ok(Some(piece)) => prefetched.extend_from_slice(&piece),
+                Ok(None) => break,
+                Err(e) => return Err(before(client_body_error(e))),
+            }
+            if config.limits.body > 0 && reader.read > config.limits.body {
+                return Err(before(ProxyError::BodyTooLarge));
+            }
+        }
+    }
+    let body_header = if req.framing == Framing::Empty {
+        BodyHeader::None
+    } else if reader.is_done() && !stream_body {
+        BodyHeader::Length(prefetched.len() as u64)
+    } else if let Framing::Length(n) = req.framing {
+        BodyHeader::Length(n)
+    } else {
+        BodyHeader::Chunked
+    };
+    let body_out = match body_header {
+        BodyHeader::Chunked => Encoding::Chunked,
+        BodyHeader::Length(_) => Encoding::Length,
+        BodyHeader::None => Encoding::None,
+    };
+
+    // Connection: reuse only what can be reused (S22, S43, S144).
+    let cl_and_te =
+        head.headers.contains("content-length") && head.headers.contains("transfer-encoding");
+    let reusable = !upgrading && !params.disable_reuse && !mapped.target.substitutes && !cl_and_te;
+    let sent_upgrade = match &plan {
+        Plan::Upgrade { send } => Some(send.as_str()),
+        _ => None,
+    };
+    let connection = match sent_upgrade {
+        Some(v) => ConnectionHeader::Upgrade(v),
+        None if reusable => ConnectionHeader::KeepAlive,
+        None => ConnectionHeader::Close,
+    };
+    let host_header = if settings.preserve_host {
+        head.headers
+            .get_str("host")
+            .map(str::to_string)
+            .unwrap_or_else(|| mapped.url.authority())
+    } else {
+        mapped.url.authority()
+    };
+    let mut forwarded = head.clone();
+    if let Some(n) = req.max_forwards {
+        forwarded.headers.remove("max-forwards");
+        forwarded.headers.push("Max-Forwards", n.to_string());
+    }
+    let request_head = headers::backend_request(
+        &forwarded,
+        &mapped.path_and_query,
+        &Forwarding {
+            client_ip: req.facts.peer.ip(),
+            add_headers: settings
+                .add_headers
+                .then_some(req.server.server_name.as_str()),
+            host: &host_header,
+            body: body_header,
+            connection,
+            keep_expect: stream_body,
+        },
+    );
+
+    // SNI: the target host, or the client's Host with ProxyPreserveHost
+    // (S123); none for an IP literal.
+    let sni_name = if settings.preserve_host {
+        head.headers
+            .get_str("host")
+            .map(|h| {
+                route::host_without_port(h)
+                    .trim_matches(['[', ']'])
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_else(|| mapped.url.host.clone())
+    } else {
+        mapped.url.host.clone()
+    };
+    let key = PoolKey {
+        host: mapped.url.host.clone(),
+        port: mapped.url.port,
+        sni: mapped.url.scheme.is_tls().then(|| sni_name.clone()),
+    };
+
+    // Send the head (and a prefetched body), retrying once on a fresh
+    // connection if a pooled one turns out to be dead before any answer.
+    let fully_buffered = !stream_body && (reader.is_done() || req.framing == Framing::Empty);
+    let mut attempt = 0;
+    let (backend, first_response) = loop {
+        attempt += 1;
+        let pooled = if reusable && attempt == 1 {
+            worker.pool.take(&key, params.ttl)
+        } else {
+            None
+        };
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let slot = worker
+                    .pool
+                    .slot(params.acquire.unwrap_or(connect_timeout))
+                    .await
+                    .map_err(|_| before(ProxyError::PoolExhausted))?;
+                let tls = if mapped.url.scheme.is_tls() {
+                    let client_config = settings
+                        .base
+                        .ssl_proxy
+                        .client
+                        .clone()
+                        .ok_or_else(|| before(ProxyError::TlsNotEnabled))?;
+                    let name = ServerName::try_from(sni_name.clone()).map_err(|_| {
+                        before(ProxyError::TlsHandshake(format!(
+                            "'{sni_name}' is not a valid TLS server name"
+                        )))
+                    })?;
+                    Some((client_config, name))
+                } else {
+                    None
+                };
+                let stream = backend::connect(&ConnectSpec {
+                    host: &mapped.url.host,
+                    port: mapped.url.port,
+                    tls,
+                    connect_timeout,
+                    keepalive: params.keepalive,
+                })
+                .await
+                .map_err(before)?;
+                BackendConn {
+                    stream,
+                    _slot: slot,
+                    reused: false,
+                }
+            }
+        };
+        let reused = conn.reused;
+        let slot = conn._slot;
+        let mut backend = Conn::new(conn.stream);
+        let mut out = request_head.clone();
+        if !prefetched.is_empty() {
+            body::frame(body_out, &prefetched, &mut out);
+        }
+        if fully_buffered {
+            out.extend_from_slice(body::end(body_out));
+        }
+        let sent = backend.write_all(&out, backend_timeout).await;
+        let response = match sent {
+            Ok(()) if fully_buffered => {
+                Some(read_response_head(&mut backend, backend_timeout).await)
+            }
+            Ok(()) => None,
+            Err(e) => Some(Err(ProxyError::BackendIo(e.to_string()))),
+        };
+        match response {
+            Some(Err(ProxyError::BackendClosed | ProxyError::BackendIo(_)))
+                if reused && fully_buffered =>
+            {
+                tracing::debug!(worker = %worker.name, "pooled connection was dead; retrying on a new one");
+                continue;
+            }
+            Some(Err(e)) => return Err(before(e)),
+            _ => break ((backend, slot), response),
+        }
+    };
+    let (mut backend_conn, mut slot) = backend;
+
+    // Stream the rest of the body (after a 100 when the client expects one).
+    let mut response = first_response.map(|r| r.map_err(before)).transpose()?;
+    if !fully_buffered {
+        if stream_body {
+            let first = read_response_head(&mut backend_conn, backend_timeout)
+                .await
+                .map_err(before)?;
+            if first.status == 100 {
+                client
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", client_timeout)
+                    .await
+                    .map_err(|e| before(ProxyError::ClientIo(e.to_string())))?;
+            } else {
+                // A final answer before the body: relay it, then close the
+                // client connection, whose body is left unread (S157).
+                response = Some(first);
+            }
+        }
+        if response.is_none() {
+            loop {
+                match reader.next(client, client_timeout).await {
+                    Ok(Some(piece)) => {
+                        if config.limits.body > 0 && reader.read > config.limits.body {
+                            return Err(before(ProxyError::BodyTooLarge));
+                        }
+                        let mut out = Vec::with_capacity(piece.len() + 16);
+                        body::frame(body_out, &piece, &mut out);
+                        backend_conn
+                            .write_all(&out, backend_timeout)
+                            .await
+                            .map_err(|e| before(ProxyError::BackendIo(e.to_string())))?;
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(before(client_body_error(e))),
+                }
+            }
+            backend_conn
+                .write_all(body::end(body_out), backend_timeout)
+                .await
+                .map_err(|e| before(ProxyError::BackendIo(e.to_string())))?;
+        }
+    }
+
+    // Interim responses (S55), then the final one.
+    let client_expects_100 = expect_continue && head.version >= Version::HTTP_11;
+    let mut interim = 0;
+    let resp = loop {
+        let resp = match response.take() {
+            Some(r) => r,
+            None => read_response_head(&mut backend_conn, backend_timeout)
+                .await
+                .map_err(|e| (e, interim > 0))?,
+        };
+        if resp.status >= 200 || resp.status == 101 {
+            break resp;
+        }
+        interim += 1;
+        if interim > MAX_INTERIM {
+            return Err((ProxyError::TooManyInterim, true));
+        }
+        let relay = head.version >= Version::HTTP_11
+            && (resp.status != 100 || (client_expects_100 && !stream_body));
+        if relay {
+            let bytes = headers::client_response(
+                &resp,
+                &ClientResponse {
+                    body: BodyHeader::None,
+                    close: false,
+                    upgrade: None,
+                    public_host: "",
+                    reverse: &[],
+                },
+            );
+            client
+                .write_all(&bytes, client_timeout)
+                .await
+                .map_err(|e| (ProxyError::ClientIo(e.to_string()), true))?;
+        }
+    };
+    let answered = interim > 0;
+    let public_host = head
+        .headers
+        .get_str("host")
+        .map(str::to_string)
+        .unwrap_or_else(|| req.server.server_name.clone());
+
+    if resp.status == 101 {
+        let Some(sent) = sent_upgrade else {
+            return Err((
+                ProxyError::BadUpgrade("101 to a request that asked for no upgrade".into()),
+                answered,
+            ));
+        };
+        let answered_value = resp.headers.get_str("upgrade").map(str::trim);
+        if !upgrade::switch_matches(sent, answered_value) {
+            return Err((
+                ProxyError::BadUpgrade(format!(
+                    "Unexpected Upgrade: {} (expecting {sent})",
+                    answered_value.unwrap_or("(none)")
+                )),
+                answered,
+            ));
+        }
+        if resp.headers.get("sec-websocket-accept").is_none()
+            && sent.eq_ignore_ascii_case("websocket")
+        {
+            tracing::info!(worker = %worker.name, "backend switched to WebSocket without Sec-WebSocket-Accept");
+        }
+        let upgrade_value = answered_value.unwrap_or(sent).to_string();
+        let bytes = headers::client_response(
+            &resp,
+            &ClientResponse {
+                body: BodyHeader::None,
+                close: false,
+                upgrade: Some(&upgrade_value),
+                public_host: &public_host,
+                reverse: &settings.reverse,
+            },
+        );
+        client
+            .write_all(&bytes, client_timeout)
+            .await
+            .map_err(|e| (ProxyError::ClientIo(e.to_string()), true))?;
+        let mode = if legacy {
+            tunnel::Mode::CloseBoth
+        } else {
+            // S64: idle for the larger of the client and backend timeouts.
+            tunnel::Mode::HalfClose(Some(client_timeout.max(backend_timeout)))
+        };
+        let _ = shared;
+        return Ok(Outcome::Tunnel(Box::new(TunnelStart {
+            backend: backend_conn,
+            mode,
+            slot: slot.take(),
+            timeout: client_timeout.max(backend_timeout),
+        })));
+    }
+
+    // An ordinary response, also to an upgrade request (S52).
+    let status = resp.status;
+    let bodyless =
+        head.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
+    let backend_te = resp.headers.get("transfer-encoding");
+    let backend_cl = resp.headers.get("content-length");
+    let backend_framing = if bodyless {
+        Framing::Empty
+    } else if let Some(te) = backend_te {
+        let last = te.rsplit(|&b| b == b',').next().unwrap_or(te).trim_ascii();
+        if last.eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
+    } else if let Some(cl) = backend_cl {
+        let n = std::str::from_utf8(cl.trim_ascii())
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or((ProxyError::BadResponse("bad Content-Length"), answered))?;
+        Framing::Length(n)
+    } else {
+        Framing::Close
+    };
+    let client_wants_close = head.version < Version::HTTP_11
+        || head.headers.has_token("connection", "close")
+        || !config.keepalive;
+    let (client_body, client_encoding, mut close_client) = match backend_framing {
+        Framing::Empty => {
+            let header = if bodyless && head.method == "HEAD" {
+                backend_cl
+                    .and_then(|c| std::str::from_utf8(c).ok())
+                    .and_then(|c| c.trim().parse().ok())
+                    .map_or(BodyHeader::None, BodyHeader::Length)
+            } else {
+                BodyHeader::None
+            };
+            (header, Encoding::None, client_wants_close)
+        }
+        Framing::Length(n) => (BodyHeader::Length(n), Encoding::Length, client_wants_close),
+        Framing::Chunked | Framing::Close if head.version >= Version::HTTP_11 => {
+            (BodyHeader::Chunked, Encoding::Chunked, client_wants_close)
+        }
+        Framing::Chunked | Framing::Close => (BodyHeader::None, Encoding::Raw, true),
+    };
+    // The client's unread body (an early answer) forbids reuse (S157).
+    let body_left = !reader.is_done() && req.framing != Framing::Empty;
+    close_client |= body_left;
+    let upgrade_offer = resp
+        .headers
+        .get_str("upgrade")
+        .filter(|v| upgrade::accepts(&policy, v.trim()))
+        .map(str::to_string);
+    let bytes = headers::client_response(
+        &resp,
+        &ClientResponse {
+            body: client_body,
+            close: close_client,
+            upgrade: upgrade_offer.as_deref(),
+            public_host: &public_host,
+            reverse: &settings.reverse,
+        },
+    );
+    client
+        .write_all(&bytes, client_timeout)
+        .await
+        .map_err(|e| (ProxyError::ClientIo(e.to_string()), true))?;
+
+    let mut body_reader = BodyReader::new(backend_framing);
+    loop {
+        match body_reader.next(&mut backend_conn, backend_timeout).await {
+            Ok(Some(piece)) => write_piece(client, client_encoding, &piece, client_timeout).await?,
+            Ok(None) => break,
+            // Mid-body failure: the client connection is cut, with no chunk
+            // terminator, so it cannot take a partial body for a whole one (S82).
+            Err(e) => return Err((backend_body_error(e), true)),
+        }
+    }
+    let end = body::end(client_encoding);
+    if !end.is_empty() {
+        client
+            .write_all(end, client_timeout)
+            .await
+            .map_err(|e| (ProxyError::ClientIo(e.to_string()), true))?;
+    }
+
+    let backend_reusable = reusable
+        && resp.version >= Version::HTTP_11
+        && !resp.headers.has_token("connection", "close")
+        && backend_framing != Framing::Close
+        && !(backend_te.is_some() && backend_cl.is_some())
+        && backend_conn.buf.is_empty();
+    if backend_reusable {
+        worker.pool.put(
+            key,
+            BackendConn {
+                stream: backend_conn.io,
+                _slot: slot.take(),
+                reused: true,
+            },
+        );
+    }
+    Ok(if close_client {
+        Outcome::Close
+    } else {
+        Outcome::KeepAlive
+    })
+}
+
+async fn write_piece<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    encoding: Encoding,
+    piece: &Bytes,
+    timeout: Duration,
+) -> Result<(), Failed> {
+    let result = if encoding == Encoding::Chunked {
+        let mut out = Vec::with_capacity(piece.len() + 16);
+        body::frame(encoding, piece, &mut out);
+        client.write_all(&out, timeout).await
+    } else {
+        client.write_all(piece, timeout).await
+    };
+    result.map_err(|e| (ProxyError::ClientIo(e.to_string()), true))
+}
+
+async fn read_response_head(
+    backend: &mut Conn<BackendStream>,
+    timeout: Duration,
+) -> Result<head::ResponseHead, ProxyError> {
+    // The head must be within limits: 8 KiB lines, at most 100 + status.
+    let max = head::RESPONSE_FIELD_SIZE * 101;
+    match backend.read_head(max, timeout, timeout).await {
+        Ok(bytes) => head::parse_response(&bytes).map_err(|e| match e {
+            head::ResponseError::Malformed(why) => ProxyError::BadResponse(why),
+            head::ResponseError::BareCr => ProxyError::BackendBareCr,
+        }),
+        Err(HeadError::Closed | HeadError::Truncated) => Err(ProxyError::BackendClosed),
+        Err(HeadError::Timeout { .. }) => Err(ProxyError::BackendTimeout),
+        Err(HeadError::TooLarge) => Err(ProxyError::BadResponse("response head too large")),
+        Err(HeadError::Io(e)) => Err(ProxyError::BackendIo(e.to_string())),
+    }
+}
+
+fn client_body_error(e: BodyError) -> ProxyError {
+    match e {
+        BodyError::Malformed(why) => ProxyError::BadRequest(why),
+        BodyError::Timeout => ProxyError::ClientTimeout,
+        BodyError::Truncated => ProxyError::ClientIo("client closed mid-body".into()),
+        BodyError::Io(e) => ProxyError::ClientIo(e.to_string()),
+    }
+}
+
+fn backend_body_error(e: BodyError) -> ProxyError {
+    match e {
+        BodyError::Malformed(why) => ProxyError::BadResponse(why),
+        BodyError::Timeout => ProxyError::BackendTimeout,
+        BodyError::Truncated => ProxyError::BackendClosed,
+        BodyError::Io(e) => ProxyError::BackendIo(e.to_string()),
+    }
+}
+
+/// Answers a request locally (an error page or an empty 200).
+async fn local_answer<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    status: u16,
+    reason: &'static str,
+    close: bool,
+    timeout: Duration,
+) -> Outcome {
+    let bytes = headers::local_response(status, reason, &[], close);
+    let ok = client.write_all(&bytes, timeout).await.is_ok();
+    if ok && !close {
+        Outcome::KeepAlive
+    } else {
+        Outcome::Close
+    }
+}

@@ -1,0 +1,14 @@
+//! The proxy engine: from an accepted socket to a forwarded response or a
+//! tunnel.
+
+pub mod backend;
+pub mod body;
+pub mod conn;
+pub mod error;
+pub mod head;
+pub mod headers;
+pub mod http;
+pub mod pool;
+pub mod server;
+pub mod tunnel;
+pub mod upgrade;

@@ -1,0 +1,359 @@
+//! Routing: a pure function from a request head, the connection's local
+//! address and the configuration to a decision. No I/O happens here.
+//!
+//! Order (S11): the ProxyPass of the last matching `<Location>`, then the
+//! server's ProxyPass/ProxyPassMatch lines in order (the main server's before
+//! a vhost's), the first match winning; `!` stops the search.
+
+pub mod path;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::values::{parse_target_url, TargetUrl, UrlError};
+use crate::config::{
+    Config, LocationMatcher, ProxySettings, ProxyTarget, ReverseRule, RouteMatcher, Server, Target,
+};
+pub use path::{encode_path, normalize, PathError, RequestPath};
+
+/// What to do with a request.
+#[derive(Debug)]
+pub enum Decision<'c> {
+    Proxy(Mapped<'c>),
+    /// No route, or an exclusion: 404.
+    NotFound,
+    /// The mapped target is not acceptable (user info from a substitution): 403.
+    Forbidden,
+    /// The mapped target has no usable host: 400.
+    BadTarget,
+}
+
+/// A request mapped to a backend.
+#[derive(Debug)]
+pub struct Mapped<'c> {
+    pub target: &'c ProxyTarget,
+    pub url: TargetUrl,
+    /// Path and query for the backend request line.
+    pub path_and_query: String,
+    pub settings: Settings<'c>,
+}
+
+/// The server's settings with every matching `<Location>`'s overrides applied.
+#[derive(Debug, Clone)]
+pub struct Settings<'c> {
+    pub preserve_host: bool,
+    pub add_headers: bool,
+    pub fallback_to_http: bool,
+    pub base: &'c ProxySettings,
+    pub reverse: Vec<&'c ReverseRule>,
+}
+
+/// Picks the server for a connection accepted on `local` with this `Host`
+/// (S131): vhosts for the exact IP first, then wildcard ones; by name among
+/// them; else the first of them; else the main server.
+pub fn select_server<'c>(
+    config: &'c Config,
+    local: SocketAddr,
+    host: Option<&str>,
+) -> &'c Arc<Server> {
+    let port = local.port();
+    let ip = local.ip();
+    let exact: Vec<&Arc<Server>> = config
+        .vhosts
+        .iter()
+        .filter(|v| {
+            v.addrs
+                .iter()
+                .any(|a| a.ip == Some(ip) && a.port.is_none_or(|p| p == port))
+        })
+        .collect();
+    let candidates = if exact.is_empty() {
+        config
+            .vhosts
+            .iter()
+            .filter(|v| {
+                v.addrs
+                    .iter()
+                    .any(|a| a.ip.is_none() && a.port.is_none_or(|p| p == port))
+            })
+            .collect()
+    } else {
+        exact
+    };
+    let Some(first) = candidates.first() else {
+        return &config.main;
+    };
+    if let Some(host) = host {
+        let name = host_without_port(host).to_ascii_lowercase();
+        if let Some(v) = candidates.iter().find(|v| {
+            v.names
+                .iter()
+                .any(|n| wildcard_match(n.as_bytes(), name.as_bytes()))
+        }) {
+            return v;
+        }
+    }
+    first
+}
+
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    })
+}
+
+/// `*` and `?` wildcards as ServerAlias allows them.
+fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard_match(rest, &name[i..])),
+        Some((b'?', rest)) => !name.is_empty() && wildcard_match(rest, &name[1..]),
+        Some((c, rest)) => name.first() == Some(c) && wildcard_match(rest, &name[1..]),
+    }
+}
+
+/// Maps a request on `server`. `has_upgrade` says whether the client sent an
+/// Upgrade header, which legacy mode (fallback Off) needs to pick a ws route.
+pub fn decide<'c>(server: &'c Server, path: &RequestPath, has_upgrade: bool) -> Decision<'c> {
+    let mut settings = Settings {
+        preserve_host: server.settings.preserve_host,
+        add_headers: server.settings.add_headers,
+        fallback_to_http: server.settings.fallback_to_http,
+        base: &server.settings,
+        reverse: server.reverse.iter().collect(),
+    };
+    let mut location_pass = None;
+    for loc in &server.locations {
+        let captures = match &loc.matcher {
+            LocationMatcher::Prefix(p) => prefix_match(p, &path.decoded).map(|_| None),
+            LocationMatcher::Regex(r) => r.captures(&path.decoded).map(Some),
+        };
+        let Some(captures) = captures else { continue };
+        if let Some(v) = loc.preserve_host {
+            settings.preserve_host = v;
+        }
+        if let Some(v) = loc.add_headers {
+            settings.add_headers = v;
+        }
+        if let Some(v) = loc.fallback_to_http {
+            settings.fallback_to_http = v;
+        }
+        settings.reverse.extend(loc.reverse.iter());
+        if let Some(pass) = &loc.proxy_pass {
+            let prefix_len = match &loc.matcher {
+                LocationMatcher::Prefix(p) => prefix_match(p, &path.decoded),
+                LocationMatcher::Regex(_) => None,
+            };
+            location_pass = Some((&pass.target, prefix_len, captures, &loc.matcher));
+        }
+    }
+
+    if let Some((target, prefix_len, captures, matcher)) = location_pass {
+        match target {
+            Target::Exclude => return Decision::NotFound,
+            Target::Proxy(t) if skipped_in_legacy_mode(t, &settings, has_upgrade) => {}
+            Target::Proxy(t) => {
+                let raw_prefix = match matcher {
+                    LocationMatcher::Prefix(p) => Some(p.as_slice()),
+                    LocationMatcher::Regex(_) => None,
+                };
+                return match prefix_len {
+                    Some(len) => map_prefix(t, raw_prefix.unwrap_or(b"/"), len, path, settings),
+                    None => map_regex(t, captures.as_ref(), path, settings),
+                };
+            }
+        }
+    }
+
+    for route in &server.routes {
+        let hit = match &route.matcher {
+            RouteMatcher::Prefix(p) => prefix_match(p, &path.decoded).map(|len| (Some(len), None)),
+            RouteMatcher::Regex(r) => r.captures(&path.decoded).map(|c| (None, Some(c))),
+        };
+        let Some((prefix_len, captures)) = hit else {
+            continue;
+        };
+        let t = match &route.target {
+            Target::Exclude => return Decision::NotFound,
+            Target::Proxy(t) => t,
+        };
+        if skipped_in_legacy_mode(t, &settings, has_upgrade) {
+            continue;
+        }
+        return match (&route.matcher, prefix_len) {
+            (RouteMatcher::Prefix(p), Some(len)) => map_prefix(t, p, len, path, settings),
+            _ => map_regex(t, captures.as_ref(), path, settings),
+        };
+    }
+    Decision::NotFound
+}
+
+/// Legacy mod_proxy_wstunnel (S58): a ws:// entry is not a match for a request
+/// without any Upgrade header.
+fn skipped_in_legacy_mode(t: &ProxyTarget, settings: &Settings<'_>, has_upgrade: bool) -> bool {
+    !settings.fallback_to_http
+        && !has_upgrade
+        && t.url.get(..2).is_some_and(|s| s.eq_ignore_ascii_case("ws"))
+}
+
+/// Matches a ProxyPass/Location path against the decoded request path
+/// (S15, S16): runs of `/` in the configured path match runs in the request,
+/// and a prefix without a trailing `/` must end at a segment boundary.
+/// Returns how many bytes of the request path were matched.
+pub fn prefix_match(prefix: &[u8], path: &[u8]) -> Option<usize> {
+    let (mut i, mut j) = (0, 0);
+    while i < prefix.len() {
+        if prefix[i] == b'/' {
+            if path.get(j) != Some(&b'/') {
+                return None;
+            }
+            while prefix.get(i) == Some(&b'/') {
+                i += 1;
+            }
+            while path.get(j) == Some(&b'/') {
+                j += 1;
+            }
+        } else {
+            if path.get(j) != Some(&prefix[i]) {
+                return None;
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    if prefix.last() == Some(&b'/') {
+        // The slash run consumed above may have eaten request slashes that
+        // belong to the remainder; give back all but one.
+        let mut k = j;
+        while k > 0 && path[k - 1] == b'/' {
+            k -= 1;
+        }
+        return Some(k + 1);
+    }
+    match path.get(j) {
+        None | Some(b'/') => Some(j),
+        Some(_) => None,
+    }
+}
+
+fn map_prefix<'c>(
+    t: &'c ProxyTarget,
+    prefix: &[u8],
+    matched: usize,
+    path: &RequestPath,
+    settings: Settings<'c>,
+) -> Decision<'c> {
+    let url = match parse_target_url(&t.url) {
+        Ok(u) => u,
+        Err(_) => return Decision::BadTarget,
+    };
+    let mut out = String::with_capacity(url.path.len() + path.raw.len() + 16);
+    let raw_remainder = if t.nocanon {
+        prefix_match(prefix, path.raw.as_bytes()).map(|len| &path.raw[len..])
+    } else {
+        None
+    };
+    match raw_remainder {
+        // nocanon (S24): the path as the client sent it, not re-encoded.
+        Some(rest) => {
+            out.push_str(&url.path);
+            out.push_str(rest);
+        }
+        None => {
+            let mut full = Vec::with_capacity(url.path.len() + path.decoded.len());
+            full.extend_from_slice(url.path.as_bytes());
+            full.extend_from_slice(&path.decoded[matched..]);
+            encode_path(&full, &mut out);
+        }
+    }
+    finish(t, url, out, path, settings)
+}
+
+fn map_regex<'c>(
+    t: &'c ProxyTarget,
+    captures: Option<&regex::bytes::Captures<'_>>,
+    path: &RequestPath,
+    settings: Settings<'c>,
+) -> Decision<'c> {
+    let substituted = substitute(t.url.as_bytes(), captures);
+    let whole_path = substituted == t.url.as_bytes();
+    // The scheme is literal (checked at configuration time); the authority may
+    // come from a capture and is checked like any url.
+    let text = String::from_utf8_lossy(&substituted).into_owned();
+    let url = match parse_target_url(&text) {
+        Ok(u) => u,
+        Err(UrlError::UserInfo) => return Decision::Forbidden,
+        Err(_) => return Decision::BadTarget,
+    };
+    let path_start = text.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = text[path_start..]
+        .find(['/', '?', '#'])
+        .map_or(substituted.len(), |i| path_start + i);
+    let mut full = substituted[path_start..].to_vec();
+    if whole_path {
+        // S19: a url without $N gets the whole request path appended.
+        full.extend_from_slice(&path.decoded);
+    }
+    let mut out = String::with_capacity(full.len() + 16);
+    encode_path(&full, &mut out);
+    finish(t, url, out, path, settings)
+}
+
+fn finish<'c>(
+    t: &'c ProxyTarget,
+    url: TargetUrl,
+    mut out: String,
+    path: &RequestPath,
+    settings: Settings<'c>,
+) -> Decision<'c> {
+    if !out.starts_with('/') {
+        out.insert(0, '/');
+    }
+    if let (Some(q), false) = (&path.query, t.noquery) {
+        out.push('?');
+        out.push_str(q);
+    }
+    Decision::Proxy(Mapped {
+        target: t,
+        url,
+        path_and_query: out,
+        settings,
+    })
+}
+
+/// `$0`–`$9` replaced by captures (a group that did not take part gives
+/// nothing); `\x` gives a literal `x` (S18).
+fn substitute(template: &[u8], captures: Option<&regex::bytes::Captures<'_>>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(template.len() + 32);
+    let mut i = 0;
+    while i < template.len() {
+        match template[i] {
+            b'\\' if i + 1 < template.len() => {
+                out.push(template[i + 1]);
+                i += 2;
+            }
+            b'$' if template.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                let n = usize::from(template[i + 1] - b'0');
+                if let Some(m) = captures.and_then(|c| c.get(n)) {
+                    out.extend_from_slice(m.as_bytes());
+                }
+                i += 2;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
