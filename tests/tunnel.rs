@@ -1,0 +1,417 @@
+//! Upgrades and tunnels end to end: the real wsgate binary between real
+//! clients and backends on 127.0.0.1.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const T: Duration = Duration::from_secs(5);
+
+/// A backend that switches to whatever protocol was asked for and then
+/// echoes raw bytes; on EOF it writes "bye" and closes.
+async fn switching_echo_backend() -> (std::net::SocketAddr, Seen) {
+    raw_backend(|head, mut stream| async move {
+        let proto = header_value(&head, "upgrade").unwrap_or_else(|| "none".into());
+        let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {proto}\r\nConnection: Upgrade\r\nX-Custom: kept\r\n\r\n");
+        if stream.write_all(resp.as_bytes()).await.is_err() {
+            return;
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = stream.write_all(b"bye").await;
+                    return;
+                }
+                Ok(n) => {
+                    if stream.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await
+}
+
+/// Sends `head`, then `payload`, and returns what came back within 1 s.
+async fn upgrade_exchange(
+    addr: std::net::SocketAddr,
+    head: &str,
+    payload: &[u8],
+) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(payload).await.unwrap();
+    let got = read_for(&mut s, Duration::from_secs(1)).await;
+    (s, got)
+}
+
+fn custom(path: &str, proto: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: proxy.test\r\nUpgrade: {proto}\r\nConnection: Upgrade\r\n\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_example_one_proxies_websockets_by_prefix() {
+    let (backend, seen) = ws_echo_backend().await;
+    let gate = Wsgate::start(&format!("ProxyPass \"/ws2/\" \"ws://{backend}/\"\n"));
+    assert_eq!(
+        ws_roundtrip(&gate.url("/ws2/chat?room=1"), "hello").await,
+        "hello"
+    );
+    let head = seen.last();
+    assert!(head.starts_with("GET /chat?room=1\n"), "{head}");
+    assert!(head.contains(&format!("host: {backend}")), "{head}");
+    assert!(head.contains("x-forwarded-for: 127.0.0.1"), "{head}");
+    assert!(head.contains("x-forwarded-server: proxy.test"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_example_two_websocket_path_beside_http() {
+    let (ws, ws_seen) = ws_echo_backend().await;
+    let (http, http_seen) = http_backend("app").await;
+    let gate = Wsgate::start(&format!(
+        "ProxyPassMatch ^/(myApp/ws)$  ws://{ws}/$1\nProxyPass / http://{http}/\n"
+    ));
+    assert_eq!(ws_roundtrip(&gate.url("/myApp/ws"), "m").await, "m");
+    assert!(ws_seen.last().starts_with("GET /myApp/ws\n"));
+    let page = raw_exchange(
+        gate.addr,
+        b"GET /index.html?x=1 HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n",
+        T,
+    )
+    .await;
+    assert_eq!(status_of(&page), 200, "{page}");
+    assert!(page.ends_with("app /index.html?x=1 body=0"), "{page}");
+    assert!(http_seen
+        .last()
+        .starts_with("GET /index.html?x=1 HTTP/1.1\r\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_protocol_upgrade_tunnels_raw_bytes() {
+    let (backend, seen) = switching_echo_backend().await;
+    let gate = Wsgate::start(&format!("ProxyPass /c/ http://{backend}/ upgrade=foo\n"));
+    let (_s, got) = upgrade_exchange(gate.addr, &custom("/c/x", "foo"), b"ping").await;
+    assert!(
+        got.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{got}"
+    );
+    assert!(got.contains("X-Custom: kept\r\n"), "{got}");
+    assert!(
+        got.contains("Connection: Upgrade\r\nUpgrade: foo\r\n\r\n"),
+        "{got}"
+    );
+    assert!(!got.contains("Date:"), "a 101 carries no Date: {got}");
+    assert!(
+        got.ends_with("\r\n\r\nping"),
+        "early bytes reach the backend after the 101: {got}"
+    );
+    let head = seen.last();
+    assert!(
+        head.ends_with("Connection: Upgrade\r\nUpgrade: foo\r\n\r\n"),
+        "{head}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_any_tunnels_whatever_is_asked_and_warns() {
+    let (backend, seen) = switching_echo_backend().await;
+    let gate = Wsgate::start(&format!("ProxyPass / http://{backend}/ upgrade=ANY\n"));
+    let (_s, got) = upgrade_exchange(gate.addr, &custom("/", "made-up/2"), b"x").await;
+    assert_eq!(status_of(&got), 101, "{got}");
+    assert!(seen.last().contains("Upgrade: made-up/2\r\n"));
+    assert!(
+        gate.stderr().contains("upgrade=ANY"),
+        "startup warns: {}",
+        gate.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_none_only_tunnels_a_client_asking_for_none() {
+    let (backend, seen) = switching_echo_backend().await;
+    let (plain, plain_seen) = http_backend("plain").await;
+    let gate = Wsgate::start(&format!(
+        "ProxyPass /n/ ws://{backend}/ upgrade=NONE\nProxyPass /p/ ws://{plain}/ upgrade=NONE\n"
+    ));
+    let (_s, got) = upgrade_exchange(gate.addr, &custom("/n/", "NONE"), b"").await;
+    assert_eq!(status_of(&got), 101, "{got}");
+    assert!(seen.last().contains("Upgrade: NONE\r\n"));
+    let got = raw_exchange(
+        gate.addr,
+        ws_request("/p/x", "websocket")
+            .replace("Connection: Upgrade", "Connection: close")
+            .as_bytes(),
+        T,
+    )
+    .await;
+    assert_eq!(status_of(&got), 200, "proxied as plain HTTP: {got}");
+    assert!(
+        !plain_seen.last().to_ascii_lowercase().contains("upgrade:"),
+        "{}",
+        plain_seen.last()
+    );
+    assert!(gate.stderr().contains("upgrade=NONE"), "{}", gate.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_target_without_upgrade_parameter_strips_upgrade() {
+    let (plain, seen) = http_backend("plain").await;
+    let gate = Wsgate::start(&format!("ProxyPass / http://{plain}/\n"));
+    let got = raw_exchange(
+        gate.addr,
+        ws_request("/x", "websocket")
+            .replace("Connection: Upgrade", "Connection: close")
+            .as_bytes(),
+        T,
+    )
+    .await;
+    assert_eq!(status_of(&got), 200, "{got}");
+    let head = seen.last();
+    assert!(!head.to_ascii_lowercase().contains("upgrade"), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
+        "Sec-WebSocket-* pass: {head}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ws_target_needs_exactly_websocket() {
+    let (plain, seen) = http_backend("plain").await;
+    let gate = Wsgate::start(&format!("ProxyPass / ws://{plain}/\n"));
+    let got = raw_exchange(
+        gate.addr,
+        ws_request("/x", "websocketx")
+            .replace("Connection: Upgrade", "Connection: close")
+            .as_bytes(),
+        T,
+    )
+    .await;
+    assert_eq!(status_of(&got), 200, "{got}");
+    assert!(!seen.last().to_ascii_lowercase().contains("upgrade:"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fallback_off_skips_ws_routes_for_plain_requests_and_sends_the_configured_protocol() {
+    let (backend, seen) = switching_echo_backend().await;
+    let (plain, plain_seen) = http_backend("plain").await;
+    let gate = Wsgate::start(&format!(
+        "ProxyWebsocketFallbackToProxyHttp Off\nProxyPass / ws://{backend}/\nProxyPass / http://{plain}/\n"
+    ));
+    let got = raw_exchange(
+        gate.addr,
+        b"GET /page HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n",
+        T,
+    )
+    .await;
+    assert!(
+        got.ends_with("plain /page body=0"),
+        "no Upgrade: the ws:// route is skipped: {got}"
+    );
+    assert!(plain_seen.last().starts_with("GET /page "));
+    let (_s, got) = upgrade_exchange(gate.addr, &ws_request("/chat", "websocket"), b"hi").await;
+    assert_eq!(status_of(&got), 101, "{got}");
+    assert!(
+        seen.last().contains("Upgrade: WebSocket\r\n"),
+        "legacy mode sends the configured spelling: {}",
+        seen.last()
+    );
+    let got = raw_exchange(gate.addr, ws_request("/chat", "foo").as_bytes(), T).await;
+    assert_eq!(status_of(&got), 426, "{got}");
+    assert!(
+        got.contains("Upgrade: WebSocket\r\n") && got.contains("Connection: Upgrade\r\n"),
+        "{got}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fallback_off_tunnel_closes_both_sides_at_the_first_end() {
+    let (backend, _) = switching_echo_backend().await;
+    let gate = Wsgate::start(&format!(
+        "ProxyWebsocketFallbackToProxyHttp Off\nProxyPass / ws://{backend}/\n"
+    ));
+    let (mut s, got) = upgrade_exchange(gate.addr, &ws_request("/", "websocket"), b"").await;
+    assert_eq!(status_of(&got), 101);
+    s.shutdown().await.unwrap();
+    let rest = read_until_close(&mut s, T).await;
+    assert!(
+        !rest.contains("bye"),
+        "no half-close in legacy mode: the backend's last words are cut: {rest:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn half_close_is_passed_on_and_the_other_direction_keeps_working() {
+    let (backend, _) = switching_echo_backend().await;
+    let gate = Wsgate::start(&format!("ProxyPass / ws://{backend}/\n"));
+    let (mut s, got) = upgrade_exchange(gate.addr, &ws_request("/", "websocket"), b"abc").await;
+    assert!(got.ends_with("abc"), "{got}");
+    s.shutdown().await.unwrap();
+    let rest = read_until_close(&mut s, T).await;
+    assert_eq!(
+        rest, "bye",
+        "the backend saw EOF and its reply still came through"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_101_answer_is_relayed_and_the_connection_stays_http() {
+    let (refusing, _) = raw_backend(|_, mut stream| async move {
+        let _ = stream
+            .write_all(b"HTTP/1.1 426 X\r\nContent-Length: 4\r\nUpgrade: WebSocket\r\n\r\nnope")
+            .await;
+        let _ = read_head(&mut stream).await;
+    })
+    .await;
+    let (plain, _) = http_backend("plain").await;
+    let gate = Wsgate::start(&format!(
+        "ProxyPass /ws/ ws://{refusing}/\nProxyPass / http://{plain}/\n"
+    ));
+    let mut s = TcpStream::connect(gate.addr).await.unwrap();
+    s.write_all(ws_request("/ws/", "websocket").as_bytes())
+        .await
+        .unwrap();
+    let first = read_for(&mut s, Duration::from_millis(800)).await;
+    assert!(first.starts_with("HTTP/1.1 426 X\r\n"), "{first}");
+    assert!(
+        first.contains("Upgrade: WebSocket\r\n"),
+        "an acceptable Upgrade offer is kept: {first}"
+    );
+    assert!(first.ends_with("nope"), "{first}");
+    // CVE-2019-17567: what follows is parsed as HTTP, not tunnelled.
+    s.write_all(b"GET /next HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let second = read_until_close(&mut s, T).await;
+    assert!(second.ends_with("plain /next body=0"), "{second}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_backend_gives_503_and_a_vanishing_one_closes_the_tunnel() {
+    let dead = free_port();
+    let (vanishing, _) = raw_backend(|head, mut stream| async move {
+        let proto = header_value(&head, "upgrade").unwrap_or_default();
+        let _ = stream
+            .write_all(format!("HTTP/1.1 101 OK\r\nUpgrade: {proto}\r\n\r\n").as_bytes())
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Dropping the stream ends the backend side abruptly.
+    })
+    .await;
+    let gate = Wsgate::start(&format!(
+        "ProxyPass /dead/ ws://127.0.0.1:{dead}/\nProxyPass /gone/ ws://{vanishing}/\n"
+    ));
+    let got = raw_exchange(gate.addr, ws_request("/dead/", "websocket").as_bytes(), T).await;
+    assert_eq!(status_of(&got), 503, "{got}");
+    let started = Instant::now();
+    let mut s = TcpStream::connect(gate.addr).await.unwrap();
+    s.write_all(ws_request("/gone/", "websocket").as_bytes())
+        .await
+        .unwrap();
+    let got = read_until_close(&mut s, T).await;
+    assert_eq!(status_of(&got), 101);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the client sees the close promptly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_101_naming_another_protocol_is_a_502() {
+    let (liar, _) = raw_backend(|_, mut stream| async move {
+        let _ = stream
+            .write_all(b"HTTP/1.1 101 OK\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+            .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    })
+    .await;
+    let gate = Wsgate::start(&format!("ProxyPass / ws://{liar}/\n"));
+    let got = raw_exchange(gate.addr, ws_request("/", "websocket").as_bytes(), T).await;
+    assert!(got.starts_with("HTTP/1.1 502 Proxy Error\r\n"), "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http10_clients_are_never_upgraded() {
+    let (plain, seen) = http_backend("plain").await;
+    let gate = Wsgate::start(&format!("ProxyPass / ws://{plain}/\n"));
+    let got = raw_exchange(
+        gate.addr,
+        b"GET /x HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        T,
+    )
+    .await;
+    assert_eq!(status_of(&got), 200, "{got}");
+    assert!(!seen.last().to_ascii_lowercase().contains("upgrade:"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_tunnels_close_after_the_larger_timeout_and_traffic_keeps_them_open() {
+    let (backend, _) = switching_echo_backend().await;
+    // S64: max(Timeout 1, ProxyTimeout 2) = 2 s.
+    let gate = Wsgate::start(&format!(
+        "Timeout 1\nProxyTimeout 2\nProxyPass / ws://{backend}/\n"
+    ));
+    let (mut s, got) = upgrade_exchange(gate.addr, &ws_request("/", "websocket"), b"").await;
+    assert_eq!(status_of(&got), 101);
+    // Traffic every 1.2 s keeps it open well past 2 s.
+    s.write_all(b"k").await.unwrap();
+    assert_eq!(read_for(&mut s, Duration::from_millis(200)).await, "k");
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        s.write_all(b"k").await.unwrap();
+        let echoed = read_for(&mut s, Duration::from_millis(200)).await;
+        assert_eq!(echoed, "k", "still open");
+    }
+    let idle_from = Instant::now();
+    let rest = read_until_close(&mut s, Duration::from_secs(6)).await;
+    let idle = idle_from.elapsed();
+    assert_eq!(rest, "", "closed with FIN and nothing else");
+    assert!(
+        idle >= Duration::from_millis(1500) && idle < Duration::from_millis(4000),
+        "closed after {idle:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_close_frames_pass_through() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    use tokio_tungstenite::tungstenite::Message;
+    let (backend, _) = ws_echo_backend().await;
+    let gate = Wsgate::start(&format!("ProxyPass / ws://{backend}/\n"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(gate.url("/"))
+        .await
+        .unwrap();
+    ws.send(Message::Binary(vec![7u8; 100_000].into()))
+        .await
+        .unwrap();
+    let echo = tokio::time::timeout(T, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echo.into_data().len(), 100_000);
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::from(4999),
+        reason: "done here".into(),
+    })))
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(T, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match reply {
+        Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 4999);
+            assert_eq!(frame.reason.as_str(), "done here");
+        }
+        other => panic!("expected the close frame back, got {other:?}"),
+    }
+}
