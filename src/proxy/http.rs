@@ -210,6 +210,11 @@ where
         Err(ProxyError::BodyTooLarge) => {
             return local(client, 413, "Content Too Large", true).await
         }
+        // S5: a coding before chunked passes the core but mod_proxy_http
+        // refuses it with 500.
+        Err(ProxyError::UnsupportedTransferEncoding) => {
+            return local(client, 500, "Internal Server Error", true).await
+        }
         Err(_) => return local(client, 400, "Bad Request", true).await,
     };
     let has_body = framing != Framing::Empty;

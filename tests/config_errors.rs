@@ -1,0 +1,94 @@
+//! Every `tests/bad-configs/NAME.conf` must be refused by `wsgate -t` with
+//! exit code 1 and, as the first line on standard error, exactly the line in
+//! `NAME.expected`, where `{dir}` stands for the folder of the files. A
+//! `NAME.hint` file, if present, must appear in the output too.
+
+use std::path::Path;
+use std::process::Command;
+
+const WSGATE: &str = env!("CARGO_BIN_EXE_wsgate");
+
+#[test]
+fn each_bad_configuration_is_refused_with_file_line_and_reason() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-configs");
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "conf") && !p.to_string_lossy().contains(".inc.")
+        })
+        .collect();
+    cases.sort();
+    assert!(
+        cases.len() >= 25,
+        "expected at least 25 cases, found {}",
+        cases.len()
+    );
+    let mut failures = Vec::new();
+    for conf in &cases {
+        let expected_path = conf.with_extension("expected");
+        let expected = std::fs::read_to_string(&expected_path)
+            .unwrap_or_else(|_| panic!("{} has no .expected file", conf.display()))
+            .trim_end()
+            .replace("{dir}", &dir.display().to_string());
+        let out = Command::new(WSGATE)
+            .arg("-t")
+            .arg("-f")
+            .arg(conf)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let first = stderr.lines().next().unwrap_or("");
+        if out.status.code() != Some(1) {
+            failures.push(format!(
+                "{}: exit {:?}, stderr {stderr}",
+                conf.display(),
+                out.status.code()
+            ));
+        } else if first != expected {
+            failures.push(format!(
+                "{}:\n  expected: {expected}\n  got:      {first}",
+                conf.display()
+            ));
+        } else if let Ok(hint) = std::fs::read_to_string(conf.with_extension("hint")) {
+            if !stderr.contains(hint.trim()) {
+                failures.push(format!(
+                    "{}: hint '{}' missing from {stderr}",
+                    conf.display(),
+                    hint.trim()
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn a_good_configuration_says_syntax_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("ok.conf");
+    std::fs::write(
+        &conf,
+        "Listen 127.0.0.1:8080\n<IfModule mod_rewrite.c>\nRewriteEngine On\n</IfModule>\nProxyPass /ws/ ws://127.0.0.1:9000/ upgrade=websocket timeout=30\n",
+    )
+    .unwrap();
+    let out = Command::new(WSGATE)
+        .arg("-t")
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Syntax OK");
+}
