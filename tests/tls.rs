@@ -1,0 +1,143 @@
+//! wss:// and https:// backends: TLS with SNI and the SSLProxy* checks, against
+//! a WebSocket echo backend behind a certificate from a test CA made here.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+
+struct Pki {
+    ca_pem: String,
+    leaf: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+/// A CA and a certificate for `localhost` (DNS name only) signed by it.
+fn make_pki() -> Pki {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "wsgate test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "localhost");
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        leaf: leaf_cert.der().clone(),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+    }
+}
+
+/// A TLS WebSocket echo backend; records the SNI name of each handshake.
+async fn wss_echo_backend(pki: &Pki) -> (SocketAddr, Seen) {
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![pki.leaf.clone()], pki.key.clone_key())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Seen::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let record = record.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let sni = tls.get_ref().1.server_name().unwrap_or("(none)").to_string();
+                record.0.lock().unwrap().push(sni);
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else { return };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn write_ca(dir: &std::path::Path, pki: &Pki) -> std::path::PathBuf {
+    let path = dir.join("ca.pem");
+    std::fs::write(&path, &pki.ca_pem).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_example_wss_backend_verified_against_the_ca() {
+    let pki = make_pki();
+    let (backend, sni) = wss_echo_backend(&pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_ca(dir.path(), &pki);
+    let gate = Wsgate::start(&format!(
+        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass \"/wss2/\" \"wss://localhost:{}/\"\n",
+        ca.display(),
+        backend.port()
+    ));
+    assert_eq!(ws_roundtrip(&gate.url("/wss2/"), "over tls").await, "over tls");
+    assert_eq!(sni.last(), "localhost", "SNI names the target host");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_backends_need_sslproxyengine() {
+    let pki = make_pki();
+    let (backend, _) = wss_echo_backend(&pki).await;
+    let gate = Wsgate::start(&format!("ProxyPass / wss://localhost:{}/\n", backend.port()));
+    let got = raw_exchange(gate.addr, ws_request("/", "websocket").as_bytes(), Duration::from_secs(5)).await;
+    assert!(got.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn name_and_chain_checks_fail_with_500_and_can_be_turned_off() {
+    let pki = make_pki();
+    let (backend, _) = wss_echo_backend(&pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_ca(dir.path(), &pki);
+    let port = backend.port();
+    // The certificate names localhost; 127.0.0.1 is not in it.
+    let gate = Wsgate::start(&format!(
+        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass /ip/ wss://127.0.0.1:{port}/\n",
+        ca.display()
+    ));
+    let got = raw_exchange(gate.addr, ws_request("/ip/", "websocket").as_bytes(), Duration::from_secs(5)).await;
+    assert!(got.starts_with("HTTP/1.1 500 Proxy Error\r\n"), "{got}");
+    assert!(gate.stderr().contains("TLS handshake"), "{}", gate.stderr());
+
+    let gate = Wsgate::start(&format!(
+        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nSSLProxyCheckPeerName off\nProxyPass /ip/ wss://127.0.0.1:{port}/\n",
+        ca.display()
+    ));
+    assert_eq!(ws_roundtrip(&gate.url("/ip/"), "no name check").await, "no name check");
+
+    // Without SSLProxyVerify the chain is not checked, but the name still is.
+    let gate = Wsgate::start(&format!(
+        "SSLProxyEngine On\nProxyPass /name/ wss://localhost:{port}/\nProxyPass /ip/ wss://127.0.0.1:{port}/\n"
+    ));
+    assert_eq!(ws_roundtrip(&gate.url("/name/"), "unverified chain").await, "unverified chain");
+    let got = raw_exchange(gate.addr, ws_request("/ip/", "websocket").as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&got), 500, "{got}");
+
+    // A chain from another CA fails verification.
+    let other = make_pki();
+    let other_ca = dir.path().join("other.pem");
+    std::fs::write(&other_ca, &other.ca_pem).unwrap();
+    let gate = Wsgate::start(&format!(
+        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass / wss://localhost:{port}/\n",
+        other_ca.display()
+    ));
+    let got = raw_exchange(gate.addr, ws_request("/", "websocket").as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&got), 500, "{got}");
+}
