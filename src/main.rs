@@ -124,18 +124,22 @@ fn init_logging(level: tracing::Level, file: Option<&std::path::Path>) {
 
 async fn serve(config: config::Config, file: PathBuf, defines: Vec<String>) -> u8 {
     let pid_file = config.pid_file.clone();
-    let handle = match Handle::start(config).await {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("wsgate: {e}");
-            return EXIT_RUNTIME;
-        }
-    };
+    // Written before listening, so that whoever sees the port open finds it.
     if let Some(p) = &pid_file {
         if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
             tracing::error!("cannot write PidFile {}: {e}", p.display());
         }
     }
+    let handle = match Handle::start(config).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("wsgate: {e}");
+            if let Some(p) = &pid_file {
+                let _ = std::fs::remove_file(p);
+            }
+            return EXIT_RUNTIME;
+        }
+    };
     let signals = (|| -> std::io::Result<_> {
         Ok((
             signal(SignalKind::hangup())?,

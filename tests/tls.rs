@@ -23,11 +23,13 @@ struct Pki {
 fn make_pki() -> Pki {
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "wsgate test CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "wsgate test CA");
     let ca_key = KeyPair::generate().unwrap();
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
     let leaf_key = KeyPair::generate().unwrap();
     let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key).unwrap();
     Pki {
@@ -39,12 +41,14 @@ fn make_pki() -> Pki {
 
 /// A TLS WebSocket echo backend; records the SNI name of each handshake.
 async fn wss_echo_backend(pki: &Pki) -> (SocketAddr, Seen) {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![pki.leaf.clone()], pki.key.clone_key())
-        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![pki.leaf.clone()], pki.key.clone_key())
+    .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -55,10 +59,19 @@ async fn wss_echo_backend(pki: &Pki) -> (SocketAddr, Seen) {
             let acceptor = acceptor.clone();
             let record = record.clone();
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let sni = tls.get_ref().1.server_name().unwrap_or("(none)").to_string();
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let sni = tls
+                    .get_ref()
+                    .1
+                    .server_name()
+                    .unwrap_or("(none)")
+                    .to_string();
                 record.0.lock().unwrap().push(sni);
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
                 while let Some(Ok(msg)) = ws.next().await {
                     if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
                         return;
@@ -87,7 +100,10 @@ async fn seed_example_wss_backend_verified_against_the_ca() {
         ca.display(),
         backend.port()
     ));
-    assert_eq!(ws_roundtrip(&gate.url("/wss2/"), "over tls").await, "over tls");
+    assert_eq!(
+        ws_roundtrip(&gate.url("/wss2/"), "over tls").await,
+        "over tls"
+    );
     assert_eq!(sni.last(), "localhost", "SNI names the target host");
 }
 
@@ -95,9 +111,20 @@ async fn seed_example_wss_backend_verified_against_the_ca() {
 async fn tls_backends_need_sslproxyengine() {
     let pki = make_pki();
     let (backend, _) = wss_echo_backend(&pki).await;
-    let gate = Wsgate::start(&format!("ProxyPass / wss://localhost:{}/\n", backend.port()));
-    let got = raw_exchange(gate.addr, ws_request("/", "websocket").as_bytes(), Duration::from_secs(5)).await;
-    assert!(got.starts_with("HTTP/1.1 500 Internal Server Error\r\n"), "{got}");
+    let gate = Wsgate::start(&format!(
+        "ProxyPass / wss://localhost:{}/\n",
+        backend.port()
+    ));
+    let got = raw_exchange(
+        gate.addr,
+        ws_request("/", "websocket").as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        got.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+        "{got}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -112,7 +139,12 @@ async fn name_and_chain_checks_fail_with_500_and_can_be_turned_off() {
         "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass /ip/ wss://127.0.0.1:{port}/\n",
         ca.display()
     ));
-    let got = raw_exchange(gate.addr, ws_request("/ip/", "websocket").as_bytes(), Duration::from_secs(5)).await;
+    let got = raw_exchange(
+        gate.addr,
+        ws_request("/ip/", "websocket").as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(got.starts_with("HTTP/1.1 500 Proxy Error\r\n"), "{got}");
     assert!(gate.stderr().contains("TLS handshake"), "{}", gate.stderr());
 
@@ -120,14 +152,25 @@ async fn name_and_chain_checks_fail_with_500_and_can_be_turned_off() {
         "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nSSLProxyCheckPeerName off\nProxyPass /ip/ wss://127.0.0.1:{port}/\n",
         ca.display()
     ));
-    assert_eq!(ws_roundtrip(&gate.url("/ip/"), "no name check").await, "no name check");
+    assert_eq!(
+        ws_roundtrip(&gate.url("/ip/"), "no name check").await,
+        "no name check"
+    );
 
     // Without SSLProxyVerify the chain is not checked, but the name still is.
     let gate = Wsgate::start(&format!(
         "SSLProxyEngine On\nProxyPass /name/ wss://localhost:{port}/\nProxyPass /ip/ wss://127.0.0.1:{port}/\n"
     ));
-    assert_eq!(ws_roundtrip(&gate.url("/name/"), "unverified chain").await, "unverified chain");
-    let got = raw_exchange(gate.addr, ws_request("/ip/", "websocket").as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(
+        ws_roundtrip(&gate.url("/name/"), "unverified chain").await,
+        "unverified chain"
+    );
+    let got = raw_exchange(
+        gate.addr,
+        ws_request("/ip/", "websocket").as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(status_of(&got), 500, "{got}");
 
     // A chain from another CA fails verification.
@@ -138,6 +181,11 @@ async fn name_and_chain_checks_fail_with_500_and_can_be_turned_off() {
         "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass / wss://localhost:{port}/\n",
         other_ca.display()
     ));
-    let got = raw_exchange(gate.addr, ws_request("/", "websocket").as_bytes(), Duration::from_secs(5)).await;
+    let got = raw_exchange(
+        gate.addr,
+        ws_request("/", "websocket").as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(status_of(&got), 500, "{got}");
 }

@@ -1,0 +1,256 @@
+//! The command line and signals as the contract in DESIGN.md states them.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(WSGATE).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("wsgate {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = Command::new(WSGATE).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["-f <FILE>", "-t", "demo", "SIGHUP"] {
+        assert!(help.contains(word), "help names {word}: {help}");
+    }
+}
+
+#[test]
+fn no_configuration_is_a_usage_error() {
+    let out = Command::new(WSGATE).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wsgate -f FILE"));
+}
+
+#[test]
+fn a_port_in_use_is_reported_with_exit_2() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("c.conf");
+    std::fs::write(&conf, format!("Listen {}\n", busy.local_addr().unwrap())).unwrap();
+    let out = Command::new(WSGATE).arg("-f").arg(&conf).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("could not bind"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn defines_select_ifdefine_sections() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("c.conf");
+    std::fs::write(
+        &conf,
+        "Listen 127.0.0.1:1\n<IfDefine !STAGING>\nBogusDirective\n</IfDefine>\n",
+    )
+    .unwrap();
+    let out = Command::new(WSGATE)
+        .args(["-t", "-D", "STAGING", "-f"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(WSGATE)
+        .args(["-t", "-f"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+async fn open_tunnel(
+    gate: &Wsgate,
+    path: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(gate.url(path)),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake")
+    .0
+}
+
+async fn echo(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+    text: &str,
+) -> String {
+    ws.send(Message::Text(text.into())).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .expect("no error")
+        .into_text()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_applies_to_new_requests_and_leaves_tunnels_alone() {
+    let (a, a_seen) = ws_echo_backend().await;
+    let (b, b_seen) = ws_echo_backend().await;
+    let gate = Wsgate::start(&format!("ProxyPass /ws/ ws://{a}/\n"));
+    let mut old = open_tunnel(&gate, "/ws/").await;
+    assert_eq!(a_seen.all().len(), 1);
+
+    let conf = std::fs::read_to_string(&gate.conf)
+        .unwrap()
+        .replace(&a.to_string(), &b.to_string());
+    std::fs::write(&gate.conf, conf).unwrap();
+    gate.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gate.stderr().contains("reloaded") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut new = open_tunnel(&gate, "/ws/").await;
+    assert_eq!(
+        b_seen.all().len(),
+        1,
+        "new tunnels use the new configuration"
+    );
+    assert_eq!(
+        echo(&mut old, "old").await,
+        "old",
+        "the old tunnel is untouched"
+    );
+    assert_eq!(echo(&mut new, "new").await, "new");
+
+    // A broken configuration is reported and the running one stays.
+    std::fs::write(
+        &gate.conf,
+        format!("Listen {}\nProxyPas /ws/ ws://{a}/\n", gate.addr),
+    )
+    .unwrap();
+    gate.signal("USR1");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gate.stderr().contains("reload failed") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        gate.stderr()
+            .contains("wsgate.conf:2: Invalid command 'ProxyPas'"),
+        "{}",
+        gate.stderr()
+    );
+    let mut third = open_tunnel(&gate, "/ws/").await;
+    assert_eq!(echo(&mut third, "still").await, "still");
+    assert_eq!(b_seen.all().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_stop_lets_tunnels_finish_and_refuses_new_connections() {
+    let (a, _) = ws_echo_backend().await;
+    let mut gate = Wsgate::start(&format!(
+        "GracefulShutdownTimeout 30\nPidFile wsgate.pid\nProxyPass /ws/ ws://{a}/\n"
+    ));
+    let pid_file = gate.dir.path().join("wsgate.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        gate.pid().to_string()
+    );
+    let mut live = open_tunnel(&gate, "/ws/").await;
+    gate.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(gate.addr).await.is_ok() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        TcpStream::connect(gate.addr).await.is_err(),
+        "no longer accepting"
+    );
+    assert_eq!(echo(&mut live, "during drain").await, "during drain");
+    let _ = live.close(None).await;
+    drop(live);
+    let status = gate
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits once the last tunnel ended");
+    assert!(status.success(), "{status}");
+    assert!(!pid_file.exists(), "the PidFile is removed at exit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_stop_closes_what_is_left_after_the_timeout_and_a_second_signal_is_immediate() {
+    let (a, _) = ws_echo_backend().await;
+    let mut gate = Wsgate::start(&format!(
+        "GracefulShutdownTimeout 1\nProxyPass /ws/ ws://{a}/\n"
+    ));
+    let mut live = open_tunnel(&gate, "/ws/").await;
+    let started = Instant::now();
+    gate.signal("WINCH");
+    let status = gate
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits after the grace period");
+    assert!(status.success());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited {:?}",
+        started.elapsed()
+    );
+    let end = tokio::time::timeout(Duration::from_secs(2), live.next())
+        .await
+        .expect("the tunnel is closed");
+    assert!(!matches!(end, Some(Ok(Message::Text(_)))));
+
+    let mut gate = Wsgate::start(&format!(
+        "GracefulShutdownTimeout 60\nProxyPass /ws/ ws://{a}/\n"
+    ));
+    let _live = open_tunnel(&gate, "/ws/").await;
+    gate.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    gate.signal("TERM");
+    assert!(
+        gate.wait_exit(Duration::from_secs(3)).is_some(),
+        "a second SIGTERM stops at once"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_request_workers_caps_concurrent_connections() {
+    let (a, _) = ws_echo_backend().await;
+    let gate = Wsgate::start(&format!("MaxRequestWorkers 2\nProxyPass /ws/ ws://{a}/\n"));
+    let mut one = open_tunnel(&gate, "/ws/").await;
+    let two = open_tunnel(&gate, "/ws/").await;
+    let waiting = tokio::spawn({
+        let url = gate.url("/ws/");
+        async move {
+            tokio_tungstenite::connect_async(url)
+                .await
+                .map(|(ws, _)| ws)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection waits while two are open"
+    );
+    drop(two);
+    let mut third = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once a slot frees")
+        .unwrap()
+        .unwrap();
+    assert_eq!(echo(&mut third, "3").await, "3");
+    assert_eq!(echo(&mut one, "1").await, "1");
+}

@@ -1,0 +1,92 @@
+//! `wsgate demo`: the page and the echo through the proxy, with a WebSocket
+//! client and in headless Chromium.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Demo {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_demo() -> Demo {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let child = Command::new(WSGATE)
+        .args(["demo", "--listen", &addr.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "demo did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Demo { child, addr }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_serves_the_page_and_echoes_through_the_proxy() {
+    let demo = start_demo();
+    let page = raw_exchange(
+        demo.addr,
+        b"GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&page), 200, "{page}");
+    assert!(page.contains("new WebSocket("), "{page}");
+    let echo = ws_roundtrip(&format!("ws://{}/echo", demo.addr), "ping").await;
+    assert_eq!(echo, "ping");
+}
+
+#[test]
+fn demo_page_shows_an_echo_in_headless_chromium() {
+    if !require_program("chromium", "chromium") {
+        return;
+    }
+    let demo = start_demo();
+    let profile = tempfile::tempdir().unwrap();
+    let mut last = String::new();
+    // Chromium's first start on a fresh machine can be slow: a few tries.
+    for _ in 0..3 {
+        let out = Command::new("timeout")
+            .args([
+                "60",
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+            ])
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(["--virtual-time-budget=10000", "--dump-dom"])
+            .arg(format!("http://{}/", demo.addr))
+            .output()
+            .unwrap();
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        if last.contains("<li>echo: hello from the browser</li>") {
+            assert!(last.contains("<span id=\"state\">open</span>"), "{last}");
+            return;
+        }
+    }
+    panic!("the page never showed the echo; last DOM:\n{last}");
+}
