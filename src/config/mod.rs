@@ -29,7 +29,7 @@ pub fn load(path: &Path, defines: &[String]) -> Result<Config, ConfigError> {
         .unwrap_or_else(|| PathBuf::from("."));
     let mut expander = include::Expander::new(defines, root.clone());
     let nodes = expander.read_file(path)?;
-    build(nodes, &root)
+    build(nodes, &root, path)
 }
 
 /// Validates configuration text as if read from a file named `name`.
@@ -37,7 +37,7 @@ pub fn from_str(text: &str, name: &str) -> Result<Config, ConfigError> {
     let root = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let mut expander = include::Expander::new(&[], root.clone());
     let nodes = expander.expand_text(text, Path::new(name), 0)?;
-    build(nodes, &root)
+    build(nodes, &root, Path::new(name))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -71,6 +71,7 @@ struct ServerDraft {
     add_headers: Option<bool>,
     fallback_to_http: Option<bool>,
     proxy_timeout: Option<Duration>,
+    timeout: Option<Duration>,
     ssl: ssl::SslDraft,
     reverse: Vec<ReverseRule>,
     origin: Option<Origin>,
@@ -169,7 +170,9 @@ const NOT_YET: &[(&str, &str)] = &[
     ("Protocols", "mod_http2"),
 ];
 
-pub fn build(nodes: Vec<Node>, root: &Path) -> Result<Config, ConfigError> {
+/// Builds the model from expanded directives; `main_file` is named in
+/// errors about what the whole configuration lacks.
+pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, ConfigError> {
     let mut b = Builder {
         listeners: Vec::new(),
         main: ServerDraft::default(),
@@ -191,7 +194,7 @@ pub fn build(nodes: Vec<Node>, root: &Path) -> Result<Config, ConfigError> {
         b.directive(node, Context::InServer, &mut main, None)?;
     }
     b.main = main;
-    b.finish()
+    b.finish(main_file)
 }
 
 impl Builder {
@@ -207,6 +210,17 @@ impl Builder {
         let only = |allowed: &[Context]| -> Result<(), ConfigError> {
             if allowed.contains(&ctx) {
                 Ok(())
+            } else if allowed == [InServer] && ctx == InVirtualHost {
+                // Apache allows some of these per vhost; wsgate reads them
+                // once for the whole process.
+                Err(ConfigError::new(
+                    o,
+                    format!("{} not allowed in {}", node.name, ctx.describe()),
+                )
+                .hint(format!(
+                    "wsgate applies {} to the whole server: move it out of <VirtualHost>",
+                    node.name
+                )))
             } else {
                 Err(ConfigError::new(
                     o,
@@ -239,6 +253,19 @@ impl Builder {
         if node.children.is_some()
             && !matches!(lower.as_str(), "virtualhost" | "location" | "locationmatch")
         {
+            if DIRECTIVES
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(&node.name))
+            {
+                return Err(ConfigError::new(
+                    o,
+                    format!("{} is a directive, not a section", node.name),
+                )
+                .hint(format!(
+                    "write it on one line without < >: {} ARGS",
+                    node.name
+                )));
+            }
             return Err(unknown_or_not_yet(node, true));
         }
         use Context::*;
@@ -345,8 +372,13 @@ impl Builder {
                 server.locations.push(loc);
             }
             "timeout" => {
-                only(&[InServer])?;
-                self.timeout = Some(values::timeout(o, "Timeout", one()?, "s")?);
+                only(&[InServer, InVirtualHost])?;
+                let t = values::timeout(o, "Timeout", one()?, "s")?;
+                if ctx == InServer {
+                    self.timeout = Some(t);
+                } else {
+                    server.timeout = Some(t);
+                }
             }
             "keepalive" => {
                 only(&[InServer])?;
@@ -369,18 +401,12 @@ impl Builder {
                     "limitrequestfieldsize" => {
                         self.limits.field_size = bounded(o, &node.name, n, 1, 65536)?
                     }
+                    // 0 means no limit, as in Apache.
+                    "limitrequestfields" if n == 0 => self.limits.fields = usize::MAX,
                     "limitrequestfields" => {
                         self.limits.fields = bounded(o, &node.name, n, 1, 32767)?
                     }
-                    _ => {
-                        if n > 1 << 31 {
-                            return Err(ConfigError::new(
-                                o,
-                                "LimitRequestBody must be at most 2147483648 (2 GiB)",
-                            ));
-                        }
-                        self.limits.body = n;
-                    }
+                    _ => self.limits.body = n,
                 }
             }
             "gracefulshutdowntimeout" => {
@@ -543,14 +569,16 @@ impl Builder {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Config, ConfigError> {
+    fn finish(mut self, main_file: &Path) -> Result<Config, ConfigError> {
         if self.listeners.is_empty() {
             return Err(ConfigError {
                 origin: Origin {
-                    file: Arc::new(PathBuf::from("(configuration)")),
-                    line: 0,
+                    file: Arc::new(main_file.to_path_buf()),
+                    line: 1,
                 },
-                message: "no Listen directive: wsgate would not listen anywhere".into(),
+                message:
+                    "no Listen directive anywhere in the configuration: wsgate would not listen"
+                        .into(),
                 hint: Some("add e.g. 'Listen 127.0.0.1:8080'".into()),
             });
         }
@@ -579,6 +607,7 @@ impl Builder {
             } else {
                 draft.ssl.resolve(Some(&self.main.ssl))?
             };
+            let vhost_timeout = draft.timeout.unwrap_or(timeout);
             let settings = ProxySettings {
                 preserve_host: draft.preserve_host.unwrap_or(main_settings.preserve_host),
                 add_headers: draft.add_headers.unwrap_or(main_settings.add_headers),
@@ -602,6 +631,7 @@ impl Builder {
             reverse.extend(draft.reverse);
             vhosts.push(Arc::new(Server {
                 server_name,
+                timeout: vhost_timeout,
                 names,
                 addrs: draft.addrs,
                 routes,
@@ -613,6 +643,7 @@ impl Builder {
         }
         let main = Arc::new(Server {
             server_name: main_name.clone(),
+            timeout,
             names: vec![main_name],
             addrs: Vec::new(),
             routes: main_routes,
@@ -697,7 +728,15 @@ fn unknown_or_not_yet(node: &Node, section: bool) -> ConfigError {
         &node.origin,
         format!("Invalid command '{shown}', perhaps misspelled or defined by a module wsgate does not have"),
     );
-    if let Some(n) = error::nearest(&node.name, DIRECTIVES.iter().copied()) {
+    let lower = node.name.to_ascii_lowercase();
+    if matches!(
+        lower.as_str(),
+        "directory" | "directorymatch" | "files" | "filesmatch" | "documentroot"
+    ) {
+        err = err.hint("wsgate serves no files; use <Location> for URL paths");
+    } else if lower.starts_with("proxywebsocket") {
+        err = err.hint("that directive exists only in Apache's development trunk; a tunnel's idle time follows timeout= or ProxyTimeout and Timeout");
+    } else if let Some(n) = error::nearest(&node.name, DIRECTIVES.iter().copied()) {
         err = err.hint(format!("did you mean '{n}'?"));
     }
     err

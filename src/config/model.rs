@@ -71,6 +71,8 @@ impl Default for Limits {
 pub struct Server {
     /// `ServerName`, lower-case, without scheme or port.
     pub server_name: String,
+    /// `Timeout` for this server (a vhost's own, or the main server's).
+    pub timeout: Duration,
     /// `ServerName` and every `ServerAlias`, lower-case (aliases may hold `*`/`?`).
     pub names: Vec<String>,
     /// The `<VirtualHost>` addresses; empty for the main server.

@@ -58,6 +58,15 @@ pub fn parse_pass(
             [path, url, rest @ ..] if url.contains("://") || *url == "!" || !url.contains('=') => {
                 (Some(path.to_string()), *url, rest)
             }
+            [path] | [path, ..] if path.starts_with('/') || regex => {
+                return Err(
+                    ConfigError::new(&node.origin, format!("{name} {path}: no url given")).hint(
+                        format!(
+                            "write {name} PATH URL [key=value ...], or {name} PATH ! to exclude it"
+                        ),
+                    ),
+                )
+            }
             [_] | [] | [_, _, ..] => {
                 return Err(ConfigError::new(
                     &node.origin,
@@ -94,7 +103,21 @@ pub fn parse_pass(
         });
     }
 
+    if url.to_ascii_lowercase().starts_with("unix:") {
+        return Err(ConfigError::new(
+            origin,
+            format!("{name} '{url}': unix domain sockets (unix:) are not supported"),
+        )
+        .hint("proxy to a TCP address such as http://127.0.0.1:PORT/"));
+    }
     let substitutes = regex && has_dollar_reference(url);
+    if substitutes && url.split_once("://").is_none_or(|(s, _)| s.contains('$')) {
+        return Err(ConfigError::new(
+            origin,
+            format!("{name} '{url}': the scheme cannot come from a $N reference"),
+        )
+        .hint("write one ProxyPassMatch per scheme"));
+    }
     // Check the url as it will look after substitution; the scheme must be
     // literal so that it is known before any request arrives.
     let probe = if substitutes {
@@ -103,27 +126,22 @@ pub fn parse_pass(
         url.to_string()
     };
     let parsed = parse_target_url(&probe).map_err(|e| {
-        let message = match e {
+        let shown = mask_password(url);
+        let message = match &e {
             values::UrlError::NotAbsolute => {
-                format!("{name} Unable to parse URL: '{url}': URL must be absolute")
+                format!("{name} Unable to parse URL: '{shown}': URL must be absolute")
             }
-            other => format!("{name} '{url}': {}", other.describe()),
+            other => format!("{name} '{shown}': {}", other.describe()),
         };
         let mut err = ConfigError::new(origin, message);
         if url.starts_with("balancer://") {
             err = err
                 .hint("balancer:// needs mod_proxy_balancer, which this wsgate does not have yet");
-        } else if url.starts_with("unix:") {
-            err = err.hint("unix: sockets are not supported; proxy to a TCP address");
+        } else if e == values::UrlError::UserInfo {
+            err = err.hint("credentials in a backend url would be sent to whoever answers there; wsgate refuses them");
         }
         err
     })?;
-    if substitutes && url.split_once("://").is_some_and(|(s, _)| s.contains('$')) {
-        return Err(ConfigError::new(
-            origin,
-            format!("{name} '{url}': the scheme cannot come from a $N reference"),
-        ));
-    }
 
     let mut params = WorkerParams::default();
     let mut nocanon = false;
@@ -306,14 +324,18 @@ pub fn set_worker_param(
     match key_lower.as_str() {
         "upgrade" => {
             if value.len() > 15 {
-                return Err(err(format!("{directive} upgrade protocol length must be < 16 characters")));
+                return Err(err(format!("{directive} upgrade={value}: the protocol name must be shorter than 16 characters")));
             }
             params.upgrade = Some(value.to_string());
         }
         "timeout" => {
             let secs = value.parse::<u64>().map_err(|_| {
-                err(format!("{directive} timeout='{value}': timeout takes whole seconds"))
-                    .hint("Apache reads 'timeout=500ms' as 500 seconds; write timeout=1 or use connectiontimeout=500ms for connects")
+                let e = err(format!("{directive} timeout='{value}': timeout takes whole seconds"));
+                if value.starts_with(|c: char| c.is_ascii_digit()) {
+                    e.hint(format!("Apache reads 'timeout={value}' as {} seconds; write whole seconds, or use connectiontimeout= (which takes ms) for connects", value.trim_end_matches(|c: char| !c.is_ascii_digit())))
+                } else {
+                    e
+                }
             })?;
             if secs < 1 {
                 return Err(err(format!("{directive} Timeout must be at least one second")));
@@ -334,13 +356,18 @@ pub fn set_worker_param(
                 params.acquire = Some(t);
             }
         }
-        "keepalive" => params.keepalive = values::on_off(origin, "KeepAlive", value)?,
-        "disablereuse" => params.disable_reuse = values::on_off(origin, "DisableReuse", value)?,
-        "enablereuse" => params.disable_reuse = !values::on_off(origin, "EnableReuse", value)?,
+        "keepalive" | "disablereuse" | "enablereuse" => {
+            let on = values::on_off(origin, &format!("{directive} {key}="), value)?;
+            match key_lower.as_str() {
+                "keepalive" => params.keepalive = on,
+                "disablereuse" => params.disable_reuse = on,
+                _ => params.disable_reuse = !on,
+            }
+        }
         "retry" => {
             let secs = value.parse::<i64>().map_err(|_| err(format!("{directive} retry='{value}' is not a number of seconds")))?;
             if secs < 0 {
-                return Err(err("Retry must be a positive value".into()));
+                return Err(err(format!("{directive} retry={value}: must be 0 or more seconds")));
             }
             params.retry = Duration::from_secs(secs.unsigned_abs());
         }
@@ -376,9 +403,10 @@ pub fn set_worker_param(
             params.ttl = Some(Duration::from_secs(secs));
         }
         "loadfactor" => {
-            let f: f64 = value.parse().map_err(|_| err("LoadFactor must be a number between 1..100".into()))?;
+            let bad = || err(format!("{directive} loadfactor={value}: LoadFactor must be a number between 1..100"));
+            let f: f64 = value.parse().map_err(|_| bad())?;
             if !(1.0..=100.0).contains(&f) {
-                return Err(err("LoadFactor must be a number between 1..100".into()));
+                return Err(bad());
             }
         }
         "route" => {
@@ -468,4 +496,25 @@ pub fn parse_reverse(
         path,
         url: url.to_string(),
     })
+}
+
+/// A url with the password of any `user:password@` replaced, for messages.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{masked}@{host}{path}")
+        }
+        None => url.to_string(),
+    }
 }

@@ -157,7 +157,7 @@ impl UrlError {
             UrlError::UserInfo => {
                 "url holds user information ('user@'), which wsgate refuses".into()
             }
-            UrlError::Port => "url has a bad port".into(),
+            UrlError::Port => "url has a bad port (a number from 1 to 65535)".into(),
         }
     }
 }

@@ -368,9 +368,9 @@ where
     let backend_timeout = params
         .timeout
         .or(settings.base.proxy_timeout)
-        .unwrap_or(config.timeout);
+        .unwrap_or(req.server.timeout);
     let connect_timeout = params.connection_timeout.unwrap_or(backend_timeout);
-    let client_timeout = config.timeout;
+    let client_timeout = req.server.timeout;
     let before = |e: ProxyError| (e, false);
 
     if mapped.url.scheme.is_tls() && !settings.base.ssl_proxy.engine {
