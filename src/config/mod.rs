@@ -41,20 +41,20 @@ pub fn from_str(text: &str, name: &str) -> Result<Config, ConfigError> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Context {
-    InServer,
-    InVirtualHost,
-    InLocation,
-    InLocationMatch,
+enum Scope {
+    Server,
+    VirtualHost,
+    Location,
+    LocationMatch,
 }
 
-impl Context {
+impl Scope {
     fn describe(self) -> &'static str {
         match self {
-            Context::InServer => "the server config",
-            Context::InVirtualHost => "<VirtualHost>",
-            Context::InLocation => "<Location>",
-            Context::InLocationMatch => "<LocationMatch>",
+            Scope::Server => "the server config",
+            Scope::VirtualHost => "<VirtualHost>",
+            Scope::Location => "<Location>",
+            Scope::LocationMatch => "<LocationMatch>",
         }
     }
 }
@@ -191,7 +191,7 @@ pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, 
     };
     let mut main = std::mem::take(&mut b.main);
     for node in &nodes {
-        b.directive(node, Context::InServer, &mut main, None)?;
+        b.directive(node, Scope::Server, &mut main, None)?;
     }
     b.main = main;
     b.finish(main_file)
@@ -201,16 +201,16 @@ impl Builder {
     fn directive(
         &mut self,
         node: &Node,
-        ctx: Context,
+        ctx: Scope,
         server: &mut ServerDraft,
         location: Option<&mut Location>,
     ) -> Result<(), ConfigError> {
         let o = &node.origin;
         let lower = node.name.to_ascii_lowercase();
-        let only = |allowed: &[Context]| -> Result<(), ConfigError> {
+        let only = |allowed: &[Scope]| -> Result<(), ConfigError> {
             if allowed.contains(&ctx) {
                 Ok(())
-            } else if allowed == [InServer] && ctx == InVirtualHost {
+            } else if allowed == [Scope::Server] && ctx == Scope::VirtualHost {
                 // Apache allows some of these per vhost; wsgate reads them
                 // once for the whole process.
                 Err(ConfigError::new(
@@ -268,10 +268,9 @@ impl Builder {
             }
             return Err(unknown_or_not_yet(node, true));
         }
-        use Context::*;
         match lower.as_str() {
             "listen" => {
-                only(&[InServer])?;
+                only(&[Scope::Server])?;
                 let (addr, proto) = match node.args.as_slice() {
                     [a] => (a, None),
                     [a, p] => (a, Some(p)),
@@ -299,14 +298,14 @@ impl Builder {
                 self.listeners.push((Listener { addr }, o.clone()));
             }
             "servername" => {
-                only(&[InServer, InVirtualHost])?;
+                only(&[Scope::Server, Scope::VirtualHost])?;
                 let v = one()?;
                 let host = v.split_once("://").map(|(_, h)| h).unwrap_or(v);
                 let (host, _) = values::split_host_port(host);
                 server.server_name = Some(host.to_ascii_lowercase());
             }
             "serveralias" => {
-                only(&[InVirtualHost])?;
+                only(&[Scope::VirtualHost])?;
                 if node.args.is_empty() {
                     return Err(ConfigError::new(o, "ServerAlias needs at least one name"));
                 }
@@ -315,7 +314,7 @@ impl Builder {
                     .extend(node.args.iter().map(|a| a.to_ascii_lowercase()));
             }
             "virtualhost" => {
-                only(&[InServer])?;
+                only(&[Scope::Server])?;
                 let children = node.children.as_ref().ok_or_else(|| section_needed(node))?;
                 if node.args.is_empty() {
                     return Err(
@@ -333,12 +332,12 @@ impl Builder {
                     ..ServerDraft::default()
                 };
                 for child in children {
-                    self.directive(child, InVirtualHost, &mut draft, None)?;
+                    self.directive(child, Scope::VirtualHost, &mut draft, None)?;
                 }
                 self.vhosts.push(draft);
             }
             "location" | "locationmatch" => {
-                only(&[InServer, InVirtualHost])?;
+                only(&[Scope::Server, Scope::VirtualHost])?;
                 let children = node.children.as_ref().ok_or_else(|| section_needed(node))?;
                 let (regex, pattern) = match (lower.as_str(), node.args.as_slice()) {
                     ("location", [t, p]) if t == "~" => (true, p),
@@ -365,34 +364,38 @@ impl Builder {
                     reverse: Vec::new(),
                     origin: o.clone(),
                 };
-                let inner = if regex { InLocationMatch } else { InLocation };
+                let inner = if regex {
+                    Scope::LocationMatch
+                } else {
+                    Scope::Location
+                };
                 for child in children {
                     self.directive(child, inner, server, Some(&mut loc))?;
                 }
                 server.locations.push(loc);
             }
             "timeout" => {
-                only(&[InServer, InVirtualHost])?;
+                only(&[Scope::Server, Scope::VirtualHost])?;
                 let t = values::timeout(o, "Timeout", one()?, "s")?;
-                if ctx == InServer {
+                if ctx == Scope::Server {
                     self.timeout = Some(t);
                 } else {
                     server.timeout = Some(t);
                 }
             }
             "keepalive" => {
-                only(&[InServer])?;
+                only(&[Scope::Server])?;
                 self.keepalive = values::on_off(o, "KeepAlive", one()?)?;
             }
             "keepalivetimeout" => {
-                only(&[InServer])?;
+                only(&[Scope::Server])?;
                 self.keepalive_timeout = values::timeout(o, "KeepAliveTimeout", one()?, "s")?;
             }
             "limitrequestline"
             | "limitrequestfieldsize"
             | "limitrequestfields"
             | "limitrequestbody" => {
-                only(&[InServer])?;
+                only(&[Scope::Server])?;
                 let n = values::number(o, &node.name, one()?)?;
                 match lower.as_str() {
                     "limitrequestline" => {
@@ -410,12 +413,12 @@ impl Builder {
                 }
             }
             "gracefulshutdowntimeout" => {
-                only(&[InServer])?;
+                only(&[Scope::Server])?;
                 let secs = values::number(o, "GracefulShutdownTimeout", one()?)?;
                 self.graceful_shutdown = Some((secs > 0).then(|| Duration::from_secs(secs)));
             }
             "maxrequestworkers" | "maxclients" => {
-                only(&[InServer])?;
+                only(&[Scope::Server])?;
                 let n = values::number(o, &node.name, one()?)?;
                 if n == 0 {
                     return Err(ConfigError::new(
@@ -426,7 +429,7 @@ impl Builder {
                 self.max_connections = Some(n as usize);
             }
             "errorlog" => {
-                only(&[InServer])?;
+                only(&[Scope::Server])?;
                 let v = one()?;
                 if v.starts_with('|') || v.to_ascii_lowercase().starts_with("syslog") {
                     return Err(ConfigError::new(
@@ -438,7 +441,7 @@ impl Builder {
                 self.error_log = Some(self.root.join(v));
             }
             "loglevel" => {
-                only(&[InServer])?;
+                only(&[Scope::Server])?;
                 if node.args.is_empty() {
                     return Err(ConfigError::new(o, "LogLevel needs a level"));
                 }
@@ -456,13 +459,13 @@ impl Builder {
                 self.log_level = level.unwrap_or(tracing::Level::WARN);
             }
             "pidfile" => {
-                only(&[InServer])?;
+                only(&[Scope::Server])?;
                 self.pid_file = Some(self.root.join(one()?));
             }
             "proxypass" | "proxypassmatch" => {
                 let is_match = lower == "proxypassmatch";
                 match ctx {
-                    InServer | InVirtualHost => {
+                    Scope::Server | Scope::VirtualHost => {
                         let line = proxy::parse_pass(node, false, &mut self.warnings)?;
                         let pattern = line.pattern.expect("a server-context ProxyPass has a path");
                         let matcher = if line.regex {
@@ -476,8 +479,8 @@ impl Builder {
                             origin: o.clone(),
                         });
                     }
-                    InLocation | InLocationMatch => {
-                        if is_match && ctx == InLocation {
+                    Scope::Location | Scope::LocationMatch => {
+                        if is_match && ctx == Scope::Location {
                             return Err(ConfigError::new(o, "ProxyPassMatch inside <Location> has no regex to match with")
                                 .hint("use <LocationMatch regex> with ProxyPassMatch, or ProxyPass inside <Location>"));
                         }
@@ -500,7 +503,7 @@ impl Builder {
                 }
             }
             "proxypassreverse" => {
-                only(&[InServer, InVirtualHost, InLocation])?;
+                only(&[Scope::Server, Scope::VirtualHost, Scope::Location])?;
                 match location {
                     Some(loc) => {
                         let LocationMatcher::Prefix(path) = &loc.matcher else {
@@ -513,7 +516,12 @@ impl Builder {
                 }
             }
             "proxypreservehost" | "proxyaddheaders" | "proxywebsocketfallbacktoproxyhttp" => {
-                only(&[InServer, InVirtualHost, InLocation, InLocationMatch])?;
+                only(&[
+                    Scope::Server,
+                    Scope::VirtualHost,
+                    Scope::Location,
+                    Scope::LocationMatch,
+                ])?;
                 let v = values::on_off(o, &node.name, one()?)?;
                 match (location, lower.as_str()) {
                     (Some(l), "proxypreservehost") => l.preserve_host = Some(v),
@@ -525,7 +533,7 @@ impl Builder {
                 }
             }
             "proxytimeout" => {
-                only(&[InServer, InVirtualHost])?;
+                only(&[Scope::Server, Scope::VirtualHost])?;
                 let v = one()?;
                 let secs = v.parse::<u64>().map_err(|_| {
                     ConfigError::new(
@@ -542,7 +550,7 @@ impl Builder {
                 server.proxy_timeout = Some(Duration::from_secs(secs));
             }
             "proxyrequests" => {
-                only(&[InServer, InVirtualHost])?;
+                only(&[Scope::Server, Scope::VirtualHost])?;
                 if values::on_off(o, "ProxyRequests", one()?)? {
                     return Err(ConfigError::new(
                         o,
@@ -559,7 +567,7 @@ impl Builder {
             | "sslproxycheckpeername"
             | "sslproxycheckpeercn"
             | "sslproxycheckpeerexpire" => {
-                only(&[InServer, InVirtualHost])?;
+                only(&[Scope::Server, Scope::VirtualHost])?;
                 server.ssl.set(node, &lower, one()?, &self.root)?;
             }
             _ => return Err(unknown_or_not_yet(node, node.children.is_some())),
@@ -720,9 +728,7 @@ fn unknown_or_not_yet(node: &Node, section: bool) -> ConfigError {
             &node.origin,
             format!("{shown} needs {module}, which this version of wsgate does not implement yet"),
         )
-        .hint(format!(
-            "remove it, or wrap it in <IfModule> for that module so wsgate skips it"
-        ));
+        .hint("remove it, or wrap it in <IfModule> for that module so wsgate skips it");
     }
     let mut err = ConfigError::new(
         &node.origin,

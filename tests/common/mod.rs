@@ -165,6 +165,7 @@ pub async fn ws_echo_backend() -> (SocketAddr, Seen) {
         while let Ok((stream, _)) = listener.accept().await {
             let record = record.clone();
             tokio::spawn(async move {
+                #[allow(clippy::result_large_err)] // tungstenite's callback signature
                 let callback = |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
                                 resp: tokio_tungstenite::tungstenite::handshake::server::Response| {
                     let mut head = format!("{} {}\n", req.method(), req.uri());
@@ -177,16 +178,11 @@ pub async fn ws_echo_backend() -> (SocketAddr, Seen) {
                 let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
                     return;
                 };
+                // tungstenite answers a close frame itself while the stream
+                // is read to its end.
                 while let Some(Ok(msg)) = ws.next().await {
-                    match msg {
-                        Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(msg).await.is_err() {
-                                return;
-                            }
-                        }
-                        // tungstenite answers a close frame itself while the
-                        // stream is read to its end.
-                        _ => {}
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
                     }
                 }
             });
