@@ -168,8 +168,12 @@ async fn run_tunnel<S>(
             return;
         }
     }
-    // Let the head-reading buffers go before the long wait.
-    let (client, backend) = (client.io, backend.io);
+    // Let the head-reading buffers go before the long wait: a partial move
+    // out of `client` would keep its buffer alive until this task ends.
+    let Conn { io: client, buf } = client;
+    drop(buf);
+    let Conn { io: backend, buf } = backend;
+    drop(buf);
     let _tunnel = shared.stats.tunnel_opened();
     let started = std::time::Instant::now();
     let summary = Tunnel::new(client, backend, mode).await;
