@@ -113,12 +113,10 @@ async fn preserve_host_and_add_headers_off() {
     assert!(!head.contains("X-Forwarded"), "{head}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn backend_connections_are_reused() {
+/// A TCP relay in front of `backend` that counts the connections made to it.
+async fn counting_relay(backend: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let connections = Arc::new(AtomicUsize::new(0));
-    let (backend, _) = http_backend("b").await;
     let counter = connections.clone();
-    // Count connections with a tiny TCP relay in front of the backend.
     let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let relay_addr = relay.local_addr().unwrap();
     tokio::spawn(async move {
@@ -130,15 +128,43 @@ async fn backend_connections_are_reused() {
             });
         }
     });
-    let gate = Wsgate::start(&format!("ProxyPass / http://{relay_addr}/\n"));
+    (relay_addr, connections)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backend_connections_are_reused_unless_disabled_or_too_old() {
+    let (backend, _) = http_backend("b").await;
+    let (pooled, pooled_count) = counting_relay(backend).await;
+    let (no_reuse, no_reuse_count) = counting_relay(backend).await;
+    let (short_ttl, short_ttl_count) = counting_relay(backend).await;
+    let gate = Wsgate::start(&format!(
+        "ProxyPass /p/ http://{pooled}/\nProxyPass /d/ http://{no_reuse}/ disablereuse=On\nProxyPass /t/ http://{short_ttl}/ ttl=1\n"
+    ));
     for i in 0..5 {
-        let got = raw_exchange(gate.addr, get(&format!("/{i}")).as_bytes(), T).await;
-        assert!(got.ends_with(&format!("b /{i} body=0")), "{got}");
+        for prefix in ["p", "d"] {
+            let got = raw_exchange(gate.addr, get(&format!("/{prefix}/{i}")).as_bytes(), T).await;
+            assert!(got.ends_with(&format!("b /{i} body=0")), "{got}");
+        }
     }
     assert_eq!(
-        connections.load(Ordering::SeqCst),
+        pooled_count.load(Ordering::SeqCst),
         1,
         "one pooled backend connection served all five"
+    );
+    assert_eq!(
+        no_reuse_count.load(Ordering::SeqCst),
+        5,
+        "disablereuse=On: a connection per request"
+    );
+    for _ in 0..2 {
+        let got = raw_exchange(gate.addr, get("/t/x").as_bytes(), T).await;
+        assert_eq!(status_of(&got), 200);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    assert_eq!(
+        short_ttl_count.load(Ordering::SeqCst),
+        2,
+        "ttl=1: an idle connection older than 1 s is not reused"
     );
 }
 

@@ -415,3 +415,31 @@ async fn websocket_close_frames_pass_through() {
         other => panic!("expected the close frame back, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_limits_connections_to_a_backend_and_acquire_bounds_the_wait() {
+    let (backend, _) = ws_echo_backend().await;
+    let gate = Wsgate::start(&format!(
+        "ProxyPass /ws/ ws://{backend}/ max=1 acquire=300\n"
+    ));
+    let (first, _) = tokio_tungstenite::connect_async(gate.url("/ws/"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let got = raw_exchange(gate.addr, ws_request("/ws/", "websocket").as_bytes(), T).await;
+    assert_eq!(
+        status_of(&got),
+        503,
+        "the one connection is taken by the first tunnel: {got}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "waited for acquire= first"
+    );
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        ws_roundtrip(&gate.url("/ws/"), "free again").await,
+        "free again"
+    );
+}
