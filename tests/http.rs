@@ -441,3 +441,66 @@ async fn hostile_input_does_not_disturb_a_live_tunnel() {
         assert_eq!(echo.into_text().unwrap().as_str(), "still here");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expect_100_continue_waits_for_the_backend_and_interim_responses_are_relayed() {
+    let (backend, seen) = raw_backend(|head, mut stream| async move {
+        if header_value(&head, "expect").is_some() {
+            stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        let body = read_body(&head, &mut stream).await.unwrap();
+        stream
+            .write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+            .await
+            .unwrap();
+        let text = format!("got {} bytes", body.len());
+        let _ = stream
+            .write_all(
+                format!(
+                    "HTTP/1.1 201 Created\r\nContent-Length: {}\r\n\r\n{text}",
+                    text.len()
+                )
+                .as_bytes(),
+            )
+            .await;
+    })
+    .await;
+    let gate = Wsgate::start(&format!("ProxyPass / http://{backend}/\n"));
+    let mut s = TcpStream::connect(gate.addr).await.unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: f\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n").await.unwrap();
+    let first = read_for(&mut s, Duration::from_millis(500)).await;
+    assert_eq!(
+        first, "HTTP/1.1 100 Continue\r\n\r\n",
+        "the body is asked for only once the backend wants it"
+    );
+    assert!(
+        seen.last().contains("Expect: 100-continue\r\n"),
+        "{}",
+        seen.last()
+    );
+    s.write_all(b"hello").await.unwrap();
+    let rest = read_until_close(&mut s, T).await;
+    assert!(rest.starts_with("HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\nHTTP/1.1 201 Created\r\n"), "{rest}");
+    assert!(rest.ends_with("got 5 bytes"), "{rest}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_head_that_never_completes_is_cut_off() {
+    let (backend, _) = http_backend("b").await;
+    let gate = Wsgate::start(&format!("Timeout 1\nProxyPass / http://{backend}/\n"));
+    let started = std::time::Instant::now();
+    let mut s = TcpStream::connect(gate.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: f\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let got = read_until_close(&mut s, T).await;
+    assert_eq!(status_of(&got), 408, "{got}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut off after {:?}",
+        started.elapsed()
+    );
+}

@@ -167,7 +167,7 @@ pub struct ClientResponse<'a> {
 
 /// The response head for the client: the backend's fields minus hop-by-hop
 /// ones, with ProxyPassReverse applied and a Date if the backend sent none.
-/// A 101 carries neither Date nor Server (S51c).
+/// Interim responses, the 101 among them, get no Date (S51c).
 pub fn client_response(resp: &ResponseHead, c: &ClientResponse<'_>) -> Vec<u8> {
     let listed = connection_listed(&resp.headers);
     let mut out = Vec::with_capacity(512);
@@ -185,7 +185,7 @@ pub fn client_response(resp: &ResponseHead, c: &ClientResponse<'_>) -> Vec<u8> {
         };
         push(&mut out, name, rewritten.as_deref().unwrap_or(value));
     }
-    if resp.status != 101 && !resp.headers.contains("date") {
+    if resp.status >= 200 && !resp.headers.contains("date") {
         push(
             &mut out,
             "Date",
