@@ -9,7 +9,8 @@
 //!   `lexer` (file syntax), `include` (Include, Define, IfModule…), then one
 //!   file per Apache module (`proxy`, `ssl`) building `model`.
 //! * `route` — pure: request path normalisation and the mapping of a request
-//!   to a backend url (ProxyPass, ProxyPassMatch, `<Location>`).
+//!   to a backend url (ProxyPass, ProxyPassMatch, `<Location>`), after
+//! * `rewrite` — pure: mod_rewrite's rules and conditions.
 //! * `proxy` — the engine: `server` accepts, `http` reads requests and
 //!   forwards them, `upgrade` decides on protocol switches, `tunnel` copies
 //!   bytes after a 101, `headers` builds the heads, `backend` and `pool`
@@ -20,5 +21,6 @@
 pub mod config;
 pub mod demo;
 pub mod proxy;
+pub mod rewrite;
 pub mod route;
 pub mod tls;

@@ -22,6 +22,7 @@ const MODULES: &[&str] = &[
     "proxy_http",
     "proxy_wstunnel",
     "ssl",
+    "rewrite",
 ];
 
 pub fn module_is_built_in(name: &str) -> bool {

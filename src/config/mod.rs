@@ -10,6 +10,7 @@ pub mod include;
 pub mod lexer;
 pub mod model;
 pub mod proxy;
+pub mod rewrite;
 pub mod ssl;
 pub mod values;
 
@@ -73,6 +74,7 @@ struct ServerDraft {
     proxy_timeout: Option<Duration>,
     timeout: Option<Duration>,
     ssl: ssl::SslDraft,
+    rewrite: rewrite::RewriteDraft,
     reverse: Vec<ReverseRule>,
     origin: Option<Origin>,
 }
@@ -135,17 +137,15 @@ pub const DIRECTIVES: &[&str] = &[
     "SSLProxyCACertificateFile",
     "SSLProxyCheckPeerName",
     "SSLProxyCheckPeerExpire",
+    "RewriteEngine",
+    "RewriteOptions",
+    "RewriteCond",
+    "RewriteRule",
 ];
 
 /// Apache directives of modules wsgate does not have yet, with the module,
 /// so that an operator learns why rather than "unknown directive".
 const NOT_YET: &[(&str, &str)] = &[
-    ("RewriteEngine", "mod_rewrite"),
-    ("RewriteCond", "mod_rewrite"),
-    ("RewriteRule", "mod_rewrite"),
-    ("RewriteOptions", "mod_rewrite"),
-    ("RewriteBase", "mod_rewrite"),
-    ("RewriteMap", "mod_rewrite"),
     ("Proxy", "mod_proxy_balancer (<Proxy> sections)"),
     ("ProxyMatch", "mod_proxy_balancer (<Proxy> sections)"),
     ("ProxySet", "mod_proxy_balancer"),
@@ -561,6 +561,18 @@ impl Builder {
                     ));
                 }
             }
+            "rewriteengine" | "rewriteoptions" | "rewritecond" | "rewriterule" | "rewritemap"
+            | "rewritebase" => {
+                if matches!(ctx, Scope::Location | Scope::LocationMatch) {
+                    return Err(ConfigError::new(
+                        o,
+                        format!("{} inside <Location> is per-directory rewriting, which wsgate does not support", node.name),
+                    )
+                    .hint("put the rules in the server config or the <VirtualHost>, matching the whole path (e.g. ^/app/(.*))"));
+                }
+                only(&[Scope::Server, Scope::VirtualHost])?;
+                server.rewrite.directive(node, &lower)?;
+            }
             "sslproxyengine"
             | "sslproxyverify"
             | "sslproxycacertificatefile"
@@ -607,9 +619,18 @@ impl Builder {
         let main_routes = std::mem::take(&mut self.main.routes);
         let main_locations = std::mem::take(&mut self.main.locations);
         let main_reverse = std::mem::take(&mut self.main.reverse);
+        for draft in std::iter::once(&self.main).chain(self.vhosts.iter()) {
+            if let Some(o) = draft.rewrite.dangling() {
+                self.warnings.push(format!(
+                    "{o}: RewriteCond without a RewriteRule after it is ignored (as in Apache)"
+                ));
+            }
+        }
+        let main_engine = self.main.rewrite.engine.unwrap_or(false);
+        let main_rules = std::mem::take(&mut self.main.rewrite.rules);
 
         let mut vhosts = Vec::with_capacity(self.vhosts.len());
-        for draft in std::mem::take(&mut self.vhosts) {
+        for mut draft in std::mem::take(&mut self.vhosts) {
             let ssl_proxy = if draft.ssl.is_empty() {
                 main_settings.ssl_proxy.clone()
             } else {
@@ -637,9 +658,26 @@ impl Builder {
             locations.extend(draft.locations);
             let mut reverse = main_reverse.clone();
             reverse.extend(draft.reverse);
+            // S83: the engine setting is inherited, the rules only with
+            // RewriteOptions Inherit (after the vhost's) or InheritBefore.
+            let own = std::mem::take(&mut draft.rewrite.rules);
+            let rewrite = if draft.rewrite.engine.unwrap_or(main_engine) {
+                match draft.rewrite.inherit {
+                    rewrite::Inherit::No => own,
+                    rewrite::Inherit::After => {
+                        own.into_iter().chain(main_rules.iter().cloned()).collect()
+                    }
+                    rewrite::Inherit::Before => main_rules.iter().cloned().chain(own).collect(),
+                }
+            } else {
+                Vec::new()
+            };
+            let workers = collect_workers(&routes, &locations);
             vhosts.push(Arc::new(Server {
                 server_name,
                 timeout: vhost_timeout,
+                rewrite,
+                workers,
                 names,
                 addrs: draft.addrs,
                 routes,
@@ -652,6 +690,8 @@ impl Builder {
         let main = Arc::new(Server {
             server_name: main_name.clone(),
             timeout,
+            rewrite: if main_engine { main_rules } else { Vec::new() },
+            workers: collect_workers(&main_routes, &main_locations),
             names: vec![main_name],
             addrs: Vec::new(),
             routes: main_routes,
@@ -678,6 +718,22 @@ impl Builder {
             warnings: self.warnings,
         })
     }
+}
+
+/// Every worker a server's ProxyPass lines define, for `[P]` rules to use
+/// the parameters of the one whose url prefixes their target (S93).
+fn collect_workers(routes: &[Route], locations: &[Location]) -> Vec<Arc<Worker>> {
+    let targets = routes.iter().map(|r| &r.target).chain(
+        locations
+            .iter()
+            .filter_map(|l| l.proxy_pass.as_ref().map(|p| &p.target)),
+    );
+    targets
+        .filter_map(|t| match t {
+            Target::Proxy(p) => Some(p.worker.clone()),
+            Target::Exclude => None,
+        })
+        .collect()
 }
 
 fn bounded(o: &Origin, name: &str, n: u64, min: u64, max: u64) -> Result<usize, ConfigError> {

@@ -73,6 +73,11 @@ pub struct Server {
     pub server_name: String,
     /// `Timeout` for this server (a vhost's own, or the main server's).
     pub timeout: Duration,
+    /// The rewrite rules that run for this server, in order; empty when
+    /// `RewriteEngine` is off.
+    pub rewrite: Vec<crate::rewrite::Rule>,
+    /// The workers of this server's ProxyPass lines (main server's first).
+    pub workers: Vec<Arc<Worker>>,
     /// `ServerName` and every `ServerAlias`, lower-case (aliases may hold `*`/`?`).
     pub names: Vec<String>,
     /// The `<VirtualHost>` addresses; empty for the main server.

@@ -192,10 +192,10 @@ pub fn parse_pass(
         // Nothing to check; noted here so the combination stays deliberate.
     }
 
-    let worker_name = match url.find('$') {
-        Some(i) if substitutes => url[..i].to_string(),
-        _ => url.to_string(),
-    };
+    let worker_name = normalise_worker_name(match url.find('$') {
+        Some(i) if substitutes => &url[..i],
+        _ => url,
+    });
     let pool = Pool::new(params.max);
     Ok(PassLine {
         pattern,
@@ -212,6 +212,23 @@ pub fn parse_pass(
             noquery,
         }),
     })
+}
+
+/// A worker's name with scheme and host lower-case, as Apache compares
+/// them when it looks a worker up by url prefix.
+pub fn normalise_worker_name(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find('/').unwrap_or(rest.len());
+            format!(
+                "{}://{}{}",
+                scheme.to_ascii_lowercase(),
+                rest[..end].to_ascii_lowercase(),
+                &rest[end..]
+            )
+        }
+        None => url.to_string(),
+    }
 }
 
 fn needs_url(node: &Node, name: &str) -> ConfigError {

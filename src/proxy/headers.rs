@@ -265,6 +265,7 @@ fn explain(status: u16) -> &'static str {
         403 => "You don't have permission to access this resource.",
         404 => "The requested URL was not found on this server.",
         405 => "The method is not allowed here.",
+        410 => "The requested resource is no longer available on this server.",
         413 => "The request body is larger than this server accepts.",
         414 => "The request line is longer than this server accepts.",
         426 => "This resource must be reached with a protocol upgrade.",

@@ -268,8 +268,21 @@ where
     };
     let host = head.headers.get_str("host");
     let server = route::select_server(config, facts.local, host);
-    let has_upgrade = head.headers.contains("upgrade");
-    let mapped = match route::decide(server, &path, has_upgrade) {
+    let route_request = route::Request {
+        method: &head.method,
+        target: &head.target,
+        version: if head.version >= Version::HTTP_11 {
+            "HTTP/1.1"
+        } else {
+            "HTTP/1.0"
+        },
+        headers: &head.headers.fields,
+        path: &path,
+        remote: facts.peer,
+        local: facts.local,
+        https: false,
+    };
+    let mapped = match route::decide(server, &route_request) {
         Decision::Proxy(m) => m,
         Decision::NotFound => return local(client, 404, "Not Found", has_body).await,
         Decision::Forbidden => {
@@ -277,6 +290,20 @@ where
             return local(client, 403, "Forbidden", true).await;
         }
         Decision::BadTarget => return local(client, 400, "Bad Request", true).await,
+        Decision::Redirect { status, location } => {
+            let reason = head::canonical_reason(status);
+            let bytes =
+                headers::local_response(status, reason, &[("Location", &location)], has_body);
+            let ok = client.write_all(&bytes, t).await.is_ok();
+            return if ok && !has_body {
+                Outcome::KeepAlive
+            } else {
+                Outcome::Close
+            };
+        }
+        Decision::Status(status) => {
+            return local(client, status, head::canonical_reason(status), true).await
+        }
     };
 
     let request = Request {
@@ -291,7 +318,7 @@ where
         Ok(outcome) => outcome,
         Err((e, answered)) => {
             if e.is_backend() {
-                tracing::error!(peer = %facts.peer, worker = %mapped.target.worker.name, "{e}");
+                tracing::error!(peer = %facts.peer, worker = %mapped.worker.name, "{e}");
             } else {
                 tracing::debug!(peer = %facts.peer, "{e}");
             }
@@ -366,7 +393,7 @@ where
 {
     let mapped = req.mapped;
     let head = req.head;
-    let worker = &mapped.target.worker;
+    let worker = &mapped.worker;
     let params = &worker.params;
     let settings = &mapped.settings;
     let backend_timeout = params
@@ -452,7 +479,7 @@ where
     // Connection: reuse only what can be reused (S22, S43, S144).
     let cl_and_te =
         head.headers.contains("content-length") && head.headers.contains("transfer-encoding");
-    let reusable = !upgrading && !params.disable_reuse && !mapped.target.substitutes && !cl_and_te;
+    let reusable = !upgrading && mapped.reuse && !cl_and_te;
     let sent_upgrade = match &plan {
         Plan::Upgrade { send } => Some(send.as_str()),
         _ => None,

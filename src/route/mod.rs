@@ -1,9 +1,11 @@
 //! Routing: a pure function from a request head, the connection's local
 //! address and the configuration to a decision. No I/O happens here.
 //!
-//! Order (S11): the ProxyPass of the last matching `<Location>`, then the
-//! server's ProxyPass/ProxyPassMatch lines in order (the main server's before
-//! a vhost's), the first match winning; `!` stops the search.
+//! Order (S11): the server's rewrite rules first (a `[P]` rule proxies, a
+//! rewrite to a local path ends mapping), then the ProxyPass of the last
+//! matching `<Location>`, then the server's ProxyPass/ProxyPassMatch lines in
+//! order (the main server's before a vhost's), the first match winning; `!`
+//! stops the search.
 
 pub mod path;
 
@@ -13,7 +15,10 @@ use std::sync::Arc;
 use crate::config::values::{parse_target_url, TargetUrl, UrlError};
 use crate::config::{
     Config, LocationMatcher, ProxySettings, ProxyTarget, ReverseRule, RouteMatcher, Server, Target,
+    Worker, WorkerParams,
 };
+use crate::proxy::pool::Pool;
+use crate::rewrite::{self, Outcome, Var};
 pub use path::{encode_path, normalize, PathError, RequestPath};
 
 /// What to do with a request.
@@ -26,12 +31,22 @@ pub enum Decision<'c> {
     Forbidden,
     /// The mapped target has no usable host: 400.
     BadTarget,
+    /// A rewrite rule's redirect.
+    Redirect {
+        status: u16,
+        location: String,
+    },
+    /// A rewrite rule's status (`[F]`, `[G]`, `R=4xx`, a safety check).
+    Status(u16),
 }
 
 /// A request mapped to a backend.
 #[derive(Debug)]
 pub struct Mapped<'c> {
-    pub target: &'c ProxyTarget,
+    pub worker: Arc<Worker>,
+    /// Whether the backend connection may be pooled afterwards (not for
+    /// ProxyPassMatch urls with `$N`, S22, nor for the generic worker).
+    pub reuse: bool,
     pub url: TargetUrl,
     /// Path and query for the backend request line.
     pub path_and_query: String,
@@ -119,9 +134,224 @@ fn wildcard_match(pattern: &[u8], name: &[u8]) -> bool {
     }
 }
 
-/// Maps a request on `server`. `has_upgrade` says whether the client sent an
-/// Upgrade header, which legacy mode (fallback Off) needs to pick a ws route.
-pub fn decide<'c>(server: &'c Server, path: &RequestPath, has_upgrade: bool) -> Decision<'c> {
+/// A request as routing sees it.
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The request target as received.
+    pub target: &'a str,
+    /// `HTTP/1.1` or `HTTP/1.0`.
+    pub version: &'a str,
+    pub headers: &'a [(String, Vec<u8>)],
+    pub path: &'a RequestPath,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub https: bool,
+}
+
+impl Request<'_> {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Maps a request on `server`: rewrite rules, then ProxyPass.
+pub fn decide<'c>(server: &'c Server, req: &Request<'_>) -> Decision<'c> {
+    let has_upgrade = req.header("upgrade").is_some();
+    if server.rewrite.is_empty() {
+        return map(server, req.path, has_upgrade);
+    }
+    let vars = RewriteVars { req, server };
+    match rewrite::apply(&server.rewrite, &req.path.decoded, &vars) {
+        Outcome::Unchanged => map(server, req.path, has_upgrade),
+        Outcome::PassThrough { path, query } => {
+            let mut raw = String::new();
+            encode_path(&path, &mut raw);
+            let rewritten = RequestPath {
+                decoded: path,
+                raw,
+                query,
+            };
+            map(server, &rewritten, has_upgrade)
+        }
+        Outcome::Proxy {
+            url,
+            query,
+            noescape,
+        } => proxy_from_rewrite(server, req.path, &url, query, noescape),
+        Outcome::Redirect { status, location } => Decision::Redirect { status, location },
+        Outcome::Status(s) => Decision::Status(s),
+        // S166: a rewrite to a local path never serves a file.
+        Outcome::Local => Decision::NotFound,
+    }
+}
+
+/// What rewrite conditions read: the request and the server it reached.
+struct RewriteVars<'a> {
+    req: &'a Request<'a>,
+    server: &'a Server,
+}
+
+impl RewriteVars<'_> {
+    /// The Host header split into name and port (UseCanonicalName Off).
+    fn host_parts(&self) -> (String, Option<u16>) {
+        match self
+            .req
+            .header("host")
+            .and_then(|h| std::str::from_utf8(h).ok())
+        {
+            Some(h) => {
+                let name = host_without_port(h);
+                let port = h[name.len()..]
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse().ok());
+                (name.to_ascii_lowercase(), port)
+            }
+            None => (self.server.server_name.clone(), None),
+        }
+    }
+}
+
+impl rewrite::Vars for RewriteVars<'_> {
+    fn var(&self, var: &Var) -> String {
+        let req = self.req;
+        match var {
+            Var::Header(name) => req
+                .header(name)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default(),
+            Var::RequestUri => String::from_utf8_lossy(&req.path.decoded).into_owned(),
+            Var::RequestMethod => req.method.to_string(),
+            Var::RequestScheme => self.scheme().to_string(),
+            Var::QueryString => req.path.query.clone().unwrap_or_default(),
+            Var::TheRequest => format!("{} {} {}", req.method, req.target, req.version),
+            Var::RemoteAddr => req.remote.ip().to_canonical().to_string(),
+            Var::RemotePort => req.remote.port().to_string(),
+            Var::ServerName => self.host_parts().0,
+            Var::ServerPort => self.host_parts().1.unwrap_or(req.local.port()).to_string(),
+            Var::ServerAddr => req.local.ip().to_canonical().to_string(),
+            Var::ServerProtocol => req.version.to_string(),
+            Var::Https => if req.https { "on" } else { "off" }.to_string(),
+        }
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.req.path.query.as_deref()
+    }
+
+    fn self_authority(&self) -> String {
+        let (name, port) = self.host_parts();
+        let port = port.unwrap_or(self.req.local.port());
+        let default = if self.req.https { 443 } else { 80 };
+        if port == default {
+            name
+        } else {
+            format!("{name}:{port}")
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.req.https {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// A `[P]` rule's target, proxied as a ProxyPass to that url would be
+/// (S93, S96, S97): the path canonicalised (unless `[NE]`), the parameters of
+/// the worker whose url prefixes it, or none.
+fn proxy_from_rewrite<'c>(
+    server: &'c Server,
+    original: &RequestPath,
+    url: &[u8],
+    query: Option<String>,
+    noescape: bool,
+) -> Decision<'c> {
+    let text = String::from_utf8_lossy(url);
+    let Some(scheme_end) = text.find("://") else {
+        return Decision::BadTarget;
+    };
+    let after = scheme_end + 3;
+    let path_start = text[after..].find('/').map_or(text.len(), |i| after + i);
+    let target = match parse_target_url(&text[..path_start]) {
+        Ok(t) => t,
+        // S142: user information from the request never picks a host.
+        Err(UrlError::UserInfo) => return Decision::Forbidden,
+        Err(_) => return Decision::BadTarget,
+    };
+    let path = &url[path_start.min(url.len())..];
+    let mut out = String::with_capacity(path.len() + 16);
+    if noescape {
+        // [NE]: sent as written, so it must not hold what would break the
+        // request line (AH10415).
+        if path.iter().any(|&b| b <= b' ' || b == 0x7f) {
+            return Decision::Forbidden;
+        }
+        out.push_str(&String::from_utf8_lossy(path));
+    } else {
+        encode_path(path, &mut out);
+    }
+    if !out.starts_with('/') {
+        out.insert(0, '/');
+    }
+    if let Some(q) = &query {
+        out.push('?');
+        out.push_str(q);
+    }
+    let full = format!(
+        "{}://{}{}",
+        target.scheme.as_str(),
+        text[after..path_start].to_ascii_lowercase(),
+        String::from_utf8_lossy(path)
+    );
+    let found = server
+        .workers
+        .iter()
+        .filter(|w| full.starts_with(&w.name))
+        .max_by_key(|w| w.name.len());
+    let (worker, reuse) = match found {
+        Some(w) => (w.clone(), !w.params.disable_reuse),
+        None => (
+            Arc::new(Worker {
+                name: format!("{}://{}", target.scheme.as_str(), target.authority()),
+                params: WorkerParams {
+                    disable_reuse: true,
+                    ..WorkerParams::default()
+                },
+                pool: Pool::new(None),
+            }),
+            false,
+        ),
+    };
+    let (settings, _) = settings_for(server, original);
+    Decision::Proxy(Mapped {
+        worker,
+        reuse,
+        url: target,
+        path_and_query: out,
+        settings,
+    })
+}
+
+/// The ProxyPass of a matching `<Location>`: its target, how much of the
+/// path a prefix matched, a regex's captures, and the matcher.
+type LocationHit<'c, 'p> = (
+    &'c Target,
+    Option<usize>,
+    Option<regex::bytes::Captures<'p>>,
+    &'c LocationMatcher,
+);
+
+/// The server's settings with every matching `<Location>` applied, and the
+/// ProxyPass of the last matching one that has one.
+fn settings_for<'c, 'p>(
+    server: &'c Server,
+    path: &'p RequestPath,
+) -> (Settings<'c>, Option<LocationHit<'c, 'p>>) {
     let mut settings = Settings {
         preserve_host: server.settings.preserve_host,
         add_headers: server.settings.add_headers,
@@ -154,7 +384,14 @@ pub fn decide<'c>(server: &'c Server, path: &RequestPath, has_upgrade: bool) -> 
             location_pass = Some((&pass.target, prefix_len, captures, &loc.matcher));
         }
     }
+    (settings, location_pass)
+}
 
+/// ProxyPass mapping (after rewriting). `has_upgrade` says whether the client
+/// sent an Upgrade header, which legacy mode (fallback Off) needs to pick a
+/// ws route.
+fn map<'c>(server: &'c Server, path: &RequestPath, has_upgrade: bool) -> Decision<'c> {
+    let (settings, location_pass) = settings_for(server, path);
     if let Some((target, prefix_len, captures, matcher)) = location_pass {
         match target {
             Target::Exclude => return Decision::NotFound,
@@ -321,7 +558,8 @@ fn finish<'c>(
         out.push_str(q);
     }
     Decision::Proxy(Mapped {
-        target: t,
+        worker: t.worker.clone(),
+        reuse: !t.substitutes && !t.worker.params.disable_reuse,
         url,
         path_and_query: out,
         settings,
@@ -356,4 +594,4 @@ fn substitute(template: &[u8], captures: Option<&regex::bytes::Captures<'_>>) ->
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -19,12 +19,40 @@ fn map(cfg: &Config, target: &str) -> String {
 }
 
 fn map_upgrade(cfg: &Config, target: &str, upgrade: bool) -> String {
+    let mut headers: Vec<(String, Vec<u8>)> = vec![("Host".into(), b"proxy.test".to_vec())];
+    if upgrade {
+        headers.push(("Upgrade".into(), b"websocket".to_vec()));
+    }
+    map_request(cfg, "GET", target, &headers)
+}
+
+/// Routes a whole request on the main server and describes the decision.
+pub(crate) fn map_request(
+    cfg: &Config,
+    method: &str,
+    target: &str,
+    headers: &[(String, Vec<u8>)],
+) -> String {
     let path = match normalize(target) {
         Ok(p) => p,
         Err(PathError::BadRequest) => return "400".into(),
         Err(PathError::NotFound) => return "404".into(),
     };
-    match decide(&cfg.main, &path, upgrade) {
+    let req = Request {
+        method,
+        target,
+        version: "HTTP/1.1",
+        headers,
+        path: &path,
+        remote: "127.0.0.1:5555".parse().unwrap(),
+        local: "127.0.0.1:80".parse().unwrap(),
+        https: false,
+    };
+    describe(decide(&cfg.main, &req))
+}
+
+pub(crate) fn describe(d: Decision<'_>) -> String {
+    match d {
         Decision::Proxy(m) => format!(
             "{}://{}{}",
             m.url.scheme.as_str(),
@@ -34,6 +62,8 @@ fn map_upgrade(cfg: &Config, target: &str, upgrade: bool) -> String {
         Decision::NotFound => "404".into(),
         Decision::Forbidden => "403".into(),
         Decision::BadTarget => "400".into(),
+        Decision::Redirect { status, location } => format!("{status} {location}"),
+        Decision::Status(s) => s.to_string(),
     }
 }
 
@@ -223,7 +253,17 @@ fn vhosts_by_name_and_main_routes_first() {
     assert_eq!(name(None), "a.test");
     let a = select_server(&c, local, Some("a.test"));
     let p = normalize("/shared/x").unwrap();
-    match decide(a, &p, false) {
+    let req = Request {
+        method: "GET",
+        target: "/shared/x",
+        version: "HTTP/1.1",
+        headers: &[],
+        path: &p,
+        remote: local,
+        local,
+        https: false,
+    };
+    match decide(a, &req) {
         Decision::Proxy(m) => assert_eq!(
             m.url.host, "main",
             "the main server's entries come first (S12)"

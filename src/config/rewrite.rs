@@ -1,0 +1,431 @@
+//! mod_rewrite's directives: `RewriteEngine`, `RewriteOptions`,
+//! `RewriteCond` and `RewriteRule`, in server and virtual-host context.
+
+use regex::bytes::RegexBuilder;
+
+use super::error::{ConfigError, Origin};
+use super::lexer::Node;
+use super::values;
+use crate::rewrite::{
+    BackrefEscape, Cond, CondPattern, IntOp, Piece, Rule, RuleFlags, Template, Var,
+};
+
+/// Whether a vhost runs the main server's rules too (`RewriteOptions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Inherit {
+    #[default]
+    No,
+    After,
+    Before,
+}
+
+/// One server's rewrite directives before merging.
+#[derive(Debug, Default)]
+pub struct RewriteDraft {
+    pub engine: Option<bool>,
+    pub inherit: Inherit,
+    pub rules: Vec<Rule>,
+    pending: Vec<(Cond, Origin)>,
+}
+
+impl RewriteDraft {
+    pub fn directive(&mut self, node: &Node, lower: &str) -> Result<(), ConfigError> {
+        let o = &node.origin;
+        match lower {
+            "rewriteengine" => {
+                let [v] = node.args.as_slice() else {
+                    return Err(ConfigError::new(
+                        o,
+                        "RewriteEngine takes one argument, On or Off",
+                    ));
+                };
+                self.engine = Some(values::on_off(o, "RewriteEngine", v)?);
+            }
+            "rewriteoptions" => {
+                for opt in &node.args {
+                    match opt.to_ascii_lowercase().as_str() {
+                        "inherit" => self.inherit = Inherit::After,
+                        "inheritbefore" => self.inherit = Inherit::Before,
+                        _ => {
+                            return Err(ConfigError::new(
+                                o,
+                                format!("RewriteOptions: '{opt}' is not supported"),
+                            )
+                            .hint("wsgate supports RewriteOptions Inherit and InheritBefore"))
+                        }
+                    }
+                }
+            }
+            "rewritecond" => {
+                let cond = parse_cond(node)?;
+                self.pending.push((cond, o.clone()));
+            }
+            "rewriterule" => {
+                let rule = parse_rule(node, self.pending.drain(..).map(|(c, _)| c).collect())?;
+                self.rules.push(rule);
+            }
+            "rewritemap" => {
+                return Err(ConfigError::new(o, "RewriteMap is not supported by wsgate")
+                    .hint("write the mapping out as RewriteRule lines"))
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    o,
+                    format!(
+                        "{} is per-directory rewriting, which wsgate does not support",
+                        node.name
+                    ),
+                )
+                .hint(
+                    "write rules in the server config or a <VirtualHost>, matching the whole path",
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Conditions left without a rule; Apache ignores them silently.
+    pub fn dangling(&self) -> Option<&Origin> {
+        self.pending.first().map(|(_, o)| o)
+    }
+}
+
+fn parse_cond(node: &Node) -> Result<Cond, ConfigError> {
+    let o = &node.origin;
+    let (test, pattern, flags) = match node.args.as_slice() {
+        [t, p] => (t, p, None),
+        [t, p, f] => (t, p, Some(f)),
+        _ => {
+            return Err(ConfigError::new(
+                o,
+                "RewriteCond takes a test string, a pattern and optional [flags]",
+            )
+            .hint("e.g. RewriteCond %{HTTP:Upgrade} websocket [NC]"))
+        }
+    };
+    if test == "expr" {
+        return Err(
+            ConfigError::new(o, "RewriteCond expr is not supported by wsgate")
+                .hint("write the test as %{VARIABLE} with a regex or a comparison"),
+        );
+    }
+    let mut nocase = false;
+    let mut or_next = false;
+    if let Some(f) = flags {
+        for flag in flag_list(o, f)? {
+            match flag.to_ascii_lowercase().as_str() {
+                "nc" | "nocase" => nocase = true,
+                "or" | "ornext" => or_next = true,
+                "nv" | "novary" => {}
+                _ => {
+                    return Err(
+                        ConfigError::new(o, format!("RewriteCond: unknown flag '{flag}'"))
+                            .hint("RewriteCond flags are NC, OR and NV"),
+                    )
+                }
+            }
+        }
+    }
+    let (negate, pattern) = match pattern.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, pattern.as_str()),
+    };
+    let compare = |rest: &str, ord, or_equal| {
+        CondPattern::Compare(ord, or_equal, rest.trim_matches('"').to_string())
+    };
+    use std::cmp::Ordering::*;
+    let pattern = if let Some(rest) = pattern.strip_prefix("<=") {
+        compare(rest, Less, true)
+    } else if let Some(rest) = pattern.strip_prefix(">=") {
+        compare(rest, Greater, true)
+    } else if let Some(rest) = pattern.strip_prefix('<') {
+        compare(rest, Less, false)
+    } else if let Some(rest) = pattern.strip_prefix('>') {
+        compare(rest, Greater, false)
+    } else if let Some(rest) = pattern.strip_prefix('=') {
+        // `=""` is the empty string.
+        compare(rest, Equal, false)
+    } else if let (Some(op), true) = (int_op(pattern), pattern.len() > 3) {
+        // Apache writes the number right after the operator: `-lt1024`.
+        let n = pattern[3..].parse::<i64>().map_err(|_| {
+            ConfigError::new(
+                o,
+                format!(
+                    "RewriteCond: '{pattern}': the number after {} is not an integer",
+                    &pattern[..3]
+                ),
+            )
+        })?;
+        CondPattern::Int(op, n)
+    } else if pattern.len() == 2 && pattern.starts_with('-') && "fdslLhxFU".contains(&pattern[1..])
+    {
+        return Err(ConfigError::new(
+            o,
+            format!("RewriteCond: the file test '{pattern}' is not supported"),
+        )
+        .hint("wsgate serves no files"));
+    } else {
+        CondPattern::Regex(compile(o, "RewriteCond", pattern, nocase)?)
+    };
+    Ok(Cond {
+        test: template(o, test)?,
+        pattern,
+        negate,
+        nocase,
+        or_next,
+    })
+}
+
+fn int_op(pattern: &str) -> Option<IntOp> {
+    let op = pattern.get(..3)?;
+    Some(match op {
+        "-eq" => IntOp::Eq,
+        "-ne" => IntOp::Ne,
+        "-lt" => IntOp::Lt,
+        "-le" => IntOp::Le,
+        "-gt" => IntOp::Gt,
+        "-ge" => IntOp::Ge,
+        _ => return None,
+    })
+}
+
+fn parse_rule(node: &Node, conditions: Vec<Cond>) -> Result<Rule, ConfigError> {
+    let o = &node.origin;
+    let (pattern, substitution, flags) = match node.args.as_slice() {
+        [p, s] => (p, s, None),
+        [p, s, f] => (p, s, Some(f)),
+        _ => {
+            return Err(ConfigError::new(
+                o,
+                "RewriteRule takes a pattern, a substitution and optional [flags]",
+            )
+            .hint("e.g. RewriteRule ^/?(.*) ws://backend:9080/$1 [P,L]"))
+        }
+    };
+    let mut fl = RuleFlags::default();
+    let mut nocase = false;
+    if let Some(f) = flags {
+        for flag in flag_list(o, f)? {
+            let (name, value) = match flag.split_once('=') {
+                Some((n, v)) => (n.to_ascii_lowercase(), Some(v)),
+                None => (flag.to_ascii_lowercase(), None),
+            };
+            match (name.as_str(), value) {
+                ("p" | "proxy", None) => fl.proxy = true,
+                ("l" | "last", None) => fl.last = true,
+                ("end", None) => fl.end = true,
+                ("nc" | "nocase", None) => nocase = true,
+                ("f" | "forbidden", None) => fl.forbidden = true,
+                ("g" | "gone", None) => fl.gone = true,
+                ("r" | "redirect", v) => fl.redirect = Some(redirect_code(o, v)?),
+                ("qsa" | "qsappend", None) => fl.qsappend = true,
+                ("qsd" | "qsdiscard", None) => fl.qsdiscard = true,
+                ("qsl" | "qslast", None) => fl.qslast = true,
+                ("ne" | "noescape", None) => fl.noescape = true,
+                ("pt" | "passthrough", None) => fl.passthrough = true,
+                ("c" | "chain", None) => fl.chain = true,
+                ("s" | "skip", Some(n)) => {
+                    fl.skip = n.parse().map_err(|_| ConfigError::new(o, format!("RewriteRule: skip count '{n}' is not a number")))?
+                }
+                ("ns" | "nosubreq", None) => {}
+                ("unsafeallow3f", None) => fl.unsafe_allow_3f = true,
+                ("b", only) => {
+                    let e = fl.escape_backrefs.get_or_insert_with(BackrefEscape::default);
+                    e.only = only.map(str::to_string);
+                }
+                ("bnp" | "backrefnoplus", None) => fl.escape_backrefs.get_or_insert_with(BackrefEscape::default).no_plus = true,
+                ("bctls", None) => fl.escape_backrefs.get_or_insert_with(BackrefEscape::default).controls_only = true,
+                ("e" | "env" | "co" | "cookie" | "t" | "type" | "h" | "handler" | "n" | "next" | "dpi" | "discardpath" | "unsafeprefixstat" | "bne", _) => {
+                    return Err(ConfigError::new(o, format!("RewriteRule: flag '{flag}' is not supported by wsgate"))
+                        .hint("supported: P, L, END, NC, F, G, R[=code], QSA, QSD, QSL, NE, B, BNP, BCTLS, PT, C, S=n, NS, UnsafeAllow3F"))
+                }
+                _ => {
+                    return Err(ConfigError::new(o, format!("RewriteRule: unknown flag '{flag}'"))
+                        .hint("supported: P, L, END, NC, F, G, R[=code], QSA, QSD, QSL, NE, B, BNP, BCTLS, PT, C, S=n, NS, UnsafeAllow3F"))
+                }
+            }
+        }
+    }
+    if fl.proxy && (fl.redirect.is_some() || fl.forbidden || fl.gone) {
+        return Err(ConfigError::new(
+            o,
+            "RewriteRule: [P] cannot be combined with R, F or G",
+        ));
+    }
+    let (negate, pattern) = match pattern.strip_prefix('!') {
+        Some(rest) => (true, rest),
+        None => (false, pattern.as_str()),
+    };
+    let substitution = if substitution == "-" {
+        None
+    } else {
+        Some(template(o, substitution)?)
+    };
+    if fl.proxy {
+        if let Some(t) = &substitution {
+            check_proxy_target(o, t)?;
+        }
+    }
+    Ok(Rule {
+        pattern: compile(o, "RewriteRule", pattern, nocase)?,
+        negate,
+        substitution,
+        flags: fl,
+        conditions,
+        origin: o.clone(),
+    })
+}
+
+/// A `[P]` substitution must start with a literal scheme wsgate proxies to
+/// (or be a path, which Apache qualifies with the server itself).
+fn check_proxy_target(o: &Origin, t: &Template) -> Result<(), ConfigError> {
+    let Some(Piece::Literal(first)) = t.pieces.first() else {
+        return Err(ConfigError::new(o, "RewriteRule [P]: the substitution must start with a literal scheme and host, e.g. ws://backend/$1")
+            .hint("a target whose scheme or host comes from the request could send it anywhere"));
+    };
+    let text = String::from_utf8_lossy(first);
+    if text.starts_with('/') {
+        return Ok(());
+    }
+    let lower = text.to_ascii_lowercase();
+    if lower.starts_with("balancer://") {
+        return Err(ConfigError::new(o, "RewriteRule [P] to balancer:// needs mod_proxy_balancer, which this wsgate does not have yet"));
+    }
+    if !["http://", "https://", "ws://", "wss://"]
+        .iter()
+        .any(|s| lower.starts_with(s))
+    {
+        return Err(ConfigError::new(
+            o,
+            format!(
+                "RewriteRule [P]: '{text}' does not start with http://, https://, ws:// or wss://"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn redirect_code(o: &Origin, v: Option<&str>) -> Result<u16, ConfigError> {
+    let Some(v) = v else { return Ok(302) };
+    let code = match v.to_ascii_lowercase().as_str() {
+        "permanent" => 301,
+        "temp" => 302,
+        "seeother" => 303,
+        n => n
+            .parse::<u16>()
+            .map_err(|_| ConfigError::new(o, format!("RewriteRule: R={v} is not a status code")))?,
+    };
+    if !(300..600).contains(&code) {
+        return Err(ConfigError::new(
+            o,
+            format!("RewriteRule: R={v}: the status must be between 300 and 599"),
+        ));
+    }
+    Ok(code)
+}
+
+/// `[A,B=c,…]` into its flags.
+fn flag_list<'a>(o: &Origin, f: &'a str) -> Result<Vec<&'a str>, ConfigError> {
+    let inner = f
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .ok_or_else(|| {
+            ConfigError::new(
+                o,
+                format!("flags '{f}' must be written in brackets, e.g. [P,L]"),
+            )
+        })?;
+    Ok(inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect())
+}
+
+fn compile(
+    o: &Origin,
+    directive: &str,
+    pattern: &str,
+    nocase: bool,
+) -> Result<regex::bytes::Regex, ConfigError> {
+    RegexBuilder::new(pattern)
+        .dot_matches_new_line(true)
+        .case_insensitive(nocase)
+        .build()
+        .map_err(|e| {
+            let detail = e.to_string();
+            let mut err = ConfigError::new(o, format!("{directive}: cannot compile regular expression '{pattern}'"));
+            if detail.contains("look-around") || detail.contains("backreference") {
+                err = err.hint("wsgate uses Rust's regex dialect, which has no look-around or backreferences inside a pattern (PCRE has); rewrite the pattern or split it into a RewriteCond");
+            } else if let Some(last) = detail.lines().rev().find(|l| l.starts_with("error:")) {
+                err = err.hint(last.trim_start_matches("error:").trim().to_string());
+            }
+            err
+        })
+}
+
+/// A test string or substitution: `$N`, `%N`, `%{VAR}`, `\x`.
+pub fn template(o: &Origin, text: &str) -> Result<Template, ConfigError> {
+    let bytes = text.as_bytes();
+    let mut pieces = Vec::new();
+    let mut literal = Vec::new();
+    let mut i = 0;
+    let flush = |literal: &mut Vec<u8>, pieces: &mut Vec<Piece>| {
+        if !literal.is_empty() {
+            pieces.push(Piece::Literal(std::mem::take(literal)));
+        }
+    };
+    while i < bytes.len() {
+        let c = bytes[i];
+        match (c, bytes.get(i + 1)) {
+            (b'\\', Some(&next)) => {
+                literal.push(next);
+                i += 2;
+            }
+            (b'$' | b'%', Some(d)) if d.is_ascii_digit() => {
+                flush(&mut literal, &mut pieces);
+                let n = usize::from(d - b'0');
+                pieces.push(if c == b'$' {
+                    Piece::RuleRef(n)
+                } else {
+                    Piece::CondRef(n)
+                });
+                i += 2;
+            }
+            (b'%', Some(b'{')) => {
+                let Some(end) = text[i + 2..].find('}') else {
+                    literal.extend_from_slice(b"%{");
+                    i += 2;
+                    continue;
+                };
+                let name = &text[i + 2..i + 2 + end];
+                let var = Var::parse(name).ok_or_else(|| {
+                    let mut e = ConfigError::new(o, format!("unknown variable %{{{name}}}"));
+                    e = if name.starts_with("LA-U") || name.starts_with("LA-F") {
+                        e.hint("look-ahead variables are not supported")
+                    } else if name.starts_with("ENV:") || name.starts_with("SSL:") {
+                        e.hint("environment and SSL variables are not available in this version of wsgate")
+                    } else {
+                        e.hint(format!("wsgate knows {}", crate::rewrite::VARIABLES))
+                    };
+                    e
+                })?;
+                flush(&mut literal, &mut pieces);
+                pieces.push(Piece::Var(var));
+                i += 2 + end + 1;
+            }
+            (b'$', Some(b'{')) if text[i + 2..].contains(':') && text[i + 2..].contains('}') => {
+                return Err(ConfigError::new(
+                    o,
+                    format!("'{text}': RewriteMap lookups (${{map:key}}) are not supported"),
+                ));
+            }
+            _ => {
+                literal.push(c);
+                i += 1;
+            }
+        }
+    }
+    flush(&mut literal, &mut pieces);
+    Ok(Template { pieces })
+}

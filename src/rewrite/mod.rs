@@ -1,0 +1,601 @@
+//! mod_rewrite's server- and vhost-context engine, for the proxy subset:
+//! rules are tried in order on the decoded path, each rule's pattern first
+//! and then its conditions, and the outcome is a proxy target, a redirect, a
+//! status, a path handed on to ProxyPass, or nothing. Pure: the request is
+//! read through [`Vars`], nothing here does I/O.
+//!
+//! The safety checks of Apache 2.4.60+ are kept: a `?` that a back-reference
+//! or variable would turn into the query delimiter is a 403 (CVE-2024-38474),
+//! a rewritten query holding a space or control character is a 403
+//! (CVE-2023-25690), and only `[P]` ever proxies (CVE-2024-39573).
+
+use regex::bytes::{Captures, Regex};
+
+use crate::config::Origin;
+
+/// One `RewriteRule` with the `RewriteCond`s written before it.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub pattern: Regex,
+    pub negate: bool,
+    /// `None` for `-` (no substitution).
+    pub substitution: Option<Template>,
+    pub flags: RuleFlags,
+    pub conditions: Vec<Cond>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RuleFlags {
+    pub proxy: bool,
+    pub last: bool,
+    pub end: bool,
+    pub chain: bool,
+    pub skip: usize,
+    pub passthrough: bool,
+    pub forbidden: bool,
+    pub gone: bool,
+    /// `R[=code]`.
+    pub redirect: Option<u16>,
+    pub qsappend: bool,
+    pub qsdiscard: bool,
+    pub qslast: bool,
+    pub noescape: bool,
+    /// `B`, `B=chars`, with `BNP` and `BCTLS`.
+    pub escape_backrefs: Option<BackrefEscape>,
+    pub unsafe_allow_3f: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackrefEscape {
+    /// Only these characters (`B=chars`); all but alphanumerics and `_` when empty.
+    pub only: Option<String>,
+    pub no_plus: bool,
+    pub controls_only: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cond {
+    pub test: Template,
+    pub pattern: CondPattern,
+    pub negate: bool,
+    pub nocase: bool,
+    pub or_next: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum CondPattern {
+    Regex(Regex),
+    /// `=`, `<`, `>`, `<=`, `>=`: string comparisons.
+    Compare(std::cmp::Ordering, bool, String),
+    /// `-eq`, `-lt`… : integer comparisons (`op`, or-equal).
+    Int(IntOp, i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// A substitution or test string: literal text, back-references and
+/// variables.
+#[derive(Debug, Clone, Default)]
+pub struct Template {
+    pub pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Piece {
+    Literal(Vec<u8>),
+    /// `$N`.
+    RuleRef(usize),
+    /// `%N`.
+    CondRef(usize),
+    Var(Var),
+}
+
+/// The server variables wsgate provides (S89).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Var {
+    /// `%{HTTP:Name}`, and the `HTTP_*` shorthands.
+    Header(String),
+    RequestUri,
+    RequestMethod,
+    RequestScheme,
+    QueryString,
+    TheRequest,
+    RemoteAddr,
+    RemotePort,
+    ServerName,
+    ServerPort,
+    ServerAddr,
+    ServerProtocol,
+    Https,
+}
+
+impl Var {
+    /// The variable a `%{NAME}` names, if wsgate knows it.
+    pub fn parse(name: &str) -> Option<Var> {
+        if let Some(h) = name.strip_prefix("HTTP:") {
+            return Some(Var::Header(h.to_string()));
+        }
+        Some(match name {
+            "HTTP_HOST" => Var::Header("Host".into()),
+            "HTTP_COOKIE" => Var::Header("Cookie".into()),
+            "HTTP_USER_AGENT" => Var::Header("User-Agent".into()),
+            "HTTP_REFERER" => Var::Header("Referer".into()),
+            "HTTP_ACCEPT" => Var::Header("Accept".into()),
+            "HTTP_FORWARDED" => Var::Header("Forwarded".into()),
+            "HTTP_PROXY_CONNECTION" => Var::Header("Proxy-Connection".into()),
+            "REQUEST_URI" => Var::RequestUri,
+            "REQUEST_METHOD" => Var::RequestMethod,
+            "REQUEST_SCHEME" => Var::RequestScheme,
+            "QUERY_STRING" => Var::QueryString,
+            "THE_REQUEST" => Var::TheRequest,
+            "REMOTE_ADDR" => Var::RemoteAddr,
+            "REMOTE_PORT" => Var::RemotePort,
+            "SERVER_NAME" => Var::ServerName,
+            "SERVER_PORT" => Var::ServerPort,
+            "SERVER_ADDR" => Var::ServerAddr,
+            "SERVER_PROTOCOL" => Var::ServerProtocol,
+            "HTTPS" => Var::Https,
+            _ => return None,
+        })
+    }
+}
+
+/// The variable names accepted, for configuration errors.
+pub const VARIABLES: &str = "HTTP:Name, HTTP_HOST, HTTP_COOKIE, HTTP_USER_AGENT, HTTP_REFERER, HTTP_ACCEPT, HTTP_FORWARDED, REQUEST_URI, REQUEST_METHOD, REQUEST_SCHEME, QUERY_STRING, THE_REQUEST, REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, SERVER_ADDR, SERVER_PROTOCOL, HTTPS";
+
+/// How the engine reads the request.
+pub trait Vars {
+    fn var(&self, var: &Var) -> String;
+    /// The request's original query string (`None`: no `?` at all).
+    fn query(&self) -> Option<&str>;
+    /// This server's own `host[:port]` as the client addressed it, for
+    /// qualifying redirects and recognising self-references.
+    fn self_authority(&self) -> String;
+    fn scheme(&self) -> &'static str;
+}
+
+/// What the rules decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// No rule rewrote the URL: ProxyPass maps it as usual.
+    Unchanged,
+    /// `[PT]`: ProxyPass maps this decoded path and query instead.
+    PassThrough {
+        path: Vec<u8>,
+        query: Option<String>,
+    },
+    /// `[P]`: proxy to this absolute url. Its path is still decoded (to be
+    /// canonicalised like a ProxyPass target) unless `noescape`.
+    Proxy {
+        url: Vec<u8>,
+        query: Option<String>,
+        noescape: bool,
+    },
+    Redirect {
+        status: u16,
+        location: String,
+    },
+    Status(u16),
+    /// Rewritten to a local path; wsgate serves no files (404).
+    Local,
+}
+
+/// Runs `rules` on the decoded request path.
+pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
+    let mut uri: Vec<u8> = path.to_vec();
+    let mut query: Option<String> = vars.query().map(str::to_string);
+    let original_query = query.clone();
+    let mut changed = false;
+    let mut noescape = false;
+    let mut redirect: Option<u16> = None;
+    let mut skip = 0usize;
+    let mut chain_failed = false;
+    let mut passthrough = false;
+    for rule in rules {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        if chain_failed {
+            // A failed [C] rule skips the rest of its chain.
+            chain_failed = rule.flags.chain;
+            continue;
+        }
+        let captures = rule.pattern.captures(&uri);
+        let matched = captures.is_some() != rule.negate;
+        let rule_caps = if rule.negate { None } else { captures };
+        if !matched {
+            chain_failed = rule.flags.chain;
+            continue;
+        }
+        let Some(cond_caps) = conditions_hold(rule, rule_caps.as_ref(), vars) else {
+            chain_failed = rule.flags.chain;
+            continue;
+        };
+        if rule.flags.forbidden {
+            return Outcome::Status(403);
+        }
+        if rule.flags.gone {
+            return Outcome::Status(410);
+        }
+        if let Some(template) = &rule.substitution {
+            let expanded = expand(
+                template,
+                rule_caps.as_ref(),
+                cond_caps.as_ref(),
+                vars,
+                &rule.flags,
+            );
+            if expanded.unsafe_qmark && !rule.flags.unsafe_allow_3f {
+                return Outcome::Status(403);
+            }
+            let mut new_uri = expanded.text;
+            if !rule.flags.proxy
+                && redirect.is_none()
+                && rule.flags.redirect.is_none()
+                && !is_absolute_url(&new_uri)
+                && new_uri.first() != Some(&b'/')
+            {
+                // S100: a relative result gets a leading '/', so it can
+                // never turn into a proxy or other scheme's url.
+                new_uri.insert(0, b'/');
+            }
+            split_query(&mut new_uri, &mut query, &rule.flags);
+            uri = new_uri;
+            changed = true;
+            noescape = rule.flags.noescape;
+        } else if let Some(code) = rule.flags.redirect {
+            if !(300..400).contains(&code) {
+                return Outcome::Status(code);
+            }
+        }
+        if rule.flags.proxy {
+            if let Some(q) = &query {
+                if has_space_or_control(q) {
+                    return Outcome::Status(403);
+                }
+            }
+            let url = qualify(&uri, vars);
+            return Outcome::Proxy {
+                url,
+                query,
+                noescape,
+            };
+        }
+        if let Some(code) = rule.flags.redirect {
+            redirect = Some(code);
+        }
+        if rule.flags.passthrough {
+            passthrough = true;
+            break;
+        }
+        if rule.flags.end || rule.flags.last {
+            break;
+        }
+        skip = rule.flags.skip;
+    }
+    if !changed {
+        return match redirect {
+            Some(code) if !(300..400).contains(&code) => Outcome::Status(code),
+            _ => Outcome::Unchanged,
+        };
+    }
+    let absolute = is_absolute_url(&uri);
+    if redirect.is_some() || absolute {
+        let self_prefix = format!("{}://{}", vars.scheme(), vars.self_authority());
+        if redirect.is_none() && starts_with_ignore_case(&uri, self_prefix.as_bytes()) {
+            // Self-reduction: a url naming this server is a local path.
+            uri.drain(..self_prefix.len());
+            if uri.is_empty() {
+                uri.push(b'/');
+            }
+        } else {
+            let status = redirect.unwrap_or(302);
+            let url = qualify(&uri, vars);
+            let mut location = if noescape {
+                String::from_utf8_lossy(&url).into_owned()
+            } else {
+                escape_for_redirect(&url)
+            };
+            if let Some(q) = &query {
+                location.push('?');
+                if noescape || Some(q) == original_query.as_ref() {
+                    location.push_str(q);
+                } else {
+                    location.push_str(&escape_uri(q.as_bytes()));
+                }
+            }
+            return Outcome::Redirect { status, location };
+        }
+    }
+    if let Some(q) = &query {
+        if has_space_or_control(q) {
+            return Outcome::Status(403);
+        }
+    }
+    if passthrough {
+        return Outcome::PassThrough { path: uri, query };
+    }
+    Outcome::Local
+}
+
+/// Evaluates a rule's conditions (S87): AND-combined, `[OR]` joining a
+/// condition with the next. Returns the captures of the last condition that
+/// matched with a regex, for `%N`.
+fn conditions_hold(
+    rule: &Rule,
+    rule_caps: Option<&Captures<'_>>,
+    vars: &dyn Vars,
+) -> Option<Option<OwnedCaptures>> {
+    let mut last_caps: Option<OwnedCaptures> = None;
+    let mut i = 0;
+    let conds = &rule.conditions;
+    while i < conds.len() {
+        let c = &conds[i];
+        let test = expand(
+            &c.test,
+            rule_caps,
+            last_caps.as_ref(),
+            vars,
+            &RuleFlags::default(),
+        )
+        .text;
+        let (ok, caps) = evaluate(c, &test);
+        if ok {
+            if let Some(caps) = caps {
+                last_caps = Some(caps);
+            }
+        }
+        if c.or_next {
+            if ok {
+                // Skip the rest of this OR chain.
+                while i < conds.len() && conds[i].or_next {
+                    i += 1;
+                }
+            }
+        } else if !ok {
+            return None;
+        }
+        i += 1;
+    }
+    Some(last_caps)
+}
+
+/// Captures copied out of the string they were taken from.
+#[derive(Debug, Clone)]
+pub struct OwnedCaptures(Vec<Option<Vec<u8>>>);
+
+impl OwnedCaptures {
+    fn get(&self, n: usize) -> Option<&[u8]> {
+        self.0.get(n).and_then(|m| m.as_deref())
+    }
+}
+
+fn evaluate(c: &Cond, test: &[u8]) -> (bool, Option<OwnedCaptures>) {
+    let (ok, caps) = match &c.pattern {
+        CondPattern::Regex(re) => match re.captures(test) {
+            Some(caps) if !c.negate => (
+                true,
+                Some(OwnedCaptures(
+                    caps.iter()
+                        .map(|m| m.map(|m| m.as_bytes().to_vec()))
+                        .collect(),
+                )),
+            ),
+            Some(_) => (true, None),
+            None => (false, None),
+        },
+        CondPattern::Compare(order, or_equal, s) => {
+            let ord = if c.nocase {
+                test.to_ascii_lowercase()
+                    .cmp(&s.to_ascii_lowercase().into_bytes())
+            } else {
+                test.cmp(s.as_bytes())
+            };
+            (
+                ord == *order || (*or_equal && ord == std::cmp::Ordering::Equal),
+                None,
+            )
+        }
+        CondPattern::Int(op, n) => {
+            let v: i64 = std::str::from_utf8(test)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0);
+            let ok = match op {
+                IntOp::Eq => v == *n,
+                IntOp::Ne => v != *n,
+                IntOp::Lt => v < *n,
+                IntOp::Le => v <= *n,
+                IntOp::Gt => v > *n,
+                IntOp::Ge => v >= *n,
+            };
+            (ok, None)
+        }
+    };
+    (ok != c.negate, caps)
+}
+
+struct Expanded {
+    text: Vec<u8>,
+    /// The first `?` came from a back-reference or a variable.
+    unsafe_qmark: bool,
+}
+
+/// Expands a template (Apache's `do_expand`).
+fn expand(
+    t: &Template,
+    rule_caps: Option<&Captures<'_>>,
+    cond_caps: Option<&OwnedCaptures>,
+    vars: &dyn Vars,
+    flags: &RuleFlags,
+) -> Expanded {
+    let mut text = Vec::new();
+    let mut decided = false;
+    let mut unsafe_qmark = false;
+    for piece in &t.pieces {
+        let (bytes, expanded): (std::borrow::Cow<'_, [u8]>, bool) = match piece {
+            Piece::Literal(l) => (l.as_slice().into(), false),
+            Piece::RuleRef(n) => {
+                let raw = rule_caps
+                    .and_then(|c| c.get(*n))
+                    .map(|m| m.as_bytes())
+                    .unwrap_or(b"");
+                match &flags.escape_backrefs {
+                    Some(e) => (escape_backref(raw, e).into(), true),
+                    None => (raw.into(), true),
+                }
+            }
+            Piece::CondRef(n) => (
+                cond_caps
+                    .and_then(|c| c.get(*n))
+                    .unwrap_or(b"")
+                    .to_vec()
+                    .into(),
+                true,
+            ),
+            Piece::Var(v) => (vars.var(v).into_bytes().into(), true),
+        };
+        if !decided && bytes.contains(&b'?') {
+            // Whichever part holds the first '?' decides (QSL: the last).
+            unsafe_qmark = expanded;
+            decided = !flags.qslast;
+        }
+        text.extend_from_slice(&bytes);
+    }
+    Expanded { text, unsafe_qmark }
+}
+
+/// `[B]`: escapes a back-reference (Apache's `escape_backref`).
+fn escape_backref(raw: &[u8], e: &BackrefEscape) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() * 3);
+    for &c in raw {
+        let selected = if e.controls_only {
+            c <= b' ' || c == 0x7f
+        } else {
+            e.only
+                .as_ref()
+                .is_none_or(|only| only.as_bytes().contains(&c))
+        };
+        if !selected || c.is_ascii_alphanumeric() || c == b'_' {
+            out.push(c);
+        } else if c == b' ' && !e.no_plus {
+            out.push(b'+');
+        } else {
+            out.extend_from_slice(format!("%{c:02X}").as_bytes());
+        }
+    }
+    out
+}
+
+/// Splits the query from a rewritten url (Apache's `splitout_queryargs`).
+fn split_query(uri: &mut Vec<u8>, query: &mut Option<String>, flags: &RuleFlags) {
+    if flags.qsdiscard {
+        *query = None;
+    }
+    let skip = scheme_length(uri);
+    let pos = if flags.qslast {
+        uri[skip..].iter().rposition(|&b| b == b'?')
+    } else {
+        uri[skip..].iter().position(|&b| b == b'?')
+    };
+    let Some(pos) = pos.map(|p| p + skip) else {
+        return;
+    };
+    let new = String::from_utf8_lossy(&uri[pos + 1..]).into_owned();
+    uri.truncate(pos);
+    let mut q = if flags.qsappend {
+        if new.is_empty() {
+            query.take()
+        } else {
+            Some(match query.take() {
+                Some(old) => format!("{new}&{old}"),
+                None => new,
+            })
+        }
+    } else {
+        Some(new)
+    };
+    if let Some(s) = &mut q {
+        if s.ends_with('&') {
+            s.pop();
+        }
+        if s.is_empty() {
+            q = None;
+        }
+    }
+    *query = q;
+}
+
+/// Length of `scheme://` for the schemes a rewritten url may carry.
+fn scheme_length(uri: &[u8]) -> usize {
+    for scheme in [&b"http://"[..], b"https://", b"ws://", b"wss://"] {
+        if starts_with_ignore_case(uri, scheme) {
+            return scheme.len();
+        }
+    }
+    0
+}
+
+pub fn is_absolute_url(uri: &[u8]) -> bool {
+    scheme_length(uri) > 0
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// A path made absolute with this server's own scheme and authority.
+fn qualify(uri: &[u8], vars: &dyn Vars) -> Vec<u8> {
+    if is_absolute_url(uri) {
+        return uri.to_vec();
+    }
+    let mut out = format!("{}://{}", vars.scheme(), vars.self_authority()).into_bytes();
+    if uri.first() != Some(&b'/') {
+        out.push(b'/');
+    }
+    out.extend_from_slice(uri);
+    out
+}
+
+fn has_space_or_control(s: &str) -> bool {
+    s.bytes().any(|b| b <= b' ' || b == 0x7f)
+}
+
+/// `ap_escape_uri` for a query: everything outside the path-safe set.
+fn escape_uri(s: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for &b in s {
+        if b.is_ascii_alphanumeric() || b"$-_.+!*'(),:@&=/~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Escapes the path of an absolute url for a Location header, leaving the
+/// scheme and authority alone (Apache's `escape_absolute_uri`).
+fn escape_for_redirect(url: &[u8]) -> String {
+    let skip = scheme_length(url);
+    let authority_end = url[skip..]
+        .iter()
+        .position(|&b| b == b'/')
+        .map_or(url.len(), |p| p + skip);
+    let mut out = String::from_utf8_lossy(&url[..authority_end]).into_owned();
+    out.push_str(&escape_uri(&url[authority_end..]));
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! The rewrite engine on its own, through the configuration parser and the
+//! router: each case is named for the mod_rewrite rule it checks.
+
+use crate::config::from_str;
+use crate::route::tests::map_request;
+
+fn cfg(text: &str) -> crate::config::Config {
+    from_str(
+        &format!("Listen 127.0.0.1:80\nServerName proxy.test\n{text}"),
+        "t.conf",
+    )
+    .unwrap()
+}
+
+fn get(c: &crate::config::Config, target: &str) -> String {
+    map_request(c, "GET", target, &[("Host".into(), b"proxy.test".to_vec())])
+}
+
+fn with(c: &crate::config::Config, target: &str, headers: &[(&str, &str)]) -> String {
+    let mut h: Vec<(String, Vec<u8>)> = Vec::new();
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        h.push(("Host".into(), b"proxy.test".to_vec()));
+    }
+    h.extend(
+        headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
+    );
+    map_request(c, "GET", target, &h)
+}
+
+const SEED: &str = "ProxyPass / http://example.com:9080/\nRewriteEngine on\nRewriteCond %{HTTP:Upgrade} websocket [NC]\nRewriteCond %{HTTP:Connection} upgrade [NC]\nRewriteRule ^/?(.*) \"ws://example.com:9080/$1\" [P,L]\n";
+
+#[test]
+fn seed_example_three_routes_upgrades_to_ws_and_the_rest_to_proxypass() {
+    let c = cfg(SEED);
+    assert_eq!(
+        with(
+            &c,
+            "/chat?x=1",
+            &[
+                ("Upgrade", "WebSocket"),
+                ("Connection", "keep-alive, Upgrade")
+            ]
+        ),
+        "ws://example.com:9080/chat?x=1"
+    );
+    assert_eq!(
+        with(&c, "/chat", &[("Upgrade", "websocket")]),
+        "http://example.com:9080/chat",
+        "both conditions must hold"
+    );
+    assert_eq!(get(&c, "/page"), "http://example.com:9080/page");
+}
+
+#[test]
+fn rules_run_before_proxypass_and_a_local_rewrite_hides_the_request() {
+    let c = cfg("ProxyPass /pp/ http://b/\nRewriteEngine On\nRewriteRule ^/rel/(.*) /pp/$1\n");
+    assert_eq!(
+        get(&c, "/rel/a"),
+        "404",
+        "S11: rewritten to a local path, ProxyPass never sees it"
+    );
+    assert_eq!(get(&c, "/pp/a"), "http://b/a");
+    let c = cfg("ProxyPass /pp/ http://b/\nRewriteEngine On\nRewriteRule ^/rel/(.*) /pp/$1 [PT]\n");
+    assert_eq!(
+        get(&c, "/rel/a"),
+        "http://b/a",
+        "[PT] hands the new path to ProxyPass"
+    );
+}
+
+#[test]
+fn engine_off_ignores_rules() {
+    let c = cfg("RewriteEngine Off\nRewriteRule ^/x http://b/ [P]\n");
+    assert_eq!(get(&c, "/x"), "404");
+}
+
+#[test]
+fn query_string_handling() {
+    let c = cfg("RewriteEngine On\nRewriteRule ^/keep/(.*)$ http://b/keep/$1 [P]\nRewriteRule ^/q/(.*)$ http://b/q?arg=$1 [P]\nRewriteRule ^/qsa/(.*)$ http://b/qsa?arg=$1 [P,QSA]\nRewriteRule ^/qsd/(.*)$ http://b/qsd/$1 [P,QSD]\nRewriteRule ^/qm/(.*)$ http://b/qm/$1? [P]\n");
+    assert_eq!(get(&c, "/keep/abc?orig=1"), "http://b/keep/abc?orig=1");
+    assert_eq!(get(&c, "/q/abc?orig=1"), "http://b/q?arg=abc");
+    assert_eq!(get(&c, "/qsa/abc?orig=1"), "http://b/qsa?arg=abc&orig=1");
+    assert_eq!(get(&c, "/qsd/abc?orig=1"), "http://b/qsd/abc");
+    assert_eq!(get(&c, "/qm/abc?orig=1"), "http://b/qm/abc");
+}
+
+#[test]
+fn proxied_paths_are_canonicalised() {
+    let c = cfg("RewriteEngine On\nRewriteRule ^/keep/(.*)$ http://b/keep/$1 [P]\n");
+    assert_eq!(
+        get(&c, "/keep/a%20b%22c%3Cd%25e"),
+        "http://b/keep/a%20b%22c%3Cd%25e"
+    );
+    assert_eq!(
+        get(&c, "/keep/a%0d%0aHost:%20x"),
+        "http://b/keep/a%0D%0AHost:%20x"
+    );
+}
+
+#[test]
+fn cve_2023_25690_a_query_with_space_or_crlf_is_403() {
+    let c = cfg("RewriteEngine On\nRewriteRule ^/q/(.*)$ http://b/q?arg=$1 [P]\n");
+    assert_eq!(get(&c, "/q/a%20b"), "403");
+    assert_eq!(
+        get(
+            &c,
+            "/q/x%20HTTP/1.1%0d%0aHost:%20evil%0d%0a%0d%0aGET%20/smuggled"
+        ),
+        "403"
+    );
+    assert_eq!(
+        get(&c, "/q/a%3fb"),
+        "http://b/q?arg=a?b",
+        "after a literal '?', a decoded '?' is data"
+    );
+}
+
+#[test]
+fn cve_2024_38474_a_question_mark_from_a_backreference_is_403() {
+    let c = cfg("RewriteEngine On\nRewriteRule ^/keep/(.*)$ http://b/keep/$1 [P]\nRewriteRule ^/ok/(.*)$ http://b/ok/$1 [P,UnsafeAllow3F]\n");
+    assert_eq!(get(&c, "/keep/a%3fb"), "403");
+    assert_eq!(get(&c, "/ok/a%3fb"), "http://b/ok/a?b");
+}
+
+#[test]
+fn cve_2024_39573_only_p_rules_proxy() {
+    let c = cfg(
+        "RewriteEngine On\nRewriteRule ^/r/(.*) $1\nRewriteRule ^/ext/(.*) http://example.com/$1\n",
+    );
+    assert_eq!(get(&c, "/r/proxy:http://evil/"), "404");
+    assert_eq!(
+        get(&c, "/r/http://evil/x"),
+        "404",
+        "merged slashes: 'http:/evil/x' is a local path"
+    );
+    assert_eq!(
+        get(&c, "/ext/x?a=1"),
+        "302 http://example.com/x?a=1",
+        "an absolute url without [P] is a redirect, never a proxy"
+    );
+}
+
+#[test]
+fn cve_2024_38477_a_target_without_host_is_400() {
+    let c = cfg("RewriteEngine On\nRewriteRule ^/nohost/(.*) http:///$1 [P]\n");
+    assert_eq!(get(&c, "/nohost/x"), "400");
+}
+
+#[test]
+fn userinfo_from_the_request_is_refused() {
+    let c = cfg("RewriteEngine On\nRewriteRule ^/c/(.*) http://127.0.0.1:9$1 [P]\n");
+    assert_eq!(get(&c, "/c/@127.0.0.1:10/evil"), "403");
+}
+
+#[test]
+fn flags_f_g_and_redirects() {
+    let c = cfg("RewriteEngine On\nRewriteRule ^/f - [F]\nRewriteRule ^/g - [G]\nRewriteRule ^/r/(.*) /new/$1 [R,L]\nRewriteRule ^/p/(.*) /new/$1 [R=301,L]\nRewriteRule ^/s - [R=404]\n");
+    assert_eq!(get(&c, "/f"), "403");
+    assert_eq!(get(&c, "/g"), "410");
+    assert_eq!(get(&c, "/r/a?x=1"), "302 http://proxy.test/new/a?x=1");
+    assert_eq!(get(&c, "/p/a"), "301 http://proxy.test/new/a");
+    assert_eq!(get(&c, "/s"), "404");
+}
+
+#[test]
+fn conditions_or_negation_and_backreferences() {
+    let c = cfg("RewriteEngine On\nRewriteCond %{HTTP_HOST} ^(www)\\.(.*)$ [NC]\nRewriteRule ^/h/(.*) http://%2/$1/%1 [P]\nRewriteCond %{REQUEST_METHOD} =POST [OR]\nRewriteCond %{QUERY_STRING} go\nRewriteRule ^/or http://b/or [P]\nRewriteCond %{HTTP:X-Skip} !^yes$\nRewriteRule ^/neg http://b/neg [P]\n");
+    assert_eq!(
+        with(&c, "/h/p", &[("Host", "WWW.Example.com")]),
+        "http://example.com/p/WWW"
+    );
+    assert_eq!(get(&c, "/or?go=1"), "http://b/or?go=1");
+    assert_eq!(get(&c, "/or"), "404");
+    assert_eq!(map_request(&c, "POST", "/or", &[]), "http://b/or");
+    assert_eq!(
+        get(&c, "/neg"),
+        "http://b/neg",
+        "an absent header is the empty string"
+    );
+    assert_eq!(with(&c, "/neg", &[("X-Skip", "yes")]), "404");
+}
+
+#[test]
+fn lexicographic_and_integer_conditions() {
+    let c = cfg("RewriteEngine On\nRewriteCond %{HTTP:X-V} >m\nRewriteRule ^/gt http://b/gt [P]\nRewriteCond %{HTTP:X-N} -lt10\nRewriteRule ^/lt http://b/lt [P]\nRewriteCond %{HTTP:X-E} =\"\"\nRewriteRule ^/empty http://b/empty [P]\n");
+    assert_eq!(with(&c, "/gt", &[("X-V", "z")]), "http://b/gt");
+    assert_eq!(with(&c, "/gt", &[("X-V", "a")]), "404");
+    assert_eq!(with(&c, "/lt", &[("X-N", "9")]), "http://b/lt");
+    assert_eq!(with(&c, "/lt", &[("X-N", "10")]), "404");
+    assert_eq!(get(&c, "/empty"), "http://b/empty");
+}
+
+#[test]
+fn rules_chain_without_l_and_stop_with_it() {
+    let c = cfg("RewriteEngine On\nRewriteRule ^/a/(.*) /b/$1\nRewriteRule ^/b/(.*) http://back/$1 [P]\nRewriteRule ^/l/(.*) /b/$1 [L]\n");
+    assert_eq!(
+        get(&c, "/a/x"),
+        "http://back/x",
+        "the second rule sees the first one's output"
+    );
+    assert_eq!(get(&c, "/l/x"), "404", "[L] stops before the [P] rule");
+}
+
+#[test]
+fn b_flag_escapes_backreferences_and_proxying_encodes_again() {
+    let c = cfg("RewriteEngine On\nRewriteRule ^/b/(.*) http://b/b/$1 [P,B]\n");
+    assert_eq!(get(&c, "/b/a%20b&c"), "http://b/b/a+b%2526c");
+}
+
+#[test]
+fn dot_matches_newline() {
+    let c = cfg("RewriteEngine On\nRewriteRule ^/dot/(.*)$ http://b/dot/$1 [P]\n");
+    assert_eq!(get(&c, "/dot/a%0ab"), "http://b/dot/a%0Ab");
+}
+
+#[test]
+fn p_uses_the_parameters_of_the_matching_worker() {
+    let c = cfg("ProxyPass /x/ ws://b:9/ timeout=7\nRewriteEngine On\nRewriteRule ^/r/(.*) ws://b:9/$1 [P]\nRewriteRule ^/o/(.*) ws://other/$1 [P]\n");
+    let path = crate::route::normalize("/r/a").unwrap();
+    let headers = vec![("Host".to_string(), b"proxy.test".to_vec())];
+    let req = crate::route::Request {
+        method: "GET",
+        target: "/r/a",
+        version: "HTTP/1.1",
+        headers: &headers,
+        path: &path,
+        remote: "127.0.0.1:1".parse().unwrap(),
+        local: "127.0.0.1:80".parse().unwrap(),
+        https: false,
+    };
+    match crate::route::decide(&c.main, &req) {
+        crate::route::Decision::Proxy(m) => {
+            assert_eq!(
+                m.worker.params.timeout,
+                Some(std::time::Duration::from_secs(7))
+            );
+            assert!(m.reuse);
+        }
+        other => panic!("{other:?}"),
+    }
+    let path = crate::route::normalize("/o/a").unwrap();
+    let req = crate::route::Request {
+        target: "/o/a",
+        path: &path,
+        ..req
+    };
+    match crate::route::decide(&c.main, &req) {
+        crate::route::Decision::Proxy(m) => {
+            assert_eq!(
+                m.worker.params.timeout, None,
+                "no worker prefixes ws://other/: the generic one"
+            );
+            assert!(!m.reuse);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn vhosts_inherit_the_engine_but_not_the_rules_unless_asked() {
+    let text = "Listen 127.0.0.1:80\nServerName main.test\nRewriteEngine On\nRewriteRule ^/main http://main/ [P]\n\
+        <VirtualHost *:80>\nServerName a.test\nRewriteRule ^/own http://a/ [P]\n</VirtualHost>\n\
+        <VirtualHost *:80>\nServerName b.test\nRewriteOptions Inherit\nRewriteRule ^/own http://b/ [P]\n</VirtualHost>\n";
+    let c = from_str(text, "t.conf").unwrap();
+    let describe = |vhost: usize, target: &str| {
+        let path = crate::route::normalize(target).unwrap();
+        let req = crate::route::Request {
+            method: "GET",
+            target,
+            version: "HTTP/1.1",
+            headers: &[],
+            path: &path,
+            remote: "127.0.0.1:1".parse().unwrap(),
+            local: "127.0.0.1:80".parse().unwrap(),
+            https: false,
+        };
+        crate::route::tests::describe(crate::route::decide(&c.vhosts[vhost], &req))
+    };
+    assert_eq!(describe(0, "/own"), "http://a/");
+    assert_eq!(describe(0, "/main"), "404");
+    assert_eq!(describe(1, "/main"), "http://main/");
+}
