@@ -283,7 +283,7 @@ async fn backend_failures_get_apaches_statuses() {
         ("/garbage/", "HTTP/1.1 502 Bad Gateway"),
         ("/nocolon/", "HTTP/1.1 502 Bad Gateway"),
         ("/barecr/", "HTTP/1.1 500 Internal Server Error"),
-        ("/h2/", "HTTP/1.1 502 Bad Gateway"),
+        ("/h2/", "HTTP/1.1 502 Proxy Error"),
         ("/closes/", "HTTP/1.1 502 Proxy Error"),
         ("/silent/", "HTTP/1.1 502 Proxy Error"),
         ("/reason/", "HTTP/1.1 200 OK"),

@@ -94,6 +94,8 @@ struct Builder {
     pid_file: Option<PathBuf>,
     warnings: Vec<String>,
     root: PathBuf,
+    /// Worker urls defined so far, for the S30 warning.
+    worker_names: Vec<(String, Origin)>,
 }
 
 /// Every directive wsgate reads, for "did you mean" hints.
@@ -188,6 +190,7 @@ pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, 
         pid_file: None,
         warnings: Vec::new(),
         root: root.to_path_buf(),
+        worker_names: Vec::new(),
     };
     let mut main = std::mem::take(&mut b.main);
     for node in &nodes {
@@ -467,6 +470,7 @@ impl Builder {
                 match ctx {
                     Scope::Server | Scope::VirtualHost => {
                         let line = proxy::parse_pass(node, false, &mut self.warnings)?;
+                        self.note_worker(&line.target, node);
                         let pattern = line.pattern.expect("a server-context ProxyPass has a path");
                         let matcher = if line.regex {
                             RouteMatcher::Regex(proxy::compile_regex(o, &pattern)?)
@@ -495,6 +499,7 @@ impl Builder {
                             ));
                         }
                         let line = proxy::parse_pass(node, true, &mut self.warnings)?;
+                        self.note_worker(&line.target, node);
                         loc.proxy_pass = Some(LocationPass {
                             target: line.target,
                             origin: o.clone(),
@@ -587,6 +592,31 @@ impl Builder {
         // Proxy routes inside a LocationMatch must name the url only; checked in parse_pass.
         let _ = location;
         Ok(())
+    }
+
+    /// S30: Apache makes a ProxyPass whose url starts with an earlier
+    /// worker's share that worker and silently drops its parameters; wsgate
+    /// keeps them, and says where the two would differ.
+    fn note_worker(&mut self, target: &Target, node: &Node) {
+        let Target::Proxy(p) = target else { return };
+        let has_params = node
+            .args
+            .iter()
+            .any(|a| a.contains('=') && !a.contains("://"));
+        if has_params {
+            if let Some((earlier, origin)) = self
+                .worker_names
+                .iter()
+                .find(|(name, _)| p.worker.name.starts_with(name.as_str()) && name.contains("://"))
+            {
+                self.warnings.push(format!(
+                    "{}: the url starts with {earlier}, already a worker at {origin}: Apache would share that worker and ignore this line's parameters; wsgate applies them",
+                    node.origin
+                ));
+            }
+        }
+        self.worker_names
+            .push((p.worker.name.clone(), node.origin.clone()));
     }
 
     fn finish(mut self, main_file: &Path) -> Result<Config, ConfigError> {

@@ -30,6 +30,8 @@ pub enum ProxyError {
     BackendIo(String),
     #[error("backend sent a malformed response: {0}")]
     BadResponse(&'static str),
+    #[error("backend does not speak HTTP/1")]
+    NotHttp1,
     #[error("backend sent a bare CR in a response header")]
     BackendBareCr,
     #[error("backend switched protocols wrongly: {0}")]
@@ -58,9 +60,8 @@ impl ProxyError {
             ClientIo(_) | ClientTimeout => return None,
             Connect(_) | PoolExhausted => (503, "Service Unavailable"),
             TlsHandshake(_) => (500, "Proxy Error"),
-            BackendTimeout | BackendClosed | BackendIo(_) | BadUpgrade(_) | TooManyInterim => {
-                (502, "Proxy Error")
-            }
+            BackendTimeout | BackendClosed | BackendIo(_) | BadUpgrade(_) | TooManyInterim
+            | NotHttp1 => (502, "Proxy Error"),
             BadResponse(_) => (502, "Bad Gateway"),
             BackendBareCr => (500, "Internal Server Error"),
             TlsNotEnabled => (500, "Internal Server Error"),

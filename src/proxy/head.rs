@@ -287,6 +287,8 @@ pub enum ResponseError {
     Malformed(&'static str),
     /// 500: a bare CR inside a header value (S162).
     BareCr,
+    /// 502 Proxy Error: a status line of another HTTP major version.
+    NotHttp1,
 }
 
 /// The longest backend header line accepted (Apache's `responsefieldsize`).
@@ -306,7 +308,7 @@ pub fn parse_response(head: &[u8]) -> Result<ResponseHead, ResponseError> {
         .and_then(parse_version)
         .ok_or(Malformed("not an HTTP status line"))?;
     if version.major != 1 {
-        return Err(Malformed("backend is not HTTP/1"));
+        return Err(ResponseError::NotHttp1);
     }
     let code = match status_line.get(8..12) {
         Some([b' ', a, b, c]) if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() => {
@@ -479,10 +481,10 @@ mod tests {
             parse_response(b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n"),
             Err(ResponseError::Malformed(_))
         ));
-        assert!(matches!(
-            parse_response(b"HTTP/2.0 200 OK\r\n\r\n"),
-            Err(ResponseError::Malformed(_))
-        ));
+        assert_eq!(
+            parse_response(b"HTTP/2.0 200 OK\r\n\r\n").unwrap_err(),
+            ResponseError::NotHttp1
+        );
         assert!(matches!(
             parse_response(b"HTTP/1.1\t200 OK\r\n\r\n"),
             Err(ResponseError::Malformed(_))

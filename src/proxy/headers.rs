@@ -69,6 +69,8 @@ pub enum ConnectionHeader<'a> {
     KeepAlive,
     Close,
     Upgrade(&'a str),
+    /// Legacy mod_proxy_wstunnel writes `Upgrade` before `Connection`.
+    UpgradeLegacy(&'a str),
 }
 
 /// The request head sent to the backend, in Apache's order (S36).
@@ -141,6 +143,10 @@ pub fn backend_request(head: &RequestHead, path_and_query: &str, f: &Forwarding<
         ConnectionHeader::Upgrade(value) => {
             push(&mut out, "Connection", b"Upgrade");
             push(&mut out, "Upgrade", value.as_bytes());
+        }
+        ConnectionHeader::UpgradeLegacy(value) => {
+            push(&mut out, "Upgrade", value.as_bytes());
+            push(&mut out, "Connection", b"Upgrade");
         }
     }
     out.extend_from_slice(b"\r\n");

@@ -194,7 +194,7 @@ async fn run_tunnel<S>(
 /// Handles one request whose head has been read.
 async fn handle<S>(
     client: &mut Conn<S>,
-    head: RequestHead,
+    mut head: RequestHead,
     config: &Arc<Config>,
     facts: ConnFacts,
     shared: &Arc<Shared>,
@@ -209,6 +209,56 @@ where
     if head.version >= Version::HTTP_11 && !head.headers.contains("host") {
         return local(client, 400, "Bad Request", true).await;
     }
+    // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host,
+    // for choosing the vhost and everything after (as Apache does).
+    if let Some(authority) = absolute_form_authority(&head.target) {
+        let authority = authority.to_ascii_lowercase().into_bytes();
+        match head
+            .headers
+            .fields
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+        {
+            Some((_, v)) => *v = authority,
+            None => head.headers.push("Host", authority),
+        }
+    }
+    // RFC 9112 §6.1: a request with both Content-Length and
+    // Transfer-Encoding may be a smuggling attempt; answer it, then close.
+    let close_after =
+        head.headers.contains("content-length") && head.headers.contains("transfer-encoding");
+    let outcome = handle_request(client, head, config, facts, shared).await;
+    match outcome {
+        Outcome::KeepAlive if close_after => Outcome::Close,
+        other => other,
+    }
+}
+
+/// `host[:port]` of an absolute-form request target.
+fn absolute_form_authority(target: &str) -> Option<&str> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !["http", "https", "ws", "wss"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
+    {
+        return None;
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|a| !a.is_empty())
+}
+
+async fn handle_request<S>(
+    client: &mut Conn<S>,
+    head: RequestHead,
+    config: &Arc<Config>,
+    facts: ConnFacts,
+    shared: &Arc<Shared>,
+) -> Outcome
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let t = config.timeout;
+    let local = |client, status, reason, close| local_answer(client, status, reason, close, t);
     let framing = match request_framing(&head, config.limits.body) {
         Ok(f) => f,
         Err(ProxyError::BodyTooLarge) => {
@@ -485,22 +535,32 @@ where
         _ => None,
     };
     let connection = match sent_upgrade {
+        Some(v) if legacy => ConnectionHeader::UpgradeLegacy(v),
         Some(v) => ConnectionHeader::Upgrade(v),
         None if reusable => ConnectionHeader::KeepAlive,
         None => ConnectionHeader::Close,
     };
+    // S38: the client's Host as sent with ProxyPreserveHost (its server name
+    // for an HTTP/1.0 request without one), else the target's.
     let host_header = if settings.preserve_host {
         head.headers
             .get_str("host")
             .map(str::to_string)
-            .unwrap_or_else(|| mapped.url.authority())
+            .unwrap_or_else(|| req.server.server_name.clone())
     } else {
         mapped.url.authority()
     };
     let mut forwarded = head.clone();
     if let Some(n) = req.max_forwards {
-        forwarded.headers.remove("max-forwards");
-        forwarded.headers.push("Max-Forwards", n.to_string());
+        // Decremented in place (S8, S36).
+        if let Some((_, v)) = forwarded
+            .headers
+            .fields
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case("max-forwards"))
+        {
+            *v = n.to_string().into_bytes();
+        }
     }
     let request_head = headers::backend_request(
         &forwarded,
@@ -513,7 +573,8 @@ where
             host: &host_header,
             body: body_header,
             connection,
-            keep_expect: stream_body,
+            // S42: forwarded whether or not a body follows.
+            keep_expect: expect_continue,
         },
     );
 
@@ -893,6 +954,7 @@ async fn read_response_head(
         Ok(bytes) => head::parse_response(&bytes).map_err(|e| match e {
             head::ResponseError::Malformed(why) => ProxyError::BadResponse(why),
             head::ResponseError::BareCr => ProxyError::BackendBareCr,
+            head::ResponseError::NotHttp1 => ProxyError::NotHttp1,
         }),
         Err(HeadError::Closed | HeadError::Truncated) => Err(ProxyError::BackendClosed),
         Err(HeadError::Timeout { .. }) => Err(ProxyError::BackendTimeout),

@@ -158,8 +158,11 @@ pub trait Vars {
     /// The request's original query string (`None`: no `?` at all).
     fn query(&self) -> Option<&str>;
     /// This server's own `host[:port]` as the client addressed it, for
-    /// qualifying redirects and recognising self-references.
+    /// qualifying redirects.
     fn self_authority(&self) -> String;
+    /// Whether `authority` (`host[:port]`) names this server on the port
+    /// the request came in on: such a url is reduced to a local path.
+    fn is_self(&self, authority: &str) -> bool;
     fn scheme(&self) -> &'static str;
 }
 
@@ -258,7 +261,8 @@ pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
                 return Outcome::Status(code);
             }
         }
-        if rule.flags.proxy {
+        // A `-` rule has no proxy target: [P] on it only stops the rules.
+        if rule.flags.proxy && rule.substitution.is_some() {
             if let Some(q) = &query {
                 if has_space_or_control(q) {
                     return Outcome::Status(403);
@@ -278,7 +282,7 @@ pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
             passthrough = true;
             break;
         }
-        if rule.flags.end || rule.flags.last {
+        if rule.flags.end || rule.flags.last || rule.flags.proxy {
             break;
         }
         skip = rule.flags.skip;
@@ -291,10 +295,16 @@ pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
     }
     let absolute = is_absolute_url(&uri);
     if redirect.is_some() || absolute {
-        let self_prefix = format!("{}://{}", vars.scheme(), vars.self_authority());
-        if redirect.is_none() && starts_with_ignore_case(&uri, self_prefix.as_bytes()) {
+        let skip = scheme_length(&uri);
+        let authority_end = uri[skip..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(uri.len(), |p| p + skip);
+        let authority = String::from_utf8_lossy(&uri[skip..authority_end]).into_owned();
+        let own_scheme = starts_with_ignore_case(&uri, vars.scheme().as_bytes());
+        if redirect.is_none() && absolute && own_scheme && vars.is_self(&authority) {
             // Self-reduction: a url naming this server is a local path.
-            uri.drain(..self_prefix.len());
+            uri.drain(..authority_end);
             if uri.is_empty() {
                 uri.push(b'/');
             }
@@ -395,11 +405,15 @@ fn evaluate(c: &Cond, test: &[u8]) -> (bool, Option<OwnedCaptures>) {
             None => (false, None),
         },
         CondPattern::Compare(order, or_equal, s) => {
+            // Apache compares case-sensitively by length first, then bytes;
+            // with [NC] it is plain case-insensitive string order.
             let ord = if c.nocase {
                 test.to_ascii_lowercase()
                     .cmp(&s.to_ascii_lowercase().into_bytes())
             } else {
-                test.cmp(s.as_bytes())
+                test.len()
+                    .cmp(&s.len())
+                    .then_with(|| test.cmp(s.as_bytes()))
             };
             (
                 ord == *order || (*or_equal && ord == std::cmp::Ordering::Equal),
@@ -578,7 +592,8 @@ fn escape_uri(s: &[u8]) -> String {
         if b.is_ascii_alphanumeric() || b"$-_.+!*'(),:@&=/~".contains(&b) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            // Apache's c2x writes lower-case hex here.
+            out.push_str(&format!("%{b:02x}"));
         }
     }
     out

@@ -159,7 +159,9 @@ impl Request<'_> {
 
 /// Maps a request on `server`: rewrite rules, then ProxyPass.
 pub fn decide<'c>(server: &'c Server, req: &Request<'_>) -> Decision<'c> {
-    let has_upgrade = req.header("upgrade").is_some();
+    // RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored, also when
+    // legacy mode picks routes by it.
+    let has_upgrade = req.header("upgrade").is_some() && req.version != "HTTP/1.0";
     if server.rewrite.is_empty() {
         return map(server, req.path, has_upgrade);
     }
@@ -195,6 +197,14 @@ struct RewriteVars<'a> {
 }
 
 impl RewriteVars<'_> {
+    fn default_port(&self) -> u16 {
+        if self.req.https {
+            443
+        } else {
+            80
+        }
+    }
+
     /// The Host header split into name and port (UseCanonicalName Off).
     fn host_parts(&self) -> (String, Option<u16>) {
         match self
@@ -230,7 +240,13 @@ impl rewrite::Vars for RewriteVars<'_> {
             Var::RemoteAddr => req.remote.ip().to_canonical().to_string(),
             Var::RemotePort => req.remote.port().to_string(),
             Var::ServerName => self.host_parts().0,
-            Var::ServerPort => self.host_parts().1.unwrap_or(req.local.port()).to_string(),
+            // UseCanonicalName Off: the Host header's port, else the
+            // scheme's default (not the port listened on).
+            Var::ServerPort => self
+                .host_parts()
+                .1
+                .unwrap_or(self.default_port())
+                .to_string(),
             Var::ServerAddr => req.local.ip().to_canonical().to_string(),
             Var::ServerProtocol => req.version.to_string(),
             Var::Https => if req.https { "on" } else { "off" }.to_string(),
@@ -243,13 +259,21 @@ impl rewrite::Vars for RewriteVars<'_> {
 
     fn self_authority(&self) -> String {
         let (name, port) = self.host_parts();
-        let port = port.unwrap_or(self.req.local.port());
-        let default = if self.req.https { 443 } else { 80 };
-        if port == default {
-            name
-        } else {
-            format!("{name}:{port}")
+        match port {
+            Some(p) if p != self.default_port() => format!("{name}:{p}"),
+            _ => name,
         }
+    }
+
+    fn is_self(&self, authority: &str) -> bool {
+        let host = host_without_port(authority);
+        let port = authority[host.len()..]
+            .strip_prefix(':')
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(self.default_port());
+        let host = host.to_ascii_lowercase();
+        port == self.req.local.port()
+            && (self.server.names.iter().any(|n| *n == host) || self.host_parts().0 == host)
     }
 
     fn scheme(&self) -> &'static str {
