@@ -282,3 +282,135 @@ fn vhosts_inherit_the_engine_but_not_the_rules_unless_asked() {
     assert_eq!(describe(0, "/main"), "404");
     assert_eq!(describe(1, "/main"), "http://main/");
 }
+
+mod properties {
+    use crate::config::from_str;
+    use crate::route::tests::map_request;
+    use proptest::prelude::*;
+
+    fn pattern() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "^/?(.*)",
+            "^/(a|b)/(.*)$",
+            "(.*)",
+            "^/x",
+            "!^/y",
+            "^/([^/]+)/?(.*)",
+            ".",
+            "^$",
+            "^/dot/(.*)$",
+        ])
+        .prop_map(str::to_string)
+    }
+
+    fn substitution() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "-",
+            "/local/$1",
+            "http://b/$1",
+            "ws://b:9/$2?q=$1",
+            "http://b$1",
+            "$1",
+            "/a?$1",
+            "http://b/%1/$1?x=%{QUERY_STRING}",
+            "http://b/%{HTTP:X-A}/$0",
+            "%{REQUEST_URI}",
+            "http://%1/",
+            "/r/$1?",
+            "https://b/\\$1",
+        ])
+        .prop_map(str::to_string)
+    }
+
+    fn flags() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "P",
+                "L",
+                "NC",
+                "QSA",
+                "QSD",
+                "QSL",
+                "NE",
+                "B",
+                "END",
+                "PT",
+                "R",
+                "R=301",
+                "F",
+                "G",
+                "C",
+                "S=1",
+                "BNP",
+                "UnsafeAllow3F",
+            ]),
+            0..4,
+        )
+        .prop_map(|f| {
+            if f.is_empty() {
+                String::new()
+            } else {
+                format!("[{}]", f.join(","))
+            }
+        })
+    }
+
+    fn condition() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "RewriteCond %{HTTP:Upgrade} websocket [NC]\n",
+            "RewriteCond %{QUERY_STRING} (.*) [OR]\n",
+            "RewriteCond %{HTTP_HOST} !^www\\.\n",
+            "RewriteCond %{HTTP:X-N} -lt5\n",
+            "RewriteCond %{REQUEST_METHOD} =GET\n",
+            "",
+        ])
+        .prop_map(str::to_string)
+    }
+
+    fn rules() -> impl Strategy<Value = String> {
+        prop::collection::vec((condition(), pattern(), substitution(), flags()), 1..5).prop_map(
+            |rules| {
+                rules
+                    .into_iter()
+                    .map(|(c, p, s, f)| format!("{c}RewriteRule {p} {s} {f}\n"))
+                    .collect()
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_engine_never_panics_and_never_proxies_without_p(
+            rules in rules(),
+            path in "(/([a-z.]|%[0-9a-fA-F]{2}|@|:|\\?){0,6}){1,4}",
+            query in proptest::option::of("[a-z=&%0-9?]{0,12}"),
+            header in "[ -~]{0,12}",
+        ) {
+            let text = format!("ProxyPass /pp/ http://pp/\nRewriteEngine On\n{rules}");
+            // Some combinations are refused (e.g. P with R); that is fine.
+            let Ok(c) = from_str(&format!("Listen 127.0.0.1:80\nServerName proxy.test\n{text}"), "t.conf") else {
+                return Ok(());
+            };
+            let target = match &query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            let headers = vec![
+                ("Host".to_string(), b"proxy.test".to_vec()),
+                ("X-A".to_string(), header.into_bytes()),
+                ("Upgrade".to_string(), b"websocket".to_vec()),
+            ];
+            let got = map_request(&c, "GET", &target, &headers);
+            let proxies = got.contains("://") && !got.starts_with('3');
+            if proxies && !got.starts_with("http://pp/") {
+                prop_assert!(rules.contains('P'), "proxied to {} without a [P] rule:\n{}", got, rules);
+            }
+            if proxies {
+                let path_part = got.split_once("://").map(|(_, r)| r).unwrap_or("");
+                prop_assert!(!path_part.bytes().any(|b| b <= b' ' || b == 0x7f), "a space or control character reached the backend line: {}", got);
+            }
+        }
+    }
+}

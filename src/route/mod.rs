@@ -295,19 +295,25 @@ fn proxy_from_rewrite<'c>(
     query: Option<String>,
     noescape: bool,
 ) -> Decision<'c> {
-    let text = String::from_utf8_lossy(url);
-    let Some(scheme_end) = text.find("://") else {
+    // Split on bytes: the decoded path need not be UTF-8.
+    let Some(scheme_end) = url.windows(3).position(|w| w == b"://") else {
         return Decision::BadTarget;
     };
     let after = scheme_end + 3;
-    let path_start = text[after..].find('/').map_or(text.len(), |i| after + i);
-    let target = match parse_target_url(&text[..path_start]) {
+    let path_start = url[after..]
+        .iter()
+        .position(|&b| b == b'/')
+        .map_or(url.len(), |i| after + i);
+    let Ok(origin) = std::str::from_utf8(&url[..path_start]) else {
+        return Decision::BadTarget;
+    };
+    let target = match parse_target_url(origin) {
         Ok(t) => t,
         // S142: user information from the request never picks a host.
         Err(UrlError::UserInfo) => return Decision::Forbidden,
         Err(_) => return Decision::BadTarget,
     };
-    let path = &url[path_start.min(url.len())..];
+    let path = &url[path_start..];
     let mut out = String::with_capacity(path.len() + 16);
     if noescape {
         // [NE]: sent as written, so it must not hold what would break the
@@ -329,7 +335,7 @@ fn proxy_from_rewrite<'c>(
     let full = format!(
         "{}://{}{}",
         target.scheme.as_str(),
-        text[after..path_start].to_ascii_lowercase(),
+        origin[after..].to_ascii_lowercase(),
         String::from_utf8_lossy(path)
     );
     let found = server

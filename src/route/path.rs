@@ -43,8 +43,13 @@ pub fn normalize(target: &str) -> Result<RequestPath, PathError> {
 
 /// An absolute-form target is mapped by its path only (S3).
 fn strip_absolute_form(target: &str) -> Result<&str, PathError> {
-    let lower_starts =
-        |p: &str| target.len() >= p.len() && target[..p.len()].eq_ignore_ascii_case(p);
+    // Compared as bytes: the target may hold multi-byte characters.
+    let lower_starts = |p: &str| {
+        target
+            .as_bytes()
+            .get(..p.len())
+            .is_some_and(|t| t.eq_ignore_ascii_case(p.as_bytes()))
+    };
     for scheme in ["http://", "https://", "ws://", "wss://"] {
         if lower_starts(scheme) {
             let rest = &target[scheme.len()..];
@@ -239,6 +244,16 @@ mod tests {
         assert_eq!(norm("/a#b"), Err(PathError::BadRequest));
         assert_eq!(norm("@evil/x"), Err(PathError::BadRequest));
         assert_eq!(norm(":@evil/x"), Err(PathError::BadRequest));
+    }
+
+    #[test]
+    fn multi_byte_characters_near_the_start_are_no_problem() {
+        // Found by the rewrite fuzz target: slicing a str at byte 7.
+        assert_eq!(norm("/hr\u{fffd}e/x").unwrap(), "/hr\u{fffd}e/x");
+        assert_eq!(
+            norm("/\u{fffd}\u{fffd}\u{fffd}"),
+            Ok("/\u{fffd}\u{fffd}\u{fffd}".to_string())
+        );
     }
 
     #[test]

@@ -1,0 +1,15 @@
+//! Arbitrary bytes as a request head: refused or parsed, never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wsgate::config::Limits;
+use wsgate::proxy::head::{head_end, parse_request, parse_response};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = head_end(data);
+    let _ = parse_request(data, &Limits::default());
+    let _ = parse_response(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = wsgate::route::normalize(text);
+    }
+});
