@@ -273,7 +273,7 @@ impl rewrite::Vars for RewriteVars<'_> {
             .unwrap_or(self.default_port());
         let host = host.to_ascii_lowercase();
         port == self.req.local.port()
-            && (self.server.names.iter().any(|n| *n == host) || self.host_parts().0 == host)
+            && (self.server.names.contains(&host) || self.host_parts().0 == host)
     }
 
     fn scheme(&self) -> &'static str {
