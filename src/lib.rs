@@ -11,6 +11,8 @@
 //! * `route` — pure: request path normalisation and the mapping of a request
 //!   to a backend url (ProxyPass, ProxyPassMatch, `<Location>`), after
 //! * `rewrite` — pure: mod_rewrite's rules and conditions.
+//! * `balancer` — choosing a balancer member (lbmethods, sticky routes,
+//!   error states) and the background health checks.
 //! * `proxy` — the engine: `server` accepts, `http` reads requests and
 //!   forwards them, `upgrade` decides on protocol switches, `tunnel` copies
 //!   bytes after a 101, `headers` builds the heads, `backend` and `pool`
@@ -18,6 +20,7 @@
 //! * `tls` — rustls configuration for backends from `SSLProxy*`.
 //! * `demo` — the self-contained `wsgate demo`.
 
+pub mod balancer;
 pub mod config;
 pub mod demo;
 pub mod proxy;

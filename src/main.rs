@@ -67,7 +67,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_RUNTIME);
     };
-    let config = match config::load(&file, &args.defines) {
+    let registry = config::StateRegistry::default();
+    let config = match config::load_with(&file, &args.defines, &registry) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -82,7 +83,7 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_OK);
     }
     init_logging(config.log_level, config.error_log.as_deref());
-    run_runtime(serve(config, file, args.defines))
+    run_runtime(serve(config, registry, file, args.defines))
 }
 
 fn run_runtime(f: impl std::future::Future<Output = u8>) -> ExitCode {
@@ -122,7 +123,12 @@ fn init_logging(level: tracing::Level, file: Option<&std::path::Path>) {
     }
 }
 
-async fn serve(config: config::Config, file: PathBuf, defines: Vec<String>) -> u8 {
+async fn serve(
+    config: config::Config,
+    registry: config::StateRegistry,
+    file: PathBuf,
+    defines: Vec<String>,
+) -> u8 {
     let pid_file = config.pid_file.clone();
     // Written before listening, so that whoever sees the port open finds it.
     if let Some(p) = &pid_file {
@@ -130,7 +136,7 @@ async fn serve(config: config::Config, file: PathBuf, defines: Vec<String>) -> u
             tracing::error!("cannot write PidFile {}: {e}", p.display());
         }
     }
-    let handle = match Handle::start(config).await {
+    let handle = match Handle::start_with(config, registry).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("wsgate: {e}");
@@ -182,7 +188,7 @@ async fn serve(config: config::Config, file: PathBuf, defines: Vec<String>) -> u
 }
 
 fn reload(handle: &Handle, file: &std::path::Path, defines: &[String]) {
-    match config::load(file, defines) {
+    match config::load_with(file, defines, handle.registry()) {
         Ok(config) => match handle.reload(config) {
             Ok(()) => tracing::warn!("configuration reloaded from {}", file.display()),
             Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),

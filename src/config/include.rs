@@ -23,6 +23,12 @@ const MODULES: &[&str] = &[
     "proxy_wstunnel",
     "ssl",
     "rewrite",
+    "proxy_balancer",
+    "proxy_hcheck",
+    "lbmethod_byrequests",
+    "lbmethod_bybusyness",
+    "lbmethod_bytraffic",
+    "slotmem_shm",
 ];
 
 pub fn module_is_built_in(name: &str) -> bool {

@@ -5,6 +5,7 @@
 //! contexts (server, `<VirtualHost>`, `<Location>`) and hands each directive
 //! to the module that owns it (`proxy` for mod_proxy, `ssl` for mod_ssl).
 
+pub mod balancer;
 pub mod error;
 pub mod include;
 pub mod lexer;
@@ -18,19 +19,30 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::balancer::StateRegistry;
 pub use error::{ConfigError, Origin};
 use lexer::Node;
 pub use model::*;
 
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path, defines: &[String]) -> Result<Config, ConfigError> {
+    load_with(path, defines, &StateRegistry::default())
+}
+
+/// Like [`load`], with balancer members taking the state they have in
+/// `registry` (a reload keeps counters and error states).
+pub fn load_with(
+    path: &Path,
+    defines: &[String],
+    registry: &StateRegistry,
+) -> Result<Config, ConfigError> {
     let root = path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let mut expander = include::Expander::new(defines, root.clone());
     let nodes = expander.read_file(path)?;
-    build(nodes, &root, path)
+    build(nodes, &root, path, registry)
 }
 
 /// Validates configuration text as if read from a file named `name`.
@@ -38,7 +50,7 @@ pub fn from_str(text: &str, name: &str) -> Result<Config, ConfigError> {
     let root = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let mut expander = include::Expander::new(&[], root.clone());
     let nodes = expander.expand_text(text, Path::new(name), 0)?;
-    build(nodes, &root, Path::new(name))
+    build(nodes, &root, Path::new(name), &StateRegistry::default())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -96,6 +108,7 @@ struct Builder {
     root: PathBuf,
     /// Worker urls defined so far, for the S30 warning.
     worker_names: Vec<(String, Origin)>,
+    balancers: balancer::Balancers,
 }
 
 /// Every directive wsgate reads, for "did you mean" hints.
@@ -143,17 +156,17 @@ pub const DIRECTIVES: &[&str] = &[
     "RewriteOptions",
     "RewriteCond",
     "RewriteRule",
+    "Proxy",
+    "BalancerMember",
+    "ProxySet",
+    "ProxyHCExpr",
 ];
 
 /// Apache directives of modules wsgate does not have yet, with the module,
 /// so that an operator learns why rather than "unknown directive".
 const NOT_YET: &[(&str, &str)] = &[
-    ("Proxy", "mod_proxy_balancer (<Proxy> sections)"),
-    ("ProxyMatch", "mod_proxy_balancer (<Proxy> sections)"),
-    ("ProxySet", "mod_proxy_balancer"),
-    ("BalancerMember", "mod_proxy_balancer"),
-    ("ProxyHCExpr", "mod_proxy_hcheck"),
-    ("ProxyHCTemplate", "mod_proxy_hcheck"),
+    ("ProxyMatch", "mod_proxy (<ProxyMatch> sections)"),
+    ("ProxyHCTemplate", "mod_proxy_hcheck (templates)"),
     ("Header", "mod_headers"),
     ("RequestHeader", "mod_headers"),
     ("SetEnv", "mod_env"),
@@ -174,7 +187,12 @@ const NOT_YET: &[(&str, &str)] = &[
 
 /// Builds the model from expanded directives; `main_file` is named in
 /// errors about what the whole configuration lacks.
-pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, ConfigError> {
+pub fn build(
+    nodes: Vec<Node>,
+    root: &Path,
+    main_file: &Path,
+    registry: &StateRegistry,
+) -> Result<Config, ConfigError> {
     let mut b = Builder {
         listeners: Vec::new(),
         main: ServerDraft::default(),
@@ -191,13 +209,14 @@ pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, 
         warnings: Vec::new(),
         root: root.to_path_buf(),
         worker_names: Vec::new(),
+        balancers: balancer::Balancers::default(),
     };
     let mut main = std::mem::take(&mut b.main);
     for node in &nodes {
         b.directive(node, Scope::Server, &mut main, None)?;
     }
     b.main = main;
-    b.finish(main_file)
+    b.finish(main_file, registry)
 }
 
 impl Builder {
@@ -254,7 +273,10 @@ impl Builder {
             }
         };
         if node.children.is_some()
-            && !matches!(lower.as_str(), "virtualhost" | "location" | "locationmatch")
+            && !matches!(
+                lower.as_str(),
+                "virtualhost" | "location" | "locationmatch" | "proxy"
+            )
         {
             if DIRECTIVES
                 .iter()
@@ -469,7 +491,8 @@ impl Builder {
                 let is_match = lower == "proxypassmatch";
                 match ctx {
                     Scope::Server | Scope::VirtualHost => {
-                        let line = proxy::parse_pass(node, false, &mut self.warnings)?;
+                        let mut line = proxy::parse_pass(node, false, &mut self.warnings)?;
+                        self.attach_balancer(&mut line, o)?;
                         self.note_worker(&line.target, node);
                         let pattern = line.pattern.expect("a server-context ProxyPass has a path");
                         let matcher = if line.regex {
@@ -498,7 +521,8 @@ impl Builder {
                                 ),
                             ));
                         }
-                        let line = proxy::parse_pass(node, true, &mut self.warnings)?;
+                        let mut line = proxy::parse_pass(node, true, &mut self.warnings)?;
+                        self.attach_balancer(&mut line, o)?;
                         self.note_worker(&line.target, node);
                         loc.proxy_pass = Some(LocationPass {
                             target: line.target,
@@ -566,6 +590,88 @@ impl Builder {
                     ));
                 }
             }
+            "proxy" => {
+                only(&[Scope::Server, Scope::VirtualHost])?;
+                let children = node.children.as_ref().ok_or_else(|| section_needed(node))?;
+                let [url] = node.args.as_slice() else {
+                    return Err(ConfigError::new(o, "<Proxy> takes one url"));
+                };
+                if balancer::split_balancer_url(url).is_none() {
+                    return Err(ConfigError::new(
+                        o,
+                        format!("<Proxy {url}>: wsgate supports <Proxy> for balancer:// urls only"),
+                    )
+                    .hint("set worker parameters on the ProxyPass line instead"));
+                }
+                self.balancers.get(url, o)?;
+                for child in children {
+                    let co = &child.origin;
+                    let draft = self.balancers.get(url, co)?;
+                    match child.name.to_ascii_lowercase().as_str() {
+                        "balancermember" => {
+                            let (member, params) = child.args.split_first().ok_or_else(|| {
+                                ConfigError::new(
+                                    co,
+                                    "BalancerMember must define remote proxy server",
+                                )
+                            })?;
+                            draft.member(member, params, co)?;
+                        }
+                        "proxyset" => {
+                            for p in &child.args {
+                                let (k, v) = p.split_once('=').ok_or_else(|| {
+                                    ConfigError::new(
+                                        co,
+                                        format!("ProxySet: '{p}' must be in the form key=value"),
+                                    )
+                                })?;
+                                draft.set(k, v, co)?;
+                            }
+                        }
+                        _ => {
+                            return Err(ConfigError::new(
+                                co,
+                                format!("{} inside <Proxy> is not supported by wsgate", child.name),
+                            )
+                            .hint("<Proxy balancer://…> holds BalancerMember and ProxySet lines"))
+                        }
+                    }
+                }
+            }
+            "balancermember" | "proxyset" => {
+                only(&[Scope::Server, Scope::VirtualHost])?;
+                let Some((first, rest)) = node.args.split_first() else {
+                    return Err(ConfigError::new(
+                        o,
+                        format!("{} needs a balancer:// url outside <Proxy>", node.name),
+                    ));
+                };
+                if balancer::split_balancer_url(first).is_none() {
+                    return Err(ConfigError::new(o, format!("{} must name its balancer://… first when not inside <Proxy>", node.name))
+                        .hint("write it inside <Proxy balancer://NAME>, or as BalancerMember balancer://NAME URL"));
+                }
+                let draft = self.balancers.get(first, o)?;
+                if lower == "balancermember" {
+                    let (member, params) = rest.split_first().ok_or_else(|| {
+                        ConfigError::new(o, "BalancerMember must define remote proxy server")
+                    })?;
+                    draft.member(member, params, o)?;
+                } else {
+                    for p in rest {
+                        let (k, v) = p.split_once('=').ok_or_else(|| {
+                            ConfigError::new(
+                                o,
+                                format!("ProxySet: '{p}' must be in the form key=value"),
+                            )
+                        })?;
+                        draft.set(k, v, o)?;
+                    }
+                }
+            }
+            "proxyhcexpr" => {
+                only(&[Scope::Server])?;
+                self.balancers.expr(&node.args, o)?;
+            }
             "rewriteengine" | "rewriteoptions" | "rewritecond" | "rewriterule" | "rewritemap"
             | "rewritebase" => {
                 if matches!(ctx, Scope::Location | Scope::LocationMatch) {
@@ -594,6 +700,26 @@ impl Builder {
         Ok(())
     }
 
+    /// A ProxyPass to `balancer://name` gets that balancer (created if
+    /// this is its first mention) and sets the balancer parameters it gives.
+    fn attach_balancer(
+        &mut self,
+        line: &mut proxy::PassLine,
+        o: &Origin,
+    ) -> Result<(), ConfigError> {
+        let Some((url, params)) = line.balancer.take() else {
+            return Ok(());
+        };
+        let draft = self.balancers.get(&url, o)?;
+        for (k, v) in &params {
+            draft.set(k, v, o)?;
+        }
+        if let Target::Proxy(t) = &mut line.target {
+            t.balancer = Some(draft.cell.clone());
+        }
+        Ok(())
+    }
+
     /// S30: Apache makes a ProxyPass whose url starts with an earlier
     /// worker's share that worker and silently drops its parameters; wsgate
     /// keeps them, and says where the two would differ.
@@ -619,7 +745,7 @@ impl Builder {
             .push((p.worker.name.clone(), node.origin.clone()));
     }
 
-    fn finish(mut self, main_file: &Path) -> Result<Config, ConfigError> {
+    fn finish(mut self, main_file: &Path, registry: &StateRegistry) -> Result<Config, ConfigError> {
         if self.listeners.is_empty() {
             return Err(ConfigError {
                 origin: Origin {
@@ -633,6 +759,7 @@ impl Builder {
             });
         }
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let balancers = self.balancers.finish(registry)?;
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_ascii_lowercase())
             .unwrap_or_else(|_| "localhost".into());
@@ -746,6 +873,7 @@ impl Builder {
             log_level: self.log_level,
             pid_file: self.pid_file,
             warnings: self.warnings,
+            balancers,
         })
     }
 }
@@ -858,6 +986,7 @@ impl Target {
                 worker: p.worker.clone(),
                 nocanon: p.nocanon,
                 noquery: p.noquery,
+                balancer: p.balancer.clone(),
             }),
         }
     }

@@ -38,6 +38,7 @@ pub struct Config {
     /// Things that work but that an operator should know, printed by `-t` and
     /// logged at startup.
     pub warnings: Vec<String>,
+    pub balancers: Vec<Arc<crate::balancer::Balancer>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +168,9 @@ pub struct ProxyTarget {
     pub worker: Arc<Worker>,
     pub nocanon: bool,
     pub noquery: bool,
+    /// Set for a `balancer://` url: the balancer, once the configuration
+    /// is complete.
+    pub balancer: Option<super::balancer::BalancerCell>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -18,6 +18,8 @@ pub struct PassLine {
     pub pattern: Option<String>,
     pub regex: bool,
     pub target: Target,
+    /// For a `balancer://` url: its url and the balancer parameters given.
+    pub balancer: Option<(String, Vec<(String, String)>)>,
 }
 
 /// Parses `ProxyPass [~] [path] !|url [key=value…] [nocanon] [noquery]` and
@@ -100,6 +102,69 @@ pub fn parse_pass(
             pattern,
             regex,
             target: Target::Exclude,
+            balancer: None,
+        });
+    }
+
+    if url
+        .get(..11)
+        .is_some_and(|s| s.eq_ignore_ascii_case("balancer://"))
+    {
+        if super::balancer::split_balancer_url(url).is_none() {
+            return Err(ConfigError::new(
+                origin,
+                format!("{name} '{url}': a balancer url needs a name"),
+            )
+            .hint("write balancer://NAME/"));
+        }
+        if regex
+            && has_dollar_reference(
+                url.split_once("://")
+                    .map_or("", |(_, r)| r)
+                    .split('/')
+                    .next()
+                    .unwrap_or(""),
+            )
+        {
+            return Err(ConfigError::new(
+                origin,
+                format!("{name} '{url}': the balancer name cannot come from a $N reference"),
+            ));
+        }
+        let mut params = Vec::new();
+        let mut nocanon = false;
+        let mut noquery = false;
+        for word in rest {
+            match word.to_ascii_lowercase().as_str() {
+                "nocanon" => nocanon = true,
+                "noquery" => noquery = true,
+                _ => {
+                    let Some((key, value)) = word.split_once('=') else {
+                        return Err(ConfigError::new(
+                            origin,
+                            format!("Invalid {name} parameter '{word}'. Parameter must be in the form 'key=value'."),
+                        ));
+                    };
+                    params.push((key.to_string(), value.to_string()));
+                }
+            }
+        }
+        return Ok(PassLine {
+            pattern,
+            regex,
+            target: Target::Proxy(ProxyTarget {
+                url: url.to_string(),
+                substitutes: regex && has_dollar_reference(url),
+                worker: Arc::new(Worker {
+                    name: url.to_ascii_lowercase(),
+                    params: WorkerParams::default(),
+                    pool: Pool::new(None),
+                }),
+                nocanon,
+                noquery,
+                balancer: None,
+            }),
+            balancer: Some((url.to_string(), params)),
         });
     }
 
@@ -134,10 +199,7 @@ pub fn parse_pass(
             other => format!("{name} '{shown}': {}", other.describe()),
         };
         let mut err = ConfigError::new(origin, message);
-        if url.starts_with("balancer://") {
-            err = err
-                .hint("balancer:// needs mod_proxy_balancer, which this wsgate does not have yet");
-        } else if e == values::UrlError::UserInfo {
+        if e == values::UrlError::UserInfo {
             err = err.hint("credentials in a backend url would be sent to whoever answers there; wsgate refuses them");
         }
         err
@@ -210,7 +272,9 @@ pub fn parse_pass(
             }),
             nocanon,
             noquery,
+            balancer: None,
         }),
+        balancer: None,
     })
 }
 
@@ -465,7 +529,8 @@ pub fn set_worker_param(
                 .hint("leave mapping= out: wsgate matches the decoded, normalised path as Apache does by default"))
         }
         "hcmethod" | "hcinterval" | "hcpasses" | "hcfails" | "hcuri" | "hcexpr" | "hctemplate" => {
-            return Err(err(format!("{directive} {key}=: health checks (mod_proxy_hcheck) are for balancer members, which this wsgate does not have yet")))
+            return Err(err(format!("{directive} {key}=: health checks (mod_proxy_hcheck) are for balancer members"))
+                .hint("put hc* parameters on a BalancerMember inside <Proxy balancer://…>"))
         }
         k if BALANCER_KEYS.contains(&k) => {
             return Err(err(format!("{directive} {key}= is a balancer parameter; it applies only to a balancer:// url")))

@@ -20,6 +20,8 @@ pub enum ProxyError {
     Connect(String),
     #[error("no free connection to the backend (max= reached)")]
     PoolExhausted,
+    #[error("{0}: no usable member")]
+    NoMember(String),
     #[error("TLS handshake with the backend failed: {0}")]
     TlsHandshake(String),
     #[error("backend did not answer within the timeout")]
@@ -58,7 +60,7 @@ impl ProxyError {
             BodyTooLarge => (413, "Content Too Large"),
             UnsupportedTransferEncoding => (500, "Internal Server Error"),
             ClientIo(_) | ClientTimeout => return None,
-            Connect(_) | PoolExhausted => (503, "Service Unavailable"),
+            Connect(_) | PoolExhausted | NoMember(_) => (503, "Service Unavailable"),
             TlsHandshake(_) => (500, "Proxy Error"),
             BackendTimeout | BackendClosed | BackendIo(_) | BadUpgrade(_) | TooManyInterim
             | NotHttp1 => (502, "Proxy Error"),

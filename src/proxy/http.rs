@@ -20,7 +20,9 @@ use super::pool::PoolKey;
 use super::server::{ConnGuard, Shared};
 use super::tunnel::{self, Tunnel};
 use super::upgrade::{self, Plan};
-use crate::config::{Config, Server};
+use crate::balancer::{Balancer, Busy, Member};
+use crate::config::values::TargetUrl;
+use crate::config::{Config, Server, Worker};
 use crate::route::{self, Decision, Mapped, PathError};
 
 /// Apache's default for how much of a request body is read before
@@ -51,6 +53,8 @@ struct TunnelStart {
     mode: tunnel::Mode,
     slot: Option<tokio::sync::OwnedSemaphorePermit>,
     timeout: Duration,
+    /// A balancer member's busy count, held for the tunnel's life (S71).
+    busy: Option<Busy>,
 }
 
 pub async fn serve<S>(io: S, facts: ConnFacts, shared: Arc<Shared>, guard: ConnGuard)
@@ -151,6 +155,7 @@ async fn run_tunnel<S>(
         mode,
         slot,
         timeout,
+        busy,
     } = start;
     // Bytes that arrived with the heads go first (S54).
     if !client.buf.is_empty() {
@@ -187,6 +192,7 @@ async fn run_tunnel<S>(
     shared
         .stats
         .add_tunnel_bytes(summary.bytes_up, summary.bytes_down);
+    drop(busy);
     drop(slot);
     drop(guard);
 }
@@ -364,11 +370,43 @@ where
         facts,
         max_forwards,
     };
-    match proxy(client, &request, config, shared).await {
+    let mut body = BodyState::new(framing);
+    let mut tried: Vec<usize> = Vec::new();
+    let result = loop {
+        let backend = match choose_backend(&mapped, &head, &path, &tried) {
+            Ok(b) => b,
+            Err(e) => break Err((e, false)),
+        };
+        let member = backend.member;
+        let busy = member.map(|(_, m)| Busy::new(m.state.clone()));
+        let outcome = proxy(client, &request, &backend, &mut body, busy, config, shared).await;
+        let Some((balancer, m)) = member else {
+            break outcome;
+        };
+        match &outcome {
+            // S109: a member that cannot be connected to is put in error and
+            // the request, not sent yet, goes to the next one.
+            Err((ProxyError::Connect(_) | ProxyError::PoolExhausted, false)) => {
+                m.fail(&balancer.name);
+                tried.push(backend.index);
+                if tried.len() < balancer.attempts() {
+                    continue;
+                }
+            }
+            // S111, S112, S126: these fail the member but are not retried.
+            Err((ProxyError::TlsHandshake(_), _)) => m.fail(&balancer.name),
+            Err((ProxyError::BackendTimeout, _)) if balancer.failontimeout => {
+                m.fail(&balancer.name)
+            }
+            _ => {}
+        }
+        break outcome;
+    };
+    match result {
         Ok(outcome) => outcome,
         Err((e, answered)) => {
             if e.is_backend() {
-                tracing::error!(peer = %facts.peer, worker = %mapped.worker.name, "{e}");
+                tracing::error!(peer = %facts.peer, route = %mapped.worker.name, "{e}");
             } else {
                 tracing::debug!(peer = %facts.peer, "{e}");
             }
@@ -391,6 +429,72 @@ struct Request<'a> {
     server: &'a Server,
     facts: ConnFacts,
     max_forwards: Option<u64>,
+}
+
+/// The backend one attempt goes to: the mapping's, or a balancer member.
+struct Backend<'a> {
+    worker: Arc<Worker>,
+    url: TargetUrl,
+    path_and_query: String,
+    reuse: bool,
+    member: Option<(&'a Balancer, &'a Member)>,
+    index: usize,
+}
+
+/// Picks the backend for an attempt, skipping balancer members `tried`.
+fn choose_backend<'a>(
+    mapped: &'a Mapped<'a>,
+    head: &RequestHead,
+    path: &route::RequestPath,
+    tried: &[usize],
+) -> Result<Backend<'a>, ProxyError> {
+    let Some(balancer) = &mapped.balancer else {
+        return Ok(Backend {
+            worker: mapped.worker.clone(),
+            url: mapped.url.clone(),
+            path_and_query: mapped.path_and_query.clone(),
+            reuse: mapped.reuse,
+            member: None,
+            index: 0,
+        });
+    };
+    let route = balancer.sticky_route(
+        &path.raw,
+        path.query.as_deref(),
+        head.headers.get_str("cookie"),
+    );
+    let chosen = balancer
+        .choose(route.as_deref(), tried)
+        .ok_or_else(|| ProxyError::NoMember(balancer.name.clone()))?;
+    let m = chosen.member;
+    // S35: the member's path is put before the mapped path as it is.
+    let path_and_query = format!("{}{}", m.url.path, mapped.path_and_query);
+    Ok(Backend {
+        worker: m.worker.clone(),
+        url: m.url.clone(),
+        path_and_query,
+        reuse: !m.worker.params.disable_reuse && mapped.reuse,
+        member: Some((balancer.as_ref(), m)),
+        index: chosen.index,
+    })
+}
+
+/// A request body's reader and what was read ahead of connecting, kept
+/// across attempts so that a failed-over request still has its body.
+struct BodyState {
+    reader: BodyReader,
+    prefetched: Vec<u8>,
+    prefetch_done: bool,
+}
+
+impl BodyState {
+    fn new(framing: Framing) -> BodyState {
+        BodyState {
+            reader: BodyReader::new(framing),
+            prefetched: Vec::new(),
+            prefetch_done: false,
+        }
+    }
 }
 
 /// S5: how the client framed its body.
@@ -435,6 +539,9 @@ type Failed = (ProxyError, bool);
 async fn proxy<S>(
     client: &mut Conn<S>,
     req: &Request<'_>,
+    backend_target: &Backend<'_>,
+    body: &mut BodyState,
+    busy: Option<Busy>,
     config: &Arc<Config>,
     shared: &Arc<Shared>,
 ) -> Result<Outcome, Failed>
@@ -442,8 +549,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mapped = req.mapped;
+    let target = backend_target;
     let head = req.head;
-    let worker = &mapped.worker;
+    let worker = &target.worker;
     let params = &worker.params;
     let settings = &mapped.settings;
     let backend_timeout = params
@@ -454,19 +562,16 @@ where
     let client_timeout = req.server.timeout;
     let before = |e: ProxyError| (e, false);
 
-    if mapped.url.scheme.is_tls() && !settings.base.ssl_proxy.engine {
+    if target.url.scheme.is_tls() && !settings.base.ssl_proxy.engine {
         return Err(before(ProxyError::TlsNotEnabled));
-    }
-    if head.headers.get("transfer-encoding").is_some() && req.framing == Framing::Chunked {
-        // Validated already; a Content-Length beside it is ignored (S5).
     }
 
     // The upgrade decision (S45–S60).
-    let policy = params.upgrade_policy(mapped.url.scheme);
+    let policy = params.upgrade_policy(target.url.scheme);
     let client_upgrade = head.headers.get_str("upgrade").map(str::trim);
     let plan = upgrade::plan(
         &policy,
-        mapped.url.scheme,
+        target.url.scheme,
         client_upgrade,
         !settings.fallback_to_http,
         head.version < Version::HTTP_11,
@@ -489,28 +594,29 @@ where
         });
     }
     let upgrading = matches!(plan, Plan::Upgrade { .. });
-    let legacy = !settings.fallback_to_http && mapped.url.scheme.is_websocket();
+    let legacy = !settings.fallback_to_http && target.url.scheme.is_websocket();
 
     // Read a small body whole, to send it with a Content-Length (S41).
     let expect_continue = head
         .headers
         .get("expect")
         .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
-    let mut reader = BodyReader::new(req.framing);
-    let mut prefetched: Vec<u8> = Vec::new();
     let stream_body = expect_continue && req.framing != Framing::Empty;
-    if !stream_body {
-        while prefetched.len() < PREFETCH {
-            match reader.next(client, client_timeout).await {
-                Ok(Some(piece)) => prefetched.extend_from_slice(&piece),
+    if !stream_body && !body.prefetch_done {
+        body.prefetch_done = true;
+        while body.prefetched.len() < PREFETCH {
+            match body.reader.next(client, client_timeout).await {
+                Ok(Some(piece)) => body.prefetched.extend_from_slice(&piece),
                 Ok(None) => break,
                 Err(e) => return Err(before(client_body_error(e))),
             }
-            if config.limits.body > 0 && reader.read > config.limits.body {
+            if config.limits.body > 0 && body.reader.read > config.limits.body {
                 return Err(before(ProxyError::BodyTooLarge));
             }
         }
     }
+    let reader = &mut body.reader;
+    let prefetched = &body.prefetched;
     let body_header = if req.framing == Framing::Empty {
         BodyHeader::None
     } else if reader.is_done() && !stream_body {
@@ -529,7 +635,7 @@ where
     // Connection: reuse only what can be reused (S22, S43, S144).
     let cl_and_te =
         head.headers.contains("content-length") && head.headers.contains("transfer-encoding");
-    let reusable = !upgrading && mapped.reuse && !cl_and_te;
+    let reusable = !upgrading && target.reuse && !cl_and_te;
     let sent_upgrade = match &plan {
         Plan::Upgrade { send } => Some(send.as_str()),
         _ => None,
@@ -548,7 +654,7 @@ where
             .map(str::to_string)
             .unwrap_or_else(|| req.server.server_name.clone())
     } else {
-        mapped.url.authority()
+        target.url.authority()
     };
     let mut forwarded = head.clone();
     if let Some(n) = req.max_forwards {
@@ -564,7 +670,7 @@ where
     }
     let request_head = headers::backend_request(
         &forwarded,
-        &mapped.path_and_query,
+        &target.path_and_query,
         &Forwarding {
             client_ip: req.facts.peer.ip(),
             add_headers: settings
@@ -588,14 +694,14 @@ where
                     .trim_matches(['[', ']'])
                     .to_ascii_lowercase()
             })
-            .unwrap_or_else(|| mapped.url.host.clone())
+            .unwrap_or_else(|| target.url.host.clone())
     } else {
-        mapped.url.host.clone()
+        target.url.host.clone()
     };
     let key = PoolKey {
-        host: mapped.url.host.clone(),
-        port: mapped.url.port,
-        sni: mapped.url.scheme.is_tls().then(|| sni_name.clone()),
+        host: target.url.host.clone(),
+        port: target.url.port,
+        sni: target.url.scheme.is_tls().then(|| sni_name.clone()),
     };
 
     // Send the head (and a prefetched body), retrying once on a fresh
@@ -617,7 +723,7 @@ where
                     .slot(params.acquire.unwrap_or(connect_timeout))
                     .await
                     .map_err(|_| before(ProxyError::PoolExhausted))?;
-                let tls = if mapped.url.scheme.is_tls() {
+                let tls = if target.url.scheme.is_tls() {
                     let client_config = settings
                         .base
                         .ssl_proxy
@@ -634,8 +740,8 @@ where
                     None
                 };
                 let stream = backend::connect(&ConnectSpec {
-                    host: &mapped.url.host,
-                    port: mapped.url.port,
+                    host: &target.url.host,
+                    port: target.url.port,
                     tls,
                     connect_timeout,
                     keepalive: params.keepalive,
@@ -654,7 +760,7 @@ where
         let mut backend = Conn::new(conn.stream);
         let mut out = request_head.clone();
         if !prefetched.is_empty() {
-            body::frame(body_out, &prefetched, &mut out);
+            body::frame(body_out, prefetched, &mut out);
         }
         if fully_buffered {
             out.extend_from_slice(body::end(body_out));
@@ -815,11 +921,18 @@ where
             mode,
             slot: slot.take(),
             timeout: client_timeout.max(backend_timeout),
+            busy,
         })));
     }
 
     // An ordinary response, also to an upgrade request (S52).
     let status = resp.status;
+    if let Some((balancer, m)) = target.member {
+        // S112: the response still goes to the client; the member is failed.
+        if balancer.failonstatus.contains(&status) {
+            m.fail(&balancer.name);
+        }
+    }
     let bodyless =
         head.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
     let backend_te = resp.headers.get("transfer-encoding");

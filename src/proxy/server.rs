@@ -16,7 +16,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::http::{self, ConnFacts};
-use crate::config::Config;
+use crate::config::{Config, StateRegistry};
 
 /// Listen backlog: enough for thousands of clients connecting at once.
 const BACKLOG: u32 = 4096;
@@ -95,11 +95,41 @@ impl Drop for ConnGuard {
 pub struct Handle {
     shared: Arc<Shared>,
     listeners: Mutex<HashMap<SocketAddr, JoinHandle<()>>>,
+    /// Balancer members' state, kept across reloads.
+    registry: StateRegistry,
+    health_checks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        for task in self
+            .health_checks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the health checks of a configuration's balancer members.
+fn start_health_checks(config: &Config) -> Vec<JoinHandle<()>> {
+    crate::balancer::health::start(
+        &config.balancers,
+        config.main.settings.ssl_proxy.client.clone(),
+    )
 }
 
 impl Handle {
     /// Binds every `Listen` address and starts accepting.
     pub async fn start(config: Config) -> io::Result<Handle> {
+        Handle::start_with(config, StateRegistry::default()).await
+    }
+
+    /// Like [`Handle::start`], for a configuration built with `registry`
+    /// (`config::load_with`), which reloads must then use too.
+    pub async fn start_with(config: Config, registry: StateRegistry) -> io::Result<Handle> {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
@@ -120,10 +150,18 @@ impl Handle {
             tracing::info!("listening on {bound}");
             listeners.insert(addr, tokio::spawn(accept_loop(listener, shared.clone())));
         }
+        let checks = start_health_checks(&shared.config());
         Ok(Handle {
             shared,
             listeners: Mutex::new(listeners),
+            registry,
+            health_checks: Mutex::new(checks),
         })
+    }
+
+    /// The member state a reloaded configuration must be built with.
+    pub fn registry(&self) -> &StateRegistry {
+        &self.registry
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -151,11 +189,18 @@ impl Handle {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
+        let checks = start_health_checks(&config);
         *self
             .shared
             .config
             .write()
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        for task in std::mem::replace(
+            &mut *self.health_checks.lock().unwrap_or_else(|p| p.into_inner()),
+            checks,
+        ) {
+            task.abort();
+        }
         for (addr, listener) in fresh {
             tracing::info!("listening on {addr}");
             listeners.insert(

@@ -43,6 +43,9 @@ pub enum Decision<'c> {
 /// A request mapped to a backend.
 #[derive(Debug)]
 pub struct Mapped<'c> {
+    /// For a `balancer://` mapping: the balancer, whose chosen member's url
+    /// replaces `url` and `worker`, its path prefixed to `path_and_query`.
+    pub balancer: Option<Arc<crate::balancer::Balancer>>,
     pub worker: Arc<Worker>,
     /// Whether the backend connection may be pooled afterwards (not for
     /// ProxyPassMatch urls with `$N`, S22, nor for the generic worker).
@@ -359,6 +362,7 @@ fn proxy_from_rewrite<'c>(
     };
     let (settings, _) = settings_for(server, original);
     Decision::Proxy(Mapped {
+        balancer: None,
         worker,
         reuse,
         url: target,
@@ -510,6 +514,22 @@ pub fn prefix_match(prefix: &[u8], path: &[u8]) -> Option<usize> {
     }
 }
 
+/// A ProxyPass url parsed; a `balancer://name/path` one as a stand-in whose
+/// path is the balancer url's (the member is chosen later).
+fn route_url(t: &ProxyTarget, url: &str) -> Result<TargetUrl, UrlError> {
+    if t.balancer.is_some() {
+        let (name, path) =
+            crate::config::balancer::split_balancer_url(url).ok_or(UrlError::NoHost)?;
+        return Ok(TargetUrl {
+            scheme: crate::config::Scheme::Http,
+            host: name,
+            port: 80,
+            path: path.to_string(),
+        });
+    }
+    parse_target_url(url)
+}
+
 fn map_prefix<'c>(
     t: &'c ProxyTarget,
     prefix: &[u8],
@@ -517,7 +537,7 @@ fn map_prefix<'c>(
     path: &RequestPath,
     settings: Settings<'c>,
 ) -> Decision<'c> {
-    let url = match parse_target_url(&t.url) {
+    let url = match route_url(t, &t.url) {
         Ok(u) => u,
         Err(_) => return Decision::BadTarget,
     };
@@ -554,7 +574,7 @@ fn map_regex<'c>(
     // The scheme is literal (checked at configuration time); the authority may
     // come from a capture and is checked like any url.
     let text = String::from_utf8_lossy(&substituted).into_owned();
-    let url = match parse_target_url(&text) {
+    let url = match route_url(t, &text) {
         Ok(u) => u,
         Err(UrlError::UserInfo) => return Decision::Forbidden,
         Err(_) => return Decision::BadTarget,
@@ -587,7 +607,15 @@ fn finish<'c>(
         out.push('?');
         out.push_str(q);
     }
+    let balancer = match &t.balancer {
+        Some(cell) => match cell.get() {
+            Some(b) => Some(b.clone()),
+            None => return Decision::BadTarget,
+        },
+        None => None,
+    };
     Decision::Proxy(Mapped {
+        balancer,
         worker: t.worker.clone(),
         reuse: !t.substitutes && !t.worker.params.disable_reuse,
         url,

@@ -1,0 +1,451 @@
+//! mod_proxy_balancer and mod_proxy_hcheck directives: `<Proxy
+//! balancer://…>`, `BalancerMember`, `ProxySet`, the balancer parameters of a
+//! `ProxyPass` to a balancer, and `ProxyHCExpr`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use super::error::{ConfigError, Origin};
+use super::model::WorkerParams;
+use super::proxy::set_worker_param;
+use super::values::{self, parse_target_url};
+use crate::balancer::health::{Check, Method, StatusExpr};
+use crate::balancer::{Balancer, LbMethod, Member, StateRegistry};
+use crate::config::Worker;
+use crate::proxy::pool::Pool;
+
+/// Where a route finds its balancer once the whole configuration is read
+/// (a ProxyPass may name a balancer defined further down, as in Apache).
+pub type BalancerCell = Arc<OnceLock<Arc<Balancer>>>;
+
+#[derive(Debug)]
+pub struct BalancerDraft {
+    pub name: String,
+    pub cell: BalancerCell,
+    lbmethod: LbMethod,
+    sticky: Option<(String, String)>,
+    sticky_sep: Option<char>,
+    scolon_path_delim: bool,
+    nofailover: bool,
+    failonstatus: Vec<u16>,
+    failontimeout: bool,
+    maxattempts: Option<usize>,
+    forcerecovery: bool,
+    members: Vec<MemberDraft>,
+    origin: Origin,
+}
+
+#[derive(Debug)]
+struct MemberDraft {
+    url: String,
+    params: WorkerParams,
+    extra: MemberParams,
+    origin: Origin,
+}
+
+#[derive(Debug, Default)]
+struct MemberParams {
+    loadfactor: Option<f64>,
+    route: Option<String>,
+    redirect: Option<String>,
+    lbset: u32,
+    disabled: bool,
+    stopped: bool,
+    drain: bool,
+    error: bool,
+    hot_standby: bool,
+    hot_spare: bool,
+    ignore_errors: bool,
+    hc_method: Option<(Method, bool)>,
+    hc_interval: Option<Duration>,
+    hc_passes: Option<u32>,
+    hc_fails: Option<u32>,
+    hc_uri: Option<String>,
+    hc_expr: Option<String>,
+}
+
+/// All balancers of a configuration, by lower-case name.
+#[derive(Debug, Default)]
+pub struct Balancers {
+    pub drafts: Vec<BalancerDraft>,
+    pub exprs: HashMap<String, Arc<StatusExpr>>,
+}
+
+/// `balancer://name[/path]` split into its name and path.
+pub fn split_balancer_url(url: &str) -> Option<(String, &str)> {
+    let rest = url
+        .get(..11)
+        .filter(|s| s.eq_ignore_ascii_case("balancer://"))
+        .map(|_| &url[11..])?;
+    let end = rest.find('/').unwrap_or(rest.len());
+    let name = &rest[..end];
+    if name.is_empty() {
+        return None;
+    }
+    Some((
+        format!("balancer://{}", name.to_ascii_lowercase()),
+        &rest[end..],
+    ))
+}
+
+impl Balancers {
+    /// The balancer named by `url`, created on first mention.
+    pub fn get(&mut self, url: &str, origin: &Origin) -> Result<&mut BalancerDraft, ConfigError> {
+        let (name, _) = split_balancer_url(url).ok_or_else(|| {
+            ConfigError::new(origin, format!("'{url}' is not a balancer url"))
+                .hint("write balancer://NAME")
+        })?;
+        if let Some(i) = self.drafts.iter().position(|d| d.name == name) {
+            return Ok(&mut self.drafts[i]);
+        }
+        self.drafts.push(BalancerDraft {
+            name,
+            cell: Arc::new(OnceLock::new()),
+            lbmethod: LbMethod::ByRequests,
+            sticky: None,
+            sticky_sep: Some('.'),
+            scolon_path_delim: false,
+            nofailover: false,
+            failonstatus: Vec::new(),
+            failontimeout: false,
+            maxattempts: None,
+            forcerecovery: true,
+            members: Vec::new(),
+            origin: origin.clone(),
+        });
+        Ok(self.drafts.last_mut().expect("just pushed"))
+    }
+
+    /// `ProxyHCExpr name {expression}`.
+    pub fn expr(&mut self, args: &[String], origin: &Origin) -> Result<(), ConfigError> {
+        let (name, rest) = args
+            .split_first()
+            .ok_or_else(|| ConfigError::new(origin, "ProxyHCExpr needs a name and {expression}"))?;
+        let text = rest.join(" ");
+        let body = text
+            .trim()
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    origin,
+                    "ProxyHCExpr: the expression must be written in braces, {…}",
+                )
+            })?;
+        let expr = StatusExpr::parse(body).map_err(|e| {
+            ConfigError::new(origin, format!("ProxyHCExpr {name}: {e}"))
+                .hint("wsgate's health-check expressions test %{REQUEST_STATUS} with ==, !=, <, >, -lt…, =~ /re/, in {…}, &&, ||, !")
+        })?;
+        self.exprs.insert(name.clone(), Arc::new(expr));
+        Ok(())
+    }
+
+    /// Builds every balancer and fills the cells the routes hold.
+    pub fn finish(&mut self, registry: &StateRegistry) -> Result<Vec<Arc<Balancer>>, ConfigError> {
+        let mut out = Vec::new();
+        for d in &mut self.drafts {
+            if d.members.is_empty() {
+                return Err(ConfigError::new(
+                    &d.origin,
+                    format!("{} has no BalancerMember", d.name),
+                )
+                .hint(format!(
+                    "add <Proxy \"{}\"> with BalancerMember lines",
+                    d.name
+                )));
+            }
+            let mut members = Vec::with_capacity(d.members.len());
+            for m in d.members.drain(..) {
+                let url = parse_target_url(&m.url).map_err(|e| {
+                    ConfigError::new(
+                        &m.origin,
+                        format!("BalancerMember '{}': {}", m.url, e.describe()),
+                    )
+                })?;
+                let health = match m.extra.hc_method {
+                    None => None,
+                    Some((method, http11)) => {
+                        let mut c = Check::new(method, http11);
+                        c.interval = m.extra.hc_interval.unwrap_or(c.interval);
+                        c.passes = m.extra.hc_passes.unwrap_or(c.passes);
+                        c.fails = m.extra.hc_fails.unwrap_or(c.fails);
+                        c.uri = m.extra.hc_uri.clone().unwrap_or_default();
+                        if let Some(name) = &m.extra.hc_expr {
+                            c.expr = Some(self.exprs.get(name).cloned().ok_or_else(|| {
+                                ConfigError::new(&m.origin, format!("hcexpr={name}: no ProxyHCExpr of that name"))
+                                    .hint("define it with ProxyHCExpr NAME {%{REQUEST_STATUS} =~ /^[23]/} before use")
+                            })?);
+                        }
+                        Some(c)
+                    }
+                };
+                let state = registry.state_for(&d.name, &m.url);
+                let flags = &m.extra;
+                use std::sync::atomic::Ordering::Relaxed;
+                state.disabled.store(flags.disabled, Relaxed);
+                state.stopped.store(flags.stopped, Relaxed);
+                state.drain.store(flags.drain, Relaxed);
+                if flags.error {
+                    state.set_error(m.params.retry);
+                }
+                let max = m.params.max;
+                members.push(Member {
+                    worker: Arc::new(Worker {
+                        name: super::proxy::normalise_worker_name(&m.url),
+                        params: m.params,
+                        pool: Pool::new(max),
+                    }),
+                    url,
+                    weight: (flags.loadfactor.unwrap_or(1.0) * 100.0).round() as i64,
+                    route: flags.route.clone(),
+                    redirect: flags.redirect.clone(),
+                    lbset: flags.lbset,
+                    hot_standby: flags.hot_standby,
+                    hot_spare: flags.hot_spare,
+                    ignore_errors: flags.ignore_errors,
+                    health,
+                    state,
+                });
+            }
+            let balancer = Arc::new(Balancer {
+                name: d.name.clone(),
+                lbmethod: d.lbmethod,
+                sticky: d.sticky.clone(),
+                sticky_sep: d.sticky_sep,
+                scolon_path_delim: d.scolon_path_delim,
+                nofailover: d.nofailover,
+                failonstatus: d.failonstatus.clone(),
+                failontimeout: d.failontimeout,
+                maxattempts: d.maxattempts,
+                forcerecovery: d.forcerecovery,
+                members,
+                choice: Mutex::new(()),
+            });
+            let _ = d.cell.set(balancer.clone());
+            out.push(balancer);
+        }
+        Ok(out)
+    }
+}
+
+impl BalancerDraft {
+    /// `BalancerMember url [key=value…]`.
+    pub fn member(
+        &mut self,
+        url: &str,
+        params: &[String],
+        origin: &Origin,
+    ) -> Result<(), ConfigError> {
+        parse_target_url(url).map_err(|e| {
+            ConfigError::new(origin, format!("BalancerMember '{url}': {}", e.describe()))
+                .hint("BalancerMember takes http://, https://, ws:// or wss:// urls")
+        })?;
+        let mut worker = WorkerParams::default();
+        let mut extra = MemberParams::default();
+        for p in params {
+            let (key, value) = p.split_once('=').ok_or_else(|| {
+                ConfigError::new(
+                    origin,
+                    format!("BalancerMember: parameter '{p}' must be in the form 'key=value'"),
+                )
+            })?;
+            set_member_param(origin, &mut worker, &mut extra, key, value)?;
+        }
+        if let Some(route) = &extra.route {
+            if self
+                .members
+                .iter()
+                .any(|m| m.extra.route.as_ref() == Some(route))
+            {
+                return Err(ConfigError::new(
+                    origin,
+                    format!(
+                        "BalancerMember route={route}: another member of {} has that route",
+                        self.name
+                    ),
+                ));
+            }
+        }
+        if self.members.iter().any(|m| m.url.eq_ignore_ascii_case(url)) {
+            return Err(ConfigError::new(
+                origin,
+                format!("BalancerMember {url} is already a member of {}", self.name),
+            ));
+        }
+        self.members.push(MemberDraft {
+            url: url.to_string(),
+            params: worker,
+            extra,
+            origin: origin.clone(),
+        });
+        Ok(())
+    }
+
+    /// A balancer parameter (`ProxySet`, or on a `ProxyPass` to it).
+    pub fn set(&mut self, key: &str, value: &str, origin: &Origin) -> Result<(), ConfigError> {
+        let err = |m: String| ConfigError::new(origin, m);
+        match key.to_ascii_lowercase().as_str() {
+            "lbmethod" => {
+                self.lbmethod = match value.to_ascii_lowercase().as_str() {
+                    "byrequests" => LbMethod::ByRequests,
+                    "bybusyness" => LbMethod::ByBusyness,
+                    "bytraffic" => LbMethod::ByTraffic,
+                    _ => return Err(err(format!("lbmethod={value}: unknown lbmethod")).hint("one of byrequests, bybusyness, bytraffic")),
+                }
+            }
+            "stickysession" => {
+                let (cookie, url) = value.split_once('|').unwrap_or((value, value));
+                if cookie.is_empty() || url.is_empty() {
+                    return Err(err(format!("stickysession={value}: give a cookie name, or COOKIE|URLPARAM")));
+                }
+                self.sticky = Some((cookie.to_string(), url.to_string()));
+            }
+            "stickysessionsep" => {
+                self.sticky_sep = if value.eq_ignore_ascii_case("off") {
+                    None
+                } else {
+                    let mut chars = value.chars();
+                    match (chars.next(), chars.next()) {
+                        (Some(c), None) => Some(c),
+                        _ => return Err(err("stickysessionsep must be a single character or Off".into())),
+                    }
+                }
+            }
+            "scolonpathdelim" => self.scolon_path_delim = values::on_off(origin, "scolonpathdelim", value)?,
+            "nofailover" => self.nofailover = values::on_off(origin, "nofailover", value)?,
+            "failontimeout" => self.failontimeout = values::on_off(origin, "failontimeout", value)?,
+            "forcerecovery" => self.forcerecovery = values::on_off(origin, "forcerecovery", value)?,
+            "failonstatus" => {
+                self.failonstatus = value
+                    .split(',')
+                    .map(|s| s.trim().parse::<u16>().ok().filter(|c| (100..600).contains(c)))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| err(format!("failonstatus={value}: a comma-separated list of status codes")))?;
+            }
+            "maxattempts" => self.maxattempts = Some(values::number(origin, "maxattempts", value)? as usize),
+            "timeout" | "growth" | "nonce" => {
+                if key.eq_ignore_ascii_case("timeout") || key.eq_ignore_ascii_case("growth") {
+                    values::number(origin, key, value)?;
+                }
+            }
+            other => {
+                return Err(err(format!("'{other}' is not a balancer parameter")).hint(
+                    "balancer parameters: lbmethod, stickysession, stickysessionsep, scolonpathdelim, nofailover, failonstatus, failontimeout, maxattempts, forcerecovery, timeout, growth, nonce; member parameters go on BalancerMember",
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A member parameter: the balancing and health-check ones here, the rest
+/// as for any worker.
+fn set_member_param(
+    origin: &Origin,
+    worker: &mut WorkerParams,
+    m: &mut MemberParams,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let err = |msg: String| ConfigError::new(origin, msg);
+    match key.to_ascii_lowercase().as_str() {
+        "loadfactor" => {
+            set_worker_param(origin, "BalancerMember", worker, key, value)?;
+            m.loadfactor = value.parse().ok();
+        }
+        "route" => {
+            set_worker_param(origin, "BalancerMember", worker, key, value)?;
+            m.route = Some(value.to_string());
+        }
+        "redirect" => {
+            set_worker_param(origin, "BalancerMember", worker, key, value)?;
+            m.redirect = Some(value.to_string());
+        }
+        "lbset" => {
+            set_worker_param(origin, "BalancerMember", worker, key, value)?;
+            m.lbset = value.parse().unwrap_or(0);
+        }
+        "status" => {
+            set_worker_param(origin, "BalancerMember", worker, key, value)?;
+            let mut on = true;
+            for c in value.chars() {
+                match c.to_ascii_uppercase() {
+                    '+' => on = true,
+                    '-' => on = false,
+                    'D' => m.disabled = on,
+                    'S' => m.stopped = on,
+                    'I' => m.ignore_errors = on,
+                    'H' => m.hot_standby = on,
+                    'R' => m.hot_spare = on,
+                    'E' => m.error = on,
+                    'N' => m.drain = on,
+                    _ => {}
+                }
+            }
+        }
+        "hcmethod" => {
+            m.hc_method = match value.to_ascii_uppercase().as_str() {
+                "NONE" => None,
+                "TCP" => Some((Method::Tcp, false)),
+                "OPTIONS" => Some((Method::Options, false)),
+                "HEAD" => Some((Method::Head, false)),
+                "GET" => Some((Method::Get, false)),
+                "OPTIONS11" => Some((Method::Options, true)),
+                "HEAD11" => Some((Method::Head, true)),
+                "GET11" => Some((Method::Get, true)),
+                _ => {
+                    return Err(err(format!("hcmethod={value}: Unknown method"))
+                        .hint("NONE, TCP, OPTIONS, HEAD, GET, OPTIONS11, HEAD11 or GET11"))
+                }
+            }
+        }
+        "hcinterval" => {
+            let t = values::timeout(origin, "hcinterval", value, "s")?;
+            if t < Duration::from_millis(100) {
+                return Err(err("hcinterval must be at least 100ms".into()));
+            }
+            m.hc_interval = Some(t);
+        }
+        "hcpasses" | "hcfails" => {
+            let n = values::number(origin, key, value)?;
+            if n == 0 {
+                return Err(err(format!("{key} must be at least 1")));
+            }
+            if key.eq_ignore_ascii_case("hcpasses") {
+                m.hc_passes = Some(n as u32);
+            } else {
+                m.hc_fails = Some(n as u32);
+            }
+        }
+        "hcuri" => m.hc_uri = Some(value.to_string()),
+        "hcexpr" => m.hc_expr = Some(value.to_string()),
+        "hctemplate" => {
+            return Err(
+                err("hctemplate (ProxyHCTemplate) is not supported by wsgate".into())
+                    .hint("give the hc* parameters on the member"),
+            )
+        }
+        _ => set_worker_param(origin, "BalancerMember", worker, key, value)?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_balancer_url;
+
+    #[test]
+    fn balancer_urls_split_into_name_and_path() {
+        assert_eq!(
+            split_balancer_url("balancer://Chat/x/"),
+            Some(("balancer://chat".to_string(), "/x/"))
+        );
+        assert_eq!(
+            split_balancer_url("BALANCER://c"),
+            Some(("balancer://c".to_string(), ""))
+        );
+        assert_eq!(split_balancer_url("balancer:///x"), None);
+        assert_eq!(split_balancer_url("http://x"), None);
+    }
+}
