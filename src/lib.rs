@@ -11,6 +11,8 @@
 //! * `route` — pure: request path normalisation and the mapping of a request
 //!   to a backend url (ProxyPass, ProxyPassMatch, `<Location>`), after
 //! * `rewrite` — pure: mod_rewrite's rules and conditions.
+//! * `rules` — pure: mod_headers, mod_env and mod_setenvif rules, and the
+//!   ap_expr subset they use.
 //! * `balancer` — choosing a balancer member (lbmethods, sticky routes,
 //!   error states) and the background health checks.
 //! * `proxy` — the engine: `server` accepts, `http` reads requests and
@@ -26,4 +28,5 @@ pub mod demo;
 pub mod proxy;
 pub mod rewrite;
 pub mod route;
+pub mod rules;
 pub mod tls;

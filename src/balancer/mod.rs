@@ -184,6 +184,9 @@ impl Balancer {
                 route_changed = true;
             }
         }
+        // Apache sets BALANCER_ROUTE_CHANGED whenever a sticky balancer had to
+        // balance: no route, an unknown one, or one whose member is down.
+        let route_changed = route_changed || self.sticky.is_some();
         if let Some(i) = self.pick(now, tried) {
             return Some(Chosen {
                 index: i,

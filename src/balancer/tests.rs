@@ -113,7 +113,11 @@ fn sticky_routes_from_url_and_cookie() {
         assert_eq!(b.choose(Some("r2"), &[]).unwrap().index, 1);
     }
     let c = b.choose(Some("nosuch"), &[]).unwrap();
-    assert!(!c.route_changed, "an unknown route is ignored");
+    assert!(
+        c.route_changed,
+        "an unknown route is ignored, and the route counts as changed"
+    );
+    assert!(!b.choose(Some("r1"), &[]).unwrap().route_changed);
 }
 
 #[test]

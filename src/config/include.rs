@@ -29,6 +29,9 @@ const MODULES: &[&str] = &[
     "lbmethod_bybusyness",
     "lbmethod_bytraffic",
     "slotmem_shm",
+    "headers",
+    "env",
+    "setenvif",
 ];
 
 pub fn module_is_built_in(name: &str) -> bool {

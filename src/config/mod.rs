@@ -7,6 +7,7 @@
 
 pub mod balancer;
 pub mod error;
+pub mod headers;
 pub mod include;
 pub mod lexer;
 pub mod model;
@@ -87,6 +88,7 @@ struct ServerDraft {
     timeout: Option<Duration>,
     ssl: ssl::SslDraft,
     rewrite: rewrite::RewriteDraft,
+    rules: headers::Rules,
     reverse: Vec<ReverseRule>,
     origin: Option<Origin>,
 }
@@ -160,6 +162,12 @@ pub const DIRECTIVES: &[&str] = &[
     "BalancerMember",
     "ProxySet",
     "ProxyHCExpr",
+    "Header",
+    "RequestHeader",
+    "SetEnv",
+    "UnsetEnv",
+    "SetEnvIf",
+    "SetEnvIfNoCase",
 ];
 
 /// Apache directives of modules wsgate does not have yet, with the module,
@@ -167,11 +175,6 @@ pub const DIRECTIVES: &[&str] = &[
 const NOT_YET: &[(&str, &str)] = &[
     ("ProxyMatch", "mod_proxy (<ProxyMatch> sections)"),
     ("ProxyHCTemplate", "mod_proxy_hcheck (templates)"),
-    ("Header", "mod_headers"),
-    ("RequestHeader", "mod_headers"),
-    ("SetEnv", "mod_env"),
-    ("SetEnvIf", "mod_setenvif"),
-    ("SetEnvIfNoCase", "mod_setenvif"),
     ("LogFormat", "mod_log_config"),
     ("CustomLog", "mod_log_config"),
     ("Require", "mod_authz_core"),
@@ -382,6 +385,7 @@ impl Builder {
                 };
                 let mut loc = Location {
                     matcher,
+                    rules: headers::Rules::default(),
                     proxy_pass: None,
                     preserve_host: None,
                     add_headers: None,
@@ -668,6 +672,19 @@ impl Builder {
                     }
                 }
             }
+            "header" | "requestheader" | "setenv" | "unsetenv" | "setenvif" | "setenvifnocase" => {
+                only(&[
+                    Scope::Server,
+                    Scope::VirtualHost,
+                    Scope::Location,
+                    Scope::LocationMatch,
+                ])?;
+                match location {
+                    Some(loc) => loc.rules.directive(node, &lower, true)?,
+                    None => server.rules.directive(node, &lower, false)?,
+                }
+                return Ok(());
+            }
             "proxyhcexpr" => {
                 only(&[Scope::Server])?;
                 self.balancers.expr(&node.args, o)?;
@@ -784,6 +801,7 @@ impl Builder {
             }
         }
         let main_engine = self.main.rewrite.engine.unwrap_or(false);
+        let main_rules_headers = std::mem::take(&mut self.main.rules);
         let main_rules = std::mem::take(&mut self.main.rewrite.rules);
 
         let mut vhosts = Vec::with_capacity(self.vhosts.len());
@@ -830,7 +848,9 @@ impl Builder {
                 Vec::new()
             };
             let workers = collect_workers(&routes, &locations);
+            let rules = main_rules_headers.merged(&draft.rules);
             vhosts.push(Arc::new(Server {
+                rules,
                 server_name,
                 timeout: vhost_timeout,
                 rewrite,
@@ -845,6 +865,7 @@ impl Builder {
             }));
         }
         let main = Arc::new(Server {
+            rules: main_rules_headers,
             server_name: main_name.clone(),
             timeout,
             rewrite: if main_engine { main_rules } else { Vec::new() },
@@ -1003,6 +1024,7 @@ impl Location {
                 target: p.target.share(),
                 origin: p.origin.clone(),
             }),
+            rules: self.rules.clone(),
             preserve_host: self.preserve_host,
             add_headers: self.add_headers,
             fallback_to_http: self.fallback_to_http,

@@ -79,6 +79,8 @@ pub struct Server {
     pub rewrite: Vec<crate::rewrite::Rule>,
     /// The workers of this server's ProxyPass lines (main server's first).
     pub workers: Vec<Arc<Worker>>,
+    /// Header and environment rules (main server's first).
+    pub rules: super::headers::Rules,
     /// `ServerName` and every `ServerAlias`, lower-case (aliases may hold `*`/`?`).
     pub names: Vec<String>,
     /// The `<VirtualHost>` addresses; empty for the main server.
@@ -115,6 +117,7 @@ pub struct VhostAddr {
 #[derive(Debug)]
 pub struct Location {
     pub matcher: LocationMatcher,
+    pub rules: super::headers::Rules,
     pub proxy_pass: Option<LocationPass>,
     pub preserve_host: Option<bool>,
     pub add_headers: Option<bool>,

@@ -6,6 +6,9 @@ use std::net::IpAddr;
 use super::head::{Headers, RequestHead, ResponseHead};
 use crate::config::ReverseRule;
 
+/// Header fields as name and value, in order.
+pub type HeaderFields = Vec<(String, Vec<u8>)>;
+
 /// Removed from requests in addition to whatever `Connection` names (S37).
 const REQUEST_HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -230,6 +233,18 @@ pub fn reverse_map(value: &[u8], public_host: &str, rules: &[&ReverseRule]) -> O
 /// A response wsgate makes itself. The body names only the status, never
 /// anything from the request (CVE-2019-10092).
 pub fn local_response(status: u16, reason: &str, extra: &[(&str, &str)], close: bool) -> Vec<u8> {
+    local_response_with(status, reason, extra, close, &mut |_| {})
+}
+
+/// [`local_response`], with `adjust` applied to its header fields (the
+/// `Header always` rules) before they are written.
+pub fn local_response_with(
+    status: u16,
+    reason: &str,
+    extra: &[(&str, &str)],
+    close: bool,
+    adjust: &mut dyn FnMut(&mut HeaderFields),
+) -> Vec<u8> {
     let body = if status == 200 {
         String::new()
     } else {
@@ -245,9 +260,15 @@ pub fn local_response(status: u16, reason: &str, extra: &[(&str, &str)], close: 
         "Date",
         httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
     );
-    push(&mut out, "Server", b"wsgate");
-    for (n, v) in extra {
-        push(&mut out, n, v.as_bytes());
+    let mut fields: Vec<(String, Vec<u8>)> = vec![("Server".into(), b"wsgate".to_vec())];
+    fields.extend(
+        extra
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
+    );
+    adjust(&mut fields);
+    for (n, v) in &fields {
+        push(&mut out, n, v);
     }
     push(
         &mut out,

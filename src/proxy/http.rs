@@ -24,6 +24,7 @@ use crate::balancer::{Balancer, Busy, Member};
 use crate::config::values::TargetUrl;
 use crate::config::{Config, Server, Worker};
 use crate::route::{self, Decision, Mapped, PathError};
+use crate::rules::{self, Env, HeaderRule};
 
 /// Apache's default for how much of a request body is read before
 /// connecting, to send a small chunked body with a Content-Length (S41).
@@ -125,7 +126,7 @@ where
         };
         drop(head_bytes);
         first = false;
-        match handle(&mut client, head, &config, facts, &shared).await {
+        match handle(&mut client, head, &config, facts).await {
             Outcome::KeepAlive if config.keepalive => {
                 if *shutdown.borrow() {
                     return;
@@ -203,7 +204,6 @@ async fn handle<S>(
     mut head: RequestHead,
     config: &Arc<Config>,
     facts: ConnFacts,
-    shared: &Arc<Shared>,
 ) -> Outcome
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -233,7 +233,7 @@ where
     // Transfer-Encoding may be a smuggling attempt; answer it, then close.
     let close_after =
         head.headers.contains("content-length") && head.headers.contains("transfer-encoding");
-    let outcome = handle_request(client, head, config, facts, shared).await;
+    let outcome = handle_request(client, head, config, facts).await;
     match outcome {
         Outcome::KeepAlive if close_after => Outcome::Close,
         other => other,
@@ -255,10 +255,9 @@ fn absolute_form_authority(target: &str) -> Option<&str> {
 
 async fn handle_request<S>(
     client: &mut Conn<S>,
-    head: RequestHead,
+    mut head: RequestHead,
     config: &Arc<Config>,
     facts: ConnFacts,
-    shared: &Arc<Shared>,
 ) -> Outcome
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -324,6 +323,47 @@ where
     };
     let host = head.headers.get_str("host");
     let server = route::select_server(config, facts.local, host);
+    // Post-read-request (Apache's order): `RequestHeader … early`, then the
+    // server's SetEnvIf rules, both before any mapping.
+    let received = std::time::SystemTime::now();
+    let started = std::time::Instant::now();
+    let mut env = Env::default();
+    {
+        let facts_now = RuleFacts::new(&head, &env, &path, facts, server, None);
+        let early: Vec<&HeaderRule> = server
+            .rules
+            .request
+            .iter()
+            .filter(|r| matches!(r.condition, rules::Condition::Early))
+            .collect();
+        let mut fields = head.headers.fields.clone();
+        for rule in early {
+            rule.apply(
+                &mut fields,
+                &facts_now.rule_facts(received, started, &head.headers.fields),
+            );
+        }
+        head.headers.fields = fields;
+    }
+    apply_setenvif(&server.rules.setenvif, &head, &path, facts, &mut env);
+    // Answers made here after the server is known get its `Header always`
+    // rules.
+    macro_rules! answer {
+        ($status:expr, $reason:expr, $close:expr) => {{
+            let bytes = error_page(
+                server,
+                &head,
+                &path,
+                &env,
+                facts,
+                $status,
+                $reason,
+                $close,
+                (received, started),
+            );
+            local_bytes(client, bytes, $close, t).await
+        }};
+    }
     let route_request = route::Request {
         method: &head.method,
         target: &head.target,
@@ -340,12 +380,12 @@ where
     };
     let mapped = match route::decide(server, &route_request) {
         Decision::Proxy(m) => m,
-        Decision::NotFound => return local(client, 404, "Not Found", has_body).await,
+        Decision::NotFound => return answer!(404, "Not Found", has_body),
         Decision::Forbidden => {
             tracing::warn!(peer = %facts.peer, "refused a mapped target with user information");
-            return local(client, 403, "Forbidden", true).await;
+            return answer!(403, "Forbidden", true);
         }
-        Decision::BadTarget => return local(client, 400, "Bad Request", true).await,
+        Decision::BadTarget => return answer!(400, "Bad Request", true),
         Decision::Redirect { status, location } => {
             let reason = head::canonical_reason(status);
             let bytes =
@@ -357,11 +397,43 @@ where
                 Outcome::Close
             };
         }
-        Decision::Status(status) => {
-            return local(client, status, head::canonical_reason(status), true).await
-        }
+        Decision::Status(status) => return answer!(status, head::canonical_reason(status), true),
     };
 
+    // Fixups: the Locations' SetEnvIf, then SetEnv, then RequestHeader.
+    for loc in &mapped.settings.location_rules {
+        apply_setenvif(&loc.setenvif, &head, &path, facts, &mut env);
+    }
+    for (name, value) in server.rules.setenv.iter().chain(
+        mapped
+            .settings
+            .location_rules
+            .iter()
+            .flat_map(|l| l.setenv.iter()),
+    ) {
+        match value {
+            Some(v) => env.set(name, v.clone()),
+            None => env.unset(name),
+        }
+    }
+    {
+        let f = RuleFacts::new(&head, &env, &path, facts, server, None);
+        let rf = f.rule_facts(received, started, &head.headers.fields);
+        let mut fields = head.headers.fields.clone();
+        let request_rules = server.rules.request.iter().chain(
+            mapped
+                .settings
+                .location_rules
+                .iter()
+                .flat_map(|l| l.request.iter()),
+        );
+        for rule in request_rules {
+            if rule.applies(&rf, false) {
+                rule.apply(&mut fields, &rf);
+            }
+        }
+        head.headers.fields = fields;
+    }
     let request = Request {
         head: &head,
         framing,
@@ -369,6 +441,9 @@ where
         server,
         facts,
         max_forwards,
+        path: &path,
+        received,
+        started,
     };
     let mut body = BodyState::new(framing);
     let mut tried: Vec<usize> = Vec::new();
@@ -379,7 +454,27 @@ where
         };
         let member = backend.member;
         let busy = member.map(|(_, m)| Busy::new(m.state.clone()));
-        let outcome = proxy(client, &request, &backend, &mut body, busy, config, shared).await;
+        if let Some((balancer, m)) = member {
+            // S103: what the balancer tells header rules and logs.
+            env.set("BALANCER_NAME", balancer.name.clone());
+            env.set("BALANCER_WORKER_NAME", m.worker.name.clone());
+            env.set("BALANCER_WORKER_ROUTE", m.route.clone().unwrap_or_default());
+            if backend.route_changed {
+                env.set("BALANCER_ROUTE_CHANGED", "1");
+            } else {
+                env.unset("BALANCER_ROUTE_CHANGED");
+            }
+            if let (Some(route), Some((cookie, url))) = (&backend.session_route, &balancer.sticky) {
+                let sticky = if cookie == url {
+                    cookie.clone()
+                } else {
+                    format!("{cookie}|{url}")
+                };
+                env.set("BALANCER_SESSION_STICKY", sticky);
+                env.set("BALANCER_SESSION_ROUTE", route.clone());
+            }
+        }
+        let outcome = proxy(client, &request, &backend, &mut body, busy, &env, config).await;
         let Some((balancer, m)) = member else {
             break outcome;
         };
@@ -412,9 +507,7 @@ where
             }
             if !answered {
                 if let Some(a) = e.answer() {
-                    let _ = client
-                        .write_all(&headers::local_response(a.status, a.reason, &[], true), t)
-                        .await;
+                    let _ = answer!(a.status, a.reason, true);
                 }
             }
             Outcome::Close
@@ -429,6 +522,9 @@ struct Request<'a> {
     server: &'a Server,
     facts: ConnFacts,
     max_forwards: Option<u64>,
+    path: &'a route::RequestPath,
+    received: std::time::SystemTime,
+    started: std::time::Instant,
 }
 
 /// The backend one attempt goes to: the mapping's, or a balancer member.
@@ -439,6 +535,9 @@ struct Backend<'a> {
     reuse: bool,
     member: Option<(&'a Balancer, &'a Member)>,
     index: usize,
+    route_changed: bool,
+    /// The sticky route the request carried.
+    session_route: Option<String>,
 }
 
 /// Picks the backend for an attempt, skipping balancer members `tried`.
@@ -456,6 +555,8 @@ fn choose_backend<'a>(
             reuse: mapped.reuse,
             member: None,
             index: 0,
+            route_changed: false,
+            session_route: None,
         });
     };
     let route = balancer.sticky_route(
@@ -476,6 +577,8 @@ fn choose_backend<'a>(
         reuse: !m.worker.params.disable_reuse && mapped.reuse,
         member: Some((balancer.as_ref(), m)),
         index: chosen.index,
+        route_changed: chosen.route_changed,
+        session_route: route,
     })
 }
 
@@ -542,8 +645,8 @@ async fn proxy<S>(
     backend_target: &Backend<'_>,
     body: &mut BodyState,
     busy: Option<Busy>,
+    env: &Env,
     config: &Arc<Config>,
-    shared: &Arc<Shared>,
 ) -> Result<Outcome, Failed>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -866,6 +969,9 @@ where
         }
     };
     let answered = interim > 0;
+    // mod_headers' Header rules, on the 101 as on any other response.
+    let mut resp = resp;
+    apply_response_rules(req, env, resp.status, &mut resp.headers.fields);
     let public_host = head
         .headers
         .get_str("host")
@@ -915,7 +1021,6 @@ where
             // S64: idle for the larger of the client and backend timeouts.
             tunnel::Mode::HalfClose(Some(client_timeout.max(backend_timeout)))
         };
-        let _ = shared;
         return Ok(Outcome::Tunnel(Box::new(TunnelStart {
             backend: backend_conn,
             mode,
@@ -1109,4 +1214,174 @@ async fn local_answer<S: AsyncRead + AsyncWrite + Unpin>(
     } else {
         Outcome::Close
     }
+}
+
+async fn local_bytes<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    bytes: Vec<u8>,
+    close: bool,
+    timeout: Duration,
+) -> Outcome {
+    let ok = client.write_all(&bytes, timeout).await.is_ok();
+    if ok && !close {
+        Outcome::KeepAlive
+    } else {
+        Outcome::Close
+    }
+}
+
+fn apply_setenvif(
+    list: &[rules::SetEnvIf],
+    head: &RequestHead,
+    path: &route::RequestPath,
+    facts: ConnFacts,
+    env: &mut Env,
+) {
+    if list.is_empty() {
+        return;
+    }
+    let attrs = rules::RequestAttributes {
+        remote_addr: facts.peer.ip().to_canonical().to_string(),
+        server_addr: facts.local.ip().to_canonical().to_string(),
+        method: &head.method,
+        protocol: if head.version >= Version::HTTP_11 {
+            "HTTP/1.1"
+        } else {
+            "HTTP/1.0"
+        },
+        uri: &path.decoded,
+        headers: &head.headers.fields,
+    };
+    for rule in list {
+        rule.apply(&attrs, env);
+    }
+}
+
+/// What header rules and their expressions read about a request.
+struct RuleFacts<'a> {
+    head: &'a RequestHead,
+    env: &'a Env,
+    path: &'a route::RequestPath,
+    facts: ConnFacts,
+    server: &'a Server,
+    status: Option<u16>,
+}
+
+impl<'a> RuleFacts<'a> {
+    fn new(
+        head: &'a RequestHead,
+        env: &'a Env,
+        path: &'a route::RequestPath,
+        facts: ConnFacts,
+        server: &'a Server,
+        status: Option<u16>,
+    ) -> Self {
+        RuleFacts {
+            head,
+            env,
+            path,
+            facts,
+            server,
+            status,
+        }
+    }
+
+    fn rule_facts<'b>(
+        &'b self,
+        received: std::time::SystemTime,
+        started: std::time::Instant,
+        request_headers: &'b [(String, Vec<u8>)],
+    ) -> rules::Facts<'b> {
+        rules::Facts {
+            env: self.env,
+            expr: self,
+            received_us: received
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros())
+                .unwrap_or(0),
+            elapsed_us: started.elapsed().as_micros(),
+            request_headers,
+        }
+    }
+}
+
+impl rules::expr::Context for RuleFacts<'_> {
+    fn var(&self, var: &rules::expr::ExprVar) -> String {
+        use rules::expr::ExprVar::*;
+        let header = |n: &str| self.head.headers.get_str(n).unwrap_or("").to_string();
+        match var {
+            Header(n) => header(n),
+            Env(n) => self.env.get(n).unwrap_or("").to_string(),
+            RequestScheme => "http".into(),
+            HttpHost => header("host"),
+            RequestUri => String::from_utf8_lossy(&self.path.decoded).into_owned(),
+            RequestMethod => self.head.method.clone(),
+            QueryString => self.path.query.clone().unwrap_or_default(),
+            RemoteAddr => self.facts.peer.ip().to_canonical().to_string(),
+            Https => "off".into(),
+            ServerName => match header("host") {
+                h if h.is_empty() => self.server.server_name.clone(),
+                h => route::host_without_port(&h).to_ascii_lowercase(),
+            },
+            ServerPort => self.facts.local.port().to_string(),
+            TheRequest => format!(
+                "{} {} HTTP/{}.{}",
+                self.head.method,
+                self.head.target,
+                self.head.version.major,
+                self.head.version.minor
+            ),
+            RequestStatus => self.status.map(|s| s.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Applies a server's and its Locations' `Header` rules to a response:
+/// `always` rules to every response, the others (`onsuccess`) to those
+/// that did not come from an error inside wsgate.
+fn apply_response_rules(
+    req: &Request<'_>,
+    env: &Env,
+    status: u16,
+    fields: &mut Vec<(String, Vec<u8>)>,
+) {
+    let server_rules = req.server.rules.response.iter();
+    let location_rules = req
+        .mapped
+        .settings
+        .location_rules
+        .iter()
+        .flat_map(|l| l.response.iter());
+    let f = RuleFacts::new(req.head, env, req.path, req.facts, req.server, Some(status));
+    let rf = f.rule_facts(req.received, req.started, &req.head.headers.fields);
+    for rule in server_rules.chain(location_rules) {
+        if rule.applies(&rf, false) {
+            rule.apply(fields, &rf);
+        }
+    }
+}
+
+/// A response made by wsgate, with the server's `Header always` rules.
+#[allow(clippy::too_many_arguments)]
+fn error_page(
+    server: &Server,
+    head: &RequestHead,
+    path: &route::RequestPath,
+    env: &Env,
+    facts: ConnFacts,
+    status: u16,
+    reason: &str,
+    close: bool,
+    (received, started): (std::time::SystemTime, std::time::Instant),
+) -> Vec<u8> {
+    let f = RuleFacts::new(head, env, path, facts, server, Some(status));
+    let rf = f.rule_facts(received, started, &head.headers.fields);
+    let mut adjust = |fields: &mut Vec<(String, Vec<u8>)>| {
+        for rule in server.rules.response.iter().filter(|r| r.always) {
+            if rule.applies(&rf, false) {
+                rule.apply(fields, &rf);
+            }
+        }
+    };
+    headers::local_response_with(status, reason, &[], close, &mut adjust)
 }

@@ -64,6 +64,9 @@ pub struct Settings<'c> {
     pub fallback_to_http: bool,
     pub base: &'c ProxySettings,
     pub reverse: Vec<&'c ReverseRule>,
+    /// Header and environment rules of the matching `<Location>`s, in
+    /// order (the server's own are in `Server::rules`).
+    pub location_rules: Vec<&'c crate::config::headers::Rules>,
 }
 
 /// Picks the server for a connection accepted on `local` with this `Host`
@@ -392,6 +395,7 @@ fn settings_for<'c, 'p>(
         fallback_to_http: server.settings.fallback_to_http,
         base: &server.settings,
         reverse: server.reverse.iter().collect(),
+        location_rules: Vec::new(),
     };
     let mut location_pass = None;
     for loc in &server.locations {
@@ -410,6 +414,9 @@ fn settings_for<'c, 'p>(
             settings.fallback_to_http = v;
         }
         settings.reverse.extend(loc.reverse.iter());
+        if !loc.rules.is_empty() {
+            settings.location_rules.push(&loc.rules);
+        }
         if let Some(pass) = &loc.proxy_pass {
             let prefix_len = match &loc.matcher {
                 LocationMatcher::Prefix(p) => prefix_match(p, &path.decoded),
