@@ -850,6 +850,7 @@ impl Builder {
             let workers = collect_workers(&routes, &locations);
             let rules = main_rules_headers.merged(&draft.rules);
             vhosts.push(Arc::new(Server {
+                balancers: balancers.clone(),
                 rules,
                 server_name,
                 timeout: vhost_timeout,
@@ -865,6 +866,7 @@ impl Builder {
             }));
         }
         let main = Arc::new(Server {
+            balancers: balancers.clone(),
             rules: main_rules_headers,
             server_name: main_name.clone(),
             timeout,

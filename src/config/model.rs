@@ -81,6 +81,8 @@ pub struct Server {
     pub workers: Vec<Arc<Worker>>,
     /// Header and environment rules (main server's first).
     pub rules: super::headers::Rules,
+    /// Every balancer of the configuration, for `[P]` rules naming one.
+    pub balancers: Vec<Arc<crate::balancer::Balancer>>,
     /// `ServerName` and every `ServerAlias`, lower-case (aliases may hold `*`/`?`).
     pub names: Vec<String>,
     /// The `<VirtualHost>` addresses; empty for the main server.

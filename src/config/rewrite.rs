@@ -289,7 +289,7 @@ fn check_proxy_target(o: &Origin, t: &Template) -> Result<(), ConfigError> {
     }
     let lower = text.to_ascii_lowercase();
     if lower.starts_with("balancer://") {
-        return Err(ConfigError::new(o, "RewriteRule [P] to balancer:// needs mod_proxy_balancer, which this wsgate does not have yet"));
+        return Ok(());
     }
     if !["http://", "https://", "ws://", "wss://"]
         .iter()

@@ -345,7 +345,13 @@ where
         }
         head.headers.fields = fields;
     }
-    apply_setenvif(&server.rules.setenvif, &head, &path, facts, &mut env);
+    apply_setenvif(
+        &server.rules.setenvif,
+        &head,
+        path.raw.as_bytes(),
+        facts,
+        &mut env,
+    );
     // Answers made here after the server is known get its `Header always`
     // rules.
     macro_rules! answer {
@@ -402,7 +408,7 @@ where
 
     // Fixups: the Locations' SetEnvIf, then SetEnv, then RequestHeader.
     for loc in &mapped.settings.location_rules {
-        apply_setenvif(&loc.setenvif, &head, &path, facts, &mut env);
+        apply_setenvif(&loc.setenvif, &head, &path.decoded, facts, &mut env);
     }
     for (name, value) in server.rules.setenv.iter().chain(
         mapped
@@ -969,9 +975,11 @@ where
         }
     };
     let answered = interim > 0;
-    // mod_headers' Header rules, on the 101 as on any other response.
+    // mod_headers' Header rules; Apache leaves a 101 alone.
     let mut resp = resp;
-    apply_response_rules(req, env, resp.status, &mut resp.headers.fields);
+    if resp.status != 101 {
+        apply_response_rules(req, env, resp.status, &mut resp.headers.fields);
+    }
     let public_host = head
         .headers
         .get_str("host")
@@ -1230,10 +1238,12 @@ async fn local_bytes<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// SetEnvIf rules; `uri` is the raw path at server level (they run before
+/// Apache decodes it) and the decoded one in a Location.
 fn apply_setenvif(
     list: &[rules::SetEnvIf],
     head: &RequestHead,
-    path: &route::RequestPath,
+    uri: &[u8],
     facts: ConnFacts,
     env: &mut Env,
 ) {
@@ -1249,7 +1259,7 @@ fn apply_setenvif(
         } else {
             "HTTP/1.0"
         },
-        uri: &path.decoded,
+        uri,
         headers: &head.headers.fields,
     };
     for rule in list {

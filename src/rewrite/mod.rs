@@ -552,7 +552,13 @@ fn split_query(uri: &mut Vec<u8>, query: &mut Option<String>, flags: &RuleFlags)
 
 /// Length of `scheme://` for the schemes a rewritten url may carry.
 fn scheme_length(uri: &[u8]) -> usize {
-    for scheme in [&b"http://"[..], b"https://", b"ws://", b"wss://"] {
+    for scheme in [
+        &b"http://"[..],
+        b"https://",
+        b"ws://",
+        b"wss://",
+        b"balancer://",
+    ] {
         if starts_with_ignore_case(uri, scheme) {
             return scheme.len();
         }

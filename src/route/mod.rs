@@ -301,6 +301,12 @@ fn proxy_from_rewrite<'c>(
     query: Option<String>,
     noescape: bool,
 ) -> Decision<'c> {
+    if url
+        .get(..11)
+        .is_some_and(|s| s.eq_ignore_ascii_case(b"balancer://"))
+    {
+        return balancer_from_rewrite(server, original, url, query);
+    }
     // Split on bytes: the decoded path need not be UTF-8.
     let Some(scheme_end) = url.windows(3).position(|w| w == b"://") else {
         return Decision::BadTarget;
@@ -369,6 +375,46 @@ fn proxy_from_rewrite<'c>(
         worker,
         reuse,
         url: target,
+        path_and_query: out,
+        settings,
+    })
+}
+
+/// A `[P]` rule naming `balancer://name/path`: the balancer chooses the
+/// member later, as for a ProxyPass to it.
+fn balancer_from_rewrite<'c>(
+    server: &'c Server,
+    original: &RequestPath,
+    url: &[u8],
+    query: Option<String>,
+) -> Decision<'c> {
+    let text = String::from_utf8_lossy(url);
+    let Some((name, path)) = crate::config::balancer::split_balancer_url(&text) else {
+        return Decision::BadTarget;
+    };
+    let Some(balancer) = server.balancers.iter().find(|b| b.name == name) else {
+        tracing::error!("a rewrite rule proxies to {name}, which no <Proxy> defines");
+        return Decision::Status(500);
+    };
+    let mut out = String::with_capacity(path.len() + 16);
+    encode_path(path.as_bytes(), &mut out);
+    if !out.starts_with('/') {
+        out.insert(0, '/');
+    }
+    if let Some(q) = &query {
+        out.push('?');
+        out.push_str(q);
+    }
+    let (settings, _) = settings_for(server, original);
+    // Stand-ins until a member is chosen; a balancer always has one.
+    let Some(first) = balancer.members.first() else {
+        return Decision::BadTarget;
+    };
+    Decision::Proxy(Mapped {
+        balancer: Some(balancer.clone()),
+        worker: first.worker.clone(),
+        reuse: true,
+        url: first.url.clone(),
         path_and_query: out,
         settings,
     })

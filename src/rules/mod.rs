@@ -201,10 +201,9 @@ impl HeaderRule {
                 }
             }
             Action::Echo(pattern) => {
+                // Added beside any the response already has, as Apache does.
                 for (n, v) in facts.request_headers {
-                    if pattern.is_match(n)
-                        && !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n))
-                    {
+                    if pattern.is_match(n) {
                         headers.push((n.clone(), v.clone()));
                     }
                 }
@@ -256,14 +255,12 @@ impl SetEnvIf {
             Attribute::Header(h) => match a.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(h))
             {
                 Some((_, v)) => v,
-                None => match env.get(h) {
-                    Some(v) => {
-                        owned = v.as_bytes().to_vec();
-                        &owned
-                    }
-                    // An absent header does not match even an empty pattern.
-                    None => return,
-                },
+                None => {
+                    // An earlier variable of that name, else the empty
+                    // string (Apache: a missing header matches `^$`).
+                    owned = env.get(h).unwrap_or("").as_bytes().to_vec();
+                    &owned
+                }
             },
         };
         let Some(caps) = self.pattern.captures(subject) else {
