@@ -192,6 +192,9 @@ fn unescape(s: &str) -> Vec<u8> {
     out
 }
 
+/// A recording backend, what it saw, and the response head it gives now.
+type Backend = (SocketAddr, Seen, Arc<Mutex<Vec<String>>>);
+
 /// A backend answering with whatever response the current case gives, and
 /// recording each request head.
 async fn backend(current: Arc<Mutex<Vec<String>>>) -> (SocketAddr, Seen) {
@@ -249,10 +252,7 @@ async fn read_answer(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn run_case(
-    c: &Case,
-    backends: &[(SocketAddr, Seen, Arc<Mutex<Vec<String>>>); 2],
-) -> Result<(), String> {
+async fn run_case(c: &Case, backends: &[Backend; 2]) -> Result<(), String> {
     let (b1, b2) = (backends[0].0.to_string(), backends[1].0.to_string());
     for (_, _, current) in backends {
         *current.lock().unwrap() = c.backend_response.clone();
@@ -326,12 +326,10 @@ async fn run_case(
     let got_backend = reached.as_deref().map(fields).unwrap_or_default();
     let want_backend = by_name(&c.backend, &c.compared_backend, &[]);
     let have_backend = by_name(&got_backend, &c.compared_backend, &addrs);
-    if reached.is_some() || !c.backend.is_empty() {
-        if want_backend != have_backend {
-            problems.push(format!(
-                "backend saw {have_backend:?}, Apache's backend {want_backend:?}"
-            ));
-        }
+    if (reached.is_some() || !c.backend.is_empty()) && want_backend != have_backend {
+        problems.push(format!(
+            "backend saw {have_backend:?}, Apache's backend {want_backend:?}"
+        ));
     }
     for n in &c.backend_absent {
         if got_backend.iter().any(|(k, _)| k.eq_ignore_ascii_case(n)) {
