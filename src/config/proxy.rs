@@ -185,8 +185,15 @@ pub fn parse_pass(
     }
     // Check the url as it will look after substitution; the scheme must be
     // literal so that it is known before any request arrives.
+    // `$N` may stand for a path (`/x$1`) or run on from a port
+    // (`:5000$1`, S101): try it empty, then as a word.
     let probe = if substitutes {
-        substitute_placeholders(url)
+        let empty = substitute_placeholders(url, "");
+        if parse_target_url(&empty).is_ok() {
+            empty
+        } else {
+            substitute_placeholders(url, "x")
+        }
     } else {
         url.to_string()
     };
@@ -326,14 +333,14 @@ fn has_dollar_reference(url: &str) -> bool {
         .any(|w| w[0] == b'$' && w[1].is_ascii_digit())
 }
 
-/// `$N` replaced by a harmless host-and-path character, to check a template.
-fn substitute_placeholders(url: &str) -> String {
+/// `$N` replaced by `with`, to check a template.
+fn substitute_placeholders(url: &str, with: &str) -> String {
     let mut out = String::with_capacity(url.len());
     let mut chars = url.chars().peekable();
     while let Some(c) = chars.next() {
         if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
             chars.next();
-            out.push('x');
+            out.push_str(with);
         } else {
             out.push(c);
         }

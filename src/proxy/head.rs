@@ -379,7 +379,7 @@ pub fn canonical_reason(code: u16) -> &'static str {
         408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
-        414 => "URI Too Long",
+        414 => "Request-URI Too Long",
         417 => "Expectation Failed",
         426 => "Upgrade Required",
         500 => "Internal Server Error",

@@ -112,7 +112,7 @@ where
                         tracing::debug!(peer = %facts.peer, "400: {why}");
                         (400, "Bad Request")
                     }
-                    RequestError::UriTooLong => (414, "URI Too Long"),
+                    RequestError::UriTooLong => (414, "Request-URI Too Long"),
                     RequestError::Version => (505, "HTTP Version Not Supported"),
                 };
                 let _ = client
@@ -280,8 +280,7 @@ where
 
     if head.target == "*" {
         if head.method == "OPTIONS" {
-            let bytes =
-                headers::local_response(200, "OK", &[("Allow", "OPTIONS,GET,HEAD,POST")], has_body);
+            let bytes = headers::local_response(200, "OK", &[], has_body);
             let ok = client.write_all(&bytes, t).await.is_ok();
             return if ok && !has_body {
                 Outcome::KeepAlive
@@ -1093,6 +1092,10 @@ where
     // The client's unread body (an early answer) forbids reuse (S157).
     let body_left = !reader.is_done() && req.framing != Framing::Empty;
     close_client |= body_left;
+    // Apache closes after these statuses, relayed ones included
+    // (ap_status_drops_connection), and after a bodiless 100-continue.
+    close_client |= matches!(status, 400 | 408 | 411 | 413 | 414 | 417 | 500 | 501 | 503);
+    close_client |= expect_continue && req.framing == Framing::Empty;
     let upgrade_offer = resp
         .headers
         .get_str("upgrade")

@@ -1,0 +1,1380 @@
+//! The differential harness: a recording backend, a raw client, Apache httpd
+//! started per scenario group, a plain TCP forwarder (the negative control),
+//! the scenario file reader and the comparison.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+// ---------------------------------------------------------------- bytes
+
+/// Printable form of bytes: ASCII kept, everything else escaped.
+pub fn show(b: &[u8]) -> String {
+    b.escape_ascii().to_string()
+}
+
+/// Shortened printable form for bodies and tunnel data.
+pub fn preview(b: &[u8]) -> String {
+    if b.len() <= 64 {
+        show(b)
+    } else {
+        format!("{}...{}", show(&b[..48]), show(&b[b.len() - 8..]))
+    }
+}
+
+/// `\r`, `\n`, `\t`, `\0`, `\\`, `\xNN`, `\s` (a space) and `\{N}` (N letters
+/// `a`) in scenario text.
+pub fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            i += 1;
+            match b[i] {
+                b'r' => out.push(b'\r'),
+                b'n' => out.push(b'\n'),
+                b't' => out.push(b'\t'),
+                b'0' => out.push(0),
+                b's' => out.push(b' '),
+                b'\\' => out.push(b'\\'),
+                b'{' => {
+                    // `\{N}`: N times the letter a (long lines and values).
+                    let end = i + b[i..].iter().position(|&c| c == b'}').expect("\\{N}");
+                    let n: usize = std::str::from_utf8(&b[i + 1..end])
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    out.extend(std::iter::repeat_n(b'a', n));
+                    i = end;
+                }
+                b'x' if i + 2 < b.len() => {
+                    let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
+                    out.push(u8::from_str_radix(hex, 16).expect("\\xNN in a scenario"));
+                    i += 2;
+                }
+                other => {
+                    out.push(b'\\');
+                    out.push(other);
+                }
+            }
+        } else {
+            out.push(b[i]);
+        }
+        i += 1;
+    }
+    out
+}
+
+fn latin1(b: &[u8]) -> String {
+    b.iter().map(|&c| c as char).collect()
+}
+
+fn header_of<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
+    lines.iter().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+// ---------------------------------------------------------------- buffered connection
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// How a read ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum End {
+    Done,
+    Eof,
+    Reset,
+    Timeout,
+}
+
+pub struct Conn {
+    pub io: Box<dyn Io>,
+    pub buf: Vec<u8>,
+}
+
+impl Conn {
+    pub fn new(io: impl Io + 'static) -> Conn {
+        Conn {
+            io: Box::new(io),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Reads more bytes into the buffer before `deadline`.
+    async fn fill(&mut self, deadline: tokio::time::Instant) -> End {
+        let mut tmp = [0u8; 16384];
+        match tokio::time::timeout_at(deadline, self.io.read(&mut tmp)).await {
+            Err(_) => End::Timeout,
+            Ok(Ok(0)) => End::Eof,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                End::Done
+            }
+            Ok(Err(_)) => End::Reset,
+        }
+    }
+
+    /// A head up to and including its blank line; the rest stays buffered.
+    pub async fn head(&mut self, limit: Duration) -> Result<Vec<u8>, End> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                let rest = self.buf.split_off(i + 4);
+                return Ok(std::mem::replace(&mut self.buf, rest));
+            }
+            if self.buf.len() > 128 * 1024 {
+                return Err(End::Done);
+            }
+            match self.fill(deadline).await {
+                End::Done => {}
+                e => return Err(e),
+            }
+        }
+    }
+
+    /// Up to `n` bytes (fewer when the peer closes or time runs out).
+    pub async fn exact(&mut self, n: usize, limit: Duration) -> (Vec<u8>, End) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.buf.len() < n {
+            match self.fill(deadline).await {
+                End::Done => {}
+                e => return (std::mem::take(&mut self.buf), e),
+            }
+        }
+        let rest = self.buf.split_off(n);
+        (std::mem::replace(&mut self.buf, rest), End::Done)
+    }
+
+    /// A chunked body, decoded.
+    pub async fn chunked(&mut self, limit: Duration) -> (Vec<u8>, End) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut body = Vec::new();
+        loop {
+            let line = loop {
+                if let Some(i) = find(&self.buf, b"\r\n") {
+                    let rest = self.buf.split_off(i + 2);
+                    break std::mem::replace(&mut self.buf, rest);
+                }
+                match self.fill(deadline).await {
+                    End::Done => {}
+                    e => return (body, e),
+                }
+            };
+            let size_text = latin1(&line);
+            let size_text = size_text.trim().split(';').next().unwrap_or("");
+            let Ok(size) = usize::from_str_radix(size_text.trim(), 16) else {
+                return (body, End::Reset);
+            };
+            if size == 0 {
+                // Trailer section up to the blank line.
+                loop {
+                    if self.buf.starts_with(b"\r\n") {
+                        self.buf.drain(..2);
+                        return (body, End::Done);
+                    }
+                    if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                        self.buf.drain(..i + 4);
+                        return (body, End::Done);
+                    }
+                    match self.fill(deadline).await {
+                        End::Done => {}
+                        e => return (body, e),
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let (data, end) = self.exact(size + 2, left).await;
+            body.extend_from_slice(&data[..data.len().min(size)]);
+            if end != End::Done {
+                return (body, end);
+            }
+        }
+    }
+
+    /// Everything until the peer closes, or until `limit`.
+    pub async fn until_close(&mut self, limit: Duration) -> (Vec<u8>, End) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match self.fill(deadline).await {
+                End::Done => {}
+                e => return (std::mem::take(&mut self.buf), e),
+            }
+        }
+    }
+
+    /// What arrives until nothing more came for `quiet` (or `limit` passed).
+    pub async fn until_quiet(&mut self, quiet: Duration, limit: Duration) -> (Vec<u8>, End) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let q = (tokio::time::Instant::now() + quiet).min(deadline);
+            match self.fill(q).await {
+                End::Done => {}
+                End::Timeout if !self.buf.is_empty() || tokio::time::Instant::now() >= deadline => {
+                    return (std::mem::take(&mut self.buf), End::Timeout)
+                }
+                End::Timeout => {}
+                e => return (std::mem::take(&mut self.buf), e),
+            }
+        }
+    }
+
+    pub async fn send(&mut self, b: &[u8]) -> bool {
+        self.io.write_all(b).await.is_ok() && self.io.flush().await.is_ok()
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+// ---------------------------------------------------------------- recording backend
+
+/// One request as the backend saw it, and what followed on its connection.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub tag: String,
+    pub events: Vec<Ev>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Ev {
+    Line(String),
+    Data(Vec<u8>),
+}
+
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<Record>>>);
+
+impl Log {
+    fn open(&self, tag: &str, lines: Vec<String>) -> usize {
+        let mut v = self.0.lock().unwrap();
+        v.push(Record {
+            tag: tag.to_string(),
+            events: lines.into_iter().map(Ev::Line).collect(),
+        });
+        v.len() - 1
+    }
+    fn line(&self, i: usize, s: impl Into<String>) {
+        self.0.lock().unwrap()[i].events.push(Ev::Line(s.into()));
+    }
+    /// Received tunnel bytes; consecutive reads are merged, so TCP
+    /// segmentation never shows.
+    fn data(&self, i: usize, b: &[u8]) {
+        let mut v = self.0.lock().unwrap();
+        let ev = &mut v[i].events;
+        if let Some(Ev::Data(d)) = ev.last_mut() {
+            d.extend_from_slice(b);
+        } else {
+            ev.push(Ev::Data(b.to_vec()));
+        }
+    }
+    fn records(&self, tag: &str) -> Vec<Record> {
+        let v = self.0.lock().unwrap();
+        v.iter().filter(|r| r.tag == tag).cloned().collect()
+    }
+}
+
+/// The transcript lines of every request that carried `tag`, from every
+/// backend in `logs`.
+pub fn backend_transcript(logs: &[&Log], tag: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut n = 0;
+    for r in logs.iter().flat_map(|l| l.records(tag)) {
+        n += 1;
+        for e in &r.events {
+            match e {
+                Ev::Line(l) => out.push(format!("backend#{n}: {l}")),
+                Ev::Data(d) => out.push(format!("backend#{n}: tunnel received \"{}\"", preview(d))),
+            }
+        }
+    }
+    if n == 0 {
+        out.push("backend: nothing received".into());
+    }
+    out
+}
+
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub log: Log,
+}
+
+/// Starts the recording backend; with `tls` it speaks TLS (for `wss://`).
+pub async fn start_backend(tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Log::default();
+    let l2 = log.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let log = l2.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let conn = match tls {
+                    Some(acc) => match acc.accept(s).await {
+                        Ok(t) => Conn::new(t),
+                        Err(_) => return,
+                    },
+                    None => Conn::new(s),
+                };
+                serve(conn, log).await;
+            });
+        }
+    });
+    Backend { addr, log }
+}
+
+/// Serves one backend connection. The request header `X-Mode` picks the
+/// behaviour; `X-Tag` files the record under its case.
+async fn serve(mut c: Conn, log: Log) {
+    let Ok(head) = c.head(Duration::from_secs(30)).await else {
+        return;
+    };
+    let text = latin1(&head);
+    let lines: Vec<String> = text
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
+    let tag = header_of(&lines, "x-tag").unwrap_or("untagged").to_string();
+    let mode = header_of(&lines, "x-mode").unwrap_or("200").to_string();
+    let upgrade = header_of(&lines, "upgrade").map(String::from);
+    let key = header_of(&lines, "sec-websocket-key").map(String::from);
+    let te = header_of(&lines, "transfer-encoding").map(|s| s.to_ascii_lowercase());
+    let cl = header_of(&lines, "content-length").and_then(|v| v.parse::<usize>().ok());
+    let expect =
+        header_of(&lines, "expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    let i = log.open(&tag, lines);
+    let t = Duration::from_secs(5);
+    if expect && cl.is_some_and(|n| n > 0) && mode != "noexpect" {
+        // As an HTTP/1.1 server does: invite the body.
+        let _ = c.send(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+        log.line(i, "sent 100 Continue");
+    }
+    if te.as_deref().is_some_and(|v| v.contains("chunked")) {
+        let (b, end) = c.chunked(t).await;
+        log.line(
+            i,
+            format!(
+                "body {} bytes, chunked \"{}\" {end:?}",
+                b.len(),
+                preview(&b)
+            ),
+        );
+    } else if let Some(n) = cl {
+        let (b, end) = c.exact(n, t).await;
+        log.line(
+            i,
+            format!(
+                "body {} bytes, content-length \"{}\" {end:?}",
+                b.len(),
+                preview(&b)
+            ),
+        );
+    }
+    if mode.starts_with("101") || mode == "ws" {
+        tunnel(c, &log, i, &mode, upgrade, key).await;
+        return;
+    }
+    let resp: Vec<u8> = match mode.as_str() {
+        "close" => return,
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            ok200("slow-200")
+        }
+        "103" => {
+            let _ = c
+                .send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_vec()
+        }
+        "100" => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_vec(),
+        "426" => b"HTTP/1.1 426 X\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\nContent-Length: 12\r\n\r\nneed upgrade".to_vec(),
+        "426foo" => b"HTTP/1.1 426 X\r\nUpgrade: foo\r\nConnection: Upgrade, close\r\nContent-Length: 12\r\n\r\nneed upgrade".to_vec(),
+        "clte" => b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n".to_vec(),
+        "chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".to_vec(),
+        "fold" => b"HTTP/1.1 200 OK\r\nX-F: a\r\n  b\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Sp:   v  \r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec(),
+        "204" => b"HTTP/1.1 204 No Content\r\nX-A: 1\r\nConnection: close\r\n\r\n".to_vec(),
+        "304" => b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nConnection: close\r\n\r\n".to_vec(),
+        "eof_body" => b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nbody-until-close".to_vec(),
+        "short_body" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-some".to_vec(),
+        "badstatus" => b"HTTP/1.1 2x0 Weird\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec(),
+        "badstatus2" => b"HTTX/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec(),
+        "h2status" => b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec(),
+        "barecr" => b"HTTP/1.1 200 OK\r\nX-Bad: a\rInjected: b\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec(),
+        "crreason" => b"HTTP/1.1 200 Fine\rInjected: b\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec(),
+        "nocolon" => b"HTTP/1.1 200 OK\r\nNoColonHere\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec(),
+        "nul" => b"HTTP/1.1 200 OK\r\nX-N: a\0b\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec(),
+        "hop" => b"HTTP/1.1 200 OK\r\nConnection: X-Hop, close\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nUpgrade: websocket\r\nTrailer: X\r\nProxy-Authenticate: z\r\nX-Keep: 2\r\nContent-Length: 2\r\n\r\nhi".to_vec(),
+        "redirect" => format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://{}/plain/next\r\nContent-Location: http://{}/plain/cl\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            header_of(&log_lines(&log, i), "host").unwrap_or(""),
+            header_of(&log_lines(&log, i), "host").unwrap_or("")
+        )
+        .into_bytes(),
+        "status500" => b"HTTP/1.1 500 Backend Broke\r\nContent-Length: 4\r\nConnection: close\r\n\r\noops".to_vec(),
+        _ => ok200("body-200"),
+    };
+    let _ = c.send(&resp).await;
+    // Every answer ends its connection (`Connection: close`), so that no
+    // case depends on which pooled backend connection a proxy picks.
+    let _ = c.io.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+fn log_lines(log: &Log, i: usize) -> Vec<String> {
+    log.0.lock().unwrap()[i]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Ev::Line(l) => Some(l.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ok200(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nX-Back: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Answers 101 (in the way `mode` says) and then echoes: raw bytes, or
+/// WebSocket frames for mode `ws`. `CLOSE` from the client makes the backend
+/// half-close first; on EOF it sends `bye-after-eof` (to show whether a
+/// half-close passes) and closes.
+async fn tunnel(
+    mut c: Conn,
+    log: &Log,
+    i: usize,
+    mode: &str,
+    up: Option<String>,
+    key: Option<String>,
+) {
+    let up = up.unwrap_or_else(|| "websocket".into());
+    let accept = key
+        .map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()))
+        .unwrap_or_else(|| "none".into());
+    let head = match mode {
+        "101wrong" => format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"),
+        "101noup" => format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"),
+        "101hop" => format!("HTTP/1.1 101 Yes Switch\r\nSet-Cookie: a=1\r\nConnection: Upgrade, X-Hop\r\nX-Hop: 1\r\nTE: x\r\nTrailer: y\r\nProxy-Authenticate: z\r\nSet-Cookie: b=2\r\nUpgrade: {up}\r\nKeep-Alive: timeout=5\r\nX-Back: 1\r\n\r\n"),
+        "101then" => format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {up}\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\nSERVER-FIRST"),
+        _ => format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {up}\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nX-Back: 1\r\n\r\n"),
+    };
+    if !c.send(head.as_bytes()).await {
+        log.line(i, "could not send 101");
+        return;
+    }
+    if mode == "ws" {
+        return ws_echo(c, log, i).await;
+    }
+    let mut tmp = [0u8; 16384];
+    let mut pending = std::mem::take(&mut c.buf);
+    let mut seen = Vec::new();
+    loop {
+        let n = if !pending.is_empty() {
+            let n = pending.len();
+            tmp[..n].copy_from_slice(&pending);
+            pending.clear();
+            n
+        } else {
+            match tokio::time::timeout(Duration::from_secs(15), c.io.read(&mut tmp)).await {
+                Err(_) => {
+                    log.line(i, "tunnel idle 15 s");
+                    return;
+                }
+                Ok(Err(_)) => {
+                    log.line(i, "tunnel reset by proxy");
+                    return;
+                }
+                Ok(Ok(0)) => {
+                    log.line(i, "EOF from proxy");
+                    let _ = c.send(b"bye-after-eof").await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    return;
+                }
+                Ok(Ok(n)) => n,
+            }
+        };
+        log.data(i, &tmp[..n]);
+        seen.extend_from_slice(&tmp[..n]);
+        if seen.ends_with(b"CLOSE") {
+            log.line(i, "backend half-closes");
+            let _ = c.io.shutdown().await;
+            loop {
+                match tokio::time::timeout(Duration::from_secs(10), c.io.read(&mut tmp)).await {
+                    Ok(Ok(0)) => {
+                        log.line(i, "EOF from proxy after own FIN");
+                        return;
+                    }
+                    Ok(Ok(n)) => log.data(i, &tmp[..n]),
+                    Ok(Err(_)) => {
+                        log.line(i, "reset after own FIN");
+                        return;
+                    }
+                    Err(_) => {
+                        log.line(i, "no EOF 10 s after own FIN");
+                        return;
+                    }
+                }
+            }
+        }
+        if !c.send(&tmp[..n]).await {
+            log.line(i, "echo write failed");
+            return;
+        }
+    }
+}
+
+/// Echoes WebSocket frames as a WebSocket server does (unmasked replies;
+/// a close frame is answered and ends the connection).
+async fn ws_echo(mut c: Conn, log: &Log, i: usize) {
+    loop {
+        match read_frame(&mut c, Duration::from_secs(15)).await {
+            None => {
+                log.line(i, "ws: connection ended without close frame");
+                return;
+            }
+            Some((opcode, payload)) => {
+                log.line(
+                    i,
+                    format!("ws: frame opcode {opcode} \"{}\"", preview(&payload)),
+                );
+                let _ = c.send(&frame(opcode, &payload, None)).await;
+                if opcode == 8 {
+                    let _ = c.io.shutdown().await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One WebSocket frame (masked when `mask` is given).
+pub fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut f = vec![0x80 | opcode];
+    let m = if mask.is_some() { 0x80 } else { 0 };
+    if payload.len() < 126 {
+        f.push(m | payload.len() as u8);
+    } else {
+        f.push(m | 126);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    match mask {
+        Some(k) => {
+            f.extend_from_slice(&k);
+            f.extend(payload.iter().enumerate().map(|(j, b)| b ^ k[j % 4]));
+        }
+        None => f.extend_from_slice(payload),
+    }
+    f
+}
+
+/// Reads one frame: (opcode, unmasked payload).
+pub async fn read_frame(c: &mut Conn, limit: Duration) -> Option<(u8, Vec<u8>)> {
+    let (h, e) = c.exact(2, limit).await;
+    if e != End::Done {
+        return None;
+    }
+    let opcode = h[0] & 0x0f;
+    let masked = h[1] & 0x80 != 0;
+    let mut len = (h[1] & 0x7f) as usize;
+    if len == 126 {
+        let (l, _) = c.exact(2, limit).await;
+        len = u16::from_be_bytes([*l.first()?, *l.get(1)?]) as usize;
+    } else if len == 127 {
+        let (l, _) = c.exact(8, limit).await;
+        len = u64::from_be_bytes(l.try_into().ok()?) as usize;
+    }
+    let key = if masked {
+        let (k, _) = c.exact(4, limit).await;
+        Some(<[u8; 4]>::try_from(k).ok()?)
+    } else {
+        None
+    };
+    let (mut p, e) = c.exact(len, limit).await;
+    if e != End::Done {
+        return None;
+    }
+    if let Some(k) = key {
+        p.iter_mut().enumerate().for_each(|(j, b)| *b ^= k[j % 4]);
+    }
+    Some((opcode, p))
+}
+
+// ---------------------------------------------------------------- scenarios
+
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Read a response (interim ones included) and its body.
+    Resp(Duration),
+    /// Read whatever arrives until quiet.
+    Raw,
+    /// Read one response head only (an interim `100 Continue`).
+    Head,
+    Send(Vec<u8>),
+    /// Read as many bytes as the last `send` had, or `n`.
+    Echo(Option<usize>),
+    ShutWr,
+    /// Wait up to the first duration for EOF; with a second, record
+    /// whether it came before that.
+    Eof(Duration, Option<Duration>),
+    /// Whether the connection closes within a second.
+    Closed,
+    Sleep(Duration),
+    /// Send the case's second request.
+    Second,
+    /// Send a masked WebSocket text frame; read one frame.
+    WsSend(Vec<u8>),
+    WsRead,
+    WsClose,
+}
+
+#[derive(Clone, Debug)]
+pub struct Deliberate {
+    pub reason: String,
+    pub apache: Vec<regex::Regex>,
+    pub wsgate: Vec<regex::Regex>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub group: String,
+    pub name: String,
+    pub file: String,
+    pub line: usize,
+    pub request: Vec<u8>,
+    pub second: Option<Vec<u8>>,
+    pub steps: Vec<Step>,
+    pub deliberate: Option<Deliberate>,
+    pub method: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub name: String,
+    pub file: String,
+    pub config: String,
+    pub tls: bool,
+    pub cases: Vec<Case>,
+}
+
+const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// Request under construction from the scenario's lines.
+#[derive(Default)]
+struct ReqBuilder {
+    line: Option<String>,
+    host: Option<Option<String>>,
+    headers: Vec<Vec<u8>>,
+    body: Vec<u8>,
+    raw: Option<Vec<u8>>,
+}
+
+impl ReqBuilder {
+    fn build(self) -> Vec<u8> {
+        if let Some(raw) = self.raw {
+            return raw;
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(self.line.expect("a `req` line").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        match self.host {
+            None => out.extend_from_slice(b"Host: h.test\r\n"),
+            Some(Some(h)) => out.extend_from_slice(format!("Host: {h}\r\n").as_bytes()),
+            Some(None) => {}
+        }
+        out.extend_from_slice(b"X-Tag: {tag}\r\n");
+        for h in self.headers {
+            out.extend_from_slice(&h);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+fn parse_step(s: &str) -> Step {
+    let (name, arg) = s.split_once(':').unwrap_or((s, ""));
+    let secs = |a: &str| Duration::from_secs_f64(a.parse::<f64>().expect("seconds"));
+    match name {
+        "resp" if arg.is_empty() => Step::Resp(Duration::from_secs(4)),
+        "resp" => Step::Resp(secs(arg)),
+        "raw" => Step::Raw,
+        "head" => Step::Head,
+        "send" => Step::Send(unescape(arg)),
+        "echo" if arg.is_empty() => Step::Echo(None),
+        "echo" => Step::Echo(Some(arg.parse().unwrap())),
+        "shutwr" => Step::ShutWr,
+        "eof" => match arg.split_once(':') {
+            Some((a, b)) => Step::Eof(secs(a), Some(secs(b))),
+            None => Step::Eof(secs(if arg.is_empty() { "3" } else { arg }), None),
+        },
+        "closed" => Step::Closed,
+        "sleep" => Step::Sleep(secs(arg)),
+        "second" => Step::Second,
+        "wssend" => Step::WsSend(unescape(arg)),
+        "wsread" => Step::WsRead,
+        "wsclose" => Step::WsClose,
+        _ => panic!("unknown step {s:?}"),
+    }
+}
+
+/// Reads one scenario file (format described in tests/conformance/README.md).
+pub fn parse_file(path: &Path) -> Vec<Group> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let file = path.file_name().unwrap().to_string_lossy().to_string();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut in_config = false;
+    let mut req: Option<ReqBuilder> = None;
+    let mut case: Option<Case> = None;
+
+    fn finish(groups: &mut [Group], case: &mut Option<Case>, req: &mut Option<ReqBuilder>) {
+        if let Some(mut c) = case.take() {
+            let r = req.take().unwrap_or_default();
+            c.request = r.build();
+            c.method = String::from_utf8_lossy(&c.request)
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            if c.steps.is_empty() {
+                c.steps.push(Step::Resp(Duration::from_secs(4)));
+            }
+            groups.last_mut().expect("case before group").cases.push(c);
+        }
+    }
+
+    for (n, raw_line) in text.lines().enumerate() {
+        let line_no = n + 1;
+        if in_config {
+            if raw_line.trim() == "end" {
+                in_config = false;
+            } else {
+                let g = groups.last_mut().unwrap();
+                g.config.push_str(raw_line.trim_start());
+                g.config.push('\n');
+            }
+            continue;
+        }
+        let l = raw_line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let (kw, rest) = l.split_once(' ').unwrap_or((l, ""));
+        let rest = rest.trim();
+        match kw {
+            "group" => {
+                finish(&mut groups, &mut case, &mut req);
+                groups.push(Group {
+                    name: rest.to_string(),
+                    file: file.clone(),
+                    config: String::new(),
+                    tls: false,
+                    cases: Vec::new(),
+                });
+            }
+            "tls-backend" => groups.last_mut().unwrap().tls = true,
+            "config" => in_config = true,
+            "case" => {
+                finish(&mut groups, &mut case, &mut req);
+                case = Some(Case {
+                    group: groups.last().expect("group first").name.clone(),
+                    name: rest.split_whitespace().next().unwrap().to_string(),
+                    file: file.clone(),
+                    line: line_no,
+                    request: Vec::new(),
+                    second: None,
+                    steps: Vec::new(),
+                    deliberate: None,
+                    method: String::new(),
+                });
+                req = Some(ReqBuilder::default());
+            }
+            _ => {
+                let c = case
+                    .as_mut()
+                    .unwrap_or_else(|| panic!("{file}:{line_no}: outside a case"));
+                let r = req.as_mut().unwrap();
+                match kw {
+                    "req" => {
+                        let mut parts: Vec<&str> = rest.split(' ').collect();
+                        if parts.len() == 2 {
+                            parts.push("HTTP/1.1");
+                        }
+                        r.line = Some(String::from_utf8(unescape(&parts.join(" "))).unwrap());
+                    }
+                    "host" => r.host = Some(Some(rest.to_string())),
+                    "nohost" => r.host = Some(None),
+                    "h" => r.headers.push(unescape(rest)),
+                    "mode" => r.headers.push(format!("X-Mode: {rest}").into_bytes()),
+                    "ws" => {
+                        let mut it = rest.splitn(2, ' ');
+                        let up = it.next().filter(|s| !s.is_empty()).unwrap_or("websocket");
+                        let conn = it.next().unwrap_or("Upgrade");
+                        r.headers.push(format!("Upgrade: {up}").into_bytes());
+                        r.headers.push(format!("Connection: {conn}").into_bytes());
+                        r.headers
+                            .push(format!("Sec-WebSocket-Key: {WS_KEY}").into_bytes());
+                        r.headers.push(b"Sec-WebSocket-Version: 13".to_vec());
+                    }
+                    "body" => r.body.extend_from_slice(&unescape(rest)),
+                    "chunked" => {
+                        let size: usize = rest.parse().unwrap();
+                        let data = vec![b'a'; size];
+                        for part in data.chunks(7000) {
+                            r.body
+                                .extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                            r.body.extend_from_slice(part);
+                            r.body.extend_from_slice(b"\r\n");
+                        }
+                        r.body.extend_from_slice(b"0\r\n\r\n");
+                    }
+                    "raw" => r.raw = Some(unescape(rest)),
+                    "second" => c.second = Some(unescape(rest)),
+                    "steps" => c.steps = rest.split_whitespace().map(parse_step).collect(),
+                    "deliberate" => {
+                        c.deliberate = Some(Deliberate {
+                            reason: rest.to_string(),
+                            apache: Vec::new(),
+                            wsgate: Vec::new(),
+                        })
+                    }
+                    "apache-has" | "wsgate-has" => {
+                        let d = c.deliberate.as_mut().unwrap_or_else(|| {
+                            panic!("{file}:{line_no}: {kw} needs a `deliberate` line first")
+                        });
+                        let re = regex::Regex::new(&format!("(?m){rest}"))
+                            .unwrap_or_else(|e| panic!("{file}:{line_no}: {e}"));
+                        if kw == "apache-has" {
+                            d.apache.push(re)
+                        } else {
+                            d.wsgate.push(re)
+                        }
+                    }
+                    _ => panic!("{file}:{line_no}: unknown keyword {kw:?}"),
+                }
+            }
+        }
+    }
+    finish(&mut groups, &mut case, &mut req);
+    groups
+}
+
+// ---------------------------------------------------------------- client
+
+/// Runs one case's client against `addr`; returns the transcript lines.
+pub async fn run_client(addr: SocketAddr, case: &Case, tag: &str) -> Vec<String> {
+    let mut t = Vec::new();
+    let s = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => return vec![format!("client: connect failed: {e}")],
+    };
+    let mut c = Conn::new(s);
+    let req = replace_tag(&case.request, tag);
+    if !c.send(&req).await {
+        t.push("client: request write failed".into());
+    }
+    let mut last_sent = req.len();
+    for step in &case.steps {
+        match step {
+            Step::Resp(limit) => read_response(&mut c, &case.method, *limit, &mut t).await,
+            Step::Head => match c.head(Duration::from_secs(4)).await {
+                Ok(h) => {
+                    let text = latin1(&h);
+                    let mut lines: Vec<&str> =
+                        text.split("\r\n").filter(|l| !l.is_empty()).collect();
+                    let first = if lines.is_empty() {
+                        String::new()
+                    } else {
+                        lines.remove(0).to_string()
+                    };
+                    lines.retain(|l| {
+                        let n = l
+                            .split(':')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .to_ascii_lowercase();
+                        !IGNORED_RESPONSE_HEADERS.contains(&n.as_str())
+                    });
+                    lines.sort_by_key(|l| {
+                        l.split(':')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .to_ascii_lowercase()
+                    });
+                    t.push(format!("client: head {first}"));
+                    for l in lines {
+                        t.push(format!("client:   {l}"));
+                    }
+                }
+                Err(end) => t.push(format!("client: no head: {}", end_word(end))),
+            },
+            Step::Raw => {
+                let (b, end) = c
+                    .until_quiet(Duration::from_millis(700), Duration::from_secs(2))
+                    .await;
+                t.push(format!("client: raw \"{}\" {}", preview(&b), end_word(end)));
+            }
+            Step::Send(b) => {
+                let ok = c.send(b).await;
+                last_sent = b.len();
+                t.push(format!(
+                    "client: sent \"{}\"{}",
+                    show(b),
+                    if ok { "" } else { " (write failed)" }
+                ));
+            }
+            Step::Echo(n) => {
+                let want = n.unwrap_or(last_sent);
+                let (b, end) = c.exact(want, Duration::from_secs(2)).await;
+                t.push(format!(
+                    "client: received \"{}\"{}",
+                    preview(&b),
+                    match end {
+                        End::Done => String::new(),
+                        e => format!(" then {}", end_word(e)),
+                    }
+                ));
+            }
+            Step::ShutWr => {
+                let _ = c.io.shutdown().await;
+                t.push("client: half-closed (FIN)".into());
+            }
+            Step::Eof(limit, split) => {
+                let start = Instant::now();
+                let (b, end) = c.until_close(*limit).await;
+                let mut line = format!(
+                    "client: waited for EOF: got \"{}\", {}",
+                    preview(&b),
+                    end_word(end)
+                );
+                if let (Some(split), End::Eof | End::Reset) = (split, end) {
+                    let early = start.elapsed() < *split;
+                    line.push_str(if early { " before " } else { " after " });
+                    line.push_str(&format!("{:?}", split));
+                }
+                t.push(line);
+            }
+            Step::Closed => {
+                let (b, end) = c.until_close(Duration::from_secs(1)).await;
+                t.push(format!(
+                    "client: connection {} (extra bytes \"{}\")",
+                    match end {
+                        End::Eof | End::Reset => "closed",
+                        _ => "kept open",
+                    },
+                    preview(&b)
+                ));
+            }
+            Step::Sleep(d) => tokio::time::sleep(*d).await,
+            Step::Second => {
+                let r2 = replace_tag(case.second.as_ref().expect("`second` request"), tag);
+                let ok = c.send(&r2).await;
+                t.push(format!(
+                    "client: sent second request{}",
+                    if ok { "" } else { " (write failed)" }
+                ));
+            }
+            Step::WsSend(p) => {
+                let ok = c.send(&frame(1, p, Some([1, 2, 3, 4]))).await;
+                t.push(format!(
+                    "client: ws frame sent \"{}\"{}",
+                    show(p),
+                    if ok { "" } else { " (write failed)" }
+                ));
+            }
+            Step::WsClose => {
+                let ok = c.send(&frame(8, &[3, 232], Some([9, 8, 7, 6]))).await;
+                t.push(format!(
+                    "client: ws close sent{}",
+                    if ok { "" } else { " (write failed)" }
+                ));
+            }
+            Step::WsRead => match read_frame(&mut c, Duration::from_secs(2)).await {
+                Some((op, p)) => {
+                    t.push(format!("client: ws frame opcode {op} \"{}\"", preview(&p)))
+                }
+                None => t.push("client: no ws frame".into()),
+            },
+        }
+    }
+    t
+}
+
+fn end_word(e: End) -> &'static str {
+    match e {
+        End::Done => "complete",
+        End::Eof => "EOF",
+        End::Reset => "reset",
+        End::Timeout => "no EOF",
+    }
+}
+
+fn replace_tag(b: &[u8], tag: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len() + 32);
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"{tag}") {
+            out.extend_from_slice(tag.as_bytes());
+            i += 5;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Marks a `Connection: close` on a proxy-generated error page.
+pub const ERROR_PAGE_MARK: &str = "[error page]";
+
+/// Response headers whose presence or value is not part of the contract:
+/// Date and Server are the proxy's own.
+const IGNORED_RESPONSE_HEADERS: &[&str] = &["date", "server"];
+
+async fn read_response(c: &mut Conn, method: &str, limit: Duration, t: &mut Vec<String>) {
+    loop {
+        let head = match c.head(limit).await {
+            Ok(h) => h,
+            Err(end) => {
+                let b = std::mem::take(&mut c.buf);
+                t.push(format!(
+                    "client: no response head: \"{}\" {}",
+                    preview(&b),
+                    end_word(end)
+                ));
+                return;
+            }
+        };
+        let text = latin1(&head);
+        let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+        let status_line = lines.next().unwrap_or("").to_string();
+        let mut headers: Vec<String> = lines
+            .filter(|l| {
+                let name = l
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                !IGNORED_RESPONSE_HEADERS.contains(&name.as_str())
+            })
+            .map(String::from)
+            .collect();
+        let code: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let all: Vec<String> = std::iter::once(status_line.clone())
+            .chain(headers.iter().cloned())
+            .collect();
+        // Fields with different names may come in any order (RFC 9110
+        // §5.3); same-name fields keep their relative order.
+        headers.sort_by_key(|h| {
+            h.split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+        if (100..200).contains(&code) {
+            t.push(format!(
+                "client: {}",
+                if code == 101 { "switched" } else { "interim" }
+            ));
+            t.push(format!("client: {status_line}"));
+            for h in &headers {
+                t.push(format!("client:   {h}"));
+            }
+            if code == 101 {
+                return;
+            }
+            continue;
+        }
+        let te = header_of(&all, "transfer-encoding").map(|s| s.to_ascii_lowercase());
+        let cl = header_of(&all, "content-length").and_then(|v| v.parse::<usize>().ok());
+        let (body, framing, end) = if method == "HEAD" || code == 204 || code == 304 {
+            (Vec::new(), "none", End::Done)
+        } else if te.as_deref().is_some_and(|v| v.contains("chunked")) {
+            let (b, e) = c.chunked(Duration::from_secs(3)).await;
+            (b, "chunked", e)
+        } else if let Some(n) = cl {
+            let (b, e) = c.exact(n, Duration::from_secs(3)).await;
+            (b, "content-length", e)
+        } else {
+            let (b, e) = c.until_close(Duration::from_secs(2)).await;
+            (b, "until close", if e == End::Eof { End::Done } else { e })
+        };
+        let lower = String::from_utf8_lossy(&body[..body.len().min(300)]).to_ascii_lowercase();
+        let error_page = lower.contains("<html") || lower.contains("<!doctype");
+        t.push(format!("client: {status_line}"));
+        if error_page {
+            // A proxy-generated error page: its text, length and type are
+            // each server's own.
+            headers.retain(|h| {
+                let n = h
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                n != "content-length" && n != "content-type"
+            });
+        }
+        for h in &headers {
+            if error_page && h.eq_ignore_ascii_case("connection: close") {
+                t.push(format!("client:   {h}  {ERROR_PAGE_MARK}"));
+            } else {
+                t.push(format!("client:   {h}"));
+            }
+        }
+        if error_page {
+            t.push("client: body: error page".to_string());
+        } else {
+            t.push(format!(
+                "client: body {} bytes ({framing}) \"{}\"",
+                body.len(),
+                preview(&body)
+            ));
+        }
+        if end != End::Done {
+            t.push(format!("client: body ended early: {}", end_word(end)));
+        }
+        return;
+    }
+}
+
+// ---------------------------------------------------------------- servers
+
+pub const APACHE: &str = "/usr/sbin/apache2";
+pub const MODULES: &str = "/usr/lib/apache2/modules";
+
+pub struct Apache {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl Apache {
+    /// Starts Apache (event MPM, one child) on `body` in a private folder.
+    pub fn start(body: &str, port: u16, tls: bool) -> Apache {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let root = unsafe_is_root();
+        let mut modules = vec![
+            "mpm_event",
+            "authz_core",
+            "proxy",
+            "proxy_http",
+            "proxy_wstunnel",
+            "rewrite",
+        ];
+        if tls {
+            modules.push("socache_shmcb");
+            modules.push("ssl");
+        }
+        let mut conf = format!(
+            "ServerRoot {d}\nPidFile {d}/httpd.pid\nErrorLog {d}/error.log\nDefaultRuntimeDir {d}\nMutex file:{d}\n"
+        );
+        for m in modules {
+            conf.push_str(&format!("LoadModule {m}_module {MODULES}/mod_{m}.so\n"));
+        }
+        conf.push_str("ServerLimit 1\nStartServers 1\nThreadLimit 40\nThreadsPerChild 40\nMaxRequestWorkers 40\n");
+        if root {
+            conf.push_str("User nobody\nGroup nogroup\n");
+        }
+        conf.push_str(&format!(
+            "LogLevel warn\nListen 127.0.0.1:{port}\nServerName proxy.test\n{body}"
+        ));
+        let path = dir.path().join("httpd.conf");
+        std::fs::write(&path, conf).unwrap();
+        // The child runs as nobody: it must be able to enter the folder.
+        let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
+        let child = Command::new(APACHE)
+            .arg("-f")
+            .arg(&path)
+            .arg("-DFOREGROUND")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .spawn()
+            .expect("start apache2");
+        let mut a = Apache {
+            child,
+            addr: format!("127.0.0.1:{port}").parse().unwrap(),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(st)) = a.child.try_wait() {
+                panic!(
+                    "apache2 exited with {st}: {}\n{}",
+                    a.read("stderr.log"),
+                    a.read("error.log")
+                );
+            }
+            if std::net::TcpStream::connect(a.addr).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                panic!("apache2 did not listen: {}", a.read("error.log"));
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        a
+    }
+
+    pub fn read(&self, f: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default()
+    }
+}
+
+fn unsafe_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            // pid (comm) state ppid ...
+            if let Some(after) = stat.rsplit_once(')').map(|x| x.1) {
+                if after.split_whitespace().nth(1) == Some(&pid.to_string()) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Drop for Apache {
+    /// Stops Apache by its PID (SIGTERM makes the parent stop its child);
+    /// whatever is left after 5 s is killed by PID.
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        let kids = children_of(pid);
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for k in kids {
+            if std::path::Path::new(&format!("/proc/{k}")).exists() {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(k.to_string())
+                    .status();
+            }
+        }
+    }
+}
+
+/// The negative control: a plain TCP forwarder to the backend, which a
+/// proxy-aware comparison must tell apart from Apache.
+pub async fn start_forwarder(to: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut b) = TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut s, &mut b).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+// ---------------------------------------------------------------- comparison
+
+/// What a transcript becomes before comparing: ports and the case tag are
+/// each server's own.
+pub fn normalise(lines: Vec<String>, subs: &BTreeMap<String, String>) -> Vec<String> {
+    lines
+        .into_iter()
+        .map(|mut l| {
+            for (from, to) in subs {
+                if l.contains(from.as_str()) {
+                    l = l.replace(from.as_str(), to);
+                }
+            }
+            l
+        })
+        .collect()
+}
+
+/// Lines that differ: `- ` only in `a`, `+ ` only in `b`.
+pub fn diff(a: &[String], b: &[String]) -> Vec<String> {
+    // Longest common subsequence; transcripts are short.
+    let (n, m) = (a.len(), b.len());
+    let mut dp = vec![vec![0usize; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            dp[i][j] = if a[i] == b[j] {
+                dp[i + 1][j + 1] + 1
+            } else {
+                dp[i + 1][j].max(dp[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::new();
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if j < m && (i == n || dp[i][j + 1] >= dp[i + 1][j]) {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
+        } else {
+            out.push(format!("- {}", a[i]));
+            i += 1;
+        }
+    }
+    out
+}
+
+pub fn scenario_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance")
+}
