@@ -402,3 +402,39 @@ async fn member_error_state_survives_a_reload() {
         assert_eq!(who_answers(&gate).await, "b 200");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_rules_inside_the_proxy_section_apply_to_its_requests() {
+    let (one, seen) = http_backend("one").await;
+    let (plain, plain_seen) = http_backend("plain").await;
+    let gate = Wsgate::start(&format!(
+        "<Proxy balancer://app>\nBalancerMember http://{one}\nRequestHeader set X-Via-Balancer yes\nHeader set X-Member %{{BALANCER_WORKER_NAME}}e\n</Proxy>\nProxyPass /b/ balancer://app/\nProxyPass / http://{plain}/\n"
+    ));
+    let got = raw_exchange(
+        gate.addr,
+        b"GET /b/x HTTP/1.1\r\nHost: f\r\nConnection: close\r\n\r\n",
+        T,
+    )
+    .await;
+    assert!(
+        got.contains(&format!("X-Member: http://{one}\r\n")),
+        "{got}"
+    );
+    assert!(
+        seen.last().contains("X-Via-Balancer: yes\r\n"),
+        "{}",
+        seen.last()
+    );
+    let got = raw_exchange(
+        gate.addr,
+        b"GET /x HTTP/1.1\r\nHost: f\r\nConnection: close\r\n\r\n",
+        T,
+    )
+    .await;
+    assert!(!got.contains("X-Member"), "{got}");
+    assert!(
+        !plain_seen.last().contains("X-Via-Balancer"),
+        "{}",
+        plain_seen.last()
+    );
+}

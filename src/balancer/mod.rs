@@ -41,6 +41,8 @@ pub struct Balancer {
     pub members: Vec<Member>,
     /// Serialises choices so that lbstatus updates are consistent.
     pub choice: Mutex<()>,
+    /// Header and environment rules of its `<Proxy>` section.
+    pub rules: crate::config::headers::Rules,
 }
 
 /// One `BalancerMember`.

@@ -34,6 +34,8 @@ pub struct BalancerDraft {
     forcerecovery: bool,
     members: Vec<MemberDraft>,
     origin: Origin,
+    /// `Header`, `RequestHeader`, `SetEnv*` inside `<Proxy balancer://…>`.
+    pub rules: super::headers::Rules,
 }
 
 #[derive(Debug)]
@@ -113,6 +115,7 @@ impl Balancers {
             forcerecovery: true,
             members: Vec::new(),
             origin: origin.clone(),
+            rules: super::headers::Rules::default(),
         });
         Ok(self.drafts.last_mut().expect("just pushed"))
     }
@@ -221,6 +224,7 @@ impl Balancers {
                 forcerecovery: d.forcerecovery,
                 members,
                 choice: Mutex::new(()),
+                rules: d.rules.clone(),
             });
             let _ = d.cell.set(balancer.clone());
             out.push(balancer);

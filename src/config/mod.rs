@@ -632,6 +632,12 @@ impl Builder {
                                 draft.set(k, v, co)?;
                             }
                         }
+                        // Per-directory rules of the <Proxy> section: they
+                        // apply to requests proxied to this balancer.
+                        name @ ("header" | "requestheader" | "setenv" | "unsetenv" | "setenvif"
+                        | "setenvifnocase") => {
+                            draft.rules.directive(child, name, true)?;
+                        }
                         _ => {
                             return Err(ConfigError::new(
                                 co,

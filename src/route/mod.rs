@@ -405,7 +405,10 @@ fn balancer_from_rewrite<'c>(
         out.push('?');
         out.push_str(q);
     }
-    let (settings, _) = settings_for(server, original);
+    let (mut settings, _) = settings_for(server, original);
+    if !balancer.rules.is_empty() {
+        settings.location_rules.push(&balancer.rules);
+    }
     // Stand-ins until a member is chosen; a balancer always has one.
     let Some(first) = balancer.members.first() else {
         return Decision::BadTarget;
@@ -651,7 +654,7 @@ fn finish<'c>(
     url: TargetUrl,
     mut out: String,
     path: &RequestPath,
-    settings: Settings<'c>,
+    mut settings: Settings<'c>,
 ) -> Decision<'c> {
     if !out.starts_with('/') {
         out.insert(0, '/');
@@ -662,7 +665,13 @@ fn finish<'c>(
     }
     let balancer = match &t.balancer {
         Some(cell) => match cell.get() {
-            Some(b) => Some(b.clone()),
+            Some(b) => {
+                // The <Proxy> section's rules come after the Locations'.
+                if !b.rules.is_empty() {
+                    settings.location_rules.push(&b.rules);
+                }
+                Some(b.clone())
+            }
             None => return Decision::BadTarget,
         },
         None => None,
