@@ -1016,6 +1016,7 @@ impl Target {
                 nocanon: p.nocanon,
                 noquery: p.noquery,
                 balancer: p.balancer.clone(),
+                parsed: p.parsed.clone(),
             }),
         }
     }

@@ -176,6 +176,8 @@ pub struct ProxyTarget {
     /// Set for a `balancer://` url: the balancer, once the configuration
     /// is complete.
     pub balancer: Option<super::balancer::BalancerCell>,
+    /// `url` parsed once, when it has no `$N` (the hot path reuses it).
+    pub parsed: Option<super::values::TargetUrl>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -163,6 +163,7 @@ pub fn parse_pass(
                 nocanon,
                 noquery,
                 balancer: None,
+                parsed: None,
             }),
             balancer: Some((url.to_string(), params)),
         });
@@ -280,6 +281,7 @@ pub fn parse_pass(
             nocanon,
             noquery,
             balancer: None,
+            parsed: (!substitutes).then(|| parsed.clone()),
         }),
         balancer: None,
     })

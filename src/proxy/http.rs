@@ -1101,7 +1101,7 @@ where
         .get_str("upgrade")
         .filter(|v| upgrade::accepts(&policy, v.trim()))
         .map(str::to_string);
-    let bytes = headers::client_response(
+    let mut bytes = headers::client_response(
         &resp,
         &ClientResponse {
             body: client_body,
@@ -1111,12 +1111,21 @@ where
             reverse: &settings.reverse,
         },
     );
+    let mut body_reader = BodyReader::new(backend_framing);
+    // A small body that came with the head goes out in the same write (one
+    // send instead of two per response).
+    if let (Framing::Length(n), Encoding::Length) = (backend_framing, client_encoding) {
+        if n <= 16 * 1024 && backend_conn.buf.len() as u64 >= n {
+            if let Ok(Some(piece)) = body_reader.next(&mut backend_conn, backend_timeout).await {
+                bytes.extend_from_slice(&piece);
+            }
+        }
+    }
     client
         .write_all(&bytes, client_timeout)
         .await
         .map_err(|e| (ProxyError::ClientIo(e.to_string()), true))?;
 
-    let mut body_reader = BodyReader::new(backend_framing);
     loop {
         match body_reader.next(&mut backend_conn, backend_timeout).await {
             Ok(Some(piece)) => write_piece(client, client_encoding, &piece, client_timeout).await?,

@@ -573,6 +573,9 @@ pub fn prefix_match(prefix: &[u8], path: &[u8]) -> Option<usize> {
 /// A ProxyPass url parsed; a `balancer://name/path` one as a stand-in whose
 /// path is the balancer url's (the member is chosen later).
 fn route_url(t: &ProxyTarget, url: &str) -> Result<TargetUrl, UrlError> {
+    if let Some(parsed) = &t.parsed {
+        return Ok(parsed.clone());
+    }
     if t.balancer.is_some() {
         let (name, path) =
             crate::config::balancer::split_balancer_url(url).ok_or(UrlError::NoHost)?;
