@@ -1,0 +1,456 @@
+#!/usr/bin/env bash
+# wsgate's benchmark against nginx, HAProxy, Apache 2.4 (mpm_event) and a
+# direct connection, in one run. See bench/README.md.
+#
+#   bench/run.sh [--smoke] [--only echo64,echo16k,connect,http,hold,burst]
+#                [--proxies wsgate,nginx,haproxy,apache,direct] [--runs N]
+#                [--duration S] [--hold-n N] [--burst-n N] [--hold-s S]
+#                [--results FILE] [--no-install] [--no-build] [--keep-tmp]
+#
+# Environment: PROXY_CPU (1), LOAD_CPU (0), BENCH_NICE (-10),
+# BENCH_BACKEND_PORT (23001), BENCH_PROXY_PORT (23080).
+#
+# Each proxy is started fresh for every scenario, pinned to CPU $PROXY_CPU (1)
+# with one worker; the echo backend and the load generator share CPU
+# $LOAD_CPU (0). Results are appended to bench/results.jsonl (a temporary
+# file under --smoke) and printed as markdown tables (medians over runs).
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$BENCH")
+
+SMOKE=0
+ONLY=""
+PROXIES="wsgate,nginx,haproxy,apache,direct"
+RUNS=""
+DURATION=""
+HOLD_N=""
+BURST_N=""
+HOLD_S=""
+RESULTS=""
+INSTALL=1
+BUILD=1
+KEEP_TMP=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --smoke) SMOKE=1 ;;
+        --only) ONLY="$2"; shift ;;
+        --proxies) PROXIES="$2"; shift ;;
+        --runs) RUNS="$2"; shift ;;
+        --duration) DURATION="$2"; shift ;;
+        --hold-n) HOLD_N="$2"; shift ;;
+        --burst-n) BURST_N="$2"; shift ;;
+        --hold-s) HOLD_S="$2"; shift ;;
+        --results) RESULTS="$2"; shift ;;
+        --no-install) INSTALL=0 ;;
+        --no-build) BUILD=0 ;;
+        --keep-tmp) KEEP_TMP=1 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+PROXY_CPU=${PROXY_CPU:-1}
+# The benchmark's processes run at a higher priority than whatever else the
+# machine is doing (a build, a test suite): less noise. 0 to switch off.
+NICE=${BENCH_NICE:--10}
+[ "$(id -u)" = 0 ] || NICE=0
+# A plain command (no shell function), so that `$!` of a background start is
+# the PID of the proxy itself: nice and taskset exec it.
+PIN=(nice -n "$NICE" taskset -c)
+LOAD_CPU=${LOAD_CPU:-0}
+BACKEND_PORT=${BENCH_BACKEND_PORT:-23001}
+PROXY_PORT=${BENCH_PROXY_PORT:-23080}
+
+# Sizes: the issue's in a full run, tiny ones for --smoke (CI).
+if [ "$SMOKE" = 1 ]; then
+    RUNS=${RUNS:-1}; DURATION=${DURATION:-1}; WARMUP=0.2
+    HOLD_N=${HOLD_N:-200}; BURST_N=${BURST_N:-200}; HOLD_S=${HOLD_S:-0.5}
+    E64_CONNS=10; E16_CONNS=2; CONNECT_WORKERS=5; HTTP_CONNS=5; SETTLE=0.1
+else
+    RUNS=${RUNS:-3}; DURATION=${DURATION:-10}; WARMUP=1
+    HOLD_N=${HOLD_N:-9000}; BURST_N=${BURST_N:-9000}; HOLD_S=${HOLD_S:-10}
+    E64_CONNS=100; E16_CONNS=10; CONNECT_WORKERS=50; HTTP_CONNS=50; SETTLE=1
+fi
+SCENARIOS=${ONLY:-echo64,echo16k,connect,http,hold,burst}
+SCENARIOS=${SCENARIOS//,/ }
+PROXIES=${PROXIES//,/ }
+for p in $PROXIES; do
+    case "$p" in wsgate|nginx|haproxy|apache|direct) ;; *) echo "run.sh: unknown proxy $p" >&2; exit 2 ;; esac
+done
+for s in $SCENARIOS; do
+    case "$s" in echo64|echo16k|connect|http|hold|burst) ;; *) echo "run.sh: unknown scenario $s" >&2; exit 2 ;; esac
+done
+has() { case " $PROXIES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+log() { echo "[bench $(date +%T)] $*" >&2; }
+
+# ---------------------------------------------------------------- limits
+# 9,000 tunnels are 18,000 sockets in the proxy: take the whole hard limit.
+HARD=$(ulimit -Hn)
+ulimit -n "$HARD" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+if [ "$NOFILE" != unlimited ]; then
+    for n in HOLD_N BURST_N; do
+        if [ $((${!n} * 2 + 100)) -gt "$NOFILE" ]; then
+            echo "run.sh: $n=${!n} needs $((${!n} * 2 + 100)) open files in the proxy; ulimit -n is $NOFILE" >&2
+            exit 2
+        fi
+    done
+fi
+
+# ---------------------------------------------------------------- install
+if [ "$INSTALL" = 1 ]; then
+    need=()
+    has nginx && ! [ -x /usr/sbin/nginx ] && need+=(nginx)
+    has haproxy && ! [ -x /usr/sbin/haproxy ] && need+=(haproxy)
+    has apache && ! [ -x /usr/sbin/apache2 ] && need+=(apache2)
+    command -v taskset >/dev/null || need+=(util-linux)
+    if [ ${#need[@]} -gt 0 ]; then
+        log "installing ${need[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2
+        apt-get install -y -qq "${need[@]}" >&2
+    fi
+fi
+
+# ---------------------------------------------------------------- build
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+WSGATE=$TARGET_DIR/release/wsgate
+LG_DIR=$BENCH/loadgen/target/release
+if [ "$BUILD" = 1 ]; then
+    if has wsgate; then
+        log "cargo build --release (wsgate)"
+        (cd "$ROOT" && cargo build --release --quiet --bin wsgate) >&2
+    fi
+    log "cargo build --release (loadgen, echo-backend)"
+    (cd "$BENCH/loadgen" && env -u CARGO_TARGET_DIR cargo build --release --quiet) >&2
+fi
+LG=$LG_DIR/loadgen
+BACKEND=$LG_DIR/echo-backend
+
+# ---------------------------------------------------------------- processes
+TMP=$(mktemp -d /tmp/wsgate-bench.XXXXXX)
+BACKEND_PID=""
+PROXY_PID=""
+PROXY_NAME=""
+
+# All descendants of a process (Apache's child, nginx's worker), as PID:STARTTIME.
+descendants() {
+    local c
+    for c in $(pgrep -P "$1" 2>/dev/null); do
+        echo "$c:$(starttime "$c")"
+        descendants "$c"
+    done
+}
+# Field 22 of /proc/PID/stat: tells a process from a later one with the same PID.
+starttime() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }
+
+# Stops one process that this script started, and its descendants:
+# SIGTERM, then SIGKILL after 15 s (Apache with thousands of threads is slow).
+stop_pid() {
+    local pid=$1 i kids k
+    [ -n "$pid" ] || return 0
+    kids=$(descendants "$pid")
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        # wsgate: a second SIGTERM stops at once (after the loadgen closed everything).
+        [ "$i" = 5 ] && [ "$PROXY_NAME" = wsgate ] && kill -TERM "$pid" 2>/dev/null
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not stop on SIGTERM: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    for k in $kids; do
+        for i in $(seq 50); do [ "$(starttime "${k%%:*}")" = "${k#*:}" ] || break; sleep 0.1; done
+        if [ "$(starttime "${k%%:*}")" = "${k#*:}" ]; then
+            log "pid ${k%%:*} (child of $pid) still there: SIGKILL"
+            kill -KILL "${k%%:*}" 2>/dev/null || true
+        fi
+    done
+}
+
+cleanup() {
+    local rc=$?
+    stop_pid "$PROXY_PID"
+    PROXY_NAME=""
+    stop_pid "$BACKEND_PID"
+    if [ "$KEEP_TMP" = 1 ] || [ $rc -ne 0 ]; then
+        log "logs and configurations kept in $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- configurations
+# Threads Apache needs: one per tunnel (mod_proxy_wstunnel holds a worker
+# thread per tunnel), with room to spare.
+apache_threads() {
+    case "$1" in
+        hold) echo $((HOLD_N + 64)) ;;
+        burst) echo $((BURST_N + 64)) ;;
+        *) echo 256 ;;
+    esac
+}
+
+write_wsgate() {
+    cat > "$TMP/wsgate.conf" <<EOF
+Listen 127.0.0.1:$PROXY_PORT
+LogLevel error
+Timeout 300
+KeepAliveTimeout 60
+ProxyPass /ws ws://127.0.0.1:$BACKEND_PORT/
+ProxyPass / http://127.0.0.1:$BACKEND_PORT/
+EOF
+}
+
+write_nginx() {
+    mkdir -p "$TMP/nginx"
+    cat > "$TMP/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+worker_rlimit_nofile 20000;
+events {
+    worker_connections 19900;
+}
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    keepalive_timeout 60s;
+    keepalive_requests 1000000;
+    map \$http_upgrade \$connection_upgrade {
+        default upgrade;
+        ''      close;
+    }
+    upstream backend {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$PROXY_PORT backlog=4096;
+        location /ws {
+            proxy_pass http://backend/;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection \$connection_upgrade;
+            proxy_read_timeout 300s;
+            proxy_send_timeout 300s;
+        }
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+}
+
+write_haproxy() {
+    cat > "$TMP/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 9950
+    log stderr format short local0 err
+
+defaults
+    mode http
+    log global
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout tunnel 300s
+    timeout http-keep-alive 60s
+    timeout http-request 60s
+    maxconn 9950
+
+frontend fe
+    bind 127.0.0.1:$PROXY_PORT backlog 4096
+    default_backend be
+
+backend be
+    http-reuse safe
+    server s1 127.0.0.1:$BACKEND_PORT
+EOF
+}
+
+write_apache() {
+    local t
+    t=$(apache_threads "$1")
+    mkdir -p "$TMP/apache"
+    cat > "$TMP/apache/apache2.conf" <<EOF
+ServerRoot /etc/apache2
+DefaultRuntimeDir $TMP/apache
+PidFile $TMP/apache/apache2.pid
+Mutex file:$TMP/apache default
+ErrorLog $TMP/apache/error.log
+LogLevel warn
+ServerName localhost
+User www-data
+Group www-data
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so
+LoadModule proxy_http_module /usr/lib/apache2/modules/mod_proxy_http.so
+LoadModule proxy_wstunnel_module /usr/lib/apache2/modules/mod_proxy_wstunnel.so
+Listen 127.0.0.1:$PROXY_PORT
+ListenBacklog 4096
+# One process; one thread per tunnel (Apache holds a worker thread per tunnel).
+ServerLimit 1
+StartServers 1
+ThreadLimit $t
+ThreadsPerChild $t
+MaxRequestWorkers $t
+MinSpareThreads 1
+MaxSpareThreads $t
+MaxConnectionsPerChild 0
+KeepAlive On
+KeepAliveTimeout 60
+MaxKeepAliveRequests 0
+Timeout 300
+ProxyTimeout 300
+ProxyPass /ws ws://127.0.0.1:$BACKEND_PORT/
+ProxyPass / http://127.0.0.1:$BACKEND_PORT/
+EOF
+}
+
+# start_proxy NAME SCENARIO: sets PROXY_PID and TARGET.
+start_proxy() {
+    local name=$1 sc=$2
+    PROXY_NAME=$name
+    TARGET=127.0.0.1:$PROXY_PORT
+    if [ "$name" != direct ] && "$LG" wait --addr "$TARGET" --timeout 0; then
+        log "something already listens on $TARGET: not starting $name"
+        return 1
+    fi
+    case "$name" in
+        direct)
+            PROXY_PID=""
+            TARGET=127.0.0.1:$BACKEND_PORT
+            return 0 ;;
+        wsgate)
+            write_wsgate
+            "${PIN[@]}" "$PROXY_CPU" env TOKIO_WORKER_THREADS=1 "$WSGATE" -f "$TMP/wsgate.conf" \
+                >>"$TMP/wsgate.log" 2>&1 &
+            PROXY_PID=$! ;;
+        nginx)
+            write_nginx
+            "${PIN[@]}" "$PROXY_CPU" /usr/sbin/nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
+                -e "$TMP/nginx/error.log" >>"$TMP/nginx.log" 2>&1 &
+            PROXY_PID=$! ;;
+        haproxy)
+            write_haproxy
+            "${PIN[@]}" "$PROXY_CPU" /usr/sbin/haproxy -db -f "$TMP/haproxy.cfg" >>"$TMP/haproxy.log" 2>&1 &
+            PROXY_PID=$! ;;
+        apache)
+            write_apache "$sc"
+            "${PIN[@]}" "$PROXY_CPU" /usr/sbin/apache2 -f "$TMP/apache/apache2.conf" -DFOREGROUND \
+                >>"$TMP/apache.log" 2>&1 &
+            PROXY_PID=$! ;;
+    esac
+    if ! "$LG" wait --addr "$TARGET" --timeout 15 || ! kill -0 "$PROXY_PID" 2>/dev/null; then
+        log "$name did not start listening on $TARGET; its log:"
+        tail -n 20 "$TMP/$name.log" "$TMP/$name/error.log" 2>/dev/null >&2 || true
+        return 1
+    fi
+    # Let it finish starting (Apache creates its worker threads after listening):
+    # wait until its thread count and RSS stop changing.
+    "$LG" settle --pid "$PROXY_PID" --timeout 20 || true
+    sleep "$SETTLE"
+}
+
+stop_proxy() {
+    stop_pid "$PROXY_PID"
+    PROXY_PID=""
+    PROXY_NAME=""
+}
+
+scenario_args() {
+    case "$1" in
+        echo64) echo "--conns $E64_CONNS --inflight 8 --size 64 --duration $DURATION --warmup $WARMUP" ;;
+        echo16k) echo "--conns $E16_CONNS --inflight 4 --size 16384 --duration $DURATION --warmup $WARMUP" ;;
+        connect) echo "--conns $CONNECT_WORKERS --duration $DURATION --warmup $WARMUP" ;;
+        http) echo "--conns $HTTP_CONNS --duration $DURATION --warmup $WARMUP" ;;
+        hold) echo "--n $HOLD_N --hold $HOLD_S --concurrency 200" ;;
+        burst) echo "--n $BURST_N --timeout 60" ;;
+    esac
+}
+
+# ---------------------------------------------------------------- run
+if [ -z "$RESULTS" ]; then
+    if [ "$SMOKE" = 1 ]; then RESULTS=$TMP/results.jsonl; else RESULTS=$BENCH/results.jsonl; fi
+fi
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || COMMIT="$COMMIT+dirty"
+MODE=$([ "$SMOKE" = 1 ] && echo smoke || echo full)
+RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)-$COMMIT-$MODE"
+
+{
+    echo "## wsgate benchmark $RUN_ID"
+    echo
+    echo "- machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), kernel $(uname -r), open files $(ulimit -n)"
+    echo "- proxy on CPU $PROXY_CPU; echo backend and load generator on CPU $LOAD_CPU; all at nice $NICE"
+    has wsgate && echo "- wsgate: $("$WSGATE" --version 2>&1 | head -1) ($COMMIT), TOKIO_WORKER_THREADS=1"
+    has nginx && echo "- nginx: $(/usr/sbin/nginx -v 2>&1 | head -1 | sed 's/.*version: //'), worker_processes 1 (+ master)"
+    has haproxy && echo "- HAProxy: $(/usr/sbin/haproxy -v | head -1 | awk '{print $3}'), nbthread 1"
+    has apache && echo "- Apache: $(/usr/sbin/apache2 -v | head -1 | sed 's/.*version: //'), mpm_event, ServerLimit 1, ThreadsPerChild 256 (hold/burst: N+64)"
+    echo
+} | tee "$TMP/header.md"
+
+log "echo backend on 127.0.0.1:$BACKEND_PORT (CPU $LOAD_CPU)"
+"${PIN[@]}" "$LOAD_CPU" "$BACKEND" --listen "127.0.0.1:$BACKEND_PORT" >>"$TMP/backend.log" 2>&1 &
+BACKEND_PID=$!
+"$LG" wait --addr "127.0.0.1:$BACKEND_PORT" --timeout 10 || { log "backend did not start"; cat "$TMP/backend.log" >&2; exit 1; }
+
+FAILED=0
+for r in $(seq "$RUNS"); do
+    for sc in $SCENARIOS; do
+        for px in $PROXIES; do
+            log "run $r/$RUNS: $sc through $px"
+            if ! start_proxy "$px" "$sc"; then
+                FAILED=$((FAILED + 1))
+                stop_proxy
+                continue
+            fi
+            # shellcheck disable=SC2046
+            line=$("${PIN[@]}" "$LOAD_CPU" "$LG" "$sc" --addr "$TARGET" --path /ws --http-path / \
+                --pid "$PROXY_PID" --backend-pid "$BACKEND_PID" \
+                --proxy "$px" --run-id "$RUN_ID" --run "$r" --mode "$MODE" \
+                $(scenario_args "$sc") 2>>"$TMP/loadgen.log") || line=""
+            if [ -z "$line" ]; then
+                line="{\"scenario\":\"$sc\",\"proxy\":\"$px\",\"run_id\":\"$RUN_ID\",\"run\":\"$r\",\"ok\":false,\"first_error\":\"loadgen failed\"}"
+            fi
+            echo "$line" >> "$RESULTS"
+            echo "$line" >> "$TMP/run.jsonl"
+            if ! grep -q '"ok":true' <<<"$line"; then
+                FAILED=$((FAILED + 1))
+                log "FAILED: $sc through $px: $(grep -o '"first_error":"[^"]*"' <<<"$line" || echo "$line")"
+            fi
+            if [ -n "$PROXY_PID" ] && ! kill -0 "$PROXY_PID" 2>/dev/null; then
+                log "$px exited during $sc"
+                FAILED=$((FAILED + 1))
+            fi
+            stop_proxy
+        done
+    done
+done
+
+"$LG" report --results "$TMP/run.jsonl" --run-id "$RUN_ID" | tee "$TMP/report.md"
+log "results appended to $RESULTS (run id $RUN_ID)"
+if [ "$FAILED" -gt 0 ]; then
+    log "$FAILED scenario run(s) failed"
+    exit 1
+fi
