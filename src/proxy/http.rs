@@ -1142,6 +1142,13 @@ where
             .await
             .map_err(|e| (ProxyError::ClientIo(e.to_string()), true))?;
     }
+    if let Some((_, m)) = target.member {
+        // bytraffic: bytes to and from the member (tunnels do not count).
+        let bytes = request_head.len() as u64 + reader.read + body_reader.read;
+        m.state
+            .traffic
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
 
     let backend_reusable = reusable
         && resp.version >= Version::HTTP_11

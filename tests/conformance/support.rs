@@ -639,6 +639,10 @@ pub enum Step {
     Sleep(Duration),
     /// Send the case's second request.
     Second,
+    /// Close the connection, open a new one and send the case's request
+    /// again, or with `true` its second request (several requests in
+    /// sequence, e.g. through a balancer).
+    Again(bool),
     /// Send a masked WebSocket text frame; read one frame.
     WsSend(Vec<u8>),
     WsRead,
@@ -729,6 +733,8 @@ fn parse_step(s: &str) -> Step {
         "closed" => Step::Closed,
         "sleep" => Step::Sleep(secs(arg)),
         "second" => Step::Second,
+        "again" if arg.is_empty() => Step::Again(false),
+        "again" if arg == "second" => Step::Again(true),
         "wssend" => Step::WsSend(unescape(arg)),
         "wsread" => Step::WsRead,
         "wsclose" => Step::WsClose,
@@ -994,6 +1000,28 @@ pub async fn run_client(addr: SocketAddr, case: &Case, tag: &str) -> Vec<String>
                     if ok { "" } else { " (write failed)" }
                 ));
             }
+            Step::Again(second) => {
+                // The old connection closes as it is replaced.
+                c = match TcpStream::connect(addr).await {
+                    Ok(s) => Conn::new(s),
+                    Err(e) => {
+                        t.push(format!("client: reconnect failed: {e}"));
+                        return t;
+                    }
+                };
+                let r = if *second {
+                    replace_tag(case.second.as_ref().expect("`second` request"), tag)
+                } else {
+                    req.clone()
+                };
+                let ok = c.send(&r).await;
+                last_sent = r.len();
+                t.push(format!(
+                    "client: new connection, {} request sent{}",
+                    if *second { "second" } else { "first" },
+                    if ok { "" } else { " (write failed)" }
+                ));
+            }
             Step::WsSend(p) => {
                 let ok = c.send(&frame(1, p, Some([1, 2, 3, 4]))).await;
                 t.push(format!(
@@ -1188,6 +1216,11 @@ impl Apache {
             "proxy_http",
             "proxy_wstunnel",
             "rewrite",
+            "slotmem_shm",
+            "proxy_balancer",
+            "lbmethod_byrequests",
+            "lbmethod_bybusyness",
+            "lbmethod_bytraffic",
         ];
         if tls {
             modules.push("socache_shmcb");
