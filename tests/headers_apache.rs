@@ -262,28 +262,7 @@ async fn run_case(c: &Case, backends: &[Backend; 2]) -> Result<(), String> {
         .iter()
         .map(|l| l.replace("BACKEND2", &b2).replace("BACKEND", &b1) + "\n")
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("check.conf");
-    std::fs::write(
-        &conf,
-        format!("Listen 127.0.0.1:1\nServerName proxy.test\n{config}"),
-    )
-    .unwrap();
-    let check = std::process::Command::new(WSGATE)
-        .arg("-t")
-        .arg("-f")
-        .arg(&conf)
-        .output()
-        .unwrap();
-    if !check.status.success() {
-        return Err(format!(
-            "refused: {}",
-            String::from_utf8_lossy(&check.stderr)
-                .lines()
-                .next()
-                .unwrap_or("")
-        ));
-    }
+    config_check(&config).map_err(|m| format!("refused: {m}"))?;
     let gate = Wsgate::start(&config);
     let has = |n: &str| {
         c.headers

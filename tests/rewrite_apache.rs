@@ -94,26 +94,8 @@ async fn observe(case: &Case, backend: std::net::SocketAddr, seen: &Seen) -> Str
         .map(|l| l.replace("BACKEND", &backend.to_string()) + "\n")
         .collect();
     // A configuration wsgate refuses is an answer too.
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("check.conf");
-    std::fs::write(
-        &conf,
-        format!("Listen 127.0.0.1:1\nServerName proxy.test\n{config}"),
-    )
-    .unwrap();
-    let check = std::process::Command::new(WSGATE)
-        .arg("-t")
-        .arg("-f")
-        .arg(&conf)
-        .output()
-        .unwrap();
-    if !check.status.success() {
-        let stderr = String::from_utf8_lossy(&check.stderr);
-        let first = stderr.lines().next().unwrap_or("");
-        return format!(
-            "refused {}",
-            first.split_once(": ").map_or(first, |(_, m)| m)
-        );
+    if let Err(message) = config_check(&config) {
+        return format!("refused {message}");
     }
     let gate = Wsgate::start(&config);
     let has = |name: &str| {

@@ -356,3 +356,27 @@ pub fn require_program(program: &str, package: &str) -> bool {
     }
     found
 }
+
+/// What `wsgate -t` says of `body` (after the `Listen` and `ServerName` that
+/// `Wsgate::start` adds): `Err` with the message, without its `FILE:LINE: `.
+pub fn config_check(body: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("check.conf");
+    std::fs::write(
+        &conf,
+        format!("Listen 127.0.0.1:1\nServerName proxy.test\n{body}"),
+    )
+    .unwrap();
+    let out = Command::new(WSGATE)
+        .arg("-t")
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or("");
+    Err(first.split_once(": ").map_or(first, |(_, m)| m).to_string())
+}
