@@ -213,7 +213,13 @@ pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
             chain_failed = rule.flags.chain;
             continue;
         }
-        let captures = rule.pattern.captures(&uri);
+        // The DFA answers "no match" far faster than a capturing search,
+        // and most rules do not match most requests.
+        let captures = if rule.pattern.is_match(&uri) {
+            rule.pattern.captures(&uri)
+        } else {
+            None
+        };
         let matched = captures.is_some() != rule.negate;
         let rule_caps = if rule.negate { None } else { captures };
         if !matched {

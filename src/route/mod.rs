@@ -450,7 +450,7 @@ fn settings_for<'c, 'p>(
     for loc in &server.locations {
         let captures = match &loc.matcher {
             LocationMatcher::Prefix(p) => prefix_match(p, &path.decoded).map(|_| None),
-            LocationMatcher::Regex(r) => r.captures(&path.decoded).map(Some),
+            LocationMatcher::Regex(r) => captures_if_match(r, &path.decoded).map(Some),
         };
         let Some(captures) = captures else { continue };
         if let Some(v) = loc.preserve_host {
@@ -502,7 +502,7 @@ fn map<'c>(server: &'c Server, path: &RequestPath, has_upgrade: bool) -> Decisio
     for route in &server.routes {
         let hit = match &route.matcher {
             RouteMatcher::Prefix(p) => prefix_match(p, &path.decoded).map(|len| (Some(len), None)),
-            RouteMatcher::Regex(r) => r.captures(&path.decoded).map(|c| (None, Some(c))),
+            RouteMatcher::Regex(r) => captures_if_match(r, &path.decoded).map(|c| (None, Some(c))),
         };
         let Some((prefix_len, captures)) = hit else {
             continue;
@@ -687,6 +687,19 @@ fn finish<'c>(
         path_and_query: out,
         settings,
     })
+}
+
+/// Captures, searched for only once the faster non-capturing search has
+/// found a match (most patterns do not match most requests).
+fn captures_if_match<'p>(
+    r: &regex::bytes::Regex,
+    text: &'p [u8],
+) -> Option<regex::bytes::Captures<'p>> {
+    if r.is_match(text) {
+        r.captures(text)
+    } else {
+        None
+    }
 }
 
 /// `$0`–`$9` replaced by captures (a group that did not take part gives
