@@ -134,15 +134,17 @@ where
             }
             Outcome::KeepAlive | Outcome::Close => return,
             Outcome::Tunnel(start) => {
-                // A task of its own, sized for the tunnel alone rather than
-                // for this whole request handler.
-                tokio::spawn(run_tunnel(client, *start, shared.clone(), guard));
+                // The tunnel then runs in a task of its own, sized for the
+                // tunnel alone rather than for this whole request handler.
+                run_tunnel(client, *start, shared.clone(), guard).await;
                 return;
             }
         }
     }
 }
 
+/// Sends the bytes that arrived with the heads (S54), then starts the
+/// tunnel's own task.
 async fn run_tunnel<S>(
     mut client: Conn<S>,
     start: TunnelStart,
@@ -180,22 +182,28 @@ async fn run_tunnel<S>(
     drop(buf);
     let Conn { io: backend, buf } = backend;
     drop(buf);
-    let _tunnel = shared.stats.tunnel_opened();
-    let started = std::time::Instant::now();
-    let summary = Tunnel::new(client, backend, mode).await;
-    tracing::debug!(
-        end = ?summary.end,
-        up = summary.bytes_up,
-        down = summary.bytes_down,
-        secs = started.elapsed().as_secs_f64(),
-        "tunnel closed"
-    );
-    shared
-        .stats
-        .add_tunnel_bytes(summary.bytes_up, summary.bytes_down);
-    drop(busy);
-    drop(slot);
-    drop(guard);
+    let tunnel = Tunnel::new(client, backend, mode);
+    // The long wait gets a task of its own holding only the tunnel and what
+    // must live as long as it: tunnels are many, and every byte of this
+    // future is paid once per tunnel.
+    tokio::spawn(async move {
+        let _count = shared.stats.tunnel_opened();
+        let started = std::time::Instant::now();
+        let summary = tunnel.await;
+        tracing::debug!(
+            end = ?summary.end,
+            up = summary.bytes_up,
+            down = summary.bytes_down,
+            secs = started.elapsed().as_secs_f64(),
+            "tunnel closed"
+        );
+        shared
+            .stats
+            .add_tunnel_bytes(summary.bytes_up, summary.bytes_down);
+        drop(busy);
+        drop(slot);
+        drop(guard);
+    });
 }
 
 /// Handles one request whose head has been read.
