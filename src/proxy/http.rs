@@ -343,14 +343,16 @@ where
             .iter()
             .filter(|r| matches!(r.condition, rules::Condition::Early))
             .collect();
-        let mut fields = head.headers.fields.clone();
-        for rule in early {
-            rule.apply(
-                &mut fields,
-                &facts_now.rule_facts(received, started, &head.headers.fields),
-            );
+        if !early.is_empty() {
+            let mut fields = head.headers.fields.clone();
+            for rule in early {
+                rule.apply(
+                    &mut fields,
+                    &facts_now.rule_facts(received, started, &head.headers.fields),
+                );
+            }
+            head.headers.fields = fields;
         }
-        head.headers.fields = fields;
     }
     apply_setenvif(
         &server.rules.setenvif,
@@ -429,7 +431,13 @@ where
             None => env.unset(name),
         }
     }
-    {
+    let has_request_rules = !server.rules.request.is_empty()
+        || mapped
+            .settings
+            .location_rules
+            .iter()
+            .any(|l| !l.request.is_empty());
+    if has_request_rules {
         let f = RuleFacts::new(&head, &env, &path, facts, server, None);
         let rf = f.rule_facts(received, started, &head.headers.fields);
         let mut fields = head.headers.fields.clone();
@@ -772,20 +780,27 @@ where
     } else {
         target.url.authority()
     };
-    let mut forwarded = head.clone();
-    if let Some(n) = req.max_forwards {
-        // Decremented in place (S8, S36).
-        if let Some((_, v)) = forwarded
-            .headers
-            .fields
-            .iter_mut()
-            .find(|(k, _)| k.eq_ignore_ascii_case("max-forwards"))
-        {
-            *v = n.to_string().into_bytes();
+    // Max-Forwards is decremented in place (S8, S36); only then is the head
+    // copied.
+    let decremented;
+    let forwarded = match req.max_forwards {
+        Some(n) => {
+            let mut copy = head.clone();
+            if let Some((_, v)) = copy
+                .headers
+                .fields
+                .iter_mut()
+                .find(|(k, _)| k.eq_ignore_ascii_case("max-forwards"))
+            {
+                *v = n.to_string().into_bytes();
+            }
+            decremented = copy;
+            &decremented
         }
-    }
+        None => head,
+    };
     let request_head = headers::backend_request(
-        &forwarded,
+        forwarded,
         &target.path_and_query,
         &Forwarding {
             client_ip: req.facts.peer.ip(),

@@ -77,36 +77,30 @@ pub fn select_server<'c>(
     local: SocketAddr,
     host: Option<&str>,
 ) -> &'c Arc<Server> {
+    if config.vhosts.is_empty() {
+        return &config.main;
+    }
     let port = local.port();
     let ip = local.ip();
-    let exact: Vec<&Arc<Server>> = config
-        .vhosts
-        .iter()
-        .filter(|v| {
-            v.addrs
-                .iter()
-                .any(|a| a.ip == Some(ip) && a.port.is_none_or(|p| p == port))
-        })
-        .collect();
-    let candidates = if exact.is_empty() {
-        config
-            .vhosts
+    let exact = |v: &&Arc<Server>| {
+        v.addrs
             .iter()
-            .filter(|v| {
-                v.addrs
-                    .iter()
-                    .any(|a| a.ip.is_none() && a.port.is_none_or(|p| p == port))
-            })
-            .collect()
-    } else {
-        exact
+            .any(|a| a.ip == Some(ip) && a.port.is_none_or(|p| p == port))
     };
-    let Some(first) = candidates.first() else {
+    let wildcard = |v: &&Arc<Server>| {
+        v.addrs
+            .iter()
+            .any(|a| a.ip.is_none() && a.port.is_none_or(|p| p == port))
+    };
+    // Vhosts for the exact address first, else the wildcard ones.
+    let specific = config.vhosts.iter().any(|v| exact(&v));
+    let candidate = |v: &&Arc<Server>| if specific { exact(v) } else { wildcard(v) };
+    let Some(first) = config.vhosts.iter().find(candidate) else {
         return &config.main;
     };
     if let Some(host) = host {
         let name = host_without_port(host).to_ascii_lowercase();
-        if let Some(v) = candidates.iter().find(|v| {
+        if let Some(v) = config.vhosts.iter().filter(candidate).find(|v| {
             v.names
                 .iter()
                 .any(|n| wildcard_match(n.as_bytes(), name.as_bytes()))
