@@ -718,8 +718,6 @@ impl Builder {
             }
             _ => return Err(unknown_or_not_yet(node, node.children.is_some())),
         }
-        // Proxy routes inside a LocationMatch must name the url only; checked in parse_pass.
-        let _ = location;
         Ok(())
     }
 

@@ -516,17 +516,13 @@ pub fn set_worker_param(
             }
         }
         "status" => {
-            let mut chars = value.chars();
-            let mut mode = true;
-            for c in chars.by_ref() {
+            // Only validated here; BalancerMember gives the flags their effect.
+            for c in value.chars() {
                 match c.to_ascii_uppercase() {
-                    '+' => mode = true,
-                    '-' => mode = false,
-                    'D' | 'S' | 'I' | 'H' | 'R' | 'E' | 'N' | 'C' => {}
+                    '+' | '-' | 'D' | 'S' | 'I' | 'H' | 'R' | 'E' | 'N' | 'C' => {}
                     _ => return Err(err(format!("{directive} Unknown status parameter option '{c}'")).hint("status letters are D, S, I, H, R, E, N and C, each after + or -")),
                 }
             }
-            let _ = mode;
         }
         "flushpackets" => {
             if !["on", "off", "auto"].contains(&value.to_ascii_lowercase().as_str()) {

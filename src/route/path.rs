@@ -146,9 +146,9 @@ fn decode_rest(path: &[u8]) -> Result<Vec<u8>, PathError> {
     let mut i = 0;
     while i < path.len() {
         if path[i] == b'%' {
-            let c = hex(path[i + 1])
-                .zip(hex(path[i + 2]))
-                .map(|(h, l)| h * 16 + l);
+            // Step one checked every escape; `get` keeps this safe anyway.
+            let digit = |k: usize| path.get(i + k).copied().and_then(hex);
+            let c = digit(1).zip(digit(2)).map(|(h, l)| h * 16 + l);
             let c = c.ok_or(PathError::BadRequest)?;
             if c == b'/' || c == 0 {
                 return Err(PathError::NotFound);
