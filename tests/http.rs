@@ -504,3 +504,19 @@ async fn a_head_that_never_completes_is_cut_off() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn header_always_rules_work_on_their_own_table_that_goes_first() {
+    // Apache keeps `always` headers in err_headers_out: they cannot touch
+    // the backend's headers and are written before them.
+    let backend =
+        scripted(b"HTTP/1.1 200 OK\r\nX-B: from-backend\r\nContent-Length: 0\r\n\r\n").await;
+    let gate = Wsgate::start(&format!(
+        "Header always unset X-B\nHeader set X-C normal\nHeader always set X-C always\nProxyPass / http://{backend}/\n"
+    ));
+    let got = raw_exchange(gate.addr, get("/").as_bytes(), T).await;
+    assert!(got.contains("X-B: from-backend\r\n"), "{got}");
+    let always = got.find("X-C: always").expect("the always header");
+    let normal = got.find("X-C: normal").expect("the onsuccess header");
+    assert!(always < normal, "{got}");
+}

@@ -1388,9 +1388,10 @@ impl rules::expr::Context for RuleFacts<'_> {
     }
 }
 
-/// Applies a server's and its Locations' `Header` rules to a response:
-/// `always` rules to every response, the others (`onsuccess`) to those
-/// that did not come from an error inside wsgate.
+/// Applies a server's and its Locations' `Header` rules to a proxied
+/// response. As in Apache, `onsuccess` rules work on the backend's headers
+/// while `always` rules work on a table of their own that goes out first
+/// (so `Header always unset` cannot remove a backend header).
 fn apply_response_rules(
     req: &Request<'_>,
     env: &Env,
@@ -1406,10 +1407,22 @@ fn apply_response_rules(
         .flat_map(|l| l.response.iter());
     let f = RuleFacts::new(req.head, env, req.path, req.facts, req.server, Some(status));
     let rf = f.rule_facts(req.received, req.started, &req.head.headers.fields);
+    let mut always = Vec::new();
     for rule in server_rules.chain(location_rules) {
         if rule.applies(&rf, false) {
-            rule.apply(fields, &rf);
+            rule.apply(
+                if rule.always {
+                    &mut always
+                } else {
+                    &mut *fields
+                },
+                &rf,
+            );
         }
+    }
+    if !always.is_empty() {
+        always.append(fields);
+        *fields = always;
     }
 }
 
