@@ -80,7 +80,7 @@ for p in $PROXIES; do
     case "$p" in wsgate|nginx|haproxy|apache|direct) ;; *) echo "run.sh: unknown proxy $p" >&2; exit 2 ;; esac
 done
 for s in $SCENARIOS; do
-    case "$s" in echo64|echo16k|connect|http|hold|burst) ;; *) echo "run.sh: unknown scenario $s" >&2; exit 2 ;; esac
+    case "$s" in echo64|echo16k|connect|http|hold|burst|soak) ;; *) echo "run.sh: unknown scenario $s" >&2; exit 2 ;; esac
 done
 has() { case " $PROXIES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 log() { echo "[bench $(date +%T)] $*" >&2; }
@@ -382,6 +382,10 @@ scenario_args() {
     case "$1" in
         echo64) echo "--conns $E64_CONNS --inflight 8 --size 64 --duration $DURATION --warmup $WARMUP" ;;
         echo16k) echo "--conns $E16_CONNS --inflight 4 --size 16384 --duration $DURATION --warmup $WARMUP" ;;
+        # Not in the default list (it takes a while): 100 tunnels moving
+        # 16 KiB messages for SOAK_S seconds (about 10 GiB at this machine's
+        # rate), the proxy's RSS compared at start and end.
+        soak) echo "--conns 100 --inflight 4 --size 16384 --duration ${SOAK_S:-30} --warmup $WARMUP" ;;
         connect) echo "--conns $CONNECT_WORKERS --duration $DURATION --warmup $WARMUP" ;;
         http) echo "--conns $HTTP_CONNS --duration $DURATION --warmup $WARMUP" ;;
         hold) echo "--n $HOLD_N --hold $HOLD_S --concurrency 200" ;;

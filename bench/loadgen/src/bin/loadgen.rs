@@ -85,6 +85,7 @@ fn opts(scenario: &str, m: &HashMap<String, String>) -> Opts {
     let (conns, inflight, size) = match scenario {
         "echo64" => (100, 8, 64),
         "echo16k" => (10, 4, 16384),
+        "soak" => (100, 4, 16384),
         "connect" | "http" => (50, 1, 64),
         _ => (1, 1, 64),
     };
@@ -573,7 +574,18 @@ where
         "first_error": agg.first_error,
         "ok": agg.errors == 0 && agg.count > 0,
     });
-    if o.scenario.starts_with("echo") {
+    if o.scenario == "soak" {
+        // Memory must not grow with traffic: the proxy's RSS at the start
+        // of the window against its RSS at the end.
+        r["gib_moved"] = json!(agg.bytes as f64 / (1u64 << 30) as f64);
+        r["rss_start_kib"] = json!(p0.map(|s| s.rss_kib));
+        r["rss_end_kib"] = json!(p1.map(|s| s.rss_kib));
+        if let (Some(a), Some(b)) = (p0, p1) {
+            r["rss_growth_pct"] =
+                json!((b.rss_kib as f64 - a.rss_kib as f64) * 100.0 / a.rss_kib.max(1) as f64);
+        }
+    }
+    if o.scenario.starts_with("echo") || o.scenario == "soak" {
         r["mb_per_s"] = json!(mb_s);
         r["mb_per_cpu"] = per_cpu(mb_s);
         r["inflight"] = json!(o.inflight);
@@ -875,6 +887,14 @@ fn columns(scenario: &str) -> Vec<Col> {
             r("× nginx (per CPU-s)", "per_cpu", "nginx"),
             c("errors", "errors"),
         ],
+        "soak" => vec![
+            c("GiB moved", "gib_moved"),
+            c("MB/s", "mb_per_s"),
+            s("RSS at start MiB", "rss_start_kib", 1.0 / 1024.0),
+            s("RSS at end MiB", "rss_end_kib", 1.0 / 1024.0),
+            c("RSS growth %", "rss_growth_pct"),
+            c("errors", "errors"),
+        ],
         "echo16k" => vec![
             c("MB/s", "mb_per_s"),
             r("× direct", "mb_per_s", "direct"),
@@ -1039,7 +1059,7 @@ fn report(m: &HashMap<String, String>) {
 
 fn params(o: &Opts) -> String {
     match o.scenario.as_str() {
-        "echo64" | "echo16k" => format!(
+        "echo64" | "echo16k" | "soak" => format!(
             "{} connections × {} in flight × {} B, {} s",
             o.conns, o.inflight, o.size, o.duration
         ),
@@ -1097,7 +1117,7 @@ fn main() {
                 let ok = wait(o.clone()).await;
                 std::process::exit(if ok { 0 } else { 1 });
             }
-            "echo64" | "echo16k" => timed(o.clone(), o.conns, echo_conn).await,
+            "echo64" | "echo16k" | "soak" => timed(o.clone(), o.conns, echo_conn).await,
             "connect" => timed(o.clone(), o.conns, connect_worker).await,
             "http" => timed(o.clone(), o.conns, http_conn).await,
             "hold" => hold(o.clone()).await,
