@@ -216,12 +216,9 @@ async fn handle<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let t = config.timeout;
-    let local = |client, status, reason, close| local_answer(client, status, reason, close, t);
-
     // Host is required in HTTP/1.1 (S4).
     if head.version >= Version::HTTP_11 && !head.headers.contains("host") {
-        return local(client, 400, "Bad Request", true).await;
+        return local_answer(client, 400, "Bad Request", true, config.timeout).await;
     }
     // RFC 9112 §3.2.2: an absolute-form target's authority replaces Host,
     // for choosing the vhost and everything after (as Apache does).
@@ -261,6 +258,7 @@ fn absolute_form_authority(target: &str) -> Option<&str> {
     Some(&rest[..end]).filter(|a| !a.is_empty())
 }
 
+/// Answers or proxies a request once its head is settled (Host known).
 async fn handle_request<S>(
     client: &mut Conn<S>,
     mut head: RequestHead,
@@ -288,13 +286,7 @@ where
 
     if head.target == "*" {
         if head.method == "OPTIONS" {
-            let bytes = headers::local_response(200, "OK", &[], has_body);
-            let ok = client.write_all(&bytes, t).await.is_ok();
-            return if ok && !has_body {
-                Outcome::KeepAlive
-            } else {
-                Outcome::Close
-            };
+            return local(client, 200, "OK", has_body).await;
         }
         return local(client, 400, "Bad Request", true).await;
     }
@@ -405,12 +397,7 @@ where
             let reason = head::canonical_reason(status);
             let bytes =
                 headers::local_response(status, reason, &[("Location", &location)], has_body);
-            let ok = client.write_all(&bytes, t).await.is_ok();
-            return if ok && !has_body {
-                Outcome::KeepAlive
-            } else {
-                Outcome::Close
-            };
+            return local_bytes(client, bytes, has_body, t).await;
         }
         Decision::Status(status) => return answer!(status, head::canonical_reason(status), true),
     };
@@ -1257,15 +1244,16 @@ async fn local_answer<S: AsyncRead + AsyncWrite + Unpin>(
     close: bool,
     timeout: Duration,
 ) -> Outcome {
-    let bytes = headers::local_response(status, reason, &[], close);
-    let ok = client.write_all(&bytes, timeout).await.is_ok();
-    if ok && !close {
-        Outcome::KeepAlive
-    } else {
-        Outcome::Close
-    }
+    local_bytes(
+        client,
+        headers::local_response(status, reason, &[], close),
+        close,
+        timeout,
+    )
+    .await
 }
 
+/// Writes an answer wsgate made; the connection stays open unless `close`.
 async fn local_bytes<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut Conn<S>,
     bytes: Vec<u8>,
