@@ -781,6 +781,9 @@ impl Builder {
         }
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
         let balancers = self.balancers.finish(registry)?;
+        for draft in std::iter::once(&self.main).chain(self.vhosts.iter()) {
+            check_rewrite_balancers(&draft.rewrite.rules, &balancers)?;
+        }
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_ascii_lowercase())
             .unwrap_or_else(|_| "localhost".into());
@@ -903,6 +906,35 @@ impl Builder {
             balancers,
         })
     }
+}
+
+/// A `[P]` rule naming `balancer://name` needs that balancer defined; this
+/// is known once the whole file is read (it may come after the rule).
+fn check_rewrite_balancers(
+    rules: &[crate::rewrite::Rule],
+    balancers: &[Arc<crate::balancer::Balancer>],
+) -> Result<(), ConfigError> {
+    for rule in rules.iter().filter(|r| r.flags.proxy) {
+        let Some(crate::rewrite::Piece::Literal(first)) =
+            rule.substitution.as_ref().and_then(|t| t.pieces.first())
+        else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(first);
+        let Some((name, _)) = balancer::split_balancer_url(&text) else {
+            continue;
+        };
+        if !balancers.iter().any(|b| b.name == name) {
+            return Err(ConfigError::new(
+                &rule.origin,
+                format!("RewriteRule [P] to {name}, which no <Proxy {name}> defines"),
+            )
+            .hint(format!(
+                "define it with <Proxy \"{name}\"> and BalancerMember lines"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Every worker a server's ProxyPass lines define, for `[P]` rules to use

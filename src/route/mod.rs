@@ -386,9 +386,10 @@ fn balancer_from_rewrite<'c>(
     let Some((name, path)) = crate::config::balancer::split_balancer_url(&text) else {
         return Decision::BadTarget;
     };
+    // The configuration check guarantees the balancer of a literal name;
+    // a name built from the request may still miss.
     let Some(balancer) = server.balancers.iter().find(|b| b.name == name) else {
-        tracing::error!("a rewrite rule proxies to {name}, which no <Proxy> defines");
-        return Decision::Status(500);
+        return Decision::NotFound;
     };
     let mut out = String::with_capacity(path.len() + 16);
     encode_path(path.as_bytes(), &mut out);
