@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Cases where wsgate differs from Apache on purpose, with the reason.
@@ -227,31 +227,6 @@ async fn backend(current: Arc<Mutex<Vec<String>>>) -> (SocketAddr, Seen) {
     .await
 }
 
-async fn read_answer(s: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&out[..end]).into_owned();
-            if head.contains(" 101 ") {
-                break;
-            }
-            let length = header_value(&head, "content-length")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if out.len() >= end + 4 + length {
-                break;
-            }
-        }
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 async fn run_case(c: &Case, backends: &[Backend; 2]) -> Result<(), String> {
     let (b1, b2) = (backends[0].0.to_string(), backends[1].0.to_string());
     for (_, _, current) in backends {
@@ -284,7 +259,7 @@ async fn run_case(c: &Case, backends: &[Backend; 2]) -> Result<(), String> {
     let before: Vec<usize> = backends.iter().map(|(_, s, _)| s.all().len()).collect();
     let mut s = TcpStream::connect(gate.addr).await.unwrap();
     s.write_all(&request).await.unwrap();
-    let answer = read_answer(&mut s).await;
+    let answer = read_response(&mut s).await;
     let mut problems = Vec::new();
     let status = if answer.is_empty() {
         "none".to_string()

@@ -19,8 +19,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use tokio::io::AsyncWriteExt;
 
@@ -140,30 +138,6 @@ async fn observe(case: &Case, backend: std::net::SocketAddr, seen: &Seen) -> Str
         return format!("redirect {status} {location}");
     }
     format!("status {status}")
-}
-
-/// One response: its head, and a body of the Content-Length it gives.
-async fn read_response(s: &mut tokio::net::TcpStream) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&out[..end]).into_owned();
-            let length = header_value(&head, "content-length")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            if out.len() >= end + 4 + length {
-                break;
-            }
-        }
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -380,3 +380,27 @@ pub fn config_check(body: &str) -> Result<(), String> {
     let first = stderr.lines().next().unwrap_or("");
     Err(first.split_once(": ").map_or(first, |(_, m)| m).to_string())
 }
+
+/// One response: its head, and a body of the Content-Length it gives (a
+/// 101 ends at its head); at most 5 s.
+pub async fn read_response(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).into_owned();
+            let length = header_value(&head, "content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if head.contains(" 101 ") || out.len() >= end + 4 + length {
+                break;
+            }
+        }
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
