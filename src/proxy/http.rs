@@ -536,10 +536,12 @@ struct Request<'a> {
 }
 
 /// The backend one attempt goes to: the mapping's, or a balancer member.
+/// Borrowed from the mapping or the balancer: nothing is copied per request
+/// but a balanced path.
 struct Backend<'a> {
-    worker: Arc<Worker>,
-    url: TargetUrl,
-    path_and_query: String,
+    worker: &'a Arc<Worker>,
+    url: &'a TargetUrl,
+    path_and_query: std::borrow::Cow<'a, str>,
     reuse: bool,
     member: Option<(&'a Balancer, &'a Member)>,
     index: usize,
@@ -557,9 +559,9 @@ fn choose_backend<'a>(
 ) -> Result<Backend<'a>, ProxyError> {
     let Some(balancer) = &mapped.balancer else {
         return Ok(Backend {
-            worker: mapped.worker.clone(),
-            url: mapped.url.clone(),
-            path_and_query: mapped.path_and_query.clone(),
+            worker: &mapped.worker,
+            url: &mapped.url,
+            path_and_query: std::borrow::Cow::Borrowed(&mapped.path_and_query),
             reuse: mapped.reuse,
             member: None,
             index: 0,
@@ -579,9 +581,9 @@ fn choose_backend<'a>(
     // S35: the member's path is put before the mapped path as it is.
     let path_and_query = format!("{}{}", m.url.path, mapped.path_and_query);
     Ok(Backend {
-        worker: m.worker.clone(),
-        url: m.url.clone(),
-        path_and_query,
+        worker: &m.worker,
+        url: &m.url,
+        path_and_query: std::borrow::Cow::Owned(path_and_query),
         reuse: !m.worker.params.disable_reuse && mapped.reuse,
         member: Some((balancer.as_ref(), m)),
         index: chosen.index,
@@ -662,7 +664,7 @@ where
     let mapped = req.mapped;
     let target = backend_target;
     let head = req.head;
-    let worker = &target.worker;
+    let worker = target.worker;
     let params = &worker.params;
     let settings = &mapped.settings;
     let backend_timeout = params
