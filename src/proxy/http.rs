@@ -509,7 +509,7 @@ where
         Ok(outcome) => outcome,
         Err((e, answered)) => {
             if e.is_backend() {
-                tracing::error!(peer = %facts.peer, route = %mapped.worker.name, "{e}");
+                tracing::error!(peer = %facts.peer, route = %mapped.name(), "{e}");
             } else {
                 tracing::debug!(peer = %facts.peer, "{e}");
             }
@@ -557,17 +557,20 @@ fn choose_backend<'a>(
     path: &route::RequestPath,
     tried: &[usize],
 ) -> Result<Backend<'a>, ProxyError> {
-    let Some(balancer) = &mapped.balancer else {
-        return Ok(Backend {
-            worker: &mapped.worker,
-            url: &mapped.url,
-            path_and_query: std::borrow::Cow::Borrowed(&mapped.path_and_query),
-            reuse: mapped.reuse,
-            member: None,
-            index: 0,
-            route_changed: false,
-            session_route: None,
-        });
+    let balancer = match &mapped.backend {
+        route::Backend::Balanced(b) => b,
+        route::Backend::Single { worker, url } => {
+            return Ok(Backend {
+                worker,
+                url,
+                path_and_query: std::borrow::Cow::Borrowed(&mapped.path_and_query),
+                reuse: mapped.reuse,
+                member: None,
+                index: 0,
+                route_changed: false,
+                session_route: None,
+            })
+        }
     };
     let route = balancer.sticky_route(
         &path.raw,

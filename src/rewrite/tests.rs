@@ -232,8 +232,11 @@ fn p_uses_the_parameters_of_the_matching_worker() {
     };
     match crate::route::decide(&c.main, &req) {
         crate::route::Decision::Proxy(m) => {
+            let crate::route::Backend::Single { worker, .. } = &m.backend else {
+                panic!("{m:?}")
+            };
             assert_eq!(
-                m.worker.params.timeout,
+                worker.params.timeout,
                 Some(std::time::Duration::from_secs(7))
             );
             assert!(m.reuse);
@@ -248,8 +251,11 @@ fn p_uses_the_parameters_of_the_matching_worker() {
     };
     match crate::route::decide(&c.main, &req) {
         crate::route::Decision::Proxy(m) => {
+            let crate::route::Backend::Single { worker, .. } = &m.backend else {
+                panic!("{m:?}")
+            };
             assert_eq!(
-                m.worker.params.timeout, None,
+                worker.params.timeout, None,
                 "no worker prefixes ws://other/: the generic one"
             );
             assert!(!m.reuse);

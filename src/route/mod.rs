@@ -43,17 +43,35 @@ pub enum Decision<'c> {
 /// A request mapped to a backend.
 #[derive(Debug)]
 pub struct Mapped<'c> {
-    /// For a `balancer://` mapping: the balancer, whose chosen member's url
-    /// replaces `url` and `worker`, its path prefixed to `path_and_query`.
-    pub balancer: Option<Arc<crate::balancer::Balancer>>,
-    pub worker: Arc<Worker>,
+    pub backend: Backend,
     /// Whether the backend connection may be pooled afterwards (not for
     /// ProxyPassMatch urls with `$N`, S22, nor for the generic worker).
     pub reuse: bool,
-    pub url: TargetUrl,
-    /// Path and query for the backend request line.
+    /// Path and query for the backend request line; for a balancer, what
+    /// follows the chosen member's own path.
     pub path_and_query: String,
     pub settings: Settings<'c>,
+}
+
+/// Where a mapped request goes.
+#[derive(Debug)]
+pub enum Backend {
+    Single {
+        worker: Arc<Worker>,
+        url: TargetUrl,
+    },
+    /// A `balancer://`: the member is chosen when the request is sent.
+    Balanced(Arc<crate::balancer::Balancer>),
+}
+
+impl Mapped<'_> {
+    /// The worker or balancer, for logs.
+    pub fn name(&self) -> &str {
+        match &self.backend {
+            Backend::Single { worker, .. } => &worker.name,
+            Backend::Balanced(b) => &b.name,
+        }
+    }
 }
 
 /// The server's settings with every matching `<Location>`'s overrides applied.
@@ -365,10 +383,11 @@ fn proxy_from_rewrite<'c>(
     };
     let (settings, _) = settings_for(server, original);
     Decision::Proxy(Mapped {
-        balancer: None,
-        worker,
+        backend: Backend::Single {
+            worker,
+            url: target,
+        },
         reuse,
-        url: target,
         path_and_query: out,
         settings,
     })
@@ -404,15 +423,9 @@ fn balancer_from_rewrite<'c>(
     if !balancer.rules.is_empty() {
         settings.location_rules.push(&balancer.rules);
     }
-    // Stand-ins until a member is chosen; a balancer always has one.
-    let Some(first) = balancer.members.first() else {
-        return Decision::BadTarget;
-    };
     Decision::Proxy(Mapped {
-        balancer: Some(balancer.clone()),
-        worker: first.worker.clone(),
+        backend: Backend::Balanced(balancer.clone()),
         reuse: true,
-        url: first.url.clone(),
         path_and_query: out,
         settings,
     })
@@ -565,23 +578,33 @@ pub fn prefix_match(prefix: &[u8], path: &[u8]) -> Option<usize> {
     }
 }
 
-/// A ProxyPass url parsed; a `balancer://name/path` one as a stand-in whose
-/// path is the balancer url's (the member is chosen later).
-fn route_url(t: &ProxyTarget, url: &str) -> Result<TargetUrl, UrlError> {
+/// A ProxyPass url, parsed (once, at configuration time, when it has no
+/// `$N`); for `balancer://name/path` only its path counts here.
+enum RouteUrl {
+    Backend(TargetUrl),
+    Balancer { path: String },
+}
+
+impl RouteUrl {
+    fn path(&self) -> &str {
+        match self {
+            RouteUrl::Backend(u) => &u.path,
+            RouteUrl::Balancer { path } => path,
+        }
+    }
+}
+
+fn route_url(t: &ProxyTarget, url: &str) -> Result<RouteUrl, UrlError> {
     if let Some(parsed) = &t.parsed {
-        return Ok(parsed.clone());
+        return Ok(RouteUrl::Backend(parsed.clone()));
     }
     if t.balancer.is_some() {
-        let (name, path) =
-            crate::config::balancer::split_balancer_url(url).ok_or(UrlError::NoHost)?;
-        return Ok(TargetUrl {
-            scheme: crate::config::Scheme::Http,
-            host: name,
-            port: 80,
+        let (_, path) = crate::config::balancer::split_balancer_url(url).ok_or(UrlError::NoHost)?;
+        return Ok(RouteUrl::Balancer {
             path: path.to_string(),
         });
     }
-    parse_target_url(url)
+    parse_target_url(url).map(RouteUrl::Backend)
 }
 
 fn map_prefix<'c>(
@@ -595,7 +618,7 @@ fn map_prefix<'c>(
         Ok(u) => u,
         Err(_) => return Decision::BadTarget,
     };
-    let mut out = String::with_capacity(url.path.len() + path.raw.len() + 16);
+    let mut out = String::with_capacity(url.path().len() + path.raw.len() + 16);
     let raw_remainder = if t.nocanon {
         prefix_match(prefix, path.raw.as_bytes()).map(|len| &path.raw[len..])
     } else {
@@ -604,12 +627,12 @@ fn map_prefix<'c>(
     match raw_remainder {
         // nocanon (S24): the path as the client sent it, not re-encoded.
         Some(rest) => {
-            out.push_str(&url.path);
+            out.push_str(url.path());
             out.push_str(rest);
         }
         None => {
-            let mut full = Vec::with_capacity(url.path.len() + path.decoded.len());
-            full.extend_from_slice(url.path.as_bytes());
+            let mut full = Vec::with_capacity(url.path().len() + path.decoded.len());
+            full.extend_from_slice(url.path().as_bytes());
             full.extend_from_slice(&path.decoded[matched..]);
             encode_path(&full, &mut out);
         }
@@ -649,7 +672,7 @@ fn map_regex<'c>(
 
 fn finish<'c>(
     t: &'c ProxyTarget,
-    url: TargetUrl,
+    url: RouteUrl,
     mut out: String,
     path: &RequestPath,
     mut settings: Settings<'c>,
@@ -661,24 +684,26 @@ fn finish<'c>(
         out.push('?');
         out.push_str(q);
     }
-    let balancer = match &t.balancer {
-        Some(cell) => match cell.get() {
+    let backend = match (url, &t.balancer) {
+        (RouteUrl::Balancer { .. }, Some(cell)) => match cell.get() {
             Some(b) => {
                 // The <Proxy> section's rules come after the Locations'.
                 if !b.rules.is_empty() {
                     settings.location_rules.push(&b.rules);
                 }
-                Some(b.clone())
+                Backend::Balanced(b.clone())
             }
             None => return Decision::BadTarget,
         },
-        None => None,
+        (RouteUrl::Backend(url), _) => Backend::Single {
+            worker: t.worker.clone(),
+            url,
+        },
+        (RouteUrl::Balancer { .. }, None) => return Decision::BadTarget,
     };
     Decision::Proxy(Mapped {
-        balancer,
-        worker: t.worker.clone(),
+        backend,
         reuse: !t.substitutes && !t.worker.params.disable_reuse,
-        url,
         path_and_query: out,
         settings,
     })

@@ -53,12 +53,17 @@ pub(crate) fn map_request(
 
 pub(crate) fn describe(d: Decision<'_>) -> String {
     match d {
-        Decision::Proxy(m) => format!(
-            "{}://{}{}",
-            m.url.scheme.as_str(),
-            m.url.authority(),
-            m.path_and_query
-        ),
+        Decision::Proxy(m) => match &m.backend {
+            Backend::Single { url, .. } => {
+                format!(
+                    "{}://{}{}",
+                    url.scheme.as_str(),
+                    url.authority(),
+                    m.path_and_query
+                )
+            }
+            Backend::Balanced(b) => format!("{}{}", b.name, m.path_and_query),
+        },
         Decision::NotFound => "404".into(),
         Decision::Forbidden => "403".into(),
         Decision::BadTarget => "400".into(),
@@ -264,8 +269,11 @@ fn vhosts_by_name_and_main_routes_first() {
         https: false,
     };
     match decide(a, &req) {
-        Decision::Proxy(m) => assert_eq!(
-            m.url.host, "main",
+        Decision::Proxy(Mapped {
+            backend: Backend::Single { url, .. },
+            ..
+        }) => assert_eq!(
+            url.host, "main",
             "the main server's entries come first (S12)"
         ),
         other => panic!("{other:?}"),
