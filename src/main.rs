@@ -87,10 +87,12 @@ fn main() -> ExitCode {
 }
 
 fn run_runtime(f: impl std::future::Future<Output = u8>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = if worker_threads() == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("wsgate: cannot start the runtime: {e}");
@@ -195,4 +197,15 @@ fn reload(handle: &Handle, file: &std::path::Path, defines: &[String]) {
         },
         Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
     }
+}
+
+/// How many runtime threads: TOKIO_WORKER_THREADS if set, else one per core.
+/// With one, the whole proxy runs on the main thread (a current-thread
+/// runtime): no cross-thread wake-ups, no work-stealing queues.
+fn worker_threads() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
