@@ -443,3 +443,110 @@ async fn max_limits_connections_to_a_backend_and_acquire_bounds_the_wait() {
         "free again"
     );
 }
+
+/// A tunnel quiet for 5 s leaves the runtime (its task and registrations
+/// freed, its sockets watched by wsgate's own epoll set) and comes back on
+/// whatever happens next on either side: data, a half-close, a close, or
+/// its idle timeout running out while it waits.
+#[tokio::test(flavor = "multi_thread")]
+async fn quiet_tunnels_are_parked_and_wake_for_anything_on_either_side() {
+    let (echo, _) = switching_echo_backend().await;
+    // Speaks first, 6.5 s after switching: wakes a parked tunnel from the
+    // backend's side.
+    let (late, _) = raw_backend(|_head, mut stream| async move {
+        let resp =
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        if stream.write_all(resp.as_bytes()).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(6500)).await;
+            let _ = stream.write_all(b"late").await;
+            let _ = read_until_close(&mut stream, Duration::from_secs(10)).await;
+        }
+    })
+    .await;
+    let gate = Wsgate::start(&format!(
+        "LogLevel debug\nTimeout 9\nProxyPass /late ws://{late}/\nProxyPass / ws://{echo}/\n"
+    ));
+    let opened = Instant::now();
+    let gate_addr = gate.addr;
+    let switch = move |path: &'static str| async move {
+        let mut s = TcpStream::connect(gate_addr).await.unwrap();
+        s.write_all(ws_request(path, "websocket").as_bytes())
+            .await
+            .unwrap();
+        let head = read_head(&mut s).await.unwrap_or_default();
+        assert_eq!(status_of(&head), 101, "{head}");
+        s
+    };
+    let mut echoing = Vec::new();
+    for _ in 0..40 {
+        let mut s = switch("/e").await;
+        s.write_all(b"a").await.unwrap();
+        let mut a = [0u8; 1];
+        tokio::time::timeout(T, s.read_exact(&mut a))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&a, b"a");
+        echoing.push(s);
+    }
+    let mut half_closing = switch("/e").await;
+    let mut timing_out = switch("/e").await;
+    let timing_out_since = Instant::now();
+    let mut woken_by_backend = switch("/late").await;
+    assert!(
+        opened.elapsed() < Duration::from_secs(1),
+        "opening took too long"
+    );
+
+    // Parked 5 s after each one's last byte; the late backend speaks at 6.5 s.
+    tokio::time::sleep(Duration::from_millis(5200).saturating_sub(opened.elapsed())).await;
+    let mut parked = 0;
+    while opened.elapsed() < Duration::from_millis(6400) {
+        parked = gate.stderr().matches("tunnel parked").count();
+        if parked >= 43 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        parked >= 43,
+        "only {parked} of 43 quiet tunnels parked: {:?} {:?} {}",
+        [&half_closing, &timing_out, &woken_by_backend].map(|s| s.local_addr().unwrap()),
+        echoing
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect::<Vec<_>>(),
+        gate.stderr()
+    );
+
+    // Client data wakes them; the echo comes back through the same tunnel.
+    for (i, s) in echoing.iter_mut().enumerate() {
+        s.write_all(b"again").await.unwrap();
+        let mut again = [0u8; 5];
+        let echoed = tokio::time::timeout(T, s.read_exact(&mut again)).await;
+        assert!(
+            matches!(echoed, Ok(Ok(_))) && &again == b"again",
+            "parked tunnel {i} after waking: {echoed:?}"
+        );
+    }
+    // A half-close reaches the backend, whose answer still comes back.
+    half_closing.shutdown().await.unwrap();
+    assert_eq!(
+        read_until_close(&mut half_closing, T).await,
+        "bye",
+        "the backend saw the client's FIN and answered before closing"
+    );
+    // The backend speaks first.
+    assert_eq!(
+        read_for(&mut woken_by_backend, Duration::from_secs(2)).await,
+        "late"
+    );
+    // Idle since it opened: Timeout 9 closes it while parked.
+    assert_eq!(read_until_close(&mut timing_out, T).await, "");
+    let idle = timing_out_since.elapsed();
+    assert!(
+        idle >= Duration::from_millis(8500) && idle < Duration::from_secs(11),
+        "closed after {idle:?}, not at the 9 s idle timeout"
+    );
+    assert!(gate.stderr().matches("tunnel woken").count() >= 42);
+}

@@ -16,6 +16,7 @@ use super::conn::{Conn, HeadError};
 use super::error::ProxyError;
 use super::head::{self, RequestError, RequestHead, Version};
 use super::headers::{self, BodyHeader, ClientResponse, ConnectionHeader, Forwarding};
+use super::park::{self, Parkable};
 use super::pool::PoolKey;
 use super::server::{ConnGuard, Shared};
 use super::tunnel::{self, Tunnel};
@@ -60,7 +61,7 @@ struct TunnelStart {
 
 pub async fn serve<S>(io: S, facts: ConnFacts, shared: Arc<Shared>, guard: ConnGuard)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut client = Conn::new(io);
     let mut first = true;
@@ -151,7 +152,7 @@ async fn run_tunnel<S>(
     shared: Arc<Shared>,
     guard: ConnGuard,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let TunnelStart {
         mut backend,
@@ -185,25 +186,9 @@ async fn run_tunnel<S>(
     let tunnel = Tunnel::new(client, backend, mode);
     // The long wait gets a task of its own holding only the tunnel and what
     // must live as long as it: tunnels are many, and every byte of this
-    // future is paid once per tunnel.
-    tokio::spawn(async move {
-        let _count = shared.stats.tunnel_opened();
-        let started = std::time::Instant::now();
-        let summary = tunnel.await;
-        tracing::debug!(
-            end = ?summary.end,
-            up = summary.bytes_up,
-            down = summary.bytes_down,
-            secs = started.elapsed().as_secs_f64(),
-            "tunnel closed"
-        );
-        shared
-            .stats
-            .add_tunnel_bytes(summary.bytes_up, summary.bytes_down);
-        drop(busy);
-        drop(slot);
-        drop(guard);
-    });
+    // future is paid once per tunnel (and not at all while it is parked).
+    let parker = shared.parker();
+    park::spawn(tunnel, park::Life::new(shared, guard, slot, busy), parker);
 }
 
 /// Handles one request whose head has been read.

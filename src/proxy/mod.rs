@@ -8,6 +8,7 @@ pub mod error;
 pub mod head;
 pub mod headers;
 pub mod http;
+pub mod park;
 pub mod pool;
 pub mod server;
 pub mod tunnel;

@@ -16,6 +16,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::http::{self, ConnFacts};
+use super::park::Parker;
 use crate::config::{Config, StateRegistry};
 
 /// Listen backlog: enough for thousands of clients connecting at once.
@@ -32,24 +33,18 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn tunnel_opened(&self) -> TunnelCount<'_> {
+    pub fn tunnel_opened(&self) {
         self.tunnels.fetch_add(1, Ordering::Relaxed);
         self.tunnels_total.fetch_add(1, Ordering::Relaxed);
-        TunnelCount(self)
+    }
+
+    pub fn tunnel_closed(&self) {
+        self.tunnels.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub fn add_tunnel_bytes(&self, up: u64, down: u64) {
         self.bytes_up.fetch_add(up, Ordering::Relaxed);
         self.bytes_down.fetch_add(down, Ordering::Relaxed);
-    }
-}
-
-/// Counts a live tunnel until dropped.
-pub struct TunnelCount<'a>(&'a Stats);
-
-impl Drop for TunnelCount<'_> {
-    fn drop(&mut self) {
-        self.0.tunnels.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -59,6 +54,8 @@ pub struct Shared {
     shutdown: watch::Sender<bool>,
     drained: Notify,
     limit: Option<Arc<Semaphore>>,
+    /// Idle tunnels set aside (see `park`).
+    parker: Arc<Parker>,
 }
 
 impl Shared {
@@ -68,6 +65,10 @@ impl Shared {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    pub fn parker(&self) -> Arc<Parker> {
+        self.parker.clone()
     }
 
     /// Changes to `true` when a graceful shutdown starts.
@@ -98,6 +99,7 @@ pub struct Handle {
     /// Balancer members' state, kept across reloads.
     registry: StateRegistry,
     health_checks: Mutex<Vec<JoinHandle<()>>>,
+    parker_watch: JoinHandle<()>,
 }
 
 impl Drop for Handle {
@@ -110,6 +112,10 @@ impl Drop for Handle {
         {
             task.abort();
         }
+        // Parked tunnels hold the server (their guards count connections),
+        // and the server holds them: close them so that both go.
+        self.parker_watch.abort();
+        self.shared.parker.close_all();
     }
 }
 
@@ -136,12 +142,15 @@ impl Handle {
         let limit = config.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
         let (shutdown, _) = watch::channel(false);
+        let (parker, watcher) = Parker::new()?;
+        let watcher = tokio::spawn(watcher);
         let shared = Arc::new(Shared {
             config: RwLock::new(Arc::new(config)),
             stats: Stats::default(),
             shutdown,
             drained: Notify::new(),
             limit,
+            parker,
         });
         let mut listeners = HashMap::new();
         for addr in addrs {
@@ -156,6 +165,7 @@ impl Handle {
             listeners: Mutex::new(listeners),
             registry,
             health_checks: Mutex::new(checks),
+            parker_watch: watcher,
         })
     }
 

@@ -17,7 +17,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 /// One read's worth; also the most a direction holds for a slow reader.
 pub const BUFFER_SIZE: usize = 16 * 1024;
@@ -171,17 +171,32 @@ impl Half {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The tunnel between a client (`A`) and a backend (`B`).
-    pub struct Tunnel<A, B> {
-        client: A,
-        backend: B,
-        up: Half,
-        down: Half,
-        mode: Mode,
-        last_activity: Instant,
-        #[pin]
-        idle: Option<Sleep>,
+/// The tunnel between a client (`A`) and a backend (`B`).
+pub struct Tunnel<A, B> {
+    client: A,
+    backend: B,
+    up: Half,
+    down: Half,
+    mode: Mode,
+    last_activity: Instant,
+}
+
+/// What a tunnel set aside while idle keeps besides its two sockets.
+#[derive(Debug, Clone, Copy)]
+pub struct Resting {
+    pub mode: Mode,
+    pub last_activity: Instant,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+}
+
+impl Resting {
+    /// When an idle tunnel in this state must close, if ever.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.mode {
+            Mode::HalfClose(Some(t)) => Some(self.last_activity + t),
+            _ => None,
+        }
     }
 }
 
@@ -195,75 +210,182 @@ pub struct Summary {
     pub bytes_down: u64,
 }
 
+/// How [`Tunnel::run`] returns.
+pub enum Outcome<A, B> {
+    Ended(Summary),
+    /// Nothing moved for the `park_after` given to `run`, and nothing is in
+    /// flight: the caller may set the sockets aside (see `proxy::park`).
+    Quiet(Tunnel<A, B>),
+}
+
+enum Stop {
+    End(End),
+    Quiet,
+}
+
 impl<A, B> Tunnel<A, B>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
     pub fn new(client: A, backend: B, mode: Mode) -> Self {
-        let now = Instant::now();
-        let idle = match mode {
-            Mode::HalfClose(Some(t)) => Some(tokio::time::sleep_until(now + t)),
-            _ => None,
-        };
+        Tunnel::resume(
+            client,
+            backend,
+            Resting {
+                mode,
+                last_activity: Instant::now(),
+                bytes_up: 0,
+                bytes_down: 0,
+            },
+        )
+    }
+
+    /// A tunnel set aside by [`Tunnel::into_parts`], going again.
+    pub fn resume(client: A, backend: B, rest: Resting) -> Self {
         Tunnel {
             client,
             backend,
-            up: Half::default(),
-            down: Half::default(),
-            mode,
-            last_activity: now,
-            idle,
+            up: Half {
+                bytes: rest.bytes_up,
+                ..Half::default()
+            },
+            down: Half {
+                bytes: rest.bytes_down,
+                ..Half::default()
+            },
+            mode: rest.mode,
+            last_activity: rest.last_activity,
         }
+    }
+
+    /// The sockets and the state to resume with. Only for a quiet tunnel
+    /// (as [`Outcome::Quiet`] hands back): bytes in flight would be lost.
+    pub fn into_parts(self) -> (A, B, Resting) {
+        debug_assert!(self.is_quiet());
+        let rest = Resting {
+            mode: self.mode,
+            last_activity: self.last_activity,
+            bytes_up: self.up.bytes,
+            bytes_down: self.down.bytes,
+        };
+        (self.client, self.backend, rest)
+    }
+
+    pub fn client(&self) -> &A {
+        &self.client
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Nothing held for a slow reader, and both directions still open.
+    fn is_quiet(&self) -> bool {
+        [&self.up, &self.down]
+            .iter()
+            .all(|h| h.buf.is_none() && !h.needs_flush && !h.eof)
+    }
+
+    fn summary(&self, end: End) -> Summary {
+        Summary {
+            end,
+            bytes_up: self.up.bytes,
+            bytes_down: self.down.bytes,
+        }
+    }
+
+    /// Moves bytes until the tunnel ends; with `park_after`, returns the
+    /// tunnel itself once it has been quiet that long.
+    pub async fn run(mut self, park_after: Option<Duration>) -> Outcome<A, B> {
+        let timeout = match self.mode {
+            Mode::HalfClose(t) => t,
+            Mode::CloseBoth => None,
+        };
+        // A tunnel just woken has not seen its wake-up event yet: it may rest
+        // again only when quiet for `park_after` from now.
+        let running_since = Instant::now();
+        let quiet_since = |last: Instant| last.max(running_since);
+        let first = [
+            timeout.map(|t| self.last_activity + t),
+            park_after.map(|p| quiet_since(self.last_activity) + p),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let timer = first.map(tokio::time::sleep_until);
+        let mut timer = std::pin::pin!(timer);
+        let stop = std::future::poll_fn(|cx| {
+            if let Poll::Ready(end) = self.poll_move(cx) {
+                return Poll::Ready(Stop::End(end));
+            }
+            let Some(mut timer) = timer.as_mut().as_pin_mut() else {
+                return Poll::Pending;
+            };
+            // The timer is moved only when it fires, not on every byte.
+            loop {
+                ready!(timer.as_mut().poll(cx));
+                let now = Instant::now();
+                let idle = now.saturating_duration_since(self.last_activity);
+                if timeout.is_some_and(|t| idle >= t) {
+                    return Poll::Ready(Stop::End(End::IdleTimeout));
+                }
+                let mut next = timeout.map(|t| self.last_activity + t);
+                if let Some(p) = park_after {
+                    let quiet_from = quiet_since(self.last_activity);
+                    if now.saturating_duration_since(quiet_from) >= p && self.is_quiet() {
+                        return Poll::Ready(Stop::Quiet);
+                    }
+                    // Not quiet long enough yet, or bytes waiting for a slow
+                    // reader (then look again later).
+                    let check = if quiet_from + p > now {
+                        quiet_from + p
+                    } else {
+                        now + p
+                    };
+                    next = Some(next.map_or(check, |n| n.min(check)));
+                }
+                if let Some(next) = next {
+                    timer.as_mut().reset(next);
+                }
+            }
+        })
+        .await;
+        match stop {
+            Stop::End(end) => Outcome::Ended(self.summary(end)),
+            Stop::Quiet => Outcome::Quiet(self),
+        }
+    }
+
+    /// Copies both ways; ready when the tunnel is over.
+    fn poll_move(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        let up = self.up.poll_copy(cx, &mut self.client, &mut self.backend);
+        let down = self.down.poll_copy(cx, &mut self.backend, &mut self.client);
+        let (up, down) = match (up, down) {
+            (Poll::Ready(Ok(u)), Poll::Ready(Ok(d))) => (u, d),
+            _ => return Poll::Ready(End::Error),
+        };
+        match self.mode {
+            Mode::CloseBoth if self.up.eof || self.down.eof => return Poll::Ready(End::Done),
+            _ if self.up.finished() && self.down.finished() => return Poll::Ready(End::Done),
+            _ => {}
+        }
+        if up || down {
+            self.last_activity = Instant::now();
+        }
+        Poll::Pending
     }
 }
 
-impl<A, B> Future for Tunnel<A, B>
+/// Runs a tunnel to its end, never setting it aside.
+pub async fn run_to_end<A, B>(tunnel: Tunnel<A, B>) -> Summary
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    type Output = Summary;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Summary> {
-        let mut this = self.project();
-        let summary = |end, up: &Half, down: &Half| Summary {
-            end,
-            bytes_up: up.bytes,
-            bytes_down: down.bytes,
-        };
-        let up = this.up.poll_copy(cx, this.client, this.backend);
-        let down = this.down.poll_copy(cx, this.backend, this.client);
-        let (up, down) = match (up, down) {
-            (Poll::Ready(Ok(u)), Poll::Ready(Ok(d))) => (u, d),
-            _ => return Poll::Ready(summary(End::Error, this.up, this.down)),
-        };
-        match this.mode {
-            Mode::CloseBoth if this.up.eof || this.down.eof => {
-                return Poll::Ready(summary(End::Done, this.up, this.down));
-            }
-            _ if this.up.finished() && this.down.finished() => {
-                return Poll::Ready(summary(End::Done, this.up, this.down));
-            }
-            _ => {}
-        }
-        if let (Mode::HalfClose(Some(timeout)), Some(mut idle)) =
-            (*this.mode, this.idle.as_mut().as_pin_mut())
-        {
-            if up || down {
-                *this.last_activity = Instant::now();
-            }
-            // The timer is moved only when it fires, not on every byte.
-            loop {
-                ready!(idle.as_mut().poll(cx));
-                let deadline = *this.last_activity + timeout;
-                if deadline <= Instant::now() {
-                    return Poll::Ready(summary(End::IdleTimeout, this.up, this.down));
-                }
-                idle.as_mut().reset(deadline);
-            }
-        }
-        Poll::Pending
+    match tunnel.run(None).await {
+        Outcome::Ended(summary) => summary,
+        Outcome::Quiet(_) => unreachable!("run(None) never returns a quiet tunnel"),
     }
 }
 
@@ -276,11 +398,11 @@ mod tests {
     async fn bytes_cross_and_half_close_passes_on() {
         let (mut client, client_side) = tokio::io::duplex(64);
         let (backend_side, mut backend) = tokio::io::duplex(64);
-        let task = tokio::spawn(Tunnel::new(
+        let task = tokio::spawn(run_to_end(Tunnel::new(
             client_side,
             backend_side,
             Mode::HalfClose(None),
-        ));
+        )));
         client.write_all(b"hello").await.unwrap();
         let mut got = [0u8; 5];
         backend.read_exact(&mut got).await.unwrap();
@@ -306,11 +428,11 @@ mod tests {
     async fn idle_tunnel_times_out_and_traffic_keeps_it_open() {
         let (mut client, client_side) = tokio::io::duplex(64);
         let (backend_side, mut backend) = tokio::io::duplex(64);
-        let task = tokio::spawn(Tunnel::new(
+        let task = tokio::spawn(run_to_end(Tunnel::new(
             client_side,
             backend_side,
             Mode::HalfClose(Some(Duration::from_secs(2))),
-        ));
+        )));
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_millis(1500)).await;
             client.write_all(b"x").await.unwrap();
@@ -323,11 +445,82 @@ mod tests {
         assert_eq!(summary.end, End::IdleTimeout);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_tunnel_comes_back_and_resumes_where_it_was() {
+        let (mut client, client_side) = tokio::io::duplex(64);
+        let (backend_side, mut backend) = tokio::io::duplex(64);
+        let tunnel = Tunnel::new(
+            client_side,
+            backend_side,
+            Mode::HalfClose(Some(Duration::from_secs(60))),
+        );
+        let park_after = Some(Duration::from_secs(5));
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let Outcome::Quiet(tunnel) = tunnel.run(park_after).await else {
+                panic!("an idle tunnel ended instead of coming back");
+            };
+            (started.elapsed(), tunnel)
+        });
+        client.write_all(b"abc").await.unwrap();
+        let mut got = [0u8; 3];
+        backend.read_exact(&mut got).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        backend.write_all(b"de").await.unwrap();
+        let mut got = [0u8; 2];
+        client.read_exact(&mut got).await.unwrap();
+        let (quiet_after, tunnel) = task.await.unwrap();
+        assert!(
+            quiet_after >= Duration::from_secs(8) && quiet_after < Duration::from_secs(9),
+            "quiet 5 s after the last byte (at 3 s), came back after {quiet_after:?}"
+        );
+        let (a, b, rest) = tunnel.into_parts();
+        assert_eq!((rest.bytes_up, rest.bytes_down), (3, 2));
+        assert_eq!(
+            rest.deadline(),
+            Some(rest.last_activity + Duration::from_secs(60))
+        );
+        let task = tokio::spawn(run_to_end(Tunnel::resume(a, b, rest)));
+        client.write_all(b"f").await.unwrap();
+        let mut got = [0u8; 1];
+        backend.read_exact(&mut got).await.unwrap();
+        drop(client);
+        drop(backend);
+        let summary = task.await.unwrap();
+        assert_eq!(
+            (summary.bytes_up, summary.bytes_down),
+            (4, 2),
+            "counts carry over"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_held_for_a_slow_reader_keep_a_tunnel_from_resting() {
+        let (_client, client_side) = tokio::io::duplex(64);
+        let (backend_side, mut backend) = tokio::io::duplex(16);
+        let tunnel = Tunnel::new(client_side, backend_side, Mode::HalfClose(None));
+        let task = tokio::spawn(tunnel.run(Some(Duration::from_secs(5))));
+        // More than the backend pipe holds: the rest waits in the tunnel.
+        let mut client = _client;
+        client.write_all(&[7u8; 40]).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(!task.is_finished(), "set aside with bytes in flight");
+        let mut got = vec![0u8; 40];
+        backend.read_exact(&mut got).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(task.is_finished(), "quiet again once drained");
+        assert!(matches!(task.await.unwrap(), Outcome::Quiet(_)));
+    }
+
     #[tokio::test]
     async fn legacy_mode_closes_both_at_the_first_end() {
         let (mut client, client_side) = tokio::io::duplex(64);
         let (backend_side, _backend) = tokio::io::duplex(64);
-        let task = tokio::spawn(Tunnel::new(client_side, backend_side, Mode::CloseBoth));
+        let task = tokio::spawn(run_to_end(Tunnel::new(
+            client_side,
+            backend_side,
+            Mode::CloseBoth,
+        )));
         client.shutdown().await.unwrap();
         assert_eq!(task.await.unwrap().end, End::Done);
     }

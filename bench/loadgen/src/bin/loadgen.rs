@@ -928,9 +928,10 @@ fn columns(scenario: &str) -> Vec<Col> {
         "hold" => vec![
             c("tunnels", "n"),
             c("lost", "lost"),
-            c("KiB RSS per tunnel", "kib_per_tunnel"),
+            c("KiB RSS per tunnel, just opened", "kib_per_tunnel"),
             c("KiB per tunnel, 2nd half", "kib_per_tunnel_second_half"),
-            r("× nginx (KiB/tunnel)", "kib_per_tunnel", "nginx"),
+            c("KiB per tunnel after the idle hold", "kib_per_tunnel_after_hold"),
+            r("× nginx (after hold)", "kib_per_tunnel_after_hold", "nginx"),
             s("RSS idle MiB", "rss_idle_kib", 1.0 / 1024.0),
             s("RSS held MiB", "rss_held_kib", 1.0 / 1024.0),
             c("threads", "threads"),

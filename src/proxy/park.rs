@@ -1,0 +1,463 @@
+//! Idle tunnels set aside outside the runtime.
+//!
+//! Most tunnels are idle most of the time, and a tunnel in the runtime costs
+//! a task and two readiness registrations (about 1.5 KiB). A tunnel quiet
+//! for [`PARK_AFTER`] with nothing in flight gives its task and
+//! registrations back: its two sockets go into an epoll set of our own, and
+//! what it must remember (counts, guards, when it times out) into a slot of
+//! a table — a few hundred bytes. The first readiness on either socket (data,
+//! a close, an error) puts it back in the runtime as a new task, exactly
+//! where it was; its idle timeout runs on while it is parked.
+//!
+//! Only tunnels whose both sides are plain TCP are parked: a TLS session's
+//! state cannot leave its stream.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Registry, Token};
+use tokio::io::unix::AsyncFd;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::time::Instant;
+
+use super::backend::BackendStream;
+use super::server::{ConnGuard, Shared};
+use super::tunnel::{End, Outcome, Resting, Summary, Tunnel};
+use crate::balancer::Busy;
+
+/// How long a tunnel must be quiet before it is parked. Waking a parked
+/// tunnel costs a few system calls, so a tunnel that talks every few seconds
+/// stays in the runtime.
+pub const PARK_AFTER: Duration = Duration::from_secs(5);
+
+/// Return freed memory to the system after this many parks (at most once a
+/// second): parking frees the tasks' memory, which is only worth it if the
+/// process gets smaller.
+const TRIM_AFTER_PARKS: usize = 512;
+
+/// What a tunnel holds for its whole life, running or parked: its places in
+/// the counts and limits, given back when it ends.
+pub struct Life {
+    shared: Arc<Shared>,
+    _guard: ConnGuard,
+    _slot: Option<OwnedSemaphorePermit>,
+    _busy: Option<Busy>,
+    started: std::time::Instant,
+}
+
+impl Life {
+    pub fn new(
+        shared: Arc<Shared>,
+        guard: ConnGuard,
+        slot: Option<OwnedSemaphorePermit>,
+        busy: Option<Busy>,
+    ) -> Life {
+        shared.stats.tunnel_opened();
+        Life {
+            shared,
+            _guard: guard,
+            _slot: slot,
+            _busy: busy,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn finish(self, summary: Summary) {
+        tracing::debug!(
+            end = ?summary.end,
+            up = summary.bytes_up,
+            down = summary.bytes_down,
+            secs = self.started.elapsed().as_secs_f64(),
+            "tunnel closed"
+        );
+        self.shared
+            .stats
+            .add_tunnel_bytes(summary.bytes_up, summary.bytes_down);
+    }
+}
+
+impl Drop for Life {
+    fn drop(&mut self) {
+        self.shared.stats.tunnel_closed();
+    }
+}
+
+/// A stream a tunnel can be parked with: plain TCP.
+pub trait Parkable: Sized {
+    fn is_plain_tcp(&self) -> bool;
+    /// Out of the runtime; only called when `is_plain_tcp`.
+    fn into_std(self) -> io::Result<std::net::TcpStream>;
+}
+
+impl Parkable for TcpStream {
+    fn is_plain_tcp(&self) -> bool {
+        true
+    }
+
+    fn into_std(self) -> io::Result<std::net::TcpStream> {
+        TcpStream::into_std(self)
+    }
+}
+
+impl Parkable for BackendStream {
+    fn is_plain_tcp(&self) -> bool {
+        matches!(self, BackendStream::Plain(_))
+    }
+
+    fn into_std(self) -> io::Result<std::net::TcpStream> {
+        match self {
+            BackendStream::Plain(s) => s.into_std(),
+            BackendStream::Tls(_) => Err(io::Error::other("a TLS stream cannot be parked")),
+        }
+    }
+}
+
+/// Runs a tunnel in a task of its own, parking it whenever it is quiet.
+pub fn spawn<S>(tunnel: Tunnel<S, BackendStream>, life: Life, parker: Arc<Parker>)
+where
+    S: Parkable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let parkable = tunnel.client().is_plain_tcp() && tunnel.backend().is_plain_tcp();
+    spawn_with(tunnel, life, parker, parkable);
+}
+
+fn spawn_with<S>(tunnel: Tunnel<S, BackendStream>, life: Life, parker: Arc<Parker>, park: bool)
+where
+    S: Parkable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        match tunnel.run(park.then_some(PARK_AFTER)).await {
+            Outcome::Ended(summary) => life.finish(summary),
+            Outcome::Quiet(tunnel) => {
+                let (client, backend, rest) = tunnel.into_parts();
+                match (client.into_std(), backend.into_std()) {
+                    (Ok(client), Ok(backend)) => Parker::park(&parker, client, backend, rest, life),
+                    _ => life.finish(Summary {
+                        end: End::Error,
+                        bytes_up: rest.bytes_up,
+                        bytes_down: rest.bytes_down,
+                    }),
+                }
+            }
+        }
+    });
+}
+
+struct Parked {
+    client: std::net::TcpStream,
+    backend: std::net::TcpStream,
+    rest: Resting,
+    life: Life,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Slot `i` with its generation (bumped at each reuse, so that a stale
+    /// deadline is told from a live one).
+    slots: Vec<(u32, Option<Parked>)>,
+    free: Vec<u32>,
+    deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    parked: usize,
+    parks_since_trim: usize,
+}
+
+/// The parked tunnels of one server, and the epoll set that watches them.
+pub struct Parker {
+    table: Mutex<Table>,
+    registry: Registry,
+    /// A deadline earlier than the watcher's, or memory to give back.
+    wake: Notify,
+}
+
+impl Parker {
+    /// A parker and the future that watches it (run it as a task).
+    pub fn new() -> io::Result<(Arc<Parker>, impl std::future::Future<Output = ()>)> {
+        let poll = mio::Poll::new()?;
+        let parker = Arc::new(Parker {
+            table: Mutex::new(Table::default()),
+            registry: poll.registry().try_clone()?,
+            wake: Notify::new(),
+        });
+        let watcher = watch(parker.clone(), poll);
+        Ok((parker, watcher))
+    }
+
+    /// How many tunnels are parked.
+    pub fn parked(&self) -> usize {
+        self.table().parked
+    }
+
+    /// Closes every parked tunnel (the server is going away).
+    pub fn close_all(&self) {
+        let taken: Vec<Parked> = {
+            let mut table = self.table();
+            table.deadlines.clear();
+            table.parked = 0;
+            let taken = table
+                .slots
+                .iter_mut()
+                .filter_map(|(_, p)| p.take())
+                .collect();
+            table.slots = Vec::new();
+            table.free = Vec::new();
+            taken
+        };
+        for p in taken {
+            self.unpark_failed(p, End::Done);
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn park(
+        self: &Arc<Self>,
+        client: std::net::TcpStream,
+        backend: std::net::TcpStream,
+        rest: Resting,
+        life: Life,
+    ) {
+        let (cfd, bfd) = (client.as_raw_fd(), backend.as_raw_fd());
+        let parked_peer = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| client.peer_addr().ok())
+            .flatten();
+        let mut table = self.table();
+        let index = match table.free.pop() {
+            Some(i) => i,
+            None => {
+                table.slots.push((0, None));
+                (table.slots.len() - 1) as u32
+            }
+        };
+        let registered = self
+            .registry
+            .register(&mut SourceFd(&cfd), token(index, 0), Interest::READABLE)
+            .and_then(|()| {
+                self.registry
+                    .register(&mut SourceFd(&bfd), token(index, 1), Interest::READABLE)
+                    .inspect_err(|_| {
+                        let _ = self.registry.deregister(&mut SourceFd(&cfd));
+                    })
+            });
+        let parked = Parked {
+            client,
+            backend,
+            rest,
+            life,
+        };
+        if let Err(e) = registered {
+            table.free.push(index);
+            drop(table);
+            tracing::warn!("cannot park an idle tunnel: {e}");
+            // It cannot wait here, so it goes back to the runtime for good.
+            self.resume(parked, false);
+            return;
+        }
+        let slot = &mut table.slots[index as usize];
+        slot.0 = slot.0.wrapping_add(1);
+        let generation = slot.0;
+        slot.1 = Some(parked);
+        table.parked += 1;
+        table.parks_since_trim += 1;
+        // Deadlines of tunnels that woke early stay in the heap until they
+        // pass; rebuild it when they outnumber the parked tunnels.
+        if table.deadlines.len() > 2 * table.parked + 1024 {
+            let deadlines = std::mem::take(&mut table.deadlines);
+            let slots = &table.slots;
+            let live: BinaryHeap<_> = deadlines
+                .into_iter()
+                .filter(|Reverse((_, i, g))| {
+                    slots
+                        .get(*i as usize)
+                        .is_some_and(|(sg, p)| sg == g && p.is_some())
+                })
+                .collect();
+            table.deadlines = live;
+        }
+        let mut wake = table.parks_since_trim == TRIM_AFTER_PARKS;
+        if let Some(deadline) = rest.deadline() {
+            let earliest = table.deadlines.peek().map(|Reverse((d, _, _))| *d);
+            table.deadlines.push(Reverse((deadline, index, generation)));
+            wake |= earliest.is_none_or(|e| deadline < e);
+        }
+        drop(table);
+        tracing::debug!(client = ?parked_peer, "tunnel parked");
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Takes a parked tunnel out of the table and the epoll set.
+    fn take(&self, index: u32) -> Option<Parked> {
+        let mut table = self.table();
+        let parked = table.slots.get_mut(index as usize)?.1.take()?;
+        table.free.push(index);
+        table.parked -= 1;
+        drop(table);
+        for fd in [parked.client.as_raw_fd(), parked.backend.as_raw_fd()] {
+            let _ = self.registry.deregister(&mut SourceFd(&fd));
+        }
+        Some(parked)
+    }
+
+    /// Back into the runtime, as a task of its own.
+    fn resume(self: &Arc<Self>, p: Parked, park_again: bool) {
+        let client = TcpStream::from_std(p.client);
+        let backend = TcpStream::from_std(p.backend);
+        match (client, backend) {
+            (Ok(client), Ok(backend)) => {
+                let tunnel = Tunnel::resume(client, BackendStream::Plain(backend), p.rest);
+                spawn_with(tunnel, p.life, self.clone(), park_again);
+            }
+            (client, backend) => {
+                let e = client.err().or(backend.err());
+                tracing::warn!("cannot resume a parked tunnel: {e:?}");
+                p.life.finish(summary(&p.rest, End::Error));
+            }
+        }
+    }
+
+    fn unpark_failed(&self, p: Parked, end: End) {
+        for fd in [p.client.as_raw_fd(), p.backend.as_raw_fd()] {
+            let _ = self.registry.deregister(&mut SourceFd(&fd));
+        }
+        p.life.finish(summary(&p.rest, end));
+    }
+
+    /// Closes the tunnels whose idle timeout has passed; returns the next
+    /// deadline.
+    fn expire(&self, now: Instant) -> Option<Instant> {
+        loop {
+            let mut table = self.table();
+            let Reverse((deadline, index, generation)) = *table.deadlines.peek()?;
+            if deadline > now {
+                return Some(deadline);
+            }
+            table.deadlines.pop();
+            let live = table
+                .slots
+                .get(index as usize)
+                .is_some_and(|(g, p)| *g == generation && p.is_some());
+            drop(table);
+            if live {
+                if let Some(p) = self.take(index) {
+                    p.life.finish(summary(&p.rest, End::IdleTimeout));
+                }
+            }
+        }
+    }
+
+    fn should_trim(&self) -> bool {
+        let mut table = self.table();
+        if table.parks_since_trim >= TRIM_AFTER_PARKS {
+            table.parks_since_trim = 0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn token(index: u32, side: usize) -> Token {
+    Token(((index as usize) << 1) | side)
+}
+
+fn summary(rest: &Resting, end: End) -> Summary {
+    Summary {
+        end,
+        bytes_up: rest.bytes_up,
+        bytes_down: rest.bytes_down,
+    }
+}
+
+/// Waits for readiness on parked sockets and for deadlines.
+async fn watch(parker: Arc<Parker>, poll: mio::Poll) {
+    // SAFETY: mio::Poll owns its epoll descriptor, keeps it open for its
+    // whole life and always returns the same one; it does not leave the
+    // AsyncFd.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(poll, tokio::io::Interest::READABLE) };
+    let mut poll = match registered {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("cannot watch parked tunnels: {e}");
+            return;
+        }
+    };
+    let mut events = Events::with_capacity(256);
+    let mut last_trim = Instant::now();
+    let mut trim_pending = false;
+    loop {
+        if trim_pending || parker.should_trim() {
+            trim_pending = last_trim.elapsed() < Duration::from_secs(1);
+            if !trim_pending {
+                give_back_memory();
+                last_trim = Instant::now();
+            }
+        }
+        let next = parker.expire(Instant::now());
+        // Without a deadline, still look again now and then (for a trim).
+        let until = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+        let until = if trim_pending {
+            until.min(last_trim + Duration::from_secs(1))
+        } else {
+            until
+        };
+        tokio::select! {
+            ready = poll.readable_mut() => {
+                let mut ready = match ready {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!("cannot watch parked tunnels: {e}");
+                        return;
+                    }
+                };
+                // The epoll set is edge-triggered inside the runtime's:
+                // drain it before saying it is empty.
+                loop {
+                    events.clear();
+                    if let Err(e) = ready.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
+                        if e.kind() != io::ErrorKind::Interrupted {
+                            tracing::error!("cannot watch parked tunnels: {e}");
+                        }
+                        break;
+                    }
+                    if events.is_empty() {
+                        ready.clear_ready();
+                        break;
+                    }
+                    for event in events.iter() {
+                        if let Some(p) = parker.take((event.token().0 >> 1) as u32) {
+                            tracing::debug!(client = ?p.client.peer_addr().ok(), "tunnel woken");
+                            parker.resume(p, true);
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(until) => {}
+            _ = parker.wake.notified() => {}
+        }
+    }
+}
+
+/// Hands freed heap pages back to the system (glibc keeps them otherwise).
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        // SAFETY: malloc_trim only walks glibc's own free lists; it takes
+        // no pointers from us and is safe to call at any time.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
