@@ -11,5 +11,6 @@ pub mod http;
 pub mod park;
 pub mod pool;
 pub mod server;
+pub mod splice;
 pub mod tunnel;
 pub mod upgrade;

@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::backend::BackendStream;
 use super::server::{ConnGuard, Shared};
-use super::tunnel::{End, Outcome, Resting, Summary, Tunnel};
+use super::tunnel::{AsTcp, End, Outcome, Resting, Summary, Tunnel};
 use crate::balancer::Busy;
 
 /// How long a tunnel must be quiet before it is parked. Waking a parked
@@ -89,27 +89,30 @@ impl Drop for Life {
 }
 
 /// A stream a tunnel can be parked with: plain TCP.
-pub trait Parkable: Sized {
-    fn is_plain_tcp(&self) -> bool;
+pub trait Parkable: Sized + AsTcp {
+    fn is_plain_tcp(&self) -> bool {
+        self.as_tcp().is_some()
+    }
     /// Out of the runtime; only called when `is_plain_tcp`.
     fn into_std(self) -> io::Result<std::net::TcpStream>;
 }
 
 impl Parkable for TcpStream {
-    fn is_plain_tcp(&self) -> bool {
-        true
-    }
-
     fn into_std(self) -> io::Result<std::net::TcpStream> {
         TcpStream::into_std(self)
     }
 }
 
-impl Parkable for BackendStream {
-    fn is_plain_tcp(&self) -> bool {
-        matches!(self, BackendStream::Plain(_))
+impl AsTcp for BackendStream {
+    fn as_tcp(&self) -> Option<&TcpStream> {
+        match self {
+            BackendStream::Plain(s) => Some(s),
+            BackendStream::Tls(_) => None,
+        }
     }
+}
 
+impl Parkable for BackendStream {
     fn into_std(self) -> io::Result<std::net::TcpStream> {
         match self {
             BackendStream::Plain(s) => s.into_std(),

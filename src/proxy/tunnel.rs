@@ -17,10 +17,14 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::splice;
 use tokio::time::Instant;
 
 /// One read's worth; also the most a direction holds for a slow reader.
 pub const BUFFER_SIZE: usize = 16 * 1024;
+/// A splice that moves less than this goes back to copying.
+const BULK_AGAIN: usize = 4 * 1024;
 /// Buffers kept per thread for reuse.
 const POOL_KEEP: usize = 64;
 
@@ -61,9 +65,16 @@ pub enum End {
     Error,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Half {
     buf: Option<Box<[u8]>>,
+    /// Instead of `buf` when both sides are plain TCP: bytes `start..end`
+    /// of what was spliced in are still in the pipe.
+    pipe: Option<splice::Pipe>,
+    /// Bytes are arriving faster than a buffer takes them: splice (when
+    /// both sides are TCP). Small reads go back to copying, which costs
+    /// fewer system calls for small messages.
+    bulk: bool,
     start: usize,
     end: usize,
     needs_flush: bool,
@@ -86,8 +97,8 @@ impl Half {
         to: &mut W,
     ) -> Poll<io::Result<bool>>
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        R: AsyncRead + Unpin + AsTcp,
+        W: AsyncWrite + Unpin + AsTcp,
     {
         let mut moved = false;
         loop {
@@ -100,9 +111,27 @@ impl Half {
 
     fn step<R, W>(&mut self, cx: &mut Context<'_>, from: &mut R, to: &mut W) -> io::Result<Step>
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        R: AsyncRead + Unpin + AsTcp,
+        W: AsyncWrite + Unpin + AsTcp,
     {
+        if let Some(pipe) = &self.pipe {
+            let to_tcp = to
+                .as_tcp()
+                .expect("a pipe is only taken between TCP sockets");
+            return match splice::poll_drain(cx, to_tcp, pipe, self.end - self.start) {
+                Poll::Ready(Ok(0)) => Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    self.start += n;
+                    self.bytes += n as u64;
+                    if self.start == self.end {
+                        splice::give_back(self.pipe.take().expect("checked above"));
+                    }
+                    Ok(Step::Progress)
+                }
+                Poll::Ready(Err(e)) => Err(e),
+                Poll::Pending => Ok(Step::Blocked),
+            };
+        }
         if let Some(buf) = &self.buf {
             if self.start < self.end {
                 return match Pin::new(&mut *to).poll_write(cx, &buf[self.start..self.end]) {
@@ -140,11 +169,39 @@ impl Half {
             }
             return Ok(Step::Blocked);
         }
+        if let (true, Some(from_tcp), Some(_)) = (self.bulk, from.as_tcp(), to.as_tcp()) {
+            if let Some(pipe) = splice::take() {
+                return match splice::poll_fill(cx, from_tcp, &pipe) {
+                    Poll::Ready(Ok(n)) => {
+                        self.bulk = n >= BULK_AGAIN;
+                        if n == 0 {
+                            self.eof = true;
+                            splice::give_back(pipe);
+                        } else {
+                            self.start = 0;
+                            self.end = n;
+                            self.pipe = Some(pipe);
+                        }
+                        Ok(Step::Progress)
+                    }
+                    Poll::Ready(Err(e)) => {
+                        splice::give_back(pipe);
+                        Err(e)
+                    }
+                    Poll::Pending => {
+                        splice::give_back(pipe);
+                        Ok(Step::Blocked)
+                    }
+                };
+            }
+            // No pipe to be had: copy through a buffer this time.
+        }
         let mut buf = self.buf.take().unwrap_or_else(take_buffer);
         let mut read_buf = ReadBuf::new(&mut buf);
         match Pin::new(&mut *from).poll_read(cx, &mut read_buf) {
             Poll::Ready(Ok(())) => {
                 let n = read_buf.filled().len();
+                self.bulk = n == BUFFER_SIZE;
                 if n == 0 {
                     self.eof = true;
                     give_back(buf);
@@ -167,7 +224,7 @@ impl Half {
     }
 
     fn finished(&self) -> bool {
-        self.eof && self.shut && self.buf.is_none()
+        self.eof && self.shut && self.buf.is_none() && self.pipe.is_none()
     }
 }
 
@@ -223,10 +280,27 @@ enum Stop {
     Quiet,
 }
 
+/// A stream that may be plain TCP underneath, for zero-copy forwarding.
+pub trait AsTcp {
+    fn as_tcp(&self) -> Option<&tokio::net::TcpStream>;
+}
+
+impl AsTcp for tokio::net::TcpStream {
+    fn as_tcp(&self) -> Option<&tokio::net::TcpStream> {
+        Some(self)
+    }
+}
+
+impl AsTcp for tokio::io::DuplexStream {
+    fn as_tcp(&self) -> Option<&tokio::net::TcpStream> {
+        None
+    }
+}
+
 impl<A, B> Tunnel<A, B>
 where
-    A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
+    A: AsyncRead + AsyncWrite + Unpin + AsTcp,
+    B: AsyncRead + AsyncWrite + Unpin + AsTcp,
 {
     pub fn new(client: A, backend: B, mode: Mode) -> Self {
         Tunnel::resume(
@@ -284,7 +358,7 @@ where
     fn is_quiet(&self) -> bool {
         [&self.up, &self.down]
             .iter()
-            .all(|h| h.buf.is_none() && !h.needs_flush && !h.eof)
+            .all(|h| h.buf.is_none() && h.pipe.is_none() && !h.needs_flush && !h.eof)
     }
 
     fn summary(&self, end: End) -> Summary {
@@ -380,8 +454,8 @@ where
 /// Runs a tunnel to its end, never setting it aside.
 pub async fn run_to_end<A, B>(tunnel: Tunnel<A, B>) -> Summary
 where
-    A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
+    A: AsyncRead + AsyncWrite + Unpin + AsTcp,
+    B: AsyncRead + AsyncWrite + Unpin + AsTcp,
 {
     match tunnel.run(None).await {
         Outcome::Ended(summary) => summary,
