@@ -294,7 +294,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().ok().or(local).unwrap_or(peer);
+        // Only a wildcard listener needs to ask which address was reached.
+        let local = match local {
+            Some(l) if !l.ip().is_unspecified() => l,
+            _ => stream.local_addr().ok().or(local).unwrap_or(peer),
+        };
         shared.stats.connections.fetch_add(1, Ordering::AcqRel);
         let guard = ConnGuard {
             shared: shared.clone(),
