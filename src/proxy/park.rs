@@ -36,10 +36,13 @@ use crate::balancer::Busy;
 /// stays in the runtime.
 pub const PARK_AFTER: Duration = Duration::from_secs(5);
 
-/// Return freed memory to the system after this many parks (at most once a
-/// second): parking frees the tasks' memory, which is only worth it if the
-/// process gets smaller.
-const TRIM_AFTER_PARKS: usize = 512;
+/// Parking frees the tasks' memory, which is only worth it if the process
+/// gets smaller: freed pages are returned to the system a second after the
+/// last return when this many tunnels have been parked since, and a few
+/// seconds after it for any fewer (each return walks the whole heap).
+const TRIM_BATCH: usize = 64;
+const TRIM_SOON: Duration = Duration::from_secs(1);
+const TRIM_LATER: Duration = Duration::from_secs(5);
 
 /// What a tunnel holds for its whole life, running or parked: its places in
 /// the counts and limits, given back when it ends.
@@ -284,7 +287,8 @@ impl Parker {
                 .collect();
             table.deadlines = live;
         }
-        let mut wake = table.parks_since_trim == TRIM_AFTER_PARKS;
+        // The watcher plans a return of memory from the first park on.
+        let mut wake = table.parks_since_trim == 1 || table.parks_since_trim == TRIM_BATCH;
         if let Some(deadline) = rest.deadline() {
             let earliest = table.deadlines.peek().map(|Reverse((d, _, _))| *d);
             table.deadlines.push(Reverse((deadline, index, generation)));
@@ -357,14 +361,17 @@ impl Parker {
         }
     }
 
-    fn should_trim(&self) -> bool {
-        let mut table = self.table();
-        if table.parks_since_trim >= TRIM_AFTER_PARKS {
-            table.parks_since_trim = 0;
-            true
-        } else {
-            false
+    /// When freed memory should next go back to the system, if any is owed.
+    fn trim_due(&self, last_trim: Instant) -> Option<Instant> {
+        match self.table().parks_since_trim {
+            0 => None,
+            n if n >= TRIM_BATCH => Some(last_trim + TRIM_SOON),
+            _ => Some(last_trim + TRIM_LATER),
         }
+    }
+
+    fn trimmed(&self) {
+        self.table().parks_since_trim = 0;
     }
 }
 
@@ -396,23 +403,21 @@ async fn watch(parker: Arc<Parker>, poll: mio::Poll) {
     };
     let mut events = Events::with_capacity(256);
     let mut last_trim = Instant::now();
-    let mut trim_pending = false;
     loop {
-        if trim_pending || parker.should_trim() {
-            trim_pending = last_trim.elapsed() < Duration::from_secs(1);
-            if !trim_pending {
-                give_back_memory();
-                last_trim = Instant::now();
-            }
+        let now = Instant::now();
+        let mut trim = parker.trim_due(last_trim);
+        if trim.is_some_and(|due| due <= now) {
+            parker.trimmed();
+            give_back_memory();
+            last_trim = Instant::now();
+            trim = None;
         }
-        let next = parker.expire(Instant::now());
-        // Without a deadline, still look again now and then (for a trim).
-        let until = next.unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
-        let until = if trim_pending {
-            until.min(last_trim + Duration::from_secs(1))
-        } else {
-            until
-        };
+        let next = parker.expire(now);
+        let until = [next, trim]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| now + Duration::from_secs(3600));
         tokio::select! {
             ready = poll.readable_mut() => {
                 let mut ready = match ready {
