@@ -1,6 +1,7 @@
 //! The heads wsgate writes: toward the backend (S36–S43, S50) and back to
 //! the client (S51, S52, S79, S80). Pure functions from heads to bytes.
 
+use std::io::Write as _;
 use std::net::IpAddr;
 
 use super::head::{Headers, RequestHead, ResponseHead};
@@ -36,15 +37,24 @@ const RESPONSE_HOP_BY_HOP: &[&str] = &[
 ];
 
 /// The header names listed in `Connection` (tokens split on `,` and `;`).
-fn connection_listed(headers: &Headers) -> Vec<String> {
+fn connection_listed(headers: &Headers) -> Vec<&[u8]> {
     headers
         .fields
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
         .flat_map(|(_, v)| v.split(|&b| b == b',' || b == b';'))
-        .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+        .map(|t| t.trim_ascii())
         .filter(|t| !t.is_empty())
         .collect()
+}
+
+/// Whether a field called `name` is dropped: hop-by-hop by name, or named
+/// in `Connection`. Compared without allocating: this runs per field.
+fn hop_by_hop(name: &str, fixed: &[&str], listed: &[&[u8]]) -> bool {
+    fixed.iter().any(|h| h.eq_ignore_ascii_case(name))
+        || listed
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
 }
 
 /// Facts about the request's connection that the forwarded head carries.
@@ -93,23 +103,23 @@ pub fn backend_request(head: &RequestHead, path_and_query: &str, f: &Forwarding<
     let mut added_host = false;
     let mut added_server = false;
     for (name, value) in &head.headers.fields {
-        let lower = name.to_ascii_lowercase();
-        if REQUEST_HOP_BY_HOP.contains(&lower.as_str()) || listed.contains(&lower) {
+        if hop_by_hop(name, REQUEST_HOP_BY_HOP, &listed) {
             continue;
         }
-        if lower == "expect" && !(f.keep_expect && value.eq_ignore_ascii_case(b"100-continue")) {
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if is("expect") && !(f.keep_expect && value.eq_ignore_ascii_case(b"100-continue")) {
             continue;
         }
-        let merged: Option<&[u8]> = match (f.add_headers, lower.as_str()) {
-            (Some(_), "x-forwarded-for") => {
+        let merged: Option<&[u8]> = match f.add_headers {
+            Some(_) if is("x-forwarded-for") => {
                 added_for = true;
                 Some(client_ip.as_bytes())
             }
-            (Some(_), "x-forwarded-host") => {
+            Some(_) if is("x-forwarded-host") => {
                 added_host = true;
                 original_host
             }
-            (Some(server), "x-forwarded-server") => {
+            Some(server) if is("x-forwarded-server") => {
                 added_server = true;
                 Some(server.as_bytes())
             }
@@ -137,7 +147,9 @@ pub fn backend_request(head: &RequestHead, path_and_query: &str, f: &Forwarding<
     }
     match f.body {
         BodyHeader::None => {}
-        BodyHeader::Length(n) => push(&mut out, "Content-Length", n.to_string().as_bytes()),
+        BodyHeader::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
         BodyHeader::Chunked => push(&mut out, "Transfer-Encoding", b"chunked"),
     }
     match f.connection {
@@ -180,17 +192,18 @@ pub struct ClientResponse<'a> {
 pub fn client_response(resp: &ResponseHead, c: &ClientResponse<'_>) -> Vec<u8> {
     let listed = connection_listed(&resp.headers);
     let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", resp.status, resp.reason).as_bytes());
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", resp.status, resp.reason);
     for (name, value) in &resp.headers.fields {
-        let lower = name.to_ascii_lowercase();
-        if RESPONSE_HOP_BY_HOP.contains(&lower.as_str()) || listed.contains(&lower) {
+        if hop_by_hop(name, RESPONSE_HOP_BY_HOP, &listed) {
             continue;
         }
-        let rewritten = match lower.as_str() {
-            "location" | "content-location" | "uri" | "destination" => {
-                reverse_map(value, c.public_host, c.reverse)
-            }
-            _ => None,
+        let locating = ["location", "content-location", "uri", "destination"]
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name));
+        let rewritten = if locating && !c.reverse.is_empty() {
+            reverse_map(value, c.public_host, c.reverse)
+        } else {
+            None
         };
         push(&mut out, name, rewritten.as_deref().unwrap_or(value));
     }
@@ -203,7 +216,9 @@ pub fn client_response(resp: &ResponseHead, c: &ClientResponse<'_>) -> Vec<u8> {
     }
     match c.body {
         BodyHeader::None => {}
-        BodyHeader::Length(n) => push(&mut out, "Content-Length", n.to_string().as_bytes()),
+        BodyHeader::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
         BodyHeader::Chunked => push(&mut out, "Transfer-Encoding", b"chunked"),
     }
     if let Some(value) = c.upgrade {

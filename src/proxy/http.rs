@@ -180,9 +180,9 @@ async fn run_tunnel<S>(
     // Let the head-reading buffers go before the long wait: a partial move
     // out of `client` would keep its buffer alive until this task ends.
     let Conn { io: client, buf } = client;
-    drop(buf);
+    super::conn::recycle(buf);
     let Conn { io: backend, buf } = backend;
-    drop(buf);
+    super::conn::recycle(buf);
     let tunnel = Tunnel::new(client, backend, mode);
     // The long wait gets a task of its own holding only the tunnel and what
     // must live as long as it: tunnels are many, and every byte of this
@@ -1160,7 +1160,7 @@ where
         worker.pool.put(
             key,
             BackendConn {
-                stream: backend_conn.io,
+                stream: backend_conn.into_io(),
                 _slot: slot.take(),
                 reused: true,
             },
