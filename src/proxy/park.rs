@@ -31,6 +31,9 @@ use super::server::{ConnGuard, Shared};
 use super::tunnel::{AsTcp, End, Outcome, Resting, Summary, Tunnel};
 use crate::balancer::Busy;
 
+/// Batches of readiness events handled before the watcher lets other tasks run.
+const WAKE_BATCHES: usize = 4;
+
 /// How long a tunnel must be quiet before it is parked. Waking a parked
 /// tunnel costs a few system calls, so a tunnel that talks every few seconds
 /// stays in the runtime.
@@ -179,6 +182,8 @@ pub struct Parker {
     registry: Registry,
     /// A deadline earlier than the watcher's, or memory to give back.
     wake: Notify,
+    /// The watcher has stopped: nothing may be parked.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 impl Parker {
@@ -189,14 +194,18 @@ impl Parker {
             table: Mutex::new(Table::default()),
             registry: poll.registry().try_clone()?,
             wake: Notify::new(),
+            broken: Default::default(),
         });
         let watcher = watch(parker.clone(), poll);
         Ok((parker, watcher))
     }
 
-    /// How many tunnels are parked.
-    pub fn parked(&self) -> usize {
-        self.table().parked
+    /// Stops parking (the watcher cannot go on): parked tunnels are closed
+    /// and quiet ones stay in the runtime from now on.
+    fn give_up(&self) {
+        self.broken
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.close_all();
     }
 
     /// Closes every parked tunnel (the server is going away).
@@ -215,7 +224,7 @@ impl Parker {
             taken
         };
         for p in taken {
-            self.unpark_failed(p, End::Done);
+            self.close(p, End::Done);
         }
     }
 
@@ -230,9 +239,19 @@ impl Parker {
         rest: Resting,
         life: Life,
     ) {
-        let (cfd, bfd) = (client.as_raw_fd(), backend.as_raw_fd());
+        let parked = Parked {
+            client,
+            backend,
+            rest,
+            life,
+        };
+        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
+            self.resume(parked, false);
+            return;
+        }
+        let (cfd, bfd) = (parked.client.as_raw_fd(), parked.backend.as_raw_fd());
         let parked_peer = tracing::enabled!(tracing::Level::DEBUG)
-            .then(|| client.peer_addr().ok())
+            .then(|| parked.client.peer_addr().ok())
             .flatten();
         let mut table = self.table();
         let index = match table.free.pop() {
@@ -252,12 +271,6 @@ impl Parker {
                         let _ = self.registry.deregister(&mut SourceFd(&cfd));
                     })
             });
-        let parked = Parked {
-            client,
-            backend,
-            rest,
-            life,
-        };
         if let Err(e) = registered {
             table.free.push(index);
             drop(table);
@@ -331,7 +344,8 @@ impl Parker {
         }
     }
 
-    fn unpark_failed(&self, p: Parked, end: End) {
+    /// Ends a parked tunnel where it is (its sockets close).
+    fn close(&self, p: Parked, end: End) {
         for fd in [p.client.as_raw_fd(), p.backend.as_raw_fd()] {
             let _ = self.registry.deregister(&mut SourceFd(&fd));
         }
@@ -398,12 +412,15 @@ async fn watch(parker: Arc<Parker>, poll: mio::Poll) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("cannot watch parked tunnels: {e}");
+            parker.give_up();
             return;
         }
     };
     let mut events = Events::with_capacity(256);
     let mut last_trim = Instant::now();
+    let mut more;
     loop {
+        more = false;
         let now = Instant::now();
         let mut trim = parker.trim_due(last_trim);
         if trim.is_some_and(|due| due <= now) {
@@ -428,17 +445,23 @@ async fn watch(parker: Arc<Parker>, poll: mio::Poll) {
                     }
                 };
                 // The epoll set is edge-triggered inside the runtime's:
-                // drain it before saying it is empty.
-                loop {
+                // drain it before saying it is empty — a few batches at a
+                // time, so that a mass wake-up does not hold the thread.
+                more = true;
+                for _ in 0..WAKE_BATCHES {
                     events.clear();
-                    if let Err(e) = ready.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
-                        if e.kind() != io::ErrorKind::Interrupted {
-                            tracing::error!("cannot watch parked tunnels: {e}");
+                    match ready.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            tracing::error!("cannot watch parked tunnels any more: {e}");
+                            parker.give_up();
+                            return;
                         }
-                        break;
                     }
                     if events.is_empty() {
                         ready.clear_ready();
+                        more = false;
                         break;
                     }
                     for event in events.iter() {
@@ -451,6 +474,9 @@ async fn watch(parker: Arc<Parker>, poll: mio::Poll) {
             }
             _ = tokio::time::sleep_until(until) => {}
             _ = parker.wake.notified() => {}
+        }
+        if more {
+            tokio::task::yield_now().await;
         }
     }
 }
