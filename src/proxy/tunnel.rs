@@ -65,12 +65,26 @@ pub enum End {
     Error,
 }
 
+/// What a direction holds while bytes are in flight.
+enum Held {
+    Buf(Box<[u8]>),
+    /// Between two TCP sockets: the bytes wait in a pipe (splice).
+    Pipe(splice::Pipe),
+}
+
+impl Held {
+    fn give_back(self) {
+        match self {
+            Held::Buf(buf) => give_back(buf),
+            Held::Pipe(pipe) => splice::give_back(pipe),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Half {
-    buf: Option<Box<[u8]>>,
-    /// Instead of `buf` when both sides are plain TCP: bytes `start..end`
-    /// of what was spliced in are still in the pipe.
-    pipe: Option<splice::Pipe>,
+    /// Bytes `start..end` of what was read are still to be written.
+    held: Option<Held>,
     /// Bytes are arriving faster than a buffer takes them: splice (when
     /// both sides are TCP). Small reads go back to copying, which costs
     /// fewer system calls for small messages.
@@ -114,41 +128,32 @@ impl Half {
         R: AsyncRead + Unpin + AsTcp,
         W: AsyncWrite + Unpin + AsTcp,
     {
-        if let Some(pipe) = &self.pipe {
-            let to_tcp = to
-                .as_tcp()
-                .expect("a pipe is only taken between TCP sockets");
-            return match splice::poll_drain(cx, to_tcp, pipe, self.end - self.start) {
+        if let Some(held) = &self.held {
+            let written = match held {
+                Held::Buf(buf) => Pin::new(&mut *to).poll_write(cx, &buf[self.start..self.end]),
+                Held::Pipe(pipe) => {
+                    let to = to
+                        .as_tcp()
+                        .expect("a pipe is only taken between TCP sockets");
+                    splice::poll_drain(cx, to, pipe, self.end - self.start)
+                }
+            };
+            return match written {
                 Poll::Ready(Ok(0)) => Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
                     self.start += n;
                     self.bytes += n as u64;
+                    self.needs_flush = true;
                     if self.start == self.end {
-                        splice::give_back(self.pipe.take().expect("checked above"));
+                        if let Some(held) = self.held.take() {
+                            held.give_back();
+                        }
                     }
                     Ok(Step::Progress)
                 }
                 Poll::Ready(Err(e)) => Err(e),
                 Poll::Pending => Ok(Step::Blocked),
             };
-        }
-        if let Some(buf) = &self.buf {
-            if self.start < self.end {
-                return match Pin::new(&mut *to).poll_write(cx, &buf[self.start..self.end]) {
-                    Poll::Ready(Ok(0)) => Err(io::ErrorKind::WriteZero.into()),
-                    Poll::Ready(Ok(n)) => {
-                        self.start += n;
-                        self.bytes += n as u64;
-                        self.needs_flush = true;
-                        if self.start == self.end {
-                            give_back(self.buf.take().expect("checked above"));
-                        }
-                        Ok(Step::Progress)
-                    }
-                    Poll::Ready(Err(e)) => Err(e),
-                    Poll::Pending => Ok(Step::Blocked),
-                };
-            }
         }
         if self.needs_flush {
             match Pin::new(&mut *to).poll_flush(cx) {
@@ -169,62 +174,55 @@ impl Half {
             }
             return Ok(Step::Blocked);
         }
-        if let (true, Some(from_tcp), Some(_)) = (self.bulk, from.as_tcp(), to.as_tcp()) {
-            if let Some(pipe) = splice::take() {
-                return match splice::poll_fill(cx, from_tcp, &pipe) {
-                    Poll::Ready(Ok(n)) => {
-                        self.bulk = n >= BULK_AGAIN;
-                        if n == 0 {
-                            self.eof = true;
-                            splice::give_back(pipe);
-                        } else {
-                            self.start = 0;
-                            self.end = n;
-                            self.pipe = Some(pipe);
-                        }
-                        Ok(Step::Progress)
-                    }
-                    Poll::Ready(Err(e)) => {
-                        splice::give_back(pipe);
-                        Err(e)
-                    }
-                    Poll::Pending => {
-                        splice::give_back(pipe);
-                        Ok(Step::Blocked)
-                    }
-                };
+        // A pipe when the data is bulk and both sides are TCP; a buffer
+        // otherwise, or when no pipe is to be had.
+        let pipe = match (self.bulk, from.as_tcp(), to.as_tcp()) {
+            (true, Some(from), Some(_)) => splice::take().map(|pipe| (from, pipe)),
+            _ => None,
+        };
+        let (held, read) = match pipe {
+            Some((from, pipe)) => {
+                let read = splice::poll_fill(cx, from, &pipe);
+                (Held::Pipe(pipe), read)
             }
-            // No pipe to be had: copy through a buffer this time.
-        }
-        let mut buf = self.buf.take().unwrap_or_else(take_buffer);
-        let mut read_buf = ReadBuf::new(&mut buf);
-        match Pin::new(&mut *from).poll_read(cx, &mut read_buf) {
-            Poll::Ready(Ok(())) => {
-                let n = read_buf.filled().len();
-                self.bulk = n == BUFFER_SIZE;
+            None => {
+                let mut buf = take_buffer();
+                let mut read_buf = ReadBuf::new(&mut buf);
+                let read = Pin::new(&mut *from)
+                    .poll_read(cx, &mut read_buf)
+                    .map_ok(|()| read_buf.filled().len());
+                (Held::Buf(buf), read)
+            }
+        };
+        match read {
+            Poll::Ready(Ok(n)) => {
+                self.bulk = match held {
+                    Held::Buf(_) => n == BUFFER_SIZE,
+                    Held::Pipe(_) => n >= BULK_AGAIN,
+                };
                 if n == 0 {
                     self.eof = true;
-                    give_back(buf);
+                    held.give_back();
                 } else {
                     self.start = 0;
                     self.end = n;
-                    self.buf = Some(buf);
+                    self.held = Some(held);
                 }
                 Ok(Step::Progress)
             }
             Poll::Ready(Err(e)) => {
-                give_back(buf);
+                held.give_back();
                 Err(e)
             }
             Poll::Pending => {
-                give_back(buf);
+                held.give_back();
                 Ok(Step::Blocked)
             }
         }
     }
 
     fn finished(&self) -> bool {
-        self.eof && self.shut && self.buf.is_none() && self.pipe.is_none()
+        self.eof && self.shut && self.held.is_none()
     }
 }
 
@@ -358,7 +356,7 @@ where
     fn is_quiet(&self) -> bool {
         [&self.up, &self.down]
             .iter()
-            .all(|h| h.buf.is_none() && h.pipe.is_none() && !h.needs_flush && !h.eof)
+            .all(|h| h.held.is_none() && !h.needs_flush && !h.eof)
     }
 
     fn summary(&self, end: End) -> Summary {
