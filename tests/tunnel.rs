@@ -519,6 +519,13 @@ async fn quiet_tunnels_are_parked_and_wake_for_anything_on_either_side() {
         gate.stderr()
     );
 
+    // A reload leaves parked tunnels where they are.
+    gate.signal("HUP");
+    let reloaded = Instant::now();
+    while !gate.stderr().contains("configuration reloaded") {
+        assert!(reloaded.elapsed() < T, "no reload: {}", gate.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Client data wakes them; the echo comes back through the same tunnel.
     for (i, s) in echoing.iter_mut().enumerate() {
         s.write_all(b"again").await.unwrap();
