@@ -14,9 +14,12 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use mio::unix::SourceFd;
@@ -28,7 +31,7 @@ use tokio::time::Instant;
 
 use super::backend::BackendStream;
 use super::server::{ConnGuard, Shared};
-use super::tunnel::{AsTcp, End, Outcome, Resting, Summary, Tunnel};
+use super::tunnel::{AsTcp, End, Outcome, Resting, Run, Summary, Tunnel};
 use crate::balancer::Busy;
 
 /// Batches of readiness events handled before the watcher lets other tasks run.
@@ -140,22 +143,51 @@ fn spawn_with<S>(tunnel: Tunnel<S, BackendStream>, life: Life, parker: Arc<Parke
 where
     S: Parkable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
-        match tunnel.run(park.then_some(PARK_AFTER)).await {
+    tokio::spawn(TunnelTask {
+        run: tunnel.run(park.then_some(PARK_AFTER)),
+        life: Some(life),
+        parker,
+    });
+}
+
+pin_project_lite::pin_project! {
+    /// A tunnel's task: the tunnel running, then its end or its parking.
+    /// Written out rather than an `async` block, which would hold the tunnel
+    /// twice (before and inside `run`): this is paid once per live tunnel.
+    struct TunnelTask<S> {
+        #[pin]
+        run: Run<S, BackendStream>,
+        life: Option<Life>,
+        parker: Arc<Parker>,
+    }
+}
+
+impl<S> Future for TunnelTask<S>
+where
+    S: Parkable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let outcome = ready!(this.run.poll(cx));
+        let Some(life) = this.life.take() else {
+            return Poll::Ready(());
+        };
+        match outcome {
             Outcome::Ended(summary) => life.finish(summary),
             Outcome::Quiet(tunnel) => {
                 let (client, backend, rest) = tunnel.into_parts();
                 match (client.into_std(), backend.into_std()) {
-                    (Ok(client), Ok(backend)) => Parker::park(&parker, client, backend, rest, life),
-                    _ => life.finish(Summary {
-                        end: End::Error,
-                        bytes_up: rest.bytes_up,
-                        bytes_down: rest.bytes_down,
-                    }),
+                    (Ok(client), Ok(backend)) => {
+                        Parker::park(this.parker, client, backend, rest, life)
+                    }
+                    _ => life.finish(summary(&rest, End::Error)),
                 }
             }
         }
-    });
+        Poll::Ready(())
+    }
 }
 
 struct Parked {

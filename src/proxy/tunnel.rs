@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::splice;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// One read's worth; also the most a direction holds for a slow reader.
 pub const BUFFER_SIZE: usize = 16 * 1024;
@@ -273,11 +273,6 @@ pub enum Outcome<A, B> {
     Quiet(Tunnel<A, B>),
 }
 
-enum Stop {
-    End(End),
-    Quiet,
-}
-
 /// A stream that may be plain TCP underneath, for zero-copy forwarding.
 pub trait AsTcp {
     fn as_tcp(&self) -> Option<&tokio::net::TcpStream>;
@@ -369,7 +364,7 @@ where
 
     /// Moves bytes until the tunnel ends; with `park_after`, returns the
     /// tunnel itself once it has been quiet that long.
-    pub async fn run(mut self, park_after: Option<Duration>) -> Outcome<A, B> {
+    pub fn run(self, park_after: Option<Duration>) -> Run<A, B> {
         let timeout = match self.mode {
             Mode::HalfClose(t) => t,
             Mode::CloseBoth => None,
@@ -377,55 +372,19 @@ where
         // A tunnel just woken has not seen its wake-up event yet: it may rest
         // again only when quiet for `park_after` from now.
         let running_since = Instant::now();
-        let quiet_since = |last: Instant| last.max(running_since);
         let first = [
             timeout.map(|t| self.last_activity + t),
-            park_after.map(|p| quiet_since(self.last_activity) + p),
+            park_after.map(|p| self.last_activity.max(running_since) + p),
         ]
         .into_iter()
         .flatten()
         .min();
-        let timer = first.map(tokio::time::sleep_until);
-        let mut timer = std::pin::pin!(timer);
-        let stop = std::future::poll_fn(|cx| {
-            if let Poll::Ready(end) = self.poll_move(cx) {
-                return Poll::Ready(Stop::End(end));
-            }
-            let Some(mut timer) = timer.as_mut().as_pin_mut() else {
-                return Poll::Pending;
-            };
-            // The timer is moved only when it fires, not on every byte.
-            loop {
-                ready!(timer.as_mut().poll(cx));
-                let now = Instant::now();
-                let idle = now.saturating_duration_since(self.last_activity);
-                if timeout.is_some_and(|t| idle >= t) {
-                    return Poll::Ready(Stop::End(End::IdleTimeout));
-                }
-                let mut next = timeout.map(|t| self.last_activity + t);
-                if let Some(p) = park_after {
-                    let quiet_from = quiet_since(self.last_activity);
-                    if now.saturating_duration_since(quiet_from) >= p && self.is_quiet() {
-                        return Poll::Ready(Stop::Quiet);
-                    }
-                    // Not quiet long enough yet, or bytes waiting for a slow
-                    // reader (then look again later).
-                    let check = if quiet_from + p > now {
-                        quiet_from + p
-                    } else {
-                        now + p
-                    };
-                    next = Some(next.map_or(check, |n| n.min(check)));
-                }
-                if let Some(next) = next {
-                    timer.as_mut().reset(next);
-                }
-            }
-        })
-        .await;
-        match stop {
-            Stop::End(end) => Outcome::Ended(self.summary(end)),
-            Stop::Quiet => Outcome::Quiet(self),
+        Run {
+            tunnel: Some(self),
+            timeout,
+            park_after,
+            running_since,
+            timer: first.map(tokio::time::sleep_until),
         }
     }
 
@@ -446,6 +405,74 @@ where
             self.last_activity = Instant::now();
         }
         Poll::Pending
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A tunnel running (see [`Tunnel::run`]). A named future rather than an
+    /// `async fn`, so that a tunnel's task holds the tunnel once: tunnels
+    /// are many, and every byte here is paid by each.
+    pub struct Run<A, B> {
+        tunnel: Option<Tunnel<A, B>>,
+        timeout: Option<Duration>,
+        park_after: Option<Duration>,
+        running_since: Instant,
+        #[pin]
+        timer: Option<Sleep>,
+    }
+}
+
+impl<A, B> Future for Run<A, B>
+where
+    A: AsyncRead + AsyncWrite + Unpin + AsTcp,
+    B: AsyncRead + AsyncWrite + Unpin + AsTcp,
+{
+    type Output = Outcome<A, B>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<A, B>> {
+        let this = self.project();
+        let Some(tunnel) = this.tunnel.as_mut() else {
+            return Poll::Pending;
+        };
+        if let Poll::Ready(end) = tunnel.poll_move(cx) {
+            return Poll::Ready(Outcome::Ended(tunnel.summary(end)));
+        }
+        let Some(mut timer) = this.timer.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        // The timer is moved only when it fires, not on every byte.
+        loop {
+            ready!(timer.as_mut().poll(cx));
+            let now = Instant::now();
+            let last = tunnel.last_activity;
+            if this
+                .timeout
+                .is_some_and(|t| now.saturating_duration_since(last) >= t)
+            {
+                return Poll::Ready(Outcome::Ended(tunnel.summary(End::IdleTimeout)));
+            }
+            let mut next = this.timeout.map(|t| last + t);
+            if let Some(p) = *this.park_after {
+                let quiet_from = last.max(*this.running_since);
+                if now.saturating_duration_since(quiet_from) >= p && tunnel.is_quiet() {
+                    return match this.tunnel.take() {
+                        Some(tunnel) => Poll::Ready(Outcome::Quiet(tunnel)),
+                        None => Poll::Pending,
+                    };
+                }
+                // Not quiet long enough yet, or bytes waiting for a slow
+                // reader (then look again later).
+                let check = if quiet_from + p > now {
+                    quiet_from + p
+                } else {
+                    now + p
+                };
+                next = Some(next.map_or(check, |n| n.min(check)));
+            }
+            if let Some(next) = next {
+                timer.as_mut().reset(next);
+            }
+        }
     }
 }
 
