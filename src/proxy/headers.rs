@@ -1,6 +1,7 @@
 //! The heads wsgate writes: toward the backend (S36–S43, S50) and back to
 //! the client (S51, S52, S79, S80). Pure functions from heads to bytes.
 
+use std::cell::RefCell;
 use std::io::Write as _;
 use std::net::IpAddr;
 
@@ -168,6 +169,25 @@ pub fn backend_request(head: &RequestHead, path_and_query: &str, f: &Forwarding<
     out
 }
 
+/// A `Date` field for now. The text changes once a second, so each thread
+/// formats it once a second rather than once a response.
+fn push_date(out: &mut Vec<u8>) {
+    thread_local! {
+        static NOW: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    NOW.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != secs || cached.1.is_empty() {
+            *cached = (secs, httpdate::fmt_http_date(now));
+        }
+        push(out, "Date", cached.1.as_bytes());
+    });
+}
+
 fn push(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
@@ -208,11 +228,7 @@ pub fn client_response(resp: &ResponseHead, c: &ClientResponse<'_>) -> Vec<u8> {
         push(&mut out, name, rewritten.as_deref().unwrap_or(value));
     }
     if resp.status >= 200 && !resp.headers.contains("date") {
-        push(
-            &mut out,
-            "Date",
-            httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
-        );
+        push_date(&mut out);
     }
     match c.body {
         BodyHeader::None => {}
@@ -269,12 +285,8 @@ pub fn local_response_with(
         )
     };
     let mut out = Vec::with_capacity(256 + body.len());
-    out.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
-    push(
-        &mut out,
-        "Date",
-        httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes(),
-    );
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    push_date(&mut out);
     let mut fields: Vec<(String, Vec<u8>)> = vec![("Server".into(), b"wsgate".to_vec())];
     fields.extend(
         extra
@@ -415,6 +427,33 @@ mod tests {
             },
         ));
         assert_eq!(out, "HTTP/1.1 101 Switching\r\nSec-WebSocket-Accept: abc\r\nSet-Cookie: a=b\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    }
+
+    #[test]
+    fn a_response_without_date_gets_the_current_one() {
+        let resp = crate::proxy::head::parse_response(b"HTTP/1.1 200 OK\r\nX: 1\r\n\r\n").unwrap();
+        let c = ClientResponse {
+            body: BodyHeader::Length(0),
+            close: false,
+            upgrade: None,
+            public_host: "h",
+            reverse: &[],
+        };
+        let date = |out: String| -> std::time::SystemTime {
+            let line = out
+                .lines()
+                .find_map(|l| l.strip_prefix("Date: "))
+                .unwrap_or_else(|| panic!("no Date in {out}"))
+                .to_string();
+            httpdate::parse_http_date(&line).unwrap()
+        };
+        let before = std::time::SystemTime::now() - std::time::Duration::from_secs(1);
+        let first = date(text(client_response(&resp, &c)));
+        let second = date(text(client_response(&resp, &c)));
+        let after = std::time::SystemTime::now();
+        for d in [first, second] {
+            assert!(d >= before && d <= after, "{d:?} is not now");
+        }
     }
 
     #[test]
