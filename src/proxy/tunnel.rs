@@ -104,11 +104,14 @@ enum Step {
 
 impl Half {
     /// Moves bytes from `from` to `to` until one of them would block.
+    /// `last`: the other direction is finished, so the tunnel ends with
+    /// this one.
     fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
         from: &mut R,
         to: &mut W,
+        last: bool,
     ) -> Poll<io::Result<bool>>
     where
         R: AsyncRead + Unpin + AsTcp,
@@ -116,14 +119,20 @@ impl Half {
     {
         let mut moved = false;
         loop {
-            match self.step(cx, from, to)? {
+            match self.step(cx, from, to, last)? {
                 Step::Progress => moved = true,
                 Step::Blocked => return Poll::Ready(Ok(moved)),
             }
         }
     }
 
-    fn step<R, W>(&mut self, cx: &mut Context<'_>, from: &mut R, to: &mut W) -> io::Result<Step>
+    fn step<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut R,
+        to: &mut W,
+        last: bool,
+    ) -> io::Result<Step>
     where
         R: AsyncRead + Unpin + AsTcp,
         W: AsyncWrite + Unpin + AsTcp,
@@ -163,12 +172,17 @@ impl Half {
             }
         }
         if self.eof {
+            // The last direction of a TCP tunnel needs no shutdown: both
+            // sockets close next, everything was read from `to` (the other
+            // direction saw its end), so closing it sends the same FIN.
             if !self.shut {
-                match Pin::new(&mut *to).poll_shutdown(cx) {
-                    Poll::Ready(Ok(())) => {}
-                    // The peer may already be gone; the direction is over anyway.
-                    Poll::Ready(Err(_)) => {}
-                    Poll::Pending => return Ok(Step::Blocked),
+                if !(last && to.as_tcp().is_some()) {
+                    match Pin::new(&mut *to).poll_shutdown(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        // The peer may already be gone; the direction is over anyway.
+                        Poll::Ready(Err(_)) => {}
+                        Poll::Pending => return Ok(Step::Blocked),
+                    }
                 }
                 self.shut = true;
             }
@@ -390,8 +404,14 @@ where
 
     /// Copies both ways; ready when the tunnel is over.
     fn poll_move(&mut self, cx: &mut Context<'_>) -> Poll<End> {
-        let up = self.up.poll_copy(cx, &mut self.client, &mut self.backend);
-        let down = self.down.poll_copy(cx, &mut self.backend, &mut self.client);
+        let down_done = self.down.finished();
+        let up = self
+            .up
+            .poll_copy(cx, &mut self.client, &mut self.backend, down_done);
+        let up_done = self.up.finished();
+        let down = self
+            .down
+            .poll_copy(cx, &mut self.backend, &mut self.client, up_done);
         let (up, down) = match (up, down) {
             (Poll::Ready(Ok(u)), Poll::Ready(Ok(d))) => (u, d),
             _ => return Poll::Ready(End::Error),
