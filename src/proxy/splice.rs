@@ -76,10 +76,14 @@ impl Drop for Pipe {
 
 /// An empty pipe, if one is to be had.
 pub fn take() -> Option<Pipe> {
+    take_under(max_pipes())
+}
+
+fn take_under(cap: usize) -> Option<Pipe> {
     if let Some(p) = POOL.with(|p| p.borrow_mut().pop()) {
         return Some(p);
     }
-    if OPEN.fetch_add(1, Ordering::Relaxed) >= max_pipes() {
+    if OPEN.fetch_add(1, Ordering::Relaxed) >= cap {
         OPEN.fetch_sub(1, Ordering::Relaxed);
         return None;
     }
@@ -168,6 +172,23 @@ mod tests {
         let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (b, _) = l.accept().await.unwrap();
         (a, b)
+    }
+
+    #[test]
+    fn no_new_pipe_at_the_cap_but_pooled_ones_are_reused() {
+        // A thread of its own: its pool starts empty.
+        std::thread::spawn(|| {
+            assert!(take_under(0).is_none(), "a pipe opened over the cap");
+            let pipe = take_under(usize::MAX).expect("a pipe under the cap");
+            give_back(pipe);
+            assert!(
+                take_under(0).is_some(),
+                "a pooled pipe is not a new one and is reused at the cap"
+            );
+        })
+        .join()
+        .unwrap();
+        assert!(max_pipes() <= 1024);
     }
 
     #[tokio::test]
