@@ -8,7 +8,7 @@ use regex::bytes::{Regex, RegexBuilder};
 
 use super::error::{ConfigError, Origin};
 use super::lexer::Node;
-use super::model::{ProxyTarget, Scheme, Target, UpgradePolicy, Worker, WorkerParams};
+use super::model::{ProxyTarget, Target, UpgradePolicy, Worker, WorkerParams};
 use super::values::{self, parse_target_url};
 use crate::proxy::pool::Pool;
 
@@ -132,23 +132,10 @@ pub fn parse_pass(
             ));
         }
         let mut params = Vec::new();
-        let mut nocanon = false;
-        let mut noquery = false;
-        for word in rest {
-            match word.to_ascii_lowercase().as_str() {
-                "nocanon" => nocanon = true,
-                "noquery" => noquery = true,
-                _ => {
-                    let Some((key, value)) = word.split_once('=') else {
-                        return Err(ConfigError::new(
-                            origin,
-                            format!("Invalid {name} parameter '{word}'. Parameter must be in the form 'key=value'."),
-                        ));
-                    };
-                    params.push((key.to_string(), value.to_string()));
-                }
-            }
-        }
+        let (nocanon, noquery) = pass_words(origin, name, rest, |key, value| {
+            params.push((key.to_string(), value.to_string()));
+            Ok(())
+        })?;
         return Ok(PassLine {
             pattern,
             regex,
@@ -214,30 +201,9 @@ pub fn parse_pass(
     })?;
 
     let mut params = WorkerParams::default();
-    let mut nocanon = false;
-    let mut noquery = false;
-    for word in rest {
-        match word.to_ascii_lowercase().as_str() {
-            "nocanon" => nocanon = true,
-            "noquery" => noquery = true,
-            "interpolate" => {
-                return Err(ConfigError::new(
-                    origin,
-                    format!("{name}: 'interpolate' is not supported by wsgate"),
-                )
-                .hint("ProxyPassInterpolateEnv is not implemented; write the values out"))
-            }
-            _ => {
-                let Some((key, value)) = word.split_once('=') else {
-                    return Err(ConfigError::new(
-                        origin,
-                        format!("Invalid {name} parameter '{word}'. Parameter must be in the form 'key=value'."),
-                    ));
-                };
-                set_worker_param(origin, name, &mut params, key, value)?;
-            }
-        }
-    }
+    let (nocanon, noquery) = pass_words(origin, name, rest, |key, value| {
+        set_worker_param(origin, name, &mut params, key, value)
+    })?;
 
     let policy = params.upgrade_policy(parsed.scheme);
     let location = pattern.as_deref().unwrap_or("(location)");
@@ -258,10 +224,6 @@ pub fn parse_pass(
             ));
         }
     }
-    if matches!(parsed.scheme, Scheme::Https | Scheme::Wss) && nocanon {
-        // Nothing to check; noted here so the combination stays deliberate.
-    }
-
     let worker_name = normalise_worker_name(match url.find('$') {
         Some(i) if substitutes => &url[..i],
         _ => url,
@@ -289,6 +251,40 @@ pub fn parse_pass(
 
 /// A worker's name with scheme and host lower-case, as Apache compares
 /// them when it looks a worker up by url prefix.
+/// The words after a ProxyPass url: `nocanon`, `noquery`, and `key=value`
+/// parameters handed to `param`. Returns (nocanon, noquery).
+fn pass_words(
+    origin: &Origin,
+    name: &str,
+    words: &[&str],
+    mut param: impl FnMut(&str, &str) -> Result<(), ConfigError>,
+) -> Result<(bool, bool), ConfigError> {
+    let (mut nocanon, mut noquery) = (false, false);
+    for word in words {
+        match word.to_ascii_lowercase().as_str() {
+            "nocanon" => nocanon = true,
+            "noquery" => noquery = true,
+            "interpolate" => {
+                return Err(ConfigError::new(
+                    origin,
+                    format!("{name}: 'interpolate' is not supported by wsgate"),
+                )
+                .hint("ProxyPassInterpolateEnv is not implemented; write the values out"))
+            }
+            _ => {
+                let Some((key, value)) = word.split_once('=') else {
+                    return Err(ConfigError::new(
+                        origin,
+                        format!("Invalid {name} parameter '{word}'. Parameter must be in the form 'key=value'."),
+                    ));
+                };
+                param(key, value)?;
+            }
+        }
+    }
+    Ok((nocanon, noquery))
+}
+
 pub fn normalise_worker_name(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
