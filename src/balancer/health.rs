@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use super::{Balancer, Member};
+use crate::config::values::IntOp;
 use crate::proxy::backend::{self, ConnectSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +54,7 @@ impl Check {
 /// `%{REQUEST_STATUS}` joined with `&&`, `||`, `!` and parentheses.
 #[derive(Debug)]
 pub enum StatusExpr {
-    Compare(CompareOp, i64),
+    Compare(IntOp, i64),
     Matches(Regex, bool),
     In(Vec<i64>),
     Not(Box<StatusExpr>),
@@ -61,28 +62,11 @@ pub enum StatusExpr {
     Or(Box<StatusExpr>, Box<StatusExpr>),
 }
 
-#[derive(Debug, Clone, Copy)]
-pub enum CompareOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
 impl StatusExpr {
     pub fn eval(&self, status: u16) -> bool {
         let s = i64::from(status);
         match self {
-            StatusExpr::Compare(op, n) => match op {
-                CompareOp::Eq => s == *n,
-                CompareOp::Ne => s != *n,
-                CompareOp::Lt => s < *n,
-                CompareOp::Le => s <= *n,
-                CompareOp::Gt => s > *n,
-                CompareOp::Ge => s >= *n,
-            },
+            StatusExpr::Compare(op, n) => op.holds(s, *n),
             StatusExpr::Matches(re, want) => re.is_match(&status.to_string()) == *want,
             StatusExpr::In(list) => list.contains(&s),
             StatusExpr::Not(e) => !e.eval(status),
@@ -242,13 +226,14 @@ impl Parser {
             }
             _ => {
                 let cmp = match op.as_str() {
-                    "==" | "=" | "-eq" => CompareOp::Eq,
-                    "!=" | "-ne" => CompareOp::Ne,
-                    "<" | "-lt" => CompareOp::Lt,
-                    "<=" | "-le" => CompareOp::Le,
-                    ">" | "-gt" => CompareOp::Gt,
-                    ">=" | "-ge" => CompareOp::Ge,
-                    other => return Err(format!("operator '{other}' is not supported")),
+                    "==" | "=" => IntOp::Eq,
+                    "!=" => IntOp::Ne,
+                    "<" => IntOp::Lt,
+                    "<=" => IntOp::Le,
+                    ">" => IntOp::Gt,
+                    ">=" => IntOp::Ge,
+                    other => IntOp::from_test(other)
+                        .ok_or_else(|| format!("operator '{other}' is not supported"))?,
                 };
                 StatusExpr::Compare(cmp, number(self.next()?)?)
             }

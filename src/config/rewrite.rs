@@ -177,16 +177,7 @@ fn parse_cond(node: &Node) -> Result<Cond, ConfigError> {
 }
 
 fn int_op(pattern: &str) -> Option<IntOp> {
-    let op = pattern.get(..3)?;
-    Some(match op {
-        "-eq" => IntOp::Eq,
-        "-ne" => IntOp::Ne,
-        "-lt" => IntOp::Lt,
-        "-le" => IntOp::Le,
-        "-gt" => IntOp::Gt,
-        "-ge" => IntOp::Ge,
-        _ => return None,
-    })
+    IntOp::from_test(pattern.get(..3)?)
 }
 
 fn parse_rule(node: &Node, conditions: Vec<Cond>) -> Result<Rule, ConfigError> {

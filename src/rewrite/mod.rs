@@ -11,6 +11,7 @@
 
 use regex::bytes::{Captures, Regex};
 
+pub use crate::config::values::IntOp;
 use crate::config::Origin;
 
 /// One `RewriteRule` with the `RewriteCond`s written before it.
@@ -70,16 +71,6 @@ pub enum CondPattern {
     Compare(std::cmp::Ordering, bool, String),
     /// `-eq`, `-lt`… : integer comparisons (`op`, or-equal).
     Int(IntOp, i64),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
 }
 
 /// A substitution or test string: literal text, back-references and
@@ -431,15 +422,7 @@ fn evaluate(c: &Cond, test: &[u8]) -> (bool, Option<OwnedCaptures>) {
                 .ok()
                 .and_then(|t| t.trim().parse().ok())
                 .unwrap_or(0);
-            let ok = match op {
-                IntOp::Eq => v == *n,
-                IntOp::Ne => v != *n,
-                IntOp::Lt => v < *n,
-                IntOp::Le => v <= *n,
-                IntOp::Gt => v > *n,
-                IntOp::Ge => v >= *n,
-            };
-            (ok, None)
+            (op.holds(v, *n), None)
         }
     };
     (ok != c.negate, caps)

@@ -5,6 +5,8 @@
 
 use regex::{Regex, RegexBuilder};
 
+use crate::config::values::IntOp;
+
 /// A variable an expression can read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExprVar {
@@ -60,7 +62,7 @@ pub enum Cond {
     Ne(Word, Word),
     Less(Word, Word, bool),
     Greater(Word, Word, bool),
-    IntCmp(Word, std::cmp::Ordering, bool, Word),
+    IntCmp(Word, IntOp, Word),
     Matches(Word, Regex, bool),
     IpMatch(Word, IpNet),
     In(Word, Vec<Word>),
@@ -132,10 +134,9 @@ impl Cond {
                 let (a, b) = (a.eval(ctx), b.eval(ctx));
                 a > b || (*eq && a == b)
             }
-            Cond::IntCmp(a, ord, eq, b) => {
+            Cond::IntCmp(a, op, b) => {
                 let num = |w: &Word| w.eval(ctx).trim().parse::<i64>().unwrap_or(0);
-                let c = num(a).cmp(&num(b));
-                c == *ord || (*eq && c == std::cmp::Ordering::Equal)
+                op.holds(num(a), num(b))
             }
             Cond::Matches(w, re, want) => re.is_match(&w.eval(ctx)) == *want,
             Cond::IpMatch(w, net) => net.contains(&w.eval(ctx)),
@@ -398,7 +399,9 @@ impl Parser {
             _ => return Err("expected a comparison (==, !=, =~, -ipmatch…)".into()),
         };
         self.pos += 1;
-        use std::cmp::Ordering::*;
+        if let Some(int) = IntOp::from_test(&op) {
+            return Ok(Cond::IntCmp(left, int, self.word()?));
+        }
         Ok(match op.as_str() {
             "==" => Cond::Eq(left, self.word()?),
             "!=" => Cond::Ne(left, self.word()?),
@@ -406,12 +409,6 @@ impl Parser {
             "<=" => Cond::Less(left, self.word()?, true),
             ">" => Cond::Greater(left, self.word()?, false),
             ">=" => Cond::Greater(left, self.word()?, true),
-            "-eq" => Cond::IntCmp(left, Equal, false, self.word()?),
-            "-ne" => Cond::Not(Box::new(Cond::IntCmp(left, Equal, false, self.word()?))),
-            "-lt" => Cond::IntCmp(left, Less, false, self.word()?),
-            "-le" => Cond::IntCmp(left, Less, true, self.word()?),
-            "-gt" => Cond::IntCmp(left, Greater, false, self.word()?),
-            "-ge" => Cond::IntCmp(left, Greater, true, self.word()?),
             "=~" | "!~" => match self.tokens.get(self.pos).cloned() {
                 Some(Token::Regex(re)) => {
                     self.pos += 1;
