@@ -7,3 +7,18 @@ pub mod hist;
 pub mod procstat;
 pub mod rbuf;
 pub mod ws;
+
+/// A tokio runtime with `threads` workers; one means a current-thread
+/// runtime (the load generator and backend share one core in the benchmark).
+pub fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}

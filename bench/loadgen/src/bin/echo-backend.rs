@@ -34,17 +34,7 @@ fn main() {
         }
         i += 2;
     }
-    let rt = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .expect("runtime");
+    let rt = wsgate_loadgen::runtime(threads).expect("runtime");
     rt.block_on(async move {
         let sock = TcpSocket::new_v4().expect("socket");
         sock.set_reuseaddr(true).unwrap();

@@ -930,7 +930,10 @@ fn columns(scenario: &str) -> Vec<Col> {
             c("lost", "lost"),
             c("KiB RSS per tunnel, just opened", "kib_per_tunnel"),
             c("KiB per tunnel, 2nd half", "kib_per_tunnel_second_half"),
-            c("KiB per tunnel after the idle hold", "kib_per_tunnel_after_hold"),
+            c(
+                "KiB per tunnel after the idle hold",
+                "kib_per_tunnel_after_hold",
+            ),
             r("× nginx (after hold)", "kib_per_tunnel_after_hold", "nginx"),
             s("RSS idle MiB", "rss_idle_kib", 1.0 / 1024.0),
             s("RSS held MiB", "rss_held_kib", 1.0 / 1024.0),
@@ -1093,17 +1096,7 @@ fn main() {
     let o = Arc::new(opts(&cmd, &m));
     BASE.get_or_init(Instant::now);
     let threads: usize = m.get("threads").and_then(|t| t.parse().ok()).unwrap_or(1);
-    let rt = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .expect("runtime");
+    let rt = wsgate_loadgen::runtime(threads).expect("runtime");
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
