@@ -119,6 +119,9 @@ pub struct TargetUrl {
     pub port: u16,
     /// Everything after the authority, possibly empty.
     pub path: String,
+    /// `host` or `host:port` as a Host header carries it, made once here
+    /// rather than per request.
+    authority: String,
 }
 
 /// An integer comparison, as `-eq`, `-ne`, `-lt`, `-le`, `-gt`, `-ge` in
@@ -162,17 +165,8 @@ impl IntOp {
 
 impl TargetUrl {
     /// `host` or `host:port` as the Host header carries it (default port left out).
-    pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        if self.port == self.scheme.default_port() {
-            host
-        } else {
-            format!("{host}:{}", self.port)
-        }
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 }
 
@@ -227,11 +221,23 @@ pub fn parse_target_url(url: &str) -> Result<TargetUrl, UrlError> {
     if port == 0 {
         return Err(UrlError::Port);
     }
+    let host = host.to_ascii_lowercase();
+    let bracketed = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let authority = if port == scheme.default_port() {
+        bracketed
+    } else {
+        format!("{bracketed}:{port}")
+    };
     Ok(TargetUrl {
         scheme,
-        host: host.to_ascii_lowercase(),
+        host,
         port,
         path: path.to_string(),
+        authority,
     })
 }
 

@@ -752,8 +752,7 @@ where
     let host_header = if settings.preserve_host {
         head.headers
             .get_str("host")
-            .map(str::to_string)
-            .unwrap_or_else(|| req.server.server_name.clone())
+            .unwrap_or(&req.server.server_name)
     } else {
         target.url.authority()
     };
@@ -793,23 +792,25 @@ where
     );
 
     // SNI: the target host, or the client's Host with ProxyPreserveHost
-    // (S123); none for an IP literal.
-    let sni_name = if settings.preserve_host {
-        head.headers
-            .get_str("host")
-            .map(|h| {
-                route::host_without_port(h)
-                    .trim_matches(['[', ']'])
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_else(|| target.url.host.clone())
-    } else {
-        target.url.host.clone()
-    };
+    // (S123); none for an IP literal. Only a TLS backend has one.
+    let sni_name = target.url.scheme.is_tls().then(|| {
+        if settings.preserve_host {
+            head.headers
+                .get_str("host")
+                .map(|h| {
+                    route::host_without_port(h)
+                        .trim_matches(['[', ']'])
+                        .to_ascii_lowercase()
+                })
+                .unwrap_or_else(|| target.url.host.clone())
+        } else {
+            target.url.host.clone()
+        }
+    });
     let key = PoolKey {
         host: target.url.host.clone(),
         port: target.url.port,
-        sni: target.url.scheme.is_tls().then(|| sni_name.clone()),
+        sni: sni_name.clone(),
     };
 
     // Send the head (and a prefetched body), retrying once on a fresh
@@ -831,7 +832,7 @@ where
                     .slot(params.acquire.unwrap_or(connect_timeout))
                     .await
                     .map_err(|_| before(ProxyError::PoolExhausted))?;
-                let tls = if target.url.scheme.is_tls() {
+                let tls = if let Some(sni_name) = &sni_name {
                     let client_config = settings
                         .base
                         .ssl_proxy
@@ -866,14 +867,19 @@ where
         let reused = conn.reused;
         let slot = conn._slot;
         let mut backend = Conn::new(conn.stream);
-        let mut out = request_head.clone();
-        if !prefetched.is_empty() {
+        let end = if fully_buffered {
+            body::end(body_out)
+        } else {
+            &[]
+        };
+        let sent = if prefetched.is_empty() && end.is_empty() {
+            backend.write_all(&request_head, backend_timeout).await
+        } else {
+            let mut out = request_head.clone();
             body::frame(body_out, prefetched, &mut out);
-        }
-        if fully_buffered {
-            out.extend_from_slice(body::end(body_out));
-        }
-        let sent = backend.write_all(&out, backend_timeout).await;
+            out.extend_from_slice(end);
+            backend.write_all(&out, backend_timeout).await
+        };
         let response = match sent {
             Ok(()) if fully_buffered => {
                 Some(read_response_head(&mut backend, backend_timeout).await)
@@ -982,8 +988,7 @@ where
     let public_host = head
         .headers
         .get_str("host")
-        .map(str::to_string)
-        .unwrap_or_else(|| req.server.server_name.clone());
+        .unwrap_or(&req.server.server_name);
 
     if resp.status == 101 {
         let Some(sent) = sent_upgrade else {
@@ -1014,7 +1019,7 @@ where
                 body: BodyHeader::None,
                 close: false,
                 upgrade: Some(&upgrade_value),
-                public_host: &public_host,
+                public_host,
                 reverse: &settings.reverse,
             },
         );
@@ -1107,7 +1112,7 @@ where
             body: client_body,
             close: close_client,
             upgrade: upgrade_offer.as_deref(),
-            public_host: &public_host,
+            public_host,
             reverse: &settings.reverse,
         },
     );
