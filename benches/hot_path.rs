@@ -49,7 +49,7 @@ fn benches(c: &mut Criterion) {
     });
 
     let config = from_str(&text, "bench.conf").expect("valid");
-    let head = b"GET /app150/ws/chat?room=1 HTTP/1.1\r\nHost: bench.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nUser-Agent: bench\r\n\r\n";
+    let head = &bytes::Bytes::from_static(b"GET /app150/ws/chat?room=1 HTTP/1.1\r\nHost: bench.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nUser-Agent: bench\r\n\r\n");
     c.bench_function("request head: parse", |b| {
         b.iter(|| parse_request(black_box(head), &Limits::default()).expect("valid"))
     });

@@ -3,12 +3,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use wsgate::config::Limits;
-use wsgate::proxy::head::{head_end, parse_request, parse_response};
+use wsgate::proxy::head::{head_end, parse_request, parse_response, FieldValue};
 
 fuzz_target!(|data: &[u8]| {
     let _ = head_end(data);
-    let _ = parse_request(data, &Limits::default());
-    let _ = parse_response(data);
+    let head = FieldValue::copy_from_slice(data);
+    let _ = parse_request(&head, &Limits::default());
+    let _ = parse_response(&head);
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = wsgate::route::normalize(text);
     }

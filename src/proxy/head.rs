@@ -5,12 +5,94 @@
 //! away: header order, the spelling of names and values, the backend's reason
 //! phrase, and Apache's exact answers to malformed input (S1, S4, S6, S75–S77).
 
+use std::fmt;
+use std::ops::Deref;
+
+use bytes::Bytes;
+
 use crate::config::Limits;
+
+/// Text taken from a head: a header name, a method, a target, a reason
+/// phrase. It shares the bytes the head was read into (a parsed head costs
+/// no allocation per field), and is always UTF-8.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Text(Bytes);
+
+impl Text {
+    /// The bytes as text, if they are UTF-8 (tokens always are: ASCII).
+    fn from_utf8(bytes: Bytes) -> Option<Text> {
+        std::str::from_utf8(&bytes).ok()?;
+        Some(Text(bytes))
+    }
+
+    /// As [`Text::from_utf8`], with invalid sequences replaced (U+FFFD).
+    fn from_utf8_lossy(bytes: Bytes) -> Text {
+        match std::str::from_utf8(&bytes) {
+            Ok(_) => Text(bytes),
+            Err(_) => Text::from(String::from_utf8_lossy(&bytes).into_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // SAFETY: every constructor checks the bytes are UTF-8 or takes
+        // them from a `str`, and the bytes never change afterwards.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+}
+
+impl Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text(Bytes::from(s))
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A header field value as received (any bytes but CR, LF and NUL).
+pub type FieldValue = Bytes;
+
+/// Header fields as name and value, in order.
+pub type HeaderFields = Vec<(Text, FieldValue)>;
 
 /// Header fields in received order, names as spelled on the wire.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    pub fields: Vec<(String, Vec<u8>)>,
+    pub fields: HeaderFields,
 }
 
 impl Headers {
@@ -18,7 +100,7 @@ impl Headers {
         self.fields
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| &v[..])
     }
 
     pub fn get_str(&self, name: &str) -> Option<&str> {
@@ -40,8 +122,8 @@ impl Headers {
         self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
     }
 
-    pub fn push(&mut self, name: &str, value: impl Into<Vec<u8>>) {
-        self.fields.push((name.to_string(), value.into()));
+    pub fn push(&mut self, name: &str, value: impl Into<FieldValue>) {
+        self.fields.push((name.into(), value.into()));
     }
 
     /// Whether `name`'s comma-separated value holds `token` (case-insensitive).
@@ -67,8 +149,8 @@ impl Version {
 
 #[derive(Debug, Clone)]
 pub struct RequestHead {
-    pub method: String,
-    pub target: String,
+    pub method: Text,
+    pub target: Text,
     pub version: Version,
     pub headers: Headers,
 }
@@ -148,7 +230,8 @@ fn lines(head: &[u8], allow_bare_lf: bool) -> Result<Vec<&[u8]>, bool> {
 }
 
 /// Parses a request head (everything up to and including the blank line).
-pub fn parse_request(head: &[u8], limits: &Limits) -> Result<RequestHead, RequestError> {
+/// Its fields share `head`'s bytes.
+pub fn parse_request(head: &Bytes, limits: &Limits) -> Result<RequestHead, RequestError> {
     use RequestError::Malformed;
     let lines = lines(head, false).map_err(|_| Malformed("bad line ending"))?;
     let (first, rest) = lines.split_first().ok_or(Malformed("empty request"))?;
@@ -172,13 +255,14 @@ pub fn parse_request(head: &[u8], limits: &Limits) -> Result<RequestHead, Reques
         return Err(RequestError::Version);
     }
     let headers =
-        parse_fields(rest, limits.field_size, limits.fields, true).map_err(|e| match e {
+        parse_fields(head, rest, limits.field_size, limits.fields, true).map_err(|e| match e {
             FieldError::Malformed(m) => Malformed(m),
             FieldError::BareCr => Malformed("bare CR in a header"),
         })?;
     Ok(RequestHead {
-        method: String::from_utf8_lossy(method).into_owned(),
-        target: String::from_utf8_lossy(target).into_owned(),
+        // A method is a token: ASCII.
+        method: Text::from_utf8_lossy(head.slice_ref(method)),
+        target: Text::from_utf8_lossy(head.slice_ref(target)),
         version,
         headers,
     })
@@ -200,9 +284,10 @@ enum FieldError {
     BareCr,
 }
 
-/// Header lines: `name: value`, obsolete folding joined with a space;
-/// request headers with the same name merged with `, ` (S6).
+/// Header lines of `head`: `name: value`, obsolete folding joined with a
+/// space; request headers with the same name merged with `, ` (S6).
 fn parse_fields(
+    head: &Bytes,
     lines: &[&[u8]],
     max_line: usize,
     max_fields: usize,
@@ -229,8 +314,7 @@ fn parse_fields(
                 .ok_or(FieldError::Malformed("continuation line before any header"))?;
             let more = line.trim_ascii();
             if !more.is_empty() {
-                value.push(b' ');
-                value.extend_from_slice(more);
+                *value = joined(value, b" ", more);
             }
             continue;
         }
@@ -250,7 +334,8 @@ fn parse_fields(
         if value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
             return Err(FieldError::Malformed("control character in a header value"));
         }
-        let name = String::from_utf8_lossy(name).into_owned();
+        let name = Text::from_utf8(head.slice_ref(name))
+            .ok_or(FieldError::Malformed("bad header name"))?;
         if merge {
             if let Some((_, existing)) = headers
                 .fields
@@ -260,14 +345,22 @@ fn parse_fields(
                 if name.eq_ignore_ascii_case("host") {
                     return Err(FieldError::Malformed("more than one Host header"));
                 }
-                existing.extend_from_slice(b", ");
-                existing.extend_from_slice(value);
+                *existing = joined(existing, b", ", value);
                 continue;
             }
         }
-        headers.fields.push((name, value.to_vec()));
+        headers.fields.push((name, head.slice_ref(value)));
     }
     Ok(headers)
+}
+
+/// `a`, `between`, `b` as one new value.
+fn joined(a: &[u8], between: &[u8], b: &[u8]) -> FieldValue {
+    let mut out = Vec::with_capacity(a.len() + between.len() + b.len());
+    out.extend_from_slice(a);
+    out.extend_from_slice(between);
+    out.extend_from_slice(b);
+    out.into()
 }
 
 #[derive(Debug, Clone)]
@@ -276,7 +369,7 @@ pub struct ResponseHead {
     pub status: u16,
     /// The backend's reason phrase, or the canonical one if it held control
     /// characters (S76).
-    pub reason: String,
+    pub reason: Text,
     pub headers: Headers,
 }
 
@@ -294,7 +387,8 @@ pub enum ResponseError {
 /// The longest backend header line accepted (Apache's `responsefieldsize`).
 pub const RESPONSE_FIELD_SIZE: usize = 8192;
 
-pub fn parse_response(head: &[u8]) -> Result<ResponseHead, ResponseError> {
+/// Parses a response head; its fields share `head`'s bytes.
+pub fn parse_response(head: &Bytes) -> Result<ResponseHead, ResponseError> {
     use ResponseError::Malformed;
     let first_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
     let status_line = head[..first_end]
@@ -328,9 +422,9 @@ pub fn parse_response(head: &[u8]) -> Result<ResponseHead, ResponseError> {
         .iter()
         .any(|&b| (b < b' ' && b != b'\t') || b == 0x7f)
     {
-        canonical_reason(code).to_string()
+        Text(Bytes::from_static(canonical_reason(code).as_bytes()))
     } else {
-        String::from_utf8_lossy(reason_bytes).into_owned()
+        Text::from_utf8_lossy(head.slice_ref(reason_bytes))
     };
     let rest = head.get(first_end + 1..).unwrap_or(&[]);
     let lines = lines(rest, true).map_err(|bare_cr| {
@@ -340,11 +434,12 @@ pub fn parse_response(head: &[u8]) -> Result<ResponseHead, ResponseError> {
             Malformed("bad line ending")
         }
     })?;
-    let headers =
-        parse_fields(&lines, RESPONSE_FIELD_SIZE, usize::MAX, false).map_err(|e| match e {
+    let headers = parse_fields(head, &lines, RESPONSE_FIELD_SIZE, usize::MAX, false).map_err(
+        |e| match e {
             FieldError::Malformed(m) => Malformed(m),
             FieldError::BareCr => ResponseError::BareCr,
-        })?;
+        },
+    )?;
     Ok(ResponseHead {
         version,
         status: code,
@@ -397,7 +492,11 @@ mod tests {
     use super::*;
 
     fn req(text: &str) -> Result<RequestHead, RequestError> {
-        parse_request(text.as_bytes(), &Limits::default())
+        parse_request(&Bytes::copy_from_slice(text.as_bytes()), &Limits::default())
+    }
+
+    fn resp(text: &[u8]) -> Result<ResponseHead, ResponseError> {
+        parse_response(&Bytes::copy_from_slice(text))
     }
 
     #[test]
@@ -463,43 +562,42 @@ mod tests {
 
     #[test]
     fn responses_keep_reason_and_repeated_headers() {
-        let r =
-            parse_response(b"HTTP/1.1 426 X\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n\r\n").unwrap();
+        let r = resp(b"HTTP/1.1 426 X\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n\r\n").unwrap();
         assert_eq!((r.status, r.reason.as_str()), (426, "X"));
         assert_eq!(r.headers.count("set-cookie"), 2);
-        let r = parse_response(b"HTTP/1.1 200 OK\nA: b\n\n").unwrap();
+        let r = resp(b"HTTP/1.1 200 OK\nA: b\n\n").unwrap();
         assert_eq!(r.headers.get("a"), Some(&b"b"[..]));
     }
 
     #[test]
     fn bad_backend_heads() {
         assert_eq!(
-            parse_response(b"HTTP/1.1 200 OK\r\nX-A: a\rX-Injected: 1\r\n\r\n").unwrap_err(),
+            resp(b"HTTP/1.1 200 OK\r\nX-A: a\rX-Injected: 1\r\n\r\n").unwrap_err(),
             ResponseError::BareCr
         );
         assert!(matches!(
-            parse_response(b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n"),
+            resp(b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n"),
             Err(ResponseError::Malformed(_))
         ));
         assert_eq!(
-            parse_response(b"HTTP/2.0 200 OK\r\n\r\n").unwrap_err(),
+            resp(b"HTTP/2.0 200 OK\r\n\r\n").unwrap_err(),
             ResponseError::NotHttp1
         );
         assert!(matches!(
-            parse_response(b"HTTP/1.1\t200 OK\r\n\r\n"),
+            resp(b"HTTP/1.1\t200 OK\r\n\r\n"),
             Err(ResponseError::Malformed(_))
         ));
         assert!(matches!(
-            parse_response(b"HTTP/1.1 200 OK\r\nA: \0\r\n\r\n"),
+            resp(b"HTTP/1.1 200 OK\r\nA: \0\r\n\r\n"),
             Err(ResponseError::Malformed(_))
         ));
         let long = format!("HTTP/1.1 200 OK\r\nA: {}\r\n\r\n", "x".repeat(9000));
-        assert!(parse_response(long.as_bytes()).is_err());
+        assert!(resp(long.as_bytes()).is_err());
     }
 
     #[test]
     fn control_characters_in_reason_give_the_canonical_phrase() {
-        let r = parse_response(b"HTTP/1.1 200 O\x01K\r\n\r\n").unwrap();
+        let r = resp(b"HTTP/1.1 200 O\x01K\r\n\r\n").unwrap();
         assert_eq!(r.reason, "OK");
     }
 }

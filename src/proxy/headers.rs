@@ -5,11 +5,11 @@ use std::cell::RefCell;
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use super::head::{Headers, RequestHead, ResponseHead};
+use super::head::{FieldValue, Headers, RequestHead, ResponseHead};
 use crate::config::ReverseRule;
 
 /// Header fields as name and value, in order.
-pub type HeaderFields = Vec<(String, Vec<u8>)>;
+pub use super::head::HeaderFields;
 
 /// Removed from requests in addition to whatever `Connection` names (S37).
 const REQUEST_HOP_BY_HOP: &[&str] = &[
@@ -361,11 +361,11 @@ pub fn local_response_with(
     let mut out = Vec::with_capacity(256 + body.len());
     let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
     push_date(&mut out);
-    let mut fields: Vec<(String, Vec<u8>)> = vec![("Server".into(), b"wsgate".to_vec())];
+    let mut fields: HeaderFields = vec![("Server".into(), FieldValue::from_static(b"wsgate"))];
     fields.extend(
         extra
             .iter()
-            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
+            .map(|(n, v)| ((*n).into(), FieldValue::copy_from_slice(v.as_bytes()))),
     );
     adjust(&mut fields);
     for (n, v) in &fields {
@@ -412,7 +412,11 @@ mod tests {
     use crate::proxy::head::parse_request;
 
     fn head(text: &str) -> RequestHead {
-        parse_request(text.as_bytes(), &Limits::default()).unwrap()
+        parse_request(
+            &FieldValue::copy_from_slice(text.as_bytes()),
+            &Limits::default(),
+        )
+        .unwrap()
     }
 
     fn forwarding(connection: ConnectionHeader<'_>) -> Forwarding<'_> {
@@ -508,9 +512,9 @@ mod tests {
 
     #[test]
     fn switching_response_drops_hop_by_hop_and_adds_no_date() {
-        let resp = crate::proxy::head::parse_response(
+        let resp = crate::proxy::head::parse_response(&FieldValue::from_static(
             b"HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\nX-Hop: 1\r\nSec-WebSocket-Accept: abc\r\nSet-Cookie: a=b\r\n\r\n",
-        )
+        ))
         .unwrap();
         let out = text(client_response(
             &resp,
@@ -527,7 +531,10 @@ mod tests {
 
     #[test]
     fn a_response_without_date_gets_the_current_one() {
-        let resp = crate::proxy::head::parse_response(b"HTTP/1.1 200 OK\r\nX: 1\r\n\r\n").unwrap();
+        let resp = crate::proxy::head::parse_response(&FieldValue::from_static(
+            b"HTTP/1.1 200 OK\r\nX: 1\r\n\r\n",
+        ))
+        .unwrap();
         let c = ClientResponse {
             body: BodyHeader::Length(0),
             close: false,

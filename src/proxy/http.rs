@@ -14,7 +14,7 @@ use super::backend::{self, BackendConn, BackendStream, ConnectSpec};
 use super::body::{self, BodyError, BodyReader, Encoding, Framing};
 use super::conn::{Conn, HeadError};
 use super::error::ProxyError;
-use super::head::{self, RequestError, RequestHead, Version};
+use super::head::{self, FieldValue, HeaderFields, RequestError, RequestHead, Text, Version};
 use super::headers::{self, BodyHeader, ClientResponse, ConnectionHeader, Forwarding};
 use super::park::{self, Parkable};
 use super::pool::PoolKey;
@@ -105,6 +105,7 @@ where
                 return;
             }
         };
+        let head_bytes = head_bytes.freeze();
         let head = match head::parse_request(&head_bytes, &config.limits) {
             Ok(h) => h,
             Err(e) => {
@@ -215,7 +216,7 @@ where
             .iter_mut()
             .find(|(n, _)| n.eq_ignore_ascii_case("host"))
         {
-            Some((_, v)) => *v = authority,
+            Some((_, v)) => *v = authority.into(),
             None => head.headers.push("Host", authority),
         }
     }
@@ -768,7 +769,7 @@ where
                 .iter_mut()
                 .find(|(k, _)| k.eq_ignore_ascii_case("max-forwards"))
             {
-                *v = n.to_string().into_bytes();
+                *v = n.to_string().into();
             }
             decremented = copy;
             &decremented
@@ -1201,7 +1202,7 @@ async fn read_response_head(
     // The head must be within limits: 8 KiB lines, at most 100 + status.
     let max = head::RESPONSE_FIELD_SIZE * 101;
     match backend.read_head(max, timeout, timeout).await {
-        Ok(bytes) => head::parse_response(&bytes).map_err(|e| match e {
+        Ok(bytes) => head::parse_response(&bytes.freeze()).map_err(|e| match e {
             head::ResponseError::Malformed(why) => ProxyError::BadResponse(why),
             head::ResponseError::BareCr => ProxyError::BackendBareCr,
             head::ResponseError::NotHttp1 => ProxyError::NotHttp1,
@@ -1325,7 +1326,7 @@ impl<'a> RuleFacts<'a> {
         &'b self,
         received: std::time::SystemTime,
         started: std::time::Instant,
-        request_headers: &'b [(String, Vec<u8>)],
+        request_headers: &'b [(Text, FieldValue)],
     ) -> rules::Facts<'b> {
         rules::Facts {
             env: self.env,
@@ -1350,7 +1351,7 @@ impl rules::expr::Context for RuleFacts<'_> {
             RequestScheme => "http".into(),
             HttpHost => header("host"),
             RequestUri => String::from_utf8_lossy(&self.path.decoded).into_owned(),
-            RequestMethod => self.head.method.clone(),
+            RequestMethod => self.head.method.to_string(),
             QueryString => self.path.query.clone().unwrap_or_default(),
             RemoteAddr => self.facts.peer.ip().to_canonical().to_string(),
             Https => "off".into(),
@@ -1375,12 +1376,7 @@ impl rules::expr::Context for RuleFacts<'_> {
 /// response. As in Apache, `onsuccess` rules work on the backend's headers
 /// while `always` rules work on a table of their own that goes out first
 /// (so `Header always unset` cannot remove a backend header).
-fn apply_response_rules(
-    req: &Request<'_>,
-    env: &Env,
-    status: u16,
-    fields: &mut Vec<(String, Vec<u8>)>,
-) {
+fn apply_response_rules(req: &Request<'_>, env: &Env, status: u16, fields: &mut HeaderFields) {
     let server_rules = req.server.rules.response.iter();
     let location_rules = req
         .mapped
@@ -1424,7 +1420,7 @@ fn error_page(
 ) -> Vec<u8> {
     let f = RuleFacts::new(head, env, path, facts, server, Some(status));
     let rf = f.rule_facts(received, started, &head.headers.fields);
-    let mut adjust = |fields: &mut Vec<(String, Vec<u8>)>| {
+    let mut adjust = |fields: &mut HeaderFields| {
         for rule in server.rules.response.iter().filter(|r| r.always) {
             if rule.applies(&rf, false) {
                 rule.apply(fields, &rf);

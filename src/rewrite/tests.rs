@@ -2,6 +2,7 @@
 //! router: each case is named for the mod_rewrite rule it checks.
 
 use crate::config::from_str;
+use crate::proxy::head::{FieldValue, HeaderFields};
 use crate::route::tests::map_request;
 
 fn cfg(text: &str) -> crate::config::Config {
@@ -13,18 +14,18 @@ fn cfg(text: &str) -> crate::config::Config {
 }
 
 fn get(c: &crate::config::Config, target: &str) -> String {
-    map_request(c, "GET", target, &[("Host".into(), b"proxy.test".to_vec())])
+    map_request(c, "GET", target, &[("Host".into(), "proxy.test".into())])
 }
 
 fn with(c: &crate::config::Config, target: &str, headers: &[(&str, &str)]) -> String {
-    let mut h: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut h: HeaderFields = Vec::new();
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-        h.push(("Host".into(), b"proxy.test".to_vec()));
+        h.push(("Host".into(), "proxy.test".into()));
     }
     h.extend(
         headers
             .iter()
-            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
+            .map(|(n, v)| ((*n).into(), FieldValue::copy_from_slice(v.as_bytes()))),
     );
     map_request(c, "GET", target, &h)
 }
@@ -219,7 +220,7 @@ fn dot_matches_newline() {
 fn p_uses_the_parameters_of_the_matching_worker() {
     let c = cfg("ProxyPass /x/ ws://b:9/ timeout=7\nRewriteEngine On\nRewriteRule ^/r/(.*) ws://b:9/$1 [P]\nRewriteRule ^/o/(.*) ws://other/$1 [P]\n");
     let path = crate::route::normalize("/r/a").unwrap();
-    let headers = vec![("Host".to_string(), b"proxy.test".to_vec())];
+    let headers: HeaderFields = vec![("Host".into(), "proxy.test".into())];
     let req = crate::route::Request {
         method: "GET",
         target: "/r/a",
@@ -291,6 +292,7 @@ fn vhosts_inherit_the_engine_but_not_the_rules_unless_asked() {
 
 mod properties {
     use crate::config::from_str;
+    use crate::proxy::head::HeaderFields;
     use crate::route::tests::map_request;
     use proptest::prelude::*;
 
@@ -403,10 +405,10 @@ mod properties {
                 Some(q) => format!("{path}?{q}"),
                 None => path.clone(),
             };
-            let headers = vec![
-                ("Host".to_string(), b"proxy.test".to_vec()),
-                ("X-A".to_string(), header.into_bytes()),
-                ("Upgrade".to_string(), b"websocket".to_vec()),
+            let headers: HeaderFields = vec![
+                ("Host".into(), "proxy.test".into()),
+                ("X-A".into(), header.into()),
+                ("Upgrade".into(), "websocket".into()),
             ];
             let got = map_request(&c, "GET", &target, &headers);
             let proxies = got.contains("://") && !got.starts_with('3');

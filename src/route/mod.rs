@@ -9,6 +9,7 @@
 
 pub mod path;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use crate::config::{
     Config, LocationMatcher, ProxySettings, ProxyTarget, ReverseRule, RouteMatcher, Server, Target,
     Worker, WorkerParams,
 };
+use crate::proxy::head::{FieldValue, Text};
 use crate::proxy::pool::Pool;
 use crate::rewrite::{self, Outcome, Var};
 pub use path::{encode_path, normalize, PathError, RequestPath};
@@ -43,7 +45,7 @@ pub enum Decision<'c> {
 /// A request mapped to a backend.
 #[derive(Debug)]
 pub struct Mapped<'c> {
-    pub backend: Backend,
+    pub backend: Backend<'c>,
     /// Whether the backend connection may be pooled afterwards (not for
     /// ProxyPassMatch urls with `$N`, S22, nor for the generic worker).
     pub reuse: bool,
@@ -55,10 +57,11 @@ pub struct Mapped<'c> {
 
 /// Where a mapped request goes.
 #[derive(Debug)]
-pub enum Backend {
+pub enum Backend<'c> {
     Single {
         worker: Arc<Worker>,
-        url: TargetUrl,
+        /// Borrowed from the configuration when the url has no `$N`.
+        url: Cow<'c, TargetUrl>,
     },
     /// A `balancer://`: the member is chosen when the request is sent.
     Balanced(Arc<crate::balancer::Balancer>),
@@ -159,7 +162,7 @@ pub struct Request<'a> {
     pub target: &'a str,
     /// `HTTP/1.1` or `HTTP/1.0`.
     pub version: &'a str,
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a [(Text, FieldValue)],
     pub path: &'a RequestPath,
     pub remote: SocketAddr,
     pub local: SocketAddr,
@@ -171,7 +174,7 @@ impl Request<'_> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| &v[..])
     }
 }
 
@@ -385,7 +388,7 @@ fn proxy_from_rewrite<'c>(
     Decision::Proxy(Mapped {
         backend: Backend::Single {
             worker,
-            url: target,
+            url: Cow::Owned(target),
         },
         reuse,
         path_and_query: out,
@@ -580,12 +583,12 @@ pub fn prefix_match(prefix: &[u8], path: &[u8]) -> Option<usize> {
 
 /// A ProxyPass url, parsed (once, at configuration time, when it has no
 /// `$N`); for `balancer://name/path` only its path counts here.
-enum RouteUrl {
-    Backend(TargetUrl),
+enum RouteUrl<'c> {
+    Backend(Cow<'c, TargetUrl>),
     Balancer { path: String },
 }
 
-impl RouteUrl {
+impl RouteUrl<'_> {
     fn path(&self) -> &str {
         match self {
             RouteUrl::Backend(u) => &u.path,
@@ -594,9 +597,9 @@ impl RouteUrl {
     }
 }
 
-fn route_url(t: &ProxyTarget, url: &str) -> Result<RouteUrl, UrlError> {
+fn route_url<'c>(t: &'c ProxyTarget, url: &str) -> Result<RouteUrl<'c>, UrlError> {
     if let Some(parsed) = &t.parsed {
-        return Ok(RouteUrl::Backend(parsed.clone()));
+        return Ok(RouteUrl::Backend(Cow::Borrowed(parsed)));
     }
     if t.balancer.is_some() {
         let (_, path) = crate::config::balancer::split_balancer_url(url).ok_or(UrlError::NoHost)?;
@@ -604,7 +607,7 @@ fn route_url(t: &ProxyTarget, url: &str) -> Result<RouteUrl, UrlError> {
             path: path.to_string(),
         });
     }
-    parse_target_url(url).map(RouteUrl::Backend)
+    parse_target_url(url).map(|u| RouteUrl::Backend(Cow::Owned(u)))
 }
 
 fn map_prefix<'c>(
@@ -672,7 +675,7 @@ fn map_regex<'c>(
 
 fn finish<'c>(
     t: &'c ProxyTarget,
-    url: RouteUrl,
+    url: RouteUrl<'c>,
     mut out: String,
     path: &RequestPath,
     mut settings: Settings<'c>,

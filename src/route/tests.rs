@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::from_str;
+use crate::proxy::head::HeaderFields;
 use proptest::prelude::*;
 
 fn config(text: &str) -> Config {
@@ -19,9 +20,9 @@ fn map(cfg: &Config, target: &str) -> String {
 }
 
 fn map_upgrade(cfg: &Config, target: &str, upgrade: bool) -> String {
-    let mut headers: Vec<(String, Vec<u8>)> = vec![("Host".into(), b"proxy.test".to_vec())];
+    let mut headers: HeaderFields = vec![("Host".into(), "proxy.test".into())];
     if upgrade {
-        headers.push(("Upgrade".into(), b"websocket".to_vec()));
+        headers.push(("Upgrade".into(), "websocket".into()));
     }
     map_request(cfg, "GET", target, &headers)
 }
@@ -31,7 +32,7 @@ pub(crate) fn map_request(
     cfg: &Config,
     method: &str,
     target: &str,
-    headers: &[(String, Vec<u8>)],
+    headers: &[(Text, FieldValue)],
 ) -> String {
     let path = match normalize(target) {
         Ok(p) => p,

@@ -8,6 +8,7 @@ use regex::bytes::Regex as BytesRegex;
 use regex::Regex;
 
 use crate::config::Origin;
+use crate::proxy::head::{FieldValue, HeaderFields, Text};
 
 /// The request's environment variables (`SetEnv`, `SetEnvIf`, `BALANCER_*`).
 #[derive(Debug, Clone, Default)]
@@ -104,7 +105,7 @@ pub struct Facts<'a> {
     pub received_us: u128,
     pub elapsed_us: u128,
     /// The request headers, for `echo`.
-    pub request_headers: &'a [(String, Vec<u8>)],
+    pub request_headers: &'a [(Text, FieldValue)],
 }
 
 impl HeaderRule {
@@ -135,7 +136,7 @@ impl HeaderRule {
     }
 
     /// Applies the rule to `headers` (the request's, or a response's).
-    pub fn apply(&self, headers: &mut Vec<(String, Vec<u8>)>, facts: &Facts<'_>) {
+    pub fn apply(&self, headers: &mut HeaderFields, facts: &Facts<'_>) {
         let name = self.name.as_str();
         let is = |n: &str| n.eq_ignore_ascii_case(name);
         let safe = |v: &[u8]| !v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0);
@@ -152,14 +153,14 @@ impl HeaderRule {
         match &self.action {
             Action::Set => match headers.iter().position(|(n, _)| is(n)) {
                 Some(first) => {
-                    headers[first].1 = value.into_bytes();
+                    headers[first].1 = value.into();
                     let mut i = 0;
                     headers.retain(|(n, _)| {
                         i += 1;
                         i - 1 == first || !is(n)
                     });
                 }
-                None => headers.push((name.to_string(), value.into_bytes())),
+                None => headers.push((name.into(), value.into())),
             },
             Action::Append | Action::Merge => match headers.iter_mut().find(|(n, _)| is(n)) {
                 Some((_, v)) => {
@@ -167,16 +168,19 @@ impl HeaderRule {
                         .split(|&b| b == b',')
                         .any(|t| t.trim_ascii() == value.as_bytes());
                     if !(matches!(self.action, Action::Merge) && present) {
-                        v.extend_from_slice(b", ");
-                        v.extend_from_slice(value.as_bytes());
+                        let mut joined = Vec::with_capacity(v.len() + 2 + value.len());
+                        joined.extend_from_slice(v);
+                        joined.extend_from_slice(b", ");
+                        joined.extend_from_slice(value.as_bytes());
+                        *v = joined.into();
                     }
                 }
-                None => headers.push((name.to_string(), value.into_bytes())),
+                None => headers.push((name.into(), value.into())),
             },
-            Action::Add => headers.push((name.to_string(), value.into_bytes())),
+            Action::Add => headers.push((name.into(), value.into())),
             Action::SetIfEmpty => {
                 if !headers.iter().any(|(n, _)| is(n)) {
-                    headers.push((name.to_string(), value.into_bytes()));
+                    headers.push((name.into(), value.into()));
                 }
             }
             Action::Unset => headers.retain(|(n, _)| !is(n)),
@@ -196,7 +200,7 @@ impl HeaderRule {
                         pattern.replace(&text, replacement.as_str())
                     };
                     if safe(edited.as_bytes()) {
-                        *v = edited.into_owned().into_bytes();
+                        *v = edited.into_owned().into();
                     }
                 }
             }
@@ -240,7 +244,7 @@ pub struct RequestAttributes<'a> {
     pub method: &'a str,
     pub protocol: &'a str,
     pub uri: &'a [u8],
-    pub headers: &'a [(String, Vec<u8>)],
+    pub headers: &'a [(Text, FieldValue)],
 }
 
 impl SetEnvIf {

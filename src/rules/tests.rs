@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::from_str;
+use crate::proxy::head::{FieldValue, HeaderFields};
 
 fn rules(text: &str) -> crate::config::headers::Rules {
     let c = from_str(&format!("Listen 127.0.0.1:1\n{text}"), "t.conf").unwrap();
@@ -17,9 +18,9 @@ impl expr::Context for NoVars {
 
 fn run(text: &str, headers: &[(&str, &str)], env: &Env) -> Vec<(String, String)> {
     let r = rules(text);
-    let mut fields: Vec<(String, Vec<u8>)> = headers
+    let mut fields: HeaderFields = headers
         .iter()
-        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+        .map(|(n, v)| ((*n).into(), FieldValue::copy_from_slice(v.as_bytes())))
         .collect();
     let request = fields.clone();
     let facts = Facts {
@@ -36,7 +37,7 @@ fn run(text: &str, headers: &[(&str, &str)], env: &Env) -> Vec<(String, String)>
     }
     fields
         .into_iter()
-        .map(|(n, v)| (n, String::from_utf8(v).unwrap()))
+        .map(|(n, v)| (n.to_string(), String::from_utf8(v.to_vec()).unwrap()))
         .collect()
 }
 
@@ -143,9 +144,9 @@ fn no_rule_can_emit_a_line_break() {
 #[test]
 fn setenvif_sets_unsets_and_captures() {
     let r = rules("SetEnvIf User-Agent \"^curl/(\\d+)\" is_curl CURL_MAJOR=$1\nSetEnvIfNoCase X-Mode ^DEBUG debug\nSetEnvIf Request_URI ^/private !is_curl\n");
-    let headers = vec![
-        ("User-Agent".to_string(), b"curl/8.1".to_vec()),
-        ("X-Mode".to_string(), b"debug-please".to_vec()),
+    let headers: HeaderFields = vec![
+        ("User-Agent".into(), "curl/8.1".into()),
+        ("X-Mode".into(), "debug-please".into()),
     ];
     let run_for = |uri: &[u8]| {
         let mut env = Env::default();
