@@ -784,7 +784,7 @@ where
             add_headers: settings
                 .add_headers
                 .then_some(req.server.server_name.as_str()),
-            host: &host_header,
+            host: host_header,
             body: body_header,
             connection,
             // S42: forwarded whether or not a body follows.
