@@ -4,6 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use wsgate::proxy::head::{FieldValue, Text};
 use wsgate::route::{decide, normalize, Decision, Request};
 
 fuzz_target!(|data: &[u8]| {
@@ -18,8 +19,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let headers = vec![
-        ("Host".to_string(), b"proxy.test".to_vec()),
-        ("Upgrade".to_string(), b"websocket".to_vec()),
+        (Text::from("Host"), FieldValue::from_static(b"proxy.test")),
+        (Text::from("Upgrade"), FieldValue::from_static(b"websocket")),
     ];
     let req = Request {
         method: "GET",
