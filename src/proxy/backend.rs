@@ -124,7 +124,13 @@ pub async fn connect(spec: &ConnectSpec<'_>) -> Result<BackendStream, ProxyError
         return Ok(BackendStream::Plain(tcp));
     };
     let connector = tokio_rustls::TlsConnector::from(config.clone());
-    match tokio::time::timeout(spec.connect_timeout, connector.connect(name.clone(), tcp)).await {
+    // Boxed: a TLS handshake's state is over a kilobyte, and held inline it
+    // would be part of every plain connection's task too.
+    let handshake = Box::pin(tokio::time::timeout(
+        spec.connect_timeout,
+        connector.connect(name.clone(), tcp),
+    ));
+    match handshake.await {
         Ok(Ok(tls)) => Ok(BackendStream::Tls(Box::new(tls))),
         Ok(Err(e)) => Err(ProxyError::TlsHandshake(e.to_string())),
         Err(_) => Err(ProxyError::TlsHandshake("handshake timed out".into())),

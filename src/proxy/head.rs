@@ -147,7 +147,7 @@ impl Version {
     pub const HTTP_11: Version = Version { major: 1, minor: 1 };
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RequestHead {
     pub method: Text,
     pub target: Text,
@@ -185,12 +185,49 @@ pub fn head_end(buf: &[u8]) -> Option<usize> {
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+    memchr::memchr(needle, hay)
 }
 
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    BYTE_CLASS[usize::from(b)] & TCHAR != 0
 }
+
+/// [`BYTE_CLASS`] bit: a token character (RFC 9110 §5.6.2).
+const TCHAR: u8 = 1;
+/// [`BYTE_CLASS`] bit: a byte a header value may hold as it is: HTAB, SP,
+/// visible ASCII and anything above it (obs-text). Not CR, LF, NUL, DEL or
+/// any other control character.
+const VCHAR: u8 = 2;
+
+const BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let token = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        let value = c == b'\t' || (c >= b' ' && c != 0x7f);
+        t[b] = if token { TCHAR } else { 0 } | if value { VCHAR } else { 0 };
+        b += 1;
+    }
+    t
+};
 
 /// Splits a head into lines. Requests must use CRLF; a bare CR anywhere is
 /// reported as `Err(true)`, a bare LF as `Err(false)`.
@@ -232,6 +269,114 @@ fn lines(head: &[u8], allow_bare_lf: bool) -> Result<Vec<&[u8]>, bool> {
 /// Parses a request head (everything up to and including the blank line).
 /// Its fields share `head`'s bytes.
 pub fn parse_request(head: &Bytes, limits: &Limits) -> Result<RequestHead, RequestError> {
+    match plain_request(head, limits) {
+        Some(parsed) => Ok(parsed),
+        None => parse_request_exactly(head, limits),
+    }
+}
+
+/// [`parse_request`] for a head with nothing unusual in it — CRLF line
+/// ends, no folding, no repeated Host, every byte one a field may hold —
+/// in one pass and without collecting its lines. `None` for anything else,
+/// which [`parse_request_exactly`] then answers as it always did: both
+/// give the same head wherever this one gives one.
+fn plain_request(head: &Bytes, limits: &Limits) -> Option<RequestHead> {
+    let first_end = memchr(b'\n', head)?;
+    let first = head[..first_end].strip_suffix(b"\r")?;
+    if first.len() > limits.request_line {
+        return None;
+    }
+    let sp1 = memchr(b' ', first)?;
+    let (method, rest) = (&first[..sp1], &first[sp1 + 1..]);
+    let sp2 = memchr(b' ', rest)?;
+    let (target, version) = (&rest[..sp2], &rest[sp2 + 1..]);
+    if method.is_empty()
+        || !method.iter().all(|&b| is_tchar(b))
+        || target.is_empty()
+        || target.iter().any(|&b| b <= b' ' || b == 0x7f)
+    {
+        return None;
+    }
+    let version = parse_version(version)?;
+    if version.major != 1 {
+        return None;
+    }
+    let target = Text::from_utf8(head.slice_ref(target))?;
+    let headers = plain_fields(head, first_end + 1, limits.field_size, limits.fields, true)?;
+    Some(RequestHead {
+        // A token: ASCII.
+        method: Text(head.slice_ref(method)),
+        target,
+        version,
+        headers,
+    })
+}
+
+/// Header lines from `start` to the blank line that ends `head`, in one
+/// pass: `None` at the first thing [`parse_fields`] would refuse, fold or
+/// find unusual (a bare CR or LF, a continuation line, a repeated Host, a
+/// line or count over its limit, anything after the blank line).
+fn plain_fields(
+    head: &Bytes,
+    start: usize,
+    max_line: usize,
+    max_fields: usize,
+    merge: bool,
+) -> Option<Headers> {
+    let mut headers = Headers {
+        fields: Vec::with_capacity(16),
+    };
+    let mut at = start;
+    let mut count = 0;
+    loop {
+        let rest = head.get(at..)?;
+        if rest == b"\r\n" {
+            return Some(headers);
+        }
+        let end = memchr(b'\n', rest)?;
+        let line = rest[..end].strip_suffix(b"\r")?;
+        count += 1;
+        if line.len() > max_line || count > max_fields {
+            return None;
+        }
+        let name_len = line
+            .iter()
+            .position(|&b| BYTE_CLASS[usize::from(b)] & TCHAR == 0)?;
+        if name_len == 0 || line[name_len] != b':' {
+            return None;
+        }
+        let value = &line[name_len + 1..];
+        if !value
+            .iter()
+            .all(|&b| BYTE_CLASS[usize::from(b)] & VCHAR != 0)
+        {
+            return None;
+        }
+        let name = &line[..name_len];
+        let value = value.trim_ascii();
+        let existing = merge
+            .then(|| {
+                headers
+                    .fields
+                    .iter_mut()
+                    .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            })
+            .flatten();
+        match existing {
+            Some(_) if name.eq_ignore_ascii_case(b"host") => return None,
+            Some((_, v)) => *v = joined(v, b", ", value),
+            // A token: ASCII.
+            None => headers
+                .fields
+                .push((Text(head.slice_ref(name)), head.slice_ref(value))),
+        }
+        at += end + 1;
+    }
+}
+
+/// [`parse_request`] line by line, telling each kind of malformed head
+/// apart.
+fn parse_request_exactly(head: &Bytes, limits: &Limits) -> Result<RequestHead, RequestError> {
     use RequestError::Malformed;
     let lines = lines(head, false).map_err(|_| Malformed("bad line ending"))?;
     let (first, rest) = lines.split_first().ok_or(Malformed("empty request"))?;
@@ -363,7 +508,7 @@ fn joined(a: &[u8], between: &[u8], b: &[u8]) -> FieldValue {
     out.into()
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResponseHead {
     pub version: Version,
     pub status: u16,
@@ -390,7 +535,7 @@ pub const RESPONSE_FIELD_SIZE: usize = 8192;
 /// Parses a response head; its fields share `head`'s bytes.
 pub fn parse_response(head: &Bytes) -> Result<ResponseHead, ResponseError> {
     use ResponseError::Malformed;
-    let first_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let first_end = memchr(b'\n', head).unwrap_or(head.len());
     let status_line = head[..first_end]
         .strip_suffix(b"\r")
         .unwrap_or(&head[..first_end]);
@@ -426,6 +571,15 @@ pub fn parse_response(head: &Bytes) -> Result<ResponseHead, ResponseError> {
     } else {
         Text::from_utf8_lossy(head.slice_ref(reason_bytes))
     };
+    let plain = plain_fields(head, first_end + 1, RESPONSE_FIELD_SIZE, usize::MAX, false);
+    if let Some(headers) = plain {
+        return Ok(ResponseHead {
+            version,
+            status: code,
+            reason,
+            headers,
+        });
+    }
     let rest = head.get(first_end + 1..).unwrap_or(&[]);
     let lines = lines(rest, true).map_err(|bare_cr| {
         if bare_cr {
@@ -490,6 +644,113 @@ pub fn canonical_reason(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Heads made mostly of what real ones hold, with the bytes the one-pass
+    /// path must send back to the exact parser mixed in.
+    fn some_head() -> impl Strategy<Value = Vec<u8>> {
+        let ordinary = (
+            prop::sample::select(&["Host", "host", "X-A", "x-a", "Upgrade", "Set-Cookie", "A"][..]),
+            prop::sample::select(&[": ", ":", ":  ", " :", ":\t"][..]),
+            prop::sample::select(
+                &["", "a", "v1 ", " x", "a\tb", "\u{e9}", "a, b", "websocket"][..],
+            ),
+        )
+            .prop_map(|(name, colon, value)| format!("{name}{colon}{value}"));
+        let odd = prop::collection::vec(
+            prop::sample::select(
+                &[
+                    "Host", "host", "X-A", "Upgrade", ":", ": ", " ", "\t", "a", "v1", "\r", "\n",
+                    "\r\n", "\0", "\x01", "\x0c", "\x7f", "\u{e9}", "(", ",",
+                ][..],
+            ),
+            0..8,
+        )
+        .prop_map(|parts| parts.concat());
+        let line = prop_oneof![8 => ordinary, 1 => odd];
+        // Mostly what a client sends, so that the one-pass path is taken
+        // often enough to be tested, with each odd choice still in reach.
+        let usual_or = |usual: &'static str, odd: &'static [&'static str]| prop_oneof![4 => Just(usual), 1 => prop::sample::select(odd)];
+        (
+            usual_or("GET", &["POST", "G(T", ""]),
+            usual_or("/", &["/a?b", "/\u{e9}", "http://h/x", "/a b", ""]),
+            usual_or(
+                "HTTP/1.1",
+                &["HTTP/1.0", "HTTP/2.0", "HTTP/1.1 x", "http/1.1"],
+            ),
+            prop::collection::vec(line, 0..7),
+            usual_or("\r\n", &["\n", "", "\r\n\r\n", "\r\nX: y\r\n"]),
+        )
+            .prop_map(|(method, target, version, lines, end)| {
+                let mut head = format!("{method} {target} {version}\r\n");
+                for l in lines {
+                    head.push_str(&l);
+                    head.push_str("\r\n");
+                }
+                head.push_str(end);
+                head.into_bytes()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// Wherever the one-pass path parses a request, the exact parser
+        /// gives the same head.
+        #[test]
+        fn the_one_pass_request_parser_agrees_with_the_exact_one(head in some_head()) {
+            let head = Bytes::from(head);
+            let limits = Limits { fields: 4, field_size: 16, request_line: 20, ..Limits::default() };
+            if let Some(plain) = plain_request(&head, &limits) {
+                prop_assert_eq!(Ok(plain), parse_request_exactly(&head, &limits));
+            }
+        }
+
+        /// The same for the header lines of a response.
+        #[test]
+        fn the_one_pass_response_fields_agree_with_the_exact_ones(head in some_head()) {
+            let head = Bytes::from(head);
+            let start = memchr(b'\n', &head).map_or(head.len(), |i| i + 1);
+            if let Some(plain) = plain_fields(&head, start, 16, usize::MAX, false) {
+                let lines = lines(&head[start..], true).expect("the one pass saw CRLF only");
+                let exact = parse_fields(&head, &lines, 16, usize::MAX, false).ok();
+                prop_assert_eq!(Some(plain), exact);
+            }
+        }
+    }
+
+    #[test]
+    fn ordinary_heads_take_the_one_pass_path() {
+        let request = Bytes::from_static(
+            b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\nupgrade: x\r\n\r\n",
+        );
+        let plain = plain_request(&request, &Limits::default()).expect("an ordinary request");
+        assert_eq!(plain.headers.get("upgrade"), Some(&b"websocket, x"[..]));
+        assert_eq!(
+            Ok(plain),
+            parse_request_exactly(&request, &Limits::default())
+        );
+        let response = Bytes::from_static(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n\r\n",
+        );
+        let fields = plain_fields(&response, 34, RESPONSE_FIELD_SIZE, usize::MAX, false)
+            .expect("an ordinary response");
+        assert_eq!(fields.count("set-cookie"), 2);
+        // What it leaves to the exact parser.
+        for unusual in [
+            &b"GET / HTTP/1.1\r\nX: 1\r\n b\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nHost: x\n\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: \x0c\r\n\r\n",
+        ] {
+            assert_eq!(
+                plain_request(&Bytes::from_static(unusual), &Limits::default()),
+                None
+            );
+        }
+    }
 
     fn req(text: &str) -> Result<RequestHead, RequestError> {
         parse_request(&Bytes::copy_from_slice(text.as_bytes()), &Limits::default())

@@ -304,11 +304,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             shared: shared.clone(),
             _permit: permit,
         };
-        tokio::spawn(http::serve(
+        // Boxed, so that the runtime moves a pointer rather than the whole
+        // request handler (kilobytes) into the task, and again on each of
+        // its changes of stage: at one request per connection (WebSocket
+        // handshakes) those copies cost more than the allocation.
+        tokio::spawn(Box::pin(http::serve(
             stream,
             ConnFacts { peer, local },
             shared.clone(),
             guard,
-        ));
+        )));
     }
 }
