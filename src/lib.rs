@@ -21,7 +21,10 @@
 //!   connect to backends.
 //! * `tls` — rustls configuration for backends from `SSLProxy*`.
 //! * `demo` — the self-contained `wsgate demo`.
+//! * `alloc` — the process's allocator: glibc's, with tokio's over-aligned
+//!   blocks taken from its fast path.
 
+pub mod alloc;
 pub mod balancer;
 pub mod config;
 pub mod demo;

@@ -9,6 +9,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use wsgate::config;
 use wsgate::proxy::server::Handle;
 
+#[global_allocator]
+static ALLOCATOR: wsgate::alloc::Allocator = wsgate::alloc::Allocator;
+
 /// Exit codes a shell script can rely on.
 const EXIT_OK: u8 = 0;
 const EXIT_CONFIG: u8 = 1;
