@@ -520,3 +520,34 @@ async fn header_always_rules_work_on_their_own_table_that_goes_first() {
     let normal = got.find("X-C: normal").expect("the onsuccess header");
     assert!(always < normal, "{got}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_keep_alive_connection_closes_after_keepalivetimeout() {
+    // Each request moves the connection's one read deadline: the first
+    // wait is `Timeout` (30 s), every later one `KeepAliveTimeout` (1 s),
+    // so the deadline moves earlier after the first request and later
+    // after each one after it. The connection must serve all of them and
+    // then close about a second after the last.
+    let (backend, _) = http_backend("b").await;
+    let gate = Wsgate::start(&format!(
+        "Timeout 30\nKeepAliveTimeout 1\nProxyPass / http://{backend}/\n"
+    ));
+    let mut s = TcpStream::connect(gate.addr).await.unwrap();
+    for i in 0..3 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: f\r\n\r\n")
+            .await
+            .unwrap();
+        let got = read_response(&mut s).await;
+        assert_eq!(status_of(&got), 200, "request {i}: {got}");
+        // Well inside the keep-alive wait: the connection stays.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let idle = std::time::Instant::now();
+    let rest = read_until_close(&mut s, T).await;
+    assert_eq!(rest, "", "nothing more after the last response");
+    let waited = idle.elapsed();
+    assert!(
+        waited > Duration::from_millis(300) && waited < Duration::from_secs(3),
+        "closed {waited:?} after the last response's wait began"
+    );
+}

@@ -1,11 +1,15 @@
 //! A socket with the bytes read from it but not yet consumed.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 
 use super::head;
 
@@ -15,6 +19,9 @@ const READ_CHUNK: usize = 8192;
 pub struct Conn<S> {
     pub io: S,
     pub buf: BytesMut,
+    /// The deadline of every read of a connection that reads many heads
+    /// (see [`Conn::with_timer`]); `None`: a timer per read.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 #[derive(Debug)]
@@ -60,6 +67,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Conn {
             io,
             buf: SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default(),
+            timer: None,
+        }
+    }
+
+    /// A connection that keeps one timer for all its reads: a client's,
+    /// which waits for request after request. Each new deadline only moves
+    /// the registered one later, which tokio does without touching its
+    /// timer wheel; a fresh timer per read is inserted and removed each
+    /// time, and wakes the runtime's driver whenever it is due before
+    /// anything else.
+    pub fn with_timer(io: S) -> Self {
+        Conn {
+            timer: Some(Box::pin(tokio::time::sleep(Duration::ZERO))),
+            ..Conn::new(io)
         }
     }
 
@@ -71,18 +92,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
     pub async fn fill(&mut self, timeout: Duration) -> io::Result<usize> {
-        self.fill_until(tokio::time::Instant::now() + timeout).await
+        self.fill_until(Instant::now() + timeout).await
     }
 
     /// [`Conn::fill`] with a deadline rather than a timeout.
-    async fn fill_until(&mut self, deadline: tokio::time::Instant) -> io::Result<usize> {
+    async fn fill_until(&mut self, deadline: Instant) -> io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(READ_CHUNK);
         }
-        match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
-            Ok(r) => r,
-            Err(_) => Err(io::ErrorKind::TimedOut.into()),
-        }
+        let Some(timer) = self.timer.as_mut() else {
+            return match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
+                Ok(r) => r,
+                Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            };
+        };
+        let mut read = std::pin::pin!(self.io.read_buf(&mut self.buf));
+        let mut armed = false;
+        std::future::poll_fn(|cx| {
+            // The read first: bytes that are there win over a deadline
+            // that has just passed, as with `timeout_at`, and a read that
+            // needs no wait needs no timer.
+            if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            if !armed {
+                timer.as_mut().reset(deadline);
+                armed = true;
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Reads until a whole head is buffered and splits it off. The first byte
@@ -93,7 +135,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         first_byte: Duration,
         rest: Duration,
     ) -> Result<BytesMut, HeadError> {
-        let deadline = tokio::time::Instant::now() + first_byte;
+        let deadline = Instant::now() + first_byte;
         let mut rest_deadline = None;
         let mut scanned: usize = 0;
         loop {
@@ -109,7 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             let started = !self.buf.is_empty();
             if started && rest_deadline.is_none() {
-                rest_deadline = Some(tokio::time::Instant::now() + rest);
+                rest_deadline = Some(Instant::now() + rest);
             }
             match self.fill_until(rest_deadline.unwrap_or(deadline)).await {
                 Ok(0) if started => return Err(HeadError::Truncated),
@@ -123,7 +165,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    pub async fn write_all(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    pub async fn write_all(&mut self, mut bytes: &[u8], timeout: Duration) -> io::Result<()> {
+        // A socket with room takes the bytes at once, and then there is no
+        // deadline to compute or timer to make.
+        let first = std::future::poll_fn(|cx| match Pin::new(&mut self.io).poll_write(cx, bytes) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        match first {
+            Some(Ok(0)) if !bytes.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+            Some(Ok(n)) if n == bytes.len() => return Ok(()),
+            Some(Ok(n)) => bytes = &bytes[n..],
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
         match tokio::time::timeout(timeout, self.io.write_all(bytes)).await {
             Ok(r) => r,
             Err(_) => Err(io::ErrorKind::TimedOut.into()),

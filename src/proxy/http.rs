@@ -63,7 +63,7 @@ pub async fn serve<S>(io: S, facts: ConnFacts, shared: Arc<Shared>, guard: ConnG
 where
     S: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut client = Conn::new(io);
+    let mut client = Conn::with_timer(io);
     let mut first = true;
     let mut shutdown = shared.shutdown_signal();
     loop {
@@ -180,10 +180,8 @@ async fn run_tunnel<S>(
     }
     // Let the head-reading buffers go before the long wait: a partial move
     // out of `client` would keep its buffer alive until this task ends.
-    let Conn { io: client, buf } = client;
-    super::conn::recycle(buf);
-    let Conn { io: backend, buf } = backend;
-    super::conn::recycle(buf);
+    let client = client.into_io();
+    let backend = backend.into_io();
     let tunnel = Tunnel::new(client, backend, mode);
     // The long wait gets a task of its own holding only the tunnel and what
     // must live as long as it: tunnels are many, and every byte of this
