@@ -59,7 +59,16 @@ struct TunnelStart {
     busy: Option<Busy>,
 }
 
-pub async fn serve<S>(io: S, facts: ConnFacts, shared: Arc<Shared>, guard: ConnGuard)
+/// Serves one client connection: requests until it closes, or until a
+/// protocol switch, when it hands the tunnel to its task
+/// ([`park::Connection`]) rather than running it inside this (much larger)
+/// future.
+pub async fn serve<S>(
+    io: S,
+    facts: ConnFacts,
+    shared: Arc<Shared>,
+    guard: ConnGuard,
+) -> Option<park::Handoff<S>>
 where
     S: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -79,11 +88,11 @@ where
             + 2;
         let head_bytes = tokio::select! {
             r = client.read_head(max_head, wait, HEAD_COMPLETION.min(config.timeout.max(Duration::from_secs(1)))) => r,
-            _ = shutdown.changed(), if !first && client.buf.is_empty() => return,
+            _ = shutdown.changed(), if !first && client.buf.is_empty() => return None,
         };
         let head_bytes = match head_bytes {
             Ok(h) => h,
-            Err(HeadError::Closed | HeadError::Truncated | HeadError::Io(_)) => return,
+            Err(HeadError::Closed | HeadError::Truncated | HeadError::Io(_)) => return None,
             Err(HeadError::Timeout { started }) => {
                 if started {
                     let _ = client
@@ -93,7 +102,7 @@ where
                         )
                         .await;
                 }
-                return;
+                return None;
             }
             Err(HeadError::TooLarge) => {
                 let _ = client
@@ -102,7 +111,7 @@ where
                         config.timeout,
                     )
                     .await;
-                return;
+                return None;
             }
         };
         let head_bytes = head_bytes.freeze();
@@ -123,7 +132,7 @@ where
                         config.timeout,
                     )
                     .await;
-                return;
+                return None;
             }
         };
         drop(head_bytes);
@@ -131,28 +140,24 @@ where
         match handle(&mut client, head, &config, facts).await {
             Outcome::KeepAlive if config.keepalive => {
                 if *shutdown.borrow() {
-                    return;
+                    return None;
                 }
             }
-            Outcome::KeepAlive | Outcome::Close => return,
-            Outcome::Tunnel(start) => {
-                // The tunnel then runs in a task of its own, sized for the
-                // tunnel alone rather than for this whole request handler.
-                run_tunnel(client, *start, shared.clone(), guard).await;
-                return;
-            }
+            Outcome::KeepAlive | Outcome::Close => return None,
+            Outcome::Tunnel(start) => return run_tunnel(client, *start, shared, guard).await,
         }
     }
 }
 
-/// Sends the bytes that arrived with the heads (S54), then starts the
-/// tunnel's own task.
+/// Sends the bytes that arrived with the heads (S54), then gives the
+/// tunnel back to the connection's task.
 async fn run_tunnel<S>(
     mut client: Conn<S>,
     start: TunnelStart,
     shared: Arc<Shared>,
     guard: ConnGuard,
-) where
+) -> Option<park::Handoff<S>>
+where
     S: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let TunnelStart {
@@ -168,14 +173,14 @@ async fn run_tunnel<S>(
         if backend.write_all(&early, timeout).await.is_err()
             || backend.flush(timeout).await.is_err()
         {
-            return;
+            return None;
         }
     }
     if !backend.buf.is_empty() {
         let early = backend.buf.split();
         if client.write_all(&early, timeout).await.is_err() || client.flush(timeout).await.is_err()
         {
-            return;
+            return None;
         }
     }
     // Let the head-reading buffers go before the long wait: a partial move
@@ -183,11 +188,12 @@ async fn run_tunnel<S>(
     let client = client.into_io();
     let backend = backend.into_io();
     let tunnel = Tunnel::new(client, backend, mode);
-    // The long wait gets a task of its own holding only the tunnel and what
-    // must live as long as it: tunnels are many, and every byte of this
-    // future is paid once per tunnel (and not at all while it is parked).
     let parker = shared.parker();
-    park::spawn(tunnel, park::Life::new(shared, guard, slot, busy), parker);
+    Some(park::Handoff::new(
+        tunnel,
+        park::Life::new(shared, guard, slot, busy),
+        parker,
+    ))
 }
 
 /// Handles one request whose head has been read.

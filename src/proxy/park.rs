@@ -130,35 +130,105 @@ impl Parkable for BackendStream {
     }
 }
 
-/// Runs a tunnel in a task of its own, parking it whenever it is quiet.
-pub fn spawn<S>(tunnel: Tunnel<S, BackendStream>, life: Life, parker: Arc<Parker>)
+/// A tunnel ready to run, as [`crate::proxy::http::serve`] ends with it.
+pub struct Handoff<S> {
+    tunnel: Tunnel<S, BackendStream>,
+    life: Life,
+    parker: Arc<Parker>,
+}
+
+impl<S> Handoff<S>
 where
     S: Parkable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let parkable = tunnel.client().is_plain_tcp() && tunnel.backend().is_plain_tcp();
-    spawn_with(tunnel, life, parker, parkable);
+    pub fn new(tunnel: Tunnel<S, BackendStream>, life: Life, parker: Arc<Parker>) -> Self {
+        Handoff {
+            tunnel,
+            life,
+            parker,
+        }
+    }
+
+    /// The tunnel running, parked whenever it is quiet if both its sides
+    /// are plain TCP.
+    fn into_task(self) -> TunnelTask<S> {
+        let parkable = self.tunnel.client().is_plain_tcp() && self.tunnel.backend().is_plain_tcp();
+        TunnelTask::new(self.tunnel, self.life, self.parker, parkable)
+    }
 }
 
+pin_project_lite::pin_project! {
+    /// A client connection's task: its requests (the boxed future of
+    /// `http::serve`), then, after a protocol switch, its tunnel in the
+    /// same task. The request handler is dropped when the tunnel starts,
+    /// so a live tunnel holds only what it needs — every byte of this
+    /// future is paid once per tunnel, and not at all while it is parked —
+    /// and a handshake costs one task, not two.
+    #[project = ConnectionProj]
+    pub enum Connection<F, S> {
+        Serving { serve: Pin<Box<F>> },
+        Tunnel { #[pin] task: TunnelTask<S> },
+    }
+}
+
+impl<F, S> Connection<F, S> {
+    pub fn new(serve: Pin<Box<F>>) -> Self {
+        Connection::Serving { serve }
+    }
+}
+
+impl<F, S> Future for Connection<F, S>
+where
+    F: Future<Output = Option<Handoff<S>>>,
+    S: Parkable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match self.as_mut().project() {
+                ConnectionProj::Serving { serve } => match ready!(serve.as_mut().poll(cx)) {
+                    None => return Poll::Ready(()),
+                    Some(handoff) => self.set(Connection::Tunnel {
+                        task: handoff.into_task(),
+                    }),
+                },
+                ConnectionProj::Tunnel { task } => return task.poll(cx),
+            }
+        }
+    }
+}
+
+/// Runs a tunnel in a task of its own: one woken from its parking.
 fn spawn_with<S>(tunnel: Tunnel<S, BackendStream>, life: Life, parker: Arc<Parker>, park: bool)
 where
     S: Parkable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    tokio::spawn(TunnelTask {
-        run: tunnel.run(park.then_some(PARK_AFTER)),
-        life: Some(life),
-        parker,
-    });
+    tokio::spawn(TunnelTask::new(tunnel, life, parker, park));
 }
 
 pin_project_lite::pin_project! {
     /// A tunnel's task: the tunnel running, then its end or its parking.
     /// Written out rather than an `async` block, which would hold the tunnel
     /// twice (before and inside `run`): this is paid once per live tunnel.
-    struct TunnelTask<S> {
+    pub struct TunnelTask<S> {
         #[pin]
         run: Run<S, BackendStream>,
         life: Option<Life>,
         parker: Arc<Parker>,
+    }
+}
+
+impl<S> TunnelTask<S>
+where
+    S: Parkable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    fn new(tunnel: Tunnel<S, BackendStream>, life: Life, parker: Arc<Parker>, park: bool) -> Self {
+        TunnelTask {
+            run: tunnel.run(park.then_some(PARK_AFTER)),
+            life: Some(life),
+            parker,
+        }
     }
 }
 

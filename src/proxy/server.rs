@@ -16,7 +16,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::http::{self, ConnFacts};
-use super::park::Parker;
+use super::park::{self, Parker};
 use crate::config::{Config, StateRegistry};
 
 /// Listen backlog: enough for thousands of clients connecting at once.
@@ -304,15 +304,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             shared: shared.clone(),
             _permit: permit,
         };
-        // Boxed, so that the runtime moves a pointer rather than the whole
-        // request handler (kilobytes) into the task, and again on each of
+        // The request handler is boxed, so that the runtime moves a
+        // pointer rather than kilobytes into the task and again on each of
         // its changes of stage: at one request per connection (WebSocket
         // handshakes) those copies cost more than the allocation.
-        tokio::spawn(Box::pin(http::serve(
+        tokio::spawn(park::Connection::new(Box::pin(http::serve(
             stream,
             ConnFacts { peer, local },
             shared.clone(),
             guard,
-        )));
+        ))));
     }
 }
