@@ -6,6 +6,7 @@
 #                [--proxies wsgate,nginx,haproxy,apache,direct] [--runs N]
 #                [--duration S] [--hold-n N] [--burst-n N] [--hold-s S]
 #                [--results FILE] [--no-install] [--no-build] [--keep-tmp]
+#                [--callgrind]
 #
 # Environment: PROXY_CPU (1), LOAD_CPU (0), BENCH_NICE (-10),
 # BENCH_BACKEND_PORT (23001), BENCH_PROXY_PORT (23080).
@@ -31,6 +32,7 @@ RESULTS=""
 INSTALL=1
 BUILD=1
 KEEP_TMP=0
+CALLGRIND=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) SMOKE=1 ;;
@@ -45,6 +47,7 @@ while [ $# -gt 0 ]; do
         --no-install) INSTALL=0 ;;
         --no-build) BUILD=0 ;;
         --keep-tmp) KEEP_TMP=1 ;;
+        --callgrind) CALLGRIND=1 ;;
         -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -59,6 +62,16 @@ NICE=${BENCH_NICE:--10}
 # A plain command (no shell function), so that `$!` of a background start is
 # the PID of the proxy itself: nice and taskset exec it.
 PIN=(nice -n "$NICE" taskset -c)
+# --callgrind: each proxy runs under valgrind's callgrind, which counts the
+# instructions it executes in user space (not the kernel's): a figure that
+# does not drift with the machine's load, to compare the proxies' own code
+# per unit of work. Rates under valgrind mean nothing; see the last table.
+WRAP=()
+if [ "$CALLGRIND" = 1 ]; then
+    WRAP=(valgrind -q --tool=callgrind --trace-children=yes --callgrind-out-file=CGOUT.%p)
+    # Every unit counted, from the first: instructions are divided by them.
+    WARMUP_OVERRIDE=0
+fi
 LOAD_CPU=${LOAD_CPU:-0}
 BACKEND_PORT=${BENCH_BACKEND_PORT:-23001}
 PROXY_PORT=${BENCH_PROXY_PORT:-23080}
@@ -73,6 +86,7 @@ else
     HOLD_N=${HOLD_N:-9000}; BURST_N=${BURST_N:-9000}; HOLD_S=${HOLD_S:-10}
     E64_CONNS=100; E16_CONNS=10; CONNECT_WORKERS=50; HTTP_CONNS=50; SETTLE=1
 fi
+WARMUP=${WARMUP_OVERRIDE:-$WARMUP}
 SCENARIOS=${ONLY:-echo64,echo16k,connect,http,hold,burst}
 SCENARIOS=${SCENARIOS//,/ }
 PROXIES=${PROXIES//,/ }
@@ -106,6 +120,7 @@ if [ "$INSTALL" = 1 ]; then
     has haproxy && ! [ -x /usr/sbin/haproxy ] && need+=(haproxy)
     has apache && ! [ -x /usr/sbin/apache2 ] && need+=(apache2)
     command -v taskset >/dev/null || need+=(util-linux)
+    [ "$CALLGRIND" = 1 ] && ! command -v valgrind >/dev/null && need+=(valgrind)
     if [ ${#need[@]} -gt 0 ]; then
         log "installing ${need[*]}"
         export DEBIAN_FRONTEND=noninteractive
@@ -213,6 +228,7 @@ write_nginx() {
     mkdir -p "$TMP/nginx"
     cat > "$TMP/nginx/nginx.conf" <<EOF
 worker_processes 1;
+$([ "$CALLGRIND" = 1 ] && echo "master_process off; # one process for callgrind to follow")
 daemon off;
 pid $TMP/nginx/nginx.pid;
 error_log $TMP/nginx/error.log warn;
@@ -343,21 +359,21 @@ start_proxy() {
             return 0 ;;
         wsgate)
             write_wsgate
-            "${PIN[@]}" "$PROXY_CPU" env TOKIO_WORKER_THREADS=1 "$WSGATE" -f "$TMP/wsgate.conf" \
+            "${PIN[@]}" "$PROXY_CPU" "${WRAP[@]//CGOUT/$TMP/cg.$name}" env TOKIO_WORKER_THREADS=1 "$WSGATE" -f "$TMP/wsgate.conf" \
                 >>"$TMP/wsgate.log" 2>&1 &
             PROXY_PID=$! ;;
         nginx)
             write_nginx
-            "${PIN[@]}" "$PROXY_CPU" /usr/sbin/nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
+            "${PIN[@]}" "$PROXY_CPU" "${WRAP[@]//CGOUT/$TMP/cg.$name}" /usr/sbin/nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
                 -e "$TMP/nginx/error.log" >>"$TMP/nginx.log" 2>&1 &
             PROXY_PID=$! ;;
         haproxy)
             write_haproxy
-            "${PIN[@]}" "$PROXY_CPU" /usr/sbin/haproxy -db -f "$TMP/haproxy.cfg" >>"$TMP/haproxy.log" 2>&1 &
+            "${PIN[@]}" "$PROXY_CPU" "${WRAP[@]//CGOUT/$TMP/cg.$name}" /usr/sbin/haproxy -db -f "$TMP/haproxy.cfg" >>"$TMP/haproxy.log" 2>&1 &
             PROXY_PID=$! ;;
         apache)
             write_apache "$sc"
-            "${PIN[@]}" "$PROXY_CPU" /usr/sbin/apache2 -f "$TMP/apache/apache2.conf" -DFOREGROUND \
+            "${PIN[@]}" "$PROXY_CPU" "${WRAP[@]//CGOUT/$TMP/cg.$name}" /usr/sbin/apache2 -f "$TMP/apache/apache2.conf" -DFOREGROUND \
                 >>"$TMP/apache.log" 2>&1 &
             PROXY_PID=$! ;;
     esac
@@ -448,11 +464,25 @@ for r in $(seq "$RUNS"); do
                 FAILED=$((FAILED + 1))
             fi
             stop_proxy
+            if [ "$CALLGRIND" = 1 ] && [ "$px" != direct ]; then
+                count=$(grep -o '"count":[0-9]*' <<<"$line" | cut -d: -f2)
+                ir=$(cat "$TMP/cg.$px".* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s + 0}')
+                rm -f "$TMP/cg.$px".*
+                echo "| $sc | $px | ${count:-0} | $([ "${count:-0}" -gt 0 ] && echo $((ir / count)) || echo –) |" >> "$TMP/callgrind.md"
+            fi
         done
     done
 done
 
 "$LG" report --results "$TMP/run.jsonl" --run-id "$RUN_ID" | tee "$TMP/report.md"
+if [ -s "$TMP/callgrind.md" ]; then
+    echo
+    echo "### user-space instructions per unit of work (callgrind)"
+    echo
+    echo "| scenario | proxy | units | instructions per unit |"
+    echo "|---|---|---:|---:|"
+    cat "$TMP/callgrind.md"
+fi
 log "results appended to $RESULTS (run id $RUN_ID)"
 if [ "$FAILED" -gt 0 ]; then
     log "$FAILED scenario run(s) failed"
