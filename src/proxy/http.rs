@@ -68,11 +68,11 @@ pub async fn serve<S>(
     facts: ConnFacts,
     shared: Arc<Shared>,
     guard: ConnGuard,
-) -> Option<park::Handoff<S>>
+) -> Option<park::TunnelTask<S>>
 where
     S: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut client = Conn::with_timer(io);
+    let mut client = Conn::new(io);
     let mut first = true;
     let mut shutdown = shared.shutdown_signal();
     loop {
@@ -156,7 +156,7 @@ async fn run_tunnel<S>(
     start: TunnelStart,
     shared: Arc<Shared>,
     guard: ConnGuard,
-) -> Option<park::Handoff<S>>
+) -> Option<park::TunnelTask<S>>
 where
     S: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -189,7 +189,7 @@ where
     let backend = backend.into_io();
     let tunnel = Tunnel::new(client, backend, mode);
     let parker = shared.parker();
-    Some(park::Handoff::new(
+    Some(park::TunnelTask::start(
         tunnel,
         park::Life::new(shared, guard, slot, busy),
         parker,

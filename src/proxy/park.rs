@@ -130,33 +130,6 @@ impl Parkable for BackendStream {
     }
 }
 
-/// A tunnel ready to run, as [`crate::proxy::http::serve`] ends with it.
-pub struct Handoff<S> {
-    tunnel: Tunnel<S, BackendStream>,
-    life: Life,
-    parker: Arc<Parker>,
-}
-
-impl<S> Handoff<S>
-where
-    S: Parkable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    pub fn new(tunnel: Tunnel<S, BackendStream>, life: Life, parker: Arc<Parker>) -> Self {
-        Handoff {
-            tunnel,
-            life,
-            parker,
-        }
-    }
-
-    /// The tunnel running, parked whenever it is quiet if both its sides
-    /// are plain TCP.
-    fn into_task(self) -> TunnelTask<S> {
-        let parkable = self.tunnel.client().is_plain_tcp() && self.tunnel.backend().is_plain_tcp();
-        TunnelTask::new(self.tunnel, self.life, self.parker, parkable)
-    }
-}
-
 pin_project_lite::pin_project! {
     /// A client connection's task: its requests (the boxed future of
     /// `http::serve`), then, after a protocol switch, its tunnel in the
@@ -179,7 +152,7 @@ impl<F, S> Connection<F, S> {
 
 impl<F, S> Future for Connection<F, S>
 where
-    F: Future<Output = Option<Handoff<S>>>,
+    F: Future<Output = Option<TunnelTask<S>>>,
     S: Parkable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     type Output = ();
@@ -189,9 +162,7 @@ where
             match self.as_mut().project() {
                 ConnectionProj::Serving { serve } => match ready!(serve.as_mut().poll(cx)) {
                     None => return Poll::Ready(()),
-                    Some(handoff) => self.set(Connection::Tunnel {
-                        task: handoff.into_task(),
-                    }),
+                    Some(task) => self.set(Connection::Tunnel { task }),
                 },
                 ConnectionProj::Tunnel { task } => return task.poll(cx),
             }
@@ -223,6 +194,13 @@ impl<S> TunnelTask<S>
 where
     S: Parkable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    /// A new tunnel, parked whenever it is quiet if both its sides are
+    /// plain TCP.
+    pub fn start(tunnel: Tunnel<S, BackendStream>, life: Life, parker: Arc<Parker>) -> Self {
+        let parkable = tunnel.client().is_plain_tcp() && tunnel.backend().is_plain_tcp();
+        TunnelTask::new(tunnel, life, parker, parkable)
+    }
+
     fn new(tunnel: Tunnel<S, BackendStream>, life: Life, parker: Arc<Parker>, park: bool) -> Self {
         TunnelTask {
             run: tunnel.run(park.then_some(PARK_AFTER)),
