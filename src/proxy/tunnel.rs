@@ -95,6 +95,12 @@ struct Half {
     eof: bool,
     shut: bool,
     bytes: u64,
+    /// The source was read until it would block in this poll (see
+    /// [`Half::read_ahead`]): no need to try it again before the next.
+    drained: bool,
+    /// A read that failed after bytes were read ahead: reported once those
+    /// bytes are written.
+    failed: Option<io::Error>,
 }
 
 enum Step {
@@ -118,6 +124,7 @@ impl Half {
         W: AsyncWrite + Unpin + AsTcp,
     {
         let mut moved = false;
+        self.drained = false;
         loop {
             match self.step(cx, from, to, last)? {
                 Step::Progress => moved = true,
@@ -139,7 +146,12 @@ impl Half {
     {
         if let Some(held) = &self.held {
             let written = match held {
-                Held::Buf(buf) => Pin::new(&mut *to).poll_write(cx, &buf[self.start..self.end]),
+                // The last bytes before the end of this direction: held
+                // back for the FIN, so that both leave in one segment.
+                Held::Buf(buf) => match (self.eof, to.as_tcp()) {
+                    (true, Some(tcp)) => poll_send_before_fin(cx, tcp, &buf[self.start..self.end]),
+                    _ => Pin::new(&mut *to).poll_write(cx, &buf[self.start..self.end]),
+                },
                 Held::Pipe(pipe) => {
                     let to = to
                         .as_tcp()
@@ -171,6 +183,9 @@ impl Half {
                 Poll::Pending => return Ok(Step::Blocked),
             }
         }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         if self.eof {
             // The last direction of a TCP tunnel needs no shutdown: both
             // sockets close next, everything was read from `to` (the other
@@ -186,6 +201,9 @@ impl Half {
                 }
                 self.shut = true;
             }
+            return Ok(Step::Blocked);
+        }
+        if self.drained {
             return Ok(Step::Blocked);
         }
         // A pipe when the data is bulk and both sides are TCP; a buffer
@@ -220,7 +238,13 @@ impl Half {
                 } else {
                     self.start = 0;
                     self.end = n;
-                    self.held = Some(held);
+                    self.held = Some(match held {
+                        Held::Buf(mut buf) if n < buf.len() && to.as_tcp().is_some() => {
+                            self.read_ahead(cx, from, &mut buf);
+                            Held::Buf(buf)
+                        }
+                        held => held,
+                    });
                 }
                 Ok(Step::Progress)
             }
@@ -235,8 +259,78 @@ impl Half {
         }
     }
 
+    /// After a read that did not fill `buf`, reads on until `from` would
+    /// block. Usually that costs no system call: the runtime already knows
+    /// the socket has nothing more. When the peer's FIN came with the
+    /// bytes (a WebSocket close frame, then close), this finds the end of
+    /// stream before the bytes are written, so that they and the FIN
+    /// leave as one segment instead of two.
+    fn read_ahead<R: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut R,
+        buf: &mut [u8],
+    ) {
+        while self.end < buf.len() {
+            let mut read_buf = ReadBuf::new(&mut buf[self.end..]);
+            match Pin::new(&mut *from).poll_read(cx, &mut read_buf) {
+                Poll::Ready(Ok(())) if read_buf.filled().is_empty() => {
+                    self.eof = true;
+                    return;
+                }
+                Poll::Ready(Ok(())) => self.end += read_buf.filled().len(),
+                Poll::Ready(Err(e)) => {
+                    self.failed = Some(e);
+                    return;
+                }
+                Poll::Pending => {
+                    self.drained = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// At its end of stream with every byte written.
+    fn ended(&self) -> bool {
+        self.eof && self.held.is_none()
+    }
+
     fn finished(&self) -> bool {
-        self.eof && self.shut && self.held.is_none()
+        self.ended() && self.shut
+    }
+}
+
+/// Writes `bytes` to `to` with `MSG_MORE`: the kernel keeps them until the
+/// shutdown or close that follows, which sends them with its FIN.
+fn poll_send_before_fin(
+    cx: &mut Context<'_>,
+    to: &tokio::net::TcpStream,
+    bytes: &[u8],
+) -> Poll<io::Result<usize>> {
+    use std::os::fd::AsRawFd;
+    loop {
+        ready!(to.poll_write_ready(cx))?;
+        match to.try_io(tokio::io::Interest::WRITABLE, || {
+            // SAFETY: the descriptor is open while `to` is borrowed, and
+            // the pointer and length describe `bytes`.
+            let n = unsafe {
+                libc::send(
+                    to.as_raw_fd(),
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        }) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return Poll::Ready(r),
+        }
     }
 }
 
@@ -417,7 +511,9 @@ where
             _ => return Poll::Ready(End::Error),
         };
         match self.mode {
-            Mode::CloseBoth if self.up.eof || self.down.eof => return Poll::Ready(End::Done),
+            Mode::CloseBoth if self.up.ended() || self.down.ended() => {
+                return Poll::Ready(End::Done)
+            }
             _ if self.up.finished() && self.down.finished() => return Poll::Ready(End::Done),
             _ => {}
         }
@@ -642,5 +738,101 @@ mod tests {
         )));
         client.shutdown().await.unwrap();
         assert_eq!(task.await.unwrap().end, End::Done);
+    }
+
+    async fn tcp_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    /// Segments a socket has received so far (TCP_INFO).
+    fn segments_in(s: &tokio::net::TcpStream) -> u32 {
+        use std::os::fd::AsRawFd;
+        // SAFETY: tcp_info is plain data; getsockopt fills at most `len`
+        // bytes of it.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "TCP_INFO: {}", io::Error::last_os_error());
+        info.tcpi_segs_in
+    }
+
+    #[tokio::test]
+    async fn the_last_bytes_and_the_fin_reach_the_client_in_one_segment() {
+        let (mut client, client_side) = tcp_pair().await;
+        let (backend_side, mut backend) = tcp_pair().await;
+        // The backend's last words and its FIN are both in before the
+        // tunnel looks, as when a server echoes a close frame and closes.
+        backend.write_all(b"bye").await.unwrap();
+        backend.shutdown().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = segments_in(&client);
+        let task = tokio::spawn(run_to_end(Tunnel::new(
+            client_side,
+            backend_side,
+            Mode::HalfClose(None),
+        )));
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"bye");
+        assert_eq!(
+            segments_in(&client) - before,
+            1,
+            "the bytes and the FIN came as one segment"
+        );
+        drop(client);
+        let summary = task.await.unwrap();
+        assert_eq!((summary.end, summary.bytes_down), (End::Done, 3));
+        let _ = backend.read(&mut [0u8; 1]).await;
+    }
+
+    #[tokio::test]
+    async fn legacy_mode_writes_the_last_bytes_before_closing_both() {
+        // A client that takes bytes slowly, through small socket buffers:
+        // the tunnel reads the backend's last bytes with its FIN but can
+        // write only part of them at once.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(2048).unwrap();
+        let mut client = socket.connect(l.local_addr().unwrap()).await.unwrap();
+        let (client_side, _) = l.accept().await.unwrap();
+        socket2::SockRef::from(&client_side)
+            .set_send_buffer_size(2048)
+            .unwrap();
+        let (backend_side, mut backend) = tcp_pair().await;
+        let last: Vec<u8> = (0..12_000u32).map(|i| (i % 251) as u8).collect();
+        backend.write_all(&last).await.unwrap();
+        backend.shutdown().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let task = tokio::spawn(run_to_end(Tunnel::new(
+            client_side,
+            backend_side,
+            Mode::CloseBoth,
+        )));
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 512];
+        loop {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            match client.read(&mut chunk).await.unwrap() {
+                0 => break,
+                n => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+        assert_eq!(got.len(), last.len(), "every byte before the close");
+        assert_eq!(got, last);
+        let summary = task.await.unwrap();
+        assert_eq!((summary.end, summary.bytes_down), (End::Done, 12_000));
     }
 }
