@@ -557,3 +557,33 @@ async fn quiet_tunnels_are_parked_and_wake_for_anything_on_either_side() {
     );
     assert!(gate.stderr().matches("tunnel woken").count() >= 42);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_named_by_host_name_works_and_an_unknown_name_is_a_500() {
+    let (backend, _) = ws_echo_backend().await;
+    let gate = Wsgate::start(&format!(
+        "ProxyPass /named/ ws://localhost:{}/\nProxyPass /nowhere/ ws://nonexistent.invalid/\n",
+        backend.port()
+    ));
+    // The first tunnel resolves the name; the others reuse its address.
+    for i in 0..3 {
+        let msg = format!("m{i}");
+        assert_eq!(ws_roundtrip(&gate.url("/named/"), &msg).await, msg);
+    }
+    let got = raw_exchange(
+        gate.addr,
+        ws_request("/nowhere/", "websocket").as_bytes(),
+        T,
+    )
+    .await;
+    assert_eq!(
+        status_of(&got),
+        500,
+        "as Apache answers a failed lookup: {got}"
+    );
+    let log = gate.stderr();
+    assert!(
+        log.contains("DNS lookup failure for: nonexistent.invalid"),
+        "{log}"
+    );
+}

@@ -315,6 +315,7 @@ async fn probe(member: &Member, check: &Check, tls: Option<&Arc<rustls::ClientCo
     };
     let spec = ConnectSpec {
         host: &url.host,
+        addresses: &member.worker.addresses,
         port: url.port,
         tls,
         connect_timeout: timeout,

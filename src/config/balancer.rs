@@ -13,7 +13,6 @@ use super::values::{self, parse_target_url};
 use crate::balancer::health::{Check, Method, StatusExpr};
 use crate::balancer::{Balancer, LbMethod, Member, StateRegistry};
 use crate::config::Worker;
-use crate::proxy::pool::Pool;
 
 /// Where a route finds its balancer once the whole configuration is read
 /// (a ProxyPass may name a balancer defined further down, as in Apache).
@@ -192,13 +191,11 @@ impl Balancers {
                 if flags.error {
                     state.set_error(m.params.retry);
                 }
-                let max = m.params.max;
                 members.push(Member {
-                    worker: Arc::new(Worker {
-                        name: super::proxy::normalise_worker_name(&m.url),
-                        params: m.params,
-                        pool: Pool::new(max),
-                    }),
+                    worker: Arc::new(Worker::new(
+                        super::proxy::normalise_worker_name(&m.url),
+                        m.params,
+                    )),
                     url,
                     weight: (flags.loadfactor.unwrap_or(1.0) * 100.0).round() as i64,
                     route: flags.route.clone(),

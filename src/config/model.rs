@@ -10,6 +10,7 @@ use regex::bytes::Regex;
 
 use super::error::Origin;
 use crate::proxy::pool::Pool;
+use crate::proxy::resolve::Addresses;
 
 /// Apache's compiled-in `Timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -233,6 +234,29 @@ pub struct Worker {
     pub name: String,
     pub params: WorkerParams,
     pub pool: Pool,
+    /// The backend's address, once resolved (`addressttl=`).
+    pub addresses: Addresses,
+}
+
+impl Worker {
+    pub fn new(name: String, params: WorkerParams) -> Worker {
+        Worker {
+            name,
+            pool: Pool::new(params.max),
+            addresses: Addresses::new(params.effective_address_ttl()),
+            params,
+        }
+    }
+}
+
+/// How long a worker keeps the addresses it resolved (`addressttl=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressTtl {
+    /// `-1`, Apache's default: until the next start or reload.
+    Forever,
+    /// `0`: a lookup per connection.
+    EveryTime,
+    For(Duration),
 }
 
 /// Which client `Upgrade` values a worker tunnels.
@@ -262,6 +286,8 @@ pub struct WorkerParams {
     pub max: Option<usize>,
     pub ttl: Option<Duration>,
     pub acquire: Option<Duration>,
+    /// `addressttl=`, if given.
+    pub address_ttl: Option<AddressTtl>,
 }
 
 impl Default for WorkerParams {
@@ -276,11 +302,22 @@ impl Default for WorkerParams {
             max: None,
             ttl: None,
             acquire: None,
+            address_ttl: None,
         }
     }
 }
 
 impl WorkerParams {
+    /// Apache's rule: a worker whose connections are not reused does not
+    /// reuse its address either, unless `addressttl=` says so.
+    pub fn effective_address_ttl(&self) -> AddressTtl {
+        match self.address_ttl {
+            Some(ttl) => ttl,
+            None if self.disable_reuse => AddressTtl::EveryTime,
+            None => AddressTtl::Forever,
+        }
+    }
+
     pub fn upgrade_policy(&self, scheme: Scheme) -> UpgradePolicy {
         match &self.upgrade {
             None if scheme.is_websocket() => UpgradePolicy::WebSocket,

@@ -8,9 +8,8 @@ use regex::bytes::{Regex, RegexBuilder};
 
 use super::error::{ConfigError, Origin};
 use super::lexer::Node;
-use super::model::{ProxyTarget, Target, UpgradePolicy, Worker, WorkerParams};
+use super::model::{AddressTtl, ProxyTarget, Target, UpgradePolicy, Worker, WorkerParams};
 use super::values::{self, parse_target_url};
-use crate::proxy::pool::Pool;
 
 /// ProxyPass or ProxyPassMatch, split into its parts.
 pub struct PassLine {
@@ -142,11 +141,10 @@ pub fn parse_pass(
             target: Target::Proxy(ProxyTarget {
                 url: url.to_string(),
                 substitutes: regex && has_dollar_reference(url),
-                worker: Arc::new(Worker {
-                    name: url.to_ascii_lowercase(),
-                    params: WorkerParams::default(),
-                    pool: Pool::new(None),
-                }),
+                worker: Arc::new(Worker::new(
+                    url.to_ascii_lowercase(),
+                    WorkerParams::default(),
+                )),
                 nocanon,
                 noquery,
                 balancer: None,
@@ -228,18 +226,13 @@ pub fn parse_pass(
         Some(i) if substitutes => &url[..i],
         _ => url,
     });
-    let pool = Pool::new(params.max);
     Ok(PassLine {
         pattern,
         regex,
         target: Target::Proxy(ProxyTarget {
             url: url.to_string(),
             substitutes,
-            worker: Arc::new(Worker {
-                name: worker_name,
-                params,
-                pool,
-            }),
+            worker: Arc::new(Worker::new(worker_name, params)),
             nocanon,
             noquery,
             balancer: None,
@@ -475,11 +468,23 @@ pub fn set_worker_param(
             }
         }
         "addressttl" => {
-            value
-                .parse::<i64>()
-                .ok()
-                .filter(|n| *n >= -1)
-                .ok_or_else(|| err("Address TTL must be -1 or a positive number".into()))?;
+            let bad = || {
+                err(format!("{directive} addressttl={value}: AddressTTL must be -1 or a number of seconds not exceeding 2147483647"))
+                    .hint("-1 keeps the resolved address until the next start or reload, 0 resolves for every connection, N re-resolves after N seconds")
+            };
+            params.address_ttl = Some(if value == "-1" {
+                AddressTtl::Forever
+            } else {
+                let t = values::timeout(origin, "addressttl", value, "s").map_err(|_| bad())?;
+                if t.subsec_nanos() != 0 || t > Duration::from_secs(i32::MAX as u64) {
+                    return Err(bad());
+                }
+                if t.is_zero() {
+                    AddressTtl::EveryTime
+                } else {
+                    AddressTtl::For(t)
+                }
+            });
         }
         "ttl" => {
             let secs = whole("ttl")?;

@@ -14,6 +14,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::client::TlsStream;
 
 use super::error::ProxyError;
+use super::resolve::Addresses;
 
 /// A connected backend socket.
 pub enum BackendStream {
@@ -104,16 +105,17 @@ pub struct BackendConn {
 pub struct ConnectSpec<'a> {
     pub host: &'a str,
     pub port: u16,
+    /// The worker's resolved addresses, shared by its connections.
+    pub addresses: &'a Addresses,
     pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     pub connect_timeout: Duration,
     pub keepalive: bool,
 }
 
 pub async fn connect(spec: &ConnectSpec<'_>) -> Result<BackendStream, ProxyError> {
-    let addr = (spec.host, spec.port);
-    let tcp = match tokio::time::timeout(spec.connect_timeout, TcpStream::connect(addr)).await {
+    let tcp = match tokio::time::timeout(spec.connect_timeout, connect_tcp(spec)).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(ProxyError::Connect(e.to_string())),
+        Ok(Err(e)) => return Err(e),
         Err(_) => return Err(ProxyError::Connect("connect timed out".into())),
     };
     let _ = tcp.set_nodelay(true);
@@ -135,6 +137,28 @@ pub async fn connect(spec: &ConnectSpec<'_>) -> Result<BackendStream, ProxyError
         Ok(Err(e)) => Err(ProxyError::TlsHandshake(e.to_string())),
         Err(_) => Err(ProxyError::TlsHandshake("handshake timed out".into())),
     }
+}
+
+/// Tries each of the backend's addresses in turn, as `TcpStream::connect`
+/// would, but with the worker's resolved addresses instead of a lookup per
+/// connection.
+async fn connect_tcp(spec: &ConnectSpec<'_>) -> Result<TcpStream, ProxyError> {
+    let found = spec
+        .addresses
+        .get(spec.host, spec.port)
+        .await
+        .map_err(|e| ProxyError::Dns(spec.host.to_string(), e.to_string()))?;
+    let mut last = None;
+    for addr in found.as_slice() {
+        match TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(ProxyError::Connect(last.map_or_else(
+        || "no address to connect to".into(),
+        |e| e.to_string(),
+    )))
 }
 
 fn set_keepalive(tcp: &TcpStream) {

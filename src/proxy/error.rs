@@ -16,6 +16,8 @@ pub enum ProxyError {
     ClientTimeout,
 
     // The backend's fault.
+    #[error("DNS lookup failure for: {0} ({1})")]
+    Dns(String, String),
     #[error("backend connect failed: {0}")]
     Connect(String),
     #[error("no free connection to the backend (max= reached)")]
@@ -61,7 +63,7 @@ impl ProxyError {
             UnsupportedTransferEncoding => (500, "Internal Server Error"),
             ClientIo(_) | ClientTimeout => return None,
             Connect(_) | PoolExhausted | NoMember(_) => (503, "Service Unavailable"),
-            TlsHandshake(_) => (500, "Proxy Error"),
+            TlsHandshake(_) | Dns(..) => (500, "Proxy Error"),
             BackendTimeout | BackendClosed | BackendIo(_) | BadUpgrade(_) | TooManyInterim
             | NotHttp1 => (502, "Proxy Error"),
             BadResponse(_) => (502, "Bad Gateway"),

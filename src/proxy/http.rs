@@ -855,6 +855,7 @@ where
                 };
                 let stream = backend::connect(&ConnectSpec {
                     host: &target.url.host,
+                    addresses: &worker.addresses,
                     port: target.url.port,
                     tls,
                     connect_timeout,

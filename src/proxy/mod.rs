@@ -10,6 +10,7 @@ pub mod headers;
 pub mod http;
 pub mod park;
 pub mod pool;
+pub mod resolve;
 pub mod server;
 pub mod splice;
 pub mod tunnel;

@@ -19,7 +19,6 @@ use crate::config::{
     Worker, WorkerParams,
 };
 use crate::proxy::head::{FieldValue, Text};
-use crate::proxy::pool::Pool;
 use crate::rewrite::{self, Outcome, Var};
 pub use path::{encode_path, normalize, PathError, RequestPath};
 
@@ -373,14 +372,13 @@ fn proxy_from_rewrite<'c>(
     let (worker, reuse) = match found {
         Some(w) => (w.clone(), !w.params.disable_reuse),
         None => (
-            Arc::new(Worker {
-                name: format!("{}://{}", target.scheme.as_str(), target.authority()),
-                params: WorkerParams {
+            Arc::new(Worker::new(
+                format!("{}://{}", target.scheme.as_str(), target.authority()),
+                WorkerParams {
                     disable_reuse: true,
                     ..WorkerParams::default()
                 },
-                pool: Pool::new(None),
-            }),
+            )),
             false,
         ),
     };
