@@ -224,6 +224,16 @@ where
             None => head.headers.push("Host", authority),
         }
     }
+    // A malformed Host is refused before anything reads it (Apache's
+    // strict check): it would otherwise reach the backend as Host and
+    // X-Forwarded-Host, and rules and logs.
+    if head
+        .headers
+        .get("host")
+        .is_some_and(|h| !crate::route::valid_host(h))
+    {
+        return local_answer(client, 400, "Bad Request", true, config.timeout).await;
+    }
     // RFC 9112 §6.1: a request with both Content-Length and
     // Transfer-Encoding may be a smuggling attempt; answer it, then close.
     let close_after =

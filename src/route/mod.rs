@@ -119,7 +119,7 @@ pub fn select_server<'c>(
         return &config.main;
     };
     if let Some(host) = host {
-        let name = host_without_port(host).to_ascii_lowercase();
+        let name = host_name(host);
         if let Some(v) = config.vhosts.iter().filter(candidate).find(|v| {
             v.names
                 .iter()
@@ -129,6 +129,85 @@ pub fn select_server<'c>(
         }
     }
     first
+}
+
+/// The server name a Host value asks for, as Apache keeps it for choosing
+/// the virtual host: lower-case, without the port or a trailing dot.
+pub fn host_name(host: &str) -> String {
+    let name = host_without_port(host);
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.to_ascii_lowercase()
+}
+
+/// Whether Apache 2.4 accepts `value` as a Host header (`fix_hostname` in
+/// server/vhost.c with the default `HttpProtocolOptions Strict`): an empty
+/// value; a bracketed IPv6 literal; or a name of letters, digits, `-`, `_`
+/// and single dots whose last label starts with a letter, or a dotted quad
+/// without leading zeros; each with an optional port from 1 to 65535.
+/// Anything else, such as spaces, `/`, `@`, `%`, a scope id or a bare
+/// number, is a 400: such a value must never reach a backend or a rule.
+pub fn valid_host(value: &[u8]) -> bool {
+    if value.is_empty() {
+        return true;
+    }
+    if value.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    // A port: digits after the last ':' (a ':' with no digits after it
+    // stays part of the name, and the name check refuses it).
+    let digits = value
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    let (host, port) = match value.len() - digits {
+        at if digits > 0 && at > 0 && value[at - 1] == b':' => {
+            (&value[..at - 1], Some(&value[at..]))
+        }
+        _ => (value, None),
+    };
+    if let Some(port) = port {
+        let ok = std::str::from_utf8(port)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| (1..=65535).contains(&p));
+        if !ok || host.is_empty() {
+            return false;
+        }
+    }
+    if let Some(inner) = host.strip_prefix(b"[") {
+        return inner
+            .strip_suffix(b"]")
+            .and_then(|v6| std::str::from_utf8(v6).ok())
+            .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    if host.contains(&b'[') || host.contains(&b']') {
+        return false;
+    }
+    let host = host.strip_suffix(b".").unwrap_or(host);
+    if host.is_empty() || host.windows(2).any(|w| w == b"..") {
+        return false;
+    }
+    if !host
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+    {
+        return false;
+    }
+    let dotted_decimal = host.iter().all(|b| b.is_ascii_digit() || *b == b'.');
+    if dotted_decimal {
+        // RFC 3986 7.4: four numbers, none with a leading zero.
+        let parts: Vec<&[u8]> = host.split(|b| *b == b'.').collect();
+        return parts.len() == 4
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && !(p.len() > 1 && p[0] == b'0'));
+    }
+    // RFC 1123 2.1: the top-level label starts with a letter.
+    match host.iter().rposition(|b| *b == b'.') {
+        Some(dot) => host.get(dot + 1).is_none_or(u8::is_ascii_alphabetic),
+        None => true,
+    }
 }
 
 pub fn host_without_port(host: &str) -> &str {
@@ -237,7 +316,7 @@ impl RewriteVars<'_> {
                 let port = h[name.len()..]
                     .strip_prefix(':')
                     .and_then(|p| p.parse().ok());
-                (name.to_ascii_lowercase(), port)
+                (host_name(name), port)
             }
             None => (self.server.server_name.clone(), None),
         }
