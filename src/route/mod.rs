@@ -201,7 +201,7 @@ pub fn valid_host(value: &[u8]) -> bool {
         return parts.len() == 4
             && parts
                 .iter()
-                .all(|p| !p.is_empty() && !(p.len() > 1 && p[0] == b'0'));
+                .all(|p| p.first().is_some_and(|&d| d != b'0' || p.len() == 1));
     }
     // RFC 1123 2.1: the top-level label starts with a letter.
     match host.iter().rposition(|b| *b == b'.') {
