@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 
 use wsgate::config;
+use wsgate::log::Logging;
 use wsgate::proxy::server::Handle;
 
 #[global_allocator]
@@ -53,7 +54,7 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Demo { listen }) = args.command {
-        init_logging(tracing::Level::INFO, None);
+        Logging::init(tracing::Level::INFO, None);
         return run_runtime(async move {
             match wsgate::demo::run(listen).await {
                 Ok(()) => EXIT_OK,
@@ -85,8 +86,8 @@ fn main() -> ExitCode {
         println!("Syntax OK");
         return ExitCode::from(EXIT_OK);
     }
-    init_logging(config.log_level, config.error_log.as_deref());
-    run_runtime(serve(config, registry, file, args.defines))
+    let logging = Logging::init(config.log_level, config.error_log.as_deref());
+    run_runtime(serve(config, registry, file, args.defines, logging))
 }
 
 fn run_runtime(f: impl std::future::Future<Output = u8>) -> ExitCode {
@@ -105,34 +106,12 @@ fn run_runtime(f: impl std::future::Future<Output = u8>) -> ExitCode {
     ExitCode::from(runtime.block_on(f))
 }
 
-fn init_logging(level: tracing::Level, file: Option<&std::path::Path>) {
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false);
-    let opened = file.map(|f| {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(f)
-    });
-    match opened {
-        Some(Ok(f)) => builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(f))
-            .init(),
-        Some(Err(e)) => {
-            builder.with_writer(std::io::stderr).init();
-            tracing::error!("cannot open ErrorLog: {e}; logging to standard error");
-        }
-        None => builder.with_writer(std::io::stderr).init(),
-    }
-}
-
 async fn serve(
     config: config::Config,
     registry: config::StateRegistry,
     file: PathBuf,
     defines: Vec<String>,
+    logging: Logging,
 ) -> u8 {
     let pid_file = config.pid_file.clone();
     // Written before listening, so that whoever sees the port open finds it.
@@ -169,22 +148,29 @@ async fn serve(
     };
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&handle, &file, &defines),
-            _ = usr1.recv() => reload(&handle, &file, &defines),
+            _ = hup.recv() => reload(&handle, &file, &defines, &logging),
+            _ = usr1.recv() => reload(&handle, &file, &defines, &logging),
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = winch.recv() => break,
         }
     }
     let grace = handle.shared().config().graceful_shutdown;
-    tracing::info!("stopping: waiting up to {grace:?} for requests and tunnels to finish");
+    match grace {
+        Some(t) => tracing::info!(
+            "stopping: waiting up to {} s for requests and tunnels to finish",
+            t.as_secs_f64()
+        ),
+        None => tracing::info!("stopping: waiting for requests and tunnels to finish"),
+    }
     let left = tokio::select! {
         n = handle.shutdown(grace) => n,
         _ = term.recv() => 0,
         _ = int.recv() => 0,
     };
     if left > 0 {
-        tracing::warn!("closing {left} connections still open after GracefulShutdownTimeout");
+        let s = if left == 1 { "" } else { "s" };
+        tracing::warn!("closing {left} connection{s} still open after GracefulShutdownTimeout");
     }
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
@@ -192,12 +178,20 @@ async fn serve(
     EXIT_OK
 }
 
-fn reload(handle: &Handle, file: &std::path::Path, defines: &[String]) {
+fn reload(handle: &Handle, file: &std::path::Path, defines: &[String], logging: &Logging) {
     match config::load_with(file, defines, handle.registry()) {
-        Ok(config) => match handle.reload(config) {
-            Ok(()) => tracing::warn!("configuration reloaded from {}", file.display()),
-            Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
-        },
+        Ok(config) => {
+            let (level, error_log) = (config.log_level, config.error_log.clone());
+            match handle.reload(config) {
+                Ok(()) => {
+                    logging.reload(level, error_log.as_deref());
+                    tracing::warn!("configuration reloaded from {}", file.display());
+                }
+                Err(e) => {
+                    tracing::error!("reload failed, keeping the running configuration: {e}")
+                }
+            }
+        }
         Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
     }
 }

@@ -245,6 +245,12 @@ async fn max_request_workers_caps_concurrent_connections() {
         !waiting.is_finished(),
         "a third connection waits while two are open"
     );
+    assert!(
+        gate.stderr()
+            .contains("server reached MaxRequestWorkers setting"),
+        "{}",
+        gate.stderr()
+    );
     drop(two);
     let mut third = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
@@ -253,4 +259,83 @@ async fn max_request_workers_caps_concurrent_connections() {
         .unwrap();
     assert_eq!(echo(&mut third, "3").await, "3");
     assert_eq!(echo(&mut one, "1").await, "1");
+}
+
+/// Waits until `path` holds `text`, at most 5 s.
+async fn wait_for_in(path: &std::path::Path, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = std::fs::read_to_string(path).unwrap_or_default();
+        if got.contains(text) || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_reopens_the_error_log_and_takes_a_new_level() {
+    let dead = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("error.log");
+    let body = |log: &std::path::Path, level: &str| {
+        format!(
+            "ErrorLog {}\nLogLevel {level}\nProxyPass /dead/ ws://127.0.0.1:{dead}/\n",
+            log.display()
+        )
+    };
+    let gate = Wsgate::start(&body(&log, "error"));
+    let conf_head = format!("Listen {}\nServerName proxy.test\n", gate.addr);
+    let refused = || async {
+        let request = ws_request("/dead/", "websocket");
+        let got = raw_exchange(gate.addr, request.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(status_of(&got), 503, "{got}");
+    };
+    refused().await;
+    assert!(wait_for_in(&log, "connect failed")
+        .await
+        .contains("connect failed"));
+
+    // What logrotate does: move the file away, then ask for a reload.
+    let rotated = dir.path().join("error.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    // At LogLevel warn, so that the reload's own line is written.
+    std::fs::write(&gate.conf, format!("{conf_head}{}", body(&log, "warn"))).unwrap();
+    gate.signal("HUP");
+    let fresh = wait_for_in(&log, "configuration reloaded").await;
+    assert!(fresh.contains("configuration reloaded"), "{fresh}");
+    refused().await;
+    assert!(wait_for_in(&log, "connect failed")
+        .await
+        .contains("connect failed"));
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert_eq!(
+        old.matches("connect failed").count(),
+        1,
+        "nothing more in the rotated file: {old}"
+    );
+
+    // A new ErrorLog, and a level that leaves warnings out.
+    let other = dir.path().join("other.log");
+    std::fs::write(&gate.conf, format!("{conf_head}{}", body(&other, "error"))).unwrap();
+    gate.signal("HUP");
+    let moved = wait_for_in(&log, "the log moves").await;
+    assert!(
+        moved.contains(&format!("to {}", other.display())),
+        "{moved}"
+    );
+    refused().await;
+    let new = wait_for_in(&other, "connect failed").await;
+    assert!(new.contains("connect failed"), "{new}");
+    assert!(
+        !new.contains("configuration reloaded"),
+        "the reload's warning is below LogLevel error: {new}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .matches("connect failed")
+            .count(),
+        1
+    );
 }

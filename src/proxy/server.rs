@@ -7,12 +7,12 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
 use super::http::{self, ConnFacts};
@@ -54,6 +54,8 @@ pub struct Shared {
     shutdown: watch::Sender<bool>,
     drained: Notify,
     limit: Option<Arc<Semaphore>>,
+    /// `limit` was reached once and that was logged.
+    limit_reported: AtomicBool,
     /// Idle tunnels set aside (see `park`).
     parker: Arc<Parker>,
 }
@@ -150,6 +152,7 @@ impl Handle {
             shutdown,
             drained: Notify::new(),
             limit,
+            limit_reported: AtomicBool::new(false),
             parker,
         });
         let mut listeners = HashMap::new();
@@ -278,9 +281,21 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let local = listener.local_addr().ok();
     loop {
         let permit = match &shared.limit {
-            Some(limit) => match limit.clone().acquire_owned().await {
+            Some(limit) => match limit.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
-                Err(_) => return,
+                Err(TryAcquireError::Closed) => return,
+                Err(TryAcquireError::NoPermits) => {
+                    // Once, as Apache's AH00484: the backlog is now filling.
+                    if !shared.limit_reported.swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            "server reached MaxRequestWorkers setting: new connections wait in the listen backlog until one ends; consider raising MaxRequestWorkers"
+                        );
+                    }
+                    match limit.clone().acquire_owned().await {
+                        Ok(p) => Some(p),
+                        Err(_) => return,
+                    }
+                }
             },
             None => None,
         };
