@@ -339,3 +339,38 @@ async fn a_reload_reopens_the_error_log_and_takes_a_new_level() {
         1
     );
 }
+
+#[test]
+fn a_variable_not_defined_comes_from_the_environment_or_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("c.conf");
+    std::fs::write(
+        &conf,
+        "Define APP_HOST 127.0.0.1\nListen ${APP_HOST}:${WSGATE_TEST_PORT}\n",
+    )
+    .unwrap();
+    let check = |env: Option<&str>| {
+        let mut cmd = Command::new(WSGATE);
+        cmd.args(["-t", "-f"])
+            .arg(&conf)
+            .env_remove("WSGATE_TEST_PORT");
+        if let Some(port) = env {
+            cmd.env("WSGATE_TEST_PORT", port);
+        }
+        cmd.output().unwrap()
+    };
+    let out = check(Some("8443"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = check(None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("c.conf:2: variable ${WSGATE_TEST_PORT} is not defined"),
+        "{err}"
+    );
+}

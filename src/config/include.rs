@@ -202,7 +202,8 @@ impl Expander {
         Ok(())
     }
 
-    /// Replaces `${NAME}` with the value of a Define.
+    /// Replaces `${NAME}` with the value of a Define or, as Apache does when
+    /// there is none, of the environment variable NAME.
     fn substitute(&self, arg: &str, origin: &Origin) -> Result<String, ConfigError> {
         if !arg.contains("${") {
             return Ok(arg.to_string());
@@ -217,15 +218,16 @@ impl Expander {
                 return Ok(out);
             };
             let name = &after[..end];
-            match self.defines.get(name) {
-                Some(value) => out.push_str(value),
+            let from_env = || std::env::var(name).ok();
+            match self.defines.get(name).cloned().or_else(from_env) {
+                Some(value) => out.push_str(&value),
                 None => {
                     return Err(ConfigError::new(
                         origin,
                         format!("variable ${{{name}}} is not defined"),
                     )
                     .hint(format!(
-                        "define it with 'Define {name} VALUE' or 'wsgate -D {name}=VALUE'"
+                        "define it with 'Define {name} VALUE' or 'wsgate -D {name}=VALUE', or set it in wsgate's environment"
                     )))
                 }
             }
