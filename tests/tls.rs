@@ -189,3 +189,67 @@ async fn name_and_chain_checks_fail_with_500_and_can_be_turned_off() {
     .await;
     assert_eq!(status_of(&got), 500, "{got}");
 }
+
+/// A self-signed certificate as `openssl req -x509 -subj /CN=localhost`
+/// makes it: a CA certificate, its name in the CN only.
+fn self_signed_localhost() -> Pki {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Pki {
+        ca_pem: cert.pem(),
+        leaf: cert.der().clone(),
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_self_signed_backend_certificate_in_the_ca_file_is_trusted_as_apache_trusts_it() {
+    let pki = self_signed_localhost();
+    let (backend, _) = wss_echo_backend(&pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_ca(dir.path(), &pki);
+    let port = backend.port();
+    let gate = Wsgate::start(&format!(
+        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass /name/ wss://localhost:{port}/\nProxyPass /ip/ wss://127.0.0.1:{port}/\n",
+        ca.display()
+    ));
+    assert_eq!(
+        ws_roundtrip(&gate.url("/name/"), "self-signed").await,
+        "self-signed"
+    );
+    // Trusted, but still checked: 127.0.0.1 is not its name.
+    let got = raw_exchange(
+        gate.addr,
+        ws_request("/ip/", "websocket").as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&got), 500, "{got}");
+
+    // Another self-signed certificate in the file trusts nothing else.
+    let other = self_signed_localhost();
+    let other_ca = dir.path().join("other.pem");
+    std::fs::write(&other_ca, &other.ca_pem).unwrap();
+    let gate = Wsgate::start(&format!(
+        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass / wss://localhost:{port}/\n",
+        other_ca.display()
+    ));
+    let got = raw_exchange(
+        gate.addr,
+        ws_request("/", "websocket").as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&got), 500, "{got}");
+    assert!(
+        gate.stderr()
+            .contains("is not itself in SSLProxyCACertificateFile"),
+        "{}",
+        gate.stderr()
+    );
+}

@@ -134,7 +134,9 @@ pub async fn connect(spec: &ConnectSpec<'_>) -> Result<BackendStream, ProxyError
     ));
     match handshake.await {
         Ok(Ok(tls)) => Ok(BackendStream::Tls(Box::new(tls))),
-        Ok(Err(e)) => Err(ProxyError::TlsHandshake(e.to_string())),
+        Ok(Err(e)) => Err(ProxyError::TlsHandshake(
+            crate::tls::describe_handshake_error(&e),
+        )),
         Err(_) => Err(ProxyError::TlsHandshake("handshake timed out".into())),
     }
 }

@@ -20,20 +20,20 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// Builds the client configuration for one server's `SSLProxy*` settings.
 pub fn client_config(ssl: &SslProxy) -> Result<rustls::ClientConfig, String> {
     let provider = provider();
+    let mut trusted = Vec::new();
     let chain = match (&ssl.ca_file, ssl.verify) {
         (Some(path), true) => {
             let pem = std::fs::read(path)
                 .map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
             let mut roots = RootCertStore::empty();
-            let mut count = 0;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
                 let cert = cert.map_err(|e| format!("'{}' is not PEM: {e}", path.display()))?;
-                roots.add(cert).map_err(|e| {
+                roots.add(cert.clone()).map_err(|e| {
                     format!("'{}': not a usable CA certificate: {e}", path.display())
                 })?;
-                count += 1;
+                trusted.push(cert);
             }
-            if count == 0 {
+            if trusted.is_empty() {
                 return Err(format!("'{}' holds no PEM certificate", path.display()));
             }
             Some(
@@ -46,6 +46,7 @@ pub fn client_config(ssl: &SslProxy) -> Result<rustls::ClientConfig, String> {
     };
     let verifier = BackendVerifier {
         chain,
+        trusted,
         check_name: ssl.check_peer_name,
         check_expire: ssl.check_peer_expire,
         provider: provider.clone(),
@@ -63,6 +64,8 @@ pub fn client_config(ssl: &SslProxy) -> Result<rustls::ClientConfig, String> {
 #[derive(Debug)]
 struct BackendVerifier {
     chain: Option<Arc<WebPkiServerVerifier>>,
+    /// The certificates of `SSLProxyCACertificateFile` themselves.
+    trusted: Vec<CertificateDer<'static>>,
     check_name: bool,
     check_expire: bool,
     provider: Arc<CryptoProvider>,
@@ -80,13 +83,12 @@ impl ServerCertVerifier for BackendVerifier {
         if let Some(chain) = &self.chain {
             match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
                 Ok(ok) => return Ok(ok),
-                // The chain is good; only a check the operator turned off failed.
+                // The chain and its dates are good; the name is checked
+                // below as Apache checks it (the CN too), unless turned off.
                 Err(Error::InvalidCertificate(
                     CertificateError::NotValidForName
                     | CertificateError::NotValidForNameContext { .. },
-                )) if !self.check_name => {
-                    // Expiry is still checked below.
-                }
+                )) => {}
                 Err(Error::InvalidCertificate(
                     CertificateError::Expired
                     | CertificateError::ExpiredContext { .. }
@@ -98,6 +100,12 @@ impl ServerCertVerifier for BackendVerifier {
                     }
                     return Ok(ServerCertVerified::assertion());
                 }
+                // The backend's own certificate is in the CA file, as a
+                // self-signed one usually is: OpenSSL, and so Apache, trust
+                // it as it is, where WebPKI refuses a CA certificate (as
+                // `openssl req -x509` makes them) or one that is its own
+                // issuer as the end of a chain. Name and dates below.
+                Err(_) if self.trusted.iter().any(|t| t == end_entity) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -143,6 +151,36 @@ impl ServerCertVerifier for BackendVerifier {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// What went wrong in a handshake with a backend, in an operator's words
+/// and naming the directive concerned, rather than rustls's type names.
+pub fn describe_handshake_error(e: &std::io::Error) -> String {
+    let Some(Error::InvalidCertificate(c)) = e.get_ref().and_then(|i| i.downcast_ref::<Error>())
+    else {
+        return e.to_string();
+    };
+    let what = match c {
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            "does not name the host connected to (SSLProxyCheckPeerName)".to_string()
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            "has expired (SSLProxyCheckPeerExpire)".to_string()
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            "is not valid yet (SSLProxyCheckPeerExpire)".to_string()
+        }
+        CertificateError::UnknownIssuer => {
+            "is not signed by a certificate in SSLProxyCACertificateFile".to_string()
+        }
+        CertificateError::BadSignature => "has a bad signature".to_string(),
+        CertificateError::Revoked => "is revoked".to_string(),
+        CertificateError::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => {
+            "is a CA certificate (as 'openssl req -x509' makes them) and is not itself in SSLProxyCACertificateFile".to_string()
+        }
+        other => format!("was refused ({other:?})"),
+    };
+    format!("the backend's certificate {what}")
 }
 
 fn parse<'a>(
