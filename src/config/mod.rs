@@ -467,7 +467,9 @@ impl Builder {
                     )
                     .hint("give a file path, or leave ErrorLog out to log to standard error"));
                 }
-                self.error_log = Some(self.root.join(v));
+                let path = self.root.join(v);
+                directory_exists(o, "ErrorLog", &path)?;
+                self.error_log = Some(path);
             }
             "loglevel" => {
                 only(&[Scope::Server])?;
@@ -489,7 +491,9 @@ impl Builder {
             }
             "pidfile" => {
                 only(&[Scope::Server])?;
-                self.pid_file = Some(self.root.join(one()?));
+                let path = self.root.join(one()?);
+                directory_exists(o, "PidFile", &path)?;
+                self.pid_file = Some(path);
             }
             "proxypass" | "proxypassmatch" => {
                 let is_match = lower == "proxypassmatch";
@@ -961,6 +965,27 @@ fn bounded(o: &Origin, name: &str, n: u64, min: u64, max: u64) -> Result<usize, 
         ));
     }
     Ok(n as usize)
+}
+
+/// The folder a file is to be written in must be there, as Apache checks
+/// (AH02291) before it starts, rather than the file failing at run time.
+fn directory_exists(o: &Origin, what: &str, file: &Path) -> Result<(), ConfigError> {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(ConfigError::new(
+            o,
+            format!("{what} {}: '{}' is not a directory", file.display(), dir.display()),
+        )),
+        Err(e) => Err(ConfigError::new(
+            o,
+            format!("{what} {}: cannot access directory '{}': {e}", file.display(), dir.display()),
+        )
+        .hint("create the directory, or correct the path")),
+    }
 }
 
 fn log_level(word: &str) -> Option<tracing::Level> {
