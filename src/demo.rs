@@ -130,12 +130,11 @@ async fn serve_echo(listener: TcpListener) {
             let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
                 return;
             };
+            // Reading on after a close frame sends the library's answer to
+            // it (a browser then sees code 1000, not 1006) and ends when the
+            // client closes the connection.
             while let Some(Ok(msg)) = ws.next().await {
-                if msg.is_text() || msg.is_binary() {
-                    if ws.send(msg).await.is_err() {
-                        return;
-                    }
-                } else if msg.is_close() {
+                if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
                     return;
                 }
             }

@@ -52,6 +52,30 @@ async fn demo_serves_the_page_and_echoes_through_the_proxy() {
     assert_eq!(echo, "ping");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_echo_backend_answers_a_close_through_the_proxy() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    use tokio_tungstenite::tungstenite::Message;
+    let demo = start_demo();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/echo", demo.addr))
+        .await
+        .unwrap();
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("an answer to the close");
+    match reply {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Normal),
+        other => panic!("expected the close echoed with code 1000, got {other:?}"),
+    }
+}
+
 #[test]
 fn demo_page_shows_an_echo_in_headless_chromium() {
     if !require_program("chromium", "chromium") {

@@ -978,11 +978,19 @@ fn directory_exists(o: &Origin, what: &str, file: &Path) -> Result<(), ConfigErr
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(ConfigError::new(
             o,
-            format!("{what} {}: '{}' is not a directory", file.display(), dir.display()),
+            format!(
+                "{what} {}: '{}' is not a directory",
+                file.display(),
+                dir.display()
+            ),
         )),
         Err(e) => Err(ConfigError::new(
             o,
-            format!("{what} {}: cannot access directory '{}': {e}", file.display(), dir.display()),
+            format!(
+                "{what} {}: cannot access directory '{}': {e}",
+                file.display(),
+                dir.display()
+            ),
         )
         .hint("create the directory, or correct the path")),
     }
