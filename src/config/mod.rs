@@ -1030,11 +1030,27 @@ fn unknown_or_not_yet(node: &Node, section: bool) -> ConfigError {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(&node.name))
     {
-        return ConfigError::new(
+        let err = ConfigError::new(
             &node.origin,
             format!("{shown} needs {module}, which this version of wsgate does not implement yet"),
-        )
-        .hint("remove it, or wrap it in <IfModule> for that module so wsgate skips it");
+        );
+        // wsgate has part of these modules, so <IfModule> for them is true
+        // and would not keep the line out.
+        let partly_here = ["mod_ssl", "mod_proxy ", "mod_proxy_hcheck"]
+            .iter()
+            .any(|m| module.starts_with(m));
+        return if partly_here {
+            let tls = if module.contains("listener TLS") {
+                "; until listener TLS lands, terminate TLS in front of wsgate"
+            } else {
+                ""
+            };
+            err.hint(format!(
+                "remove it; in a file shared with Apache, put such lines in <IfDefine APACHE> … </IfDefine> and start Apache with -D APACHE (<IfModule> is true here: wsgate has part of that module){tls}"
+            ))
+        } else {
+            err.hint("remove it, or wrap it in <IfModule> for that module so wsgate skips it")
+        };
     }
     let mut err = ConfigError::new(
         &node.origin,
