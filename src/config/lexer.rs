@@ -30,6 +30,8 @@ impl Node {
 
 /// Splits `text` (read from `file`) into a tree of directives and sections.
 pub fn parse(text: &str, file: &Path) -> Result<Vec<Node>, ConfigError> {
+    // A byte-order mark, as some Windows editors write: Apache skips it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let file = Arc::new(file.to_path_buf());
     // Each frame is an open section: its node (None for the file itself) and
     // the directives read inside it so far.
@@ -186,6 +188,15 @@ mod tests {
 
     fn lex(text: &str) -> Result<Vec<Node>, ConfigError> {
         parse(text, Path::new("t.conf"))
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_skipped() {
+        let nodes = lex("\u{feff}Listen 8080\n").unwrap();
+        assert_eq!(
+            (nodes[0].name.as_str(), nodes[0].origin.line),
+            ("Listen", 1)
+        );
     }
 
     #[test]
