@@ -83,6 +83,12 @@ async fn wss_echo_backend(pki: &Pki) -> (SocketAddr, Seen) {
     (addr, seen)
 }
 
+/// What a WebSocket upgrade for `path` through `gate` gets back.
+async fn upgrade_through(gate: &Wsgate, path: &str) -> String {
+    let request = ws_request(path, "websocket");
+    raw_exchange(gate.addr, request.as_bytes(), Duration::from_secs(5)).await
+}
+
 fn write_ca(dir: &std::path::Path, pki: &Pki) -> std::path::PathBuf {
     let path = dir.join("ca.pem");
     std::fs::write(&path, &pki.ca_pem).unwrap();
@@ -115,12 +121,7 @@ async fn tls_backends_need_sslproxyengine() {
         "ProxyPass / wss://localhost:{}/\n",
         backend.port()
     ));
-    let got = raw_exchange(
-        gate.addr,
-        ws_request("/", "websocket").as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
+    let got = upgrade_through(&gate, "/").await;
     assert!(
         got.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
         "{got}"
@@ -139,12 +140,7 @@ async fn name_and_chain_checks_fail_with_500_and_can_be_turned_off() {
         "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass /ip/ wss://127.0.0.1:{port}/\n",
         ca.display()
     ));
-    let got = raw_exchange(
-        gate.addr,
-        ws_request("/ip/", "websocket").as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
+    let got = upgrade_through(&gate, "/ip/").await;
     assert!(got.starts_with("HTTP/1.1 500 Proxy Error\r\n"), "{got}");
     assert!(gate.stderr().contains("TLS handshake"), "{}", gate.stderr());
 
@@ -165,12 +161,7 @@ async fn name_and_chain_checks_fail_with_500_and_can_be_turned_off() {
         ws_roundtrip(&gate.url("/name/"), "unverified chain").await,
         "unverified chain"
     );
-    let got = raw_exchange(
-        gate.addr,
-        ws_request("/ip/", "websocket").as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
+    let got = upgrade_through(&gate, "/ip/").await;
     assert_eq!(status_of(&got), 500, "{got}");
 
     // A chain from another CA fails verification.
@@ -181,12 +172,7 @@ async fn name_and_chain_checks_fail_with_500_and_can_be_turned_off() {
         "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass / wss://localhost:{port}/\n",
         other_ca.display()
     ));
-    let got = raw_exchange(
-        gate.addr,
-        ws_request("/", "websocket").as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
+    let got = upgrade_through(&gate, "/").await;
     assert_eq!(status_of(&got), 500, "{got}");
 }
 
@@ -223,12 +209,7 @@ async fn a_self_signed_backend_certificate_in_the_ca_file_is_trusted_as_apache_t
         "self-signed"
     );
     // Trusted, but still checked: 127.0.0.1 is not its name.
-    let got = raw_exchange(
-        gate.addr,
-        ws_request("/ip/", "websocket").as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
+    let got = upgrade_through(&gate, "/ip/").await;
     assert_eq!(status_of(&got), 500, "{got}");
 
     // Another self-signed certificate in the file trusts nothing else.
@@ -239,12 +220,7 @@ async fn a_self_signed_backend_certificate_in_the_ca_file_is_trusted_as_apache_t
         "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass / wss://localhost:{port}/\n",
         other_ca.display()
     ));
-    let got = raw_exchange(
-        gate.addr,
-        ws_request("/", "websocket").as_bytes(),
-        Duration::from_secs(5),
-    )
-    .await;
+    let got = upgrade_through(&gate, "/").await;
     assert_eq!(status_of(&got), 500, "{got}");
     assert!(
         gate.stderr()
