@@ -6,7 +6,7 @@
 #                [--proxies wsgate,nginx,haproxy,apache,direct] [--runs N]
 #                [--duration S] [--hold-n N] [--burst-n N] [--hold-s S]
 #                [--results FILE] [--no-install] [--no-build] [--keep-tmp]
-#                [--callgrind]
+#                [--callgrind] [--segments]
 #
 # Environment: PROXY_CPU (1), LOAD_CPU (0), BENCH_NICE (-10),
 # BENCH_BACKEND_PORT (23001), BENCH_PROXY_PORT (23080).
@@ -33,6 +33,7 @@ INSTALL=1
 BUILD=1
 KEEP_TMP=0
 CALLGRIND=0
+SEGMENTS=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) SMOKE=1 ;;
@@ -48,6 +49,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0 ;;
         --keep-tmp) KEEP_TMP=1 ;;
         --callgrind) CALLGRIND=1 ;;
+        --segments) SEGMENTS=1 ;;
         -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -70,6 +72,16 @@ WRAP=()
 if [ "$CALLGRIND" = 1 ]; then
     WRAP=(valgrind -q --tool=callgrind --trace-children=yes --callgrind-out-file=CGOUT.%p)
     # Every unit counted, from the first: instructions are divided by them.
+    WARMUP_OVERRIDE=0
+fi
+# --segments: the kernel's share of the work, counted rather than timed:
+# TCP segments the proxy sends (tcpdump on lo; the proxy is the sender of
+# a segment from its listening port or to the backend's port) and system
+# calls it makes (perf's raw_syscalls tracepoint), per unit of work. On
+# loopback a segment's delivery runs in its sender's system call, so these
+# two counts are most of a proxy's kernel time. Rates mean nothing here
+# (the capture itself costs the sender CPU).
+if [ "$SEGMENTS" = 1 ]; then
     WARMUP_OVERRIDE=0
 fi
 LOAD_CPU=${LOAD_CPU:-0}
@@ -121,6 +133,8 @@ if [ "$INSTALL" = 1 ]; then
     has apache && ! [ -x /usr/sbin/apache2 ] && need+=(apache2)
     command -v taskset >/dev/null || need+=(util-linux)
     [ "$CALLGRIND" = 1 ] && ! command -v valgrind >/dev/null && need+=(valgrind)
+    [ "$SEGMENTS" = 1 ] && ! command -v tcpdump >/dev/null && need+=(tcpdump)
+    [ "$SEGMENTS" = 1 ] && ! command -v perf >/dev/null && need+=(linux-perf)
     if [ ${#need[@]} -gt 0 ]; then
         log "installing ${need[*]}"
         export DEBIAN_FRONTEND=noninteractive
@@ -149,6 +163,8 @@ TMP=$(mktemp -d /tmp/wsgate-bench.XXXXXX)
 BACKEND_PID=""
 PROXY_PID=""
 PROXY_NAME=""
+# tcpdump and perf around a scenario (--segments).
+COUNT_PIDS=()
 
 # All descendants of a process (Apache's child, nginx's worker), as PID:STARTTIME.
 descendants() {
@@ -190,6 +206,7 @@ stop_pid() {
 
 cleanup() {
     local rc=$?
+    [ ${#COUNT_PIDS[@]} -gt 0 ] && kill -INT "${COUNT_PIDS[@]}" 2>/dev/null
     stop_pid "$PROXY_PID"
     PROXY_NAME=""
     stop_pid "$BACKEND_PID"
@@ -409,6 +426,45 @@ scenario_args() {
     esac
 }
 
+# --segments: capture and count around one scenario run.
+start_counting() {
+    local pids
+    pids=$(echo "$PROXY_PID" $(descendants "$PROXY_PID" | cut -d: -f1) | tr ' ' ',')
+    tcpdump -i lo -n -s 96 -B 65536 -w "$TMP/seg.pcap" \
+        "tcp port $PROXY_PORT or tcp port $BACKEND_PORT" 2>"$TMP/tcpdump.log" &
+    COUNT_PIDS=($!)
+    perf stat -x, -e raw_syscalls:sys_enter -p "$pids" -o "$TMP/syscalls.txt" 2>/dev/null &
+    COUNT_PIDS+=($!)
+    sleep 1
+}
+stop_counting() {
+    local sc=$1 px=$2 line=$3 count
+    kill -INT "${COUNT_PIDS[@]}" 2>/dev/null || true
+    wait "${COUNT_PIDS[@]}" 2>/dev/null || true
+    COUNT_PIDS=()
+    count=$(grep -o '"count":[0-9]*' <<<"$line" | cut -d: -f2)
+    if grep -q ' [1-9][0-9]* packets dropped by kernel' "$TMP/tcpdump.log"; then
+        log "tcpdump dropped packets during $sc through $px: $(grep dropped "$TMP/tcpdump.log")"
+    fi
+    local calls
+    calls=$(awk -F, '/raw_syscalls/ {print $1}' "$TMP/syscalls.txt" 2>/dev/null)
+    tcpdump -n -r "$TMP/seg.pcap" 2>/dev/null | awk -v pp="$PROXY_PORT" -v bp="$BACKEND_PORT" \
+        -v n="${count:-0}" -v sc="$sc" -v px="$px" -v calls="${calls:-0}" '
+        {
+            split($3, s, "."); split($5, d, "."); sub(":", "", d[5])
+            if (!(s[5] == pp || (d[5] == bp && s[5] != bp))) next
+            sent++
+            if ($NF > 0) data++; else if ($7 ~ /F/) fin++; else if ($7 !~ /[SR]/) ack++
+            if ($NF > 0 && $7 ~ /F/) fin++
+        }
+        END {
+            if (n == 0) { printf "| %s | %s | 0 | – | – | – | – | – |\n", sc, px; exit }
+            printf "| %s | %s | %d | %.3f | %.3f | %.3f | %.3f | %s |\n", sc, px, n,
+                sent / n, data / n, ack / n, fin / n, (calls > 0 ? sprintf("%.2f", calls / n) : "–")
+        }' >> "$TMP/segments.md"
+    rm -f "$TMP/seg.pcap"
+}
+
 # ---------------------------------------------------------------- run
 if [ -z "$RESULTS" ]; then
     if [ "$SMOKE" = 1 ]; then RESULTS=$TMP/results.jsonl; else RESULTS=$BENCH/results.jsonl; fi
@@ -445,6 +501,9 @@ for r in $(seq "$RUNS"); do
                 stop_proxy
                 continue
             fi
+            if [ "$SEGMENTS" = 1 ] && [ "$px" != direct ]; then
+                start_counting
+            fi
             # shellcheck disable=SC2046
             line=$("${PIN[@]}" "$LOAD_CPU" "$LG" "$sc" --addr "$TARGET" --path /ws --http-path / \
                 --pid "$PROXY_PID" --backend-pid "$BACKEND_PID" \
@@ -463,6 +522,9 @@ for r in $(seq "$RUNS"); do
                 log "$px exited during $sc"
                 FAILED=$((FAILED + 1))
             fi
+            if [ "$SEGMENTS" = 1 ] && [ "$px" != direct ]; then
+                stop_counting "$sc" "$px" "$line"
+            fi
             stop_proxy
             if [ "$CALLGRIND" = 1 ] && [ "$px" != direct ]; then
                 count=$(grep -o '"count":[0-9]*' <<<"$line" | cut -d: -f2)
@@ -475,6 +537,14 @@ for r in $(seq "$RUNS"); do
 done
 
 "$LG" report --results "$TMP/run.jsonl" --run-id "$RUN_ID" | tee "$TMP/report.md"
+if [ -s "$TMP/segments.md" ]; then
+    echo
+    echo "### kernel work per unit: segments the proxy sent, system calls it made"
+    echo
+    echo "| scenario | proxy | units | segments sent | of which data | pure ACKs | FINs | system calls |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
+    cat "$TMP/segments.md"
+fi
 if [ -s "$TMP/callgrind.md" ]; then
     echo
     echo "### user-space instructions per unit of work (callgrind)"
