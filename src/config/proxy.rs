@@ -202,6 +202,15 @@ pub fn parse_pass(
     let (nocanon, noquery) = pass_words(origin, name, rest, |key, value| {
         set_worker_param(origin, name, &mut params, key, value)
     })?;
+    // A host or port that comes from the request has no one address to
+    // keep: looked up per connection, unless addressttl= says otherwise
+    // (Apache's address_not_reusable).
+    let authority_substituted = url
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest[..rest.find('/').unwrap_or(rest.len())].contains('$'));
+    if substitutes && authority_substituted && params.address_ttl.is_none() {
+        params.address_ttl = Some(AddressTtl::EveryTime);
+    }
 
     let policy = params.upgrade_policy(parsed.scheme);
     let location = pattern.as_deref().unwrap_or("(location)");

@@ -429,3 +429,30 @@ fn a_trailing_dot_names_the_same_virtual_host() {
     assert_eq!(host_name("VH2.Test.:8080"), "vh2.test");
     assert_eq!(host_name("[::1]:80"), "[::1]");
 }
+
+#[test]
+fn a_host_from_the_request_is_looked_up_per_connection_unless_addressttl_says() {
+    use crate::config::AddressTtl;
+    let cfg = config(
+        "ProxyPassMatch ^/n/(\\w+)/ ws://$1.internal:8080/\n\
+         ProxyPassMatch ^/k/(\\w+)/ ws://$1.internal:8080/ addressttl=30\n\
+         ProxyPassMatch ^/p/(.*) ws://backend.internal/$1\n",
+    );
+    let ttls: Vec<AddressTtl> = cfg
+        .main
+        .routes
+        .iter()
+        .map(|r| match &r.target {
+            Target::Proxy(p) => p.worker.params.effective_address_ttl(),
+            _ => panic!("a proxy route"),
+        })
+        .collect();
+    assert_eq!(
+        ttls,
+        vec![
+            AddressTtl::EveryTime,
+            AddressTtl::For(std::time::Duration::from_secs(30)),
+            AddressTtl::Forever,
+        ]
+    );
+}
