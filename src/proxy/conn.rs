@@ -19,8 +19,8 @@ const READ_CHUNK: usize = 8192;
 pub struct Conn<S> {
     pub io: S,
     pub buf: BytesMut,
-    /// The one timer of all its reads and writes (see [`in_time`]), made
-    /// when one first has to wait.
+    /// The deadline of every read of a connection that reads many heads
+    /// (see [`Conn::with_timer`]); `None`: a timer per read.
     timer: Option<Pin<Box<Sleep>>>,
 }
 
@@ -71,6 +71,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// A connection that keeps one timer for all its reads: a client's,
+    /// which waits for request after request. Each new deadline only moves
+    /// the registered one later, which tokio does without touching its
+    /// timer wheel; a fresh timer per read is inserted and removed each
+    /// time, and wakes the runtime's driver whenever it is due before
+    /// anything else.
+    pub fn with_timer(io: S) -> Self {
+        Conn {
+            timer: Some(Box::pin(tokio::time::sleep(Duration::ZERO))),
+            ..Conn::new(io)
+        }
+    }
+
     /// The socket, giving the read buffer back if nothing is left in it.
     pub fn into_io(self) -> S {
         recycle(self.buf);
@@ -87,8 +100,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(READ_CHUNK);
         }
-        let Conn { io, buf, timer } = self;
-        in_time(timer, || deadline, io.read_buf(buf)).await
+        let Some(timer) = self.timer.as_mut() else {
+            return match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
+                Ok(r) => r,
+                Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            };
+        };
+        let mut read = std::pin::pin!(self.io.read_buf(&mut self.buf));
+        let mut armed = false;
+        std::future::poll_fn(|cx| {
+            // The read first: bytes that are there win over a deadline
+            // that has just passed, as with `timeout_at`, and a read that
+            // needs no wait needs no timer.
+            if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            if !armed {
+                timer.as_mut().reset(deadline);
+                armed = true;
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Reads until a whole head is buffered and splits it off. The first byte
@@ -129,57 +165,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    pub async fn write_all(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
-        in_time(
-            &mut self.timer,
-            || Instant::now() + timeout,
-            self.io.write_all(bytes),
-        )
-        .await
+    pub async fn write_all(&mut self, mut bytes: &[u8], timeout: Duration) -> io::Result<()> {
+        // A socket with room takes the bytes at once, and then there is no
+        // deadline to compute or timer to make.
+        let first = std::future::poll_fn(|cx| match Pin::new(&mut self.io).poll_write(cx, bytes) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        match first {
+            Some(Ok(0)) if !bytes.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+            Some(Ok(n)) if n == bytes.len() => return Ok(()),
+            Some(Ok(n)) => bytes = &bytes[n..],
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+        match tokio::time::timeout(timeout, self.io.write_all(bytes)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
     }
 
     pub async fn flush(&mut self, timeout: Duration) -> io::Result<()> {
-        in_time(
-            &mut self.timer,
-            || Instant::now() + timeout,
-            self.io.flush(),
-        )
-        .await
+        match tokio::time::timeout(timeout, self.io.flush()).await {
+            Ok(r) => r,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
     }
-}
-
-/// Runs `op` on a connection's socket, failing with `TimedOut` at
-/// `deadline`. The I/O goes first: bytes that are there win over a
-/// deadline just passed, and an operation that need not wait (most do not)
-/// computes no deadline and touches no timer. One that waits arms the
-/// connection's timer: made once, then only moved, which for a later
-/// deadline tokio does without touching its timer wheel. A fresh timer per
-/// wait (`tokio::time::timeout`) is inserted and removed each time, and
-/// wakes the runtime's driver through its eventfd whenever it is due before
-/// anything else: at one wait for the next request per request, that was
-/// a system call in six.
-async fn in_time<T>(
-    timer: &mut Option<Pin<Box<Sleep>>>,
-    deadline: impl FnOnce() -> Instant,
-    op: impl Future<Output = io::Result<T>>,
-) -> io::Result<T> {
-    let mut op = std::pin::pin!(op);
-    let mut deadline = Some(deadline);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = op.as_mut().poll(cx) {
-            return Poll::Ready(r);
-        }
-        if let Some(deadline) = deadline.take() {
-            let at = deadline();
-            match timer {
-                Some(t) => t.as_mut().reset(at),
-                None => *timer = Some(Box::pin(tokio::time::sleep_until(at))),
-            }
-        }
-        match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
-            _ => Poll::Pending,
-        }
-    })
-    .await
 }

@@ -72,7 +72,7 @@ pub async fn serve<S>(
 where
     S: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut client = Conn::new(io);
+    let mut client = Conn::with_timer(io);
     let mut first = true;
     let mut shutdown = shared.shutdown_signal();
     loop {

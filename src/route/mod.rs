@@ -150,28 +150,20 @@ pub fn valid_host(value: &[u8]) -> bool {
     if value.is_empty() {
         return true;
     }
-    if value.iter().all(u8::is_ascii_digit) {
-        return false;
-    }
-    // A port: digits after the last ':' (a ':' with no digits after it
-    // stays part of the name, and the name check refuses it).
-    let digits = value
-        .iter()
-        .rev()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    let (host, port) = match value.len() - digits {
-        at if digits > 0 && at > 0 && value[at - 1] == b':' => {
-            (&value[..at - 1], Some(&value[at..]))
+    // A port: whatever follows the last ':' (a ':' anywhere else in a name
+    // is refused below, so a non-number there is a bad value either way).
+    let (host, port) = match memchr::memrchr(b':', value) {
+        Some(at) if value[0] != b'[' || value[at - 1] == b']' => {
+            (&value[..at], Some(&value[at + 1..]))
         }
         _ => (value, None),
     };
     if let Some(port) = port {
-        let ok = std::str::from_utf8(port)
-            .ok()
-            .and_then(|p| p.parse::<u32>().ok())
-            .is_some_and(|p| (1..=65535).contains(&p));
-        if !ok || host.is_empty() {
+        let number = port.len() <= 5
+            && !port.is_empty()
+            && port.iter().all(u8::is_ascii_digit)
+            && (1..=65535).contains(&port.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')));
+        if !number || host.is_empty() {
             return false;
         }
     }
@@ -181,33 +173,40 @@ pub fn valid_host(value: &[u8]) -> bool {
             .and_then(|v6| std::str::from_utf8(v6).ok())
             .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok());
     }
-    if host.contains(&b'[') || host.contains(&b']') {
+    let name = host.strip_suffix(b".").unwrap_or(host);
+    if name.is_empty() {
         return false;
     }
-    let host = host.strip_suffix(b".").unwrap_or(host);
-    if host.is_empty() || host.windows(2).any(|w| w == b"..") {
-        return false;
+    // One pass: allowed bytes, no "..", and what the two last checks need.
+    let mut dotted_decimal = true;
+    let mut leading_zero = false;
+    let mut dots = 0;
+    let mut last_label = 0;
+    let mut previous = 0;
+    for (i, &b) in name.iter().enumerate() {
+        match b {
+            b'.' if previous == b'.' => return false,
+            b'.' => {
+                dots += 1;
+                last_label = i + 1;
+            }
+            b'0'..=b'9' => {
+                let starts_label = i == 0 || previous == b'.';
+                if starts_label && b == b'0' && name.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    leading_zero = true;
+                }
+            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' => dotted_decimal = false,
+            _ => return false,
+        }
+        previous = b;
     }
-    if !host
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
-    {
-        return false;
-    }
-    let dotted_decimal = host.iter().all(|b| b.is_ascii_digit() || *b == b'.');
     if dotted_decimal {
-        // RFC 3986 7.4: four numbers, none with a leading zero.
-        let parts: Vec<&[u8]> = host.split(|b| *b == b'.').collect();
-        return parts.len() == 4
-            && parts
-                .iter()
-                .all(|p| p.first().is_some_and(|&d| d != b'0' || p.len() == 1));
+        // RFC 3986 7.4: four numbers, none empty or with a leading zero.
+        return dots == 3 && !leading_zero && name[0] != b'.';
     }
     // RFC 1123 2.1: the top-level label starts with a letter.
-    match host.iter().rposition(|b| *b == b'.') {
-        Some(dot) => host.get(dot + 1).is_none_or(u8::is_ascii_alphabetic),
-        None => true,
-    }
+    dots == 0 || name[last_label].is_ascii_alphabetic()
 }
 
 pub fn host_without_port(host: &str) -> &str {

@@ -385,6 +385,7 @@ fn host_values_apache_accepts() {
         "999.1.1.1",
         "a.b1",
         "localhost:65535",
+        ".a",
     ] {
         assert!(valid_host(ok.as_bytes()), "{ok:?} refused");
     }
@@ -419,6 +420,10 @@ fn host_values_apache_refuses_with_400() {
         "evil.example/x?y@z:1:2",
         "\u{e9}.test",
         "a\tb",
+        ".1.2.3",
+        "1.2.3.4:",
+        "a:123456",
+        "[::1]:0",
     ] {
         assert!(!valid_host(bad.as_bytes()), "{bad:?} accepted");
     }
