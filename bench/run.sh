@@ -9,7 +9,8 @@
 #                [--callgrind] [--segments]
 #
 # Environment: PROXY_CPU (1), LOAD_CPU (0), BENCH_NICE (-10),
-# BENCH_BACKEND_PORT (23001), BENCH_PROXY_PORT (23080).
+# BENCH_BACKEND_PORT (23001), BENCH_BACKEND_HOST (127.0.0.1),
+# BENCH_PROXY_PORT (23080).
 #
 # Each proxy is started fresh for every scenario, pinned to CPU $PROXY_CPU (1)
 # with one worker; the echo backend and the load generator share CPU
@@ -86,6 +87,10 @@ if [ "$SEGMENTS" = 1 ]; then
 fi
 LOAD_CPU=${LOAD_CPU:-0}
 BACKEND_PORT=${BENCH_BACKEND_PORT:-23001}
+# How the proxies' configurations name the backend (it listens on
+# 127.0.0.1): BENCH_BACKEND_HOST=localhost measures a backend named by a
+# host name, as most deployments name theirs.
+BACKEND_HOST=${BENCH_BACKEND_HOST:-127.0.0.1}
 PROXY_PORT=${BENCH_PROXY_PORT:-23080}
 
 # Sizes: the issue's in a full run, tiny ones for --smoke (CI).
@@ -236,8 +241,8 @@ Listen 127.0.0.1:$PROXY_PORT
 LogLevel error
 Timeout 300
 KeepAliveTimeout 60
-ProxyPass /ws ws://127.0.0.1:$BACKEND_PORT/
-ProxyPass / http://127.0.0.1:$BACKEND_PORT/
+ProxyPass /ws ws://$BACKEND_HOST:$BACKEND_PORT/
+ProxyPass / http://$BACKEND_HOST:$BACKEND_PORT/
 EOF
 }
 
@@ -267,7 +272,7 @@ http {
         ''      close;
     }
     upstream backend {
-        server 127.0.0.1:$BACKEND_PORT;
+        server $BACKEND_HOST:$BACKEND_PORT;
         keepalive 64;
         keepalive_requests 1000000;
     }
@@ -316,7 +321,7 @@ frontend fe
 
 backend be
     http-reuse safe
-    server s1 127.0.0.1:$BACKEND_PORT
+    server s1 $BACKEND_HOST:$BACKEND_PORT
 EOF
 }
 
@@ -355,8 +360,8 @@ KeepAliveTimeout 60
 MaxKeepAliveRequests 0
 Timeout 300
 ProxyTimeout 300
-ProxyPass /ws ws://127.0.0.1:$BACKEND_PORT/
-ProxyPass / http://127.0.0.1:$BACKEND_PORT/
+ProxyPass /ws ws://$BACKEND_HOST:$BACKEND_PORT/
+ProxyPass / http://$BACKEND_HOST:$BACKEND_PORT/
 EOF
 }
 
