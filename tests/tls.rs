@@ -83,6 +83,14 @@ async fn wss_echo_backend(pki: &Pki) -> (SocketAddr, Seen) {
     (addr, seen)
 }
 
+/// wsgate verifying backends against the CA file `ca`, with `routes`.
+fn verifying_gate(ca: &std::path::Path, routes: &str) -> Wsgate {
+    Wsgate::start(&format!(
+        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\n{routes}",
+        ca.display()
+    ))
+}
+
 /// What a WebSocket upgrade for `path` through `gate` gets back.
 async fn upgrade_through(gate: &Wsgate, path: &str) -> String {
     let request = ws_request(path, "websocket");
@@ -101,11 +109,13 @@ async fn seed_example_wss_backend_verified_against_the_ca() {
     let (backend, sni) = wss_echo_backend(&pki).await;
     let dir = tempfile::tempdir().unwrap();
     let ca = write_ca(dir.path(), &pki);
-    let gate = Wsgate::start(&format!(
-        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass \"/wss2/\" \"wss://localhost:{}/\"\n",
-        ca.display(),
-        backend.port()
-    ));
+    let gate = verifying_gate(
+        &ca,
+        &format!(
+            "ProxyPass \"/wss2/\" \"wss://localhost:{}/\"\n",
+            backend.port()
+        ),
+    );
     assert_eq!(
         ws_roundtrip(&gate.url("/wss2/"), "over tls").await,
         "over tls"
@@ -136,18 +146,15 @@ async fn name_and_chain_checks_fail_with_500_and_can_be_turned_off() {
     let ca = write_ca(dir.path(), &pki);
     let port = backend.port();
     // The certificate names localhost; 127.0.0.1 is not in it.
-    let gate = Wsgate::start(&format!(
-        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass /ip/ wss://127.0.0.1:{port}/\n",
-        ca.display()
-    ));
+    let gate = verifying_gate(&ca, &format!("ProxyPass /ip/ wss://127.0.0.1:{port}/\n"));
     let got = upgrade_through(&gate, "/ip/").await;
     assert!(got.starts_with("HTTP/1.1 500 Proxy Error\r\n"), "{got}");
     assert!(gate.stderr().contains("TLS handshake"), "{}", gate.stderr());
 
-    let gate = Wsgate::start(&format!(
-        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nSSLProxyCheckPeerName off\nProxyPass /ip/ wss://127.0.0.1:{port}/\n",
-        ca.display()
-    ));
+    let gate = verifying_gate(
+        &ca,
+        &format!("SSLProxyCheckPeerName off\nProxyPass /ip/ wss://127.0.0.1:{port}/\n"),
+    );
     assert_eq!(
         ws_roundtrip(&gate.url("/ip/"), "no name check").await,
         "no name check"
@@ -168,10 +175,7 @@ async fn name_and_chain_checks_fail_with_500_and_can_be_turned_off() {
     let other = make_pki();
     let other_ca = dir.path().join("other.pem");
     std::fs::write(&other_ca, &other.ca_pem).unwrap();
-    let gate = Wsgate::start(&format!(
-        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass / wss://localhost:{port}/\n",
-        other_ca.display()
-    ));
+    let gate = verifying_gate(&other_ca, &format!("ProxyPass / wss://localhost:{port}/\n"));
     let got = upgrade_through(&gate, "/").await;
     assert_eq!(status_of(&got), 500, "{got}");
 }
@@ -200,10 +204,12 @@ async fn a_self_signed_backend_certificate_in_the_ca_file_is_trusted_as_apache_t
     let dir = tempfile::tempdir().unwrap();
     let ca = write_ca(dir.path(), &pki);
     let port = backend.port();
-    let gate = Wsgate::start(&format!(
-        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass /name/ wss://localhost:{port}/\nProxyPass /ip/ wss://127.0.0.1:{port}/\n",
-        ca.display()
-    ));
+    let gate = verifying_gate(
+        &ca,
+        &format!(
+            "ProxyPass /name/ wss://localhost:{port}/\nProxyPass /ip/ wss://127.0.0.1:{port}/\n"
+        ),
+    );
     assert_eq!(
         ws_roundtrip(&gate.url("/name/"), "self-signed").await,
         "self-signed"
@@ -216,10 +222,7 @@ async fn a_self_signed_backend_certificate_in_the_ca_file_is_trusted_as_apache_t
     let other = self_signed_localhost();
     let other_ca = dir.path().join("other.pem");
     std::fs::write(&other_ca, &other.ca_pem).unwrap();
-    let gate = Wsgate::start(&format!(
-        "SSLProxyEngine On\nSSLProxyVerify require\nSSLProxyCACertificateFile {}\nProxyPass / wss://localhost:{port}/\n",
-        other_ca.display()
-    ));
+    let gate = verifying_gate(&other_ca, &format!("ProxyPass / wss://localhost:{port}/\n"));
     let got = upgrade_through(&gate, "/").await;
     assert_eq!(status_of(&got), 500, "{got}");
     assert!(
