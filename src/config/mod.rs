@@ -1034,12 +1034,10 @@ fn unknown_or_not_yet(node: &Node, section: bool) -> ConfigError {
             &node.origin,
             format!("{shown} needs {module}, which this version of wsgate does not implement yet"),
         );
-        // wsgate has part of these modules, so <IfModule> for them is true
-        // and would not keep the line out.
-        let partly_here = ["mod_ssl", "mod_proxy ", "mod_proxy_hcheck"]
-            .iter()
-            .any(|m| module.starts_with(m));
-        return if partly_here {
+        // A module wsgate has in part: <IfModule> for it is true and would
+        // not keep the line out.
+        let module_name = module.split_whitespace().next().unwrap_or(module);
+        return if include::module_is_built_in(module_name) {
             let tls = if module.contains("listener TLS") {
                 "; until listener TLS lands, terminate TLS in front of wsgate"
             } else {
