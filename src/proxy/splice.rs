@@ -127,38 +127,47 @@ fn splice(from: libc::c_int, to: libc::c_int, len: usize) -> io::Result<usize> {
     }
 }
 
-/// Moves what `from` has into the empty `pipe`; `Ok(0)` is end of stream.
-pub fn poll_fill(cx: &mut Context<'_>, from: &TcpStream, pipe: &Pipe) -> Poll<io::Result<usize>> {
+/// Runs a non-blocking system call on `tcp` once the runtime says it is
+/// ready for `interest`, and again after the next readiness while the call
+/// would block (which also tells the runtime the socket is not ready).
+pub fn poll_syscall(
+    cx: &mut Context<'_>,
+    tcp: &TcpStream,
+    interest: Interest,
+    mut call: impl FnMut() -> io::Result<usize>,
+) -> Poll<io::Result<usize>> {
     loop {
-        ready!(from.poll_read_ready(cx))?;
-        // The pipe is empty, so "would block" can only mean the socket is.
-        match from.try_io(Interest::READABLE, || {
-            splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
-        }) {
+        if interest.is_readable() {
+            ready!(tcp.poll_read_ready(cx))?;
+        } else {
+            ready!(tcp.poll_write_ready(cx))?;
+        }
+        match tcp.try_io(interest, &mut call) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             r => return Poll::Ready(r),
         }
     }
 }
 
-/// Moves up to `len` bytes from `pipe` into `to`.
+/// Moves what `from` has into the empty `pipe`; `Ok(0)` is end of stream.
+/// The pipe is empty, so "would block" can only mean the socket is.
+pub fn poll_fill(cx: &mut Context<'_>, from: &TcpStream, pipe: &Pipe) -> Poll<io::Result<usize>> {
+    poll_syscall(cx, from, Interest::READABLE, || {
+        splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK)
+    })
+}
+
+/// Moves up to `len` bytes from `pipe` into `to`. The pipe holds bytes, so
+/// "would block" can only mean the socket's send buffer is full.
 pub fn poll_drain(
     cx: &mut Context<'_>,
     to: &TcpStream,
     pipe: &Pipe,
     len: usize,
 ) -> Poll<io::Result<usize>> {
-    loop {
-        ready!(to.poll_write_ready(cx))?;
-        // The pipe holds bytes, so "would block" can only mean the socket's
-        // send buffer is full.
-        match to.try_io(Interest::WRITABLE, || {
-            splice(pipe.read.as_raw_fd(), to.as_raw_fd(), len)
-        }) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            r => return Poll::Ready(r),
-        }
-    }
+    poll_syscall(cx, to, Interest::WRITABLE, || {
+        splice(pipe.read.as_raw_fd(), to.as_raw_fd(), len)
+    })
 }
 
 #[cfg(test)]

@@ -309,29 +309,23 @@ fn poll_send_before_fin(
     bytes: &[u8],
 ) -> Poll<io::Result<usize>> {
     use std::os::fd::AsRawFd;
-    loop {
-        ready!(to.poll_write_ready(cx))?;
-        match to.try_io(tokio::io::Interest::WRITABLE, || {
-            // SAFETY: the descriptor is open while `to` is borrowed, and
-            // the pointer and length describe `bytes`.
-            let n = unsafe {
-                libc::send(
-                    to.as_raw_fd(),
-                    bytes.as_ptr().cast(),
-                    bytes.len(),
-                    libc::MSG_MORE | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
-        }) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            r => return Poll::Ready(r),
+    splice::poll_syscall(cx, to, tokio::io::Interest::WRITABLE, || {
+        // SAFETY: the descriptor is open while `to` is borrowed, and the
+        // pointer and length describe `bytes`.
+        let n = unsafe {
+            libc::send(
+                to.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_MORE | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
         }
-    }
+    })
 }
 
 /// The tunnel between a client (`A`) and a backend (`B`).
