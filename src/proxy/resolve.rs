@@ -123,12 +123,11 @@ impl Addresses {
 
     /// The addresses kept for `host`, and whether they are still good.
     fn held(&self, host: &str, port: u16) -> Option<(Arc<[SocketAddr]>, bool)> {
-        let now = Instant::now();
         let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         cached
             .as_ref()
             .filter(|c| c.host == host && c.port == port)
-            .map(|c| (c.addrs.clone(), c.until.is_none_or(|t| now < t)))
+            .map(|c| (c.addrs.clone(), c.until.is_none_or(|t| Instant::now() < t)))
     }
 }
 

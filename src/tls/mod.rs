@@ -162,23 +162,23 @@ pub fn describe_handshake_error(e: &std::io::Error) -> String {
     };
     let what = match c {
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-            "does not name the host connected to (SSLProxyCheckPeerName)".to_string()
+            "does not name the host connected to (SSLProxyCheckPeerName)"
         }
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-            "has expired (SSLProxyCheckPeerExpire)".to_string()
+            "has expired (SSLProxyCheckPeerExpire)"
         }
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-            "is not valid yet (SSLProxyCheckPeerExpire)".to_string()
+            "is not valid yet (SSLProxyCheckPeerExpire)"
         }
         CertificateError::UnknownIssuer => {
-            "is not signed by a certificate in SSLProxyCACertificateFile".to_string()
+            "is not signed by a certificate in SSLProxyCACertificateFile"
         }
-        CertificateError::BadSignature => "has a bad signature".to_string(),
-        CertificateError::Revoked => "is revoked".to_string(),
+        CertificateError::BadSignature => "has a bad signature",
+        CertificateError::Revoked => "is revoked",
         CertificateError::Other(o) if o.to_string().contains("CaUsedAsEndEntity") => {
-            "is a CA certificate (as 'openssl req -x509' makes them) and is not itself in SSLProxyCACertificateFile".to_string()
+            "is a CA certificate (as 'openssl req -x509' makes them) and is not itself in SSLProxyCACertificateFile"
         }
-        other => format!("was refused ({other:?})"),
+        other => return format!("the backend's certificate was refused ({other:?})"),
     };
     format!("the backend's certificate {what}")
 }
