@@ -50,29 +50,17 @@ fn a_port_in_use_is_reported_with_exit_2() {
 
 #[test]
 fn defines_select_ifdefine_sections() {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("c.conf");
-    std::fs::write(
-        &conf,
-        "Listen 127.0.0.1:1\n<IfDefine !STAGING>\nBogusDirective\n</IfDefine>\n",
-    )
-    .unwrap();
-    let out = Command::new(WSGATE)
-        .args(["-t", "-D", "STAGING", "-f"])
-        .arg(&conf)
-        .output()
-        .unwrap();
+    let text = "Listen 127.0.0.1:1\n<IfDefine !STAGING>\nBogusDirective\n</IfDefine>\n";
+    let out = check_file(text, |cmd| {
+        cmd.args(["-D", "STAGING"]);
+    });
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new(WSGATE)
-        .args(["-t", "-f"])
-        .arg(&conf)
-        .output()
-        .unwrap();
+    let out = check_file(text, |_| {});
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -342,22 +330,14 @@ async fn a_reload_reopens_the_error_log_and_takes_a_new_level() {
 
 #[test]
 fn a_variable_not_defined_comes_from_the_environment_or_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("c.conf");
-    std::fs::write(
-        &conf,
-        "Define APP_HOST 127.0.0.1\nListen ${APP_HOST}:${WSGATE_TEST_PORT}\n",
-    )
-    .unwrap();
+    let text = "Define APP_HOST 127.0.0.1\nListen ${APP_HOST}:${WSGATE_TEST_PORT}\n";
     let check = |env: Option<&str>| {
-        let mut cmd = Command::new(WSGATE);
-        cmd.args(["-t", "-f"])
-            .arg(&conf)
-            .env_remove("WSGATE_TEST_PORT");
-        if let Some(port) = env {
-            cmd.env("WSGATE_TEST_PORT", port);
-        }
-        cmd.output().unwrap()
+        check_file(text, |cmd| {
+            cmd.env_remove("WSGATE_TEST_PORT");
+            if let Some(port) = env {
+                cmd.env("WSGATE_TEST_PORT", port);
+            }
+        })
     };
     let out = check(Some("8443"));
     assert_eq!(

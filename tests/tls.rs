@@ -172,12 +172,18 @@ async fn name_and_chain_checks_fail_with_500_and_can_be_turned_off() {
     assert_eq!(status_of(&got), 500, "{got}");
 
     // A chain from another CA fails verification.
-    let other = make_pki();
-    let other_ca = dir.path().join("other.pem");
+    refused_with_another_ca_file(dir.path(), &make_pki(), port).await;
+}
+
+/// wsgate trusting only `other`'s CA file, in front of the backend on
+/// `port`: a 500 for the upgrade. Returns the gate, for its log.
+async fn refused_with_another_ca_file(dir: &std::path::Path, other: &Pki, port: u16) -> Wsgate {
+    let other_ca = dir.join("other.pem");
     std::fs::write(&other_ca, &other.ca_pem).unwrap();
     let gate = verifying_gate(&other_ca, &format!("ProxyPass / wss://localhost:{port}/\n"));
     let got = upgrade_through(&gate, "/").await;
     assert_eq!(status_of(&got), 500, "{got}");
+    gate
 }
 
 /// A self-signed certificate as `openssl req -x509 -subj /CN=localhost`
@@ -219,12 +225,7 @@ async fn a_self_signed_backend_certificate_in_the_ca_file_is_trusted_as_apache_t
     assert_eq!(status_of(&got), 500, "{got}");
 
     // Another self-signed certificate in the file trusts nothing else.
-    let other = self_signed_localhost();
-    let other_ca = dir.path().join("other.pem");
-    std::fs::write(&other_ca, &other.ca_pem).unwrap();
-    let gate = verifying_gate(&other_ca, &format!("ProxyPass / wss://localhost:{port}/\n"));
-    let got = upgrade_through(&gate, "/").await;
-    assert_eq!(status_of(&got), 500, "{got}");
+    let gate = refused_with_another_ca_file(dir.path(), &self_signed_localhost(), port).await;
     assert!(
         gate.stderr()
             .contains("is not itself in SSLProxyCACertificateFile"),

@@ -357,22 +357,25 @@ pub fn require_program(program: &str, package: &str) -> bool {
     found
 }
 
+/// `wsgate -t` on a file `c.conf` holding exactly `text`; `configure` adds
+/// arguments (`-D`) or environment to the command first.
+pub fn check_file(text: &str, configure: impl FnOnce(&mut Command)) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("c.conf");
+    std::fs::write(&conf, text).unwrap();
+    let mut cmd = Command::new(WSGATE);
+    cmd.arg("-t");
+    configure(&mut cmd);
+    cmd.arg("-f").arg(&conf).output().unwrap()
+}
+
 /// What `wsgate -t` says of `body` (after the `Listen` and `ServerName` that
 /// `Wsgate::start` adds): `Err` with the message, without its `FILE:LINE: `.
 pub fn config_check(body: &str) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("check.conf");
-    std::fs::write(
-        &conf,
-        format!("Listen 127.0.0.1:1\nServerName proxy.test\n{body}"),
-    )
-    .unwrap();
-    let out = Command::new(WSGATE)
-        .arg("-t")
-        .arg("-f")
-        .arg(&conf)
-        .output()
-        .unwrap();
+    let out = check_file(
+        &format!("Listen 127.0.0.1:1\nServerName proxy.test\n{body}"),
+        |_| {},
+    );
     if out.status.success() {
         return Ok(());
     }
