@@ -3,7 +3,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use wsgate::config::{from_str, Limits};
-use wsgate::proxy::head::parse_request;
+use wsgate::http::h1::parse_request;
 use wsgate::route::{decide, normalize, select_server, Request};
 
 /// A configuration of about a thousand lines, like a large real one.

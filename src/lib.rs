@@ -28,6 +28,7 @@ pub mod alloc;
 pub mod balancer;
 pub mod config;
 pub mod demo;
+pub mod http;
 pub mod log;
 pub mod proxy;
 pub mod rewrite;

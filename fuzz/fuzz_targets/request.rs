@@ -3,7 +3,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use wsgate::config::Limits;
-use wsgate::proxy::head::{head_end, parse_request, parse_response, FieldValue};
+use wsgate::http::h1::{head_end, parse_request, parse_response};
+use wsgate::http::FieldValue;
 
 fuzz_target!(|data: &[u8]| {
     let _ = head_end(data);

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wsgate::proxy::head::{FieldValue, Text};
+use wsgate::http::{FieldValue, Text};
 use wsgate::route::{decide, normalize, Decision, Request};
 
 fuzz_target!(|data: &[u8]| {

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::config::values::TargetUrl;
 use crate::config::Worker;
+use crate::http::TargetUrl;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LbMethod {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use regex::bytes::Regex;
 
 use super::error::Origin;
+pub use crate::http::{Limits, Scheme};
 use crate::proxy::pool::Pool;
 use crate::proxy::resolve::Addresses;
 
@@ -45,26 +46,6 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listener {
     pub addr: SocketAddr,
-}
-
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub request_line: usize,
-    pub field_size: usize,
-    pub fields: usize,
-    /// 0 means unlimited, as in Apache.
-    pub body: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            request_line: 8190,
-            field_size: 8190,
-            fields: 100,
-            body: 1 << 30,
-        }
-    }
 }
 
 /// One server: the main one or a `<VirtualHost>`, with everything a request
@@ -179,51 +160,6 @@ pub struct ProxyTarget {
     pub balancer: Option<super::balancer::BalancerCell>,
     /// `url` parsed once, when it has no `$N` (the hot path reuses it).
     pub parsed: Option<super::values::TargetUrl>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scheme {
-    Http,
-    Https,
-    Ws,
-    Wss,
-}
-
-impl Scheme {
-    pub fn parse(s: &str) -> Option<Scheme> {
-        match s.to_ascii_lowercase().as_str() {
-            "http" => Some(Scheme::Http),
-            "https" => Some(Scheme::Https),
-            "ws" => Some(Scheme::Ws),
-            "wss" => Some(Scheme::Wss),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-            Scheme::Ws => "ws",
-            Scheme::Wss => "wss",
-        }
-    }
-
-    pub fn is_tls(self) -> bool {
-        matches!(self, Scheme::Https | Scheme::Wss)
-    }
-
-    pub fn is_websocket(self) -> bool {
-        matches!(self, Scheme::Ws | Scheme::Wss)
-    }
-
-    pub fn default_port(self) -> u16 {
-        if self.is_tls() {
-            443
-        } else {
-            80
-        }
-    }
 }
 
 /// A backend as a ProxyPass names it: its address, its parameters and its

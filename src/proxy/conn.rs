@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
-use super::head;
+use crate::http::h1 as head;
 
 /// How much to read at a time while parsing heads and bodies.
 const READ_CHUNK: usize = 8192;

@@ -1,15 +1,15 @@
 //! The heads wsgate writes: toward the backend (S36–S43, S50) and back to
 //! the client (S51, S52, S79, S80). Pure functions from heads to bytes.
 
-use std::cell::RefCell;
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use super::head::{FieldValue, Headers, RequestHead, ResponseHead};
 use crate::config::ReverseRule;
+use crate::http::write::{push, push_date, push_decimal};
+use crate::http::{Headers, RequestHead, ResponseHead};
 
 /// Header fields as name and value, in order.
-pub use super::head::HeaderFields;
+pub use crate::http::HeaderFields;
 
 /// Removed from requests in addition to whatever `Connection` names (S37).
 const REQUEST_HOP_BY_HOP: &[&str] = &[
@@ -172,41 +172,6 @@ pub fn backend_request(head: &RequestHead, path_and_query: &str, f: &Forwarding<
     out
 }
 
-/// A `Date` field for now. The text changes once a second, so each thread
-/// formats it once a second rather than once a response.
-fn push_date(out: &mut Vec<u8>) {
-    thread_local! {
-        static NOW: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
-    }
-    let now = std::time::SystemTime::now();
-    let secs = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    NOW.with(|cached| {
-        let mut cached = cached.borrow_mut();
-        if cached.0 != secs || cached.1.is_empty() {
-            *cached = (secs, httpdate::fmt_http_date(now));
-        }
-        push(out, "Date", cached.1.as_bytes());
-    });
-}
-
-/// `n` in decimal. Heads are written per request, and `write!` costs
-/// several times more than this for a status or a length.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
 /// An address as `X-Forwarded-For` carries it, written on the stack;
 /// IPv4 (nearly every client) without going through `Display`.
 struct IpText {
@@ -254,13 +219,6 @@ impl IpText {
     fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
-}
-
-fn push(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// What ends a response head sent to the client.
@@ -335,81 +293,11 @@ pub fn reverse_map(value: &[u8], public_host: &str, rules: &[&ReverseRule]) -> O
     None
 }
 
-/// A response wsgate makes itself. The body names only the status, never
-/// anything from the request (CVE-2019-10092).
-pub fn local_response(status: u16, reason: &str, extra: &[(&str, &str)], close: bool) -> Vec<u8> {
-    local_response_with(status, reason, extra, close, &mut |_| {})
-}
-
-/// [`local_response`], with `adjust` applied to its header fields (the
-/// `Header always` rules) before they are written.
-pub fn local_response_with(
-    status: u16,
-    reason: &str,
-    extra: &[(&str, &str)],
-    close: bool,
-    adjust: &mut dyn FnMut(&mut HeaderFields),
-) -> Vec<u8> {
-    let body = if status == 200 {
-        String::new()
-    } else {
-        format!(
-            "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n<body><h1>{status} {reason}</h1>\n<p>{}</p>\n</body></html>\n",
-            explain(status)
-        )
-    };
-    let mut out = Vec::with_capacity(256 + body.len());
-    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
-    push_date(&mut out);
-    let mut fields: HeaderFields = vec![("Server".into(), FieldValue::from_static(b"wsgate"))];
-    fields.extend(
-        extra
-            .iter()
-            .map(|(n, v)| ((*n).into(), FieldValue::copy_from_slice(v.as_bytes()))),
-    );
-    adjust(&mut fields);
-    for (n, v) in &fields {
-        push(&mut out, n, v);
-    }
-    push(
-        &mut out,
-        "Content-Length",
-        body.len().to_string().as_bytes(),
-    );
-    if !body.is_empty() {
-        push(&mut out, "Content-Type", b"text/html; charset=utf-8");
-    }
-    if close {
-        push(&mut out, "Connection", b"close");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
-    out
-}
-
-fn explain(status: u16) -> &'static str {
-    match status {
-        400 => "Your browser sent a request that this server could not understand.",
-        403 => "You don't have permission to access this resource.",
-        404 => "The requested URL was not found on this server.",
-        405 => "The method is not allowed here.",
-        410 => "The requested resource is no longer available on this server.",
-        413 => "The request body is larger than this server accepts.",
-        414 => "The request line is longer than this server accepts.",
-        426 => "This resource must be reached with a protocol upgrade.",
-        500 => "The proxy could not complete the request.",
-        502 => "The proxy received an invalid response from the backend server.",
-        503 => "The backend server is not available.",
-        505 => "This server speaks HTTP/1.x.",
-        _ => "",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Limits;
-    use crate::proxy::head::parse_request;
+    use crate::http::h1::parse_request;
+    use crate::http::{FieldValue, Limits};
 
     fn head(text: &str) -> RequestHead {
         parse_request(
@@ -431,12 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn numbers_and_addresses_are_written_as_display_writes_them() {
-        for n in [0, 7, 10, 99, 101, 65535, 1 << 40, u64::MAX] {
-            let mut out = Vec::new();
-            push_decimal(&mut out, n);
-            assert_eq!(out, n.to_string().into_bytes());
-        }
+    fn addresses_are_written_as_display_writes_them() {
         for ip in [
             "0.0.0.0",
             "127.0.0.1",
@@ -512,7 +395,7 @@ mod tests {
 
     #[test]
     fn switching_response_drops_hop_by_hop_and_adds_no_date() {
-        let resp = crate::proxy::head::parse_response(&FieldValue::from_static(
+        let resp = crate::http::h1::parse_response(&FieldValue::from_static(
             b"HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: Upgrade, X-Hop\r\nX-Hop: 1\r\nSec-WebSocket-Accept: abc\r\nSet-Cookie: a=b\r\n\r\n",
         ))
         .unwrap();
@@ -531,7 +414,7 @@ mod tests {
 
     #[test]
     fn a_response_without_date_gets_the_current_one() {
-        let resp = crate::proxy::head::parse_response(&FieldValue::from_static(
+        let resp = crate::http::h1::parse_response(&FieldValue::from_static(
             b"HTTP/1.1 200 OK\r\nX: 1\r\n\r\n",
         ))
         .unwrap();
@@ -568,12 +451,5 @@ mod tests {
         let got = reverse_map(b"http://backend:9080/next?x=1", "front:8080", &[&rule]).unwrap();
         assert_eq!(got, b"http://front:8080/app/next?x=1");
         assert!(reverse_map(b"http://other/", "front", &[&rule]).is_none());
-    }
-
-    #[test]
-    fn error_pages_reflect_nothing() {
-        let out = text(local_response(503, "Service Unavailable", &[], true));
-        assert!(out.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
-        assert!(out.contains("Connection: close\r\n"));
     }
 }

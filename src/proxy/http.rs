@@ -11,10 +11,9 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::backend::{self, BackendConn, BackendStream, ConnectSpec};
-use super::body::{self, BodyError, BodyReader, Encoding, Framing};
+use super::body::{BodyError, BodyReader};
 use super::conn::{Conn, HeadError};
 use super::error::ProxyError;
-use super::head::{self, FieldValue, HeaderFields, RequestError, RequestHead, Text, Version};
 use super::headers::{self, BodyHeader, ClientResponse, ConnectionHeader, Forwarding};
 use super::park::{self, Parkable};
 use super::pool::PoolKey;
@@ -22,8 +21,11 @@ use super::server::{ConnGuard, Shared};
 use super::tunnel::{self, Tunnel};
 use super::upgrade::{self, Plan};
 use crate::balancer::{Balancer, Busy, Member};
-use crate::config::values::TargetUrl;
 use crate::config::{Config, Server, Worker};
+use crate::http::body::{self, Encoding, Framing};
+use crate::http::h1::{self as head, RequestError};
+use crate::http::write::{local_response, local_response_with};
+use crate::http::{FieldValue, HeaderFields, RequestHead, TargetUrl, Text, Version};
 use crate::route::{self, Decision, Mapped, PathError};
 use crate::rules::{self, Env, HeaderRule};
 
@@ -97,7 +99,7 @@ where
                 if started {
                     let _ = client
                         .write_all(
-                            &headers::local_response(408, "Request Timeout", &[], true),
+                            &local_response(408, "Request Timeout", &[], true),
                             config.timeout,
                         )
                         .await;
@@ -107,7 +109,7 @@ where
             Err(HeadError::TooLarge) => {
                 let _ = client
                     .write_all(
-                        &headers::local_response(400, "Bad Request", &[], true),
+                        &local_response(400, "Bad Request", &[], true),
                         config.timeout,
                     )
                     .await;
@@ -127,10 +129,7 @@ where
                     RequestError::Version => (505, "HTTP Version Not Supported"),
                 };
                 let _ = client
-                    .write_all(
-                        &headers::local_response(status, reason, &[], true),
-                        config.timeout,
-                    )
+                    .write_all(&local_response(status, reason, &[], true), config.timeout)
                     .await;
                 return None;
             }
@@ -230,7 +229,7 @@ where
     if head
         .headers
         .get("host")
-        .is_some_and(|h| !crate::route::valid_host(h))
+        .is_some_and(|h| !crate::http::valid_host(h))
     {
         return local_answer(client, 400, "Bad Request", true, config.timeout).await;
     }
@@ -293,7 +292,7 @@ where
     if head.method == "CONNECT" {
         // Apache forwards `CONNECT /` to the backend (S134); a reverse proxy
         // has no business tunnelling to an address the client names.
-        let bytes = headers::local_response(
+        let bytes = local_response(
             405,
             "Method Not Allowed",
             &[("Allow", "GET, HEAD, POST, OPTIONS")],
@@ -394,12 +393,13 @@ where
         }
         Decision::BadTarget => return answer!(400, "Bad Request", true),
         Decision::Redirect { status, location } => {
-            let reason = head::canonical_reason(status);
-            let bytes =
-                headers::local_response(status, reason, &[("Location", &location)], has_body);
+            let reason = crate::http::canonical_reason(status);
+            let bytes = local_response(status, reason, &[("Location", &location)], has_body);
             return local_bytes(client, bytes, has_body, t).await;
         }
-        Decision::Status(status) => return answer!(status, head::canonical_reason(status), true),
+        Decision::Status(status) => {
+            return answer!(status, crate::http::canonical_reason(status), true)
+        }
     };
 
     // Fixups: the Locations' SetEnvIf, then SetEnv, then RequestHeader.
@@ -693,7 +693,7 @@ where
         head.version < Version::HTTP_11,
     );
     if let Plan::Refuse { offer } = &plan {
-        let bytes = headers::local_response(
+        let bytes = local_response(
             426,
             "Upgrade Required",
             &[("Upgrade", offer), ("Connection", "Upgrade")],
@@ -813,7 +813,7 @@ where
             head.headers
                 .get_str("host")
                 .map(|h| {
-                    route::host_without_port(h)
+                    crate::http::host_without_port(h)
                         .trim_matches(['[', ']'])
                         .to_ascii_lowercase()
                 })
@@ -1213,7 +1213,7 @@ async fn write_piece<S: AsyncRead + AsyncWrite + Unpin>(
 async fn read_response_head(
     backend: &mut Conn<BackendStream>,
     timeout: Duration,
-) -> Result<head::ResponseHead, ProxyError> {
+) -> Result<crate::http::ResponseHead, ProxyError> {
     // The head must be within limits: 8 KiB lines, at most 100 + status.
     let max = head::RESPONSE_FIELD_SIZE * 101;
     match backend.read_head(max, timeout, timeout).await {
@@ -1257,7 +1257,7 @@ async fn local_answer<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Outcome {
     local_bytes(
         client,
-        headers::local_response(status, reason, &[], close),
+        local_response(status, reason, &[], close),
         close,
         timeout,
     )
@@ -1372,7 +1372,7 @@ impl rules::expr::Context for RuleFacts<'_> {
             Https => "off".into(),
             ServerName => match header("host") {
                 h if h.is_empty() => self.server.server_name.clone(),
-                h => route::host_without_port(&h).to_ascii_lowercase(),
+                h => crate::http::host_without_port(&h).to_ascii_lowercase(),
             },
             ServerPort => self.facts.local.port().to_string(),
             TheRequest => format!(
@@ -1442,5 +1442,5 @@ fn error_page(
             }
         }
     };
-    headers::local_response_with(status, reason, &[], close, &mut adjust)
+    local_response_with(status, reason, &[], close, &mut adjust)
 }

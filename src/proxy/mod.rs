@@ -5,7 +5,6 @@ pub mod backend;
 pub mod body;
 pub mod conn;
 pub mod error;
-pub mod head;
 pub mod headers;
 pub mod http;
 pub mod park;

@@ -1,7 +1,8 @@
 //! Whether a request is forwarded as a protocol upgrade, with which Upgrade
 //! value, and what a backend's 101 must say (S44–S52, S57–S60). Pure.
 
-use crate::config::{Scheme, UpgradePolicy};
+use crate::config::UpgradePolicy;
+use crate::http::Scheme;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {

@@ -2,7 +2,7 @@
 //! router: each case is named for the mod_rewrite rule it checks.
 
 use crate::config::from_str;
-use crate::proxy::head::{FieldValue, HeaderFields};
+use crate::http::{FieldValue, HeaderFields};
 use crate::route::tests::map_request;
 
 fn cfg(text: &str) -> crate::config::Config {
@@ -292,7 +292,7 @@ fn vhosts_inherit_the_engine_but_not_the_rules_unless_asked() {
 
 mod properties {
     use crate::config::from_str;
-    use crate::proxy::head::HeaderFields;
+    use crate::http::HeaderFields;
     use crate::route::tests::map_request;
     use proptest::prelude::*;
 

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::config::from_str;
-use crate::proxy::head::HeaderFields;
+use crate::http::HeaderFields;
 use proptest::prelude::*;
 
 fn config(text: &str) -> Config {
@@ -366,73 +366,6 @@ proptest! {
         encode_path(&bytes, &mut out);
         prop_assert!(!out.bytes().any(|b| b <= b' ' || b == b'?' || b == b'#' || b >= 0x7f));
     }
-}
-
-#[test]
-fn host_values_apache_accepts() {
-    for ok in [
-        "",
-        "front.test",
-        "Front.TEST:8080",
-        "a",
-        "a_b-c.test",
-        "a.test.",
-        "127.0.0.1",
-        "127.0.0.1:80",
-        "[::1]",
-        "[::1]:8080",
-        "[::ffff:1.2.3.4]",
-        "999.1.1.1",
-        "a.b1",
-        "localhost:65535",
-        ".a",
-    ] {
-        assert!(valid_host(ok.as_bytes()), "{ok:?} refused");
-    }
-}
-
-#[test]
-fn host_values_apache_refuses_with_400() {
-    for bad in [
-        "a b",
-        "a/b",
-        "a\\b",
-        "a@b",
-        "[::1",
-        "[::1]x",
-        "[fe80::1%eth0]",
-        "a:b",
-        "a:99999",
-        "a:0",
-        "a:",
-        ":80",
-        "a;b",
-        "%41",
-        "1234",
-        "1.2.3",
-        "1.2.3.4.5",
-        "01.2.3.4",
-        "1.02.3.4",
-        "a.1b",
-        "a..b",
-        ".",
-        "a,b",
-        "evil.example/x?y@z:1:2",
-        "\u{e9}.test",
-        "a\tb",
-        ".1.2.3",
-        "1.2.3.4:",
-        "a:123456",
-        "[::1]:0",
-    ] {
-        assert!(!valid_host(bad.as_bytes()), "{bad:?} accepted");
-    }
-}
-
-#[test]
-fn a_trailing_dot_names_the_same_virtual_host() {
-    assert_eq!(host_name("VH2.Test.:8080"), "vh2.test");
-    assert_eq!(host_name("[::1]:80"), "[::1]");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use regex::bytes::Regex as BytesRegex;
 use regex::Regex;
 
 use crate::config::Origin;
-use crate::proxy::head::{FieldValue, HeaderFields, Text};
+use crate::http::{FieldValue, HeaderFields, Text};
 
 /// The request's environment variables (`SetEnv`, `SetEnvIf`, `BALANCER_*`).
 #[derive(Debug, Clone, Default)]

@@ -5,155 +5,10 @@
 //! away: header order, the spelling of names and values, the backend's reason
 //! phrase, and Apache's exact answers to malformed input (S1, S4, S6, S75–S77).
 
-use std::fmt;
-use std::ops::Deref;
-
 use bytes::Bytes;
 
-use crate::config::Limits;
-
-/// Text taken from a head: a header name, a method, a target, a reason
-/// phrase. It shares the bytes the head was read into (a parsed head costs
-/// no allocation per field), and is always UTF-8.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Text(Bytes);
-
-impl Text {
-    /// The bytes as text, if they are UTF-8 (tokens always are: ASCII).
-    fn from_utf8(bytes: Bytes) -> Option<Text> {
-        std::str::from_utf8(&bytes).ok()?;
-        Some(Text(bytes))
-    }
-
-    /// As [`Text::from_utf8`], with invalid sequences replaced (U+FFFD).
-    fn from_utf8_lossy(bytes: Bytes) -> Text {
-        match std::str::from_utf8(&bytes) {
-            Ok(_) => Text(bytes),
-            Err(_) => Text::from(String::from_utf8_lossy(&bytes).into_owned()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        // SAFETY: every constructor checks the bytes are UTF-8 or takes
-        // them from a `str`, and the bytes never change afterwards.
-        unsafe { std::str::from_utf8_unchecked(&self.0) }
-    }
-}
-
-impl Deref for Text {
-    type Target = str;
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl From<&str> for Text {
-    fn from(s: &str) -> Text {
-        Text(Bytes::copy_from_slice(s.as_bytes()))
-    }
-}
-
-impl From<String> for Text {
-    fn from(s: String) -> Text {
-        Text(Bytes::from(s))
-    }
-}
-
-impl PartialEq<str> for Text {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Text {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl fmt::Debug for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl fmt::Display for Text {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A header field value as received (any bytes but CR, LF and NUL).
-pub type FieldValue = Bytes;
-
-/// Header fields as name and value, in order.
-pub type HeaderFields = Vec<(Text, FieldValue)>;
-
-/// Header fields in received order, names as spelled on the wire.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers {
-    pub fields: HeaderFields,
-}
-
-impl Headers {
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &v[..])
-    }
-
-    pub fn get_str(&self, name: &str) -> Option<&str> {
-        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
-    pub fn count(&self, name: &str) -> usize {
-        self.fields
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .count()
-    }
-
-    pub fn remove(&mut self, name: &str) {
-        self.fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
-    }
-
-    pub fn push(&mut self, name: &str, value: impl Into<FieldValue>) {
-        self.fields.push((name.into(), value.into()));
-    }
-
-    /// Whether `name`'s comma-separated value holds `token` (case-insensitive).
-    pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.fields
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .flat_map(|(_, v)| v.split(|&b| b == b',' || b == b';'))
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version {
-    pub major: u8,
-    pub minor: u8,
-}
-
-impl Version {
-    pub const HTTP_10: Version = Version { major: 1, minor: 0 };
-    pub const HTTP_11: Version = Version { major: 1, minor: 1 };
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestHead {
-    pub method: Text,
-    pub target: Text,
-    pub version: Version,
-    pub headers: Headers,
-}
+use super::fields::{FieldValue, Headers, Text};
+use super::message::{canonical_reason, Limits, RequestHead, ResponseHead, Version};
 
 /// Why a request head is refused, with the status to answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -508,16 +363,6 @@ fn joined(a: &[u8], between: &[u8], b: &[u8]) -> FieldValue {
     out.into()
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResponseHead {
-    pub version: Version,
-    pub status: u16,
-    /// The backend's reason phrase, or the canonical one if it held control
-    /// characters (S76).
-    pub reason: Text,
-    pub headers: Headers,
-}
-
 /// Why a backend response head is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResponseError {
@@ -600,45 +445,6 @@ pub fn parse_response(head: &Bytes) -> Result<ResponseHead, ResponseError> {
         reason,
         headers,
     })
-}
-
-pub fn canonical_reason(code: u16) -> &'static str {
-    match code {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        102 => "Processing",
-        103 => "Early Hints",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        410 => "Gone",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        414 => "Request-URI Too Long",
-        417 => "Expectation Failed",
-        426 => "Upgrade Required",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,154 @@
+//! Writing HTTP/1 heads: fields, numbers, the `Date` field, and the
+//! complete answers wsgate makes itself (error pages).
+
+use std::cell::RefCell;
+use std::io::Write as _;
+
+use super::fields::{FieldValue, HeaderFields};
+
+/// A `Date` field for now. The text changes once a second, so each thread
+/// formats it once a second rather than once a response.
+pub fn push_date(out: &mut Vec<u8>) {
+    thread_local! {
+        static NOW: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    NOW.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != secs || cached.1.is_empty() {
+            *cached = (secs, httpdate::fmt_http_date(now));
+        }
+        push(out, "Date", cached.1.as_bytes());
+    });
+}
+
+/// `n` in decimal. Heads are written per request, and `write!` costs
+/// several times more than this for a status or a length.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// `name: value` and a line end.
+pub fn push(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A complete response wsgate makes itself: the status, `Date`, `Server`,
+/// `extra` fields, and for anything but a 200 a short HTML page. The page
+/// names only the status, never anything from the request (CVE-2019-10092).
+pub fn local_response(status: u16, reason: &str, extra: &[(&str, &str)], close: bool) -> Vec<u8> {
+    local_response_with(status, reason, extra, close, &mut |_| {})
+}
+
+/// [`local_response`], with `adjust` applied to its header fields (the
+/// `Header always` rules) before they are written.
+pub fn local_response_with(
+    status: u16,
+    reason: &str,
+    extra: &[(&str, &str)],
+    close: bool,
+    adjust: &mut dyn FnMut(&mut HeaderFields),
+) -> Vec<u8> {
+    let body = if status == 200 {
+        String::new()
+    } else {
+        format!(
+            "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n<body><h1>{status} {reason}</h1>\n<p>{}</p>\n</body></html>\n",
+            explain(status)
+        )
+    };
+    let mut out = Vec::with_capacity(256 + body.len());
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    push_date(&mut out);
+    let mut fields: HeaderFields = vec![("Server".into(), FieldValue::from_static(b"wsgate"))];
+    fields.extend(
+        extra
+            .iter()
+            .map(|(n, v)| ((*n).into(), FieldValue::copy_from_slice(v.as_bytes()))),
+    );
+    adjust(&mut fields);
+    for (n, v) in &fields {
+        push(&mut out, n, v);
+    }
+    push(
+        &mut out,
+        "Content-Length",
+        body.len().to_string().as_bytes(),
+    );
+    if !body.is_empty() {
+        push(&mut out, "Content-Type", b"text/html; charset=utf-8");
+    }
+    if close {
+        push(&mut out, "Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+fn explain(status: u16) -> &'static str {
+    match status {
+        400 => "Your browser sent a request that this server could not understand.",
+        403 => "You don't have permission to access this resource.",
+        404 => "The requested URL was not found on this server.",
+        405 => "The method is not allowed here.",
+        410 => "The requested resource is no longer available on this server.",
+        413 => "The request body is larger than this server accepts.",
+        414 => "The request line is longer than this server accepts.",
+        426 => "This resource must be reached with a protocol upgrade.",
+        500 => "The proxy could not complete the request.",
+        502 => "The proxy received an invalid response from the backend server.",
+        503 => "The backend server is not available.",
+        505 => "This server speaks HTTP/1.x.",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_written_as_display_writes_them() {
+        for n in [0, 7, 10, 99, 101, 65535, 1 << 40, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+
+    #[test]
+    fn an_error_page_closes_when_asked_and_counts_its_body() {
+        let page =
+            String::from_utf8(local_response(404, "Not Found", &[("X", "1")], true)).unwrap();
+        let (head, body) = page.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 404 Not Found\r\nDate: "),
+            "{head}"
+        );
+        assert!(head.contains("\r\nServer: wsgate\r\nX: 1\r\n"), "{head}");
+        assert!(head.ends_with("\r\nConnection: close"), "{head}");
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        let ok = String::from_utf8(local_response(200, "OK", &[], false)).unwrap();
+        assert!(ok.ends_with("Content-Length: 0\r\n\r\n"), "{ok}");
+    }
+}
