@@ -74,7 +74,7 @@ fn benches(c: &mut Criterion) {
                 https: false,
             };
             black_box(matches!(
-                decide(server, &req),
+                decide(&config, server, &req),
                 wsgate::route::Decision::Proxy(_)
             ))
         })

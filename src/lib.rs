@@ -35,3 +35,4 @@ pub mod rewrite;
 pub mod route;
 pub mod rules;
 pub mod tls;
+pub mod upstream;

@@ -71,8 +71,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_RUNTIME);
     };
-    let registry = config::StateRegistry::default();
-    let config = match config::load_with(&file, &args.defines, &registry) {
+    let config = match config::load(&file, &args.defines) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -87,7 +86,7 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_OK);
     }
     let logging = Logging::init(config.log_level, config.error_log.as_deref());
-    run_runtime(serve(config, registry, file, args.defines, logging))
+    run_runtime(serve(config, file, args.defines, logging))
 }
 
 fn run_runtime(f: impl std::future::Future<Output = u8>) -> ExitCode {
@@ -108,7 +107,6 @@ fn run_runtime(f: impl std::future::Future<Output = u8>) -> ExitCode {
 
 async fn serve(
     config: config::Config,
-    registry: config::StateRegistry,
     file: PathBuf,
     defines: Vec<String>,
     logging: Logging,
@@ -120,7 +118,7 @@ async fn serve(
             tracing::error!("cannot write PidFile {}: {e}", p.display());
         }
     }
-    let handle = match Handle::start_with(config, registry).await {
+    let handle = match Handle::start(config).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("wsgate: {e}");
@@ -148,14 +146,14 @@ async fn serve(
     };
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&handle, &file, &defines, &logging),
-            _ = usr1.recv() => reload(&handle, &file, &defines, &logging),
+            _ = hup.recv() => reload(&handle, &file, &defines, &logging).await,
+            _ = usr1.recv() => reload(&handle, &file, &defines, &logging).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = winch.recv() => break,
         }
     }
-    let grace = handle.shared().config().graceful_shutdown;
+    let grace = handle.shared().generation().config.graceful_shutdown;
     match grace {
         Some(t) => tracing::info!(
             "stopping: waiting up to {} s for requests and tunnels to finish",
@@ -178,8 +176,19 @@ async fn serve(
     EXIT_OK
 }
 
-fn reload(handle: &Handle, file: &std::path::Path, defines: &[String], logging: &Logging) {
-    match config::load_with(file, defines, handle.registry()) {
+/// Reads the configuration again and swaps it in. The files are read and
+/// checked on a thread of their own: with one runtime thread, parsing a
+/// large configuration there would stall every connection meanwhile.
+async fn reload(handle: &Handle, file: &std::path::Path, defines: &[String], logging: &Logging) {
+    let (path, names) = (file.to_path_buf(), defines.to_vec());
+    let loaded = match tokio::task::spawn_blocking(move || config::load(&path, &names)).await {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!("reload failed, keeping the running configuration: {e}");
+            return;
+        }
+    };
+    match loaded {
         Ok(config) => {
             let (level, error_log) = (config.log_level, config.error_log.clone());
             match handle.reload(config) {

@@ -1,68 +1,22 @@
-//! mod_proxy_balancer: `balancer://` groups of members, the choice of a
-//! member (sticky route, lbset, hot spares and standbys, lbmethod), error
-//! state with `retry`, and the counters the lbmethods read. Member state is
-//! shared by configurations that keep the member (see [`StateRegistry`]), so
-//! that a reload changes neither counters nor error states.
+//! mod_proxy_balancer's choice of a member: sticky route, lbset, hot spares
+//! and standbys, lbmethod, error state with `retry`; and what a health
+//! check's answer means for a member (mod_proxy_hcheck).
+//!
+//! A balancer as configured is plain data ([`Balancer`]); what changes
+//! while wsgate runs — counters, busy counts, error and health states — is
+//! a [`MemberState`] per member, which the runtime keeps by member identity
+//! across reloads (as Apache keeps it in shared memory). Everything here is
+//! a decision over those two; nothing here does I/O.
 
-pub mod health;
-
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::Worker;
-use crate::http::TargetUrl;
+use crate::config::model::balancer::{
+    Balancer, HealthCheck, InitialStatus, LbMethod, Member, StatusExpr,
+};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LbMethod {
-    ByRequests,
-    ByBusyness,
-    ByTraffic,
-}
-
-/// A `balancer://name` with its members and parameters.
-#[derive(Debug)]
-pub struct Balancer {
-    /// `balancer://name`, lower-case.
-    pub name: String,
-    pub lbmethod: LbMethod,
-    /// Cookie name, then the URL parameter name (`stickysession=C|U`).
-    pub sticky: Option<(String, String)>,
-    /// `stickysessionsep`; `None` for `Off` (the whole value is the route).
-    pub sticky_sep: Option<char>,
-    pub scolon_path_delim: bool,
-    pub nofailover: bool,
-    pub failonstatus: Vec<u16>,
-    pub failontimeout: bool,
-    /// Extra attempts after the first; `None`: members − 1.
-    pub maxattempts: Option<usize>,
-    pub forcerecovery: bool,
-    pub members: Vec<Member>,
-    /// Serialises choices so that lbstatus updates are consistent.
-    pub choice: Mutex<()>,
-    /// Header and environment rules of its `<Proxy>` section.
-    pub rules: crate::config::headers::Rules,
-}
-
-/// One `BalancerMember`.
-#[derive(Debug)]
-pub struct Member {
-    pub url: TargetUrl,
-    pub worker: Arc<Worker>,
-    /// loadfactor × 100.
-    pub weight: i64,
-    pub route: Option<String>,
-    pub redirect: Option<String>,
-    pub lbset: u32,
-    pub hot_standby: bool,
-    pub hot_spare: bool,
-    pub ignore_errors: bool,
-    pub health: Option<health::Check>,
-    pub state: Arc<MemberState>,
-}
-
-/// What changes while wsgate runs.
+/// What changes of a member while wsgate runs.
 #[derive(Debug, Default)]
 pub struct MemberState {
     pub lbstatus: AtomicI64,
@@ -102,139 +56,180 @@ impl MemberState {
             .unwrap_or_else(|p| p.into_inner())
             .is_some()
     }
-}
 
-impl Member {
+    /// Takes the states `status=` writes, as a newly read configuration
+    /// names them (`retry`: how long `+E` lasts).
+    pub fn apply(&self, initial: &InitialStatus, retry: Duration) {
+        self.disabled.store(initial.disabled, Ordering::Relaxed);
+        self.stopped.store(initial.stopped, Ordering::Relaxed);
+        self.drain.store(initial.drain, Ordering::Relaxed);
+        if initial.error {
+            self.set_error(retry);
+        }
+    }
+
     /// S104: not disabled, stopped, in error (before `retry` ran out) or
     /// failing its health checks.
     pub fn usable(&self, now: Instant) -> bool {
-        let s = &self.state;
-        !s.disabled.load(Ordering::Relaxed)
-            && !s.stopped.load(Ordering::Relaxed)
-            && !s.hc_failed.load(Ordering::Relaxed)
-            && !s.in_error(now)
-    }
-
-    /// Marks the member failed (connect refused, failonstatus…), unless
-    /// `status=+I`.
-    pub fn fail(&self, balancer: &str) {
-        if self.ignore_errors {
-            return;
-        }
-        let retry = self.worker.params.retry;
-        if !self.state.in_error(Instant::now()) {
-            tracing::error!(
-                "{balancer}: member {} in error state for {}s",
-                self.worker.name,
-                retry.as_secs()
-            );
-        }
-        self.state.set_error(retry);
+        !self.disabled.load(Ordering::Relaxed)
+            && !self.stopped.load(Ordering::Relaxed)
+            && !self.hc_failed.load(Ordering::Relaxed)
+            && !self.in_error(now)
     }
 }
 
+/// A balancer's live side: its members' states, in the order of
+/// [`Balancer::members`].
+#[derive(Debug, Default)]
+pub struct BalancerState {
+    pub members: Vec<Arc<MemberState>>,
+    /// Serialises choices so that lbstatus updates are consistent.
+    choice: Mutex<()>,
+}
+
+impl BalancerState {
+    pub fn new(members: Vec<Arc<MemberState>>) -> BalancerState {
+        BalancerState {
+            members,
+            choice: Mutex::new(()),
+        }
+    }
+}
+
+/// Marks a member failed (connect refused, failonstatus…) for `retry`,
+/// unless `status=+I`.
+pub fn fail(balancer: &Balancer, index: usize, state: &BalancerState, name: &str, retry: Duration) {
+    let member = &balancer.members[index];
+    let s = &state.members[index];
+    if member.ignore_errors {
+        return;
+    }
+    if !s.in_error(Instant::now()) {
+        tracing::error!(
+            "{}: member {name} in error state for {}s",
+            balancer.name,
+            retry.as_secs()
+        );
+    }
+    s.set_error(retry);
+}
+
 /// The outcome of a choice.
-pub struct Chosen<'b> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chosen {
     pub index: usize,
-    pub member: &'b Member,
     /// The sticky route named a member that could not take the request.
     pub route_changed: bool,
 }
 
-impl Balancer {
-    /// Chooses a member (S105–S116), skipping the indexes in `tried`.
-    /// `None`: nothing usable (503).
-    pub fn choose(&self, route: Option<&str>, tried: &[usize]) -> Option<Chosen<'_>> {
-        let _serial = self.choice.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let mut route_changed = false;
-        if let Some(route) = route {
-            if let Some(i) = self
-                .members
-                .iter()
-                .position(|m| m.route.as_deref() == Some(route))
-            {
-                let m = &self.members[i];
-                if m.usable(now) && !tried.contains(&i) {
-                    self.charge(i);
-                    m.state.clear_error();
+/// A balancer and its state, for one choice.
+struct View<'a> {
+    spec: &'a Balancer,
+    state: &'a BalancerState,
+}
+
+impl View<'_> {
+    fn member(&self, i: usize) -> (&Member, &MemberState) {
+        (&self.spec.members[i], &self.state.members[i])
+    }
+}
+
+/// Chooses a member (S105–S116), skipping the indexes in `tried`; `route`
+/// is the sticky route the request carries. `None`: nothing usable (503).
+pub fn choose(
+    spec: &Balancer,
+    state: &BalancerState,
+    route: Option<&str>,
+    tried: &[usize],
+) -> Option<Chosen> {
+    let _serial = state.choice.lock().unwrap_or_else(|p| p.into_inner());
+    let v = View { spec, state };
+    let now = Instant::now();
+    let mut route_changed = false;
+    if let Some(route) = route {
+        if let Some(i) = spec
+            .members
+            .iter()
+            .position(|m| m.route.as_deref() == Some(route))
+        {
+            let (m, s) = v.member(i);
+            if s.usable(now) && !tried.contains(&i) {
+                s.chosen.fetch_add(1, Ordering::Relaxed);
+                s.clear_error();
+                return Some(Chosen {
+                    index: i,
+                    route_changed: false,
+                });
+            }
+            // Its redirect= member, then normal balancing.
+            if let Some(j) = m.redirect.as_ref().and_then(|r| {
+                spec.members
+                    .iter()
+                    .position(|x| x.route.as_deref() == Some(r))
+            }) {
+                let (_, r) = v.member(j);
+                if r.usable(now) && !tried.contains(&j) {
+                    r.chosen.fetch_add(1, Ordering::Relaxed);
                     return Some(Chosen {
-                        index: i,
-                        member: m,
-                        route_changed: false,
+                        index: j,
+                        route_changed: true,
                     });
                 }
-                // Its redirect= member, then normal balancing.
-                if let Some(j) = m.redirect.as_ref().and_then(|r| {
-                    self.members
-                        .iter()
-                        .position(|x| x.route.as_deref() == Some(r))
-                }) {
-                    let r = &self.members[j];
-                    if r.usable(now) && !tried.contains(&j) {
-                        self.charge(j);
-                        return Some(Chosen {
-                            index: j,
-                            member: r,
-                            route_changed: true,
-                        });
-                    }
-                }
-                if self.nofailover {
-                    return None;
-                }
-                route_changed = true;
             }
+            if spec.nofailover {
+                return None;
+            }
+            route_changed = true;
         }
-        // Apache sets BALANCER_ROUTE_CHANGED whenever a sticky balancer had to
-        // balance: no route, an unknown one, or one whose member is down.
-        let route_changed = route_changed || self.sticky.is_some();
-        if let Some(i) = self.pick(now, tried) {
+    }
+    // Apache sets BALANCER_ROUTE_CHANGED whenever a sticky balancer had to
+    // balance: no route, an unknown one, or one whose member is down.
+    let route_changed = route_changed || spec.sticky.is_some();
+    if let Some(index) = v.pick(now, tried) {
+        return Some(Chosen {
+            index,
+            route_changed,
+        });
+    }
+    // S110: with forcerecovery, when every member is in error they are
+    // all tried again at once.
+    let all_down = state.members.iter().all(|s| {
+        s.has_error_flag()
+            || s.disabled.load(Ordering::Relaxed)
+            || s.stopped.load(Ordering::Relaxed)
+    });
+    if spec.forcerecovery && all_down && state.members.iter().any(|s| s.has_error_flag()) {
+        for s in &state.members {
+            s.clear_error();
+        }
+        if let Some(index) = v.pick(now, tried) {
             return Some(Chosen {
-                index: i,
-                member: &self.members[i],
+                index,
                 route_changed,
             });
         }
-        // S110: with forcerecovery, when every member is in error they are
-        // all tried again at once.
-        if self.forcerecovery
-            && self.members.iter().all(|m| {
-                m.state.has_error_flag()
-                    || m.state.disabled.load(Ordering::Relaxed)
-                    || m.state.stopped.load(Ordering::Relaxed)
-            })
-            && self.members.iter().any(|m| m.state.has_error_flag())
-        {
-            for m in &self.members {
-                m.state.clear_error();
-            }
-            if let Some(i) = self.pick(now, tried) {
-                return Some(Chosen {
-                    index: i,
-                    member: &self.members[i],
-                    route_changed,
-                });
-            }
-        }
-        None
     }
+    None
+}
 
+impl View<'_> {
     fn pick(&self, now: Instant, tried: &[usize]) -> Option<usize> {
-        let mut lbsets: Vec<u32> = self.members.iter().map(|m| m.lbset).collect();
+        let members = &self.spec.members;
+        let mut lbsets: Vec<u32> = members.iter().map(|m| m.lbset).collect();
         lbsets.sort_unstable();
         lbsets.dedup();
         for set in lbsets {
-            let in_set = |i: &usize| self.members[*i].lbset == set;
-            let all: Vec<usize> = (0..self.members.len()).filter(in_set).collect();
+            let all: Vec<usize> = (0..members.len())
+                .filter(|i| members[*i].lbset == set)
+                .collect();
             let ok = |i: &usize| {
-                let m = &self.members[*i];
-                m.usable(now) && !tried.contains(i) && !m.state.drain.load(Ordering::Relaxed)
+                let s = &self.state.members[*i];
+                s.usable(now) && !tried.contains(i) && !s.drain.load(Ordering::Relaxed)
             };
             let regular: Vec<usize> = all
                 .iter()
                 .copied()
-                .filter(|i| !self.members[*i].hot_standby && !self.members[*i].hot_spare)
+                .filter(|i| !members[*i].hot_standby && !members[*i].hot_spare)
                 .collect();
             let mut candidates: Vec<usize> = regular.iter().copied().filter(ok).collect();
             // Each usable hot spare may stand in for one unusable regular member.
@@ -242,31 +237,28 @@ impl Balancer {
             candidates.extend(
                 all.iter()
                     .copied()
-                    .filter(|i| self.members[*i].hot_spare && ok(i))
+                    .filter(|i| members[*i].hot_spare && ok(i))
                     .take(missing),
             );
             if candidates.is_empty() {
                 candidates = all
                     .iter()
                     .copied()
-                    .filter(|i| self.members[*i].hot_standby && ok(i))
+                    .filter(|i| members[*i].hot_standby && ok(i))
                     .collect();
             }
             if candidates.is_empty() {
                 continue;
             }
-            let chosen = match self.lbmethod {
-                LbMethod::ByRequests => self.by_requests(&candidates),
+            let chosen = match self.spec.lbmethod {
+                LbMethod::ByRequests => self.by_requests_among(&candidates, &candidates),
                 LbMethod::ByBusyness => {
-                    let least = candidates
-                        .iter()
-                        .map(|i| self.members[*i].state.busy.load(Ordering::Relaxed))
-                        .min()
-                        .unwrap_or(0);
+                    let busy = |i: &usize| self.state.members[*i].busy.load(Ordering::Relaxed);
+                    let least = candidates.iter().map(busy).min().unwrap_or(0);
                     let idle: Vec<usize> = candidates
                         .iter()
                         .copied()
-                        .filter(|i| self.members[*i].state.busy.load(Ordering::Relaxed) == least)
+                        .filter(|i| busy(i) == least)
                         .collect();
                     // Ties are broken by the byrequests rule (S107), which
                     // also keeps every candidate's lbstatus moving.
@@ -274,8 +266,8 @@ impl Balancer {
                 }
                 LbMethod::ByTraffic => {
                     let ratio = |i: &usize| {
-                        let m = &self.members[*i];
-                        m.state.traffic.load(Ordering::Relaxed) as f64 / m.weight.max(1) as f64
+                        let (m, s) = self.member(*i);
+                        s.traffic.load(Ordering::Relaxed) as f64 / m.weight.max(1) as f64
                     };
                     candidates
                         .iter()
@@ -284,122 +276,82 @@ impl Balancer {
                 }
             };
             if let Some(i) = chosen {
-                self.members[i].state.clear_error();
-                self.members[i].state.chosen.fetch_add(1, Ordering::Relaxed);
+                let s = &self.state.members[i];
+                s.clear_error();
+                s.chosen.fetch_add(1, Ordering::Relaxed);
                 return Some(i);
             }
         }
         None
     }
 
-    /// S106: smooth weighted round robin.
-    fn by_requests(&self, candidates: &[usize]) -> Option<usize> {
-        self.by_requests_among(candidates, candidates)
-    }
-
-    /// Every candidate's lbstatus grows by its weight; the highest among
-    /// `eligible` is chosen and pays the total back. Ties go to the first.
+    /// S106, smooth weighted round robin: every candidate's lbstatus grows
+    /// by its weight; the highest among `eligible` is chosen and pays the
+    /// total back. Ties go to the first.
     fn by_requests_among(&self, candidates: &[usize], eligible: &[usize]) -> Option<usize> {
         let mut total = 0;
         for i in candidates {
-            let m = &self.members[*i];
-            m.state.lbstatus.fetch_add(m.weight, Ordering::Relaxed);
+            let (m, s) = self.member(*i);
+            s.lbstatus.fetch_add(m.weight, Ordering::Relaxed);
             total += m.weight;
         }
         let mut best: Option<(usize, i64)> = None;
         for i in eligible {
-            let s = self.members[*i].state.lbstatus.load(Ordering::Relaxed);
+            let s = self.state.members[*i].lbstatus.load(Ordering::Relaxed);
             if best.is_none_or(|(_, b)| s > b) {
                 best = Some((*i, s));
             }
         }
         let (i, _) = best?;
-        self.members[i]
-            .state
+        self.state.members[i]
             .lbstatus
             .fetch_sub(total, Ordering::Relaxed);
         Some(i)
     }
-
-    /// A sticky choice counts like a balanced one.
-    fn charge(&self, i: usize) {
-        self.members[i].state.chosen.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// How many tries a request gets: the first and `maxattempts` more.
-    pub fn attempts(&self) -> usize {
-        1 + self
-            .maxattempts
-            .unwrap_or(self.members.len().saturating_sub(1))
-    }
-
-    /// The sticky session value in the request (S114): the URL parameter
-    /// first, then the cookie; and from it the route (S115).
-    pub fn sticky_route(
-        &self,
-        raw_path: &str,
-        query: Option<&str>,
-        cookie: Option<&str>,
-    ) -> Option<String> {
-        let (cookie_name, url_name) = self.sticky.as_ref()?;
-        let from_url = || {
-            let key = format!("{url_name}=");
-            let path_param = if self.scolon_path_delim {
-                raw_path
-                    .split(';')
-                    .skip(1)
-                    .find_map(|p| p.strip_prefix(&key))
-            } else {
-                raw_path
-                    .find(&format!(";{key}"))
-                    .map(|i| &raw_path[i + 1 + key.len()..])
-            };
-            path_param
-                .or_else(|| query?.split(['&', ';']).find_map(|p| p.strip_prefix(&key)))
-                .map(|v| v.split(['?', '&', ';']).next().unwrap_or(v).to_string())
-        };
-        let from_cookie = || {
-            let key = format!("{cookie_name}=");
-            cookie?
-                .split([';', ','])
-                .map(str::trim)
-                .find_map(|c| c.strip_prefix(&key))
-                .map(str::to_string)
-        };
-        let value = from_url().or_else(from_cookie)?;
-        match self.sticky_sep {
-            None => Some(value),
-            Some(sep) => value.split_once(sep).map(|(_, route)| route.to_string()),
-        }
-    }
 }
 
-/// Keeps member state across reloads: a member of the same balancer with
-/// the same url gets the state it had.
-#[derive(Debug, Default, Clone)]
-pub struct StateRegistry {
-    states: Arc<Mutex<HashMap<MemberKey, Weak<MemberState>>>>,
-}
-
-/// A balancer's name and a member's url.
-type MemberKey = (String, String);
-
-impl StateRegistry {
-    pub fn state_for(&self, balancer: &str, member: &str) -> Arc<MemberState> {
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        states.retain(|_, w| w.strong_count() > 0);
-        let key = (balancer.to_string(), member.to_string());
-        if let Some(s) = states.get(&key).and_then(Weak::upgrade) {
-            return s;
-        }
-        let s = Arc::new(MemberState::default());
-        states.insert(key, Arc::downgrade(&s));
-        s
+/// The sticky session value in the request (S114): the URL parameter
+/// first, then the cookie; and from it the route (S115).
+pub fn sticky_route(
+    spec: &Balancer,
+    raw_path: &str,
+    query: Option<&str>,
+    cookie: Option<&str>,
+) -> Option<String> {
+    let (cookie_name, url_name) = spec.sticky.as_ref()?;
+    let from_url = || {
+        let key = format!("{url_name}=");
+        let path_param = if spec.scolon_path_delim {
+            raw_path
+                .split(';')
+                .skip(1)
+                .find_map(|p| p.strip_prefix(&key))
+        } else {
+            raw_path
+                .find(&format!(";{key}"))
+                .map(|i| &raw_path[i + 1 + key.len()..])
+        };
+        path_param
+            .or_else(|| query?.split(['&', ';']).find_map(|p| p.strip_prefix(&key)))
+            .map(|v| v.split(['?', '&', ';']).next().unwrap_or(v).to_string())
+    };
+    let from_cookie = || {
+        let key = format!("{cookie_name}=");
+        cookie?
+            .split([';', ','])
+            .map(str::trim)
+            .find_map(|c| c.strip_prefix(&key))
+            .map(str::to_string)
+    };
+    let value = from_url().or_else(from_cookie)?;
+    match spec.sticky_sep {
+        None => Some(value),
+        Some(sep) => value.split_once(sep).map(|(_, route)| route.to_string()),
     }
 }
 
 /// Counts a request or tunnel against its member until dropped.
-pub struct Busy(pub Arc<MemberState>);
+pub struct Busy(Arc<MemberState>);
 
 impl Busy {
     pub fn new(state: Arc<MemberState>) -> Busy {
@@ -412,6 +364,58 @@ impl Drop for Busy {
     fn drop(&mut self) {
         self.0.busy.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Whether a health check's answer passes (S120): its `hcexpr`, else a
+/// status from 200 to 399.
+pub fn check_passes(check: &HealthCheck, status: u16) -> bool {
+    match &check.expr {
+        Some(expr) => status_holds(expr, status),
+        None => (200..400).contains(&status),
+    }
+}
+
+/// Evaluates a `ProxyHCExpr` for a status.
+pub fn status_holds(expr: &StatusExpr, status: u16) -> bool {
+    let s = i64::from(status);
+    match expr {
+        StatusExpr::Compare(op, n) => op.holds(s, *n),
+        StatusExpr::Matches(re, want) => re.is_match(&status.to_string()) == *want,
+        StatusExpr::In(list) => list.contains(&s),
+        StatusExpr::Not(e) => !status_holds(e, status),
+        StatusExpr::And(a, b) => status_holds(a, status) && status_holds(b, status),
+        StatusExpr::Or(a, b) => status_holds(a, status) || status_holds(b, status),
+    }
+}
+
+/// What a check's result does to a member (S117, S118): `hcfails` failures
+/// in a row take it out of use, `hcpasses` passes in a row bring it back.
+/// Returns the change, if any, for the log.
+pub fn record_check(check: &HealthCheck, s: &MemberState, ok: bool) -> Option<HealthChange> {
+    if ok {
+        s.hc_fails.store(0, Ordering::Relaxed);
+        let passes = s.hc_passes.fetch_add(1, Ordering::Relaxed) + 1;
+        if s.hc_failed.load(Ordering::Relaxed) && passes >= check.passes {
+            s.hc_failed.store(false, Ordering::Relaxed);
+            s.clear_error();
+            return Some(HealthChange::Back);
+        }
+    } else {
+        s.hc_passes.store(0, Ordering::Relaxed);
+        let fails = s.hc_fails.fetch_add(1, Ordering::Relaxed) + 1;
+        if !s.hc_failed.load(Ordering::Relaxed) && fails >= check.fails {
+            s.hc_failed.store(true, Ordering::Relaxed);
+            return Some(HealthChange::Out { fails });
+        }
+    }
+    None
+}
+
+/// A member's change of health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthChange {
+    Out { fails: u32 },
+    Back,
 }
 
 #[cfg(test)]

@@ -1,18 +1,66 @@
 //! Member choice, table-driven where Apache's behaviour is known (S105–S116).
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use crate::config::from_str;
+use super::{BalancerState, Chosen, MemberState};
+use crate::config::model::balancer::Balancer;
+use crate::config::{from_str, Config};
 
-fn balancer(members: &str, params: &str) -> std::sync::Arc<super::Balancer> {
+/// A balancer as configured, with fresh member states.
+struct Fixture {
+    config: Config,
+    state: BalancerState,
+}
+
+impl Fixture {
+    fn spec(&self) -> &Balancer {
+        &self.config.balancers[0]
+    }
+
+    fn state(&self, member: usize) -> &MemberState {
+        &self.state.members[member]
+    }
+
+    fn choose(&self, route: Option<&str>, tried: &[usize]) -> Option<Chosen> {
+        super::choose(self.spec(), &self.state, route, tried)
+    }
+
+    fn sticky_route(
+        &self,
+        path: &str,
+        query: Option<&str>,
+        cookie: Option<&str>,
+    ) -> Option<String> {
+        super::sticky_route(self.spec(), path, query, cookie)
+    }
+
+    fn attempts(&self) -> usize {
+        self.spec().attempts()
+    }
+}
+
+fn balancer(members: &str, params: &str) -> Fixture {
     let text = format!(
         "Listen 127.0.0.1:80\n<Proxy balancer://b>\n{members}\nProxySet {params}\n</Proxy>\nProxyPass / balancer://b/\n"
     );
-    let c = from_str(&text, "t.conf").unwrap();
-    c.balancers[0].clone()
+    let config = from_str(&text, "t.conf").unwrap();
+    let members = config.balancers[0]
+        .members
+        .iter()
+        .map(|m| {
+            let s = Arc::new(MemberState::default());
+            s.apply(&m.initial, config.worker(m.worker).params.retry);
+            s
+        })
+        .collect();
+    Fixture {
+        config,
+        state: BalancerState::new(members),
+    }
 }
 
-fn sequence(b: &super::Balancer, n: usize) -> String {
+fn sequence(b: &Fixture, n: usize) -> String {
     (0..n)
         .map(|_| {
             let i = b.choose(None, &[]).expect("a member").index;
@@ -58,10 +106,10 @@ fn bybusyness_picks_the_least_busy_and_breaks_ties_by_requests() {
         "BalancerMember http://h1:1\nBalancerMember http://h2:1",
         "lbmethod=bybusyness",
     );
-    b.members[0].state.busy.store(2, Ordering::Relaxed);
-    b.members[1].state.busy.store(1, Ordering::Relaxed);
+    b.state(0).busy.store(2, Ordering::Relaxed);
+    b.state(1).busy.store(1, Ordering::Relaxed);
     assert_eq!(b.choose(None, &[]).unwrap().index, 1);
-    b.members[1].state.busy.store(3, Ordering::Relaxed);
+    b.state(1).busy.store(3, Ordering::Relaxed);
     assert_eq!(b.choose(None, &[]).unwrap().index, 0);
 }
 
@@ -76,11 +124,9 @@ fn lower_lbsets_first_then_hot_standby() {
         "bbb",
         "lbset 0 gets everything while usable"
     );
-    b.members[1]
-        .state
-        .set_error(std::time::Duration::from_secs(60));
+    b.state(1).set_error(std::time::Duration::from_secs(60));
     assert_eq!(sequence(&b, 2), "aa", "then lbset 1");
-    b.members[0].state.disabled.store(true, Ordering::Relaxed);
+    b.state(0).disabled.store(true, Ordering::Relaxed);
     assert_eq!(
         sequence(&b, 2),
         "cc",
@@ -126,18 +172,14 @@ fn a_failed_sticky_member_fails_over_unless_nofailover() {
         "BalancerMember http://h1:1 route=r1\nBalancerMember http://h2:1 route=r2",
         "stickysession=SID",
     );
-    b.members[0]
-        .state
-        .set_error(std::time::Duration::from_secs(60));
+    b.state(0).set_error(std::time::Duration::from_secs(60));
     let c = b.choose(Some("r1"), &[]).unwrap();
     assert_eq!((c.index, c.route_changed), (1, true));
     let b = balancer(
         "BalancerMember http://h1:1 route=r1\nBalancerMember http://h2:1 route=r2",
         "stickysession=SID nofailover=On",
     );
-    b.members[0]
-        .state
-        .set_error(std::time::Duration::from_secs(60));
+    b.state(0).set_error(std::time::Duration::from_secs(60));
     assert!(b.choose(Some("r1"), &[]).is_none(), "nofailover: 503");
 }
 
@@ -154,16 +196,16 @@ fn drained_members_take_only_sticky_traffic() {
 #[test]
 fn forcerecovery_retries_everything_when_all_are_in_error() {
     let b = balancer("BalancerMember http://h1:1\nBalancerMember http://h2:1", "");
-    for m in &b.members {
-        m.state.set_error(std::time::Duration::from_secs(60));
+    for m in &b.state.members {
+        m.set_error(std::time::Duration::from_secs(60));
     }
     assert!(b.choose(None, &[]).is_some());
     let b = balancer(
         "BalancerMember http://h1:1\nBalancerMember http://h2:1",
         "forcerecovery=Off",
     );
-    for m in &b.members {
-        m.state.set_error(std::time::Duration::from_secs(60));
+    for m in &b.state.members {
+        m.set_error(std::time::Duration::from_secs(60));
     }
     assert!(b.choose(None, &[]).is_none());
 }
@@ -185,32 +227,10 @@ fn tried_members_are_skipped_and_attempts_default_to_members_minus_one() {
 fn hot_spares_stand_in_for_unusable_members() {
     let b = balancer("BalancerMember http://h1:1\nBalancerMember http://h2:1\nBalancerMember http://h3:1 status=+R", "");
     assert_eq!(sequence(&b, 4), "abab");
-    b.members[0].state.disabled.store(true, Ordering::Relaxed);
+    b.state(0).disabled.store(true, Ordering::Relaxed);
     let s = sequence(&b, 4);
     assert!(
         s.contains('c') && s.contains('b') && !s.contains('a'),
         "{s}"
-    );
-}
-
-#[test]
-fn member_state_survives_a_rebuild_through_the_registry() {
-    let registry = crate::config::StateRegistry::default();
-    let text = "Listen 127.0.0.1:80\n<Proxy balancer://b>\nBalancerMember http://h1:1\n</Proxy>\nProxyPass / balancer://b/\n";
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.conf");
-    std::fs::write(&path, text).unwrap();
-    let one = crate::config::load_with(&path, &[], &registry).unwrap();
-    one.balancers[0].members[0]
-        .state
-        .busy
-        .store(7, Ordering::Relaxed);
-    let two = crate::config::load_with(&path, &[], &registry).unwrap();
-    assert_eq!(
-        two.balancers[0].members[0]
-            .state
-            .busy
-            .load(Ordering::Relaxed),
-        7
     );
 }

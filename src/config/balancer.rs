@@ -3,25 +3,35 @@
 //! `ProxyPass` to a balancer, and `ProxyHCExpr`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{ConfigError, Origin};
-use super::model::WorkerParams;
+use super::model::balancer::{
+    Balancer, BalancerIdx, HcMethod, HealthCheck, InitialStatus, LbMethod, Member, MemberId,
+    StatusExpr,
+};
+use super::model::{SslIdx, WorkerParams};
 use super::proxy::set_worker_param;
 use super::values::{self, parse_target_url};
-use crate::balancer::health::{Check, Method, StatusExpr};
-use crate::balancer::{Balancer, LbMethod, Member, StateRegistry};
-use crate::config::Worker;
+use super::Workers;
 
-/// Where a route finds its balancer once the whole configuration is read
-/// (a ProxyPass may name a balancer defined further down, as in Apache).
-pub type BalancerCell = Arc<OnceLock<Arc<Balancer>>>;
+/// Which server a directive was read in: the main server, or the n-th
+/// `<VirtualHost>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKey {
+    Main,
+    Vhost(usize),
+}
 
 #[derive(Debug)]
 pub struct BalancerDraft {
     pub name: String,
-    pub cell: BalancerCell,
+    /// The server whose `<Proxy>` section (or `BalancerMember` lines)
+    /// defines it, and the servers that proxy to it: they decide whose
+    /// `SSLProxy*` settings its health checks use.
+    pub defined_in: Option<ServerKey>,
+    pub used_by: Vec<ServerKey>,
     lbmethod: LbMethod,
     sticky: Option<(String, String)>,
     sticky_sep: Option<char>,
@@ -34,7 +44,7 @@ pub struct BalancerDraft {
     members: Vec<MemberDraft>,
     origin: Origin,
     /// `Header`, `RequestHeader`, `SetEnv*` inside `<Proxy balancer://…>`.
-    pub rules: super::headers::Rules,
+    pub rules: super::model::headers::Rules,
 }
 
 #[derive(Debug)]
@@ -58,7 +68,7 @@ struct MemberParams {
     hot_standby: bool,
     hot_spare: bool,
     ignore_errors: bool,
-    hc_method: Option<(Method, bool)>,
+    hc_method: Option<(HcMethod, bool)>,
     hc_interval: Option<Duration>,
     hc_passes: Option<u32>,
     hc_fails: Option<u32>,
@@ -71,6 +81,12 @@ struct MemberParams {
 pub struct Balancers {
     pub drafts: Vec<BalancerDraft>,
     pub exprs: HashMap<String, Arc<StatusExpr>>,
+}
+
+/// A balancer's draft and where the balancer will be in the configuration.
+pub struct Found<'a> {
+    pub draft: &'a mut BalancerDraft,
+    pub idx: BalancerIdx,
 }
 
 /// `balancer://name[/path]` split into its name and path.
@@ -91,32 +107,40 @@ pub fn split_balancer_url(url: &str) -> Option<(String, &str)> {
 }
 
 impl Balancers {
-    /// The balancer named by `url`, created on first mention.
-    pub fn get(&mut self, url: &str, origin: &Origin) -> Result<&mut BalancerDraft, ConfigError> {
+    /// The balancer named by `url`, created on first mention (a ProxyPass
+    /// may name a balancer defined further down, as in Apache).
+    pub fn get(&mut self, url: &str, origin: &Origin) -> Result<Found<'_>, ConfigError> {
         let (name, _) = split_balancer_url(url).ok_or_else(|| {
             ConfigError::new(origin, format!("'{url}' is not a balancer url"))
                 .hint("write balancer://NAME")
         })?;
-        if let Some(i) = self.drafts.iter().position(|d| d.name == name) {
-            return Ok(&mut self.drafts[i]);
-        }
-        self.drafts.push(BalancerDraft {
-            name,
-            cell: Arc::new(OnceLock::new()),
-            lbmethod: LbMethod::ByRequests,
-            sticky: None,
-            sticky_sep: Some('.'),
-            scolon_path_delim: false,
-            nofailover: false,
-            failonstatus: Vec::new(),
-            failontimeout: false,
-            maxattempts: None,
-            forcerecovery: true,
-            members: Vec::new(),
-            origin: origin.clone(),
-            rules: super::headers::Rules::default(),
-        });
-        Ok(self.drafts.last_mut().expect("just pushed"))
+        let i = match self.drafts.iter().position(|d| d.name == name) {
+            Some(i) => i,
+            None => {
+                self.drafts.push(BalancerDraft {
+                    name,
+                    defined_in: None,
+                    used_by: Vec::new(),
+                    lbmethod: LbMethod::ByRequests,
+                    sticky: None,
+                    sticky_sep: Some('.'),
+                    scolon_path_delim: false,
+                    nofailover: false,
+                    failonstatus: Vec::new(),
+                    failontimeout: false,
+                    maxattempts: None,
+                    forcerecovery: true,
+                    members: Vec::new(),
+                    origin: origin.clone(),
+                    rules: super::model::headers::Rules::default(),
+                });
+                self.drafts.len() - 1
+            }
+        };
+        Ok(Found {
+            draft: &mut self.drafts[i],
+            idx: BalancerIdx(i),
+        })
     }
 
     /// `ProxyHCExpr name {expression}`.
@@ -135,7 +159,7 @@ impl Balancers {
                     "ProxyHCExpr: the expression must be written in braces, {…}",
                 )
             })?;
-        let expr = StatusExpr::parse(body).map_err(|e| {
+        let expr = super::expr::parse_status_expr(body).map_err(|e| {
             ConfigError::new(origin, format!("ProxyHCExpr {name}: {e}"))
                 .hint("wsgate's health-check expressions test %{REQUEST_STATUS} with ==, !=, <, >, -lt…, =~ /re/, in {…}, &&, ||, !")
         })?;
@@ -143,8 +167,14 @@ impl Balancers {
         Ok(())
     }
 
-    /// Builds every balancer and fills the cells the routes hold.
-    pub fn finish(&mut self, registry: &StateRegistry) -> Result<Vec<Arc<Balancer>>, ConfigError> {
+    /// Builds every balancer, adding its members' workers to `workers`;
+    /// `ssl` tells the `SSLProxy*` settings of a server and whether they
+    /// enable `SSLProxyEngine`.
+    pub fn finish(
+        &mut self,
+        workers: &mut Workers,
+        ssl: impl Fn(ServerKey) -> (SslIdx, bool),
+    ) -> Result<Vec<Balancer>, ConfigError> {
         let mut out = Vec::new();
         for d in &mut self.drafts {
             if d.members.is_empty() {
@@ -157,6 +187,7 @@ impl Balancers {
                     d.name
                 )));
             }
+            let check_ssl = health_check_ssl(d, &ssl);
             let mut members = Vec::with_capacity(d.members.len());
             for m in d.members.drain(..) {
                 let url = parse_target_url(&m.url).map_err(|e| {
@@ -168,11 +199,12 @@ impl Balancers {
                 let health = match m.extra.hc_method {
                     None => None,
                     Some((method, http11)) => {
-                        let mut c = Check::new(method, http11);
+                        let mut c = HealthCheck::new(method, http11);
                         c.interval = m.extra.hc_interval.unwrap_or(c.interval);
                         c.passes = m.extra.hc_passes.unwrap_or(c.passes);
                         c.fails = m.extra.hc_fails.unwrap_or(c.fails);
                         c.uri = m.extra.hc_uri.clone().unwrap_or_default();
+                        c.ssl = check_ssl;
                         if let Some(name) = &m.extra.hc_expr {
                             c.expr = Some(self.exprs.get(name).cloned().ok_or_else(|| {
                                 ConfigError::new(&m.origin, format!("hcexpr={name}: no ProxyHCExpr of that name"))
@@ -182,20 +214,15 @@ impl Balancers {
                         Some(c)
                     }
                 };
-                let state = registry.state_for(&d.name, &m.url);
                 let flags = &m.extra;
-                use std::sync::atomic::Ordering::Relaxed;
-                state.disabled.store(flags.disabled, Relaxed);
-                state.stopped.store(flags.stopped, Relaxed);
-                state.drain.store(flags.drain, Relaxed);
-                if flags.error {
-                    state.set_error(m.params.retry);
-                }
+                let name = super::proxy::normalise_worker_name(&m.url);
+                let worker = workers.add(Some(&d.name), name, m.params);
                 members.push(Member {
-                    worker: Arc::new(Worker::new(
-                        super::proxy::normalise_worker_name(&m.url),
-                        m.params,
-                    )),
+                    id: MemberId {
+                        balancer: d.name.clone(),
+                        url: m.url.clone(),
+                    },
+                    worker,
                     url,
                     weight: (flags.loadfactor.unwrap_or(1.0) * 100.0).round() as i64,
                     route: flags.route.clone(),
@@ -204,11 +231,16 @@ impl Balancers {
                     hot_standby: flags.hot_standby,
                     hot_spare: flags.hot_spare,
                     ignore_errors: flags.ignore_errors,
+                    initial: InitialStatus {
+                        disabled: flags.disabled,
+                        stopped: flags.stopped,
+                        drain: flags.drain,
+                        error: flags.error,
+                    },
                     health,
-                    state,
                 });
             }
-            let balancer = Arc::new(Balancer {
+            out.push(Balancer {
                 name: d.name.clone(),
                 lbmethod: d.lbmethod,
                 sticky: d.sticky.clone(),
@@ -220,14 +252,28 @@ impl Balancers {
                 maxattempts: d.maxattempts,
                 forcerecovery: d.forcerecovery,
                 members,
-                choice: Mutex::new(()),
                 rules: d.rules.clone(),
             });
-            let _ = d.cell.set(balancer.clone());
-            out.push(balancer);
         }
         Ok(out)
     }
+}
+
+/// The `SSLProxy*` settings a balancer's health checks use. Apache checks
+/// with those of the server that defines the balancer, so a balancer of the
+/// main server used by a virtual host that alone enables `SSLProxyEngine`
+/// fails every check of its `https://` members although requests to them
+/// work; wsgate then takes the settings of the first such virtual host.
+fn health_check_ssl(d: &BalancerDraft, ssl: &impl Fn(ServerKey) -> (SslIdx, bool)) -> SslIdx {
+    let defined = ssl(d.defined_in.unwrap_or(ServerKey::Main));
+    if defined.1 {
+        return defined.0;
+    }
+    d.used_by
+        .iter()
+        .map(|k| ssl(*k))
+        .find(|(_, engine)| *engine)
+        .map_or(defined.0, |(idx, _)| idx)
 }
 
 impl BalancerDraft {
@@ -388,13 +434,13 @@ fn set_member_param(
         "hcmethod" => {
             m.hc_method = match value.to_ascii_uppercase().as_str() {
                 "NONE" => None,
-                "TCP" => Some((Method::Tcp, false)),
-                "OPTIONS" => Some((Method::Options, false)),
-                "HEAD" => Some((Method::Head, false)),
-                "GET" => Some((Method::Get, false)),
-                "OPTIONS11" => Some((Method::Options, true)),
-                "HEAD11" => Some((Method::Head, true)),
-                "GET11" => Some((Method::Get, true)),
+                "TCP" => Some((HcMethod::Tcp, false)),
+                "OPTIONS" => Some((HcMethod::Options, false)),
+                "HEAD" => Some((HcMethod::Head, false)),
+                "GET" => Some((HcMethod::Get, false)),
+                "OPTIONS11" => Some((HcMethod::Options, true)),
+                "HEAD11" => Some((HcMethod::Head, true)),
+                "GET11" => Some((HcMethod::Get, true)),
                 _ => {
                     return Err(err(format!("hcmethod={value}: Unknown method"))
                         .hint("NONE, TCP, OPTIONS, HEAD, GET, OPTIONS11, HEAD11 or GET11"))

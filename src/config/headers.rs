@@ -5,40 +5,13 @@ use regex::bytes::RegexBuilder as BytesRegexBuilder;
 use regex::RegexBuilder;
 
 use super::error::{ConfigError, Origin};
+use super::expr;
 use super::lexer::Node;
-use crate::rules::expr;
-use crate::rules::{Action, Attribute, Condition, HeaderRule, Piece, SetEnvIf, Value};
-
-/// The header and environment directives of one context.
-#[derive(Debug, Clone, Default)]
-pub struct Rules {
-    /// `Header` rules, in order.
-    pub response: Vec<HeaderRule>,
-    /// `RequestHeader` rules, in order.
-    pub request: Vec<HeaderRule>,
-    /// `SetEnv NAME VALUE` (`Some`) and `UnsetEnv NAME` (`None`), in order.
-    pub setenv: Vec<(String, Option<String>)>,
-    pub setenvif: Vec<SetEnvIf>,
-}
+use super::model::headers::{
+    Action, Attribute, Condition, HeaderRule, Piece, Rules, SetEnvIf, Value,
+};
 
 impl Rules {
-    pub fn is_empty(&self) -> bool {
-        self.response.is_empty()
-            && self.request.is_empty()
-            && self.setenv.is_empty()
-            && self.setenvif.is_empty()
-    }
-
-    /// `self` followed by `more`, as Apache merges a context over another.
-    pub fn merged(&self, more: &Rules) -> Rules {
-        let mut r = self.clone();
-        r.response.extend(more.response.iter().cloned());
-        r.request.extend(more.request.iter().cloned());
-        r.setenv.extend(more.setenv.iter().cloned());
-        r.setenvif.extend(more.setenvif.iter().cloned());
-        r
-    }
-
     pub fn directive(
         &mut self,
         node: &Node,

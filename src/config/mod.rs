@@ -7,6 +7,7 @@
 
 pub mod balancer;
 pub mod error;
+pub mod expr;
 pub mod headers;
 pub mod include;
 pub mod lexer;
@@ -16,34 +17,25 @@ pub mod rewrite;
 pub mod ssl;
 pub mod values;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::balancer::StateRegistry;
+use balancer::ServerKey;
 pub use error::{ConfigError, Origin};
 use lexer::Node;
 pub use model::*;
 
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path, defines: &[String]) -> Result<Config, ConfigError> {
-    load_with(path, defines, &StateRegistry::default())
-}
-
-/// Like [`load`], with balancer members taking the state they have in
-/// `registry` (a reload keeps counters and error states).
-pub fn load_with(
-    path: &Path,
-    defines: &[String],
-    registry: &StateRegistry,
-) -> Result<Config, ConfigError> {
     let root = path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let mut expander = include::Expander::new(defines, root.clone());
     let nodes = expander.read_file(path)?;
-    build(nodes, &root, path, registry)
+    build(nodes, &root, path)
 }
 
 /// Validates configuration text as if read from a file named `name`.
@@ -51,7 +43,7 @@ pub fn from_str(text: &str, name: &str) -> Result<Config, ConfigError> {
     let root = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let mut expander = include::Expander::new(&[], root.clone());
     let nodes = expander.expand_text(text, Path::new(name), 0)?;
-    build(nodes, &root, Path::new(name), &StateRegistry::default())
+    build(nodes, &root, Path::new(name))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -73,9 +65,40 @@ impl Scope {
     }
 }
 
+/// Every worker of a configuration, each with its identity.
+#[derive(Debug, Default)]
+pub struct Workers {
+    list: Vec<Worker>,
+    /// How many workers have a name so far, per balancer (for
+    /// [`WorkerId::nth`]).
+    seen: HashMap<(Option<String>, String), usize>,
+}
+
+impl Workers {
+    /// A new worker, the member of `balancer` if given.
+    pub fn add(&mut self, balancer: Option<&str>, name: String, params: WorkerParams) -> WorkerIdx {
+        let seen = self
+            .seen
+            .entry((balancer.map(str::to_string), name.clone()))
+            .or_default();
+        let id = WorkerId {
+            balancer: balancer.map(str::to_string),
+            name: name.clone(),
+            nth: *seen,
+        };
+        *seen += 1;
+        self.list.push(Worker { id, name, params });
+        WorkerIdx(self.list.len() - 1)
+    }
+
+    pub fn get(&self, idx: WorkerIdx) -> &Worker {
+        &self.list[idx.0]
+    }
+}
+
 /// A server's directives before they are merged with the main server's.
-#[derive(Default)]
 struct ServerDraft {
+    key: ServerKey,
     server_name: Option<String>,
     aliases: Vec<String>,
     addrs: Vec<VhostAddr>,
@@ -88,9 +111,32 @@ struct ServerDraft {
     timeout: Option<Duration>,
     ssl: ssl::SslDraft,
     rewrite: rewrite::RewriteDraft,
-    rules: headers::Rules,
+    rules: model::headers::Rules,
     reverse: Vec<ReverseRule>,
     origin: Option<Origin>,
+}
+
+impl ServerDraft {
+    fn new(key: ServerKey) -> ServerDraft {
+        ServerDraft {
+            key,
+            server_name: None,
+            aliases: Vec::new(),
+            addrs: Vec::new(),
+            routes: Vec::new(),
+            locations: Vec::new(),
+            preserve_host: None,
+            add_headers: None,
+            fallback_to_http: None,
+            proxy_timeout: None,
+            timeout: None,
+            ssl: ssl::SslDraft::default(),
+            rewrite: rewrite::RewriteDraft::default(),
+            rules: model::headers::Rules::default(),
+            reverse: Vec::new(),
+            origin: None,
+        }
+    }
 }
 
 struct Builder {
@@ -111,6 +157,7 @@ struct Builder {
     /// Worker urls defined so far, for the S30 warning.
     worker_names: Vec<(String, Origin)>,
     balancers: balancer::Balancers,
+    workers: Workers,
 }
 
 /// Every directive wsgate reads, for "did you mean" hints.
@@ -190,15 +237,10 @@ const NOT_YET: &[(&str, &str)] = &[
 
 /// Builds the model from expanded directives; `main_file` is named in
 /// errors about what the whole configuration lacks.
-pub fn build(
-    nodes: Vec<Node>,
-    root: &Path,
-    main_file: &Path,
-    registry: &StateRegistry,
-) -> Result<Config, ConfigError> {
+pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, ConfigError> {
     let mut b = Builder {
         listeners: Vec::new(),
-        main: ServerDraft::default(),
+        main: ServerDraft::new(ServerKey::Main),
         vhosts: Vec::new(),
         limits: Limits::default(),
         timeout: None,
@@ -213,13 +255,14 @@ pub fn build(
         root: root.to_path_buf(),
         worker_names: Vec::new(),
         balancers: balancer::Balancers::default(),
+        workers: Workers::default(),
     };
-    let mut main = std::mem::take(&mut b.main);
+    let mut main = std::mem::replace(&mut b.main, ServerDraft::new(ServerKey::Main));
     for node in &nodes {
         b.directive(node, Scope::Server, &mut main, None)?;
     }
     b.main = main;
-    b.finish(main_file, registry)
+    b.finish(main_file)
 }
 
 impl Builder {
@@ -350,15 +393,13 @@ impl Builder {
                             .hint("e.g. <VirtualHost *:80>"),
                     );
                 }
-                let mut draft = ServerDraft {
-                    addrs: node
-                        .args
-                        .iter()
-                        .map(|a| values::vhost_addr(o, a))
-                        .collect::<Result<_, _>>()?,
-                    origin: Some(o.clone()),
-                    ..ServerDraft::default()
-                };
+                let mut draft = ServerDraft::new(ServerKey::Vhost(self.vhosts.len()));
+                draft.addrs = node
+                    .args
+                    .iter()
+                    .map(|a| values::vhost_addr(o, a))
+                    .collect::<Result<_, _>>()?;
+                draft.origin = Some(o.clone());
                 for child in children {
                     self.directive(child, Scope::VirtualHost, &mut draft, None)?;
                 }
@@ -385,7 +426,7 @@ impl Builder {
                 };
                 let mut loc = Location {
                     matcher,
-                    rules: headers::Rules::default(),
+                    rules: model::headers::Rules::default(),
                     proxy_pass: None,
                     preserve_host: None,
                     add_headers: None,
@@ -499,18 +540,20 @@ impl Builder {
                 let is_match = lower == "proxypassmatch";
                 match ctx {
                     Scope::Server | Scope::VirtualHost => {
-                        let mut line = proxy::parse_pass(node, false, &mut self.warnings)?;
-                        self.attach_balancer(&mut line, o)?;
-                        self.note_worker(&line.target, node);
-                        let pattern = line.pattern.expect("a server-context ProxyPass has a path");
+                        let line = proxy::parse_pass(node, false, &mut self.warnings)?;
+                        let pattern = line
+                            .pattern
+                            .clone()
+                            .expect("a server-context ProxyPass has a path");
                         let matcher = if line.regex {
                             RouteMatcher::Regex(proxy::compile_regex(o, &pattern)?)
                         } else {
                             RouteMatcher::Prefix(pattern.into_bytes())
                         };
+                        let target = self.target(line, node, server.key)?;
                         server.routes.push(Route {
                             matcher,
-                            target: line.target,
+                            target,
                             origin: o.clone(),
                         });
                     }
@@ -529,11 +572,9 @@ impl Builder {
                                 ),
                             ));
                         }
-                        let mut line = proxy::parse_pass(node, true, &mut self.warnings)?;
-                        self.attach_balancer(&mut line, o)?;
-                        self.note_worker(&line.target, node);
+                        let line = proxy::parse_pass(node, true, &mut self.warnings)?;
                         loc.proxy_pass = Some(LocationPass {
-                            target: line.target,
+                            target: self.target(line, node, server.key)?,
                             origin: o.clone(),
                         });
                     }
@@ -611,10 +652,14 @@ impl Builder {
                     )
                     .hint("set worker parameters on the ProxyPass line instead"));
                 }
-                self.balancers.get(url, o)?;
+                self.balancers
+                    .get(url, o)?
+                    .draft
+                    .defined_in
+                    .get_or_insert(server.key);
                 for child in children {
                     let co = &child.origin;
-                    let draft = self.balancers.get(url, co)?;
+                    let draft = self.balancers.get(url, co)?.draft;
                     match child.name.to_ascii_lowercase().as_str() {
                         "balancermember" => {
                             let (member, params) = child.args.split_first().ok_or_else(|| {
@@ -664,7 +709,8 @@ impl Builder {
                     return Err(ConfigError::new(o, format!("{} must name its balancer://… first when not inside <Proxy>", node.name))
                         .hint("write it inside <Proxy balancer://NAME>, or as BalancerMember balancer://NAME URL"));
                 }
-                let draft = self.balancers.get(first, o)?;
+                let draft = self.balancers.get(first, o)?.draft;
+                draft.defined_in.get_or_insert(server.key);
                 if lower == "balancermember" {
                     let (member, params) = rest.split_first().ok_or_else(|| {
                         ConfigError::new(o, "BalancerMember must define remote proxy server")
@@ -725,31 +771,53 @@ impl Builder {
         Ok(())
     }
 
-    /// A ProxyPass to `balancer://name` gets that balancer (created if
-    /// this is its first mention) and sets the balancer parameters it gives.
-    fn attach_balancer(
+    /// The target of a ProxyPass line: its worker (added to the
+    /// configuration's), or the balancer it names (created if this is its
+    /// first mention) with the balancer parameters the line sets.
+    fn target(
         &mut self,
-        line: &mut proxy::PassLine,
-        o: &Origin,
-    ) -> Result<(), ConfigError> {
-        let Some((url, params)) = line.balancer.take() else {
-            return Ok(());
+        line: proxy::PassLine,
+        node: &Node,
+        server: ServerKey,
+    ) -> Result<Target, ConfigError> {
+        let Some(pass) = line.to else {
+            return Ok(Target::Exclude);
         };
-        let draft = self.balancers.get(&url, o)?;
-        for (k, v) in &params {
-            draft.set(k, v, o)?;
-        }
-        if let Target::Proxy(t) = &mut line.target {
-            t.balancer = Some(draft.cell.clone());
-        }
-        Ok(())
+        let to = match pass.dest {
+            proxy::Dest::Worker {
+                name,
+                params,
+                parsed,
+            } => {
+                self.note_worker(&name, node);
+                PassTo::Worker {
+                    worker: self.workers.add(None, name, params),
+                    parsed,
+                }
+            }
+            proxy::Dest::Balancer { params } => {
+                self.note_worker(&pass.url.to_ascii_lowercase(), node);
+                let found = self.balancers.get(&pass.url, &node.origin)?;
+                found.draft.used_by.push(server);
+                for (k, v) in &params {
+                    found.draft.set(k, v, &node.origin)?;
+                }
+                PassTo::Balancer(found.idx)
+            }
+        };
+        Ok(Target::Proxy(ProxyTarget {
+            url: pass.url,
+            substitutes: pass.substitutes,
+            nocanon: pass.nocanon,
+            noquery: pass.noquery,
+            to,
+        }))
     }
 
     /// S30: Apache makes a ProxyPass whose url starts with an earlier
     /// worker's share that worker and silently drops its parameters; wsgate
     /// keeps them, and says where the two would differ.
-    fn note_worker(&mut self, target: &Target, node: &Node) {
-        let Target::Proxy(p) = target else { return };
+    fn note_worker(&mut self, name: &str, node: &Node) {
         let has_params = node
             .args
             .iter()
@@ -758,7 +826,7 @@ impl Builder {
             if let Some((earlier, origin)) = self
                 .worker_names
                 .iter()
-                .find(|(name, _)| p.worker.name.starts_with(name.as_str()) && name.contains("://"))
+                .find(|(earlier, _)| name.starts_with(earlier.as_str()) && earlier.contains("://"))
             {
                 self.warnings.push(format!(
                     "{}: the url starts with {earlier}, already a worker at {origin}: Apache would share that worker and ignore this line's parameters; wsgate applies them",
@@ -767,10 +835,10 @@ impl Builder {
             }
         }
         self.worker_names
-            .push((p.worker.name.clone(), node.origin.clone()));
+            .push((name.to_string(), node.origin.clone()));
     }
 
-    fn finish(mut self, main_file: &Path, registry: &StateRegistry) -> Result<Config, ConfigError> {
+    fn finish(mut self, main_file: &Path) -> Result<Config, ConfigError> {
         if self.listeners.is_empty() {
             return Err(ConfigError {
                 origin: Origin {
@@ -784,7 +852,33 @@ impl Builder {
             });
         }
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let balancers = self.balancers.finish(registry)?;
+        // Every server's SSLProxy* settings first: balancers' health checks
+        // take those of a server that proxies to them.
+        let mut ssl_proxies = vec![self.main.ssl.resolve(None)?];
+        let mut vhost_ssl = Vec::with_capacity(self.vhosts.len());
+        for draft in &self.vhosts {
+            vhost_ssl.push(if draft.ssl.is_empty() {
+                SslIdx(0)
+            } else {
+                ssl_proxies.push(draft.ssl.resolve(Some(&self.main.ssl))?);
+                SslIdx(ssl_proxies.len() - 1)
+            });
+        }
+        for draft in std::iter::once(&self.main).chain(self.vhosts.iter()) {
+            for name in rewrite_balancers(&draft.rewrite.rules) {
+                if let Some(d) = self.balancers.drafts.iter_mut().find(|d| d.name == name) {
+                    d.used_by.push(draft.key);
+                }
+            }
+        }
+        let ssl_of = |key: ServerKey| {
+            let idx = match key {
+                ServerKey::Main => SslIdx(0),
+                ServerKey::Vhost(i) => vhost_ssl[i],
+            };
+            (idx, ssl_proxies[idx.0].engine)
+        };
+        let balancers = self.balancers.finish(&mut self.workers, ssl_of)?;
         for draft in std::iter::once(&self.main).chain(self.vhosts.iter()) {
             check_rewrite_balancers(&draft.rewrite.rules, &balancers)?;
         }
@@ -792,13 +886,12 @@ impl Builder {
             .map(|h| h.trim().to_ascii_lowercase())
             .unwrap_or_else(|_| "localhost".into());
 
-        let main_ssl = self.main.ssl.resolve(None)?;
         let main_settings = ProxySettings {
             preserve_host: self.main.preserve_host.unwrap_or(false),
             add_headers: self.main.add_headers.unwrap_or(true),
             fallback_to_http: self.main.fallback_to_http.unwrap_or(true),
             proxy_timeout: self.main.proxy_timeout,
-            ssl_proxy: main_ssl,
+            ssl_proxy: SslIdx(0),
         };
         let main_name = self.main.server_name.clone().unwrap_or(hostname);
         let main_routes = std::mem::take(&mut self.main.routes);
@@ -816,12 +909,7 @@ impl Builder {
         let main_rules = std::mem::take(&mut self.main.rewrite.rules);
 
         let mut vhosts = Vec::with_capacity(self.vhosts.len());
-        for mut draft in std::mem::take(&mut self.vhosts) {
-            let ssl_proxy = if draft.ssl.is_empty() {
-                main_settings.ssl_proxy.clone()
-            } else {
-                draft.ssl.resolve(Some(&self.main.ssl))?
-            };
+        for (mut draft, ssl_proxy) in std::mem::take(&mut self.vhosts).into_iter().zip(vhost_ssl) {
             let vhost_timeout = draft.timeout.unwrap_or(timeout);
             let settings = ProxySettings {
                 preserve_host: draft.preserve_host.unwrap_or(main_settings.preserve_host),
@@ -838,9 +926,9 @@ impl Builder {
                 .unwrap_or_else(|| main_name.clone());
             let mut names = vec![server_name.clone()];
             names.extend(draft.aliases.iter().cloned());
-            let mut routes: Vec<Route> = main_routes.iter().map(Route::share).collect();
+            let mut routes = main_routes.clone();
             routes.extend(draft.routes);
-            let mut locations: Vec<Location> = main_locations.iter().map(Location::share).collect();
+            let mut locations = main_locations.clone();
             locations.extend(draft.locations);
             let mut reverse = main_reverse.clone();
             reverse.extend(draft.reverse);
@@ -860,8 +948,7 @@ impl Builder {
             };
             let workers = collect_workers(&routes, &locations);
             let rules = main_rules_headers.merged(&draft.rules);
-            vhosts.push(Arc::new(Server {
-                balancers: balancers.clone(),
+            vhosts.push(Server {
                 rules,
                 server_name,
                 timeout: vhost_timeout,
@@ -874,10 +961,9 @@ impl Builder {
                 settings,
                 reverse,
                 origin: draft.origin,
-            }));
+            });
         }
-        let main = Arc::new(Server {
-            balancers: balancers.clone(),
+        let main = Server {
             rules: main_rules_headers,
             server_name: main_name.clone(),
             timeout,
@@ -890,7 +976,7 @@ impl Builder {
             settings: main_settings,
             reverse: main_reverse,
             origin: None,
-        });
+        };
         Ok(Config {
             listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
             main,
@@ -907,25 +993,34 @@ impl Builder {
             log_level: self.log_level,
             pid_file: self.pid_file,
             warnings: self.warnings,
+            workers: self.workers.list,
             balancers,
+            ssl_proxies,
         })
     }
+}
+
+/// The balancers `[P]` rules name literally (`balancer://name/…`).
+fn rewrite_balancers(rules: &[model::rewrite::Rule]) -> impl Iterator<Item = String> + '_ {
+    rules.iter().filter(|r| r.flags.proxy).filter_map(|rule| {
+        let Some(model::rewrite::Piece::Literal(first)) =
+            rule.substitution.as_ref().and_then(|t| t.pieces.first())
+        else {
+            return None;
+        };
+        let text = String::from_utf8_lossy(first);
+        balancer::split_balancer_url(&text).map(|(name, _)| name)
+    })
 }
 
 /// A `[P]` rule naming `balancer://name` needs that balancer defined; this
 /// is known once the whole file is read (it may come after the rule).
 fn check_rewrite_balancers(
-    rules: &[crate::rewrite::Rule],
-    balancers: &[Arc<crate::balancer::Balancer>],
+    rules: &[model::rewrite::Rule],
+    balancers: &[model::balancer::Balancer],
 ) -> Result<(), ConfigError> {
     for rule in rules.iter().filter(|r| r.flags.proxy) {
-        let Some(crate::rewrite::Piece::Literal(first)) =
-            rule.substitution.as_ref().and_then(|t| t.pieces.first())
-        else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(first);
-        let Some((name, _)) = balancer::split_balancer_url(&text) else {
+        let Some(name) = rewrite_balancers(std::slice::from_ref(rule)).next() else {
             continue;
         };
         if !balancers.iter().any(|b| b.name == name) {
@@ -943,7 +1038,7 @@ fn check_rewrite_balancers(
 
 /// Every worker a server's ProxyPass lines define, for `[P]` rules to use
 /// the parameters of the one whose url prefixes their target (S93).
-fn collect_workers(routes: &[Route], locations: &[Location]) -> Vec<Arc<Worker>> {
+fn collect_workers(routes: &[Route], locations: &[Location]) -> Vec<WorkerIdx> {
     let targets = routes.iter().map(|r| &r.target).chain(
         locations
             .iter()
@@ -951,8 +1046,11 @@ fn collect_workers(routes: &[Route], locations: &[Location]) -> Vec<Arc<Worker>>
     );
     targets
         .filter_map(|t| match t {
-            Target::Proxy(p) => Some(p.worker.clone()),
-            Target::Exclude => None,
+            Target::Proxy(ProxyTarget {
+                to: PassTo::Worker { worker, .. },
+                ..
+            }) => Some(*worker),
+            _ => None,
         })
         .collect()
 }
@@ -1066,56 +1164,4 @@ fn unknown_or_not_yet(node: &Node, section: bool) -> ConfigError {
         err = err.hint(format!("did you mean '{n}'?"));
     }
     err
-}
-
-impl Route {
-    /// The same route for another server (workers and pools are shared).
-    fn share(&self) -> Route {
-        Route {
-            matcher: match &self.matcher {
-                RouteMatcher::Prefix(p) => RouteMatcher::Prefix(p.clone()),
-                RouteMatcher::Regex(r) => RouteMatcher::Regex(r.clone()),
-            },
-            target: self.target.share(),
-            origin: self.origin.clone(),
-        }
-    }
-}
-
-impl Target {
-    fn share(&self) -> Target {
-        match self {
-            Target::Exclude => Target::Exclude,
-            Target::Proxy(p) => Target::Proxy(ProxyTarget {
-                url: p.url.clone(),
-                substitutes: p.substitutes,
-                worker: p.worker.clone(),
-                nocanon: p.nocanon,
-                noquery: p.noquery,
-                balancer: p.balancer.clone(),
-                parsed: p.parsed.clone(),
-            }),
-        }
-    }
-}
-
-impl Location {
-    fn share(&self) -> Location {
-        Location {
-            matcher: match &self.matcher {
-                LocationMatcher::Prefix(p) => LocationMatcher::Prefix(p.clone()),
-                LocationMatcher::Regex(r) => LocationMatcher::Regex(r.clone()),
-            },
-            proxy_pass: self.proxy_pass.as_ref().map(|p| LocationPass {
-                target: p.target.share(),
-                origin: p.origin.clone(),
-            }),
-            rules: self.rules.clone(),
-            preserve_host: self.preserve_host,
-            add_headers: self.add_headers,
-            fallback_to_http: self.fallback_to_http,
-            reverse: self.reverse.clone(),
-            origin: self.origin.clone(),
-        }
-    }
 }

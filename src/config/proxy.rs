@@ -1,14 +1,13 @@
 //! mod_proxy's directives: `ProxyPass`, `ProxyPassMatch`, their worker
 //! parameters, and `ProxyPassReverse`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use regex::bytes::{Regex, RegexBuilder};
 
 use super::error::{ConfigError, Origin};
 use super::lexer::Node;
-use super::model::{AddressTtl, ProxyTarget, Target, UpgradePolicy, Worker, WorkerParams};
+use super::model::{AddressTtl, TargetUrl, UpgradePolicy, WorkerParams};
 use super::values::{self, parse_target_url};
 
 /// ProxyPass or ProxyPassMatch, split into its parts.
@@ -16,9 +15,33 @@ pub struct PassLine {
     /// The path or regex; `None` inside a `<Location>`.
     pub pattern: Option<String>,
     pub regex: bool,
-    pub target: Target,
-    /// For a `balancer://` url: its url and the balancer parameters given.
-    pub balancer: Option<(String, Vec<(String, String)>)>,
+    /// `None` for `!`.
+    pub to: Option<PassUrl>,
+}
+
+/// The url of a ProxyPass line and what it names.
+pub struct PassUrl {
+    /// As written (for a regex route, with its `$N` references).
+    pub url: String,
+    /// Whether `url` holds `$N` references to substitute.
+    pub substitutes: bool,
+    pub nocanon: bool,
+    pub noquery: bool,
+    pub dest: Dest,
+}
+
+// Built once per ProxyPass line and taken apart at once: its size is no cost.
+#[allow(clippy::large_enum_variant)]
+pub enum Dest {
+    /// A worker of its own: its name (the url up to any `$N`), its
+    /// parameters, and the url parsed when it has no `$N`.
+    Worker {
+        name: String,
+        params: WorkerParams,
+        parsed: Option<TargetUrl>,
+    },
+    /// A `balancer://` url, with the balancer parameters the line gives.
+    Balancer { params: Vec<(String, String)> },
 }
 
 /// Parses `ProxyPass [~] [path] !|url [key=value…] [nocanon] [noquery]` and
@@ -100,8 +123,7 @@ pub fn parse_pass(
         return Ok(PassLine {
             pattern,
             regex,
-            target: Target::Exclude,
-            balancer: None,
+            to: None,
         });
     }
 
@@ -138,19 +160,13 @@ pub fn parse_pass(
         return Ok(PassLine {
             pattern,
             regex,
-            target: Target::Proxy(ProxyTarget {
+            to: Some(PassUrl {
                 url: url.to_string(),
                 substitutes: regex && has_dollar_reference(url),
-                worker: Arc::new(Worker::new(
-                    url.to_ascii_lowercase(),
-                    WorkerParams::default(),
-                )),
                 nocanon,
                 noquery,
-                balancer: None,
-                parsed: None,
+                dest: Dest::Balancer { params },
             }),
-            balancer: Some((url.to_string(), params)),
         });
     }
 
@@ -238,16 +254,17 @@ pub fn parse_pass(
     Ok(PassLine {
         pattern,
         regex,
-        target: Target::Proxy(ProxyTarget {
+        to: Some(PassUrl {
             url: url.to_string(),
             substitutes,
-            worker: Arc::new(Worker::new(worker_name, params)),
             nocanon,
             noquery,
-            balancer: None,
-            parsed: (!substitutes).then(|| parsed.clone()),
+            dest: Dest::Worker {
+                name: worker_name,
+                params,
+                parsed: (!substitutes).then_some(parsed),
+            },
         }),
-        balancer: None,
     })
 }
 

@@ -5,10 +5,11 @@ use regex::bytes::RegexBuilder;
 
 use super::error::{ConfigError, Origin};
 use super::lexer::Node;
-use super::values;
-use crate::rewrite::{
-    BackrefEscape, Cond, CondPattern, IntOp, Piece, Rule, RuleFlags, Template, Var,
+use super::model::rewrite::{
+    BackrefEscape, Cond, CondPattern, Piece, Rule, RuleFlags, Template, Var, VARIABLES,
 };
+use super::model::IntOp;
+use super::values;
 
 /// Whether a vhost runs the main server's rules too (`RewriteOptions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -397,7 +398,7 @@ pub fn template(o: &Origin, text: &str) -> Result<Template, ConfigError> {
                     } else if name.starts_with("ENV:") || name.starts_with("SSL:") {
                         e.hint("environment and SSL variables are not available in this version of wsgate")
                     } else {
-                        e.hint(format!("wsgate knows {}", crate::rewrite::VARIABLES))
+                        e.hint(format!("wsgate knows {}", VARIABLES))
                     };
                     e
                 })?;

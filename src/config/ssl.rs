@@ -1,7 +1,8 @@
 //! mod_ssl's proxy directives: TLS toward `https://` and `wss://` backends.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
 
 use super::error::{ConfigError, Origin};
 use super::lexer::Node;
@@ -80,9 +81,9 @@ impl SslDraft {
         Ok(())
     }
 
-    /// Merges over `parent` (the main server's, for a vhost) and builds the
-    /// TLS client configuration.
-    pub fn resolve(&self, parent: Option<&SslDraft>) -> Result<Arc<SslProxy>, ConfigError> {
+    /// Merges over `parent` (the main server's, for a vhost) and reads the
+    /// certificates the backends' chains are checked against.
+    pub fn resolve(&self, parent: Option<&SslDraft>) -> Result<SslProxy, ConfigError> {
         let p = parent.cloned().unwrap_or_default();
         let verify = self.verify.or(p.verify).unwrap_or(false);
         let ca_file = self.ca_file.clone().or(p.ca_file);
@@ -90,12 +91,12 @@ impl SslDraft {
             engine: self.engine.or(p.engine).unwrap_or(false),
             verify,
             ca_file: ca_file.as_ref().map(|(f, _)| f.clone()),
+            ca_certificates: Vec::new(),
             check_peer_name: self.check_peer_name.or(p.check_peer_name).unwrap_or(true),
             check_peer_expire: self
                 .check_peer_expire
                 .or(p.check_peer_expire)
                 .unwrap_or(true),
-            client: None,
         };
         if verify && ca_file.is_none() {
             let origin = self
@@ -109,19 +110,29 @@ impl SslDraft {
             )
             .hint("name the PEM file of the CA that signed the backends' certificates"));
         }
-        if ssl.engine {
-            let client = crate::tls::client_config(&ssl).map_err(|e| {
-                let origin = ca_file
-                    .as_ref()
-                    .map(|(_, o)| o.clone())
-                    .unwrap_or_else(|| Origin {
-                        file: Arc::new("(configuration)".into()),
-                        line: 0,
-                    });
-                ConfigError::new(&origin, format!("SSLProxyCACertificateFile: {e}"))
-            })?;
-            ssl.client = Some(Arc::new(client));
+        if let (true, true, Some((path, origin))) = (ssl.engine, verify, &ca_file) {
+            ssl.ca_certificates = trust_anchors(path)
+                .map_err(|e| ConfigError::new(origin, format!("SSLProxyCACertificateFile: {e}")))?;
         }
-        Ok(Arc::new(ssl))
+        Ok(ssl)
     }
+}
+
+/// The certificates of a PEM file, each checked to be usable as a trust
+/// anchor.
+fn trust_anchors(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let mut certificates = Vec::new();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| format!("'{}' is not PEM: {e}", path.display()))?;
+        roots
+            .add(cert.clone())
+            .map_err(|e| format!("'{}': not a usable CA certificate: {e}", path.display()))?;
+        certificates.push(cert);
+    }
+    if certificates.is_empty() {
+        return Err(format!("'{}' holds no PEM certificate", path.display()));
+    }
+    Ok(certificates)
 }

@@ -96,45 +96,6 @@ pub fn vhost_addr(origin: &Origin, value: &str) -> Result<VhostAddr, ConfigError
     Ok(VhostAddr { ip, port })
 }
 
-/// An integer comparison, as `-eq`, `-ne`, `-lt`, `-le`, `-gt`, `-ge` in
-/// RewriteCond and ap_expr (where `==`, `<`… also name them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IntOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-}
-
-impl IntOp {
-    /// `-eq` … `-ge`.
-    pub fn from_test(op: &str) -> Option<IntOp> {
-        Some(match op {
-            "-eq" => IntOp::Eq,
-            "-ne" => IntOp::Ne,
-            "-lt" => IntOp::Lt,
-            "-le" => IntOp::Le,
-            "-gt" => IntOp::Gt,
-            "-ge" => IntOp::Ge,
-            _ => return None,
-        })
-    }
-
-    /// Whether `a OP b`.
-    pub fn holds(self, a: i64, b: i64) -> bool {
-        match self {
-            IntOp::Eq => a == b,
-            IntOp::Ne => a != b,
-            IntOp::Lt => a < b,
-            IntOp::Le => a <= b,
-            IntOp::Gt => a > b,
-            IntOp::Ge => a >= b,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

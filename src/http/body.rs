@@ -377,6 +377,8 @@ mod tests {
         assert!(out.ends_with(b"x\r\n"));
     }
 
+    type Fields = &'static [(&'static str, &'static str)];
+
     fn headers(fields: &[(&str, &str)]) -> Headers {
         let mut h = Headers::default();
         for (n, v) in fields {
@@ -388,7 +390,7 @@ mod tests {
     /// S5, rule by rule.
     #[test]
     fn request_framing_follows_apache() {
-        let cases: &[(&[(&str, &str)], Result<Framing, FramingError>)] = &[
+        let cases: &[(Fields, Result<Framing, FramingError>)] = &[
             (&[], Ok(Framing::Empty)),
             (&[("Content-Length", "0")], Ok(Framing::Empty)),
             (&[("Content-Length", " 12 ")], Ok(Framing::Length(12))),
@@ -434,7 +436,7 @@ mod tests {
 
     #[test]
     fn response_framing_follows_rfc_9112() {
-        let cases: &[(&[(&str, &str)], bool, Option<Framing>)] = &[
+        let cases: &[(Fields, bool, Option<Framing>)] = &[
             (&[("Content-Length", "5")], true, Some(Framing::Empty)),
             (&[], false, Some(Framing::Close)),
             (&[("Content-Length", "5")], false, Some(Framing::Length(5))),

@@ -65,6 +65,11 @@ impl TargetUrl {
     pub fn authority(&self) -> &str {
         &self.authority
     }
+
+    /// `scheme://authority`.
+    pub fn origin(&self) -> String {
+        format!("{}://{}", self.scheme.as_str(), self.authority)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

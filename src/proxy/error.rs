@@ -85,3 +85,14 @@ impl ProxyError {
         )
     }
 }
+
+impl From<crate::upstream::ConnectError> for ProxyError {
+    fn from(e: crate::upstream::ConnectError) -> Self {
+        use crate::upstream::ConnectError;
+        match e {
+            ConnectError::Dns(host, why) => ProxyError::Dns(host, why),
+            ConnectError::Refused(why) => ProxyError::Connect(why),
+            ConnectError::TlsHandshake(why) => ProxyError::TlsHandshake(why),
+        }
+    }
+}

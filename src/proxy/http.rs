@@ -10,24 +10,26 @@ use bytes::Bytes;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::backend::{self, BackendConn, BackendStream, ConnectSpec};
 use super::body::{BodyError, BodyReader};
 use super::conn::{Conn, HeadError};
 use super::error::ProxyError;
 use super::headers::{self, BodyHeader, ClientResponse, ConnectionHeader, Forwarding};
 use super::park::{self, Parkable};
-use super::pool::PoolKey;
 use super::server::{ConnGuard, Shared};
 use super::tunnel::{self, Tunnel};
 use super::upgrade::{self, Plan};
-use crate::balancer::{Balancer, Busy, Member};
-use crate::config::{Config, Server, Worker};
+use crate::balancer::{self, Busy};
+use crate::config::model::balancer::{Balancer, BalancerIdx};
+use crate::config::{Server, WorkerRef};
 use crate::http::body::{self, Encoding, Framing};
 use crate::http::h1::{self as head, RequestError};
 use crate::http::write::{local_response, local_response_with};
 use crate::http::{FieldValue, HeaderFields, RequestHead, TargetUrl, Text, Version};
 use crate::route::{self, Decision, Mapped, PathError};
 use crate::rules::{self, Env, HeaderRule};
+use crate::upstream::{
+    self, BackendConn, BackendStream, ConnectSpec, Generation, PoolKey, Slot, WorkerView,
+};
 
 /// Apache's default for how much of a request body is read before
 /// connecting, to send a small chunked body with a Content-Length (S41).
@@ -55,7 +57,7 @@ enum Outcome {
 struct TunnelStart {
     backend: Conn<BackendStream>,
     mode: tunnel::Mode,
-    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    slot: Slot,
     timeout: Duration,
     /// A balancer member's busy count, held for the tunnel's life (S71).
     busy: Option<Busy>,
@@ -78,16 +80,14 @@ where
     let mut first = true;
     let mut shutdown = shared.shutdown_signal();
     loop {
-        let config = shared.config();
+        let generation = shared.generation();
+        let config = &generation.config;
         let wait = if first {
             config.timeout
         } else {
             config.keepalive_timeout
         };
-        let max_head = config.limits.request_line
-            + 2
-            + (config.limits.field_size + 2) * (config.limits.fields + 1)
-            + 2;
+        let max_head = config.limits.max_head();
         let head_bytes = tokio::select! {
             r = client.read_head(max_head, wait, HEAD_COMPLETION.min(config.timeout.max(Duration::from_secs(1)))) => r,
             _ = shutdown.changed(), if !first && client.buf.is_empty() => return None,
@@ -136,7 +136,7 @@ where
         };
         drop(head_bytes);
         first = false;
-        match handle(&mut client, head, &config, facts).await {
+        match handle(&mut client, head, &generation, facts).await {
             Outcome::KeepAlive if config.keepalive => {
                 if *shutdown.borrow() {
                     return None;
@@ -199,12 +199,13 @@ where
 async fn handle<S>(
     client: &mut Conn<S>,
     mut head: RequestHead,
-    config: &Arc<Config>,
+    generation: &Arc<Generation>,
     facts: ConnFacts,
 ) -> Outcome
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let config = &generation.config;
     // Host is required in HTTP/1.1 (S4).
     if head.version >= Version::HTTP_11 && !head.headers.contains("host") {
         return local_answer(client, 400, "Bad Request", true, config.timeout).await;
@@ -237,7 +238,7 @@ where
     // Transfer-Encoding may be a smuggling attempt; answer it, then close.
     let close_after =
         head.headers.contains("content-length") && head.headers.contains("transfer-encoding");
-    let outcome = handle_request(client, head, config, facts).await;
+    let outcome = handle_request(client, head, generation, facts).await;
     match outcome {
         Outcome::KeepAlive if close_after => Outcome::Close,
         other => other,
@@ -261,12 +262,13 @@ fn absolute_form_authority(target: &str) -> Option<&str> {
 async fn handle_request<S>(
     client: &mut Conn<S>,
     mut head: RequestHead,
-    config: &Arc<Config>,
+    generation: &Arc<Generation>,
     facts: ConnFacts,
 ) -> Outcome
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let config = &generation.config;
     let t = config.timeout;
     let local = |client, status, reason, close| local_answer(client, status, reason, close, t);
     let framing = match request_framing(&head, config.limits.body) {
@@ -384,7 +386,7 @@ where
         local: facts.local,
         https: false,
     };
-    let mapped = match route::decide(server, &route_request) {
+    let mapped = match route::decide(config, server, &route_request) {
         Decision::Proxy(m) => m,
         Decision::NotFound => return answer!(404, "Not Found", has_body),
         Decision::Forbidden => {
@@ -456,18 +458,23 @@ where
     let mut body = BodyState::new(framing);
     let mut tried: Vec<usize> = Vec::new();
     let result = loop {
-        let backend = match choose_backend(&mapped, &head, &path, &tried) {
+        let backend = match choose_backend(generation, &mapped, &head, &path, &tried) {
             Ok(b) => b,
             Err(e) => break Err((e, false)),
         };
         let member = backend.member;
-        let busy = member.map(|(_, m)| Busy::new(m.state.clone()));
-        if let Some((balancer, m)) = member {
+        let busy =
+            member.map(|m| Busy::new(generation.balancer(m.balancer).members[m.index].clone()));
+        if let Some(m) = member {
             // S103: what the balancer tells header rules and logs.
+            let balancer = config.balancer(m.balancer);
             env.set("BALANCER_NAME", balancer.name.clone());
-            env.set("BALANCER_WORKER_NAME", m.worker.name.clone());
-            env.set("BALANCER_WORKER_ROUTE", m.route.clone().unwrap_or_default());
-            if backend.route_changed {
+            env.set("BALANCER_WORKER_NAME", backend.worker.name.as_ref());
+            env.set(
+                "BALANCER_WORKER_ROUTE",
+                balancer.members[m.index].route.clone().unwrap_or_default(),
+            );
+            if m.route_changed {
                 env.set("BALANCER_ROUTE_CHANGED", "1");
             } else {
                 env.unset("BALANCER_ROUTE_CHANGED");
@@ -482,25 +489,36 @@ where
                 env.set("BALANCER_SESSION_ROUTE", route.clone());
             }
         }
-        let outcome = proxy(client, &request, &backend, &mut body, busy, &env, config).await;
-        let Some((balancer, m)) = member else {
+        let outcome = proxy(
+            client, &request, &backend, &mut body, busy, &env, generation,
+        )
+        .await;
+        let Some(m) = member else {
             break outcome;
+        };
+        let balancer = config.balancer(m.balancer);
+        let fail = || {
+            balancer::fail(
+                balancer,
+                m.index,
+                generation.balancer(m.balancer),
+                &backend.worker.name,
+                backend.worker.params.retry,
+            )
         };
         match &outcome {
             // S109: a member that cannot be connected to is put in error and
             // the request, not sent yet, goes to the next one.
             Err((ProxyError::Connect(_) | ProxyError::PoolExhausted, false)) => {
-                m.fail(&balancer.name);
-                tried.push(backend.index);
+                fail();
+                tried.push(m.index);
                 if tried.len() < balancer.attempts() {
                     continue;
                 }
             }
             // S111, S112, S126: these fail the member but are not retried.
-            Err((ProxyError::TlsHandshake(_), _)) => m.fail(&balancer.name),
-            Err((ProxyError::BackendTimeout, _)) if balancer.failontimeout => {
-                m.fail(&balancer.name)
-            }
+            Err((ProxyError::TlsHandshake(_), _)) => fail(),
+            Err((ProxyError::BackendTimeout, _)) if balancer.failontimeout => fail(),
             _ => {}
         }
         break outcome;
@@ -509,7 +527,7 @@ where
         Ok(outcome) => outcome,
         Err((e, answered)) => {
             if e.is_backend() {
-                tracing::error!(peer = %facts.peer, route = %mapped.name(), "{e}");
+                tracing::error!(peer = %facts.peer, route = %mapped.name(config), "{e}");
             } else {
                 tracing::debug!(peer = %facts.peer, "{e}");
             }
@@ -539,58 +557,67 @@ struct Request<'a> {
 /// Borrowed from the mapping or the balancer: nothing is copied per request
 /// but a balanced path.
 struct Backend<'a> {
-    worker: &'a Arc<Worker>,
+    worker: WorkerView<'a>,
     url: &'a TargetUrl,
     path_and_query: std::borrow::Cow<'a, str>,
     reuse: bool,
-    member: Option<(&'a Balancer, &'a Member)>,
-    index: usize,
-    route_changed: bool,
+    member: Option<ChosenMember>,
     /// The sticky route the request carried.
     session_route: Option<String>,
 }
 
+/// A balancer member chosen for an attempt.
+#[derive(Clone, Copy)]
+struct ChosenMember {
+    balancer: BalancerIdx,
+    index: usize,
+    route_changed: bool,
+}
+
 /// Picks the backend for an attempt, skipping balancer members `tried`.
 fn choose_backend<'a>(
+    generation: &'a Generation,
     mapped: &'a Mapped<'a>,
     head: &RequestHead,
     path: &route::RequestPath,
     tried: &[usize],
 ) -> Result<Backend<'a>, ProxyError> {
-    let balancer = match &mapped.backend {
-        route::Backend::Balanced(b) => b,
+    let idx = match &mapped.backend {
+        route::Backend::Balanced(b) => *b,
         route::Backend::Single { worker, url } => {
             return Ok(Backend {
-                worker,
+                worker: generation.worker(*worker, url),
                 url,
                 path_and_query: std::borrow::Cow::Borrowed(&mapped.path_and_query),
                 reuse: mapped.reuse,
                 member: None,
-                index: 0,
-                route_changed: false,
                 session_route: None,
-            })
+            });
         }
     };
-    let route = balancer.sticky_route(
+    let spec: &Balancer = generation.config.balancer(idx);
+    let route = balancer::sticky_route(
+        spec,
         &path.raw,
         path.query.as_deref(),
         head.headers.get_str("cookie"),
     );
-    let chosen = balancer
-        .choose(route.as_deref(), tried)
-        .ok_or_else(|| ProxyError::NoMember(balancer.name.clone()))?;
-    let m = chosen.member;
+    let chosen = balancer::choose(spec, generation.balancer(idx), route.as_deref(), tried)
+        .ok_or_else(|| ProxyError::NoMember(spec.name.clone()))?;
+    let m = &spec.members[chosen.index];
+    let worker = generation.worker(WorkerRef::Configured(m.worker), &m.url);
     // S35: the member's path is put before the mapped path as it is.
     let path_and_query = format!("{}{}", m.url.path, mapped.path_and_query);
     Ok(Backend {
-        worker: &m.worker,
+        reuse: !worker.params.disable_reuse && mapped.reuse,
+        worker,
         url: &m.url,
         path_and_query: std::borrow::Cow::Owned(path_and_query),
-        reuse: !m.worker.params.disable_reuse && mapped.reuse,
-        member: Some((balancer.as_ref(), m)),
-        index: chosen.index,
-        route_changed: chosen.route_changed,
+        member: Some(ChosenMember {
+            balancer: idx,
+            index: chosen.index,
+            route_changed: chosen.route_changed,
+        }),
         session_route: route,
     })
 }
@@ -659,16 +686,17 @@ async fn proxy<S>(
     body: &mut BodyState,
     busy: Option<Busy>,
     env: &Env,
-    config: &Arc<Config>,
+    generation: &Generation,
 ) -> Result<Outcome, Failed>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let config = &generation.config;
     let mapped = req.mapped;
     let target = backend_target;
     let head = req.head;
-    let worker = target.worker;
-    let params = &worker.params;
+    let worker = &target.worker;
+    let params = worker.params;
     let settings = &mapped.settings;
     let backend_timeout = params
         .timeout
@@ -678,7 +706,7 @@ where
     let client_timeout = req.server.timeout;
     let before = |e: ProxyError| (e, false);
 
-    if target.url.scheme.is_tls() && !settings.base.ssl_proxy.engine {
+    if target.url.scheme.is_tls() && !config.ssl_proxy(settings.base.ssl_proxy).engine {
         return Err(before(ProxyError::TlsNotEnabled));
     }
 
@@ -835,7 +863,7 @@ where
     let (backend, first_response) = loop {
         attempt += 1;
         let pooled = if reusable && attempt == 1 {
-            worker.pool.take(&key, params.ttl)
+            worker.state.pool.take(&key, params.ttl)
         } else {
             None
         };
@@ -843,16 +871,15 @@ where
             Some(c) => c,
             None => {
                 let slot = worker
-                    .pool
-                    .slot(params.acquire.unwrap_or(connect_timeout))
+                    .state
+                    .limit
+                    .acquire(params.acquire.unwrap_or(connect_timeout))
                     .await
-                    .map_err(|_| before(ProxyError::PoolExhausted))?;
+                    .ok_or_else(|| before(ProxyError::PoolExhausted))?;
                 let tls = if let Some(sni_name) = &sni_name {
-                    let client_config = settings
-                        .base
-                        .ssl_proxy
-                        .client
-                        .clone()
+                    let client_config = generation
+                        .tls(settings.base.ssl_proxy)
+                        .cloned()
                         .ok_or_else(|| before(ProxyError::TlsNotEnabled))?;
                     let name = ServerName::try_from(sni_name.clone()).map_err(|_| {
                         before(ProxyError::TlsHandshake(format!(
@@ -863,25 +890,25 @@ where
                 } else {
                     None
                 };
-                let stream = backend::connect(&ConnectSpec {
+                let stream = upstream::connect::connect(&ConnectSpec {
                     host: &target.url.host,
-                    addresses: &worker.addresses,
+                    addresses: &worker.state.addresses,
                     port: target.url.port,
                     tls,
                     connect_timeout,
                     keepalive: params.keepalive,
                 })
                 .await
-                .map_err(before)?;
+                .map_err(|e| before(e.into()))?;
                 BackendConn {
                     stream,
-                    _slot: slot,
+                    slot,
                     reused: false,
                 }
             }
         };
         let reused = conn.reused;
-        let slot = conn._slot;
+        let slot = conn.slot;
         let mut backend = Conn::new(conn.stream);
         let end = if fully_buffered {
             body::end(body_out)
@@ -914,7 +941,7 @@ where
             _ => break ((backend, slot), response),
         }
     };
-    let (mut backend_conn, mut slot) = backend;
+    let (mut backend_conn, slot) = backend;
 
     // Stream the rest of the body (after a 100 when the client expects one).
     let mut response = first_response.map(|r| r.map_err(before)).transpose()?;
@@ -1052,7 +1079,7 @@ where
         return Ok(Outcome::Tunnel(Box::new(TunnelStart {
             backend: backend_conn,
             mode,
-            slot: slot.take(),
+            slot,
             timeout: client_timeout.max(backend_timeout),
             busy,
         })));
@@ -1060,10 +1087,17 @@ where
 
     // An ordinary response, also to an upgrade request (S52).
     let status = resp.status;
-    if let Some((balancer, m)) = target.member {
+    if let Some(m) = target.member {
         // S112: the response still goes to the client; the member is failed.
+        let balancer = config.balancer(m.balancer);
         if balancer.failonstatus.contains(&status) {
-            m.fail(&balancer.name);
+            balancer::fail(
+                balancer,
+                m.index,
+                generation.balancer(m.balancer),
+                &worker.name,
+                params.retry,
+            );
         }
     }
     let bodyless =
@@ -1163,10 +1197,10 @@ where
             .await
             .map_err(|e| (ProxyError::ClientIo(e.to_string()), true))?;
     }
-    if let Some((_, m)) = target.member {
+    if let Some(m) = target.member {
         // bytraffic: bytes to and from the member (tunnels do not count).
         let bytes = request_head.len() as u64 + reader.read + body_reader.read;
-        m.state
+        generation.balancer(m.balancer).members[m.index]
             .traffic
             .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
     }
@@ -1178,11 +1212,11 @@ where
         && !(backend_te.is_some() && backend_cl.is_some())
         && backend_conn.buf.is_empty();
     if backend_reusable {
-        worker.pool.put(
+        worker.state.pool.put(
             key,
             BackendConn {
                 stream: backend_conn.into_io(),
-                _slot: slot.take(),
+                slot,
                 reused: true,
             },
         );

@@ -1,15 +1,12 @@
 //! The proxy engine: from an accepted socket to a forwarded response or a
 //! tunnel.
 
-pub mod backend;
 pub mod body;
 pub mod conn;
 pub mod error;
 pub mod headers;
 pub mod http;
 pub mod park;
-pub mod pool;
-pub mod resolve;
 pub mod server;
 pub mod splice;
 pub mod tunnel;

@@ -26,13 +26,13 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Registry, Token};
 use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::backend::BackendStream;
 use super::server::{ConnGuard, Shared};
 use super::tunnel::{AsTcp, End, Outcome, Resting, Run, Summary, Tunnel};
 use crate::balancer::Busy;
+use crate::upstream::{BackendStream, Slot};
 
 /// Batches of readiness events handled before the watcher lets other tasks run.
 const WAKE_BATCHES: usize = 4;
@@ -55,18 +55,13 @@ const TRIM_LATER: Duration = Duration::from_secs(5);
 pub struct Life {
     shared: Arc<Shared>,
     _guard: ConnGuard,
-    _slot: Option<OwnedSemaphorePermit>,
+    _slot: Slot,
     _busy: Option<Busy>,
     started: std::time::Instant,
 }
 
 impl Life {
-    pub fn new(
-        shared: Arc<Shared>,
-        guard: ConnGuard,
-        slot: Option<OwnedSemaphorePermit>,
-        busy: Option<Busy>,
-    ) -> Life {
+    pub fn new(shared: Arc<Shared>, guard: ConnGuard, slot: Slot, busy: Option<Busy>) -> Life {
         shared.stats.tunnel_opened();
         Life {
             shared,

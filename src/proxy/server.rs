@@ -1,23 +1,27 @@
 //! Listening, accepting, connection limits, reload and graceful shutdown.
 //!
-//! The running configuration sits behind a lock that is only held to clone
-//! an `Arc`: each request takes the configuration current when it starts, so
-//! a reload never touches a live request or tunnel.
+//! The running configuration is a [`Generation`] (the configuration bound
+//! to the runtime's state) swapped atomically: each connection and request
+//! takes the one current when it starts, so a reload never touches a live
+//! request or tunnel, and taking it costs no lock.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
 use super::http::{self, ConnFacts};
 use super::park::{self, Parker};
-use crate::config::{Config, StateRegistry};
+use crate::config::Config;
+use crate::upstream::{health, Generation, Runtime};
 
 /// Listen backlog: enough for thousands of clients connecting at once.
 const BACKLOG: u32 = 4096;
@@ -49,7 +53,10 @@ impl Stats {
 }
 
 pub struct Shared {
-    config: RwLock<Arc<Config>>,
+    generation: ArcSwap<Generation>,
+    /// Pools, addresses, member states and `max=` slots, by identity,
+    /// for every generation.
+    runtime: Runtime,
     pub stats: Stats,
     shutdown: watch::Sender<bool>,
     drained: Notify,
@@ -61,12 +68,9 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The configuration new requests use.
-    pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// The configuration, bound to the runtime, that new requests use.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.generation.load_full()
     }
 
     pub fn parker(&self) -> Arc<Parker> {
@@ -97,9 +101,9 @@ impl Drop for ConnGuard {
 /// A running proxy.
 pub struct Handle {
     shared: Arc<Shared>,
-    listeners: Mutex<HashMap<SocketAddr, JoinHandle<()>>>,
-    /// Balancer members' state, kept across reloads.
-    registry: StateRegistry,
+    /// By the address `Listen` names: the accepting task and the address
+    /// bound (they differ for port 0).
+    listeners: Mutex<HashMap<SocketAddr, (JoinHandle<()>, SocketAddr)>>,
     health_checks: Mutex<Vec<JoinHandle<()>>>,
     parker_watch: JoinHandle<()>,
 }
@@ -114,6 +118,14 @@ impl Drop for Handle {
         {
             task.abort();
         }
+        for (_, (task, _)) in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+        {
+            task.abort();
+        }
         // Parked tunnels hold the server (their guards count connections),
         // and the server holds them: close them so that both go.
         self.parker_watch.abort();
@@ -121,33 +133,36 @@ impl Drop for Handle {
     }
 }
 
-/// Starts the health checks of a configuration's balancer members.
-fn start_health_checks(config: &Config) -> Vec<JoinHandle<()>> {
-    crate::balancer::health::start(
-        &config.balancers,
-        config.main.settings.ssl_proxy.client.clone(),
-    )
-}
-
 impl Handle {
     /// Binds every `Listen` address and starts accepting.
     pub async fn start(config: Config) -> io::Result<Handle> {
-        Handle::start_with(config, StateRegistry::default()).await
+        let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
+        let mut bound = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            bound.push((addr, bind(addr)?));
+        }
+        Handle::start_on(config, bound)
     }
 
-    /// Like [`Handle::start`], for a configuration built with `registry`
-    /// (`config::load_with`), which reloads must then use too.
-    pub async fn start_with(config: Config, registry: StateRegistry) -> io::Result<Handle> {
+    /// Starts accepting on listeners already bound, each under the `Listen`
+    /// address it stands for (tests hand in sockets they bound themselves).
+    pub fn start_on(
+        config: Config,
+        listeners: Vec<(SocketAddr, TcpListener)>,
+    ) -> io::Result<Handle> {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
         let limit = config.max_connections.map(|n| Arc::new(Semaphore::new(n)));
-        let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
         let (shutdown, _) = watch::channel(false);
         let (parker, watcher) = Parker::new()?;
         let watcher = tokio::spawn(watcher);
+        let runtime = Runtime::default();
+        let generation = Arc::new(runtime.bind(config));
+        let checks = health::start(&generation);
         let shared = Arc::new(Shared {
-            config: RwLock::new(Arc::new(config)),
+            generation: ArcSwap::new(generation),
+            runtime,
             stats: Stats::default(),
             shutdown,
             drained: Notify::new(),
@@ -155,35 +170,43 @@ impl Handle {
             limit_reported: AtomicBool::new(false),
             parker,
         });
-        let mut listeners = HashMap::new();
-        for addr in addrs {
-            let listener = bind(addr)?;
-            let bound = listener.local_addr()?;
-            tracing::info!("listening on {bound}");
-            listeners.insert(addr, tokio::spawn(accept_loop(listener, shared.clone())));
+        let mut accepting = HashMap::new();
+        for (addr, listener) in listeners {
+            let local = listener.local_addr()?;
+            tracing::info!("listening on {local}");
+            let task = tokio::spawn(accept_loop(listener, shared.clone()));
+            accepting.insert(addr, (task, local));
         }
-        let checks = start_health_checks(&shared.config());
         Ok(Handle {
             shared,
-            listeners: Mutex::new(listeners),
-            registry,
+            listeners: Mutex::new(accepting),
             health_checks: Mutex::new(checks),
             parker_watch: watcher,
         })
-    }
-
-    /// The member state a reloaded configuration must be built with.
-    pub fn registry(&self) -> &StateRegistry {
-        &self.registry
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
+    /// The addresses accepting connections, as bound (a `Listen` on port 0
+    /// gets its port here), in no particular order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|(_, local)| *local)
+            .collect();
+        addrs.sort();
+        addrs
+    }
+
     /// Swaps in a new configuration: new connections and requests use it,
     /// live ones keep theirs. Listeners added are bound first; if one cannot
-    /// be, nothing changes.
+    /// be, nothing changes. Workers and members the new configuration keeps
+    /// keep their pools, addresses, `max=` slots and states.
     pub fn reload(&self, config: Config) -> io::Result<()> {
         let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
         let wanted: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
@@ -193,8 +216,8 @@ impl Handle {
                 fresh.push((*addr, bind(*addr)?));
             }
         }
-        let old = self.shared.config();
-        if old.max_connections != config.max_connections {
+        let old = self.shared.generation();
+        if old.config.max_connections != config.max_connections {
             tracing::warn!(
                 "MaxRequestWorkers changes take effect at the next start, not on reload"
             );
@@ -202,12 +225,9 @@ impl Handle {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
-        let checks = start_health_checks(&config);
-        *self
-            .shared
-            .config
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        let generation = Arc::new(self.shared.runtime.bind(config));
+        let checks = health::start(&generation);
+        self.shared.generation.store(generation);
         for task in std::mem::replace(
             &mut *self.health_checks.lock().unwrap_or_else(|p| p.into_inner()),
             checks,
@@ -215,16 +235,15 @@ impl Handle {
             task.abort();
         }
         for (addr, listener) in fresh {
-            tracing::info!("listening on {addr}");
-            listeners.insert(
-                addr,
-                tokio::spawn(accept_loop(listener, self.shared.clone())),
-            );
+            let local = listener.local_addr()?;
+            tracing::info!("listening on {local}");
+            let task = tokio::spawn(accept_loop(listener, self.shared.clone()));
+            listeners.insert(addr, (task, local));
         }
-        listeners.retain(|addr, task| {
+        listeners.retain(|addr, (task, local)| {
             let keep = wanted.contains(addr);
             if !keep {
-                tracing::info!("no longer listening on {addr}");
+                tracing::info!("no longer listening on {local}");
                 task.abort();
             }
             keep
@@ -236,7 +255,7 @@ impl Handle {
     /// requests and tunnels to finish for at most `grace` (`None`: for
     /// ever). Returns how many connections were still open at the end.
     pub async fn shutdown(&self, grace: Option<Duration>) -> usize {
-        for (_, task) in self
+        for (_, (task, _)) in self
             .listeners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -261,6 +280,16 @@ impl Handle {
             None => drained.await,
         }
         self.shared.stats.connections.load(Ordering::Acquire)
+    }
+
+    /// Serves until `stop` completes, then shuts down gracefully with the
+    /// configuration's `GracefulShutdownTimeout`; returns how many
+    /// connections were still open at the end (for in-process use: tests,
+    /// embedding).
+    pub async fn serve_until(self, stop: impl Future<Output = ()>) -> usize {
+        stop.await;
+        let grace = self.shared.generation().config.graceful_shutdown;
+        self.shutdown(grace).await
     }
 }
 

@@ -231,13 +231,17 @@ fn p_uses_the_parameters_of_the_matching_worker() {
         local: "127.0.0.1:80".parse().unwrap(),
         https: false,
     };
-    match crate::route::decide(&c.main, &req) {
+    let params = |w: &crate::config::WorkerRef| match w {
+        crate::config::WorkerRef::Configured(i) => c.worker(*i).params.clone(),
+        crate::config::WorkerRef::Generic => crate::config::WorkerParams::generic(),
+    };
+    match crate::route::decide(&c, &c.main, &req) {
         crate::route::Decision::Proxy(m) => {
             let crate::route::Backend::Single { worker, .. } = &m.backend else {
                 panic!("{m:?}")
             };
             assert_eq!(
-                worker.params.timeout,
+                params(worker).timeout,
                 Some(std::time::Duration::from_secs(7))
             );
             assert!(m.reuse);
@@ -250,13 +254,15 @@ fn p_uses_the_parameters_of_the_matching_worker() {
         path: &path,
         ..req
     };
-    match crate::route::decide(&c.main, &req) {
+    match crate::route::decide(&c, &c.main, &req) {
         crate::route::Decision::Proxy(m) => {
             let crate::route::Backend::Single { worker, .. } = &m.backend else {
                 panic!("{m:?}")
             };
+            assert_eq!(*worker, crate::config::WorkerRef::Generic);
             assert_eq!(
-                worker.params.timeout, None,
+                params(worker).timeout,
+                None,
                 "no worker prefixes ws://other/: the generic one"
             );
             assert!(!m.reuse);
@@ -283,7 +289,7 @@ fn vhosts_inherit_the_engine_but_not_the_rules_unless_asked() {
             local: "127.0.0.1:80".parse().unwrap(),
             https: false,
         };
-        crate::route::tests::describe(crate::route::decide(&c.vhosts[vhost], &req))
+        crate::route::tests::describe(&c, crate::route::decide(&c, &c.vhosts[vhost], &req))
     };
     assert_eq!(describe(0, "/own"), "http://a/");
     assert_eq!(describe(0, "/main"), "404");

@@ -11,15 +11,18 @@ pub mod path;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use crate::config::values::{parse_target_url, TargetUrl, UrlError};
+use crate::config::model::balancer::BalancerIdx;
+use crate::config::model::headers::Rules;
+use crate::config::model::rewrite::Var;
 use crate::config::{
-    Config, LocationMatcher, ProxySettings, ProxyTarget, ReverseRule, RouteMatcher, Server, Target,
-    Worker, WorkerParams,
+    Config, LocationMatcher, PassTo, ProxySettings, ProxyTarget, ReverseRule, RouteMatcher, Server,
+    Target, WorkerRef,
 };
-use crate::http::{host_name, host_without_port, FieldValue, Text};
-use crate::rewrite::{self, Outcome, Var};
+use crate::http::{
+    host_name, host_without_port, parse_target_url, FieldValue, TargetUrl, Text, UrlError,
+};
+use crate::rewrite::{self, Outcome};
 pub use path::{encode_path, normalize, PathError, RequestPath};
 
 /// What to do with a request.
@@ -58,20 +61,27 @@ pub struct Mapped<'c> {
 #[derive(Debug)]
 pub enum Backend<'c> {
     Single {
-        worker: Arc<Worker>,
+        worker: WorkerRef,
         /// Borrowed from the configuration when the url has no `$N`.
         url: Cow<'c, TargetUrl>,
     },
     /// A `balancer://`: the member is chosen when the request is sent.
-    Balanced(Arc<crate::balancer::Balancer>),
+    Balanced(BalancerIdx),
 }
 
 impl Mapped<'_> {
     /// The worker or balancer, for logs.
-    pub fn name(&self) -> &str {
+    pub fn name<'a>(&'a self, config: &'a Config) -> Cow<'a, str> {
         match &self.backend {
-            Backend::Single { worker, .. } => &worker.name,
-            Backend::Balanced(b) => &b.name,
+            Backend::Single {
+                worker: WorkerRef::Configured(w),
+                ..
+            } => Cow::Borrowed(&config.worker(*w).name),
+            Backend::Single {
+                worker: WorkerRef::Generic,
+                url,
+            } => Cow::Owned(url.origin()),
+            Backend::Balanced(b) => Cow::Borrowed(&config.balancer(*b).name),
         }
     }
 }
@@ -86,35 +96,31 @@ pub struct Settings<'c> {
     pub reverse: Vec<&'c ReverseRule>,
     /// Header and environment rules of the matching `<Location>`s, in
     /// order (the server's own are in `Server::rules`).
-    pub location_rules: Vec<&'c crate::config::headers::Rules>,
+    pub location_rules: Vec<&'c Rules>,
 }
 
 /// Picks the server for a connection accepted on `local` with this `Host`
 /// (S131): vhosts for the exact IP first, then wildcard ones; by name among
 /// them; else the first of them; else the main server.
-pub fn select_server<'c>(
-    config: &'c Config,
-    local: SocketAddr,
-    host: Option<&str>,
-) -> &'c Arc<Server> {
+pub fn select_server<'c>(config: &'c Config, local: SocketAddr, host: Option<&str>) -> &'c Server {
     if config.vhosts.is_empty() {
         return &config.main;
     }
     let port = local.port();
     let ip = local.ip();
-    let exact = |v: &&Arc<Server>| {
+    let exact = |v: &&Server| {
         v.addrs
             .iter()
             .any(|a| a.ip == Some(ip) && a.port.is_none_or(|p| p == port))
     };
-    let wildcard = |v: &&Arc<Server>| {
+    let wildcard = |v: &&Server| {
         v.addrs
             .iter()
             .any(|a| a.ip.is_none() && a.port.is_none_or(|p| p == port))
     };
     // Vhosts for the exact address first, else the wildcard ones.
     let specific = config.vhosts.iter().any(|v| exact(&v));
-    let candidate = |v: &&Arc<Server>| if specific { exact(v) } else { wildcard(v) };
+    let candidate = |v: &&Server| if specific { exact(v) } else { wildcard(v) };
     let Some(first) = config.vhosts.iter().find(candidate) else {
         return &config.main;
     };
@@ -164,17 +170,17 @@ impl Request<'_> {
     }
 }
 
-/// Maps a request on `server`: rewrite rules, then ProxyPass.
-pub fn decide<'c>(server: &'c Server, req: &Request<'_>) -> Decision<'c> {
+/// Maps a request on `server` (of `config`): rewrite rules, then ProxyPass.
+pub fn decide<'c>(config: &'c Config, server: &'c Server, req: &Request<'_>) -> Decision<'c> {
     // RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored, also when
     // legacy mode picks routes by it.
     let has_upgrade = req.header("upgrade").is_some() && req.version != "HTTP/1.0";
     if server.rewrite.is_empty() {
-        return map(server, req.path, has_upgrade);
+        return map(config, server, req.path, has_upgrade);
     }
     let vars = RewriteVars { req, server };
     match rewrite::apply(&server.rewrite, &req.path.decoded, &vars) {
-        Outcome::Unchanged => map(server, req.path, has_upgrade),
+        Outcome::Unchanged => map(config, server, req.path, has_upgrade),
         Outcome::PassThrough { path, query } => {
             let mut raw = String::new();
             encode_path(&path, &mut raw);
@@ -183,13 +189,13 @@ pub fn decide<'c>(server: &'c Server, req: &Request<'_>) -> Decision<'c> {
                 raw,
                 query,
             };
-            map(server, &rewritten, has_upgrade)
+            map(config, server, &rewritten, has_upgrade)
         }
         Outcome::Proxy {
             url,
             query,
             noescape,
-        } => proxy_from_rewrite(server, req.path, &url, query, noescape),
+        } => proxy_from_rewrite(config, server, req.path, &url, query, noescape),
         Outcome::Redirect { status, location } => Decision::Redirect { status, location },
         Outcome::Status(s) => Decision::Status(s),
         // S166: a rewrite to a local path never serves a file.
@@ -296,6 +302,7 @@ impl rewrite::Vars for RewriteVars<'_> {
 /// (S93, S96, S97): the path canonicalised (unless `[NE]`), the parameters of
 /// the worker whose url prefixes it, or none.
 fn proxy_from_rewrite<'c>(
+    config: &'c Config,
     server: &'c Server,
     original: &RequestPath,
     url: &[u8],
@@ -306,7 +313,7 @@ fn proxy_from_rewrite<'c>(
         .get(..11)
         .is_some_and(|s| s.eq_ignore_ascii_case(b"balancer://"))
     {
-        return balancer_from_rewrite(server, original, url, query);
+        return balancer_from_rewrite(config, server, original, url, query);
     }
     // Split on bytes: the decoded path need not be UTF-8.
     let Some(scheme_end) = url.windows(3).position(|w| w == b"://") else {
@@ -354,20 +361,14 @@ fn proxy_from_rewrite<'c>(
     let found = server
         .workers
         .iter()
-        .filter(|w| full.starts_with(&w.name))
-        .max_by_key(|w| w.name.len());
+        .filter(|w| full.starts_with(&config.worker(**w).name))
+        .max_by_key(|w| config.worker(**w).name.len());
     let (worker, reuse) = match found {
-        Some(w) => (w.clone(), !w.params.disable_reuse),
-        None => (
-            Arc::new(Worker::new(
-                format!("{}://{}", target.scheme.as_str(), target.authority()),
-                WorkerParams {
-                    disable_reuse: true,
-                    ..WorkerParams::default()
-                },
-            )),
-            false,
+        Some(w) => (
+            WorkerRef::Configured(*w),
+            !config.worker(*w).params.disable_reuse,
         ),
+        None => (WorkerRef::Generic, false),
     };
     let (settings, _) = settings_for(server, original);
     Decision::Proxy(Mapped {
@@ -384,6 +385,7 @@ fn proxy_from_rewrite<'c>(
 /// A `[P]` rule naming `balancer://name/path`: the balancer chooses the
 /// member later, as for a ProxyPass to it.
 fn balancer_from_rewrite<'c>(
+    config: &'c Config,
     server: &'c Server,
     original: &RequestPath,
     url: &[u8],
@@ -395,9 +397,10 @@ fn balancer_from_rewrite<'c>(
     };
     // The configuration check guarantees the balancer of a literal name;
     // a name built from the request may still miss.
-    let Some(balancer) = server.balancers.iter().find(|b| b.name == name) else {
+    let Some(idx) = config.balancer_named(&name) else {
         return Decision::NotFound;
     };
+    let balancer = config.balancer(idx);
     let mut out = String::with_capacity(path.len() + 16);
     encode_path(path.as_bytes(), &mut out);
     if !out.starts_with('/') {
@@ -412,7 +415,7 @@ fn balancer_from_rewrite<'c>(
         settings.location_rules.push(&balancer.rules);
     }
     Decision::Proxy(Mapped {
-        backend: Backend::Balanced(balancer.clone()),
+        backend: Backend::Balanced(idx),
         reuse: true,
         path_and_query: out,
         settings,
@@ -476,7 +479,12 @@ fn settings_for<'c, 'p>(
 /// ProxyPass mapping (after rewriting). `has_upgrade` says whether the client
 /// sent an Upgrade header, which legacy mode (fallback Off) needs to pick a
 /// ws route.
-fn map<'c>(server: &'c Server, path: &RequestPath, has_upgrade: bool) -> Decision<'c> {
+fn map<'c>(
+    config: &'c Config,
+    server: &'c Server,
+    path: &RequestPath,
+    has_upgrade: bool,
+) -> Decision<'c> {
     let (settings, location_pass) = settings_for(server, path);
     if let Some((target, prefix_len, captures, matcher)) = location_pass {
         match target {
@@ -488,8 +496,10 @@ fn map<'c>(server: &'c Server, path: &RequestPath, has_upgrade: bool) -> Decisio
                     LocationMatcher::Regex(_) => None,
                 };
                 return match prefix_len {
-                    Some(len) => map_prefix(t, raw_prefix.unwrap_or(b"/"), len, path, settings),
-                    None => map_regex(t, captures.as_ref(), path, settings),
+                    Some(len) => {
+                        map_prefix(config, t, raw_prefix.unwrap_or(b"/"), len, path, settings)
+                    }
+                    None => map_regex(config, t, captures.as_ref(), path, settings),
                 };
             }
         }
@@ -511,8 +521,8 @@ fn map<'c>(server: &'c Server, path: &RequestPath, has_upgrade: bool) -> Decisio
             continue;
         }
         return match (&route.matcher, prefix_len) {
-            (RouteMatcher::Prefix(p), Some(len)) => map_prefix(t, p, len, path, settings),
-            _ => map_regex(t, captures.as_ref(), path, settings),
+            (RouteMatcher::Prefix(p), Some(len)) => map_prefix(config, t, p, len, path, settings),
+            _ => map_regex(config, t, captures.as_ref(), path, settings),
         };
     }
     Decision::NotFound
@@ -583,10 +593,14 @@ impl RouteUrl<'_> {
 }
 
 fn route_url<'c>(t: &'c ProxyTarget, url: &str) -> Result<RouteUrl<'c>, UrlError> {
-    if let Some(parsed) = &t.parsed {
+    if let PassTo::Worker {
+        parsed: Some(parsed),
+        ..
+    } = &t.to
+    {
         return Ok(RouteUrl::Backend(Cow::Borrowed(parsed)));
     }
-    if t.balancer.is_some() {
+    if matches!(t.to, PassTo::Balancer(_)) {
         let (_, path) = crate::config::balancer::split_balancer_url(url).ok_or(UrlError::NoHost)?;
         return Ok(RouteUrl::Balancer {
             path: path.to_string(),
@@ -596,6 +610,7 @@ fn route_url<'c>(t: &'c ProxyTarget, url: &str) -> Result<RouteUrl<'c>, UrlError
 }
 
 fn map_prefix<'c>(
+    config: &'c Config,
     t: &'c ProxyTarget,
     prefix: &[u8],
     matched: usize,
@@ -625,10 +640,11 @@ fn map_prefix<'c>(
             encode_path(&full, &mut out);
         }
     }
-    finish(t, url, out, path, settings)
+    finish(config, t, url, out, path, settings)
 }
 
 fn map_regex<'c>(
+    config: &'c Config,
     t: &'c ProxyTarget,
     captures: Option<&regex::bytes::Captures<'_>>,
     path: &RequestPath,
@@ -655,10 +671,11 @@ fn map_regex<'c>(
     }
     let mut out = String::with_capacity(full.len() + 16);
     encode_path(&full, &mut out);
-    finish(t, url, out, path, settings)
+    finish(config, t, url, out, path, settings)
 }
 
 fn finish<'c>(
+    config: &'c Config,
     t: &'c ProxyTarget,
     url: RouteUrl<'c>,
     mut out: String,
@@ -672,26 +689,27 @@ fn finish<'c>(
         out.push('?');
         out.push_str(q);
     }
-    let backend = match (url, &t.balancer) {
-        (RouteUrl::Balancer { .. }, Some(cell)) => match cell.get() {
-            Some(b) => {
-                // The <Proxy> section's rules come after the Locations'.
-                if !b.rules.is_empty() {
-                    settings.location_rules.push(&b.rules);
-                }
-                Backend::Balanced(b.clone())
+    let (backend, reuse) = match (url, &t.to) {
+        (RouteUrl::Balancer { .. }, PassTo::Balancer(idx)) => {
+            let b = config.balancer(*idx);
+            // The <Proxy> section's rules come after the Locations'.
+            if !b.rules.is_empty() {
+                settings.location_rules.push(&b.rules);
             }
-            None => return Decision::BadTarget,
-        },
-        (RouteUrl::Backend(url), _) => Backend::Single {
-            worker: t.worker.clone(),
-            url,
-        },
-        (RouteUrl::Balancer { .. }, None) => return Decision::BadTarget,
+            (Backend::Balanced(*idx), !t.substitutes)
+        }
+        (RouteUrl::Backend(url), PassTo::Worker { worker, .. }) => (
+            Backend::Single {
+                worker: WorkerRef::Configured(*worker),
+                url,
+            },
+            !t.substitutes && !config.worker(*worker).params.disable_reuse,
+        ),
+        _ => return Decision::BadTarget,
     };
     Decision::Proxy(Mapped {
         backend,
-        reuse: !t.substitutes && !t.worker.params.disable_reuse,
+        reuse,
         path_and_query: out,
         settings,
     })

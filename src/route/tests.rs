@@ -49,10 +49,10 @@ pub(crate) fn map_request(
         local: "127.0.0.1:80".parse().unwrap(),
         https: false,
     };
-    describe(decide(&cfg.main, &req))
+    describe(cfg, decide(cfg, &cfg.main, &req))
 }
 
-pub(crate) fn describe(d: Decision<'_>) -> String {
+pub(crate) fn describe(cfg: &Config, d: Decision<'_>) -> String {
     match d {
         Decision::Proxy(m) => match &m.backend {
             Backend::Single { url, .. } => {
@@ -63,7 +63,7 @@ pub(crate) fn describe(d: Decision<'_>) -> String {
                     m.path_and_query
                 )
             }
-            Backend::Balanced(b) => format!("{}{}", b.name, m.path_and_query),
+            Backend::Balanced(b) => format!("{}{}", cfg.balancer(*b).name, m.path_and_query),
         },
         Decision::NotFound => "404".into(),
         Decision::Forbidden => "403".into(),
@@ -269,7 +269,7 @@ fn vhosts_by_name_and_main_routes_first() {
         local,
         https: false,
     };
-    match decide(a, &req) {
+    match decide(&c, a, &req) {
         Decision::Proxy(Mapped {
             backend: Backend::Single { url, .. },
             ..
@@ -381,7 +381,10 @@ fn a_host_from_the_request_is_looked_up_per_connection_unless_addressttl_says() 
         .routes
         .iter()
         .map(|r| match &r.target {
-            Target::Proxy(p) => p.worker.params.effective_address_ttl(),
+            Target::Proxy(ProxyTarget {
+                to: PassTo::Worker { worker, .. },
+                ..
+            }) => cfg.worker(*worker).params.effective_address_ttl(),
             _ => panic!("a proxy route"),
         })
         .collect();

@@ -4,10 +4,9 @@
 
 pub mod expr;
 
-use regex::bytes::Regex as BytesRegex;
-use regex::Regex;
-
-use crate::config::Origin;
+pub use crate::config::model::headers::{
+    Action, Attribute, Condition, HeaderRule, Piece, Rules, SetEnvIf, Value,
+};
 use crate::http::{FieldValue, HeaderFields, Text};
 
 /// The request's environment variables (`SetEnv`, `SetEnvIf`, `BALANCER_*`).
@@ -33,68 +32,6 @@ impl Env {
     pub fn unset(&mut self, name: &str) {
         self.vars.retain(|(n, _)| n != name);
     }
-}
-
-#[derive(Debug, Clone)]
-pub enum Action {
-    Set,
-    Append,
-    Add,
-    Merge,
-    SetIfEmpty,
-    Unset,
-    /// `edit` (first match) or `edit*` (every match).
-    Edit {
-        pattern: Regex,
-        replacement: String,
-        all: bool,
-    },
-    /// `Header echo REGEX`: copy matching request headers to the response.
-    Echo(Regex),
-}
-
-#[derive(Debug, Clone)]
-pub enum Condition {
-    Always,
-    /// `early`: applied before anything else reads the request.
-    Early,
-    /// `env=VAR` or `env=!VAR`.
-    Env {
-        name: String,
-        present: bool,
-    },
-    Expr(expr::Cond),
-}
-
-#[derive(Debug, Clone)]
-pub enum Value {
-    Format(Vec<Piece>),
-    Expr(expr::Word),
-}
-
-/// A piece of a header value's format string.
-#[derive(Debug, Clone)]
-pub enum Piece {
-    Literal(String),
-    /// `%{VAR}e`.
-    Env(String),
-    /// `%t`: `t=` and the time the request was received, in microseconds.
-    Time,
-    /// `%D`: `D=` and how long the request has taken so far, in microseconds.
-    Duration,
-}
-
-/// One `Header` or `RequestHeader` line.
-#[derive(Debug, Clone)]
-pub struct HeaderRule {
-    /// `always` (response headers of every response, errors included)
-    /// rather than `onsuccess`.
-    pub always: bool,
-    pub action: Action,
-    pub name: String,
-    pub value: Option<Value>,
-    pub condition: Condition,
-    pub origin: Origin,
 }
 
 /// What a rule's value and condition read.
@@ -214,27 +151,6 @@ impl HeaderRule {
             }
         }
     }
-}
-
-/// `SetEnvIf` / `SetEnvIfNoCase`: a request attribute, a regex, and the
-/// variables to set (`VAR`, `VAR=value` with `$N`) or unset (`!VAR`).
-#[derive(Debug, Clone)]
-pub struct SetEnvIf {
-    pub attribute: Attribute,
-    pub pattern: BytesRegex,
-    pub assignments: Vec<(String, Option<String>)>,
-}
-
-#[derive(Debug, Clone)]
-pub enum Attribute {
-    RemoteHost,
-    RemoteAddr,
-    ServerAddr,
-    RequestMethod,
-    RequestProtocol,
-    RequestUri,
-    /// A request header, or failing that an environment variable.
-    Header(String),
 }
 
 /// What `SetEnvIf` reads from a request.

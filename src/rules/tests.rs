@@ -4,7 +4,7 @@ use super::*;
 use crate::config::from_str;
 use crate::http::{FieldValue, HeaderFields};
 
-fn rules(text: &str) -> crate::config::headers::Rules {
+fn rules(text: &str) -> crate::config::model::headers::Rules {
     let c = from_str(&format!("Listen 127.0.0.1:1\n{text}"), "t.conf").unwrap();
     c.main.rules.clone()
 }

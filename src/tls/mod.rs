@@ -17,32 +17,23 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Builds the client configuration for one server's `SSLProxy*` settings.
+/// Builds the client configuration for one server's `SSLProxy*` settings
+/// (whose certificates the configuration has read and checked).
 pub fn client_config(ssl: &SslProxy) -> Result<rustls::ClientConfig, String> {
     let provider = provider();
-    let mut trusted = Vec::new();
-    let chain = match (&ssl.ca_file, ssl.verify) {
-        (Some(path), true) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
-            let mut roots = RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| format!("'{}' is not PEM: {e}", path.display()))?;
-                roots.add(cert.clone()).map_err(|e| {
-                    format!("'{}': not a usable CA certificate: {e}", path.display())
-                })?;
-                trusted.push(cert);
-            }
-            if trusted.is_empty() {
-                return Err(format!("'{}' holds no PEM certificate", path.display()));
-            }
-            Some(
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            )
+    let trusted = ssl.ca_certificates.clone();
+    let chain = if ssl.verify && !trusted.is_empty() {
+        let mut roots = RootCertStore::empty();
+        for cert in &trusted {
+            roots.add(cert.clone()).map_err(|e| e.to_string())?;
         }
-        _ => None,
+        Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
     };
     let verifier = BackendVerifier {
         chain,

@@ -1,17 +1,24 @@
-//! The typed, validated configuration that the server runs on. Nothing here
-//! parses text: the module files in `config/` build it from directives.
+//! The typed, validated configuration that the server runs on: plain,
+//! immutable data. Nothing here parses text (the module files in `config/`
+//! build it from directives), and nothing here lives: pools, resolved
+//! addresses, balancer counters and `max=` slots belong to the runtime
+//! (`crate::upstream::Runtime`), which finds them by the identities given
+//! here — a worker's [`WorkerId`], a member's
+//! [`MemberId`](balancer::MemberId) — and keeps them across reloads.
+
+pub mod balancer;
+pub mod headers;
+pub mod rewrite;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use regex::bytes::Regex;
+use rustls::pki_types::CertificateDer;
 
 use super::error::Origin;
-pub use crate::http::{Limits, Scheme};
-use crate::proxy::pool::Pool;
-use crate::proxy::resolve::Addresses;
+pub use crate::http::{Limits, Scheme, TargetUrl};
 
 /// Apache's compiled-in `Timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -23,8 +30,8 @@ pub const DEFAULT_GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 pub struct Config {
     pub listeners: Vec<Listener>,
     /// The main server; also what a connection gets when no vhost matches.
-    pub main: Arc<Server>,
-    pub vhosts: Vec<Arc<Server>>,
+    pub main: Server,
+    pub vhosts: Vec<Server>,
     pub limits: Limits,
     /// `Timeout`: client socket timeout, and the fallback for backend timeouts.
     pub timeout: Duration,
@@ -40,7 +47,35 @@ pub struct Config {
     /// Things that work but that an operator should know, printed by `-t` and
     /// logged at startup.
     pub warnings: Vec<String>,
-    pub balancers: Vec<Arc<crate::balancer::Balancer>>,
+    /// Every worker of every ProxyPass line and balancer member, once:
+    /// routes and members name them by [`WorkerIdx`].
+    pub workers: Vec<Worker>,
+    pub balancers: Vec<balancer::Balancer>,
+    /// The distinct `SSLProxy*` settings of the servers, named by [`SslIdx`]
+    /// (the main server's first).
+    pub ssl_proxies: Vec<SslProxy>,
+}
+
+impl Config {
+    pub fn worker(&self, idx: WorkerIdx) -> &Worker {
+        &self.workers[idx.0]
+    }
+
+    pub fn balancer(&self, idx: balancer::BalancerIdx) -> &balancer::Balancer {
+        &self.balancers[idx.0]
+    }
+
+    /// The balancer called `name` (`balancer://name`, lower-case).
+    pub fn balancer_named(&self, name: &str) -> Option<balancer::BalancerIdx> {
+        self.balancers
+            .iter()
+            .position(|b| b.name == name)
+            .map(balancer::BalancerIdx)
+    }
+
+    pub fn ssl_proxy(&self, idx: SslIdx) -> &SslProxy {
+        &self.ssl_proxies[idx.0]
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,13 +93,11 @@ pub struct Server {
     pub timeout: Duration,
     /// The rewrite rules that run for this server, in order; empty when
     /// `RewriteEngine` is off.
-    pub rewrite: Vec<crate::rewrite::Rule>,
+    pub rewrite: Vec<rewrite::Rule>,
     /// The workers of this server's ProxyPass lines (main server's first).
-    pub workers: Vec<Arc<Worker>>,
+    pub workers: Vec<WorkerIdx>,
     /// Header and environment rules (main server's first).
-    pub rules: super::headers::Rules,
-    /// Every balancer of the configuration, for `[P]` rules naming one.
-    pub balancers: Vec<Arc<crate::balancer::Balancer>>,
+    pub rules: headers::Rules,
     /// `ServerName` and every `ServerAlias`, lower-case (aliases may hold `*`/`?`).
     pub names: Vec<String>,
     /// The `<VirtualHost>` addresses; empty for the main server.
@@ -87,7 +120,8 @@ pub struct ProxySettings {
     pub fallback_to_http: bool,
     /// `ProxyTimeout`.
     pub proxy_timeout: Option<Duration>,
-    pub ssl_proxy: Arc<SslProxy>,
+    /// `SSLProxy*`, in [`Config::ssl_proxies`].
+    pub ssl_proxy: SslIdx,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,10 +132,10 @@ pub struct VhostAddr {
     pub port: Option<u16>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Location {
     pub matcher: LocationMatcher,
-    pub rules: super::headers::Rules,
+    pub rules: headers::Rules,
     pub proxy_pass: Option<LocationPass>,
     pub preserve_host: Option<bool>,
     pub add_headers: Option<bool>,
@@ -110,7 +144,7 @@ pub struct Location {
     pub origin: Origin,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum LocationMatcher {
     /// `<Location /path>`: a prefix with ProxyPass's segment rules.
     Prefix(Vec<u8>),
@@ -119,70 +153,87 @@ pub enum LocationMatcher {
 }
 
 /// The single-argument ProxyPass / ProxyPassMatch inside a Location.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LocationPass {
     pub target: Target,
     pub origin: Origin,
 }
 
 /// One `ProxyPass` or `ProxyPassMatch` line.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Route {
     pub matcher: RouteMatcher,
     pub target: Target,
     pub origin: Origin,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum RouteMatcher {
     Prefix(Vec<u8>),
     Regex(Regex),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Target {
     /// `!`: stop looking, serve locally.
     Exclude,
     Proxy(ProxyTarget),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ProxyTarget {
     /// The url as written (for a regex route, with its `$N` references).
     pub url: String,
     /// Whether `url` holds `$N` references to substitute.
     pub substitutes: bool,
-    pub worker: Arc<Worker>,
     pub nocanon: bool,
     pub noquery: bool,
-    /// Set for a `balancer://` url: the balancer, once the configuration
-    /// is complete.
-    pub balancer: Option<super::balancer::BalancerCell>,
-    /// `url` parsed once, when it has no `$N` (the hot path reuses it).
-    pub parsed: Option<super::values::TargetUrl>,
+    pub to: PassTo,
 }
 
-/// A backend as a ProxyPass names it: its address, its parameters and its
-/// pool of idle connections.
-#[derive(Debug)]
+/// What a ProxyPass url names.
+#[derive(Debug, Clone)]
+pub enum PassTo {
+    Worker {
+        worker: WorkerIdx,
+        /// The url parsed once, when it has no `$N` (the hot path reuses it).
+        parsed: Option<TargetUrl>,
+    },
+    Balancer(balancer::BalancerIdx),
+}
+
+/// Where a worker is in [`Config::workers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WorkerIdx(pub usize);
+
+/// A worker's identity, which its pool, resolved addresses and `max=`
+/// slots keep across reloads: its url (for a regex route, up to the first
+/// `$`), the balancer it is a member of, and which of the workers with that
+/// name it is (wsgate keeps each ProxyPass line's parameters, so two lines
+/// with one url are two workers).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WorkerId {
+    pub balancer: Option<String>,
+    pub name: String,
+    pub nth: usize,
+}
+
+/// A backend as a ProxyPass line or a balancer member names it.
+#[derive(Debug, Clone)]
 pub struct Worker {
+    pub id: WorkerId,
     /// The url (for a regex route, up to its first `$`), for logs.
     pub name: String,
     pub params: WorkerParams,
-    pub pool: Pool,
-    /// The backend's address, once resolved (`addressttl=`).
-    pub addresses: Addresses,
 }
 
-impl Worker {
-    pub fn new(name: String, params: WorkerParams) -> Worker {
-        Worker {
-            name,
-            pool: Pool::new(params.max),
-            addresses: Addresses::new(params.effective_address_ttl()),
-            params,
-        }
-    }
+/// Which worker a mapped request goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerRef {
+    Configured(WorkerIdx),
+    /// Apache's default worker: a `[P]` rule to a url no ProxyPass names.
+    /// It reuses no connection ([`WorkerParams::generic`]).
+    Generic,
 }
 
 /// How long a worker keeps the addresses it resolved (`addressttl=`).
@@ -244,6 +295,16 @@ impl Default for WorkerParams {
 }
 
 impl WorkerParams {
+    /// The parameters of Apache's default worker (a `[P]` rule to a url no
+    /// ProxyPass names): no connection reuse, hence an address lookup per
+    /// connection.
+    pub fn generic() -> WorkerParams {
+        WorkerParams {
+            disable_reuse: true,
+            ..WorkerParams::default()
+        }
+    }
+
     /// Apache's rule: a worker whose connections are not reused does not
     /// reuse its address either, unless `addressttl=` says so.
     pub fn effective_address_ttl(&self) -> AddressTtl {
@@ -280,16 +341,22 @@ pub struct ReverseRule {
     pub url: String,
 }
 
-/// Backend TLS settings (`SSLProxy*`).
-#[derive(Debug, Clone)]
+/// Where a server's `SSLProxy*` settings are in [`Config::ssl_proxies`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SslIdx(pub usize);
+
+/// Backend TLS settings (`SSLProxy*`), with the trusted certificates
+/// already read and checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SslProxy {
     pub engine: bool,
     pub verify: bool,
     pub ca_file: Option<PathBuf>,
+    /// The certificates of `SSLProxyCACertificateFile`, read when the
+    /// configuration was (empty without `SSLProxyVerify require`).
+    pub ca_certificates: Vec<CertificateDer<'static>>,
     pub check_peer_name: bool,
     pub check_peer_expire: bool,
-    /// Built from the fields above once the configuration is complete.
-    pub client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for SslProxy {
@@ -298,9 +365,48 @@ impl Default for SslProxy {
             engine: false,
             verify: false,
             ca_file: None,
+            ca_certificates: Vec::new(),
             check_peer_name: true,
             check_peer_expire: true,
-            client: None,
+        }
+    }
+}
+
+/// An integer comparison, as `-eq`, `-ne`, `-lt`, `-le`, `-gt`, `-ge` in
+/// RewriteCond and ap_expr (where `==`, `<`… also name them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl IntOp {
+    /// `-eq` … `-ge`.
+    pub fn from_test(op: &str) -> Option<IntOp> {
+        Some(match op {
+            "-eq" => IntOp::Eq,
+            "-ne" => IntOp::Ne,
+            "-lt" => IntOp::Lt,
+            "-le" => IntOp::Le,
+            "-gt" => IntOp::Gt,
+            "-ge" => IntOp::Ge,
+            _ => return None,
+        })
+    }
+
+    /// Whether `a OP b`.
+    pub fn holds(self, a: i64, b: i64) -> bool {
+        match self {
+            IntOp::Eq => a == b,
+            IntOp::Ne => a != b,
+            IntOp::Lt => a < b,
+            IntOp::Le => a <= b,
+            IntOp::Gt => a > b,
+            IntOp::Ge => a >= b,
         }
     }
 }

@@ -1,11 +1,11 @@
-//! A worker's idle backend connections and its `max=` limit.
+//! A worker's idle backend connections, kept for the next request.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-use super::backend::{BackendConn, BackendStream};
+use super::connect::{BackendConn, BackendStream};
+use super::limit::Slot;
 
 /// Idle connections kept per worker at most, when `max=` does not say.
 const DEFAULT_IDLE: usize = 64;
@@ -19,16 +19,16 @@ pub struct PoolKey {
     pub sni: Option<String>,
 }
 
+#[derive(Default)]
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
-    slots: Option<Arc<Semaphore>>,
-    max_idle: usize,
+    max_idle: AtomicUsize,
 }
 
 struct Idle {
     key: PoolKey,
     stream: BackendStream,
-    slot: Option<OwnedSemaphorePermit>,
+    slot: Slot,
     since: Instant,
 }
 
@@ -41,13 +41,19 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// `max`: at most this many connections to the worker at once (`max=`).
+    /// `max`: the worker's `max=`, which also bounds its idle connections.
     pub fn new(max: Option<usize>) -> Pool {
-        Pool {
-            idle: Mutex::new(Vec::new()),
-            slots: max.filter(|m| *m > 0).map(|m| Arc::new(Semaphore::new(m))),
-            max_idle: max.filter(|m| *m > 0).unwrap_or(DEFAULT_IDLE),
-        }
+        let pool = Pool::default();
+        pool.set_max(max);
+        pool
+    }
+
+    /// Follows a reloaded `max=`.
+    pub fn set_max(&self, max: Option<usize>) {
+        self.max_idle.store(
+            max.filter(|m| *m > 0).unwrap_or(DEFAULT_IDLE),
+            Ordering::Relaxed,
+        );
     }
 
     /// An idle connection for `key` that is still open and younger than
@@ -60,7 +66,7 @@ impl Pool {
             if fresh && !entry.stream.is_stale() {
                 return Some(BackendConn {
                     stream: entry.stream,
-                    _slot: entry.slot,
+                    slot: entry.slot,
                     reused: true,
                 });
             }
@@ -68,22 +74,10 @@ impl Pool {
         None
     }
 
-    /// A slot for a new connection, waiting at most `wait` when `max=` is
-    /// reached; `None` when none came free in time.
-    pub async fn slot(&self, wait: Duration) -> Result<Option<OwnedSemaphorePermit>, ()> {
-        let Some(slots) = &self.slots else {
-            return Ok(None);
-        };
-        match tokio::time::timeout(wait, slots.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Ok(Some(p)),
-            _ => Err(()),
-        }
-    }
-
     /// Returns a connection whose last response was complete and well framed.
     pub fn put(&self, key: PoolKey, conn: BackendConn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() >= self.max_idle {
+        if idle.len() >= self.max_idle.load(Ordering::Relaxed) {
             // Drop the oldest rather than the newest: it is the likeliest to
             // have been closed by the backend's own keep-alive timeout.
             idle.remove(0);
@@ -91,7 +85,7 @@ impl Pool {
         idle.push(Idle {
             key,
             stream: conn.stream,
-            slot: conn._slot,
+            slot: conn.slot,
             since: Instant::now(),
         });
     }

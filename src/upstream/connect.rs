@@ -10,10 +10,9 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::client::TlsStream;
 
-use super::error::ProxyError;
+use super::limit::Slot;
 use super::resolve::Addresses;
 
 /// A connected backend socket.
@@ -93,10 +92,10 @@ impl AsyncWrite for BackendStream {
     }
 }
 
-/// A backend connection with the pool slot (`max=`) it occupies.
+/// A backend connection with the slot (`max=`) it occupies.
 pub struct BackendConn {
     pub stream: BackendStream,
-    pub _slot: Option<OwnedSemaphorePermit>,
+    pub slot: Slot,
     /// Whether this connection served a request before.
     pub reused: bool,
 }
@@ -112,11 +111,22 @@ pub struct ConnectSpec<'a> {
     pub keepalive: bool,
 }
 
-pub async fn connect(spec: &ConnectSpec<'_>) -> Result<BackendStream, ProxyError> {
+/// Why a backend connection could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    #[error("DNS lookup failure for: {0} ({1})")]
+    Dns(String, String),
+    #[error("backend connect failed: {0}")]
+    Refused(String),
+    #[error("TLS handshake with the backend failed: {0}")]
+    TlsHandshake(String),
+}
+
+pub async fn connect(spec: &ConnectSpec<'_>) -> Result<BackendStream, ConnectError> {
     let tcp = match tokio::time::timeout(spec.connect_timeout, connect_tcp(spec)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(ProxyError::Connect("connect timed out".into())),
+        Err(_) => return Err(ConnectError::Refused("connect timed out".into())),
     };
     let _ = tcp.set_nodelay(true);
     if spec.keepalive {
@@ -134,22 +144,22 @@ pub async fn connect(spec: &ConnectSpec<'_>) -> Result<BackendStream, ProxyError
     ));
     match handshake.await {
         Ok(Ok(tls)) => Ok(BackendStream::Tls(Box::new(tls))),
-        Ok(Err(e)) => Err(ProxyError::TlsHandshake(
+        Ok(Err(e)) => Err(ConnectError::TlsHandshake(
             crate::tls::describe_handshake_error(&e),
         )),
-        Err(_) => Err(ProxyError::TlsHandshake("handshake timed out".into())),
+        Err(_) => Err(ConnectError::TlsHandshake("handshake timed out".into())),
     }
 }
 
 /// Tries each of the backend's addresses in turn, as `TcpStream::connect`
 /// would, but with the worker's resolved addresses instead of a lookup per
 /// connection.
-async fn connect_tcp(spec: &ConnectSpec<'_>) -> Result<TcpStream, ProxyError> {
+async fn connect_tcp(spec: &ConnectSpec<'_>) -> Result<TcpStream, ConnectError> {
     let found = spec
         .addresses
         .get(spec.host, spec.port)
         .await
-        .map_err(|e| ProxyError::Dns(spec.host.to_string(), e.to_string()))?;
+        .map_err(|e| ConnectError::Dns(spec.host.to_string(), e.to_string()))?;
     let mut last = None;
     for addr in found.as_slice() {
         match TcpStream::connect(addr).await {
@@ -157,7 +167,7 @@ async fn connect_tcp(spec: &ConnectSpec<'_>) -> Result<TcpStream, ProxyError> {
             Err(e) => last = Some(e),
         }
     }
-    Err(ProxyError::Connect(last.map_or_else(
+    Err(ConnectError::Refused(last.map_or_else(
         || "no address to connect to".into(),
         |e| e.to_string(),
     )))

@@ -32,8 +32,9 @@ impl Found {
 /// A worker's resolved backend address, shared by its connections.
 #[derive(Debug)]
 pub struct Addresses {
-    ttl: AddressTtl,
-    cached: Mutex<Option<Cached>>,
+    /// How long addresses are kept (`addressttl=`, which a reload may
+    /// change), and the ones kept.
+    cached: Mutex<(AddressTtl, Option<Cached>)>,
     /// Held while one connection looks the name up, so that the others
     /// arriving meanwhile (a burst at start, or when the TTL ends) wait for
     /// its answer instead of each asking the resolver.
@@ -52,10 +53,15 @@ struct Cached {
 impl Addresses {
     pub fn new(ttl: AddressTtl) -> Addresses {
         Addresses {
-            ttl,
-            cached: Mutex::new(None),
+            cached: Mutex::new((ttl, None)),
             resolving: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Follows a reloaded `addressttl=`; addresses already kept stay until
+    /// their old deadline.
+    pub fn set_ttl(&self, ttl: AddressTtl) {
+        self.cached.lock().unwrap_or_else(|p| p.into_inner()).0 = ttl;
     }
 
     /// The addresses of `host`, from the system resolver.
@@ -77,18 +83,19 @@ impl Addresses {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Found::Literal(SocketAddr::new(ip, port)));
         }
-        if self.ttl == AddressTtl::EveryTime {
+        let (ttl, held) = self.held(host, port);
+        if ttl == AddressTtl::EveryTime {
             return match resolve(host.to_string(), port).await? {
                 addrs if addrs.is_empty() => Err(no_address()),
                 addrs => Ok(Found::Resolved(addrs.into())),
             };
         }
-        if let Some((addrs, true)) = self.held(host, port) {
+        if let Some((addrs, true)) = held {
             return Ok(Found::Resolved(addrs));
         }
         let _one_at_a_time = self.resolving.lock().await;
         // Someone else may have resolved it while this one waited.
-        let held = self.held(host, port);
+        let (_, held) = self.held(host, port);
         if let Some((addrs, true)) = held {
             return Ok(Found::Resolved(addrs));
         }
@@ -109,11 +116,11 @@ impl Addresses {
             }
             (Err(e), None) => return Err(e),
         };
-        *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Some(Cached {
+        self.cached.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(Cached {
             host: host.to_string(),
             port,
             addrs: addrs.clone(),
-            until: match self.ttl {
+            until: match ttl {
                 AddressTtl::For(ttl) => Some(Instant::now() + ttl),
                 AddressTtl::Forever | AddressTtl::EveryTime => None,
             },
@@ -121,13 +128,17 @@ impl Addresses {
         Ok(Found::Resolved(addrs))
     }
 
-    /// The addresses kept for `host`, and whether they are still good.
-    fn held(&self, host: &str, port: u16) -> Option<(Arc<[SocketAddr]>, bool)> {
+    /// How long addresses are kept; the addresses kept for `host`, and
+    /// whether they are still good.
+    #[allow(clippy::type_complexity)]
+    fn held(&self, host: &str, port: u16) -> (AddressTtl, Option<(Arc<[SocketAddr]>, bool)>) {
         let cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        cached
+        let held = cached
+            .1
             .as_ref()
             .filter(|c| c.host == host && c.port == port)
-            .map(|c| (c.addrs.clone(), c.until.is_none_or(|t| Instant::now() < t)))
+            .map(|c| (c.addrs.clone(), c.until.is_none_or(|t| Instant::now() < t)));
+        (cached.0, held)
     }
 }
 
@@ -277,7 +288,12 @@ mod tests {
                 })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The first lookup has started, and on this one thread every other
+        // connection has reached its wait behind it.
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        tokio::task::yield_now().await;
         go.send(true).unwrap();
         for t in tasks {
             assert_eq!(t.await.unwrap(), vec![addr(7)]);

@@ -1,0 +1,136 @@
+//! mod_rewrite's rules as data: patterns, conditions, substitutions and
+//! flags. `config::rewrite` builds them, `crate::rewrite` runs them.
+
+use regex::bytes::Regex;
+
+use super::super::error::Origin;
+use super::IntOp;
+
+/// One `RewriteRule` with the `RewriteCond`s written before it.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub pattern: Regex,
+    pub negate: bool,
+    /// `None` for `-` (no substitution).
+    pub substitution: Option<Template>,
+    pub flags: RuleFlags,
+    pub conditions: Vec<Cond>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RuleFlags {
+    pub proxy: bool,
+    pub last: bool,
+    pub end: bool,
+    pub chain: bool,
+    pub skip: usize,
+    pub passthrough: bool,
+    pub forbidden: bool,
+    pub gone: bool,
+    /// `R[=code]`.
+    pub redirect: Option<u16>,
+    pub qsappend: bool,
+    pub qsdiscard: bool,
+    pub qslast: bool,
+    pub noescape: bool,
+    /// `B`, `B=chars`, with `BNP` and `BCTLS`.
+    pub escape_backrefs: Option<BackrefEscape>,
+    pub unsafe_allow_3f: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackrefEscape {
+    /// Only these characters (`B=chars`); all but alphanumerics and `_` when empty.
+    pub only: Option<String>,
+    pub no_plus: bool,
+    pub controls_only: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cond {
+    pub test: Template,
+    pub pattern: CondPattern,
+    pub negate: bool,
+    pub nocase: bool,
+    pub or_next: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum CondPattern {
+    Regex(Regex),
+    /// `=`, `<`, `>`, `<=`, `>=`: string comparisons.
+    Compare(std::cmp::Ordering, bool, String),
+    /// `-eq`, `-lt`… : integer comparisons (`op`, or-equal).
+    Int(IntOp, i64),
+}
+
+/// A substitution or test string: literal text, back-references and
+/// variables.
+#[derive(Debug, Clone, Default)]
+pub struct Template {
+    pub pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Piece {
+    Literal(Vec<u8>),
+    /// `$N`.
+    RuleRef(usize),
+    /// `%N`.
+    CondRef(usize),
+    Var(Var),
+}
+
+/// The server variables wsgate provides (S89).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Var {
+    /// `%{HTTP:Name}`, and the `HTTP_*` shorthands.
+    Header(String),
+    RequestUri,
+    RequestMethod,
+    RequestScheme,
+    QueryString,
+    TheRequest,
+    RemoteAddr,
+    RemotePort,
+    ServerName,
+    ServerPort,
+    ServerAddr,
+    ServerProtocol,
+    Https,
+}
+
+impl Var {
+    /// The variable a `%{NAME}` names, if wsgate knows it.
+    pub fn parse(name: &str) -> Option<Var> {
+        if let Some(h) = name.strip_prefix("HTTP:") {
+            return Some(Var::Header(h.to_string()));
+        }
+        Some(match name {
+            "HTTP_HOST" => Var::Header("Host".into()),
+            "HTTP_COOKIE" => Var::Header("Cookie".into()),
+            "HTTP_USER_AGENT" => Var::Header("User-Agent".into()),
+            "HTTP_REFERER" => Var::Header("Referer".into()),
+            "HTTP_ACCEPT" => Var::Header("Accept".into()),
+            "HTTP_FORWARDED" => Var::Header("Forwarded".into()),
+            "HTTP_PROXY_CONNECTION" => Var::Header("Proxy-Connection".into()),
+            "REQUEST_URI" => Var::RequestUri,
+            "REQUEST_METHOD" => Var::RequestMethod,
+            "REQUEST_SCHEME" => Var::RequestScheme,
+            "QUERY_STRING" => Var::QueryString,
+            "THE_REQUEST" => Var::TheRequest,
+            "REMOTE_ADDR" => Var::RemoteAddr,
+            "REMOTE_PORT" => Var::RemotePort,
+            "SERVER_NAME" => Var::ServerName,
+            "SERVER_PORT" => Var::ServerPort,
+            "SERVER_ADDR" => Var::ServerAddr,
+            "SERVER_PROTOCOL" => Var::ServerProtocol,
+            "HTTPS" => Var::Https,
+            _ => return None,
+        })
+    }
+}
+
+/// The variable names accepted, for configuration errors.
+pub const VARIABLES: &str = "HTTP:Name, HTTP_HOST, HTTP_COOKIE, HTTP_USER_AGENT, HTTP_REFERER, HTTP_ACCEPT, HTTP_FORWARDED, REQUEST_URI, REQUEST_METHOD, REQUEST_SCHEME, QUERY_STRING, THE_REQUEST, REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, SERVER_ADDR, SERVER_PROTOCOL, HTTPS";

@@ -1,0 +1,17 @@
+//! Everything toward backends, and the only place that opens connections
+//! to them: name resolution (`resolve`), connecting over TCP and TLS
+//! (`connect`), idle connections (`pool`), `max=` (`limit`), the health
+//! checks (`health`), and the [`runtime::Runtime`] that keeps all of it by
+//! worker and member identity across reloads.
+
+pub mod connect;
+pub mod health;
+pub mod limit;
+pub mod pool;
+pub mod resolve;
+pub mod runtime;
+
+pub use connect::{BackendConn, BackendStream, ConnectError, ConnectSpec};
+pub use limit::Slot;
+pub use pool::PoolKey;
+pub use runtime::{Generation, Runtime, WorkerState, WorkerView};
