@@ -354,3 +354,65 @@ fn a_variable_not_defined_comes_from_the_environment_or_is_an_error() {
         "{err}"
     );
 }
+
+/// Sends SIGHUP and waits until the log says the new configuration runs.
+async fn reload_with(gate: &Wsgate, conf: &str) {
+    let before = gate.stderr().matches("configuration reloaded").count();
+    std::fs::write(&gate.conf, conf).unwrap();
+    gate.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gate.stderr().matches("configuration reloaded").count() == before {
+        assert!(Instant::now() < deadline, "no reload: {}", gate.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The status a WebSocket handshake for `path` gets.
+async fn handshake_status(gate: &Wsgate, path: &str) -> u16 {
+    let request = ws_request(path, "websocket");
+    let mut s = TcpStream::connect(gate.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, request.as_bytes())
+        .await
+        .unwrap();
+    status_of(&read_response(&mut s).await)
+}
+
+/// Issue 15: a worker's max= counts the tunnels a configuration opened
+/// before a reload (each configuration used to get a fresh semaphore, so
+/// every reload let max= more connections through), and a reload that
+/// changes max= applies the new limit to them.
+#[tokio::test(flavor = "multi_thread")]
+async fn max_holds_across_a_reload_and_follows_a_new_value() {
+    let (a, _) = ws_echo_backend().await;
+    let gate = Wsgate::start(&format!("ProxyPass /ws/ ws://{a}/ max=2 acquire=100\n"));
+    let conf = std::fs::read_to_string(&gate.conf).unwrap();
+    let mut one = open_tunnel(&gate, "/ws/").await;
+    let two = open_tunnel(&gate, "/ws/").await;
+    assert_eq!(handshake_status(&gate, "/ws/").await, 503, "max=2 reached");
+
+    // The same worker after a reload: its two tunnels still count.
+    reload_with(&gate, &format!("{conf}ProxyPass /other/ ws://{a}/\n")).await;
+    assert_eq!(
+        handshake_status(&gate, "/ws/").await,
+        503,
+        "the two tunnels opened before the reload still count"
+    );
+    drop(two);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut third = loop {
+        match tokio_tungstenite::connect_async(gate.url("/ws/")).await {
+            Ok((ws, _)) => break ws,
+            Err(e) => assert!(Instant::now() < deadline, "no slot came free: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(echo(&mut third, "3").await, "3");
+    assert_eq!(handshake_status(&gate, "/ws/").await, 503, "two open again");
+
+    // A larger max= lets one more in at once; the tunnels stay up.
+    reload_with(&gate, &conf.replace("max=2", "max=3")).await;
+    let mut fourth = open_tunnel(&gate, "/ws/").await;
+    assert_eq!(handshake_status(&gate, "/ws/").await, 503, "max=3 reached");
+    assert_eq!(echo(&mut one, "1").await, "1");
+    assert_eq!(echo(&mut fourth, "4").await, "4");
+}

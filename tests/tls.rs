@@ -233,3 +233,106 @@ async fn a_self_signed_backend_certificate_in_the_ca_file_is_trusted_as_apache_t
         gate.stderr()
     );
 }
+
+/// An HTTPS backend (certificate for `localhost` from `pki`) answering every
+/// request with a 200 naming it; counts the requests for /health.
+async fn https_backend(pki: &Pki) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncWriteExt;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![pki.leaf.clone()], pki.key.clone_key())
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let checks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = checks.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, counted) = (acceptor.clone(), counted.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match tokio::io::AsyncReadExt::read(&mut tls, &mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                if target == "/health" {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                let body = format!("tls {target}");
+                let _ = tls
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, checks)
+}
+
+/// Issue 15: a balancer of the main server used by a virtual host that
+/// alone enables SSLProxyEngine. Apache checks its https:// members with
+/// the main server's settings (no TLS: every check fails, although requests
+/// through the vhost work); wsgate checks them with the vhost's.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_checks_of_https_members_use_the_ssl_settings_of_the_vhost_that_enables_tls() {
+    let pki = make_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_ca(dir.path(), &pki);
+    let (member, checks) = https_backend(&pki).await;
+    let gate = Wsgate::start(&format!(
+        "LogLevel info\n\
+         <Proxy balancer://tls>\n\
+         BalancerMember https://localhost:{port} hcmethod=GET hcuri=/health hcinterval=100ms hcfails=1\n\
+         </Proxy>\n\
+         <VirtualHost *:*>\n\
+         ServerName proxy.test\n\
+         SSLProxyEngine On\n\
+         SSLProxyVerify require\n\
+         SSLProxyCACertificateFile {ca}\n\
+         ProxyPass / balancer://tls/\n\
+         </VirtualHost>\n",
+        port = member.port(),
+        ca = ca.display()
+    ));
+    // Checks reach the member over TLS: it counts them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while checks.load(std::sync::atomic::Ordering::SeqCst) < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no TLS health checks reached the member: {}",
+            gate.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !gate.stderr().contains("health checks: out of use"),
+        "{}",
+        gate.stderr()
+    );
+    let got = raw_exchange(
+        gate.addr,
+        b"GET /app HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(got.ends_with("\r\n\r\ntls /app"), "{got}");
+}
