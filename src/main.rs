@@ -37,6 +37,10 @@ struct Args {
     /// Define a name for <IfDefine> and ${NAME} (NAME or NAME=VALUE), like httpd -D.
     #[arg(short = 'D', value_name = "NAME")]
     defines: Vec<String>,
+    /// Once listening, print one line per address to standard output,
+    /// "listening on IP:PORT" (the port a `Listen` on port 0 was given).
+    #[arg(long)]
+    print_listen: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -86,7 +90,13 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_OK);
     }
     let logging = Logging::init(config.log_level, config.error_log.as_deref());
-    run_runtime(serve(config, file, args.defines, logging))
+    run_runtime(serve(
+        config,
+        file,
+        args.defines,
+        args.print_listen,
+        logging,
+    ))
 }
 
 fn run_runtime(f: impl std::future::Future<Output = u8>) -> ExitCode {
@@ -109,6 +119,7 @@ async fn serve(
     config: config::Config,
     file: PathBuf,
     defines: Vec<String>,
+    print_listen: bool,
     logging: Logging,
 ) -> u8 {
     let pid_file = config.pid_file.clone();
@@ -144,6 +155,15 @@ async fn serve(
             return EXIT_RUNTIME;
         }
     };
+    // Only now: whoever waits for these lines may signal at once.
+    if print_listen {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for addr in handle.local_addrs() {
+            let _ = writeln!(out, "listening on {addr}");
+        }
+        let _ = out.flush();
+    }
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&handle, &file, &defines, &logging).await,

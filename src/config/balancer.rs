@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::directives::{dispatch, section_needed, Scope};
 use super::error::{ConfigError, Origin};
+use super::lexer::Node;
 use super::model::balancer::{
     Balancer, BalancerIdx, HcMethod, HealthCheck, InitialStatus, LbMethod, Member, MemberId,
     StatusExpr,
@@ -14,7 +16,110 @@ use super::model::balancer::{
 use super::model::{SslIdx, WorkerParams};
 use super::proxy::set_worker_param;
 use super::values::{self, parse_target_url};
-use super::Workers;
+use super::{At, Builder, Workers};
+
+/// `<Proxy balancer://name>`: its lines belong to that balancer.
+pub(super) fn proxy_section(
+    b: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    let children = node.children.as_ref().ok_or_else(|| section_needed(node))?;
+    let [url] = node.args.as_slice() else {
+        return Err(ConfigError::new(o, "<Proxy> takes one url"));
+    };
+    if split_balancer_url(url).is_none() {
+        return Err(ConfigError::new(
+            o,
+            format!("<Proxy {url}>: wsgate supports <Proxy> for balancer:// urls only"),
+        )
+        .hint("set worker parameters on the ProxyPass line instead"));
+    }
+    b.balancers
+        .get(url, o)?
+        .draft
+        .defined_in
+        .get_or_insert(at.server.key);
+    let mut inner = At {
+        scope: Scope::Proxy,
+        server: &mut *at.server,
+        location: None,
+        proxy: Some(url),
+    };
+    for child in children {
+        dispatch(b, &mut inner, child)?;
+    }
+    Ok(())
+}
+
+/// The balancer a `BalancerMember` or `ProxySet` line is for, and the rest
+/// of its arguments: inside `<Proxy>` the section's, else the first
+/// argument's.
+fn named_balancer<'n>(
+    b: &'n mut Builder,
+    at: &mut At<'_>,
+    node: &'n Node,
+) -> Result<(&'n mut BalancerDraft, &'n [String]), ConfigError> {
+    let o = &node.origin;
+    if let Some(url) = at.proxy {
+        return Ok((b.balancers.get(url, o)?.draft, &node.args));
+    }
+    let Some((first, rest)) = node.args.split_first() else {
+        return Err(ConfigError::new(
+            o,
+            format!("{} needs a balancer:// url outside <Proxy>", node.name),
+        ));
+    };
+    if split_balancer_url(first).is_none() {
+        return Err(ConfigError::new(
+            o,
+            format!(
+                "{} must name its balancer://… first when not inside <Proxy>",
+                node.name
+            ),
+        )
+        .hint(
+            "write it inside <Proxy balancer://NAME>, or as BalancerMember balancer://NAME URL",
+        ));
+    }
+    let draft = b.balancers.get(first, o)?.draft;
+    draft.defined_in.get_or_insert(at.server.key);
+    Ok((draft, rest))
+}
+
+pub(super) fn balancer_member(
+    b: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    let (draft, args) = named_balancer(b, at, node)?;
+    let (member, params) = args
+        .split_first()
+        .ok_or_else(|| ConfigError::new(o, "BalancerMember must define remote proxy server"))?;
+    draft.member(member, params, o)
+}
+
+pub(super) fn proxy_set(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    let (draft, args) = named_balancer(b, at, node)?;
+    for p in args {
+        let (k, v) = p.split_once('=').ok_or_else(|| {
+            ConfigError::new(o, format!("ProxySet: '{p}' must be in the form key=value"))
+        })?;
+        draft.set(k, v, o)?;
+    }
+    Ok(())
+}
+
+pub(super) fn proxy_hc_expr(
+    b: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    b.balancers.expr(&node.args, &node.origin)
+}
 
 /// Which server a directive was read in: the main server, or the n-th
 /// `<VirtualHost>`.

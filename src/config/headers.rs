@@ -4,9 +4,30 @@
 use regex::bytes::RegexBuilder as BytesRegexBuilder;
 use regex::RegexBuilder;
 
+use super::directives::Scope;
 use super::error::{ConfigError, Origin};
 use super::expr;
 use super::lexer::Node;
+use super::{At, Builder};
+
+/// `Header`, `RequestHeader`, `SetEnv`, `UnsetEnv`, `SetEnvIf`,
+/// `SetEnvIfNoCase`: the rules of the context they are written in (a
+/// `<Proxy>` section's apply to requests proxied to its balancer).
+pub(super) fn header_rule(
+    b: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let lower = node.name.to_ascii_lowercase();
+    match (at.scope, at.location.as_deref_mut(), at.proxy) {
+        (Scope::Proxy, _, Some(url)) => {
+            let draft = b.balancers.get(url, &node.origin)?.draft;
+            draft.rules.directive(node, &lower, true)
+        }
+        (_, Some(loc), _) => loc.rules.directive(node, &lower, true),
+        _ => at.server.rules.directive(node, &lower, false),
+    }
+}
 use super::model::headers::{
     Action, Attribute, Condition, HeaderRule, Piece, Rules, SetEnvIf, Value,
 };

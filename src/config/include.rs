@@ -12,38 +12,7 @@ use super::lexer::{self, Node};
 /// Apache's own limit on nested includes; deeper means a loop.
 const MAX_INCLUDE_DEPTH: usize = 128;
 
-/// The modules wsgate implements, under every name `<IfModule>` accepts:
-/// `mod_x.c`, `mod_x` and `x_module`.
-const MODULES: &[&str] = &[
-    "core",
-    "http",
-    "so",
-    "proxy",
-    "proxy_http",
-    "proxy_wstunnel",
-    "ssl",
-    "rewrite",
-    "proxy_balancer",
-    "proxy_hcheck",
-    "lbmethod_byrequests",
-    "lbmethod_bybusyness",
-    "lbmethod_bytraffic",
-    "slotmem_shm",
-    "headers",
-    "env",
-    "setenvif",
-];
-
-pub fn module_is_built_in(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    let bare = name
-        .strip_suffix(".c")
-        .unwrap_or(&name)
-        .strip_prefix("mod_")
-        .or_else(|| name.strip_suffix("_module"))
-        .unwrap_or(&name);
-    MODULES.contains(&bare)
-}
+pub use super::directives::module_is_built_in;
 
 pub struct Expander {
     defines: HashMap<String, String>,

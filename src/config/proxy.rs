@@ -5,10 +5,132 @@ use std::time::Duration;
 
 use regex::bytes::{Regex, RegexBuilder};
 
+use super::directives::{arg, Scope};
 use super::error::{ConfigError, Origin};
 use super::lexer::Node;
-use super::model::{AddressTtl, TargetUrl, UpgradePolicy, WorkerParams};
+use super::model::{
+    AddressTtl, LocationPass, Route, RouteMatcher, TargetUrl, UpgradePolicy, WorkerParams,
+};
 use super::values::{self, parse_target_url};
+use super::{At, Builder};
+
+/// `ProxyPass` and `ProxyPassMatch`, in a server or in a `<Location>`.
+pub(super) fn proxy_pass(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    let is_match = node.is("ProxyPassMatch");
+    let Some(loc) = at.location.as_deref_mut() else {
+        let line = parse_pass(node, false, &mut b.warnings)?;
+        let pattern = line
+            .pattern
+            .clone()
+            .expect("a server-context ProxyPass has a path");
+        let matcher = if line.regex {
+            RouteMatcher::Regex(compile_regex(o, &pattern)?)
+        } else {
+            RouteMatcher::Prefix(pattern.into_bytes())
+        };
+        let target = b.target(line, node, at.server.key)?;
+        at.server.routes.push(Route {
+            matcher,
+            target,
+            origin: o.clone(),
+        });
+        return Ok(());
+    };
+    if is_match && at.scope == Scope::Location {
+        return Err(ConfigError::new(
+            o,
+            "ProxyPassMatch inside <Location> has no regex to match with",
+        )
+        .hint("use <LocationMatch regex> with ProxyPassMatch, or ProxyPass inside <Location>"));
+    }
+    if let Some(prev) = &loc.proxy_pass {
+        return Err(ConfigError::new(
+            o,
+            format!(
+                "a <Location> holds one {}; another is at line {}",
+                node.name, prev.origin.line
+            ),
+        ));
+    }
+    let line = parse_pass(node, true, &mut b.warnings)?;
+    let target = b.target(line, node, at.server.key)?;
+    loc.proxy_pass = Some(LocationPass {
+        target,
+        origin: o.clone(),
+    });
+    Ok(())
+}
+
+pub(super) fn proxy_pass_reverse(
+    _: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    match at.location.as_deref_mut() {
+        Some(loc) => {
+            let super::model::LocationMatcher::Prefix(path) = &loc.matcher else {
+                unreachable!("ProxyPassReverse is refused in <LocationMatch> by the table")
+            };
+            let path = String::from_utf8_lossy(path).into_owned();
+            loc.reverse.push(parse_reverse(node, Some(&path))?);
+        }
+        None => at.server.reverse.push(parse_reverse(node, None)?),
+    }
+    Ok(())
+}
+
+/// `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyWebsocketFallbackToProxyHttp`.
+pub(super) fn proxy_flag(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let v = values::on_off(&node.origin, &node.name, arg(node))?;
+    let lower = node.name.to_ascii_lowercase();
+    match (at.location.as_deref_mut(), lower.as_str()) {
+        (Some(l), "proxypreservehost") => l.preserve_host = Some(v),
+        (Some(l), "proxyaddheaders") => l.add_headers = Some(v),
+        (Some(l), _) => l.fallback_to_http = Some(v),
+        (None, "proxypreservehost") => at.server.preserve_host = Some(v),
+        (None, "proxyaddheaders") => at.server.add_headers = Some(v),
+        (None, _) => at.server.fallback_to_http = Some(v),
+    }
+    Ok(())
+}
+
+pub(super) fn proxy_timeout(
+    _: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let (o, v) = (&node.origin, arg(node));
+    let secs = v.parse::<u64>().map_err(|_| {
+        ConfigError::new(
+            o,
+            format!("ProxyTimeout '{v}' must be a whole number of seconds"),
+        )
+    })?;
+    if secs < 1 {
+        return Err(ConfigError::new(
+            o,
+            "Proxy Timeout must be at least 1 second.",
+        ));
+    }
+    at.server.proxy_timeout = Some(Duration::from_secs(secs));
+    Ok(())
+}
+
+pub(super) fn proxy_requests(
+    _: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    if values::on_off(&node.origin, "ProxyRequests", arg(node))? {
+        return Err(ConfigError::new(
+            &node.origin,
+            "ProxyRequests On makes a forward proxy, which wsgate is not",
+        )
+        .hint("wsgate is a reverse proxy: remove the line or write ProxyRequests Off"));
+    }
+    Ok(())
+}
 
 /// ProxyPass or ProxyPassMatch, split into its parts.
 pub struct PassLine {
@@ -63,43 +185,7 @@ pub fn parse_pass(
         regex = true;
         args.remove(0);
     }
-    // The url is the first argument that is not a path: a path starts with
-    // '/' (or is a regex); anything else in first place is the url.
-    let (pattern, url, rest) = if in_location {
-        match args.split_first() {
-            Some((url, rest)) if !url.starts_with('/') || regex => (None, *url, rest),
-            Some((path, _)) => {
-                return Err(ConfigError::new(
-                    &node.origin,
-                    format!("{name} can not have a path when defined in a location"),
-                )
-                .hint(format!("remove '{path}': the <Location> gives the path")))
-            }
-            None => return Err(needs_url(node, name)),
-        }
-    } else {
-        match args.as_slice() {
-            [path, url, rest @ ..] if url.contains("://") || *url == "!" || !url.contains('=') => {
-                (Some(path.to_string()), *url, rest)
-            }
-            [path] | [path, ..] if path.starts_with('/') || regex => {
-                return Err(
-                    ConfigError::new(&node.origin, format!("{name} {path}: no url given")).hint(
-                        format!(
-                            "write {name} PATH URL [key=value ...], or {name} PATH ! to exclude it"
-                        ),
-                    ),
-                )
-            }
-            [_] | [] | [_, _, ..] => {
-                return Err(ConfigError::new(
-                    &node.origin,
-                    format!("{name} needs a path when not defined in a location"),
-                )
-                .hint(format!("write {name} PATH URL [key=value ...]")))
-            }
-        }
-    };
+    let (pattern, url, rest) = pass_arguments(node, name, &args, in_location, regex)?;
     let origin = &node.origin;
 
     if let Some(p) = &pattern {
@@ -126,50 +212,122 @@ pub fn parse_pass(
             to: None,
         });
     }
-
-    if url
+    let to = if url
         .get(..11)
         .is_some_and(|s| s.eq_ignore_ascii_case("balancer://"))
     {
-        if super::balancer::split_balancer_url(url).is_none() {
-            return Err(ConfigError::new(
-                origin,
-                format!("{name} '{url}': a balancer url needs a name"),
-            )
-            .hint("write balancer://NAME/"));
-        }
-        if regex
-            && has_dollar_reference(
-                url.split_once("://")
-                    .map_or("", |(_, r)| r)
-                    .split('/')
-                    .next()
-                    .unwrap_or(""),
-            )
-        {
-            return Err(ConfigError::new(
-                origin,
-                format!("{name} '{url}': the balancer name cannot come from a $N reference"),
-            ));
-        }
-        let mut params = Vec::new();
-        let (nocanon, noquery) = pass_words(origin, name, rest, |key, value| {
-            params.push((key.to_string(), value.to_string()));
-            Ok(())
-        })?;
-        return Ok(PassLine {
-            pattern,
-            regex,
-            to: Some(PassUrl {
-                url: url.to_string(),
-                substitutes: regex && has_dollar_reference(url),
-                nocanon,
-                noquery,
-                dest: Dest::Balancer { params },
-            }),
-        });
-    }
+        balancer_pass(origin, name, url, rest, regex)?
+    } else {
+        worker_pass(origin, name, url, rest, regex, pattern.as_deref(), warnings)?
+    };
+    Ok(PassLine {
+        pattern,
+        regex,
+        to: Some(to),
+    })
+}
 
+/// A ProxyPass line's path (`None` in a `<Location>`), url and the words
+/// after the url. The url is the first argument that is not a path: a path
+/// starts with '/' (or is a regex); anything else in first place is the url.
+fn pass_arguments<'a>(
+    node: &Node,
+    name: &str,
+    args: &'a [&'a str],
+    in_location: bool,
+    regex: bool,
+) -> Result<(Option<String>, &'a str, &'a [&'a str]), ConfigError> {
+    Ok(if in_location {
+        match args.split_first() {
+            Some((url, rest)) if !url.starts_with('/') || regex => (None, *url, rest),
+            Some((path, _)) => {
+                return Err(ConfigError::new(
+                    &node.origin,
+                    format!("{name} can not have a path when defined in a location"),
+                )
+                .hint(format!("remove '{path}': the <Location> gives the path")))
+            }
+            None => return Err(needs_url(node, name)),
+        }
+    } else {
+        match args {
+            [path, url, rest @ ..] if url.contains("://") || *url == "!" || !url.contains('=') => {
+                (Some(path.to_string()), *url, rest)
+            }
+            [path] | [path, ..] if path.starts_with('/') || regex => {
+                return Err(
+                    ConfigError::new(&node.origin, format!("{name} {path}: no url given")).hint(
+                        format!(
+                            "write {name} PATH URL [key=value ...], or {name} PATH ! to exclude it"
+                        ),
+                    ),
+                )
+            }
+            [_] | [] | [_, _, ..] => {
+                return Err(ConfigError::new(
+                    &node.origin,
+                    format!("{name} needs a path when not defined in a location"),
+                )
+                .hint(format!("write {name} PATH URL [key=value ...]")))
+            }
+        }
+    })
+}
+
+/// The url of a ProxyPass to `balancer://name/…`, with the balancer
+/// parameters the line gives.
+fn balancer_pass(
+    origin: &Origin,
+    name: &str,
+    url: &str,
+    rest: &[&str],
+    regex: bool,
+) -> Result<PassUrl, ConfigError> {
+    if super::balancer::split_balancer_url(url).is_none() {
+        return Err(ConfigError::new(
+            origin,
+            format!("{name} '{url}': a balancer url needs a name"),
+        )
+        .hint("write balancer://NAME/"));
+    }
+    if regex
+        && has_dollar_reference(
+            url.split_once("://")
+                .map_or("", |(_, r)| r)
+                .split('/')
+                .next()
+                .unwrap_or(""),
+        )
+    {
+        return Err(ConfigError::new(
+            origin,
+            format!("{name} '{url}': the balancer name cannot come from a $N reference"),
+        ));
+    }
+    let mut params = Vec::new();
+    let (nocanon, noquery) = pass_words(origin, name, rest, |key, value| {
+        params.push((key.to_string(), value.to_string()));
+        Ok(())
+    })?;
+    Ok(PassUrl {
+        url: url.to_string(),
+        substitutes: regex && has_dollar_reference(url),
+        nocanon,
+        noquery,
+        dest: Dest::Balancer { params },
+    })
+}
+
+/// The url of a ProxyPass to a backend, with its worker's parameters.
+fn worker_pass(
+    origin: &Origin,
+    name: &str,
+    url: &str,
+    rest: &[&str],
+    regex: bool,
+    pattern: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Result<PassUrl, ConfigError> {
     if url.to_ascii_lowercase().starts_with("unix:") {
         return Err(ConfigError::new(
             origin,
@@ -229,7 +387,7 @@ pub fn parse_pass(
     }
 
     let policy = params.upgrade_policy(parsed.scheme);
-    let location = pattern.as_deref().unwrap_or("(location)");
+    let location = pattern.unwrap_or("(location)");
     match policy {
         UpgradePolicy::Any => warnings.push(format!(
             "{origin}: {name} {location} upgrade=ANY tunnels any protocol a client asks for; not recommended in production"
@@ -239,7 +397,7 @@ pub fn parse_pass(
         )),
         _ => {}
     }
-    if let (Some(p), false) = (&pattern, regex) {
+    if let (Some(p), false) = (pattern, regex) {
         if p.ends_with('/') != parsed.path.ends_with('/') && !parsed.path.is_empty() {
             warnings.push(format!(
                 "{origin}: {name} {p} {url}: one ends with '/' and the other does not, so paths join as '{}' + rest; usually both should end with '/' or neither",
@@ -251,20 +409,16 @@ pub fn parse_pass(
         Some(i) if substitutes => &url[..i],
         _ => url,
     });
-    Ok(PassLine {
-        pattern,
-        regex,
-        to: Some(PassUrl {
-            url: url.to_string(),
-            substitutes,
-            nocanon,
-            noquery,
-            dest: Dest::Worker {
-                name: worker_name,
-                params,
-                parsed: (!substitutes).then_some(parsed),
-            },
-        }),
+    Ok(PassUrl {
+        url: url.to_string(),
+        substitutes,
+        nocanon,
+        noquery,
+        dest: Dest::Worker {
+            name: worker_name,
+            params,
+            parsed: (!substitutes).then_some(parsed),
+        },
     })
 }
 
@@ -477,22 +631,6 @@ pub fn set_worker_param(
             params.retry = Duration::from_secs(secs.unsigned_abs());
         }
         "max" => params.max = Some(whole("max")? as usize),
-        "min" | "smax" | "flushwait" | "iobuffersize" | "secret" => {
-            if key_lower != "secret" {
-                whole(&key_lower)?;
-            }
-        }
-        "receivebuffersize" => {
-            let n = whole("receivebuffersize")?;
-            if n != 0 && n < 512 {
-                return Err(err("ReceiveBufferSize must be >= 512 bytes, or 0 for system default.".into()));
-            }
-        }
-        "responsefieldsize" => {
-            if whole("responsefieldsize")? == 0 {
-                return Err(err("ResponseFieldSize must be greater than 0 bytes".into()));
-            }
-        }
         "addressttl" => {
             let bad = || {
                 err(format!("{directive} addressttl={value}: AddressTTL must be -1 or a number of seconds not exceeding 2147483647"))
@@ -519,43 +657,6 @@ pub fn set_worker_param(
             }
             params.ttl = Some(Duration::from_secs(secs));
         }
-        "loadfactor" => {
-            let bad = || err(format!("{directive} loadfactor={value}: LoadFactor must be a number between 1..100"));
-            let f: f64 = value.parse().map_err(|_| bad())?;
-            if !(1.0..=100.0).contains(&f) {
-                return Err(bad());
-            }
-        }
-        "route" => {
-            if value.len() >= 64 {
-                return Err(err("Route length must be < 64 characters".into()));
-            }
-        }
-        "redirect" => {
-            if value.len() >= 64 {
-                return Err(err("Redirect length must be < 64 characters".into()));
-            }
-        }
-        "lbset" => {
-            let n = whole("lbset")?;
-            if n > 99 {
-                return Err(err("lbset must be between 0 and 99".into()));
-            }
-        }
-        "status" => {
-            // Only validated here; BalancerMember gives the flags their effect.
-            for c in value.chars() {
-                match c.to_ascii_uppercase() {
-                    '+' | '-' | 'D' | 'S' | 'I' | 'H' | 'R' | 'E' | 'N' | 'C' => {}
-                    _ => return Err(err(format!("{directive} Unknown status parameter option '{c}'")).hint("status letters are D, S, I, H, R, E, N and C, each after + or -")),
-                }
-            }
-        }
-        "flushpackets" => {
-            if !["on", "off", "auto"].contains(&value.to_ascii_lowercase().as_str()) {
-                return Err(err("flushpackets must be on|off|auto".into()));
-            }
-        }
         "mapping" => {
             return Err(err(format!("{directive} mapping='{value}' is not supported by wsgate"))
                 .hint("leave mapping= out: wsgate matches the decoded, normalised path as Apache does by default"))
@@ -564,6 +665,7 @@ pub fn set_worker_param(
             return Err(err(format!("{directive} {key}=: health checks (mod_proxy_hcheck) are for balancer members"))
                 .hint("put hc* parameters on a BalancerMember inside <Proxy balancer://…>"))
         }
+        k if VALIDATED_ONLY.contains(&k) => return validate_only(origin, directive, k, value),
         k if BALANCER_KEYS.contains(&k) => {
             return Err(err(format!("{directive} {key}= is a balancer parameter; it applies only to a balancer:// url")))
         }
@@ -576,6 +678,72 @@ pub fn set_worker_param(
         }
     }
     Ok(())
+}
+
+/// Parameters wsgate validates as Apache does but that change nothing on
+/// a worker (`loadfactor`, `route`, `redirect`, `lbset` and `status` take
+/// effect on a `BalancerMember`, which reads them again).
+const VALIDATED_ONLY: &[&str] = &[
+    "min",
+    "smax",
+    "flushwait",
+    "iobuffersize",
+    "secret",
+    "receivebuffersize",
+    "responsefieldsize",
+    "loadfactor",
+    "route",
+    "redirect",
+    "lbset",
+    "status",
+    "flushpackets",
+];
+
+/// Checks one of [`VALIDATED_ONLY`].
+fn validate_only(
+    origin: &Origin,
+    directive: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let err = |msg: &str| ConfigError::new(origin, msg);
+    let whole = |what: &str| -> Result<u64, ConfigError> { values::number(origin, what, value) };
+    let problem = match key {
+        "min" | "smax" | "flushwait" | "iobuffersize" => whole(key).err(),
+        "receivebuffersize" => {
+            let n = whole(key)?;
+            (n != 0 && n < 512)
+                .then(|| err("ReceiveBufferSize must be >= 512 bytes, or 0 for system default."))
+        }
+        "responsefieldsize" => {
+            (whole(key)? == 0).then(|| err("ResponseFieldSize must be greater than 0 bytes"))
+        }
+        "loadfactor" => {
+            let f: Option<f64> = value.parse().ok();
+            (!f.is_some_and(|f| (1.0..=100.0).contains(&f))).then(|| {
+                err(&format!(
+                    "{directive} loadfactor={value}: LoadFactor must be a number between 1..100"
+                ))
+            })
+        }
+        "route" => (value.len() >= 64).then(|| err("Route length must be < 64 characters")),
+        "redirect" => (value.len() >= 64).then(|| err("Redirect length must be < 64 characters")),
+        "lbset" => (whole(key)? > 99).then(|| err("lbset must be between 0 and 99")),
+        // Only validated here; BalancerMember gives the flags their effect.
+        "status" => value
+            .chars()
+            .find(|c| !"+-DSIHRENC".contains(c.to_ascii_uppercase()))
+            .map(|c| {
+                err(&format!(
+                    "{directive} Unknown status parameter option '{c}'"
+                ))
+                .hint("status letters are D, S, I, H, R, E, N and C, each after + or -")
+            }),
+        "flushpackets" => (!["on", "off", "auto"].contains(&value.to_ascii_lowercase().as_str()))
+            .then(|| err("flushpackets must be on|off|auto")),
+        _ => None,
+    };
+    problem.map_or(Ok(()), Err)
 }
 
 /// `ProxyPassReverse path url` (or `url` alone inside a Location).

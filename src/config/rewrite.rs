@@ -10,6 +10,15 @@ use super::model::rewrite::{
 };
 use super::model::IntOp;
 use super::values;
+use super::{At, Builder};
+
+/// `RewriteEngine`, `RewriteOptions`, `RewriteCond`, `RewriteRule` (and
+/// `RewriteMap`, `RewriteBase`, to refuse them with a reason).
+pub(super) fn rewrite(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    at.server
+        .rewrite
+        .directive(node, &node.name.to_ascii_lowercase())
+}
 
 /// Whether a vhost runs the main server's rules too (`RewriteOptions`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -4,8 +4,16 @@ use std::path::{Path, PathBuf};
 
 use rustls::pki_types::CertificateDer;
 
+use super::directives::arg;
 use super::error::{ConfigError, Origin};
 use super::lexer::Node;
+use super::{At, Builder};
+
+/// The `SSLProxy*` directives.
+pub(super) fn ssl_proxy(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let lower = node.name.to_ascii_lowercase();
+    at.server.ssl.set(node, &lower, arg(node), &b.root)
+}
 use super::model::SslProxy;
 use super::values;
 

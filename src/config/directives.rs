@@ -1,0 +1,504 @@
+//! Every directive wsgate reads, in one table: its name, the Apache module
+//! whose meaning it keeps, where it may be written, its syntax, a line of
+//! help, and the function that reads it into the configuration. The
+//! dispatcher checks the context, the section form and a single argument
+//! from the table, so the handlers only read values; `-t`'s "did you mean"
+//! hints, the module list `<IfModule>` tests and the README's directive
+//! table all come from here.
+
+use super::error::{self, ConfigError};
+use super::lexer::Node;
+use super::{balancer, core, headers, proxy, rewrite, ssl, At, Builder};
+
+/// Where a directive is written.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Scope {
+    Server,
+    VirtualHost,
+    Location,
+    LocationMatch,
+    /// Inside `<Proxy balancer://…>`.
+    Proxy,
+}
+
+impl Scope {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Scope::Server => "the server config",
+            Scope::VirtualHost => "<VirtualHost>",
+            Scope::Location => "<Location>",
+            Scope::LocationMatch => "<LocationMatch>",
+            Scope::Proxy => "<Proxy>",
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Scope::Server => "server",
+            Scope::VirtualHost => "vhost",
+            Scope::Location => "Location",
+            Scope::LocationMatch => "LocationMatch",
+            Scope::Proxy => "Proxy",
+        }
+    }
+}
+
+/// Reads one directive into the configuration being built.
+pub(crate) type Apply = fn(&mut Builder, &mut At<'_>, &Node) -> Result<(), ConfigError>;
+
+/// One directive.
+pub struct Directive {
+    pub name: &'static str,
+    /// The Apache module whose meaning it keeps (`core` for the core).
+    pub module: &'static str,
+    pub scopes: &'static [Scope],
+    pub syntax: &'static str,
+    /// What wsgate does with it, in a line.
+    pub help: &'static str,
+    /// Written as `<Name …>` … `</Name>`.
+    pub section: bool,
+    /// Takes exactly one argument (checked before `apply`).
+    pub one_arg: bool,
+    /// Apache allows it per directory (`<Location>`); wsgate does not, and
+    /// says why rather than "not allowed".
+    pub per_directory_refused: bool,
+    /// Offered in "did you mean" hints (not for aliases and directives
+    /// recognised only to explain their refusal).
+    pub suggested: bool,
+    /// `None`: read while the files are read (`include`), before the
+    /// configuration is built.
+    pub(crate) apply: Option<Apply>,
+}
+
+use Scope::{Location as L, LocationMatch as LM, Proxy as P, Server as S, VirtualHost as V};
+
+const SERVER: &[Scope] = &[S];
+const SERVER_VHOST: &[Scope] = &[S, V];
+const VHOST: &[Scope] = &[V];
+const ANYWHERE: &[Scope] = &[S, V, L, LM];
+const WITH_LOCATION: &[Scope] = &[S, V, L];
+const BALANCER: &[Scope] = &[S, V, P];
+const RULES: &[Scope] = &[S, V, L, LM, P];
+
+/// A directive with the usual defaults: one line, any number of
+/// arguments, suggested in hints.
+const fn line(
+    name: &'static str,
+    module: &'static str,
+    scopes: &'static [Scope],
+    syntax: &'static str,
+    help: &'static str,
+    apply: Apply,
+) -> Directive {
+    Directive {
+        name,
+        module,
+        scopes,
+        syntax,
+        help,
+        section: false,
+        one_arg: false,
+        per_directory_refused: false,
+        suggested: true,
+        apply: Some(apply),
+    }
+}
+
+/// A directive that takes exactly one argument.
+const fn one(
+    name: &'static str,
+    module: &'static str,
+    scopes: &'static [Scope],
+    syntax: &'static str,
+    help: &'static str,
+    apply: Apply,
+) -> Directive {
+    Directive {
+        one_arg: true,
+        ..line(name, module, scopes, syntax, help, apply)
+    }
+}
+
+const fn section(
+    name: &'static str,
+    module: &'static str,
+    scopes: &'static [Scope],
+    syntax: &'static str,
+    help: &'static str,
+    apply: Apply,
+) -> Directive {
+    Directive {
+        section: true,
+        ..line(name, module, scopes, syntax, help, apply)
+    }
+}
+
+/// A directive `include` handles while reading the files.
+const fn read_time(
+    name: &'static str,
+    module: &'static str,
+    syntax: &'static str,
+    help: &'static str,
+    section: bool,
+) -> Directive {
+    Directive {
+        name,
+        module,
+        scopes: &[S, V, L, LM, P],
+        syntax,
+        help,
+        section,
+        one_arg: false,
+        per_directory_refused: false,
+        suggested: true,
+        apply: None,
+    }
+}
+
+const fn unlisted(d: Directive) -> Directive {
+    Directive {
+        suggested: false,
+        ..d
+    }
+}
+
+const fn not_per_directory(d: Directive) -> Directive {
+    Directive {
+        per_directory_refused: true,
+        ..d
+    }
+}
+
+/// Every directive wsgate reads, by module.
+pub const DIRECTIVES: &[Directive] = &[
+    // core
+    line("Listen", "core", SERVER, "Listen [IP:]PORT [http]", "where to accept connections; port 0 takes a free port (see `--print-listen`)", core::listen),
+    one("ServerName", "core", SERVER_VHOST, "ServerName [scheme://]NAME[:port]", "the server's name, for choosing a vhost and X-Forwarded-Server", core::server_name),
+    line("ServerAlias", "core", VHOST, "ServerAlias NAME ...", "more names of a vhost (`*` and `?` wildcards)", core::server_alias),
+    read_time("ServerRoot", "core", "ServerRoot DIRECTORY", "where relative paths start", false),
+    section("VirtualHost", "core", SERVER, "<VirtualHost IP:PORT|*:PORT ...>", "name-based virtual hosts; the first of an address is its default", core::virtual_host),
+    section("Location", "core", SERVER_VHOST, "<Location PATH> or <Location ~ REGEX>", "settings for a URL path prefix (or a regex)", core::location),
+    section("LocationMatch", "core", SERVER_VHOST, "<LocationMatch REGEX>", "settings for URL paths matching a regex", core::location),
+    read_time("Include", "core", "Include PATH|GLOB|DIRECTORY", "reads more files (an error if none matches)", false),
+    read_time("IncludeOptional", "core", "IncludeOptional PATH|GLOB|DIRECTORY", "reads more files, if any match", false),
+    read_time("IfModule", "core", "<IfModule [!]MODULE>", "true for the modules wsgate has", true),
+    read_time("IfDefine", "core", "<IfDefine [!]NAME>", "true when NAME is defined (`Define`, `-D`)", true),
+    read_time("Define", "core", "Define NAME [VALUE]", "a name for `<IfDefine>` and `${NAME}`", false),
+    read_time("UnDefine", "core", "UnDefine NAME", "forgets a Define", false),
+    read_time("LoadModule", "mod_so", "LoadModule MODULE FILE", "accepted, no effect: the modules are built in", false),
+    one("Timeout", "core", SERVER_VHOST, "Timeout SECONDS", "client timeout, and the backend timeout when nothing more precise is set (units ms, s, mi, h)", core::timeout),
+    one("KeepAlive", "core", SERVER, "KeepAlive On|Off", "keep client connections open between requests", core::keepalive),
+    one("KeepAliveTimeout", "core", SERVER, "KeepAliveTimeout SECONDS", "how long an idle client connection waits for its next request", core::keepalive_timeout),
+    one("LimitRequestLine", "core", SERVER, "LimitRequestLine BYTES", "longest request line (414 beyond)", core::limit),
+    one("LimitRequestFieldSize", "core", SERVER, "LimitRequestFieldSize BYTES", "longest header line (400 beyond)", core::limit),
+    one("LimitRequestFields", "core", SERVER, "LimitRequestFields N", "most header fields (400 beyond; 0: no limit)", core::limit),
+    one("LimitRequestBody", "core", SERVER, "LimitRequestBody BYTES", "largest request body (413 beyond; 0: no limit)", core::limit),
+    one("GracefulShutdownTimeout", "mpm", SERVER, "GracefulShutdownTimeout SECONDS", "how long a graceful stop waits for requests and tunnels (0: for ever; 10 when unset)", core::graceful_shutdown),
+    one("MaxRequestWorkers", "mpm", SERVER, "MaxRequestWorkers N", "most client connections at once, tunnels included; more wait in the listen backlog", core::max_request_workers),
+    unlisted(one("MaxClients", "mpm", SERVER, "MaxClients N", "the old name of MaxRequestWorkers", core::max_request_workers)),
+    one("ErrorLog", "core", SERVER, "ErrorLog FILE", "where the log goes (standard error when unset); reopened on reload", core::error_log),
+    line("LogLevel", "core", SERVER, "LogLevel LEVEL [MODULE:LEVEL ...]", "how much is logged (per-module levels apply to the whole process)", core::log_level),
+    one("PidFile", "core", SERVER, "PidFile FILE", "written at start, removed at exit", core::pid_file),
+    // mod_proxy
+    line("ProxyPass", "mod_proxy", ANYWHERE, "ProxyPass [PATH] !|URL [key=value ...] [nocanon] [noquery]", "maps a path prefix to a backend url (ws, wss, http, https, balancer)", proxy::proxy_pass),
+    line("ProxyPassMatch", "mod_proxy", ANYWHERE, "ProxyPassMatch [REGEX] !|URL [key=value ...]", "maps paths matching a regex ($0-$9 in the url)", proxy::proxy_pass),
+    line("ProxyPassReverse", "mod_proxy", WITH_LOCATION, "ProxyPassReverse [PATH] URL", "rewrites Location, Content-Location, URI and Destination of responses", proxy::proxy_pass_reverse),
+    one("ProxyPreserveHost", "mod_proxy", ANYWHERE, "ProxyPreserveHost On|Off", "send the client's Host to the backend", proxy::proxy_flag),
+    one("ProxyAddHeaders", "mod_proxy", ANYWHERE, "ProxyAddHeaders On|Off", "add X-Forwarded-For, -Host and -Server", proxy::proxy_flag),
+    one("ProxyTimeout", "mod_proxy", SERVER_VHOST, "ProxyTimeout SECONDS", "backend timeout when the worker sets none", proxy::proxy_timeout),
+    one("ProxyRequests", "mod_proxy", SERVER_VHOST, "ProxyRequests Off", "Off only: wsgate is no forward proxy", proxy::proxy_requests),
+    section("Proxy", "mod_proxy", SERVER_VHOST, "<Proxy balancer://NAME>", "a balancer's members, parameters and header rules", balancer::proxy_section),
+    line("BalancerMember", "mod_proxy_balancer", BALANCER, "BalancerMember [balancer://NAME] URL [key=value ...]", "a member of a balancer, with worker and member parameters", balancer::balancer_member),
+    line("ProxySet", "mod_proxy", BALANCER, "ProxySet [balancer://NAME] key=value ...", "balancer parameters (lbmethod, stickysession, ...)", balancer::proxy_set),
+    // mod_proxy_wstunnel
+    one("ProxyWebsocketFallbackToProxyHttp", "mod_proxy_wstunnel", ANYWHERE, "ProxyWebsocketFallbackToProxyHttp On|Off", "Off: the old mod_proxy_wstunnel behaviour for ws:// and wss:// targets", proxy::proxy_flag),
+    // mod_proxy_hcheck
+    line("ProxyHCExpr", "mod_proxy_hcheck", SERVER, "ProxyHCExpr NAME {EXPRESSION}", "a named condition on %{REQUEST_STATUS} for hcexpr=", balancer::proxy_hc_expr),
+    // mod_ssl
+    one("SSLProxyEngine", "mod_ssl", SERVER_VHOST, "SSLProxyEngine On|Off", "allow https:// and wss:// backends", ssl::ssl_proxy),
+    one("SSLProxyVerify", "mod_ssl", SERVER_VHOST, "SSLProxyVerify none|require", "verify a backend's chain against SSLProxyCACertificateFile", ssl::ssl_proxy),
+    one("SSLProxyCACertificateFile", "mod_ssl", SERVER_VHOST, "SSLProxyCACertificateFile FILE", "the PEM certificates backends' chains are checked against", ssl::ssl_proxy),
+    one("SSLProxyCheckPeerName", "mod_ssl", SERVER_VHOST, "SSLProxyCheckPeerName On|Off", "check the backend certificate's name", ssl::ssl_proxy),
+    unlisted(one("SSLProxyCheckPeerCN", "mod_ssl", SERVER_VHOST, "SSLProxyCheckPeerCN On|Off", "the older name of SSLProxyCheckPeerName", ssl::ssl_proxy)),
+    one("SSLProxyCheckPeerExpire", "mod_ssl", SERVER_VHOST, "SSLProxyCheckPeerExpire On|Off", "check the backend certificate's dates", ssl::ssl_proxy),
+    // mod_rewrite
+    not_per_directory(line("RewriteEngine", "mod_rewrite", SERVER_VHOST, "RewriteEngine On|Off", "runs the rewrite rules (inherited by vhosts)", rewrite::rewrite)),
+    not_per_directory(line("RewriteOptions", "mod_rewrite", SERVER_VHOST, "RewriteOptions Inherit|InheritBefore", "a vhost runs the main server's rules too", rewrite::rewrite)),
+    not_per_directory(line("RewriteCond", "mod_rewrite", SERVER_VHOST, "RewriteCond TEST PATTERN [flags]", "a condition of the next RewriteRule", rewrite::rewrite)),
+    not_per_directory(line("RewriteRule", "mod_rewrite", SERVER_VHOST, "RewriteRule PATTERN SUBSTITUTION [flags]", "rewrites, proxies ([P]), redirects or refuses", rewrite::rewrite)),
+    not_per_directory(unlisted(line("RewriteMap", "mod_rewrite", SERVER_VHOST, "RewriteMap NAME TYPE:SOURCE", "refused: write the mapping out as RewriteRule lines", rewrite::rewrite))),
+    not_per_directory(unlisted(line("RewriteBase", "mod_rewrite", SERVER_VHOST, "RewriteBase PATH", "refused: per-directory rewriting only", rewrite::rewrite))),
+    // mod_headers, mod_env, mod_setenvif
+    line("Header", "mod_headers", RULES, "Header [always|onsuccess] ACTION NAME [VALUE [REPLACEMENT]] [CONDITION]", "changes response headers", headers::header_rule),
+    line("RequestHeader", "mod_headers", RULES, "RequestHeader ACTION NAME [VALUE [REPLACEMENT]] [CONDITION]", "changes request headers before they are forwarded", headers::header_rule),
+    line("SetEnv", "mod_env", RULES, "SetEnv NAME [VALUE]", "sets a request environment variable", headers::header_rule),
+    line("UnsetEnv", "mod_env", RULES, "UnsetEnv NAME ...", "unsets request environment variables", headers::header_rule),
+    line("SetEnvIf", "mod_setenvif", RULES, "SetEnvIf ATTRIBUTE REGEX [!]VAR[=VALUE] ...", "sets variables from a request attribute", headers::header_rule),
+    line("SetEnvIfNoCase", "mod_setenvif", RULES, "SetEnvIfNoCase ATTRIBUTE REGEX [!]VAR[=VALUE] ...", "SetEnvIf, ignoring case", headers::header_rule),
+];
+
+/// Modules wsgate has that add no directive of their own, as `<IfModule>`
+/// names them (without `mod_` and `.c`).
+const MODULES_WITHOUT_DIRECTIVES: &[&str] = &[
+    "http",
+    "so",
+    "proxy_http",
+    "lbmethod_byrequests",
+    "lbmethod_bybusyness",
+    "lbmethod_bytraffic",
+    "slotmem_shm",
+    "mpm_event",
+];
+
+/// Apache directives of modules wsgate does not have yet, with the module,
+/// so that an operator learns why rather than "unknown directive".
+const NOT_YET: &[(&str, &str)] = &[
+    ("ProxyMatch", "mod_proxy (<ProxyMatch> sections)"),
+    ("ProxyHCTemplate", "mod_proxy_hcheck (templates)"),
+    ("LogFormat", "mod_log_config"),
+    ("CustomLog", "mod_log_config"),
+    ("Require", "mod_authz_core"),
+    ("SetHandler", "mod_status / balancer-manager"),
+    ("RequestReadTimeout", "mod_reqtimeout"),
+    ("SSLEngine", "mod_ssl (listener TLS)"),
+    ("SSLCertificateFile", "mod_ssl (listener TLS)"),
+    ("SSLCertificateKeyFile", "mod_ssl (listener TLS)"),
+    ("SSLCertificateChainFile", "mod_ssl (listener TLS)"),
+    ("SSLProtocol", "mod_ssl (listener TLS)"),
+    ("Protocols", "mod_http2"),
+];
+
+/// The directive called `name` (any case).
+pub fn lookup(name: &str) -> Option<&'static Directive> {
+    DIRECTIVES
+        .iter()
+        .find(|d| d.name.eq_ignore_ascii_case(name))
+}
+
+/// Whether `<IfModule name>` is true: `name` is a module wsgate has, written
+/// `mod_x.c`, `mod_x` or `x_module`.
+pub fn module_is_built_in(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let file = name.strip_suffix(".c").unwrap_or(&name);
+    let bare = file
+        .strip_prefix("mod_")
+        .or_else(|| file.strip_suffix("_module"))
+        .unwrap_or(file);
+    MODULES_WITHOUT_DIRECTIVES.contains(&bare)
+        || DIRECTIVES.iter().any(|d| {
+            let module = d.module.strip_prefix("mod_").unwrap_or(d.module);
+            module == bare && d.module != "mpm"
+        })
+}
+
+/// Reads one directive in its context.
+pub(super) fn dispatch(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    let found = lookup(&node.name);
+    if at.scope == Scope::Proxy && !found.is_some_and(|d| d.scopes.contains(&Scope::Proxy)) {
+        return Err(ConfigError::new(
+            o,
+            format!("{} inside <Proxy> is not supported by wsgate", node.name),
+        )
+        .hint("<Proxy balancer://…> holds BalancerMember and ProxySet lines"));
+    }
+    if node.children.is_some() && !found.is_some_and(|d| d.section) {
+        if found.is_some_and(|d| d.suggested) {
+            return Err(ConfigError::new(
+                o,
+                format!("{} is a directive, not a section", node.name),
+            )
+            .hint(format!(
+                "write it on one line without < >: {} ARGS",
+                node.name
+            )));
+        }
+        return Err(unknown_or_not_yet(node, true));
+    }
+    let Some(d) = found else {
+        return Err(unknown_or_not_yet(node, false));
+    };
+    if d.per_directory_refused && matches!(at.scope, Scope::Location | Scope::LocationMatch) {
+        return Err(ConfigError::new(
+            o,
+            format!("{} inside <Location> is per-directory rewriting, which wsgate does not support", node.name),
+        )
+        .hint("put the rules in the server config or the <VirtualHost>, matching the whole path (e.g. ^/app/(.*))"));
+    }
+    if !d.scopes.contains(&at.scope) {
+        return Err(misplaced(node, d, at.scope));
+    }
+    if d.section && node.children.is_none() {
+        return Err(section_needed(node));
+    }
+    if d.one_arg && node.args.len() != 1 {
+        return Err(ConfigError::new(
+            o,
+            format!(
+                "{} takes one argument, {} given",
+                node.name,
+                node.args.len()
+            ),
+        ));
+    }
+    let apply = d.apply.ok_or_else(|| {
+        ConfigError::new(o, format!("{} is read with the files, not here", node.name))
+    })?;
+    apply(b, at, node)
+}
+
+/// The one argument of a directive the table says takes one.
+pub(super) fn arg(node: &Node) -> &str {
+    node.args.first().map_or("", String::as_str)
+}
+
+fn misplaced(node: &Node, d: &Directive, scope: Scope) -> ConfigError {
+    let err = ConfigError::new(
+        &node.origin,
+        format!("{} not allowed in {}", node.name, scope.describe()),
+    );
+    if d.scopes == SERVER && scope == Scope::VirtualHost {
+        // Apache allows some of these per vhost; wsgate reads them once
+        // for the whole process.
+        return err.hint(format!(
+            "wsgate applies {} to the whole server: move it out of <VirtualHost>",
+            node.name
+        ));
+    }
+    let places: Vec<&str> = d
+        .scopes
+        .iter()
+        .filter(|s| **s != Scope::Proxy)
+        .map(|s| s.describe())
+        .collect();
+    err.hint(format!("{} belongs in {}", node.name, places.join(" or ")))
+}
+
+pub(super) fn section_needed(node: &Node) -> ConfigError {
+    ConfigError::new(
+        &node.origin,
+        format!(
+            "{} is a section: write <{} …> … </{}>",
+            node.name, node.name, node.name
+        ),
+    )
+}
+
+fn unknown_or_not_yet(node: &Node, section: bool) -> ConfigError {
+    let shown = if section {
+        format!("<{}>", node.name)
+    } else {
+        node.name.clone()
+    };
+    if let Some((_, module)) = NOT_YET
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(&node.name))
+    {
+        let err = ConfigError::new(
+            &node.origin,
+            format!("{shown} needs {module}, which this version of wsgate does not implement yet"),
+        );
+        // A module wsgate has in part: <IfModule> for it is true and would
+        // not keep the line out.
+        let module_name = module.split_whitespace().next().unwrap_or(module);
+        return if module_is_built_in(module_name) {
+            let tls = if module.contains("listener TLS") {
+                "; until listener TLS lands, terminate TLS in front of wsgate"
+            } else {
+                ""
+            };
+            err.hint(format!(
+                "remove it; in a file shared with Apache, put such lines in <IfDefine APACHE> … </IfDefine> and start Apache with -D APACHE (<IfModule> is true here: wsgate has part of that module){tls}"
+            ))
+        } else {
+            err.hint("remove it, or wrap it in <IfModule> for that module so wsgate skips it")
+        };
+    }
+    let mut err = ConfigError::new(
+        &node.origin,
+        format!("Invalid command '{shown}', perhaps misspelled or defined by a module wsgate does not have"),
+    );
+    let lower = node.name.to_ascii_lowercase();
+    if matches!(
+        lower.as_str(),
+        "directory" | "directorymatch" | "files" | "filesmatch" | "documentroot"
+    ) {
+        err = err.hint("wsgate serves no files; use <Location> for URL paths");
+    } else if lower.starts_with("proxywebsocket") {
+        err = err.hint("that directive exists only in Apache's development trunk; a tunnel's idle time follows timeout= or ProxyTimeout and Timeout");
+    } else if let Some(n) = error::nearest(
+        &node.name,
+        DIRECTIVES.iter().filter(|d| d.suggested).map(|d| d.name),
+    ) {
+        err = err.hint(format!("did you mean '{n}'?"));
+    }
+    err
+}
+
+/// The README's directive table, from [`DIRECTIVES`].
+pub fn markdown_table() -> String {
+    let mut out =
+        String::from("| Directive | Module | Where | What wsgate does |\n|---|---|---|---|\n");
+    for d in DIRECTIVES {
+        let place = if d.apply.is_none() {
+            "anywhere".to_string()
+        } else {
+            d.scopes
+                .iter()
+                .map(|s| s.short())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            d.syntax.replace('|', "\\|"),
+            d.module,
+            place,
+            d.help.replace('|', "\\|")
+        ));
+    }
+    for (name, module) in NOT_YET {
+        out.push_str(&format!(
+            "| `{name}` | {module} | — | not yet: an error naming the module; skipped inside `<IfModule>` for it |\n"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_every_module_of_the_table_is_built_in() {
+        for (i, d) in DIRECTIVES.iter().enumerate() {
+            assert!(
+                DIRECTIVES[..i]
+                    .iter()
+                    .all(|e| !e.name.eq_ignore_ascii_case(d.name)),
+                "{} twice",
+                d.name
+            );
+            if d.module != "mpm" {
+                assert!(module_is_built_in(d.module), "{}", d.module);
+                assert!(module_is_built_in(&format!("{}.c", d.module)));
+            }
+        }
+        assert!(module_is_built_in("proxy_wstunnel_module"));
+        assert!(module_is_built_in("core.c"), "Apache's own spelling");
+        assert!(!module_is_built_in("mod_status.c"));
+        assert!(!module_is_built_in("mpm"));
+    }
+
+    /// The README's table is this table: regenerate it from the failure
+    /// message when a directive changes.
+    #[test]
+    fn the_readme_lists_the_directive_table() {
+        let readme = include_str!("../../README.md");
+        let table = markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's directive table is out of date; it should read:\n{table}"
+        );
+    }
+}
