@@ -48,6 +48,40 @@ pub enum ProxyError {
     TlsNotEnabled,
 }
 
+/// A request that could not be proxied: what went wrong, and whether the
+/// client has already had (part of) an answer, so that it gets no second.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: ProxyError,
+    pub answered: bool,
+}
+
+impl Failure {
+    /// Before anything was sent to the client: it can still get a status.
+    pub fn before(error: impl Into<ProxyError>) -> Failure {
+        Failure {
+            error: error.into(),
+            answered: false,
+        }
+    }
+
+    /// After the client got (part of) an answer: the connection is cut.
+    pub fn after(error: impl Into<ProxyError>) -> Failure {
+        Failure {
+            error: error.into(),
+            answered: true,
+        }
+    }
+
+    /// A write to the client failed.
+    pub fn client(e: std::io::Error, answered: bool) -> Failure {
+        Failure {
+            error: ProxyError::ClientIo(e.to_string()),
+            answered,
+        }
+    }
+}
+
 /// The answer to give the client, if it can still get one.
 pub struct Answer {
     pub status: u16,

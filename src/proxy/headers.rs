@@ -8,9 +8,6 @@ use crate::config::ReverseRule;
 use crate::http::write::{push, push_date, push_decimal};
 use crate::http::{Headers, RequestHead, ResponseHead};
 
-/// Header fields as name and value, in order.
-pub use crate::http::HeaderFields;
-
 /// Removed from requests in addition to whatever `Connection` names (S37).
 const REQUEST_HOP_BY_HOP: &[&str] = &[
     "connection",

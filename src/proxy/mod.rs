@@ -1,13 +1,33 @@
-//! The proxy engine: from an accepted socket to a forwarded response or a
-//! tunnel.
+//! The proxy engine, a connection's life from accepted socket to answer or
+//! tunnel, in the order a connection goes through it:
+//!
+//! * `server` — listeners, accepting, `MaxRequestWorkers`, reload (the
+//!   configuration generation swapped atomically), graceful stop.
+//! * `connection` — a client connection: read heads, keep-alive, hand over
+//!   a tunnel; `conn` is a socket with its read buffer.
+//! * `request` — one request: checks, server, rules, mapping, attempts at
+//!   backends, and the one place a failure becomes an answer (`error`).
+//! * `plan` — pure decisions about a request and its response (framing,
+//!   close, reuse, upgrade); `upgrade` is the upgrade decision itself.
+//! * `header_rules` — when mod_headers/env/setenvif rules run.
+//! * `forward` — the I/O of one attempt at one backend; `headers` writes
+//!   the heads, `body` reads bodies.
+//! * `tunnel`, `splice`, `park` — the byte tunnel after a 101, its
+//!   zero-copy path, and quiet tunnels set aside outside the runtime.
 
-pub mod body;
+mod body;
 pub mod conn;
+mod connection;
 pub mod error;
-pub mod headers;
-pub mod http;
+mod forward;
+mod header_rules;
+mod headers;
 pub mod park;
+mod plan;
+mod request;
 pub mod server;
-pub mod splice;
+mod splice;
 pub mod tunnel;
-pub mod upgrade;
+mod upgrade;
+
+pub use connection::ConnFacts;

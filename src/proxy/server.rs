@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
-use super::http::{self, ConnFacts};
+use super::connection::{self, ConnFacts};
 use super::park::{self, Parker};
 use crate::config::Config;
 use crate::upstream::{health, Generation, Runtime};
@@ -352,7 +352,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         // pointer rather than kilobytes into the task and again on each of
         // its changes of stage: at one request per connection (WebSocket
         // handshakes) those copies cost more than the allocation.
-        tokio::spawn(park::Connection::new(Box::pin(http::serve(
+        tokio::spawn(park::Connection::new(Box::pin(connection::serve(
             stream,
             ConnFacts { peer, local },
             shared.clone(),

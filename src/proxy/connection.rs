@@ -1,0 +1,154 @@
+//! A client connection's life: read a request head, hand it to `request`,
+//! and loop while keep-alive allows; after a protocol switch, hand the
+//! connection's task a tunnel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::conn::{Conn, HeadError};
+use super::forward::{Outcome, TunnelStart};
+pub use super::header_rules::ConnFacts;
+use super::park::{self, Parkable};
+use super::request;
+use super::server::{ConnGuard, Shared};
+use super::tunnel::Tunnel;
+use crate::http::h1::{self, RequestError};
+use crate::http::write::local_response;
+
+/// How long the rest of a head may take once its first byte arrived
+/// (mod_reqtimeout's default `header=20`).
+const HEAD_COMPLETION: Duration = Duration::from_secs(20);
+
+/// Serves one client connection: requests until it closes, or until a
+/// protocol switch, when it hands the tunnel to its task
+/// ([`park::Connection`]) rather than running it inside this (much larger)
+/// future.
+pub async fn serve<S>(
+    io: S,
+    facts: ConnFacts,
+    shared: Arc<Shared>,
+    guard: ConnGuard,
+) -> Option<park::TunnelTask<S>>
+where
+    S: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut client = Conn::with_timer(io);
+    let mut first = true;
+    let mut shutdown = shared.shutdown_signal();
+    loop {
+        let generation = shared.generation();
+        let config = &generation.config;
+        let wait = if first {
+            config.timeout
+        } else {
+            config.keepalive_timeout
+        };
+        let max_head = config.limits.max_head();
+        let head_bytes = tokio::select! {
+            r = client.read_head(max_head, wait, HEAD_COMPLETION.min(config.timeout.max(Duration::from_secs(1)))) => r,
+            _ = shutdown.changed(), if !first && client.buf.is_empty() => return None,
+        };
+        let head_bytes = match head_bytes {
+            Ok(h) => h,
+            Err(HeadError::Closed | HeadError::Truncated | HeadError::Io(_)) => return None,
+            Err(HeadError::Timeout { started }) => {
+                if started {
+                    let _ = client
+                        .write_all(
+                            &local_response(408, "Request Timeout", &[], true),
+                            config.timeout,
+                        )
+                        .await;
+                }
+                return None;
+            }
+            Err(HeadError::TooLarge) => {
+                let _ = client
+                    .write_all(
+                        &local_response(400, "Bad Request", &[], true),
+                        config.timeout,
+                    )
+                    .await;
+                return None;
+            }
+        };
+        let head_bytes = head_bytes.freeze();
+        let head = match h1::parse_request(&head_bytes, &config.limits) {
+            Ok(h) => h,
+            Err(e) => {
+                let (status, reason) = match e {
+                    RequestError::Malformed(why) => {
+                        tracing::debug!(peer = %facts.peer, "400: {why}");
+                        (400, "Bad Request")
+                    }
+                    RequestError::UriTooLong => (414, "Request-URI Too Long"),
+                    RequestError::Version => (505, "HTTP Version Not Supported"),
+                };
+                let _ = client
+                    .write_all(&local_response(status, reason, &[], true), config.timeout)
+                    .await;
+                return None;
+            }
+        };
+        drop(head_bytes);
+        first = false;
+        match request::handle(&mut client, head, &generation, facts).await {
+            Outcome::KeepAlive if config.keepalive => {
+                if *shutdown.borrow() {
+                    return None;
+                }
+            }
+            Outcome::KeepAlive | Outcome::Close => return None,
+            Outcome::Tunnel(start) => return run_tunnel(client, *start, shared, guard).await,
+        }
+    }
+}
+
+/// Sends the bytes that arrived with the heads (S54), then gives the
+/// tunnel back to the connection's task.
+async fn run_tunnel<S>(
+    mut client: Conn<S>,
+    start: TunnelStart,
+    shared: Arc<Shared>,
+    guard: ConnGuard,
+) -> Option<park::TunnelTask<S>>
+where
+    S: Parkable + AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let TunnelStart {
+        mut backend,
+        mode,
+        slot,
+        timeout,
+        busy,
+    } = start;
+    // Bytes that arrived with the heads go first (S54).
+    if !client.buf.is_empty() {
+        let early = client.buf.split();
+        if backend.write_all(&early, timeout).await.is_err()
+            || backend.flush(timeout).await.is_err()
+        {
+            return None;
+        }
+    }
+    if !backend.buf.is_empty() {
+        let early = backend.buf.split();
+        if client.write_all(&early, timeout).await.is_err() || client.flush(timeout).await.is_err()
+        {
+            return None;
+        }
+    }
+    // Let the head-reading buffers go before the long wait: a partial move
+    // out of `client` would keep its buffer alive until this task ends.
+    let client = client.into_io();
+    let backend = backend.into_io();
+    let tunnel = Tunnel::new(client, backend, mode);
+    let parker = shared.parker();
+    Some(park::TunnelTask::start(
+        tunnel,
+        park::Life::new(shared, guard, slot, busy),
+        parker,
+    ))
+}

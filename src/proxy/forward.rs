@@ -1,0 +1,780 @@
+//! One attempt at proxying a request to one backend: the I/O that the
+//! plans of `plan` decide. Read a small body ahead, connect or take a
+//! pooled connection, send the head (retrying once on a pooled connection
+//! found dead), stream the rest of the body, read interim and final
+//! answers, then either relay the response or hand over a tunnel.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::body::{BodyError, BodyReader};
+use super::conn::{Conn, HeadError};
+use super::error::{Failure, ProxyError};
+use super::header_rules::{self, ConnFacts};
+use super::headers::{self, BodyHeader, ClientResponse, Forwarding};
+use super::plan::{self, Exchange, Relay, RequestPlan, ResponsePlan, Unusable};
+use super::tunnel;
+use super::upgrade::Plan;
+use crate::balancer::{self, Busy};
+use crate::config::model::balancer::BalancerIdx;
+use crate::config::{Server, SslIdx, WorkerParams};
+use crate::http::body::{self, Encoding, Framing};
+use crate::http::h1::{self, ResponseError, RESPONSE_FIELD_SIZE};
+use crate::http::write::local_response;
+use crate::http::{RequestHead, ResponseHead, TargetUrl};
+use crate::route::Settings;
+use crate::rules::Env;
+use crate::upstream::{
+    self, BackendConn, BackendStream, ConnectSpec, Generation, PoolKey, Slot, WorkerView,
+};
+
+/// Apache's default for how much of a request body is read before
+/// connecting, to send a small chunked body with a Content-Length (S41).
+const PREFETCH: usize = 16 * 1024;
+/// More interim responses than this from a backend is an error (S55).
+const MAX_INTERIM: usize = 10;
+/// A response body this small that arrived with its head goes out with it.
+const INLINE_BODY: u64 = 16 * 1024;
+
+/// What became of a request.
+pub enum Outcome {
+    KeepAlive,
+    Close,
+    Tunnel(Box<TunnelStart>),
+}
+
+/// What the request handler hands over when a backend switched protocols.
+pub struct TunnelStart {
+    pub backend: Conn<BackendStream>,
+    pub mode: tunnel::Mode,
+    pub slot: Slot,
+    pub timeout: Duration,
+    /// A balancer member's busy count, held for the tunnel's life (S71).
+    pub busy: Option<Busy>,
+}
+
+/// The backend one attempt goes to: the mapping's, or a balancer member.
+pub struct Backend<'a> {
+    pub worker: WorkerView<'a>,
+    pub url: &'a TargetUrl,
+    pub path_and_query: std::borrow::Cow<'a, str>,
+    pub reuse: bool,
+    pub member: Option<ChosenMember>,
+    /// The sticky route the request carried.
+    pub session_route: Option<String>,
+}
+
+/// A balancer member chosen for an attempt.
+#[derive(Clone, Copy)]
+pub struct ChosenMember {
+    pub balancer: BalancerIdx,
+    pub index: usize,
+    pub route_changed: bool,
+}
+
+/// A request ready to go to a backend.
+pub struct Request<'a> {
+    pub head: &'a RequestHead,
+    pub framing: Framing,
+    pub max_forwards: Option<u64>,
+    pub settings: &'a Settings<'a>,
+    pub server: &'a Server,
+    pub facts: ConnFacts,
+    pub rules: header_rules::Context<'a>,
+}
+
+/// A request body's reader and what was read ahead of connecting, kept
+/// across attempts so that a failed-over request still has its body.
+pub struct BodyState {
+    pub reader: BodyReader,
+    prefetched: Vec<u8>,
+    prefetch_done: bool,
+}
+
+impl BodyState {
+    pub fn new(framing: Framing) -> BodyState {
+        BodyState {
+            reader: BodyReader::new(framing),
+            prefetched: Vec::new(),
+            prefetch_done: false,
+        }
+    }
+}
+
+/// The timeouts of an attempt.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    client: Duration,
+    backend: Duration,
+    connect: Duration,
+}
+
+impl Timeouts {
+    /// `timeout=` ⇒ `ProxyTimeout` ⇒ `Timeout` for the backend;
+    /// `connectiontimeout=` ⇒ the backend's for connecting.
+    fn new(params: &WorkerParams, settings: &Settings<'_>, server: &Server) -> Timeouts {
+        let backend = params
+            .timeout
+            .or(settings.base.proxy_timeout)
+            .unwrap_or(server.timeout);
+        Timeouts {
+            client: server.timeout,
+            backend,
+            connect: params.connection_timeout.unwrap_or(backend),
+        }
+    }
+}
+
+/// Proxies one request to `target`; `env` is what its header rules read.
+pub async fn forward<S>(
+    client: &mut Conn<S>,
+    req: &Request<'_>,
+    target: &Backend<'_>,
+    body: &mut BodyState,
+    busy: Option<Busy>,
+    env: &Env,
+    generation: &Generation,
+) -> Result<Outcome, Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &generation.config;
+    let (head, settings) = (req.head, req.settings);
+    let params = target.worker.params;
+    let t = Timeouts::new(params, settings, req.server);
+    if target.url.scheme.is_tls() && !config.ssl_proxy(settings.base.ssl_proxy).engine {
+        return Err(Failure::before(ProxyError::TlsNotEnabled));
+    }
+    let policy = params.upgrade_policy(target.url.scheme);
+    let plan = request_plan(req, target, &policy);
+    if let Plan::Refuse { offer } = &plan.upgrade {
+        return refuse_upgrade(client, offer, req.framing, t.client).await;
+    }
+    if !plan.stream_body {
+        prefetch(client, body, config.limits.body, t.client).await?;
+    }
+    let complete = body.reader.is_done();
+    let body_header = plan.body(req.framing, body.prefetched.len(), complete);
+    let request_head = backend_head(req, target, &plan, body_header);
+    let key = PoolKey {
+        host: target.url.host.clone(),
+        port: target.url.port,
+        sni: plan.sni.clone(),
+    };
+    let fully_buffered = plan.fully_buffered(req.framing, complete);
+    let opened = Open {
+        request_head: &request_head,
+        body: &body.prefetched,
+        encoding: plan::encoding(body_header),
+        fully_buffered,
+        key: &key,
+        ssl: settings.base.ssl_proxy,
+    };
+    let (mut backend, slot, first) = open(target, &plan, &opened, generation, t).await?;
+    let mut response = first.map(|r| r.map_err(Failure::before)).transpose()?;
+    if !fully_buffered {
+        let limit = config.limits.body;
+        response = send_rest(client, &mut backend, &plan, body, opened.encoding, t, limit).await?;
+    }
+    let (mut resp, answered) =
+        final_response(client, &mut backend, head, &plan, response, t).await?;
+    let exchange = Exchange {
+        head,
+        plan: &plan,
+        framing: req.framing,
+        body_left: !body.reader.is_done() && req.framing != Framing::Empty,
+        keepalive: config.keepalive,
+        policy: &policy,
+        idle: t.client.max(t.backend),
+    };
+    // mod_headers' Header rules; Apache leaves a 101 alone.
+    if resp.status != 101 {
+        header_rules::response(
+            head,
+            req.rules,
+            &settings.location_rules,
+            env,
+            resp.status,
+            &mut resp.headers.fields,
+        );
+    }
+    let public_host = head
+        .headers
+        .get_str("host")
+        .unwrap_or(&req.server.server_name);
+    let relay = match plan::response_plan(&exchange, &resp) {
+        Ok(ResponsePlan::Relay(relay)) => relay,
+        Ok(ResponsePlan::Tunnel { upgrade, mode }) => {
+            let switched = Switched {
+                resp: &resp,
+                upgrade: &upgrade,
+                public_host,
+                settings,
+                worker: &target.worker.name,
+                sent: plan.sent_upgrade(),
+            };
+            switch(client, &switched, t).await?;
+            return Ok(Outcome::Tunnel(Box::new(TunnelStart {
+                backend,
+                mode,
+                slot,
+                timeout: exchange.idle,
+                busy,
+            })));
+        }
+        Err(unusable) => {
+            return Err(Failure {
+                error: unusable_error(unusable, &plan),
+                answered,
+            })
+        }
+    };
+    fail_on_status(generation, target, resp.status);
+    let relayed = Relayed {
+        resp: &resp,
+        relay: &relay,
+        public_host,
+        settings,
+    };
+    let backend_read = relay_response(client, &mut backend, &relayed, t).await?;
+    if let Some(m) = target.member {
+        // bytraffic: bytes to and from the member (tunnels do not count).
+        let bytes = request_head.len() as u64 + body.reader.read + backend_read;
+        generation.balancer(m.balancer).members[m.index]
+            .traffic
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+    if relay.backend_reusable && backend.buf.is_empty() {
+        target.worker.state.pool.put(
+            key,
+            BackendConn {
+                stream: backend.into_io(),
+                slot,
+                reused: true,
+            },
+        );
+    }
+    Ok(if relay.close {
+        Outcome::Close
+    } else {
+        Outcome::KeepAlive
+    })
+}
+
+/// How this request goes to this backend.
+fn request_plan<'a>(
+    req: &Request<'a>,
+    target: &'a Backend<'_>,
+    policy: &'a crate::config::UpgradePolicy,
+) -> RequestPlan<'a> {
+    let settings = req.settings;
+    RequestPlan::new(
+        req.head,
+        req.framing,
+        &plan::Route {
+            scheme: target.url.scheme,
+            authority: target.url.authority(),
+            host: &target.url.host,
+            policy,
+            fallback_to_http: settings.fallback_to_http,
+            preserve_host: settings.preserve_host,
+            reuse: target.reuse,
+            server_name: &req.server.server_name,
+        },
+    )
+}
+
+/// S112: a member's answer with a `failonstatus` status still goes to the
+/// client, and the member is put in error.
+fn fail_on_status(generation: &Generation, target: &Backend<'_>, status: u16) {
+    let Some(m) = target.member else { return };
+    let balancer = generation.config.balancer(m.balancer);
+    if balancer.failonstatus.contains(&status) {
+        let state = generation.balancer(m.balancer);
+        let retry = target.worker.params.retry;
+        balancer::fail(balancer, m.index, state, &target.worker.name, retry);
+    }
+}
+
+/// A 101 on its way to the client.
+struct Switched<'a> {
+    resp: &'a ResponseHead,
+    /// The `Upgrade` value the client is told.
+    upgrade: &'a str,
+    public_host: &'a str,
+    settings: &'a Settings<'a>,
+    worker: &'a str,
+    /// What the backend was asked for.
+    sent: Option<&'a str>,
+}
+
+/// Relays a backend's 101 (S51); the tunnel follows.
+async fn switch<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    s: &Switched<'_>,
+    t: Timeouts,
+) -> Result<(), Failure> {
+    if s.resp.headers.get("sec-websocket-accept").is_none()
+        && s.sent.is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+    {
+        tracing::info!(worker = %s.worker, "backend switched to WebSocket without Sec-WebSocket-Accept");
+    }
+    let bytes = headers::client_response(
+        s.resp,
+        &ClientResponse {
+            body: BodyHeader::None,
+            close: false,
+            upgrade: Some(s.upgrade),
+            public_host: s.public_host,
+            reverse: &s.settings.reverse,
+        },
+    );
+    client
+        .write_all(&bytes, t.client)
+        .await
+        .map_err(|e| Failure::client(e, true))
+}
+
+/// The error a backend answer that cannot be relayed is.
+fn unusable_error(unusable: Unusable, plan: &RequestPlan<'_>) -> ProxyError {
+    match unusable {
+        Unusable::NotAsked => {
+            ProxyError::BadUpgrade("101 to a request that asked for no upgrade".into())
+        }
+        Unusable::OtherProtocol { answered } => ProxyError::BadUpgrade(format!(
+            "Unexpected Upgrade: {} (expecting {})",
+            answered.as_deref().unwrap_or("(none)"),
+            plan.sent_upgrade().unwrap_or("")
+        )),
+        Unusable::BadContentLength => ProxyError::BadResponse("bad Content-Length"),
+    }
+}
+
+/// Legacy mode and an Upgrade the worker does not take: 426 (S59).
+async fn refuse_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    offer: &str,
+    framing: Framing,
+    timeout: Duration,
+) -> Result<Outcome, Failure> {
+    let has_body = framing != Framing::Empty;
+    let bytes = local_response(
+        426,
+        "Upgrade Required",
+        &[("Upgrade", offer), ("Connection", "Upgrade")],
+        has_body,
+    );
+    client
+        .write_all(&bytes, timeout)
+        .await
+        .map_err(|e| Failure::client(e, false))?;
+    Ok(if has_body {
+        Outcome::Close
+    } else {
+        Outcome::KeepAlive
+    })
+}
+
+/// Reads a small body whole, to send it with a Content-Length (S41); once
+/// per request, whatever the attempts.
+async fn prefetch<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    body: &mut BodyState,
+    limit: u64,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    if body.prefetch_done {
+        return Ok(());
+    }
+    body.prefetch_done = true;
+    while body.prefetched.len() < PREFETCH {
+        match body.reader.next(client, timeout).await {
+            Ok(Some(piece)) => body.prefetched.extend_from_slice(&piece),
+            Ok(None) => break,
+            Err(e) => return Err(Failure::before(client_body_error(e))),
+        }
+        if limit > 0 && body.reader.read > limit {
+            return Err(Failure::before(ProxyError::BodyTooLarge));
+        }
+    }
+    Ok(())
+}
+
+/// The request head for the backend (S36): Max-Forwards decremented in
+/// place (S8), then the head written with Host, the X-Forwarded-*
+/// headers, body framing and Connection the plan says.
+fn backend_head(
+    req: &Request<'_>,
+    target: &Backend<'_>,
+    plan: &RequestPlan<'_>,
+    body: BodyHeader,
+) -> Vec<u8> {
+    let decremented;
+    let forwarded = match req.max_forwards {
+        Some(n) => {
+            let mut copy = req.head.clone();
+            if let Some((_, v)) = copy
+                .headers
+                .fields
+                .iter_mut()
+                .find(|(k, _)| k.eq_ignore_ascii_case("max-forwards"))
+            {
+                *v = n.to_string().into();
+            }
+            decremented = copy;
+            &decremented
+        }
+        None => req.head,
+    };
+    headers::backend_request(
+        forwarded,
+        &target.path_and_query,
+        &Forwarding {
+            client_ip: req.facts.peer.ip(),
+            add_headers: req
+                .settings
+                .add_headers
+                .then_some(req.server.server_name.as_str()),
+            host: plan.host,
+            body,
+            connection: plan.connection(),
+            // S42: forwarded whether or not a body follows.
+            keep_expect: plan.expect_continue,
+        },
+    )
+}
+
+/// What the first write to a backend carries.
+struct Open<'a> {
+    request_head: &'a [u8],
+    /// The body read ahead.
+    body: &'a [u8],
+    encoding: Encoding,
+    /// The whole request goes now, so the answer is read at once.
+    fully_buffered: bool,
+    key: &'a PoolKey,
+    /// The server's `SSLProxy*`, for a TLS backend.
+    ssl: SslIdx,
+}
+
+type Opened = (
+    Conn<BackendStream>,
+    Slot,
+    Option<Result<ResponseHead, ProxyError>>,
+);
+
+/// Sends the head (and the body read ahead) on a pooled connection or a
+/// new one, and for a fully buffered request reads the answer's head. A
+/// pooled connection found dead before any answer is replaced by a new one
+/// and the request sent again (once).
+async fn open(
+    target: &Backend<'_>,
+    plan: &RequestPlan<'_>,
+    o: &Open<'_>,
+    generation: &Generation,
+    t: Timeouts,
+) -> Result<Opened, Failure> {
+    let worker = &target.worker;
+    let mut pooled = if plan.reusable {
+        worker.state.pool.take(o.key, worker.params.ttl)
+    } else {
+        None
+    };
+    loop {
+        let conn = match pooled.take() {
+            Some(c) => c,
+            None => connect(target, plan, generation, o.ssl, t).await?,
+        };
+        let reused = conn.reused;
+        let mut backend = Conn::new(conn.stream);
+        let end = if o.fully_buffered {
+            body::end(o.encoding)
+        } else {
+            &[]
+        };
+        let sent = if o.body.is_empty() && end.is_empty() {
+            backend.write_all(o.request_head, t.backend).await
+        } else {
+            let mut out = o.request_head.to_vec();
+            body::frame(o.encoding, o.body, &mut out);
+            out.extend_from_slice(end);
+            backend.write_all(&out, t.backend).await
+        };
+        let response = match sent {
+            Ok(()) if o.fully_buffered => Some(read_response_head(&mut backend, t.backend).await),
+            Ok(()) => None,
+            Err(e) => Some(Err(ProxyError::BackendIo(e.to_string()))),
+        };
+        match response {
+            Some(Err(ProxyError::BackendClosed | ProxyError::BackendIo(_)))
+                if reused && o.fully_buffered =>
+            {
+                tracing::debug!(worker = %worker.name, "pooled connection was dead; retrying on a new one");
+            }
+            Some(Err(e)) => return Err(Failure::before(e)),
+            _ => return Ok((backend, conn.slot, response)),
+        }
+    }
+}
+
+/// A new connection to the backend, within `max=` (waiting up to
+/// `acquire=`, else the connect timeout).
+async fn connect(
+    target: &Backend<'_>,
+    plan: &RequestPlan<'_>,
+    generation: &Generation,
+    ssl: SslIdx,
+    t: Timeouts,
+) -> Result<BackendConn, Failure> {
+    let worker = &target.worker;
+    let slot = worker
+        .state
+        .limit
+        .acquire(worker.params.acquire.unwrap_or(t.connect))
+        .await
+        .ok_or(Failure::before(ProxyError::PoolExhausted))?;
+    let tls = match &plan.sni {
+        Some(sni) => {
+            let client = generation
+                .tls(ssl)
+                .cloned()
+                .ok_or(Failure::before(ProxyError::TlsNotEnabled))?;
+            let name = ServerName::try_from(sni.clone()).map_err(|_| {
+                Failure::before(ProxyError::TlsHandshake(format!(
+                    "'{sni}' is not a valid TLS server name"
+                )))
+            })?;
+            Some((client, name))
+        }
+        None => None,
+    };
+    let stream = upstream::connect::connect(&ConnectSpec {
+        host: &target.url.host,
+        addresses: &worker.state.addresses,
+        port: target.url.port,
+        tls,
+        connect_timeout: t.connect,
+        keepalive: worker.params.keepalive,
+    })
+    .await
+    .map_err(Failure::before)?;
+    Ok(BackendConn {
+        stream,
+        slot,
+        reused: false,
+    })
+}
+
+/// Streams the rest of the request body: after the backend's 100 when the
+/// client expects one (a final answer instead is relayed, and the unread
+/// body then closes the client connection, S157). Returns that answer, if
+/// one came.
+async fn send_rest<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    backend: &mut Conn<BackendStream>,
+    plan: &RequestPlan<'_>,
+    body: &mut BodyState,
+    encoding: Encoding,
+    t: Timeouts,
+    limit: u64,
+) -> Result<Option<ResponseHead>, Failure> {
+    if plan.stream_body {
+        let first = read_response_head(backend, t.backend)
+            .await
+            .map_err(Failure::before)?;
+        if first.status != 100 {
+            return Ok(Some(first));
+        }
+        client
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", t.client)
+            .await
+            .map_err(|e| Failure::client(e, false))?;
+    }
+    let reader = &mut body.reader;
+    loop {
+        match reader.next(client, t.client).await {
+            Ok(Some(piece)) => {
+                if limit > 0 && reader.read > limit {
+                    return Err(Failure::before(ProxyError::BodyTooLarge));
+                }
+                let mut out = Vec::with_capacity(piece.len() + 16);
+                body::frame(encoding, &piece, &mut out);
+                backend
+                    .write_all(&out, t.backend)
+                    .await
+                    .map_err(|e| Failure::before(ProxyError::BackendIo(e.to_string())))?;
+            }
+            Ok(None) => break,
+            Err(e) => return Err(Failure::before(client_body_error(e))),
+        }
+    }
+    backend
+        .write_all(body::end(encoding), t.backend)
+        .await
+        .map_err(|e| Failure::before(ProxyError::BackendIo(e.to_string())))?;
+    Ok(None)
+}
+
+/// Interim responses (S55), relayed as the plan says, then the final one.
+/// Returns it and whether the client has had an interim answer already.
+async fn final_response<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    backend: &mut Conn<BackendStream>,
+    head: &RequestHead,
+    plan: &RequestPlan<'_>,
+    mut first: Option<ResponseHead>,
+    t: Timeouts,
+) -> Result<(ResponseHead, bool), Failure> {
+    let mut interim = 0;
+    loop {
+        let resp = match first.take() {
+            Some(r) => r,
+            None => read_response_head(backend, t.backend)
+                .await
+                .map_err(|e| Failure {
+                    error: e,
+                    answered: interim > 0,
+                })?,
+        };
+        if resp.status >= 200 || resp.status == 101 {
+            return Ok((resp, interim > 0));
+        }
+        interim += 1;
+        if interim > MAX_INTERIM {
+            return Err(Failure::after(ProxyError::TooManyInterim));
+        }
+        if plan::relay_interim(head, plan, resp.status) {
+            let bytes = headers::client_response(
+                &resp,
+                &ClientResponse {
+                    body: BodyHeader::None,
+                    close: false,
+                    upgrade: None,
+                    public_host: "",
+                    reverse: &[],
+                },
+            );
+            client
+                .write_all(&bytes, t.client)
+                .await
+                .map_err(|e| Failure::client(e, true))?;
+        }
+    }
+}
+
+/// A response on its way to the client.
+struct Relayed<'a> {
+    resp: &'a ResponseHead,
+    relay: &'a Relay,
+    public_host: &'a str,
+    settings: &'a Settings<'a>,
+}
+
+/// Writes the response head and its body, re-framed for the client.
+/// Returns the body bytes read from the backend.
+async fn relay_response<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    backend: &mut Conn<BackendStream>,
+    r: &Relayed<'_>,
+    t: Timeouts,
+) -> Result<u64, Failure> {
+    let relay = r.relay;
+    let mut bytes = headers::client_response(
+        r.resp,
+        &ClientResponse {
+            body: relay.client,
+            close: relay.close,
+            upgrade: relay.upgrade_offer.as_deref(),
+            public_host: r.public_host,
+            reverse: &r.settings.reverse,
+        },
+    );
+    let mut reader = BodyReader::new(relay.backend);
+    // A small body that came with the head goes out in the same write (one
+    // send instead of two per response).
+    if let (Framing::Length(n), Encoding::Length) = (relay.backend, relay.encoding) {
+        if n <= INLINE_BODY && backend.buf.len() as u64 >= n {
+            if let Ok(Some(piece)) = reader.next(backend, t.backend).await {
+                bytes.extend_from_slice(&piece);
+            }
+        }
+    }
+    client
+        .write_all(&bytes, t.client)
+        .await
+        .map_err(|e| Failure::client(e, true))?;
+    loop {
+        match reader.next(backend, t.backend).await {
+            Ok(Some(piece)) => write_piece(client, relay.encoding, &piece, t.client).await?,
+            Ok(None) => break,
+            // Mid-body failure: the client connection is cut, with no chunk
+            // terminator, so it cannot take a partial body for a whole one (S82).
+            Err(e) => return Err(Failure::after(backend_body_error(e))),
+        }
+    }
+    let end = body::end(relay.encoding);
+    if !end.is_empty() {
+        client
+            .write_all(end, t.client)
+            .await
+            .map_err(|e| Failure::client(e, true))?;
+    }
+    Ok(reader.read)
+}
+
+async fn write_piece<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    encoding: Encoding,
+    piece: &Bytes,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let result = if encoding == Encoding::Chunked {
+        let mut out = Vec::with_capacity(piece.len() + 16);
+        body::frame(encoding, piece, &mut out);
+        client.write_all(&out, timeout).await
+    } else {
+        client.write_all(piece, timeout).await
+    };
+    result.map_err(|e| Failure::client(e, true))
+}
+
+async fn read_response_head(
+    backend: &mut Conn<BackendStream>,
+    timeout: Duration,
+) -> Result<ResponseHead, ProxyError> {
+    // The head must be within limits: 8 KiB lines, at most 100 + status.
+    let max = RESPONSE_FIELD_SIZE * 101;
+    match backend.read_head(max, timeout, timeout).await {
+        Ok(bytes) => h1::parse_response(&bytes.freeze()).map_err(|e| match e {
+            ResponseError::Malformed(why) => ProxyError::BadResponse(why),
+            ResponseError::BareCr => ProxyError::BackendBareCr,
+            ResponseError::NotHttp1 => ProxyError::NotHttp1,
+        }),
+        Err(HeadError::Closed | HeadError::Truncated) => Err(ProxyError::BackendClosed),
+        Err(HeadError::Timeout { .. }) => Err(ProxyError::BackendTimeout),
+        Err(HeadError::TooLarge) => Err(ProxyError::BadResponse("response head too large")),
+        Err(HeadError::Io(e)) => Err(ProxyError::BackendIo(e.to_string())),
+    }
+}
+
+fn client_body_error(e: BodyError) -> ProxyError {
+    match e {
+        BodyError::Malformed(why) => ProxyError::BadRequest(why),
+        BodyError::Timeout => ProxyError::ClientTimeout,
+        BodyError::Truncated => ProxyError::ClientIo("client closed mid-body".into()),
+        BodyError::Io(e) => ProxyError::ClientIo(e.to_string()),
+    }
+}
+
+fn backend_body_error(e: BodyError) -> ProxyError {
+    match e {
+        BodyError::Malformed(why) => ProxyError::BadResponse(why),
+        BodyError::Timeout => ProxyError::BackendTimeout,
+        BodyError::Truncated => ProxyError::BackendClosed,
+        BodyError::Io(e) => ProxyError::BackendIo(e.to_string()),
+    }
+}

@@ -1,0 +1,315 @@
+//! One request, from its parsed head to an answer: the checks before
+//! routing, the server and its post-read rules, the mapping, the fixups,
+//! then attempts at backends — one, or balancer members one after another
+//! while they refuse — and the one place where a failure becomes an
+//! answer.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::conn::Conn;
+use super::error::{Failure, ProxyError};
+use super::forward::{self, Backend, BodyState, ChosenMember, Outcome};
+use super::header_rules::{self, ConnFacts};
+use super::plan::{self, Local};
+use crate::balancer::{self, Busy};
+use crate::config::model::balancer::Balancer;
+use crate::config::WorkerRef;
+use crate::http::body::Framing;
+use crate::http::write::local_response;
+use crate::http::{canonical_reason, RequestHead, Version};
+use crate::route::{self, Decision, Mapped, PathError};
+use crate::rules::Env;
+use crate::upstream::Generation;
+
+/// Handles one request whose head has been read.
+pub async fn handle<S>(
+    client: &mut Conn<S>,
+    mut head: RequestHead,
+    generation: &Arc<Generation>,
+    facts: ConnFacts,
+) -> Outcome
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let t = generation.config.timeout;
+    let close_after = match plan::admit(&mut head) {
+        Ok(close_after) => close_after,
+        Err(local) => return answer_local(client, local, t).await,
+    };
+    match route_and_forward(client, head, generation, facts).await {
+        Outcome::KeepAlive if close_after => Outcome::Close,
+        other => other,
+    }
+}
+
+/// Answers a request locally, before its server is known.
+pub async fn answer_local<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    local: Local,
+    timeout: Duration,
+) -> Outcome {
+    let extra: &[(&str, &str)] = match &local.extra {
+        Some(e) => std::slice::from_ref(e),
+        None => &[],
+    };
+    let bytes = local_response(local.status, local.reason, extra, local.close);
+    write_answer(client, &bytes, local.close, timeout).await
+}
+
+/// Writes an answer wsgate made; the connection stays open unless `close`.
+async fn write_answer<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    bytes: &[u8],
+    close: bool,
+    timeout: Duration,
+) -> Outcome {
+    let ok = client.write_all(bytes, timeout).await.is_ok();
+    if ok && !close {
+        Outcome::KeepAlive
+    } else {
+        Outcome::Close
+    }
+}
+
+/// Answers or proxies a request once its head is settled (Host known).
+async fn route_and_forward<S>(
+    client: &mut Conn<S>,
+    mut head: RequestHead,
+    generation: &Arc<Generation>,
+    facts: ConnFacts,
+) -> Outcome
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &generation.config;
+    let t = config.timeout;
+    let (framing, max_forwards) = match plan::before_routing(&head, config.limits.body) {
+        Ok(x) => x,
+        Err(local) => return answer_local(client, local, t).await,
+    };
+    let has_body = framing != Framing::Empty;
+    let path = match route::normalize(&head.target) {
+        Ok(p) => p,
+        Err(PathError::BadRequest) => return answer_local(client, Local::BAD_REQUEST, t).await,
+        Err(PathError::NotFound) => {
+            let not_found = local_response(404, "Not Found", &[], has_body);
+            return write_answer(client, &not_found, has_body, t).await;
+        }
+    };
+    let server = route::select_server(config, facts.local, head.headers.get_str("host"));
+    let mut env = Env::default();
+    let cx = header_rules::post_read(&mut head, &path, facts, server, &mut env);
+    let mapped = {
+        let request = route::Request {
+            method: &head.method,
+            target: &head.target,
+            version: if head.version >= Version::HTTP_11 {
+                "HTTP/1.1"
+            } else {
+                "HTTP/1.0"
+            },
+            headers: &head.headers.fields,
+            path: &path,
+            remote: facts.peer,
+            local: facts.local,
+            https: false,
+        };
+        route::decide(config, server, &request)
+    };
+    // Answers made from here get the server's `Header always` rules.
+    let answer = |head: &RequestHead, env: &Env, status: u16, close: bool| {
+        header_rules::error_page(head, cx, env, status, canonical_reason(status), close)
+    };
+    let mapped = match mapped {
+        Decision::Proxy(m) => m,
+        Decision::NotFound => {
+            let bytes = answer(&head, &env, 404, has_body);
+            return write_answer(client, &bytes, has_body, t).await;
+        }
+        Decision::Forbidden => {
+            tracing::warn!(peer = %facts.peer, "refused a mapped target with user information");
+            return write_answer(client, &answer(&head, &env, 403, true), true, t).await;
+        }
+        Decision::BadTarget => {
+            return write_answer(client, &answer(&head, &env, 400, true), true, t).await
+        }
+        Decision::Redirect { status, location } => {
+            let reason = canonical_reason(status);
+            let bytes = local_response(status, reason, &[("Location", &location)], has_body);
+            return write_answer(client, &bytes, has_body, t).await;
+        }
+        Decision::Status(status) => {
+            return write_answer(client, &answer(&head, &env, status, true), true, t).await
+        }
+    };
+    header_rules::fixups(&mut head, cx, &mapped.settings.location_rules, &mut env);
+    let req = forward::Request {
+        head: &head,
+        framing,
+        max_forwards,
+        settings: &mapped.settings,
+        server,
+        facts,
+        rules: cx,
+    };
+    match attempts(client, &req, &mapped, &mut env, generation).await {
+        Ok(outcome) => outcome,
+        Err(failure) => {
+            let e = &failure.error;
+            if e.is_backend() {
+                tracing::error!(peer = %facts.peer, route = %mapped.name(config), "{e}");
+            } else {
+                tracing::debug!(peer = %facts.peer, "{e}");
+            }
+            if let (false, Some(a)) = (failure.answered, e.answer()) {
+                let bytes = header_rules::error_page(&head, cx, &env, a.status, a.reason, true);
+                let _ = client.write_all(&bytes, t).await;
+            }
+            Outcome::Close
+        }
+    }
+}
+
+/// Proxies a mapped request: to its worker, or to balancer members in
+/// turn. S109: a member that cannot be connected to is put in error and
+/// the request, not sent yet, goes to the next one, up to `maxattempts`.
+async fn attempts<S>(
+    client: &mut Conn<S>,
+    req: &forward::Request<'_>,
+    mapped: &Mapped<'_>,
+    env: &mut Env,
+    generation: &Generation,
+) -> Result<Outcome, Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &generation.config;
+    let mut body = BodyState::new(req.framing);
+    let mut tried: Vec<usize> = Vec::new();
+    loop {
+        let backend = choose_backend(generation, mapped, req.head, req.rules.path, &tried)
+            .map_err(Failure::before)?;
+        let Some(m) = backend.member else {
+            return forward::forward(client, req, &backend, &mut body, None, env, generation).await;
+        };
+        let balancer = config.balancer(m.balancer);
+        let state = generation.balancer(m.balancer);
+        let busy = Busy::new(state.members[m.index].clone());
+        balancer_env(env, balancer, &backend, m);
+        let outcome = forward::forward(
+            client,
+            req,
+            &backend,
+            &mut body,
+            Some(busy),
+            env,
+            generation,
+        )
+        .await;
+        let fail = || {
+            let name = &backend.worker.name;
+            balancer::fail(balancer, m.index, state, name, backend.worker.params.retry)
+        };
+        match &outcome {
+            Err(Failure {
+                error: ProxyError::Connect(_) | ProxyError::PoolExhausted,
+                answered: false,
+            }) => {
+                fail();
+                tried.push(m.index);
+                if tried.len() < balancer.attempts() {
+                    continue;
+                }
+            }
+            // S111, S112, S126: these fail the member but are not retried.
+            Err(Failure {
+                error: ProxyError::TlsHandshake(_),
+                ..
+            }) => fail(),
+            Err(Failure {
+                error: ProxyError::BackendTimeout,
+                ..
+            }) if balancer.failontimeout => fail(),
+            _ => {}
+        }
+        return outcome;
+    }
+}
+
+/// S103: what the balancer tells header rules and logs.
+fn balancer_env(env: &mut Env, balancer: &Balancer, backend: &Backend<'_>, m: ChosenMember) {
+    env.set("BALANCER_NAME", balancer.name.clone());
+    env.set("BALANCER_WORKER_NAME", backend.worker.name.as_ref());
+    env.set(
+        "BALANCER_WORKER_ROUTE",
+        balancer.members[m.index].route.clone().unwrap_or_default(),
+    );
+    if m.route_changed {
+        env.set("BALANCER_ROUTE_CHANGED", "1");
+    } else {
+        env.unset("BALANCER_ROUTE_CHANGED");
+    }
+    if let (Some(route), Some((cookie, url))) = (&backend.session_route, &balancer.sticky) {
+        let sticky = if cookie == url {
+            cookie.clone()
+        } else {
+            format!("{cookie}|{url}")
+        };
+        env.set("BALANCER_SESSION_STICKY", sticky);
+        env.set("BALANCER_SESSION_ROUTE", route.clone());
+    }
+}
+
+/// Picks the backend for an attempt, skipping balancer members `tried`.
+/// Borrowed from the mapping or the balancer: nothing is copied per request
+/// but a balanced path.
+fn choose_backend<'a>(
+    generation: &'a Generation,
+    mapped: &'a Mapped<'a>,
+    head: &RequestHead,
+    path: &route::RequestPath,
+    tried: &[usize],
+) -> Result<Backend<'a>, ProxyError> {
+    let idx = match &mapped.backend {
+        route::Backend::Balanced(b) => *b,
+        route::Backend::Single { worker, url } => {
+            return Ok(Backend {
+                worker: generation.worker(*worker, url),
+                url,
+                path_and_query: Cow::Borrowed(&mapped.path_and_query),
+                reuse: mapped.reuse,
+                member: None,
+                session_route: None,
+            });
+        }
+    };
+    let spec = generation.config.balancer(idx);
+    let route = balancer::sticky_route(
+        spec,
+        &path.raw,
+        path.query.as_deref(),
+        head.headers.get_str("cookie"),
+    );
+    let chosen = balancer::choose(spec, generation.balancer(idx), route.as_deref(), tried)
+        .ok_or_else(|| ProxyError::NoMember(spec.name.clone()))?;
+    let m = &spec.members[chosen.index];
+    let worker = generation.worker(WorkerRef::Configured(m.worker), &m.url);
+    // S35: the member's path is put before the mapped path as it is.
+    let path_and_query = format!("{}{}", m.url.path, mapped.path_and_query);
+    Ok(Backend {
+        reuse: !worker.params.disable_reuse && mapped.reuse,
+        worker,
+        url: &m.url,
+        path_and_query: Cow::Owned(path_and_query),
+        member: Some(ChosenMember {
+            balancer: idx,
+            index: chosen.index,
+            route_changed: chosen.route_changed,
+        }),
+        session_route: route,
+    })
+}
