@@ -10,7 +10,8 @@
 #
 # Environment: PROXY_CPU (1), LOAD_CPU (0), BENCH_NICE (-10),
 # BENCH_BACKEND_PORT (23001), BENCH_BACKEND_HOST (127.0.0.1),
-# BENCH_PROXY_PORT (23080).
+# BENCH_PROXY_PORT (23080); WSGATE_BASE, a wsgate binary measured as the
+# proxy "wsgate-base" beside the current build (before/after in one run).
 #
 # Each proxy is started fresh for every scenario, pinned to CPU $PROXY_CPU (1)
 # with one worker; the echo backend and the load generator share CPU
@@ -108,13 +109,18 @@ SCENARIOS=${ONLY:-echo64,echo16k,connect,http,hold,burst}
 SCENARIOS=${SCENARIOS//,/ }
 PROXIES=${PROXIES//,/ }
 for p in $PROXIES; do
-    case "$p" in wsgate|nginx|haproxy|apache|direct) ;; *) echo "run.sh: unknown proxy $p" >&2; exit 2 ;; esac
+    case "$p" in wsgate|wsgate-base|nginx|haproxy|apache|direct) ;; *) echo "run.sh: unknown proxy $p" >&2; exit 2 ;; esac
 done
 for s in $SCENARIOS; do
     case "$s" in echo64|echo16k|connect|http|hold|burst|soak) ;; *) echo "run.sh: unknown scenario $s" >&2; exit 2 ;; esac
 done
 has() { case " $PROXIES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 log() { echo "[bench $(date +%T)] $*" >&2; }
+
+if has wsgate-base && ! [ -x "${WSGATE_BASE:-}" ]; then
+    echo "run.sh: --proxies wsgate-base needs WSGATE_BASE=PATH to a wsgate binary" >&2
+    exit 2
+fi
 
 # ---------------------------------------------------------------- limits
 # 9,000 tunnels are 18,000 sockets in the proxy: take the whole hard limit.
@@ -192,7 +198,7 @@ stop_pid() {
     for i in $(seq 150); do
         kill -0 "$pid" 2>/dev/null || break
         # wsgate: a second SIGTERM stops at once (after the loadgen closed everything).
-        [ "$i" = 5 ] && [ "$PROXY_NAME" = wsgate ] && kill -TERM "$pid" 2>/dev/null
+        [ "$i" = 5 ] && [[ "$PROXY_NAME" = wsgate* ]] && kill -TERM "$pid" 2>/dev/null
         sleep 0.1
     done
     if kill -0 "$pid" 2>/dev/null; then
@@ -379,10 +385,12 @@ start_proxy() {
             PROXY_PID=""
             TARGET=127.0.0.1:$BACKEND_PORT
             return 0 ;;
-        wsgate)
+        wsgate|wsgate-base)
             write_wsgate
-            "${PIN[@]}" "$PROXY_CPU" "${WRAP[@]//CGOUT/$TMP/cg.$name}" env TOKIO_WORKER_THREADS=1 "$WSGATE" -f "$TMP/wsgate.conf" \
-                >>"$TMP/wsgate.log" 2>&1 &
+            local bin=$WSGATE
+            [ "$name" = wsgate-base ] && bin=$WSGATE_BASE
+            "${PIN[@]}" "$PROXY_CPU" "${WRAP[@]//CGOUT/$TMP/cg.$name}" env TOKIO_WORKER_THREADS=1 "$bin" -f "$TMP/wsgate.conf" \
+                >>"$TMP/$name.log" 2>&1 &
             PROXY_PID=$! ;;
         nginx)
             write_nginx
@@ -485,6 +493,7 @@ RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)-$COMMIT-$MODE"
     echo "- machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')), kernel $(uname -r), open files $(ulimit -n)"
     echo "- proxy on CPU $PROXY_CPU; echo backend and load generator on CPU $LOAD_CPU; all at nice $NICE"
     has wsgate && echo "- wsgate: $("$WSGATE" --version 2>&1 | head -1) ($COMMIT), TOKIO_WORKER_THREADS=1"
+    has wsgate-base && echo "- wsgate-base: $WSGATE_BASE, TOKIO_WORKER_THREADS=1"
     has nginx && echo "- nginx: $(/usr/sbin/nginx -v 2>&1 | head -1 | sed 's/.*version: //'), worker_processes 1 (+ master)"
     has haproxy && echo "- HAProxy: $(/usr/sbin/haproxy -v | head -1 | awk '{print $3}'), nbthread 1"
     has apache && echo "- Apache: $(/usr/sbin/apache2 -v | head -1 | sed 's/.*version: //'), mpm_event, ServerLimit 1, ThreadsPerChild 256 (hold/burst: N+64)"
