@@ -70,6 +70,8 @@ pub async fn run(listen: SocketAddr) -> anyhow::Result<()> {
     let text = config_text(listen, page, echo);
     let config = config::from_str(&text, "demo.conf")?;
     let handle = Handle::start(config).await?;
+    // With port 0 the system chose one: say which.
+    let listen = handle.local_addrs().first().copied().unwrap_or(listen);
     println!("wsgate demo is running. Open http://{listen}/ in a browser,");
     println!("or connect a WebSocket client to ws://{listen}/echo.");
     println!("The configuration it runs:\n");

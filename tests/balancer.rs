@@ -26,6 +26,8 @@ struct Member {
     name: &'static str,
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
+    /// Connections open now (the backend side of live tunnels).
+    live: Arc<AtomicUsize>,
     tasks: Arc<Mutex<JoinSet<()>>>,
 }
 
@@ -37,6 +39,7 @@ impl Member {
             name,
             addr,
             accepted: Arc::default(),
+            live: Arc::default(),
             tasks: Arc::default(),
         };
         m.serve(listener);
@@ -45,11 +48,15 @@ impl Member {
 
     fn serve(&self, listener: TcpListener) {
         let (name, accepted, tasks) = (self.name, self.accepted.clone(), self.tasks.clone());
+        let live = self.live.clone();
         let inner = tasks.clone();
         tasks.lock().unwrap().spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 accepted.fetch_add(1, Ordering::SeqCst);
+                let live = live.clone();
                 inner.lock().unwrap().spawn(async move {
+                    live.fetch_add(1, Ordering::SeqCst);
+                    let _ended = Ended(live);
                     let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
                         return;
                     };
@@ -77,6 +84,15 @@ impl Member {
 
     fn count(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Counts a connection out when its task ends, however it ends.
+struct Ended(Arc<AtomicUsize>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -157,7 +173,10 @@ async fn bybusyness_sends_new_tunnels_to_the_member_with_fewest_live_ones() {
             kept.push(ws);
         }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(T, "a's tunnels ended", || {
+        a.live.load(Ordering::SeqCst) == 0
+    })
+    .await;
     for _ in 0..2 {
         let mut ws = open(&gate, "/ws/").await;
         assert_eq!(whoami(&mut ws, "n").await, "a");
@@ -167,8 +186,8 @@ async fn bybusyness_sends_new_tunnels_to_the_member_with_fewest_live_ones() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sticky_sessions_by_cookie_and_url_parameter() {
-    let (one, _) = http_backend("one").await;
-    let (two, _) = http_backend("two").await;
+    let one = http_backend("one").await;
+    let two = http_backend("two").await;
     let gate = Wsgate::start(&format!(
         "<Proxy balancer://app>\nBalancerMember http://{one} route=r1\nBalancerMember http://{two} route=r2\nProxySet stickysession=SID|sid\n</Proxy>\nProxyPass / balancer://app/\n"
     ));
@@ -224,13 +243,21 @@ async fn a_member_killed_mid_run_closes_its_tunnels_and_new_ones_go_elsewhere_un
         assert_eq!(whoami(&mut ws, "new").await, "b");
     }
     a.restart().await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let mut seen_a = false;
-    for _ in 0..4 {
+    let back = Instant::now();
+    loop {
         let mut ws = open(&gate, "/ws/").await;
-        seen_a |= whoami(&mut ws, "back").await == "a";
+        if whoami(&mut ws, "back").await == "a" {
+            break;
+        }
+        assert!(
+            back.elapsed() < T,
+            "a takes tunnels again once retry=1 has passed"
+        );
     }
-    assert!(seen_a, "a takes tunnels again once retry=1 has passed");
+    assert!(
+        back.elapsed() >= Duration::from_millis(500),
+        "not before retry=1 ran out"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -281,7 +308,7 @@ async fn switchable(
     name: &'static str,
     status: Arc<AtomicUsize>,
     healthy: Arc<AtomicBool>,
-) -> SocketAddr {
+) -> Backend {
     raw_backend(move |head, mut stream| {
         let (status, healthy) = (status.clone(), healthy.clone());
         async move {
@@ -298,7 +325,6 @@ async fn switchable(
         }
     })
     .await
-    .0
 }
 
 async fn who_answers(gate: &Wsgate) -> String {
@@ -353,18 +379,13 @@ async fn health_checks_take_a_member_out_and_bring_it_back() {
     }
     assert!(answers.contains(&"a 200".to_string()), "{answers:?}");
     healthy.store(false, Ordering::SeqCst);
-    // Down within hcinterval × hcfails (0.4 s), with a margin.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    gate.wait_log("failed 2 health checks: out of use", 1).await;
     for _ in 0..4 {
         assert_eq!(who_answers(&gate).await, "b 200");
     }
-    assert!(
-        gate.stderr().contains("failed 2 health checks"),
-        "{}",
-        gate.stderr()
-    );
     healthy.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    gate.wait_log("passed its health checks: back in use", 1)
+        .await;
     let mut answers = Vec::new();
     for _ in 0..4 {
         answers.push(who_answers(&gate).await);
@@ -392,12 +413,7 @@ async fn member_error_state_survives_a_reload() {
     a_status.store(200, Ordering::SeqCst);
     // Same members, a new ProxyPass line: a reload keeps a's error state.
     let conf = std::fs::read_to_string(&gate.conf).unwrap() + "ProxyPass /other/ balancer://app/\n";
-    std::fs::write(&gate.conf, conf).unwrap();
-    gate.signal("HUP");
-    let deadline = Instant::now() + T;
-    while !gate.stderr().contains("reloaded") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gate.reload(&conf).await;
     for _ in 0..3 {
         assert_eq!(who_answers(&gate).await, "b 200");
     }
@@ -405,8 +421,10 @@ async fn member_error_state_survives_a_reload() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn header_rules_inside_the_proxy_section_apply_to_its_requests() {
-    let (one, seen) = http_backend("one").await;
-    let (plain, plain_seen) = http_backend("plain").await;
+    let one = http_backend("one").await;
+    let seen = one.seen.clone();
+    let plain = http_backend("plain").await;
+    let plain_seen = plain.seen.clone();
     let gate = Wsgate::start(&format!(
         "<Proxy balancer://app>\nBalancerMember http://{one}\nRequestHeader set X-Via-Balancer yes\nHeader set X-Member %{{BALANCER_WORKER_NAME}}e\n</Proxy>\nProxyPass /b/ balancer://app/\nProxyPass / http://{plain}/\n"
     ));

@@ -95,8 +95,10 @@ async fn echo(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_applies_to_new_requests_and_leaves_tunnels_alone() {
-    let (a, a_seen) = ws_echo_backend().await;
-    let (b, b_seen) = ws_echo_backend().await;
+    let a = ws_echo_backend().await;
+    let a_seen = a.seen.clone();
+    let b = ws_echo_backend().await;
+    let b_seen = b.seen.clone();
     let gate = Wsgate::start(&format!("ProxyPass /ws/ ws://{a}/\n"));
     let mut old = open_tunnel(&gate, "/ws/").await;
     assert_eq!(a_seen.all().len(), 1);
@@ -104,12 +106,7 @@ async fn reload_applies_to_new_requests_and_leaves_tunnels_alone() {
     let conf = std::fs::read_to_string(&gate.conf)
         .unwrap()
         .replace(&a.to_string(), &b.to_string());
-    std::fs::write(&gate.conf, conf).unwrap();
-    gate.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !gate.stderr().contains("reloaded") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gate.reload(&conf).await;
     let mut new = open_tunnel(&gate, "/ws/").await;
     assert_eq!(
         b_seen.all().len(),
@@ -124,16 +121,9 @@ async fn reload_applies_to_new_requests_and_leaves_tunnels_alone() {
     assert_eq!(echo(&mut new, "new").await, "new");
 
     // A broken configuration is reported and the running one stays.
-    std::fs::write(
-        &gate.conf,
-        format!("Listen {}\nProxyPas /ws/ ws://{a}/\n", gate.addr),
-    )
-    .unwrap();
+    std::fs::write(&gate.conf, format!("{LISTEN}\nProxyPas /ws/ ws://{a}/\n")).unwrap();
     gate.signal("USR1");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !gate.stderr().contains("reload failed") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gate.wait_log("reload failed", 1).await;
     assert!(
         gate.stderr()
             .contains("wsgate.conf:2: Invalid command 'ProxyPas'"),
@@ -147,7 +137,7 @@ async fn reload_applies_to_new_requests_and_leaves_tunnels_alone() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn graceful_stop_lets_tunnels_finish_and_refuses_new_connections() {
-    let (a, _) = ws_echo_backend().await;
+    let a = ws_echo_backend().await;
     let mut gate = Wsgate::start(&format!(
         "GracefulShutdownTimeout 30\nPidFile wsgate.pid\nProxyPass /ws/ ws://{a}/\n"
     ));
@@ -178,7 +168,7 @@ async fn graceful_stop_lets_tunnels_finish_and_refuses_new_connections() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn graceful_stop_closes_what_is_left_after_the_timeout_and_a_second_signal_is_immediate() {
-    let (a, _) = ws_echo_backend().await;
+    let a = ws_echo_backend().await;
     let mut gate = Wsgate::start(&format!(
         "GracefulShutdownTimeout 1\nProxyPass /ws/ ws://{a}/\n"
     ));
@@ -200,11 +190,11 @@ async fn graceful_stop_closes_what_is_left_after_the_timeout_and_a_second_signal
     assert!(!matches!(end, Some(Ok(Message::Text(_)))));
 
     let mut gate = Wsgate::start(&format!(
-        "GracefulShutdownTimeout 60\nProxyPass /ws/ ws://{a}/\n"
+        "LogLevel info\nGracefulShutdownTimeout 60\nProxyPass /ws/ ws://{a}/\n"
     ));
     let _live = open_tunnel(&gate, "/ws/").await;
     gate.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.wait_log("stopping: waiting up to 60 s", 1).await;
     let started = Instant::now();
     gate.signal("TERM");
     assert!(
@@ -216,7 +206,7 @@ async fn graceful_stop_closes_what_is_left_after_the_timeout_and_a_second_signal
 
 #[tokio::test(flavor = "multi_thread")]
 async fn max_request_workers_caps_concurrent_connections() {
-    let (a, _) = ws_echo_backend().await;
+    let a = ws_echo_backend().await;
     let gate = Wsgate::start(&format!("MaxRequestWorkers 2\nProxyPass /ws/ ws://{a}/\n"));
     let mut one = open_tunnel(&gate, "/ws/").await;
     let two = open_tunnel(&gate, "/ws/").await;
@@ -228,16 +218,12 @@ async fn max_request_workers_caps_concurrent_connections() {
                 .map(|(ws, _)| ws)
         }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Logged when the third connection is left waiting.
+    gate.wait_log("server reached MaxRequestWorkers setting", 1)
+        .await;
     assert!(
         !waiting.is_finished(),
         "a third connection waits while two are open"
-    );
-    assert!(
-        gate.stderr()
-            .contains("server reached MaxRequestWorkers setting"),
-        "{}",
-        gate.stderr()
     );
     drop(two);
     let mut third = tokio::time::timeout(Duration::from_secs(5), waiting)
@@ -263,17 +249,17 @@ async fn wait_for_in(path: &std::path::Path, text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_reopens_the_error_log_and_takes_a_new_level() {
-    let dead = free_port();
+    let dead = DeadPort::new();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("error.log");
     let body = |log: &std::path::Path, level: &str| {
         format!(
-            "ErrorLog {}\nLogLevel {level}\nProxyPass /dead/ ws://127.0.0.1:{dead}/\n",
+            "ErrorLog {}\nLogLevel {level}\nProxyPass /dead/ ws://{dead}/\n",
             log.display()
         )
     };
     let gate = Wsgate::start(&body(&log, "error"));
-    let conf_head = format!("Listen {}\nServerName proxy.test\n", gate.addr);
+    let conf_head = format!("{LISTEN}\nServerName proxy.test\n");
     let refused = || async {
         let request = ws_request("/dead/", "websocket");
         let got = raw_exchange(gate.addr, request.as_bytes(), Duration::from_secs(5)).await;
@@ -355,18 +341,6 @@ fn a_variable_not_defined_comes_from_the_environment_or_is_an_error() {
     );
 }
 
-/// Sends SIGHUP and waits until the log says the new configuration runs.
-async fn reload_with(gate: &Wsgate, conf: &str) {
-    let before = gate.stderr().matches("configuration reloaded").count();
-    std::fs::write(&gate.conf, conf).unwrap();
-    gate.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while gate.stderr().matches("configuration reloaded").count() == before {
-        assert!(Instant::now() < deadline, "no reload: {}", gate.stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The status a WebSocket handshake for `path` gets.
 async fn handshake_status(gate: &Wsgate, path: &str) -> u16 {
     let request = ws_request(path, "websocket");
@@ -383,7 +357,7 @@ async fn handshake_status(gate: &Wsgate, path: &str) -> u16 {
 /// changes max= applies the new limit to them.
 #[tokio::test(flavor = "multi_thread")]
 async fn max_holds_across_a_reload_and_follows_a_new_value() {
-    let (a, _) = ws_echo_backend().await;
+    let a = ws_echo_backend().await;
     let gate = Wsgate::start(&format!("ProxyPass /ws/ ws://{a}/ max=2 acquire=100\n"));
     let conf = std::fs::read_to_string(&gate.conf).unwrap();
     let mut one = open_tunnel(&gate, "/ws/").await;
@@ -391,7 +365,8 @@ async fn max_holds_across_a_reload_and_follows_a_new_value() {
     assert_eq!(handshake_status(&gate, "/ws/").await, 503, "max=2 reached");
 
     // The same worker after a reload: its two tunnels still count.
-    reload_with(&gate, &format!("{conf}ProxyPass /other/ ws://{a}/\n")).await;
+    gate.reload(&format!("{conf}ProxyPass /other/ ws://{a}/\n"))
+        .await;
     assert_eq!(
         handshake_status(&gate, "/ws/").await,
         503,
@@ -410,7 +385,7 @@ async fn max_holds_across_a_reload_and_follows_a_new_value() {
     assert_eq!(handshake_status(&gate, "/ws/").await, 503, "two open again");
 
     // A larger max= lets one more in at once; the tunnels stay up.
-    reload_with(&gate, &conf.replace("max=2", "max=3")).await;
+    gate.reload(&conf.replace("max=2", "max=3")).await;
     let mut fourth = open_tunnel(&gate, "/ws/").await;
     assert_eq!(handshake_status(&gate, "/ws/").await, 503, "max=3 reached");
     assert_eq!(echo(&mut one, "1").await, "1");

@@ -35,18 +35,26 @@ use support::*;
 
 /// Differences from Apache that are wsgate bugs (not deliberate). Each
 /// entry is a case name and the bug; remove the entry once it is fixed.
-const KNOWN_BUGS: &[(&str, &str)] = &[
+const KNOWN_BUGS: &[(&str, &str, &[&str])] = &[
     (
         "seed_ws2_plain_get_falls_back_to_http",
         // bug: Apache sends this plain request through a ws:// worker with
         // `Connection: close` (other ws:// cases keep Keep-Alive); cause
         // not yet understood.
         "bug: plain GET through the seed's ws:// ProxyPass: Apache sends the backend `Connection: close`, wsgate `Keep-Alive`",
+        &[
+            "+ backend#1: Connection: Keep-Alive",
+            "- backend#1: Connection: close",
+        ],
     ),
     (
         "map_prefix_literal_qmark",
         // bug: `ProxyPass /q/ http://b/x?a=1` (a `?` in the worker url)
         "bug: worker url with a literal `?`: Apache sends the backend `Connection: close`, wsgate `Keep-Alive`",
+        &[
+            "+ backend#1: Connection: Keep-Alive",
+            "- backend#1: Connection: close",
+        ],
     ),
     (
         "seed_wss2_tunnel",
@@ -56,26 +64,49 @@ const KNOWN_BUGS: &[(&str, &str)] = &[
         // later bytes never reach the client); wsgate half-closes the TLS
         // side with close_notify and still relays the backend's reply.
         "bug: wss:// tunnel, client half-close: Apache ends the TLS backend connection (backend read error, its reply is lost); wsgate half-closes it and relays the reply",
+        &[
+            "+ client: waited for EOF: got \"bye-after-eof\", EOF",
+            "- client: waited for EOF: got \"\", EOF",
+            "+ backend#1: EOF from proxy",
+            "- backend#1: tunnel reset by proxy",
+        ],
     ),
     (
         "hdr_connection_named_removed",
         // bug: request `Connection: keep-alive, X-Secret` on HTTP/1.1
         "bug: a client sending `Connection: keep-alive` gets `Connection: Keep-Alive` and `Keep-Alive: timeout=5, max=100` from Apache, nothing from wsgate",
+        &[
+            "- client:   Connection: Keep-Alive",
+            "- client:   Keep-Alive: timeout=5, max=100",
+        ],
     ),
     (
         "resp_folded_and_cookies",
         // bug: backend header `X-F: a` folded with `  b`
         "bug: a folded backend header `X-F: a\\r\\n  b` is relayed by Apache as `a  b` (the fold's CRLF becomes one space, its blanks are kept), by wsgate as `a b`",
+        &[
+            "+ client:   X-F: a b",
+            "- client:   X-F: a  b",
+        ],
     ),
     (
         "body_cl_and_te",
         // bug: request with both Content-Length and chunked
         "bug: request with Content-Length and chunked: Apache closes the client connection (`Connection: close`) and keeps the backend one (`Keep-Alive`); wsgate does the opposite",
+        &[
+            "- client:   Connection: close",
+            "+ backend#1: Connection: close",
+            "- backend#1: Connection: Keep-Alive",
+        ],
     ),
     (
         "body_expect_100_backend_ignores_expect",
         // bug: the backend never answers `100 Continue` within Timeout
         "bug: backend silent after `Expect: 100-continue`: Apache answers `503 Proxy Error`, wsgate `502 Proxy Error`",
+        &[
+            "+ client: HTTP/1.1 502 Proxy Error",
+            "- client: HTTP/1.1 503 Proxy Error",
+        ],
     ),
 ];
 
@@ -113,6 +144,32 @@ struct Outcome {
     case: Case,
     wsgate: Verdict,
     control: Verdict,
+    /// The mutation control: wsgate built with one small fault.
+    mutant: Verdict,
+}
+
+/// wsgate built with the `mutant` feature (one deliberate fault: no
+/// X-Forwarded-Host) into its own target folder, as fresh as the sources.
+fn build_mutant() -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let target = format!("{root}/target/mutant");
+    say("building the mutation control (cargo build --release --features mutant --target-dir target/mutant)");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--bin",
+            "wsgate",
+            "--features",
+            "mutant",
+        ])
+        .args(["--target-dir", &target])
+        .current_dir(root)
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "the mutant did not build");
+    format!("{target}/release/wsgate")
 }
 
 struct Results {
@@ -172,7 +229,7 @@ fn load_groups() -> Vec<Group> {
             c.name
         );
     }
-    for (name, _) in KNOWN_BUGS {
+    for (name, _, _) in KNOWN_BUGS {
         assert!(names.contains(*name), "KNOWN_BUGS names no case {name}");
     }
     // CONFORMANCE_ONLY=A,B runs only the cases whose name contains A or B
@@ -204,11 +261,14 @@ fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
 }
 
 async fn run_all() -> Results {
+    let mutant = tokio::task::spawn_blocking(build_mutant)
+        .await
+        .expect("the mutant's build");
     let start = Instant::now();
     let groups = load_groups();
     let backend = start_backend(None).await;
     let tls_backend = start_backend(Some(tls_acceptor())).await;
-    let dead = common::free_port();
+    let dead = common::DeadPort::new();
     let control = start_forwarder(backend.addr).await;
     let logs = Arc::new([backend.log.clone(), tls_backend.log.clone()]);
     let mut outcomes = Vec::new();
@@ -219,22 +279,29 @@ async fn run_all() -> Results {
             .replace("@B@", &backend.addr.to_string())
             .replace("@TLSPORT@", &tls_backend.addr.port().to_string())
             .replace("@BPORT@", &backend.addr.port().to_string())
-            .replace("@DEAD@", &format!("127.0.0.1:{dead}"));
-        let apache = Apache::start(&config, common::free_port(), g.tls);
+            .replace("@DEAD@", &dead.to_string());
+        let apache = Apache::start(&config, g.tls);
         let wsgate = common::Wsgate::start(&config);
+        let mutated = common::Wsgate::start_binary(
+            &mutant,
+            &format!("{}\nServerName proxy.test\n{config}", common::LISTEN),
+            &[],
+            |_| {},
+        );
         let mut subs = BTreeMap::new();
         for (port, name) in [
             (apache.addr.port(), "PPORT"),
             (wsgate.addr.port(), "PPORT"),
+            (mutated.addr.port(), "PPORT"),
             (control.port(), "PPORT"),
             (backend.addr.port(), "BPORT"),
             (tls_backend.addr.port(), "TLSPORT"),
-            (dead, "DPORT"),
+            (dead.port(), "DPORT"),
         ] {
             subs.insert(port.to_string(), name.to_string());
         }
         let subs = Arc::new(subs);
-        let sides = [apache.addr, wsgate.addr, control];
+        let sides = [apache.addr, wsgate.addr, control, mutated.addr];
         let sem = Arc::new(tokio::sync::Semaphore::new(PARALLEL_CASES));
         let mut tasks = tokio::task::JoinSet::new();
         for (idx, case) in g.cases.iter().cloned().enumerate() {
@@ -252,9 +319,10 @@ async fn run_all() -> Results {
             done.push(r.expect("case task"));
         }
         done.sort_by_key(|d| d.0);
-        for (_, case, [a, w, c]) in done {
+        for (_, case, [a, w, c, m]) in done {
             let wv = judge(&case, &a, &w, true);
             let cv = judge(&case, &a, &c, false);
+            let mv = judge(&case, &a, &m, false);
             if std::env::var("CONFORMANCE_SHOW")
                 .is_ok_and(|v| v.split(',').any(|x| case.name.contains(x)))
             {
@@ -271,8 +339,10 @@ async fn run_all() -> Results {
                 case,
                 wsgate: wv,
                 control: cv,
+                mutant: mv,
             });
         }
+        drop(mutated);
         drop(wsgate);
         drop(apache);
     }
@@ -286,19 +356,25 @@ async fn run_all() -> Results {
 /// transcripts (client's view, then the backend's).
 async fn run_case(
     case: &Case,
-    sides: [SocketAddr; 3],
+    sides: [SocketAddr; 4],
     logs: &[Log; 2],
     subs: &BTreeMap<String, String>,
-) -> [Vec<String>; 3] {
-    let tags = ["apache", "wsgate", "control"].map(|s| format!("conf-{}-{s}", case.name));
-    let (a, w, c) = tokio::join!(
+) -> [Vec<String>; 4] {
+    let tags = ["apache", "wsgate", "control", "mutant"].map(|s| format!("conf-{}-{s}", case.name));
+    let (a, w, c, m) = tokio::join!(
         run_client(sides[0], case, &tags[0]),
         run_client(sides[1], case, &tags[1]),
         run_client(sides[2], case, &tags[2]),
+        run_client(sides[3], case, &tags[3]),
     );
-    // Let the backend see the end of what the client's close started.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut out = [a, w, c];
+    // Let the backend see the end of what the client's close started: its
+    // connections for these cases end, or 2 s pass (a proxy that keeps a
+    // connection open shows as a backend that saw nothing more).
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !tags.iter().all(|t| logs.iter().all(|l| l.settled(t))) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut out = [a, w, c, m];
     for (i, t) in out.iter_mut().enumerate() {
         t.extend(backend_transcript(&[&logs[0], &logs[1]], &tags[i]));
         let mut s = subs.clone();
@@ -349,8 +425,20 @@ fn judge(case: &Case, apache: &[String], other: &[String], is_wsgate: bool) -> V
     if !is_wsgate {
         return verdict;
     }
-    match (verdict, KNOWN_BUGS.iter().find(|(n, _)| *n == case.name)) {
-        (Verdict::Fail(_), Some((_, bug))) => Verdict::KnownBug(bug),
+    match (verdict, KNOWN_BUGS.iter().find(|(n, _, _)| *n == case.name)) {
+        (Verdict::Fail(d), Some((_, bug, pinned))) => {
+            let pinned: String = pinned.iter().map(|l| format!("      {l}\n")).collect();
+            if d == pinned {
+                Verdict::KnownBug(bug)
+            } else {
+                Verdict::Fail(format!(
+                    "      the known bug's difference changed; KNOWN_BUGS pins:\n{pinned}      now:\n{d}"
+                ))
+            }
+        }
+        (Verdict::Same, Some(_)) => Verdict::Fail(
+            "      listed in KNOWN_BUGS but now identical to Apache: remove the entry\n".into(),
+        ),
         (v, _) => v,
     }
 }
@@ -368,13 +456,7 @@ fn wsgate_behaves_like_apache() {
         match &o.wsgate {
             Verdict::Same => {
                 passed += 1;
-                if KNOWN_BUGS.iter().any(|(n, _)| *n == o.case.name) {
-                    say(&format!(
-                        "PASS  {id}   (listed in KNOWN_BUGS but now identical: remove the entry)"
-                    ));
-                } else {
-                    say(&format!("PASS  {id}"));
-                }
+                say(&format!("PASS  {id}"));
             }
             Verdict::Tolerated(reason) => {
                 passed += 1;
@@ -432,5 +514,29 @@ fn negative_control_plain_forwarder_fails_most_cases() {
     assert!(
         failed * 100 >= total * 70,
         "the comparison should tell a plain TCP forwarder from Apache in at least 70% of cases, did in {failed} of {total}"
+    );
+}
+
+/// The mutation control: wsgate with one small fault (X-Forwarded-Host is
+/// not added) must fail the suite, or the suite does not look closely
+/// enough to tell.
+#[test]
+fn a_wsgate_with_one_small_fault_fails_the_suite() {
+    let Some(r) = results() else { return };
+    let total = r.outcomes.len();
+    let caught: Vec<&str> = r
+        .outcomes
+        .iter()
+        .filter(|o| !o.mutant.passed() && !matches!(o.mutant, Verdict::KnownBug(_)))
+        .map(|o| o.case.name.as_str())
+        .collect();
+    say(&format!(
+        "mutation control (no X-Forwarded-Host): {} of {total} cases tell it from Apache",
+        caught.len()
+    ));
+    assert!(
+        caught.len() * 100 >= total * 60,
+        "the suite should notice a missing X-Forwarded-Host in most proxied cases; it did in {} of {total}",
+        caught.len()
     );
 }

@@ -12,8 +12,10 @@ const T: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_example_three_routes_by_upgrade_header_on_one_port() {
-    let (ws, ws_seen) = ws_echo_backend().await;
-    let (http, http_seen) = http_backend("app").await;
+    let ws = ws_echo_backend().await;
+    let ws_seen = ws.seen.clone();
+    let http = http_backend("app").await;
+    let http_seen = http.seen.clone();
     let gate = Wsgate::start(&format!(
         "ProxyPass / http://{http}/\nRewriteEngine on\nRewriteCond %{{HTTP:Upgrade}} websocket [NC]\nRewriteCond %{{HTTP:Connection}} upgrade [NC]\nRewriteRule ^/?(.*) \"ws://{ws}/$1\" [P,L]\n"
     ));
@@ -42,7 +44,8 @@ async fn seed_example_three_routes_by_upgrade_header_on_one_port() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cve_2023_25690_no_request_splitting_through_a_rewritten_query() {
-    let (backend, seen) = http_backend("b").await;
+    let backend = http_backend("b").await;
+    let seen = backend.seen.clone();
     let gate = Wsgate::start(&format!(
         "RewriteEngine On\nRewriteRule ^/here/(.*) http://{backend}/elsewhere?$1 [P]\n"
     ));
@@ -58,7 +61,8 @@ async fn cve_2023_25690_no_request_splitting_through_a_rewritten_query() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cve_2024_38473_an_encoded_question_mark_stays_in_the_path() {
-    let (backend, seen) = http_backend("b").await;
+    let backend = http_backend("b").await;
+    let seen = backend.seen.clone();
     let gate = Wsgate::start(&format!("ProxyPass /x/ http://{backend}/x/\n"));
     let got = raw_exchange(
         gate.addr,
@@ -76,7 +80,8 @@ async fn cve_2024_38473_an_encoded_question_mark_stays_in_the_path() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cve_2024_38474_a_question_mark_from_a_backreference_is_refused() {
-    let (backend, seen) = http_backend("b").await;
+    let backend = http_backend("b").await;
+    let seen = backend.seen.clone();
     let gate = Wsgate::start(&format!(
         "RewriteEngine On\nRewriteRule ^/keep/(.*)$ http://{backend}/keep/$1 [P]\n"
     ));
@@ -92,7 +97,7 @@ async fn cve_2024_38474_a_question_mark_from_a_backreference_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cve_2024_38476_backend_headers_are_relayed_never_interpreted() {
-    let (backend, _) = raw_backend(|_, mut stream| async move {
+    let backend = raw_backend(|_, mut stream| async move {
         use tokio::io::AsyncWriteExt;
         let _ = stream
             .write_all(b"HTTP/1.1 200 OK\r\nLocation: /server-status\r\nContent-Type: application/x-httpd-php\r\nContent-Length: 4\r\n\r\nbody")
@@ -119,7 +124,7 @@ async fn cve_2024_38476_backend_headers_are_relayed_never_interpreted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cve_2024_38477_a_target_without_host_is_400_and_no_crash() {
-    let (ws, _) = ws_echo_backend().await;
+    let ws = ws_echo_backend().await;
     let gate = Wsgate::start(&format!(
         "RewriteEngine On\nRewriteRule ^/nohost/(.*) http:///$1 [P]\nRewriteRule ^/noport/(.*) http://:8080/$1 [P]\nProxyPass /ws/ ws://{ws}/\n"
     ));
@@ -138,7 +143,8 @@ async fn cve_2024_38477_a_target_without_host_is_400_and_no_crash() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cve_2024_39573_a_substitution_never_becomes_a_proxy_request() {
-    let (backend, seen) = http_backend("b").await;
+    let backend = http_backend("b").await;
+    let seen = backend.seen.clone();
     let gate = Wsgate::start(&format!(
         "RewriteEngine On\nRewriteRule ^/r/(.*) $1\nProxyPass /other/ http://{backend}/\n"
     ));

@@ -21,14 +21,9 @@ fn open_fds(pid: u32) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_concurrent_tunnels_echo_and_close_without_leaks() {
     const N: usize = 1000;
-    let (backend, _) = ws_echo_backend().await;
+    let backend = ws_echo_backend().await;
     let gate = Wsgate::start(&format!("ProxyPass /ws/ ws://{backend}/\n"));
-    // The start-up probe's connection may still be open for a moment.
-    let mut fds_before = open_fds(gate.pid());
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        fds_before = fds_before.min(open_fds(gate.pid()));
-    }
+    let fds_before = open_fds(gate.pid());
     let rss_before = gate.rss_kib();
 
     let mut clients = Vec::with_capacity(N);
@@ -107,7 +102,7 @@ async fn quarter_gigabyte_each_way_to_a_slow_reader_stays_within_64_mib() {
     const TOTAL: u64 = 256 << 20;
     // The backend switches protocols, then sends TOTAL bytes as fast as it
     // can while reading and checking TOTAL bytes from the client.
-    let (backend, _) = raw_backend(|_, stream| async move {
+    let backend = raw_backend(|_, stream| async move {
         let (mut rd, mut wr) = stream.into_split();
         if wr
             .write_all(
@@ -211,6 +206,8 @@ async fn quarter_gigabyte_each_way_to_a_slow_reader_stays_within_64_mib() {
     uploader.await.unwrap();
     sampling.abort();
     assert_eq!(got, TOTAL, "client received everything");
+    // The backend checked every byte of the upload: its verdict.
+    backend.finish().await;
     let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
         "512 MiB through one tunnel in {:?}; wsgate peak RSS {peak} KiB",

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -13,32 +15,46 @@ const T: Duration = Duration::from_secs(5);
 
 /// A backend that switches to whatever protocol was asked for and then
 /// echoes raw bytes; on EOF it writes "bye" and closes.
-async fn switching_echo_backend() -> (std::net::SocketAddr, Seen) {
-    raw_backend(|head, mut stream| async move {
-        let proto = header_value(&head, "upgrade").unwrap_or_else(|| "none".into());
-        let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {proto}\r\nConnection: Upgrade\r\nX-Custom: kept\r\n\r\n");
-        if stream.write_all(resp.as_bytes()).await.is_err() {
-            return;
-        }
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    let _ = stream.write_all(b"bye").await;
-                    return;
-                }
-                Ok(n) => {
-                    if stream.write_all(&buf[..n]).await.is_err() {
+async fn switching_echo_backend() -> Backend {
+    switching_echo_backend_telling_eof().await.0
+}
+
+/// [`switching_echo_backend`], counting the connections that saw their
+/// client's end (end of stream or reset).
+async fn switching_echo_backend_telling_eof() -> (Backend, Arc<AtomicUsize>) {
+    let ended = Arc::new(AtomicUsize::new(0));
+    let count = ended.clone();
+    let backend = raw_backend(move |head, mut stream| {
+        let count = count.clone();
+        async move {
+            let proto = header_value(&head, "upgrade").unwrap_or_else(|| "none".into());
+            let resp = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {proto}\r\nConnection: Upgrade\r\nX-Custom: kept\r\n\r\n");
+            if stream.write_all(resp.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        let _ = stream.write_all(b"bye").await;
                         return;
+                    }
+                    Ok(n) => {
+                        if stream.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }
         }
     })
-    .await
+    .await;
+    (backend, ended)
 }
 
-/// Sends `head`, then `payload`, and returns what came back within 1 s.
+/// Sends `head`, then `payload`; returns the answer's head and, after a
+/// 101, as many bytes as `payload` (the switching echo backend's echo).
 async fn upgrade_exchange(
     addr: std::net::SocketAddr,
     head: &str,
@@ -47,7 +63,10 @@ async fn upgrade_exchange(
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(payload).await.unwrap();
-    let got = read_for(&mut s, Duration::from_secs(1)).await;
+    let mut got = read_head(&mut s).await.expect("an answer head in time");
+    if status_of(&got) == 101 && !payload.is_empty() {
+        got.push_str(&read_exactly(&mut s, payload.len(), T).await);
+    }
     (s, got)
 }
 
@@ -57,7 +76,8 @@ fn custom(path: &str, proto: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_example_one_proxies_websockets_by_prefix() {
-    let (backend, seen) = ws_echo_backend().await;
+    let backend = ws_echo_backend().await;
+    let seen = backend.seen.clone();
     let gate = Wsgate::start(&format!("ProxyPass \"/ws2/\" \"ws://{backend}/\"\n"));
     assert_eq!(
         ws_roundtrip(&gate.url("/ws2/chat?room=1"), "hello").await,
@@ -72,8 +92,10 @@ async fn seed_example_one_proxies_websockets_by_prefix() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_example_two_websocket_path_beside_http() {
-    let (ws, ws_seen) = ws_echo_backend().await;
-    let (http, http_seen) = http_backend("app").await;
+    let ws = ws_echo_backend().await;
+    let ws_seen = ws.seen.clone();
+    let http = http_backend("app").await;
+    let http_seen = http.seen.clone();
     let gate = Wsgate::start(&format!(
         "ProxyPassMatch ^/(myApp/ws)$  ws://{ws}/$1\nProxyPass / http://{http}/\n"
     ));
@@ -94,7 +116,8 @@ async fn seed_example_two_websocket_path_beside_http() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn custom_protocol_upgrade_tunnels_raw_bytes() {
-    let (backend, seen) = switching_echo_backend().await;
+    let backend = switching_echo_backend().await;
+    let seen = backend.seen.clone();
     let gate = Wsgate::start(&format!("ProxyPass /c/ http://{backend}/ upgrade=foo\n"));
     let (_s, got) = upgrade_exchange(gate.addr, &custom("/c/x", "foo"), b"ping").await;
     assert!(
@@ -120,7 +143,8 @@ async fn custom_protocol_upgrade_tunnels_raw_bytes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upgrade_any_tunnels_whatever_is_asked_and_warns() {
-    let (backend, seen) = switching_echo_backend().await;
+    let backend = switching_echo_backend().await;
+    let seen = backend.seen.clone();
     let gate = Wsgate::start(&format!("ProxyPass / http://{backend}/ upgrade=ANY\n"));
     let (_s, got) = upgrade_exchange(gate.addr, &custom("/", "made-up/2"), b"x").await;
     assert_eq!(status_of(&got), 101, "{got}");
@@ -134,8 +158,10 @@ async fn upgrade_any_tunnels_whatever_is_asked_and_warns() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upgrade_none_only_tunnels_a_client_asking_for_none() {
-    let (backend, seen) = switching_echo_backend().await;
-    let (plain, plain_seen) = http_backend("plain").await;
+    let backend = switching_echo_backend().await;
+    let seen = backend.seen.clone();
+    let plain = http_backend("plain").await;
+    let plain_seen = plain.seen.clone();
     let gate = Wsgate::start(&format!(
         "ProxyPass /n/ ws://{backend}/ upgrade=NONE\nProxyPass /p/ ws://{plain}/ upgrade=NONE\n"
     ));
@@ -161,7 +187,8 @@ async fn upgrade_none_only_tunnels_a_client_asking_for_none() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_target_without_upgrade_parameter_strips_upgrade() {
-    let (plain, seen) = http_backend("plain").await;
+    let plain = http_backend("plain").await;
+    let seen = plain.seen.clone();
     let gate = Wsgate::start(&format!("ProxyPass / http://{plain}/\n"));
     let got = raw_exchange(
         gate.addr,
@@ -182,7 +209,8 @@ async fn http_target_without_upgrade_parameter_strips_upgrade() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ws_target_needs_exactly_websocket() {
-    let (plain, seen) = http_backend("plain").await;
+    let plain = http_backend("plain").await;
+    let seen = plain.seen.clone();
     let gate = Wsgate::start(&format!("ProxyPass / ws://{plain}/\n"));
     let got = raw_exchange(
         gate.addr,
@@ -198,8 +226,10 @@ async fn ws_target_needs_exactly_websocket() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fallback_off_skips_ws_routes_for_plain_requests_and_sends_the_configured_protocol() {
-    let (backend, seen) = switching_echo_backend().await;
-    let (plain, plain_seen) = http_backend("plain").await;
+    let backend = switching_echo_backend().await;
+    let seen = backend.seen.clone();
+    let plain = http_backend("plain").await;
+    let plain_seen = plain.seen.clone();
     let gate = Wsgate::start(&format!(
         "ProxyWebsocketFallbackToProxyHttp Off\nProxyPass / ws://{backend}/\nProxyPass / http://{plain}/\n"
     ));
@@ -231,44 +261,53 @@ async fn fallback_off_skips_ws_routes_for_plain_requests_and_sends_the_configure
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fallback_off_tunnel_closes_both_sides_at_the_first_end() {
-    let (backend, _) = switching_echo_backend().await;
+    let (backend, ended) = switching_echo_backend_telling_eof().await;
     let gate = Wsgate::start(&format!(
         "ProxyWebsocketFallbackToProxyHttp Off\nProxyPass / ws://{backend}/\n"
     ));
     let (mut s, got) = upgrade_exchange(gate.addr, &ws_request("/", "websocket"), b"").await;
     assert_eq!(status_of(&got), 101);
     s.shutdown().await.unwrap();
-    let rest = read_until_close(&mut s, T).await;
-    assert!(
-        !rest.contains("bye"),
-        "no half-close in legacy mode: the backend's last words are cut: {rest:?}"
+    // No half-close in legacy mode (S62): the client's end closes the
+    // backend side and the client side at once, so the backend's last
+    // words never arrive.
+    assert_eq!(
+        read_to_close(&mut s, T).await,
+        "",
+        "the client side is closed"
     );
+    eventually(T, "the backend side is closed", || {
+        ended.load(Ordering::SeqCst) == 1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn half_close_is_passed_on_and_the_other_direction_keeps_working() {
-    let (backend, _) = switching_echo_backend().await;
+    let (backend, ended) = switching_echo_backend_telling_eof().await;
     let gate = Wsgate::start(&format!("ProxyPass / ws://{backend}/\n"));
     let (mut s, got) = upgrade_exchange(gate.addr, &ws_request("/", "websocket"), b"abc").await;
     assert!(got.ends_with("abc"), "{got}");
     s.shutdown().await.unwrap();
-    let rest = read_until_close(&mut s, T).await;
     assert_eq!(
-        rest, "bye",
-        "the backend saw EOF and its reply still came through"
+        read_to_close(&mut s, T).await,
+        "bye",
+        "the backend saw EOF, its reply still came through, then both sides closed"
     );
+    assert_eq!(ended.load(Ordering::SeqCst), 1);
+    backend.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_non_101_answer_is_relayed_and_the_connection_stays_http() {
-    let (refusing, _) = raw_backend(|_, mut stream| async move {
+    let refusing = raw_backend(|_, mut stream| async move {
         let _ = stream
             .write_all(b"HTTP/1.1 426 X\r\nContent-Length: 4\r\nUpgrade: WebSocket\r\n\r\nnope")
             .await;
         let _ = read_head(&mut stream).await;
     })
     .await;
-    let (plain, _) = http_backend("plain").await;
+    let plain = http_backend("plain").await;
     let gate = Wsgate::start(&format!(
         "ProxyPass /ws/ ws://{refusing}/\nProxyPass / http://{plain}/\n"
     ));
@@ -293,41 +332,36 @@ async fn a_non_101_answer_is_relayed_and_the_connection_stays_http() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_backend_gives_503_and_a_vanishing_one_closes_the_tunnel() {
-    let dead = free_port();
-    let (vanishing, _) = raw_backend(|head, mut stream| async move {
+    let dead = DeadPort::new();
+    let vanishing = raw_backend(|head, mut stream| async move {
         let proto = header_value(&head, "upgrade").unwrap_or_default();
         let _ = stream
             .write_all(format!("HTTP/1.1 101 OK\r\nUpgrade: {proto}\r\n\r\n").as_bytes())
             .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
         // Dropping the stream ends the backend side abruptly.
     })
     .await;
     let gate = Wsgate::start(&format!(
-        "ProxyPass /dead/ ws://127.0.0.1:{dead}/\nProxyPass /gone/ ws://{vanishing}/\n"
+        "ProxyPass /dead/ ws://{dead}/\nProxyPass /gone/ ws://{vanishing}/\n"
     ));
     let got = raw_exchange(gate.addr, ws_request("/dead/", "websocket").as_bytes(), T).await;
     assert_eq!(status_of(&got), 503, "{got}");
-    let started = Instant::now();
     let mut s = TcpStream::connect(gate.addr).await.unwrap();
     s.write_all(ws_request("/gone/", "websocket").as_bytes())
         .await
         .unwrap();
-    let got = read_until_close(&mut s, T).await;
-    assert_eq!(status_of(&got), 101);
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "the client sees the close promptly"
-    );
+    let got = read_to_close(&mut s, Duration::from_secs(3)).await;
+    assert_eq!(status_of(&got), 101, "then the close, promptly: {got}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_101_naming_another_protocol_is_a_502() {
-    let (liar, _) = raw_backend(|_, mut stream| async move {
+    let liar = raw_backend(|_, mut stream| async move {
         let _ = stream
             .write_all(b"HTTP/1.1 101 OK\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
             .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Held open until wsgate closes it.
+        let _ = read_until_close(&mut stream, T).await;
     })
     .await;
     let gate = Wsgate::start(&format!("ProxyPass / ws://{liar}/\n"));
@@ -337,7 +371,8 @@ async fn a_101_naming_another_protocol_is_a_502() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http10_clients_are_never_upgraded() {
-    let (plain, seen) = http_backend("plain").await;
+    let plain = http_backend("plain").await;
+    let seen = plain.seen.clone();
     let gate = Wsgate::start(&format!("ProxyPass / ws://{plain}/\n"));
     let got = raw_exchange(
         gate.addr,
@@ -350,39 +385,11 @@ async fn http10_clients_are_never_upgraded() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn idle_tunnels_close_after_the_larger_timeout_and_traffic_keeps_them_open() {
-    let (backend, _) = switching_echo_backend().await;
-    // S64: max(Timeout 1, ProxyTimeout 2) = 2 s.
-    let gate = Wsgate::start(&format!(
-        "Timeout 1\nProxyTimeout 2\nProxyPass / ws://{backend}/\n"
-    ));
-    let (mut s, got) = upgrade_exchange(gate.addr, &ws_request("/", "websocket"), b"").await;
-    assert_eq!(status_of(&got), 101);
-    // Traffic every 1.2 s keeps it open well past 2 s.
-    s.write_all(b"k").await.unwrap();
-    assert_eq!(read_for(&mut s, Duration::from_millis(200)).await, "k");
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        s.write_all(b"k").await.unwrap();
-        let echoed = read_for(&mut s, Duration::from_millis(200)).await;
-        assert_eq!(echoed, "k", "still open");
-    }
-    let idle_from = Instant::now();
-    let rest = read_until_close(&mut s, Duration::from_secs(6)).await;
-    let idle = idle_from.elapsed();
-    assert_eq!(rest, "", "closed with FIN and nothing else");
-    assert!(
-        idle >= Duration::from_millis(1500) && idle < Duration::from_millis(4000),
-        "closed after {idle:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn websocket_close_frames_pass_through() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
     use tokio_tungstenite::tungstenite::Message;
-    let (backend, _) = ws_echo_backend().await;
+    let backend = ws_echo_backend().await;
     let gate = Wsgate::start(&format!("ProxyPass / ws://{backend}/\n"));
     let (mut ws, _) = tokio_tungstenite::connect_async(gate.url("/"))
         .await
@@ -418,7 +425,7 @@ async fn websocket_close_frames_pass_through() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn max_limits_connections_to_a_backend_and_acquire_bounds_the_wait() {
-    let (backend, _) = ws_echo_backend().await;
+    let backend = ws_echo_backend().await;
     let gate = Wsgate::start(&format!(
         "ProxyPass /ws/ ws://{backend}/ max=1 acquire=300\n"
     ));
@@ -437,11 +444,15 @@ async fn max_limits_connections_to_a_backend_and_acquire_bounds_the_wait() {
         "waited for acquire= first"
     );
     drop(first);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        ws_roundtrip(&gate.url("/ws/"), "free again").await,
-        "free again"
-    );
+    // Free again once wsgate has seen the first tunnel close.
+    let deadline = Instant::now() + T;
+    loop {
+        let got = raw_exchange(gate.addr, ws_request("/ws/", "websocket").as_bytes(), T).await;
+        if status_of(&got) == 101 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot never came free: {got}");
+    }
 }
 
 /// A tunnel quiet for 5 s leaves the runtime (its task and registrations
@@ -450,16 +461,20 @@ async fn max_limits_connections_to_a_backend_and_acquire_bounds_the_wait() {
 /// its idle timeout running out while it waits.
 #[tokio::test(flavor = "multi_thread")]
 async fn quiet_tunnels_are_parked_and_wake_for_anything_on_either_side() {
-    let (echo, _) = switching_echo_backend().await;
-    // Speaks first, 6.5 s after switching: wakes a parked tunnel from the
-    // backend's side.
-    let (late, _) = raw_backend(|_head, mut stream| async move {
-        let resp =
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
-        if stream.write_all(resp.as_bytes()).await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(6500)).await;
-            let _ = stream.write_all(b"late").await;
-            let _ = read_until_close(&mut stream, Duration::from_secs(10)).await;
+    let echo = switching_echo_backend().await;
+    // Speaks first, once its tunnel is parked: wakes it from the backend's
+    // side.
+    let speak = Arc::new(tokio::sync::Notify::new());
+    let told = speak.clone();
+    let late = raw_backend(move |_head, mut stream| {
+        let told = told.clone();
+        async move {
+            let resp = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+            if stream.write_all(resp.as_bytes()).await.is_ok() {
+                told.notified().await;
+                let _ = stream.write_all(b"late").await;
+                let _ = read_until_close(&mut stream, Duration::from_secs(10)).await;
+            }
         }
     })
     .await;
@@ -498,34 +513,16 @@ async fn quiet_tunnels_are_parked_and_wake_for_anything_on_either_side() {
         "opening took too long"
     );
 
-    // Parked 5 s after each one's last byte; the late backend speaks at 6.5 s.
-    tokio::time::sleep(Duration::from_millis(5200).saturating_sub(opened.elapsed())).await;
-    let mut parked = 0;
-    while opened.elapsed() < Duration::from_millis(6400) {
-        parked = gate.stderr().matches("tunnel parked").count();
-        if parked >= 43 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Parked 5 s after each one's last byte.
+    let parked = gate.wait_log("tunnel parked", 43).await;
     assert!(
-        parked >= 43,
-        "only {parked} of 43 quiet tunnels parked: {:?} {:?} {}",
-        [&half_closing, &timing_out, &woken_by_backend].map(|s| s.local_addr().unwrap()),
-        echoing
-            .iter()
-            .map(|s| s.local_addr().unwrap().port())
-            .collect::<Vec<_>>(),
-        gate.stderr()
+        opened.elapsed() < Duration::from_secs(7),
+        "parking took until {:?}: {parked}",
+        opened.elapsed()
     );
-
     // A reload leaves parked tunnels where they are.
-    gate.signal("HUP");
-    let reloaded = Instant::now();
-    while !gate.stderr().contains("configuration reloaded") {
-        assert!(reloaded.elapsed() < T, "no reload: {}", gate.stderr());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let conf = std::fs::read_to_string(&gate.conf).unwrap();
+    gate.reload(&conf).await;
     // Client data wakes them; the echo comes back through the same tunnel.
     for (i, s) in echoing.iter_mut().enumerate() {
         s.write_all(b"again").await.unwrap();
@@ -539,17 +536,15 @@ async fn quiet_tunnels_are_parked_and_wake_for_anything_on_either_side() {
     // A half-close reaches the backend, whose answer still comes back.
     half_closing.shutdown().await.unwrap();
     assert_eq!(
-        read_until_close(&mut half_closing, T).await,
+        read_to_close(&mut half_closing, T).await,
         "bye",
         "the backend saw the client's FIN and answered before closing"
     );
     // The backend speaks first.
-    assert_eq!(
-        read_for(&mut woken_by_backend, Duration::from_secs(2)).await,
-        "late"
-    );
+    speak.notify_one();
+    assert_eq!(read_exactly(&mut woken_by_backend, 4, T).await, "late");
     // Idle since it opened: Timeout 9 closes it while parked.
-    assert_eq!(read_until_close(&mut timing_out, T).await, "");
+    assert_eq!(read_to_close(&mut timing_out, T).await, "");
     let idle = timing_out_since.elapsed();
     assert!(
         idle >= Duration::from_millis(8500) && idle < Duration::from_secs(11),
@@ -560,7 +555,7 @@ async fn quiet_tunnels_are_parked_and_wake_for_anything_on_either_side() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backend_named_by_host_name_works_and_an_unknown_name_is_a_500() {
-    let (backend, _) = ws_echo_backend().await;
+    let backend = ws_echo_backend().await;
     let gate = Wsgate::start(&format!(
         "ProxyPass /named/ ws://localhost:{}/\nProxyPass /nowhere/ ws://nonexistent.invalid/\n",
         backend.port()

@@ -559,6 +559,7 @@ async fn connect(
         tls,
         connect_timeout: t.connect,
         keepalive: worker.params.keepalive,
+        network: &generation.network,
     })
     .await
     .map_err(Failure::before)?;

@@ -55,6 +55,11 @@ fn hop_by_hop(name: &str, fixed: &[&str], listed: &[&[u8]]) -> bool {
             .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
 }
 
+/// A deliberate fault, compiled in only with the `mutant` feature: the
+/// conformance suite must notice a wsgate that forgets X-Forwarded-Host
+/// (its mutation control). Never in a build that is shipped.
+const MUTANT: bool = cfg!(feature = "mutant");
+
 /// Facts about the request's connection that the forwarded head carries.
 pub struct Forwarding<'a> {
     pub client_ip: IpAddr,
@@ -137,7 +142,7 @@ pub fn backend_request(head: &RequestHead, path_and_query: &str, f: &Forwarding<
         if !added_for {
             push(&mut out, "X-Forwarded-For", client_ip);
         }
-        if let (false, Some(h)) = (added_host, original_host) {
+        if let (false, Some(h), false) = (added_host, original_host, MUTANT) {
             push(&mut out, "X-Forwarded-Host", h);
         }
         if !added_server {

@@ -107,11 +107,17 @@ impl Parkable for TcpStream {
     }
 }
 
+impl Parkable for tokio::io::DuplexStream {
+    fn into_std(self) -> io::Result<std::net::TcpStream> {
+        Err(io::Error::other("only plain TCP tunnels are parked"))
+    }
+}
+
 impl AsTcp for BackendStream {
     fn as_tcp(&self) -> Option<&TcpStream> {
         match self {
             BackendStream::Plain(s) => Some(s),
-            BackendStream::Tls(_) => None,
+            BackendStream::Tls(_) | BackendStream::Memory(_) => None,
         }
     }
 }
@@ -120,7 +126,9 @@ impl Parkable for BackendStream {
     fn into_std(self) -> io::Result<std::net::TcpStream> {
         match self {
             BackendStream::Plain(s) => s.into_std(),
-            BackendStream::Tls(_) => Err(io::Error::other("a TLS stream cannot be parked")),
+            BackendStream::Tls(_) | BackendStream::Memory(_) => {
+                Err(io::Error::other("only plain TCP tunnels are parked"))
+            }
         }
     }
 }

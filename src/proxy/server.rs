@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use tokio::io::DuplexStream;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
@@ -21,7 +22,8 @@ use tokio::task::JoinHandle;
 use super::connection::{self, ConnFacts};
 use super::park::{self, Parker};
 use crate::config::Config;
-use crate::upstream::{health, Generation, Runtime};
+use crate::upstream::memory::MemoryNet;
+use crate::upstream::{health, Generation, Network, Runtime};
 
 /// Listen backlog: enough for thousands of clients connecting at once.
 const BACKLOG: u32 = 4096;
@@ -150,6 +152,42 @@ impl Handle {
         config: Config,
         listeners: Vec<(SocketAddr, TcpListener)>,
     ) -> io::Result<Handle> {
+        Handle::start_with(config, listeners, Runtime::default())
+    }
+
+    /// Starts with no listener, its backends on an in-process network;
+    /// clients come through [`Handle::connect`]. With tokio's clock paused,
+    /// timeouts then run exactly (see `upstream::memory`).
+    pub fn start_in_memory(config: Config, net: Arc<MemoryNet>) -> io::Result<Handle> {
+        let runtime = Runtime::with_network(Network::Memory(net));
+        Handle::start_with(config, Vec::new(), runtime)
+    }
+
+    /// A client connection made in process: the client's end of a pipe
+    /// whose other end the server serves as if `peer` had connected to
+    /// `local`.
+    pub fn connect(&self, peer: SocketAddr, local: SocketAddr) -> DuplexStream {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let shared = &self.shared;
+        shared.stats.connections.fetch_add(1, Ordering::AcqRel);
+        let guard = ConnGuard {
+            shared: shared.clone(),
+            _permit: None,
+        };
+        tokio::spawn(park::Connection::new(Box::pin(connection::serve(
+            server,
+            ConnFacts { peer, local },
+            shared.clone(),
+            guard,
+        ))));
+        client
+    }
+
+    fn start_with(
+        config: Config,
+        listeners: Vec<(SocketAddr, TcpListener)>,
+        runtime: Runtime,
+    ) -> io::Result<Handle> {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
@@ -157,7 +195,6 @@ impl Handle {
         let (shutdown, _) = watch::channel(false);
         let (parker, watcher) = Parker::new()?;
         let watcher = tokio::spawn(watcher);
-        let runtime = Runtime::default();
         let generation = Arc::new(runtime.bind(config));
         let checks = health::start(&generation);
         let shared = Arc::new(Shared {

@@ -8,26 +8,43 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::limit::Slot;
+use super::memory::MemoryNet;
 use super::resolve::Addresses;
 
 /// A connected backend socket.
 pub enum BackendStream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// On an in-process network (see `memory`).
+    Memory(Box<DuplexStream>),
+}
+
+/// Where connections to backends go: TCP, or an in-process network.
+#[derive(Debug, Clone, Default)]
+pub enum Network {
+    #[default]
+    Tcp,
+    Memory(Arc<MemoryNet>),
 }
 
 impl BackendStream {
     /// Whether a pooled connection has been closed by the backend, or has
     /// sent something nobody asked for; either way it must not be reused.
-    pub fn is_stale(&self) -> bool {
+    pub fn is_stale(&mut self) -> bool {
         let tcp = match self {
             BackendStream::Plain(s) => s,
             BackendStream::Tls(s) => s.get_ref().0,
+            BackendStream::Memory(s) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let mut probe = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut probe);
+                return Pin::new(s.as_mut()).poll_read(&mut cx, &mut buf).is_ready();
+            }
         };
         let mut probe = [0u8; 1];
         !matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
@@ -43,6 +60,7 @@ impl AsyncRead for BackendStream {
         match self.get_mut() {
             BackendStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            BackendStream::Memory(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -56,6 +74,7 @@ impl AsyncWrite for BackendStream {
         match self.get_mut() {
             BackendStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            BackendStream::Memory(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -63,6 +82,7 @@ impl AsyncWrite for BackendStream {
         match self.get_mut() {
             BackendStream::Plain(s) => Pin::new(s).poll_flush(cx),
             BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            BackendStream::Memory(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -70,6 +90,7 @@ impl AsyncWrite for BackendStream {
         match self.get_mut() {
             BackendStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            BackendStream::Memory(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 
@@ -81,6 +102,7 @@ impl AsyncWrite for BackendStream {
         match self.get_mut() {
             BackendStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            BackendStream::Memory(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -88,6 +110,7 @@ impl AsyncWrite for BackendStream {
         match self {
             BackendStream::Plain(s) => s.is_write_vectored(),
             BackendStream::Tls(s) => s.is_write_vectored(),
+            BackendStream::Memory(s) => s.is_write_vectored(),
         }
     }
 }
@@ -109,6 +132,7 @@ pub struct ConnectSpec<'a> {
     pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     pub connect_timeout: Duration,
     pub keepalive: bool,
+    pub network: &'a Network,
 }
 
 /// Why a backend connection could not be made.
@@ -123,6 +147,9 @@ pub enum ConnectError {
 }
 
 pub async fn connect(spec: &ConnectSpec<'_>) -> Result<BackendStream, ConnectError> {
+    if let Network::Memory(net) = spec.network {
+        return connect_memory(spec, net).await;
+    }
     let tcp = match tokio::time::timeout(spec.connect_timeout, connect_tcp(spec)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return Err(e),
@@ -164,6 +191,35 @@ async fn connect_tcp(spec: &ConnectSpec<'_>) -> Result<TcpStream, ConnectError> 
     for addr in found.as_slice() {
         match TcpStream::connect(addr).await {
             Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(ConnectError::Refused(last.map_or_else(
+        || "no address to connect to".into(),
+        |e| e.to_string(),
+    )))
+}
+
+/// [`connect`] on an in-process network: the name resolved as for TCP,
+/// then each address tried; no TLS there.
+async fn connect_memory(
+    spec: &ConnectSpec<'_>,
+    net: &MemoryNet,
+) -> Result<BackendStream, ConnectError> {
+    if spec.tls.is_some() {
+        return Err(ConnectError::TlsHandshake(
+            "no TLS on an in-process network".into(),
+        ));
+    }
+    let found = spec
+        .addresses
+        .get(spec.host, spec.port)
+        .await
+        .map_err(|e| ConnectError::Dns(spec.host.to_string(), e.to_string()))?;
+    let mut last = None;
+    for addr in found.as_slice() {
+        match net.connect(*addr) {
+            Ok(pipe) => return Ok(BackendStream::Memory(Box::new(pipe))),
             Err(e) => last = Some(e),
         }
     }

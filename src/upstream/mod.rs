@@ -7,11 +7,12 @@
 pub mod connect;
 pub mod health;
 pub mod limit;
+pub mod memory;
 pub mod pool;
 pub mod resolve;
 pub mod runtime;
 
-pub use connect::{BackendConn, BackendStream, ConnectError, ConnectSpec};
+pub use connect::{BackendConn, BackendStream, ConnectError, ConnectSpec, Network};
 pub use limit::Slot;
 pub use pool::PoolKey;
 pub use runtime::{Generation, Runtime, WorkerState, WorkerView};

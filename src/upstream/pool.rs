@@ -61,7 +61,7 @@ impl Pool {
     pub fn take(&self, key: &PoolKey, ttl: Option<Duration>) -> Option<BackendConn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(pos) = idle.iter().rposition(|i| &i.key == key) {
-            let entry = idle.swap_remove(pos);
+            let mut entry = idle.swap_remove(pos);
             let fresh = ttl.is_none_or(|t| entry.since.elapsed() < t);
             if fresh && !entry.stream.is_stale() {
                 return Some(BackendConn {

@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use super::connect::Network;
 use super::limit::Limit;
 use super::pool::Pool;
 use super::resolve::Addresses;
@@ -59,16 +60,13 @@ pub struct Runtime {
     tls: Mutex<Vec<(SslProxy, Weak<rustls::ClientConfig>)>>,
     /// Apache's default worker, for `[P]` rules to urls no ProxyPass names.
     generic: Arc<WorkerState>,
+    /// Where backend connections go.
+    network: Network,
 }
 
 impl Default for Runtime {
     fn default() -> Self {
-        Runtime {
-            workers: Mutex::default(),
-            members: Mutex::default(),
-            tls: Mutex::default(),
-            generic: Arc::new(WorkerState::new(&WorkerParams::generic())),
-        }
+        Runtime::with_network(Network::Tcp)
     }
 }
 
@@ -84,6 +82,8 @@ pub struct Generation {
     /// `SSLProxyEngine` is off.
     tls: Vec<Option<Arc<rustls::ClientConfig>>>,
     generic: Arc<WorkerState>,
+    /// Where backend connections go.
+    pub network: Network,
 }
 
 /// A worker as a request uses it: its configuration and its state.
@@ -128,6 +128,17 @@ impl Generation {
 }
 
 impl Runtime {
+    /// A runtime whose backend connections go over `network`.
+    pub fn with_network(network: Network) -> Runtime {
+        Runtime {
+            workers: Mutex::default(),
+            members: Mutex::default(),
+            tls: Mutex::default(),
+            generic: Arc::new(WorkerState::new(&WorkerParams::generic())),
+            network,
+        }
+    }
+
     /// Binds a configuration: the state of every worker, member and TLS
     /// setting it keeps from the configurations before, new state for the
     /// rest. Members take the states their `status=` sets.
@@ -187,6 +198,7 @@ impl Runtime {
             balancers,
             tls,
             generic: self.generic.clone(),
+            network: self.network.clone(),
         }
     }
 

@@ -245,6 +245,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 pub struct Record {
     pub tag: String,
     pub events: Vec<Ev>,
+    /// The backend connection has ended: nothing more will be recorded.
+    pub done: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -262,6 +264,7 @@ impl Log {
         v.push(Record {
             tag: tag.to_string(),
             events: lines.into_iter().map(Ev::Line).collect(),
+            done: false,
         });
         v.len() - 1
     }
@@ -278,6 +281,14 @@ impl Log {
         } else {
             ev.push(Ev::Data(b.to_vec()));
         }
+    }
+    fn finish(&self, i: usize) {
+        self.0.lock().unwrap()[i].done = true;
+    }
+    /// Whether every backend connection of `tag` has ended.
+    pub fn settled(&self, tag: &str) -> bool {
+        let v = self.0.lock().unwrap();
+        v.iter().filter(|r| r.tag == tag).all(|r| r.done)
     }
     fn records(&self, tag: &str) -> Vec<Record> {
         let v = self.0.lock().unwrap();
@@ -328,7 +339,9 @@ pub async fn start_backend(tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
                     },
                     None => Conn::new(s),
                 };
-                serve(conn, log).await;
+                if let Some(i) = serve(conn, log.clone()).await {
+                    log.finish(i);
+                }
             });
         }
     });
@@ -336,10 +349,12 @@ pub async fn start_backend(tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
 }
 
 /// Serves one backend connection. The request header `X-Mode` picks the
-/// behaviour; `X-Tag` files the record under its case.
-async fn serve(mut c: Conn, log: Log) {
+/// behaviour; `X-Tag` files the record under its case. Returns the
+/// record's index, once the connection is over.
+async fn serve(c: Conn, log: Log) -> Option<usize> {
+    let mut c = c;
     let Ok(head) = c.head(Duration::from_secs(30)).await else {
-        return;
+        return None;
     };
     let text = latin1(&head);
     let lines: Vec<String> = text
@@ -385,10 +400,10 @@ async fn serve(mut c: Conn, log: Log) {
     }
     if mode.starts_with("101") || mode == "ws" {
         tunnel(c, &log, i, &mode, upgrade, key).await;
-        return;
+        return Some(i);
     }
     let resp: Vec<u8> = match mode.as_str() {
-        "close" => return,
+        "close" => return Some(i),
         "slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
             ok200("slow-200")
@@ -432,6 +447,7 @@ async fn serve(mut c: Conn, log: Log) {
     // case depends on which pooled backend connection a proxy picks.
     let _ = c.io.shutdown().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
+    Some(i)
 }
 
 fn log_lines(log: &Log, i: usize) -> Vec<String> {
@@ -1204,8 +1220,21 @@ pub struct Apache {
 }
 
 impl Apache {
-    /// Starts Apache (event MPM, one child) on `body` in a private folder.
-    pub fn start(body: &str, port: u16, tls: bool) -> Apache {
+    /// Starts Apache (event MPM, one child) on `body` in a private folder,
+    /// on a free port. Apache cannot listen on port 0 and say which it got,
+    /// so a port found free is taken, and if another process took it in
+    /// between, another one is tried.
+    pub fn start(body: &str, tls: bool) -> Apache {
+        for _ in 0..5 {
+            if let Some(apache) = Apache::start_on(body, crate::common::free_port(), tls) {
+                return apache;
+            }
+        }
+        panic!("apache2 found no free port in 5 attempts");
+    }
+
+    /// `None`: the port was taken meanwhile.
+    fn start_on(body: &str, port: u16, tls: bool) -> Option<Apache> {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         let root = unsafe_is_root();
@@ -1260,11 +1289,11 @@ impl Apache {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(st)) = a.child.try_wait() {
-                panic!(
-                    "apache2 exited with {st}: {}\n{}",
-                    a.read("stderr.log"),
-                    a.read("error.log")
-                );
+                let why = a.read("stderr.log") + &a.read("error.log");
+                if why.contains("Address already in use") {
+                    return None;
+                }
+                panic!("apache2 exited with {st}: {why}");
             }
             if std::net::TcpStream::connect(a.addr).is_ok() {
                 break;
@@ -1274,7 +1303,7 @@ impl Apache {
             }
             std::thread::sleep(Duration::from_millis(30));
         }
-        a
+        Some(a)
     }
 
     pub fn read(&self, f: &str) -> String {
