@@ -1,38 +1,39 @@
 //! wsgate: a reverse proxy for WebSocket and other HTTP/1.1 upgrades,
 //! configured with Apache httpd's own directives.
 //!
-//! # Layout
+//! # Map
 //!
-//! The modules follow a connection:
+//! Layers import only downward; the README's "How it is built" lists what
+//! each module imports. From the bottom:
 //!
-//! * `config` — Apache configuration text to a validated [`config::Config`]:
-//!   `lexer` (file syntax), `include` (Include, Define, IfModule…), then one
-//!   file per Apache module (`proxy`, `ssl`) building `model`.
-//! * `route` — pure: request path normalisation and the mapping of a request
-//!   to a backend url (ProxyPass, ProxyPassMatch, `<Location>`), after
+//! * `http` — the message model (heads, fields, versions, target urls,
+//!   limits, body framing) and the HTTP/1 wire format. A leaf.
+//! * `config` — Apache configuration text to an immutable [`config::Config`]:
+//!   plain data, with a stable identity per worker, balancer and member.
 //! * `rewrite` — pure: mod_rewrite's rules and conditions.
-//! * `rules` — pure: mod_headers, mod_env and mod_setenvif rules, and the
-//!   ap_expr subset they use.
-//! * `balancer` — choosing a balancer member (lbmethods, sticky routes,
-//!   error states) and the background health checks.
-//! * `proxy` — the engine: `server` accepts, `http` reads requests and
-//!   forwards them, `upgrade` decides on protocol switches, `tunnel` copies
-//!   bytes after a 101, `headers` builds the heads, `backend` and `pool`
-//!   connect to backends.
-//! * `tls` — rustls configuration for backends from `SSLProxy*`.
+//! * `rules` — pure: mod_headers, mod_env and mod_setenvif, and ap_expr.
+//! * `route` — pure: virtual host, path normalisation, and a request's
+//!   mapping to a backend url (ProxyPass, ProxyPassMatch, `<Location>`).
+//! * `balancer` — pure choices: a balancer member by lbmethod, sticky route
+//!   and error state, over counters kept by `upstream`.
+//! * `upstream` — everything toward backends and the only place that opens
+//!   connections to them: resolve, connect (TCP, TLS), pool, `max=`, health
+//!   checks, and the runtime that keeps their state by identity.
+//! * `proxy` — a connection's life: accept, read the head, plan, forward,
+//!   upgrade, tunnel, park.
+//! * `ops` — what the operator sees: the error log and the running counts.
 //! * `demo` — the self-contained `wsgate demo`.
 //! * `alloc` — the process's allocator: glibc's, with tokio's over-aligned
 //!   blocks taken from its fast path.
 
 pub mod alloc;
-pub mod balancer;
+mod balancer;
 pub mod config;
 pub mod demo;
 pub mod http;
-pub mod log;
+pub mod ops;
 pub mod proxy;
-pub mod rewrite;
+mod rewrite;
 pub mod route;
-pub mod rules;
-pub mod tls;
+mod rules;
 pub mod upstream;

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 
 use wsgate::config;
-use wsgate::log::Logging;
+use wsgate::ops::Logging;
 use wsgate::proxy::server::Handle;
 
 #[global_allocator]
@@ -37,6 +37,10 @@ struct Args {
     /// Define a name for <IfDefine> and ${NAME} (NAME or NAME=VALUE), like httpd -D.
     #[arg(short = 'D', value_name = "NAME")]
     defines: Vec<String>,
+    /// List the configuration directives wsgate reads (like httpd -L):
+    /// syntax, what wsgate does with each, and where it may be written.
+    #[arg(short = 'L')]
+    list_directives: bool,
     /// Once listening, print one line per address to standard output,
     /// "listening on IP:PORT" (the port a `Listen` on port 0 was given).
     #[arg(long)]
@@ -68,6 +72,10 @@ fn main() -> ExitCode {
                 }
             }
         });
+    }
+    if args.list_directives {
+        print!("{}", config::directive_listing());
+        return ExitCode::from(EXIT_OK);
     }
     let Some(file) = args.file else {
         eprintln!(

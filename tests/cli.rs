@@ -26,6 +26,35 @@ fn version_and_help() {
     }
 }
 
+/// `-L`, like `httpd -L`: each directive with its module, syntax, what
+/// wsgate does with it and where it may be written, from the same table
+/// that reads the files.
+#[test]
+fn dash_capital_l_lists_the_directives_with_syntax_and_places() {
+    let out = Command::new(WSGATE).arg("-L").output().unwrap();
+    assert!(out.status.success());
+    let list = String::from_utf8_lossy(&out.stdout);
+    let entry = |name: &str| -> String {
+        let start = list
+            .find(&format!("\n{name} ("))
+            .unwrap_or_else(|| panic!("{name} is listed: {list}"));
+        list[start + 1..]
+            .lines()
+            .take(4)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        entry("ProxyPass"),
+        "ProxyPass (mod_proxy.c)\n\tProxyPass [PATH] !|URL [key=value ...] [nocanon] [noquery]\n\t\
+         maps a path prefix to a backend url (ws, wss, http, https, balancer)\n\t\
+         Allowed in the server config, <VirtualHost>, <Location>, <LocationMatch>"
+    );
+    assert!(entry("<VirtualHost").ends_with("\tAllowed in the server config"));
+    assert!(entry("Include").ends_with("\tAllowed anywhere"));
+    assert!(list.contains("\nProtocols\n\tnot yet, mod_http2"));
+}
+
 #[test]
 fn no_configuration_is_a_usage_error() {
     let out = Command::new(WSGATE).output().unwrap();

@@ -32,6 +32,7 @@ impl Scope {
         }
     }
 
+    #[cfg(test)]
     fn short(self) -> &'static str {
         match self {
             Scope::Server => "server",
@@ -435,7 +436,38 @@ fn unknown_or_not_yet(node: &Node, section: bool) -> ConfigError {
     err
 }
 
+/// `wsgate -L`: every directive, in the shape of `httpd -L`: name and
+/// module, then its syntax, what wsgate does with it, and where it may be
+/// written.
+pub fn listing() -> String {
+    let mut out = String::new();
+    for d in DIRECTIVES {
+        let place = if d.apply.is_none() {
+            "anywhere".to_string()
+        } else {
+            let scopes: Vec<_> = d.scopes.iter().map(|s| s.describe()).collect();
+            format!("in {}", scopes.join(", "))
+        };
+        let name = if d.section {
+            format!("<{}", d.name)
+        } else {
+            d.name.to_string()
+        };
+        out.push_str(&format!(
+            "{name} ({}.c)\n\t{}\n\t{}\n\tAllowed {place}\n",
+            d.module, d.syntax, d.help
+        ));
+    }
+    for (name, module) in NOT_YET {
+        out.push_str(&format!(
+            "{name}\n\tnot yet, {module}: an error naming the module; skipped inside <IfModule> for it\n"
+        ));
+    }
+    out
+}
+
 /// The README's directive table, from [`DIRECTIVES`].
+#[cfg(test)]
 pub fn markdown_table() -> String {
     let mut out =
         String::from("| Directive | Module | Where | What wsgate does |\n|---|---|---|---|\n");

@@ -7,17 +7,17 @@
 
 pub mod balancer;
 mod core;
-pub mod directives;
-pub mod error;
-pub mod expr;
+pub(crate) mod directives;
+pub(crate) mod error;
+pub(crate) mod expr;
 pub mod headers;
-pub mod include;
-pub mod lexer;
+pub(crate) mod include;
+pub(crate) mod lexer;
 pub mod model;
-pub mod proxy;
+pub(crate) mod proxy;
 pub mod rewrite;
-pub mod ssl;
-pub mod values;
+pub(crate) mod ssl;
+pub(crate) mod values;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use balancer::ServerKey;
+pub use directives::listing as directive_listing;
 use directives::Scope;
 pub use error::{ConfigError, Origin};
 use lexer::Node;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::error::{ConfigError, Origin};
 use super::model::VhostAddr;
-pub use crate::http::{parse_target_url, split_host_port, TargetUrl, UrlError};
+pub use crate::http::{parse_target_url, split_host_port, UrlError};
 
 pub fn on_off(origin: &Origin, directive: &str, value: &str) -> Result<bool, ConfigError> {
     if value.eq_ignore_ascii_case("on") {

@@ -8,8 +8,6 @@ pub enum ProxyError {
     BadRequest(&'static str),
     #[error("client request body larger than LimitRequestBody")]
     BodyTooLarge,
-    #[error("client Transfer-Encoding is not chunked")]
-    UnsupportedTransferEncoding,
     #[error("client went away: {0}")]
     ClientIo(String),
     #[error("client timed out")]
@@ -94,7 +92,6 @@ impl ProxyError {
         let (status, reason) = match self {
             BadRequest(_) => (400, "Bad Request"),
             BodyTooLarge => (413, "Content Too Large"),
-            UnsupportedTransferEncoding => (500, "Internal Server Error"),
             ClientIo(_) | ClientTimeout => return None,
             Connect(_) | PoolExhausted | NoMember(_) => (503, "Service Unavailable"),
             TlsHandshake(_) | Dns(..) => (500, "Proxy Error"),
@@ -113,7 +110,6 @@ impl ProxyError {
             self,
             ProxyError::BadRequest(_)
                 | ProxyError::BodyTooLarge
-                | ProxyError::UnsupportedTransferEncoding
                 | ProxyError::ClientIo(_)
                 | ProxyError::ClientTimeout
         )

@@ -16,18 +16,18 @@
 //!   zero-copy path, and quiet tunnels set aside outside the runtime.
 
 mod body;
-pub mod conn;
+pub(crate) mod conn;
 mod connection;
-pub mod error;
+pub(crate) mod error;
 mod forward;
 mod header_rules;
 mod headers;
-pub mod park;
+pub(crate) mod park;
 mod plan;
 mod request;
 pub mod server;
 mod splice;
-pub mod tunnel;
+pub(crate) mod tunnel;
 mod upgrade;
 
 pub use connection::ConnFacts;

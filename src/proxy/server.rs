@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,37 +22,12 @@ use tokio::task::JoinHandle;
 use super::connection::{self, ConnFacts};
 use super::park::{self, Parker};
 use crate::config::Config;
+use crate::ops::Stats;
 use crate::upstream::memory::MemoryNet;
 use crate::upstream::{health, Generation, Network, Runtime};
 
 /// Listen backlog: enough for thousands of clients connecting at once.
 const BACKLOG: u32 = 4096;
-
-/// Counters for logs and, later, metrics and the status page.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub connections: AtomicUsize,
-    pub tunnels: AtomicUsize,
-    pub tunnels_total: AtomicU64,
-    pub bytes_up: AtomicU64,
-    pub bytes_down: AtomicU64,
-}
-
-impl Stats {
-    pub fn tunnel_opened(&self) {
-        self.tunnels.fetch_add(1, Ordering::Relaxed);
-        self.tunnels_total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn tunnel_closed(&self) {
-        self.tunnels.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    pub fn add_tunnel_bytes(&self, up: u64, down: u64) {
-        self.bytes_up.fetch_add(up, Ordering::Relaxed);
-        self.bytes_down.fetch_add(down, Ordering::Relaxed);
-    }
-}
 
 pub struct Shared {
     generation: ArcSwap<Generation>,

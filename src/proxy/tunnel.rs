@@ -587,6 +587,7 @@ where
 }
 
 /// Runs a tunnel to its end, never setting it aside.
+#[cfg(test)]
 pub async fn run_to_end<A, B>(tunnel: Tunnel<A, B>) -> Summary
 where
     A: AsyncRead + AsyncWrite + Unpin + AsTcp,

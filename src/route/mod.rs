@@ -7,7 +7,7 @@
 //! order (the main server's before a vhost's), the first match winning; `!`
 //! stops the search.
 
-pub mod path;
+mod path;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;

@@ -2,10 +2,10 @@
 //! responses, and the per-request environment they (and the balancer) use.
 //! Pure: rules take header lists and an [`Env`] and change them.
 
-pub mod expr;
+pub(crate) mod expr;
 
 pub use crate::config::model::headers::{
-    Action, Attribute, Condition, HeaderRule, Piece, Rules, SetEnvIf, Value,
+    Action, Attribute, Condition, HeaderRule, Piece, SetEnvIf, Value,
 };
 use crate::http::{FieldValue, HeaderFields, Text};
 

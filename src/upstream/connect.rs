@@ -172,7 +172,7 @@ pub async fn connect(spec: &ConnectSpec<'_>) -> Result<BackendStream, ConnectErr
     match handshake.await {
         Ok(Ok(tls)) => Ok(BackendStream::Tls(Box::new(tls))),
         Ok(Err(e)) => Err(ConnectError::TlsHandshake(
-            crate::tls::describe_handshake_error(&e),
+            super::tls::describe_handshake_error(&e),
         )),
         Err(_) => Err(ConnectError::TlsHandshake("handshake timed out".into())),
     }

@@ -4,13 +4,14 @@
 //! checks (`health`), and the [`runtime::Runtime`] that keeps all of it by
 //! worker and member identity across reloads.
 
-pub mod connect;
-pub mod health;
-pub mod limit;
+pub(crate) mod connect;
+pub(crate) mod health;
+pub(crate) mod limit;
 pub mod memory;
-pub mod pool;
-pub mod resolve;
-pub mod runtime;
+pub(crate) mod pool;
+pub(crate) mod resolve;
+pub(crate) mod runtime;
+pub(crate) mod tls;
 
 pub use connect::{BackendConn, BackendStream, ConnectError, ConnectSpec, Network};
 pub use limit::Slot;

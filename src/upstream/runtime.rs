@@ -217,7 +217,7 @@ impl Runtime {
         {
             return Some(client);
         }
-        match crate::tls::client_config(ssl) {
+        match super::tls::client_config(ssl) {
             Ok(client) => {
                 let client = Arc::new(client);
                 known.push((ssl.clone(), Arc::downgrade(&client)));
