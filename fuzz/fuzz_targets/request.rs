@@ -12,6 +12,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_request(&head, &Limits::default());
     let _ = parse_response(&head);
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = wsgate::route::normalize(text);
+        let _ = wsgate::route::normalize(&text.into());
     }
 });

@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(config) = wsgate::config::from_str(&config, "fuzz.conf") else {
         return;
     };
-    let Ok(path) = normalize(target) else {
+    let Ok(path) = normalize(&target.into()) else {
         return;
     };
     let headers = vec![
@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         local: "127.0.0.1:80".parse().expect("a literal address"),
         https: false,
     };
-    if let Decision::Proxy(m) = decide(&config.main, &req) {
+    if let Decision::Proxy(m) = decide(&config, &config.main, &req) {
         assert!(
             !m.path_and_query.bytes().any(|b| b <= b' ' || b == 0x7f),
             "unsafe backend target {:?}",

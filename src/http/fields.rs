@@ -27,6 +27,23 @@ impl Text {
         }
     }
 
+    /// `part` as text: sharing these bytes when it is a slice of them,
+    /// a copy otherwise.
+    pub fn slice_of(&self, part: &str) -> Text {
+        let whole = self.0.as_ptr_range();
+        let inner = part.as_bytes().as_ptr_range();
+        if whole.start <= inner.start && inner.end <= whole.end {
+            Text(self.0.slice_ref(part.as_bytes()))
+        } else {
+            Text::from(part)
+        }
+    }
+
+    /// The bytes, shared.
+    pub fn bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+
     pub fn as_str(&self) -> &str {
         // SAFETY: every constructor checks the bytes are UTF-8 or takes
         // them from a `str`, and the bytes never change afterwards.

@@ -160,18 +160,19 @@ where
     let complete = body.reader.is_done();
     let body_header = plan.body(req.framing, body.prefetched.len(), complete);
     let request_head = backend_head(req, target, &plan, body_header);
-    let key = PoolKey {
+    // Only a reusable request takes from or gives back to the pool.
+    let key = plan.reusable.then(|| PoolKey {
         host: target.url.host.clone(),
         port: target.url.port,
         sni: plan.sni.clone(),
-    };
+    });
     let fully_buffered = plan.fully_buffered(req.framing, complete);
     let opened = Open {
         request_head: &request_head,
         body: &body.prefetched,
         encoding: plan::encoding(body_header),
         fully_buffered,
-        key: &key,
+        key: key.as_ref(),
         ssl: settings.base.ssl_proxy,
     };
     let (mut backend, slot, first) = open(target, &plan, &opened, generation, t).await?;
@@ -211,7 +212,7 @@ where
         Ok(ResponsePlan::Tunnel { upgrade, mode }) => {
             let switched = Switched {
                 resp: &resp,
-                upgrade: &upgrade,
+                upgrade,
                 public_host,
                 settings,
                 worker: &target.worker.name,
@@ -248,7 +249,7 @@ where
             .traffic
             .fetch_add(bytes, Ordering::Relaxed);
     }
-    if relay.backend_reusable && backend.buf.is_empty() {
+    if let (Some(key), true) = (key, relay.backend_reusable && backend.buf.is_empty()) {
         target.worker.state.pool.put(
             key,
             BackendConn {
@@ -456,7 +457,8 @@ struct Open<'a> {
     encoding: Encoding,
     /// The whole request goes now, so the answer is read at once.
     fully_buffered: bool,
-    key: &'a PoolKey,
+    /// Where a reusable request's connection is pooled.
+    key: Option<&'a PoolKey>,
     /// The server's `SSLProxy*`, for a TLS backend.
     ssl: SslIdx,
 }
@@ -479,11 +481,9 @@ async fn open(
     t: Timeouts,
 ) -> Result<Opened, Failure> {
     let worker = &target.worker;
-    let mut pooled = if plan.reusable {
-        worker.state.pool.take(o.key, worker.params.ttl)
-    } else {
-        None
-    };
+    let mut pooled = o
+        .key
+        .and_then(|key| worker.state.pool.take(key, worker.params.ttl));
     loop {
         let conn = match pooled.take() {
             Some(c) => c,

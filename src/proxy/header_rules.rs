@@ -264,7 +264,7 @@ impl rules::expr::Context for View<'_> {
             HttpHost => header("host"),
             RequestUri => String::from_utf8_lossy(&s.path.decoded).into_owned(),
             RequestMethod => head.method.to_string(),
-            QueryString => s.path.query.clone().unwrap_or_default(),
+            QueryString => s.path.query.as_deref().unwrap_or_default().to_string(),
             RemoteAddr => s.facts.peer.ip().to_canonical().to_string(),
             Https => "off".into(),
             ServerName => match header("host") {

@@ -34,25 +34,61 @@ const RESPONSE_HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
-/// The header names listed in `Connection` (tokens split on `,` and `;`).
-fn connection_listed(headers: &Headers) -> Vec<&[u8]> {
-    headers
-        .fields
+/// The header names listed in `Connection` (tokens split on `,` and `;`),
+/// held without allocating for the usual handful.
+struct Listed<'a> {
+    inline: [&'a [u8]; 4],
+    len: usize,
+    more: Vec<&'a [u8]>,
+}
+
+impl<'a> Listed<'a> {
+    fn of(headers: &'a Headers) -> Listed<'a> {
+        let mut listed = Listed {
+            inline: [&[]; 4],
+            len: 0,
+            more: Vec::new(),
+        };
+        let tokens = headers
+            .fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+            .flat_map(|(_, v)| v.split(|&b| b == b',' || b == b';'))
+            .map(|t| t.trim_ascii())
+            .filter(|t| !t.is_empty());
+        for token in tokens {
+            match listed.inline.get_mut(listed.len) {
+                Some(slot) => {
+                    *slot = token;
+                    listed.len += 1;
+                }
+                None => listed.more.push(token),
+            }
+        }
+        listed
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.inline[..self.len]
+            .iter()
+            .chain(&self.more)
+            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    }
+}
+
+/// Whether `name` is one of `fixed` (lowercase), compared without
+/// allocating: this runs per field, so names of another length cost one
+/// comparison each.
+fn named_in(name: &str, fixed: &[&str]) -> bool {
+    fixed
         .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(|&b| b == b',' || b == b';'))
-        .map(|t| t.trim_ascii())
-        .filter(|t| !t.is_empty())
-        .collect()
+        .any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name))
 }
 
 /// Whether a field called `name` is dropped: hop-by-hop by name, or named
-/// in `Connection`. Compared without allocating: this runs per field.
-fn hop_by_hop(name: &str, fixed: &[&str], listed: &[&[u8]]) -> bool {
-    fixed.iter().any(|h| h.eq_ignore_ascii_case(name))
-        || listed
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+/// in `Connection`.
+fn hop_by_hop(name: &str, fixed: &[&str], listed: &Listed<'_>) -> bool {
+    named_in(name, fixed) || (listed.len > 0 && listed.contains(name))
 }
 
 /// A deliberate fault, compiled in only with the `mutant` feature: the
@@ -91,7 +127,7 @@ pub enum ConnectionHeader<'a> {
 
 /// The request head sent to the backend, in Apache's order (S36).
 pub fn backend_request(head: &RequestHead, path_and_query: &str, f: &Forwarding<'_>) -> Vec<u8> {
-    let listed = connection_listed(&head.headers);
+    let listed = Listed::of(&head.headers);
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
@@ -238,7 +274,7 @@ pub struct ClientResponse<'a> {
 /// ones, with ProxyPassReverse applied and a Date if the backend sent none.
 /// Interim responses, the 101 among them, get no Date (S51c).
 pub fn client_response(resp: &ResponseHead, c: &ClientResponse<'_>) -> Vec<u8> {
-    let listed = connection_listed(&resp.headers);
+    let listed = Listed::of(&resp.headers);
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(&mut out, resp.status.into());
@@ -249,10 +285,11 @@ pub fn client_response(resp: &ResponseHead, c: &ClientResponse<'_>) -> Vec<u8> {
         if hop_by_hop(name, RESPONSE_HOP_BY_HOP, &listed) {
             continue;
         }
-        let locating = ["location", "content-location", "uri", "destination"]
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(name));
-        let rewritten = if locating && !c.reverse.is_empty() {
+        let rewritten = if !c.reverse.is_empty()
+            && named_in(
+                name,
+                &["location", "content-location", "uri", "destination"],
+            ) {
             reverse_map(value, c.public_host, c.reverse)
         } else {
             None
@@ -379,6 +416,42 @@ mod tests {
         assert!(out.contains("X-Forwarded-For: 127.0.0.1\r\n"), "{out}");
         assert!(!out.contains("6.6.6.6"), "{out}");
         assert!(out.starts_with("GET / HTTP/1.1\r\nHost: backend:9080\r\n"));
+    }
+
+    #[test]
+    fn every_name_connection_lists_is_dropped_however_many_and_in_any_case() {
+        // More names than are held inline, over two Connection fields.
+        let h = head("GET / HTTP/1.1\r\nHost: vh\r\nConnection: a, B; c\r\nA: 1\r\nb: 2\r\nC: 3\r\nConnection: D,e , f\r\nD: 4\r\nE: 5\r\nF: 6\r\nG: 7\r\n\r\n");
+        let mut f = forwarding(ConnectionHeader::Close);
+        f.add_headers = None;
+        let out = text(backend_request(&h, "/", &f));
+        assert_eq!(
+            out,
+            "GET / HTTP/1.1\r\nHost: backend:9080\r\nG: 7\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn fixed_hop_by_hop_names_match_in_any_case_and_nothing_else() {
+        for name in REQUEST_HOP_BY_HOP.iter().chain(RESPONSE_HOP_BY_HOP) {
+            assert!(
+                named_in(&name.to_ascii_uppercase(), REQUEST_HOP_BY_HOP)
+                    || *name == "proxy-authenticate"
+            );
+            assert!(named_in(name, RESPONSE_HOP_BY_HOP) || *name == "host");
+        }
+        for name in [
+            "",
+            "t",
+            "tex",
+            "hosts",
+            "upgrade-insecure-requests",
+            "content-type",
+            "keep-alives",
+        ] {
+            assert!(!named_in(name, REQUEST_HOP_BY_HOP), "{name}");
+            assert!(!named_in(name, RESPONSE_HOP_BY_HOP), "{name}");
+        }
     }
 
     #[test]

@@ -133,7 +133,7 @@ pub struct Route<'a> {
 /// How a request goes to its backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestPlan<'a> {
-    pub upgrade: Plan,
+    pub upgrade: Plan<'a>,
     /// Legacy mod_proxy_wstunnel (fallback Off on a ws:// or wss:// target).
     pub legacy: bool,
     /// The client sent `Expect: 100-continue` (forwarded, S42).
@@ -265,11 +265,11 @@ pub enum Unusable {
 
 /// What a backend's answer leads to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResponsePlan {
+pub enum ResponsePlan<'r> {
     /// A 101 naming the protocol asked for: relay it with this `Upgrade`
     /// value, then tunnel.
     Tunnel {
-        upgrade: String,
+        upgrade: &'r str,
         mode: tunnel::Mode,
     },
     Relay(Relay),
@@ -310,7 +310,10 @@ pub struct Exchange<'a> {
 }
 
 /// Decides what a backend's final answer leads to (S51–S53, S79–S82).
-pub fn response_plan(x: &Exchange<'_>, resp: &ResponseHead) -> Result<ResponsePlan, Unusable> {
+pub fn response_plan<'r>(
+    x: &Exchange<'r>,
+    resp: &'r ResponseHead,
+) -> Result<ResponsePlan<'r>, Unusable> {
     if resp.status == 101 {
         let sent = x.plan.sent_upgrade().ok_or(Unusable::NotAsked)?;
         let answered = resp.headers.get_str("upgrade").map(str::trim);
@@ -325,7 +328,7 @@ pub fn response_plan(x: &Exchange<'_>, resp: &ResponseHead) -> Result<ResponsePl
             tunnel::Mode::HalfClose(Some(x.idle))
         };
         return Ok(ResponsePlan::Tunnel {
-            upgrade: answered.unwrap_or(sent).to_string(),
+            upgrade: answered.unwrap_or(sent),
             mode,
         });
     }

@@ -3,17 +3,18 @@
 //! tunnel (S63–S70).
 //!
 //! Tunnels are long-lived and numerous, so an idle one owns no buffer: a
-//! direction takes a buffer from a per-thread pool only for a read attempt,
-//! gives it back at once when nothing was read, and keeps it only while the
-//! bytes read have not all been written. A slow reader therefore costs at
-//! most one buffer per direction, and wsgate stops reading the other side
-//! until it drains (backpressure).
+//! direction reads into a buffer on the stack and writes what it read at
+//! once; only bytes its reader cannot take yet go into a buffer from a
+//! per-thread pool, kept until they are written. A slow reader therefore
+//! costs at most one buffer per direction, and wsgate stops reading the
+//! other side until it drains (backpressure).
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -146,12 +147,7 @@ impl Half {
     {
         if let Some(held) = &self.held {
             let written = match held {
-                // The last bytes before the end of this direction: held
-                // back for the FIN, so that both leave in one segment.
-                Held::Buf(buf) => match (self.eof, to.as_tcp()) {
-                    (true, Some(tcp)) => poll_send_before_fin(cx, tcp, &buf[self.start..self.end]),
-                    _ => Pin::new(&mut *to).poll_write(cx, &buf[self.start..self.end]),
-                },
+                Held::Buf(buf) => write_out(cx, to, &buf[self.start..self.end], self.eof),
                 Held::Pipe(pipe) => {
                     let to = to
                         .as_tcp()
@@ -162,9 +158,7 @@ impl Half {
             return match written {
                 Poll::Ready(Ok(0)) => Err(io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => {
-                    self.start += n;
-                    self.bytes += n as u64;
-                    self.needs_flush = true;
+                    self.wrote(n);
                     if self.start == self.end {
                         if let Some(held) = self.held.take() {
                             held.give_back();
@@ -206,57 +200,104 @@ impl Half {
         if self.drained {
             return Ok(Step::Blocked);
         }
-        // A pipe when the data is bulk and both sides are TCP; a buffer
-        // otherwise, or when no pipe is to be had.
-        let pipe = match (self.bulk, from.as_tcp(), to.as_tcp()) {
-            (true, Some(from), Some(_)) => splice::take().map(|pipe| (from, pipe)),
-            _ => None,
-        };
-        let (held, read) = match pipe {
-            Some((from, pipe)) => {
-                let read = splice::poll_fill(cx, from, &pipe);
-                (Held::Pipe(pipe), read)
+        // A pipe when the data is bulk and both sides are TCP.
+        if let (true, Some(from), Some(_)) = (self.bulk, from.as_tcp(), to.as_tcp()) {
+            if let Some(pipe) = splice::take() {
+                return self.fill_pipe(cx, from, pipe);
             }
-            None => {
-                let mut buf = take_buffer();
-                let mut read_buf = ReadBuf::new(&mut buf);
-                let read = Pin::new(&mut *from)
-                    .poll_read(cx, &mut read_buf)
-                    .map_ok(|()| read_buf.filled().len());
-                (Held::Buf(buf), read)
-            }
-        };
-        match read {
-            Poll::Ready(Ok(n)) => {
-                self.bulk = match held {
-                    Held::Buf(_) => n == BUFFER_SIZE,
-                    Held::Pipe(_) => n >= BULK_AGAIN,
-                };
-                if n == 0 {
-                    self.eof = true;
-                    held.give_back();
-                } else {
-                    self.start = 0;
-                    self.end = n;
-                    self.held = Some(match held {
-                        Held::Buf(mut buf) if n < buf.len() && to.as_tcp().is_some() => {
-                            self.read_ahead(cx, from, &mut buf);
-                            Held::Buf(buf)
-                        }
-                        held => held,
-                    });
+        }
+        self.copy_through_stack(cx, from, to)
+    }
+
+    /// Reads into a buffer on the stack and writes what was read at once:
+    /// a direction takes a buffer of its own only for bytes its reader
+    /// cannot take yet.
+    fn copy_through_stack<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &mut R,
+        to: &mut W,
+    ) -> io::Result<Step>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + AsTcp,
+    {
+        let mut stack = [MaybeUninit::<u8>::uninit(); BUFFER_SIZE];
+        let mut read_buf = ReadBuf::uninit(&mut stack);
+        match Pin::new(&mut *from).poll_read(cx, &mut read_buf) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Err(e),
+            Poll::Pending => return Ok(Step::Blocked),
+        }
+        let n = read_buf.filled().len();
+        self.bulk = n == BUFFER_SIZE;
+        if n == 0 {
+            self.eof = true;
+            return Ok(Step::Progress);
+        }
+        if n < BUFFER_SIZE && to.as_tcp().is_some() {
+            self.read_ahead(cx, from, &mut read_buf);
+        }
+        let bytes = read_buf.filled();
+        let mut start = 0;
+        while start < bytes.len() {
+            match write_out(cx, to, &bytes[start..], self.eof) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(k)) => {
+                    start += k;
+                    self.bytes += k as u64;
+                    self.needs_flush = true;
                 }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {
+                    // The reader is slow: keep the rest until it drains.
+                    let mut buf = take_buffer();
+                    let rest = &bytes[start..];
+                    buf[..rest.len()].copy_from_slice(rest);
+                    self.start = 0;
+                    self.end = rest.len();
+                    self.held = Some(Held::Buf(buf));
+                    break;
+                }
+            }
+        }
+        Ok(Step::Progress)
+    }
+
+    fn fill_pipe(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &tokio::net::TcpStream,
+        pipe: splice::Pipe,
+    ) -> io::Result<Step> {
+        match splice::poll_fill(cx, from, &pipe) {
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                splice::give_back(pipe);
+                Ok(Step::Progress)
+            }
+            Poll::Ready(Ok(n)) => {
+                self.bulk = n >= BULK_AGAIN;
+                self.start = 0;
+                self.end = n;
+                self.held = Some(Held::Pipe(pipe));
                 Ok(Step::Progress)
             }
             Poll::Ready(Err(e)) => {
-                held.give_back();
+                splice::give_back(pipe);
                 Err(e)
             }
             Poll::Pending => {
-                held.give_back();
+                splice::give_back(pipe);
                 Ok(Step::Blocked)
             }
         }
+    }
+
+    fn wrote(&mut self, n: usize) {
+        self.start += n;
+        self.bytes += n as u64;
+        self.needs_flush = true;
     }
 
     /// After a read that did not fill `buf`, reads on until `from` would
@@ -269,16 +310,16 @@ impl Half {
         &mut self,
         cx: &mut Context<'_>,
         from: &mut R,
-        buf: &mut [u8],
+        buf: &mut ReadBuf<'_>,
     ) {
-        while self.end < buf.len() {
-            let mut read_buf = ReadBuf::new(&mut buf[self.end..]);
-            match Pin::new(&mut *from).poll_read(cx, &mut read_buf) {
-                Poll::Ready(Ok(())) if read_buf.filled().is_empty() => {
+        while buf.remaining() > 0 {
+            let before = buf.filled().len();
+            match Pin::new(&mut *from).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) if buf.filled().len() == before => {
                     self.eof = true;
                     return;
                 }
-                Poll::Ready(Ok(())) => self.end += read_buf.filled().len(),
+                Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => {
                     self.failed = Some(e);
                     return;
@@ -298,6 +339,21 @@ impl Half {
 
     fn finished(&self) -> bool {
         self.ended() && self.shut
+    }
+}
+
+/// Writes bytes read from the other side. The last bytes before the end of
+/// this direction are held back for the FIN (on TCP), so that both leave in
+/// one segment.
+fn write_out<W: AsyncWrite + Unpin + AsTcp>(
+    cx: &mut Context<'_>,
+    to: &mut W,
+    bytes: &[u8],
+    eof: bool,
+) -> Poll<io::Result<usize>> {
+    match (eof, to.as_tcp()) {
+        (true, Some(tcp)) => poll_send_before_fin(cx, tcp, bytes),
+        _ => Pin::new(&mut *to).poll_write(cx, bytes),
     }
 }
 
@@ -487,6 +543,7 @@ where
             park_after,
             running_since,
             timer: first.map(tokio::time::sleep_until),
+            timer_armed: false,
         }
     }
 
@@ -529,6 +586,9 @@ pin_project_lite::pin_project! {
         running_since: Instant,
         #[pin]
         timer: Option<Sleep>,
+        // The timer has been polled since it was set, so it will wake this
+        // task: it needs polling again only once it has fired.
+        timer_armed: bool,
     }
 }
 
@@ -550,9 +610,16 @@ where
         let Some(mut timer) = this.timer.as_pin_mut() else {
             return Poll::Pending;
         };
-        // The timer is moved only when it fires, not on every byte.
+        // The timer is moved only when it fires, not on every byte, and
+        // polled only when set or fired (a task's waker does not change).
+        if *this.timer_armed && !timer.is_elapsed() {
+            return Poll::Pending;
+        }
         loop {
-            ready!(timer.as_mut().poll(cx));
+            if timer.as_mut().poll(cx).is_pending() {
+                *this.timer_armed = true;
+                return Poll::Pending;
+            }
             let now = Instant::now();
             let last = tunnel.last_activity;
             if this
@@ -720,6 +787,48 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(11)).await;
         assert!(task.is_finished(), "quiet again once drained");
         assert!(matches!(task.await.unwrap(), Outcome::Quiet(_)));
+    }
+
+    #[tokio::test]
+    async fn bytes_reach_a_slow_narrow_reader_whole_and_in_order() {
+        let (mut client, client_side) = tokio::io::duplex(4096);
+        let (backend_side, mut backend) = tokio::io::duplex(7);
+        let task = tokio::spawn(run_to_end(Tunnel::new(
+            client_side,
+            backend_side,
+            Mode::HalfClose(None),
+        )));
+        let sent: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let writer = {
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                // Writes of many sizes, some larger than a read.
+                let mut at = 0;
+                let mut size = 1;
+                while at < sent.len() {
+                    let end = (at + size).min(sent.len());
+                    client.write_all(&sent[at..end]).await.unwrap();
+                    at = end;
+                    size = size * 3 % 40_000 + 1;
+                }
+                client.shutdown().await.unwrap();
+                client
+            })
+        };
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 5];
+        loop {
+            let n = backend.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert!(got == sent, "{} bytes arrived of {}", got.len(), sent.len());
+        let _client = writer.await.unwrap();
+        drop(backend);
+        let summary = task.await.unwrap();
+        assert_eq!(summary.bytes_up, sent.len() as u64);
     }
 
     #[tokio::test]

@@ -5,26 +5,26 @@ use crate::config::UpgradePolicy;
 use crate::http::Scheme;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
+pub enum Plan<'a> {
     /// Proxy as plain HTTP; the client's Upgrade header is dropped.
     Plain,
     /// Forward as an upgrade with `Upgrade: send`.
-    Upgrade { send: String },
+    Upgrade { send: &'a str },
     /// Legacy mode, value not accepted: answer 426 offering this protocol.
-    Refuse { offer: String },
+    Refuse { offer: &'a str },
 }
 
 /// Decides for a request whose client sent `client_value` as its (merged)
 /// Upgrade header. `legacy` is `ProxyWebsocketFallbackToProxyHttp Off`, which
 /// only concerns ws:// and wss:// targets. An HTTP/1.0 request never
 /// upgrades (RFC 9110 §7.8: a server must ignore Upgrade in HTTP/1.0).
-pub fn plan(
-    policy: &UpgradePolicy,
+pub fn plan<'a>(
+    policy: &'a UpgradePolicy,
     scheme: Scheme,
-    client_value: Option<&str>,
+    client_value: Option<&'a str>,
     legacy: bool,
     http10: bool,
-) -> Plan {
+) -> Plan<'a> {
     let Some(value) = client_value.filter(|_| !http10) else {
         return Plan::Plain;
     };
@@ -32,9 +32,7 @@ pub fn plan(
     let accepted = accepts(policy, value);
     if !legacy {
         return if accepted {
-            Plan::Upgrade {
-                send: value.to_string(),
-            }
+            Plan::Upgrade { send: value }
         } else {
             Plan::Plain
         };
@@ -42,16 +40,16 @@ pub fn plan(
     // Legacy mod_proxy_wstunnel sends the configured protocol, not the
     // client's spelling (S60).
     let configured = match policy {
-        UpgradePolicy::List { raw, .. } => raw.clone(),
-        UpgradePolicy::Any => "*".to_string(),
-        UpgradePolicy::WebSocket | UpgradePolicy::None | UpgradePolicy::Never => "WebSocket".into(),
+        UpgradePolicy::List { raw, .. } => raw.as_str(),
+        UpgradePolicy::Any => "*",
+        UpgradePolicy::WebSocket | UpgradePolicy::None | UpgradePolicy::Never => "WebSocket",
     };
     if accepted {
         Plan::Upgrade { send: configured }
     } else {
         Plan::Refuse {
             offer: match policy {
-                UpgradePolicy::None => "NONE".into(),
+                UpgradePolicy::None => "NONE",
                 _ => configured,
             },
         }
@@ -88,12 +86,15 @@ pub fn switch_matches(sent: &str, answered: Option<&str>) -> bool {
 mod tests {
     use super::*;
 
-    fn list(raw: &str) -> UpgradePolicy {
-        crate::config::WorkerParams {
-            upgrade: Some(raw.into()),
-            ..Default::default()
-        }
-        .upgrade_policy(Scheme::Http)
+    /// A policy that lives as long as the test (plans borrow from it).
+    fn list(raw: &str) -> &'static UpgradePolicy {
+        Box::leak(Box::new(
+            crate::config::WorkerParams {
+                upgrade: Some(raw.into()),
+                ..Default::default()
+            }
+            .upgrade_policy(Scheme::Http),
+        ))
     }
 
     #[test]
@@ -111,20 +112,20 @@ mod tests {
     fn explicit_lists_accept_prefixes() {
         let p = list("websocket");
         for ok in ["websocketx", "websocket, h2c", "Websocket/13", "WEBSOCKET"] {
-            assert!(accepts(&p, ok), "{ok}");
+            assert!(accepts(p, ok), "{ok}");
         }
         let p = list("foo,websocket");
-        assert!(accepts(&p, "foo"));
-        assert!(accepts(&p, "websocket"));
-        assert!(!accepts(&p, "fo"));
-        assert!(accepts(&list("FOO"), "foo"));
+        assert!(accepts(p, "foo"));
+        assert!(accepts(p, "websocket"));
+        assert!(!accepts(p, "fo"));
+        assert!(accepts(list("FOO"), "foo"));
     }
 
     #[test]
     fn any_none_and_http_without_upgrade() {
-        assert!(accepts(&list("ANY"), "whatever"));
-        assert!(accepts(&list("NONE"), "NONE"));
-        assert!(!accepts(&list("NONE"), "websocket"));
+        assert!(accepts(list("ANY"), "whatever"));
+        assert!(accepts(list("NONE"), "NONE"));
+        assert!(!accepts(list("NONE"), "websocket"));
         assert!(!accepts(&UpgradePolicy::Never, "websocket"));
     }
 
@@ -137,14 +138,9 @@ mod tests {
             false,
             false,
         );
-        assert_eq!(
-            p,
-            Plan::Upgrade {
-                send: "WebSocket".into()
-            }
-        );
+        assert_eq!(p, Plan::Upgrade { send: "WebSocket" });
         let p = plan(
-            &list("websocket"),
+            list("websocket"),
             Scheme::Http,
             Some("Websocket/13"),
             false,
@@ -153,7 +149,7 @@ mod tests {
         assert_eq!(
             p,
             Plan::Upgrade {
-                send: "Websocket/13".into()
+                send: "Websocket/13"
             }
         );
         assert_eq!(
@@ -181,14 +177,9 @@ mod tests {
             true,
             false,
         );
-        assert_eq!(
-            p,
-            Plan::Upgrade {
-                send: "WebSocket".into()
-            }
-        );
-        let p = plan(&list("ANY"), Scheme::Ws, Some("foo"), true, false);
-        assert_eq!(p, Plan::Upgrade { send: "*".into() });
+        assert_eq!(p, Plan::Upgrade { send: "WebSocket" });
+        let p = plan(list("ANY"), Scheme::Ws, Some("foo"), true, false);
+        assert_eq!(p, Plan::Upgrade { send: "*" });
         let p = plan(
             &UpgradePolicy::WebSocket,
             Scheme::Ws,
@@ -196,21 +187,11 @@ mod tests {
             true,
             false,
         );
-        assert_eq!(
-            p,
-            Plan::Refuse {
-                offer: "WebSocket".into()
-            }
-        );
-        let p = plan(&list("NONE"), Scheme::Ws, Some("websocket"), true, false);
-        assert_eq!(
-            p,
-            Plan::Refuse {
-                offer: "NONE".into()
-            }
-        );
+        assert_eq!(p, Plan::Refuse { offer: "WebSocket" });
+        let p = plan(list("NONE"), Scheme::Ws, Some("websocket"), true, false);
+        assert_eq!(p, Plan::Refuse { offer: "NONE" });
         // Legacy mode concerns ws:// targets only.
-        let p = plan(&list("foo"), Scheme::Http, Some("bar"), true, false);
+        let p = plan(list("foo"), Scheme::Http, Some("bar"), true, false);
         assert_eq!(p, Plan::Plain);
     }
 

@@ -219,7 +219,7 @@ fn dot_matches_newline() {
 #[test]
 fn p_uses_the_parameters_of_the_matching_worker() {
     let c = cfg("ProxyPass /x/ ws://b:9/ timeout=7\nRewriteEngine On\nRewriteRule ^/r/(.*) ws://b:9/$1 [P]\nRewriteRule ^/o/(.*) ws://other/$1 [P]\n");
-    let path = crate::route::normalize("/r/a").unwrap();
+    let path = crate::route::normalize(&"/r/a".into()).unwrap();
     let headers: HeaderFields = vec![("Host".into(), "proxy.test".into())];
     let req = crate::route::Request {
         method: "GET",
@@ -248,7 +248,7 @@ fn p_uses_the_parameters_of_the_matching_worker() {
         }
         other => panic!("{other:?}"),
     }
-    let path = crate::route::normalize("/o/a").unwrap();
+    let path = crate::route::normalize(&"/o/a".into()).unwrap();
     let req = crate::route::Request {
         target: "/o/a",
         path: &path,
@@ -278,7 +278,7 @@ fn vhosts_inherit_the_engine_but_not_the_rules_unless_asked() {
         <VirtualHost *:80>\nServerName b.test\nRewriteOptions Inherit\nRewriteRule ^/own http://b/ [P]\n</VirtualHost>\n";
     let c = from_str(text, "t.conf").unwrap();
     let describe = |vhost: usize, target: &str| {
-        let path = crate::route::normalize(target).unwrap();
+        let path = crate::route::normalize(&target.into()).unwrap();
         let req = crate::route::Request {
             method: "GET",
             target,

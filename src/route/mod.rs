@@ -185,9 +185,9 @@ pub fn decide<'c>(config: &'c Config, server: &'c Server, req: &Request<'_>) -> 
             let mut raw = String::new();
             encode_path(&path, &mut raw);
             let rewritten = RequestPath {
-                decoded: path,
-                raw,
-                query,
+                decoded: path.into(),
+                raw: raw.into(),
+                query: query.map(Text::from),
             };
             map(config, server, &rewritten, has_upgrade)
         }
@@ -248,7 +248,7 @@ impl rewrite::Vars for RewriteVars<'_> {
             Var::RequestUri => String::from_utf8_lossy(&req.path.decoded).into_owned(),
             Var::RequestMethod => req.method.to_string(),
             Var::RequestScheme => self.scheme().to_string(),
-            Var::QueryString => req.path.query.clone().unwrap_or_default(),
+            Var::QueryString => req.path.query.as_deref().unwrap_or_default().to_string(),
             Var::TheRequest => format!("{} {} {}", req.method, req.target, req.version),
             Var::RemoteAddr => req.remote.ip().to_canonical().to_string(),
             Var::RemotePort => req.remote.port().to_string(),
@@ -633,11 +633,10 @@ fn map_prefix<'c>(
             out.push_str(url.path());
             out.push_str(rest);
         }
+        // Encoding is byte by byte: the url's path, then the rest.
         None => {
-            let mut full = Vec::with_capacity(url.path().len() + path.decoded.len());
-            full.extend_from_slice(url.path().as_bytes());
-            full.extend_from_slice(&path.decoded[matched..]);
-            encode_path(&full, &mut out);
+            encode_path(url.path().as_bytes(), &mut out);
+            encode_path(&path.decoded[matched..], &mut out);
         }
     }
     finish(config, t, url, out, path, settings)

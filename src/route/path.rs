@@ -10,43 +10,56 @@ pub enum PathError {
     NotFound,
 }
 
-/// A request target split and normalised.
+use bytes::Bytes;
+
+use crate::http::Text;
+
+/// A request target split and normalised. The parts share the bytes of the
+/// target they came from (a path needing no decoding costs no copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestPath {
     /// Decoded, dot-segments removed, slashes merged: what routes match.
-    pub decoded: Vec<u8>,
+    pub decoded: Bytes,
     /// The path as the client sent it (for `nocanon`).
-    pub raw: String,
+    pub raw: Text,
     /// The query string as received, without the `?`.
-    pub query: Option<String>,
+    pub query: Option<Text>,
 }
 
 /// Normalises an origin-form (`/…`) or absolute-form (`http://h/…`) target.
-pub fn normalize(target: &str) -> Result<RequestPath, PathError> {
-    let target = strip_absolute_form(target)?;
+pub fn normalize(whole: &Text) -> Result<RequestPath, PathError> {
+    let target = strip_absolute_form(whole)?;
     if !target.starts_with('/') || target.contains('#') {
         return Err(PathError::BadRequest);
     }
     let (raw, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q.to_string())),
+        Some((p, q)) => (p, Some(whole.slice_of(q))),
         None => (target, None),
     };
+    let raw = whole.slice_of(raw);
     Ok(RequestPath {
-        decoded: decode(raw.as_bytes())?,
-        raw: raw.to_string(),
+        decoded: if is_plain(raw.as_bytes()) {
+            raw.bytes()
+        } else {
+            Bytes::from(decode_in_steps(raw.as_bytes())?)
+        },
+        raw,
         query,
     })
 }
 
-/// The three steps of S7 on a path. Most paths have no escape, no dot
-/// segment and no doubled slash, and come out as they went in: they are
-/// recognised in one scan instead of going through the three copies.
-fn decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
-    let plain = !raw
-        .windows(2)
+/// Most paths have no escape, no dot segment and no doubled slash, and come
+/// out of the three steps of S7 as they went in: they are recognised in one
+/// scan instead of going through the three copies.
+fn is_plain(raw: &[u8]) -> bool {
+    !raw.windows(2)
         .any(|w| w[0] == b'/' && matches!(w[1], b'/' | b'.'))
-        && !raw.contains(&b'%');
-    if plain {
+        && !raw.contains(&b'%')
+}
+
+#[cfg(test)]
+fn decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
+    if is_plain(raw) {
         return Ok(raw.to_vec());
     }
     decode_in_steps(raw)
@@ -190,14 +203,21 @@ fn keep_in_path(b: u8) -> bool {
 /// never change the meaning of the forwarded request.
 pub fn encode_path(path: &[u8], out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in path {
-        if keep_in_path(b) {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
+    let mut rest = path;
+    while !rest.is_empty() {
+        let kept = rest
+            .iter()
+            .position(|&b| !keep_in_path(b))
+            .unwrap_or(rest.len());
+        // The kept bytes are ASCII.
+        out.push_str(std::str::from_utf8(&rest[..kept]).unwrap_or_default());
+        let Some(&b) = rest.get(kept) else {
+            break;
+        };
+        out.push('%');
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+        rest = &rest[kept + 1..];
     }
 }
 
@@ -215,7 +235,7 @@ mod tests {
     }
 
     fn norm(t: &str) -> Result<String, PathError> {
-        normalize(t).map(|p| String::from_utf8_lossy(&p.decoded).into_owned())
+        normalize(&Text::from(t)).map(|p| String::from_utf8_lossy(&p.decoded).into_owned())
     }
 
     #[test]
@@ -259,8 +279,8 @@ mod tests {
 
     #[test]
     fn other_escapes_decode_and_query_splits() {
-        let p = normalize("/a%20b%3Fc?x=%41").unwrap();
-        assert_eq!(p.decoded, b"/a b?c");
+        let p = normalize(&Text::from("/a%20b%3Fc?x=%41")).unwrap();
+        assert_eq!(&p.decoded[..], b"/a b?c");
         assert_eq!(p.query.as_deref(), Some("x=%41"));
         assert_eq!(p.raw, "/a%20b%3Fc");
     }

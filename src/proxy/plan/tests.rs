@@ -205,12 +205,7 @@ fn legacy_mode_sends_the_configured_spelling_upgrade_first_and_refuses_others_s5
     assert!(p.legacy);
     assert_eq!(p.connection(), ConnectionHeader::UpgradeLegacy("WebSocket"));
     let h = req(&WS.replace("websocket", "h2c"));
-    assert_eq!(
-        plan_of(&h, &r).upgrade,
-        Plan::Refuse {
-            offer: "WebSocket".into()
-        }
-    );
+    assert_eq!(plan_of(&h, &r).upgrade, Plan::Refuse { offer: "WebSocket" });
 }
 
 #[test]
@@ -336,35 +331,33 @@ fn a_101_naming_the_protocol_asked_for_opens_a_tunnel_s51() {
     let (h, r) = (req(WS), R::to(Scheme::Ws));
     let p = plan_of(&h, &r);
     let x = exchange(&h, &p, &r);
-    let got = response_plan(
-        &x,
-        &resp("HTTP/1.1 101 Switching\r\nUpgrade: WebSocket\r\n\r\n"),
-    );
+    let switching = resp("HTTP/1.1 101 Switching\r\nUpgrade: WebSocket\r\n\r\n");
+    let got = response_plan(&x, &switching);
     assert_eq!(
         got,
         Ok(ResponsePlan::Tunnel {
-            upgrade: "WebSocket".into(),
+            upgrade: "WebSocket",
             mode: tunnel::Mode::HalfClose(Some(Duration::from_secs(60)))
         })
     );
-    let other = response_plan(&x, &resp("HTTP/1.1 101 S\r\nUpgrade: h2c\r\n\r\n"));
+    let h2c = resp("HTTP/1.1 101 S\r\nUpgrade: h2c\r\n\r\n");
+    let other = response_plan(&x, &h2c);
     assert_eq!(
         other,
         Err(Unusable::OtherProtocol {
             answered: Some("h2c".into())
         })
     );
-    let none = response_plan(&x, &resp("HTTP/1.1 101 S\r\n\r\n"));
+    let bare = resp("HTTP/1.1 101 S\r\n\r\n");
+    let none = response_plan(&x, &bare);
     assert_eq!(none, Err(Unusable::OtherProtocol { answered: None }));
     let r = R {
         fallback: false,
         ..R::to(Scheme::Ws)
     };
     let p = plan_of(&h, &r);
-    let legacy = response_plan(
-        &exchange(&h, &p, &r),
-        &resp("HTTP/1.1 101 S\r\nUpgrade: websocket\r\n\r\n"),
-    );
+    let lower = resp("HTTP/1.1 101 S\r\nUpgrade: websocket\r\n\r\n");
+    let legacy = response_plan(&exchange(&h, &p, &r), &lower);
     assert!(matches!(
         legacy,
         Ok(ResponsePlan::Tunnel {
@@ -381,10 +374,8 @@ fn a_101_to_a_request_that_asked_for_nothing_is_refused_s51() {
         R::to(Scheme::Http),
     );
     let p = plan_of(&h, &r);
-    let got = response_plan(
-        &exchange(&h, &p, &r),
-        &resp("HTTP/1.1 101 S\r\nUpgrade: websocket\r\n\r\n"),
-    );
+    let switching = resp("HTTP/1.1 101 S\r\nUpgrade: websocket\r\n\r\n");
+    let got = response_plan(&exchange(&h, &p, &r), &switching);
     assert_eq!(got, Err(Unusable::NotAsked));
 }
 
@@ -566,13 +557,10 @@ fn an_upgrade_offer_is_passed_on_only_when_the_worker_would_tunnel_it() {
     let p = plan_of(&h, &r);
     let x = exchange(&h, &p, &r);
     let offer = |u: &str| {
-        let got = response_plan(
-            &x,
-            &resp(&format!(
-                "HTTP/1.1 426 Up\r\nUpgrade: {u}\r\nContent-Length: 0\r\n\r\n"
-            )),
-        );
-        match got {
+        let upgrade_required = resp(&format!(
+            "HTTP/1.1 426 Up\r\nUpgrade: {u}\r\nContent-Length: 0\r\n\r\n"
+        ));
+        match response_plan(&x, &upgrade_required) {
             Ok(ResponsePlan::Relay(r)) => r.upgrade_offer,
             other => panic!("{other:?}"),
         }
