@@ -261,6 +261,46 @@ async fn a_backend_that_never_answers_gives_502_after_its_timeout() {
     assert_after(sent, closed, Duration::from_secs(5), "the 502");
 }
 
+/// A pooled connection keeps its read timer for the next request: the
+/// deadline follows that request, after an idle wait longer than the timeout
+/// too (the timer fired while the connection waited in the pool).
+#[tokio::test(start_paused = true)]
+async fn a_reused_backend_connection_times_out_from_its_own_request() {
+    let net = Arc::new(MemoryNet::default());
+    let _tasks = backend(&net, BACKEND, |mut pipe| async move {
+        let _ = read_head(&mut pipe).await;
+        pipe.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        // The next request on this connection is read and never answered.
+        let second = read_head(&mut pipe).await;
+        assert!(second.starts_with("GET /second "), "{second}");
+        let mut rest = Vec::new();
+        let _ = pipe.read_to_end(&mut rest).await;
+    });
+    let h = proxy(&net, &format!("ProxyPass / http://{BACKEND}/ timeout=5\n"));
+    let mut c = client(&h);
+    c.write_all(b"GET /first HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut c).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let mut body = [0u8; 2];
+    c.read_exact(&mut body).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut c = client(&h);
+    c.write_all(b"GET /second HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
+        .await
+        .unwrap();
+    let sent = Instant::now();
+    let (answer, closed) = until_closed(&mut c).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 502 Proxy Error\r\n"),
+        "{answer}"
+    );
+    assert_after(sent, closed, Duration::from_secs(5), "the 502");
+}
+
 /// max= reached: a new connection waits up to acquire= for a free one, then
 /// gets a 503.
 #[tokio::test(start_paused = true)]

@@ -160,6 +160,10 @@ pub fn split_host_port(value: &str) -> (&str, Option<&str>) {
 
 /// `host[:port]` of an absolute-form request target (RFC 9112 §3.2.2).
 pub fn absolute_form_authority(target: &str) -> Option<&str> {
+    // Origin form, nearly every request: no scheme to look for.
+    if target.starts_with('/') {
+        return None;
+    }
     let (scheme, rest) = target.split_once("://")?;
     if !["http", "https", "ws", "wss"]
         .iter()

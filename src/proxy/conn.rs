@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::http::h1 as head;
+use crate::upstream::ReadTimer;
 
 /// How much to read at a time while parsing heads and bodies.
 const READ_CHUNK: usize = 8192;
@@ -21,7 +22,7 @@ pub struct Conn<S> {
     pub buf: BytesMut,
     /// The deadline of every read of a connection that reads many heads
     /// (see [`Conn::with_timer`]); `None`: a timer per read.
-    timer: Option<Pin<Box<Sleep>>>,
+    timer: Option<ReadTimer>,
 }
 
 #[derive(Debug)]
@@ -78,8 +79,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// time, and wakes the runtime's driver whenever it is due before
     /// anything else.
     pub fn with_timer(io: S) -> Self {
+        Conn::with_timer_from(io, None)
+    }
+
+    /// [`Conn::with_timer`] reusing the timer of an earlier `Conn` on the
+    /// same socket (see [`Conn::into_parts`]).
+    pub fn with_timer_from(io: S, timer: Option<ReadTimer>) -> Self {
         Conn {
-            timer: Some(Box::pin(tokio::time::sleep(Duration::ZERO))),
+            timer: Some(timer.unwrap_or_else(|| Box::pin(tokio::time::sleep(Duration::ZERO)))),
             ..Conn::new(io)
         }
     }
@@ -88,6 +95,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub fn into_io(self) -> S {
         recycle(self.buf);
         self.io
+    }
+
+    /// The socket and its timer, for a connection that waits in a pool. The
+    /// timer forgets the task that used it, whose memory it would otherwise
+    /// keep until its deadline.
+    pub fn into_parts(self) -> (S, Option<ReadTimer>) {
+        recycle(self.buf);
+        let timer = self.timer.map(|mut timer| {
+            let mut forget = std::task::Context::from_waker(std::task::Waker::noop());
+            let _ = timer.as_mut().poll(&mut forget);
+            timer
+        });
+        (self.io, timer)
     }
 
     /// Reads more bytes into the buffer; `Ok(0)` at end of stream.

@@ -250,12 +250,14 @@ where
             .fetch_add(bytes, Ordering::Relaxed);
     }
     if let (Some(key), true) = (key, relay.backend_reusable && backend.buf.is_empty()) {
+        let (stream, timer) = backend.into_parts();
         target.worker.state.pool.put(
             key,
             BackendConn {
-                stream: backend.into_io(),
+                stream,
                 slot,
                 reused: true,
+                timer,
             },
         );
     }
@@ -490,7 +492,12 @@ async fn open(
             None => connect(target, plan, generation, o.ssl, t).await?,
         };
         let reused = conn.reused;
-        let mut backend = Conn::new(conn.stream);
+        // A connection that may serve more requests keeps one timer for
+        // all its reads.
+        let mut backend = match (o.key, conn.timer) {
+            (Some(_), timer) => Conn::with_timer_from(conn.stream, timer),
+            (None, _) => Conn::new(conn.stream),
+        };
         let end = if o.fully_buffered {
             body::end(o.encoding)
         } else {
@@ -567,6 +574,7 @@ async fn connect(
         stream,
         slot,
         reused: false,
+        timer: None,
     })
 }
 

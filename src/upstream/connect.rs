@@ -121,7 +121,13 @@ pub struct BackendConn {
     pub slot: Slot,
     /// Whether this connection served a request before.
     pub reused: bool,
+    /// The timer its reads used, kept with a pooled connection so that the
+    /// next request moves its deadline rather than making a new one.
+    pub timer: Option<ReadTimer>,
 }
+
+/// A connection's read deadline, one per connection rather than per read.
+pub type ReadTimer = std::pin::Pin<Box<tokio::time::Sleep>>;
 
 /// Where and how to connect.
 pub struct ConnectSpec<'a> {

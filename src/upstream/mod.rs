@@ -13,7 +13,7 @@ pub(crate) mod resolve;
 pub(crate) mod runtime;
 pub(crate) mod tls;
 
-pub use connect::{BackendConn, BackendStream, ConnectError, ConnectSpec, Network};
+pub use connect::{BackendConn, BackendStream, ConnectError, ConnectSpec, Network, ReadTimer};
 pub use limit::Slot;
 pub use pool::PoolKey;
 pub use runtime::{Generation, Runtime, WorkerState, WorkerView};

@@ -29,6 +29,7 @@ struct Idle {
     key: PoolKey,
     stream: BackendStream,
     slot: Slot,
+    timer: Option<super::ReadTimer>,
     since: Instant,
 }
 
@@ -68,6 +69,7 @@ impl Pool {
                     stream: entry.stream,
                     slot: entry.slot,
                     reused: true,
+                    timer: entry.timer,
                 });
             }
         }
@@ -86,6 +88,7 @@ impl Pool {
             key,
             stream: conn.stream,
             slot: conn.slot,
+            timer: conn.timer,
             since: Instant::now(),
         });
     }
