@@ -116,6 +116,18 @@ async fn until_closed(s: &mut DuplexStream) -> (String, Instant) {
     (String::from_utf8_lossy(&out).into_owned(), Instant::now())
 }
 
+/// The server answers with `status_line` and closes, `after` from `from`.
+async fn expect_answer_and_close(
+    c: &mut DuplexStream,
+    status_line: &str,
+    from: Instant,
+    after: Duration,
+) {
+    let (answer, closed) = until_closed(c).await;
+    assert!(answer.starts_with(status_line), "{answer}");
+    assert_after(from, closed, after, status_line);
+}
+
 /// `at` is `want` after `from`, to the millisecond the timer wheel keeps.
 fn assert_after(from: Instant, at: Instant, want: Duration, what: &str) {
     let took = at - from;
@@ -230,12 +242,13 @@ async fn a_head_that_stops_halfway_gets_408_after_20_seconds() {
         .await
         .unwrap();
     let began = Instant::now();
-    let (answer, closed) = until_closed(&mut c).await;
-    assert!(
-        answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
-        "{answer}"
-    );
-    assert_after(began, closed, Duration::from_secs(20), "the 408");
+    expect_answer_and_close(
+        &mut c,
+        "HTTP/1.1 408 Request Timeout\r\n",
+        began,
+        Duration::from_secs(20),
+    )
+    .await;
 }
 
 /// A backend that never answers: 502 once the worker's timeout= passes.
@@ -253,12 +266,13 @@ async fn a_backend_that_never_answers_gives_502_after_its_timeout() {
         .await
         .unwrap();
     let sent = Instant::now();
-    let (answer, closed) = until_closed(&mut c).await;
-    assert!(
-        answer.starts_with("HTTP/1.1 502 Proxy Error\r\n"),
-        "{answer}"
-    );
-    assert_after(sent, closed, Duration::from_secs(5), "the 502");
+    expect_answer_and_close(
+        &mut c,
+        "HTTP/1.1 502 Proxy Error\r\n",
+        sent,
+        Duration::from_secs(5),
+    )
+    .await;
 }
 
 /// A pooled connection keeps its read timer for the next request: the
@@ -293,12 +307,13 @@ async fn a_reused_backend_connection_times_out_from_its_own_request() {
         .await
         .unwrap();
     let sent = Instant::now();
-    let (answer, closed) = until_closed(&mut c).await;
-    assert!(
-        answer.starts_with("HTTP/1.1 502 Proxy Error\r\n"),
-        "{answer}"
-    );
-    assert_after(sent, closed, Duration::from_secs(5), "the 502");
+    expect_answer_and_close(
+        &mut c,
+        "HTTP/1.1 502 Proxy Error\r\n",
+        sent,
+        Duration::from_secs(5),
+    )
+    .await;
 }
 
 /// max= reached: a new connection waits up to acquire= for a free one, then

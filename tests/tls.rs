@@ -39,8 +39,8 @@ fn make_pki() -> Pki {
     }
 }
 
-/// A TLS WebSocket echo backend; records the SNI name of each handshake.
-async fn wss_echo_backend(pki: &Pki) -> (SocketAddr, Seen) {
+/// A TLS acceptor presenting the test CA's leaf certificate.
+fn acceptor(pki: &Pki) -> tokio_rustls::TlsAcceptor {
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -49,7 +49,12 @@ async fn wss_echo_backend(pki: &Pki) -> (SocketAddr, Seen) {
     .with_no_client_auth()
     .with_single_cert(vec![pki.leaf.clone()], pki.key.clone_key())
     .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// A TLS WebSocket echo backend; records the SNI name of each handshake.
+async fn wss_echo_backend(pki: &Pki) -> (SocketAddr, Seen) {
+    let acceptor = acceptor(pki);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Seen::default();
@@ -238,15 +243,7 @@ async fn a_self_signed_backend_certificate_in_the_ca_file_is_trusted_as_apache_t
 /// request with a 200 naming it; counts the requests for /health.
 async fn https_backend(pki: &Pki) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use tokio::io::AsyncWriteExt;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![pki.leaf.clone()], pki.key.clone_key())
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = acceptor(pki);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let checks = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -50,26 +50,7 @@ pub fn post_read<'a>(
         received: SystemTime::now(),
         started: Instant::now(),
     };
-    let mut early = server
-        .rules
-        .request
-        .iter()
-        .filter(|r| matches!(r.condition, rules::Condition::Early))
-        .peekable();
-    if early.peek().is_some() {
-        let view = View {
-            head: &*head,
-            cx,
-            env,
-            status: None,
-        };
-        let facts = view.facts();
-        let mut fields = head.headers.fields.clone();
-        for rule in early {
-            rule.apply(&mut fields, &facts);
-        }
-        head.headers.fields = fields;
-    }
+    run_request_rules(head, cx, env, server.rules.request.iter(), true);
     set_env_if(
         &server.rules.setenvif,
         head,
@@ -99,11 +80,26 @@ pub fn fixups(head: &mut RequestHead, cx: Context<'_>, locations: &[&Rules], env
             None => env.unset(name),
         }
     }
-    let mut request_rules = server
+    let request_rules = server
         .rules
         .request
         .iter()
-        .chain(locations.iter().flat_map(|l| l.request.iter()))
+        .chain(locations.iter().flat_map(|l| l.request.iter()));
+    run_request_rules(head, cx, env, request_rules, false);
+}
+
+/// Runs `RequestHeader` rules of one phase (the early ones, or the rest).
+/// Their values and conditions read the request as it came, so they work
+/// on a copy of its fields that replaces them at the end.
+fn run_request_rules<'r>(
+    head: &mut RequestHead,
+    cx: Context<'_>,
+    env: &Env,
+    request_rules: impl Iterator<Item = &'r rules::HeaderRule>,
+    early_phase: bool,
+) {
+    let mut request_rules = request_rules
+        .filter(|r| !early_phase || matches!(r.condition, rules::Condition::Early))
         .peekable();
     if request_rules.peek().is_none() {
         return;
@@ -117,7 +113,7 @@ pub fn fixups(head: &mut RequestHead, cx: Context<'_>, locations: &[&Rules], env
     let facts = view.facts();
     let mut fields = head.headers.fields.clone();
     for rule in request_rules {
-        if rule.applies(&facts, false) {
+        if rule.applies(&facts, early_phase) {
             rule.apply(&mut fields, &facts);
         }
     }

@@ -143,18 +143,7 @@ impl Handle {
     /// `local`.
     pub fn connect(&self, peer: SocketAddr, local: SocketAddr) -> DuplexStream {
         let (client, server) = tokio::io::duplex(64 * 1024);
-        let shared = &self.shared;
-        shared.stats.connections.fetch_add(1, Ordering::AcqRel);
-        let guard = ConnGuard {
-            shared: shared.clone(),
-            _permit: None,
-        };
-        tokio::spawn(park::Connection::new(Box::pin(connection::serve(
-            server,
-            ConnFacts { peer, local },
-            shared.clone(),
-            guard,
-        ))));
+        spawn_connection(&self.shared, server, ConnFacts { peer, local }, None);
         client
     }
 
@@ -355,20 +344,33 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Some(l) if !l.ip().is_unspecified() => l,
             _ => stream.local_addr().ok().or(local).unwrap_or(peer),
         };
-        shared.stats.connections.fetch_add(1, Ordering::AcqRel);
-        let guard = ConnGuard {
-            shared: shared.clone(),
-            _permit: permit,
-        };
-        // The request handler is boxed, so that the runtime moves a
-        // pointer rather than kilobytes into the task and again on each of
-        // its changes of stage: at one request per connection (WebSocket
-        // handshakes) those copies cost more than the allocation.
-        tokio::spawn(park::Connection::new(Box::pin(connection::serve(
-            stream,
-            ConnFacts { peer, local },
-            shared.clone(),
-            guard,
-        ))));
+        spawn_connection(&shared, stream, ConnFacts { peer, local }, permit);
     }
+}
+
+/// Serves a client connection in a task of its own, counted (and holding
+/// its `MaxRequestWorkers` place) until it ends.
+fn spawn_connection<S>(
+    shared: &Arc<Shared>,
+    stream: S,
+    facts: ConnFacts,
+    permit: Option<OwnedSemaphorePermit>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + park::Parkable + Unpin + Send + 'static,
+{
+    shared.stats.connections.fetch_add(1, Ordering::AcqRel);
+    let guard = ConnGuard {
+        shared: shared.clone(),
+        _permit: permit,
+    };
+    // The request handler is boxed, so that the runtime moves a pointer
+    // rather than kilobytes into the task and again on each of its changes
+    // of stage: at one request per connection (WebSocket handshakes) those
+    // copies cost more than the allocation.
+    tokio::spawn(park::Connection::new(Box::pin(connection::serve(
+        stream,
+        facts,
+        shared.clone(),
+        guard,
+    ))));
 }

@@ -188,11 +188,7 @@ pub async fn connect(spec: &ConnectSpec<'_>) -> Result<BackendStream, ConnectErr
 /// would, but with the worker's resolved addresses instead of a lookup per
 /// connection.
 async fn connect_tcp(spec: &ConnectSpec<'_>) -> Result<TcpStream, ConnectError> {
-    let found = spec
-        .addresses
-        .get(spec.host, spec.port)
-        .await
-        .map_err(|e| ConnectError::Dns(spec.host.to_string(), e.to_string()))?;
+    let found = addresses(spec).await?;
     let mut last = None;
     for addr in found.as_slice() {
         match TcpStream::connect(addr).await {
@@ -200,10 +196,20 @@ async fn connect_tcp(spec: &ConnectSpec<'_>) -> Result<TcpStream, ConnectError> 
             Err(e) => last = Some(e),
         }
     }
-    Err(ConnectError::Refused(last.map_or_else(
-        || "no address to connect to".into(),
-        |e| e.to_string(),
-    )))
+    Err(refused(last))
+}
+
+/// The backend's addresses, from the worker's cache.
+async fn addresses(spec: &ConnectSpec<'_>) -> Result<super::resolve::Found, ConnectError> {
+    spec.addresses
+        .get(spec.host, spec.port)
+        .await
+        .map_err(|e| ConnectError::Dns(spec.host.to_string(), e.to_string()))
+}
+
+/// Every address refused: the last error says why.
+fn refused(last: Option<io::Error>) -> ConnectError {
+    ConnectError::Refused(last.map_or_else(|| "no address to connect to".into(), |e| e.to_string()))
 }
 
 /// [`connect`] on an in-process network: the name resolved as for TCP,
@@ -217,11 +223,7 @@ async fn connect_memory(
             "no TLS on an in-process network".into(),
         ));
     }
-    let found = spec
-        .addresses
-        .get(spec.host, spec.port)
-        .await
-        .map_err(|e| ConnectError::Dns(spec.host.to_string(), e.to_string()))?;
+    let found = addresses(spec).await?;
     let mut last = None;
     for addr in found.as_slice() {
         match net.connect(*addr) {
@@ -229,10 +231,7 @@ async fn connect_memory(
             Err(e) => last = Some(e),
         }
     }
-    Err(ConnectError::Refused(last.map_or_else(
-        || "no address to connect to".into(),
-        |e| e.to_string(),
-    )))
+    Err(refused(last))
 }
 
 fn set_keepalive(tcp: &TcpStream) {
