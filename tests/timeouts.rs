@@ -116,16 +116,19 @@ async fn until_closed(s: &mut DuplexStream) -> (String, Instant) {
     (String::from_utf8_lossy(&out).into_owned(), Instant::now())
 }
 
-/// The server answers with `status_line` and closes, `after` from `from`.
-async fn expect_answer_and_close(
+/// Sends `request`; the server answers with `status_line` and closes,
+/// `after` from then.
+async fn send_then_expect(
     c: &mut DuplexStream,
+    request: &[u8],
     status_line: &str,
-    from: Instant,
     after: Duration,
 ) {
+    c.write_all(request).await.unwrap();
+    let sent = Instant::now();
     let (answer, closed) = until_closed(c).await;
     assert!(answer.starts_with(status_line), "{answer}");
-    assert_after(from, closed, after, status_line);
+    assert_after(sent, closed, after, status_line);
 }
 
 /// `at` is `want` after `from`, to the millisecond the timer wheel keeps.
@@ -238,14 +241,10 @@ async fn a_client_that_sends_nothing_is_closed_after_timeout() {
 async fn a_head_that_stops_halfway_gets_408_after_20_seconds() {
     let h = proxy(&Arc::new(MemoryNet::default()), "");
     let mut c = client(&h);
-    c.write_all(b"GET / HTTP/1.1\r\nHost: proxy.test\r\n")
-        .await
-        .unwrap();
-    let began = Instant::now();
-    expect_answer_and_close(
+    send_then_expect(
         &mut c,
+        b"GET / HTTP/1.1\r\nHost: proxy.test\r\n",
         "HTTP/1.1 408 Request Timeout\r\n",
-        began,
         Duration::from_secs(20),
     )
     .await;
@@ -262,14 +261,10 @@ async fn a_backend_that_never_answers_gives_502_after_its_timeout() {
     });
     let h = proxy(&net, &format!("ProxyPass / http://{BACKEND}/ timeout=5\n"));
     let mut c = client(&h);
-    c.write_all(b"GET / HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
-        .await
-        .unwrap();
-    let sent = Instant::now();
-    expect_answer_and_close(
+    send_then_expect(
         &mut c,
+        b"GET / HTTP/1.1\r\nHost: proxy.test\r\n\r\n",
         "HTTP/1.1 502 Proxy Error\r\n",
-        sent,
         Duration::from_secs(5),
     )
     .await;
@@ -303,14 +298,10 @@ async fn a_reused_backend_connection_times_out_from_its_own_request() {
     c.read_exact(&mut body).await.unwrap();
     tokio::time::sleep(Duration::from_secs(7)).await;
     let mut c = client(&h);
-    c.write_all(b"GET /second HTTP/1.1\r\nHost: proxy.test\r\n\r\n")
-        .await
-        .unwrap();
-    let sent = Instant::now();
-    expect_answer_and_close(
+    send_then_expect(
         &mut c,
+        b"GET /second HTTP/1.1\r\nHost: proxy.test\r\n\r\n",
         "HTTP/1.1 502 Proxy Error\r\n",
-        sent,
         Duration::from_secs(5),
     )
     .await;
