@@ -396,6 +396,45 @@ async fn an_unread_body_after_an_error_closes_the_connection() {
     assert!(seen.all().is_empty());
 }
 
+/// wsgate's own answers (404, a redirect, a refused target) honour the
+/// client's wish to close, as Apache does, instead of waiting for the
+/// keep-alive timeout; and keep the connection otherwise.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_answer_closes_when_the_client_asks() {
+    let gate = Wsgate::start(
+        "KeepAliveTimeout 60\nRewriteEngine on\nRewriteRule ^/moved$ /elsewhere [R=301]\n",
+    );
+    for request in [
+        "GET /none HTTP/1.1\r\nHost: f\r\nConnection: close\r\n\r\n",
+        "GET /moved HTTP/1.1\r\nHost: f\r\nConnection: close\r\n\r\n",
+        "GET /none HTTP/1.0\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(gate.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let got = read_to_close(&mut s, Duration::from_secs(5)).await;
+        assert!(matches!(status_of(&got), 404 | 301), "{request:?}: {got}");
+        assert_eq!(
+            header_value(&got, "connection").as_deref(),
+            Some("close"),
+            "{request:?}: {got}"
+        );
+    }
+    // Without the wish, the connection serves a second request.
+    let mut s = TcpStream::connect(gate.addr).await.unwrap();
+    for _ in 0..2 {
+        s.write_all(b"GET /none HTTP/1.1\r\nHost: f\r\n\r\n")
+            .await
+            .unwrap();
+        let head = read_head(&mut s).await.expect("an answer");
+        assert_eq!(status_of(&head), 404, "{head}");
+        let len: usize = header_value(&head, "content-length")
+            .unwrap()
+            .parse()
+            .unwrap();
+        read_exactly(&mut s, len, Duration::from_secs(5)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn proxypassreverse_rewrites_redirects() {
     let redirect = raw_backend(|_, mut stream| async move {

@@ -18,11 +18,15 @@ pub(super) fn listen(b: &mut Builder, _: &mut At<'_>, node: &Node) -> Result<(),
         [a, p] => (a, Some(p)),
         _ => return Err(ConfigError::new(o, "Listen takes [IP:]PORT [protocol]")),
     };
+    // As in Apache, the protocol names what the listener serves for
+    // modules that ask; whether a connection speaks TLS follows the
+    // SSLEngine of the virtual host it reaches.
     if let Some(p) = proto {
-        if !p.eq_ignore_ascii_case("http") {
+        if !p.eq_ignore_ascii_case("http") && !p.eq_ignore_ascii_case("https") {
             return Err(
-                ConfigError::new(o, format!("Listen protocol '{p}' is not supported"))
-                    .hint("wsgate serves http on Listen; TLS listeners are not in this version"),
+                ConfigError::new(o, format!("Listen protocol '{p}' is not supported")).hint(
+                    "http or https; TLS follows SSLEngine in the virtual hosts on the address",
+                ),
             );
         }
     }
@@ -34,7 +38,11 @@ pub(super) fn listen(b: &mut Builder, _: &mut At<'_>, node: &Node) -> Result<(),
         )
         .hint(format!("{addr} is already in Listen at {first}")));
     }
-    b.listeners.push((Listener { addr }, o.clone()));
+    let https = match proto {
+        Some(p) => p.eq_ignore_ascii_case("https"),
+        None => addr.port() == 443,
+    };
+    b.listeners.push((Listener { addr, https }, o.clone()));
     Ok(())
 }
 

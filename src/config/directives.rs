@@ -173,7 +173,7 @@ const fn not_per_directory(d: Directive) -> Directive {
 /// Every directive wsgate reads, by module.
 pub const DIRECTIVES: &[Directive] = &[
     // core
-    line("Listen", "core", SERVER, "Listen [IP:]PORT [http]", "where to accept connections; port 0 takes a free port (see `--print-listen`)", core::listen),
+    line("Listen", "core", SERVER, "Listen [IP:]PORT [http|https]", "where to accept connections; port 0 takes a free port (see `--print-listen`)", core::listen),
     one("ServerName", "core", SERVER_VHOST, "ServerName [scheme://]NAME[:port]", "the server's name, for choosing a vhost and X-Forwarded-Server", core::server_name),
     line("ServerAlias", "core", VHOST, "ServerAlias NAME ...", "more names of a vhost (`*` and `?` wildcards)", core::server_alias),
     read_time("ServerRoot", "core", "ServerRoot DIRECTORY", "where relative paths start", false),
@@ -216,6 +216,11 @@ pub const DIRECTIVES: &[Directive] = &[
     // mod_proxy_hcheck
     line("ProxyHCExpr", "mod_proxy_hcheck", SERVER, "ProxyHCExpr NAME {EXPRESSION}", "a named condition on %{REQUEST_STATUS} for hcexpr=", balancer::proxy_hc_expr),
     // mod_ssl
+    one("SSLEngine", "mod_ssl", SERVER_VHOST, "SSLEngine On|Off", "serve TLS to clients on this server's addresses (SNI picks the virtual host)", ssl::ssl_server),
+    line("SSLCertificateFile", "mod_ssl", SERVER_VHOST, "SSLCertificateFile FILE", "the server's PEM certificate, optionally followed by its chain (repeat for RSA and ECDSA)", ssl::ssl_server),
+    line("SSLCertificateKeyFile", "mod_ssl", SERVER_VHOST, "SSLCertificateKeyFile FILE", "the private key of the matching SSLCertificateFile (PKCS#1, PKCS#8, SEC1; not encrypted)", ssl::ssl_server),
+    one("SSLCertificateChainFile", "mod_ssl", SERVER_VHOST, "SSLCertificateChainFile FILE", "intermediate certificates sent after the server's certificate", ssl::ssl_server),
+    line("SSLProtocol", "mod_ssl", SERVER_VHOST, "SSLProtocol [+-]all|TLSv1.2|TLSv1.3 ...", "the TLS versions offered to clients (TLSv1.2 and TLSv1.3; older ones may only be removed)", ssl::ssl_server),
     one("SSLProxyEngine", "mod_ssl", SERVER_VHOST, "SSLProxyEngine On|Off", "allow https:// and wss:// backends", ssl::ssl_proxy),
     one("SSLProxyVerify", "mod_ssl", SERVER_VHOST, "SSLProxyVerify none|require", "verify a backend's chain against SSLProxyCACertificateFile", ssl::ssl_proxy),
     one("SSLProxyCACertificateFile", "mod_ssl", SERVER_VHOST, "SSLProxyCACertificateFile FILE", "the PEM certificates backends' chains are checked against", ssl::ssl_proxy),
@@ -261,11 +266,19 @@ const NOT_YET: &[(&str, &str)] = &[
     ("Require", "mod_authz_core"),
     ("SetHandler", "mod_status / balancer-manager"),
     ("RequestReadTimeout", "mod_reqtimeout"),
-    ("SSLEngine", "mod_ssl (listener TLS)"),
-    ("SSLCertificateFile", "mod_ssl (listener TLS)"),
-    ("SSLCertificateKeyFile", "mod_ssl (listener TLS)"),
-    ("SSLCertificateChainFile", "mod_ssl (listener TLS)"),
-    ("SSLProtocol", "mod_ssl (listener TLS)"),
+    ("SSLCipherSuite", "mod_ssl (cipher suites)"),
+    ("SSLHonorCipherOrder", "mod_ssl (cipher order)"),
+    ("SSLSessionTickets", "mod_ssl (session tickets)"),
+    ("SSLStrictSNIVHostCheck", "mod_ssl (strict SNI)"),
+    ("SSLVHostSNIPolicy", "mod_ssl (SNI policy)"),
+    ("SSLUseStapling", "mod_ssl (OCSP stapling)"),
+    ("SSLOpenSSLConfCmd", "mod_ssl (OpenSSL commands)"),
+    ("SSLCompression", "mod_ssl (compression)"),
+    ("SSLSessionCache", "mod_ssl (session cache)"),
+    ("SSLSessionCacheTimeout", "mod_ssl (session cache)"),
+    ("SSLStaplingCache", "mod_ssl (OCSP stapling)"),
+    ("SSLVerifyClient", "mod_ssl (client certificates)"),
+    ("SSLCACertificateFile", "mod_ssl (client certificates)"),
     ("Protocols", "mod_http2"),
 ];
 
@@ -403,14 +416,9 @@ fn unknown_or_not_yet(node: &Node, section: bool) -> ConfigError {
         // not keep the line out.
         let module_name = module.split_whitespace().next().unwrap_or(module);
         return if module_is_built_in(module_name) {
-            let tls = if module.contains("listener TLS") {
-                "; until listener TLS lands, terminate TLS in front of wsgate"
-            } else {
-                ""
-            };
-            err.hint(format!(
-                "remove it; in a file shared with Apache, put such lines in <IfDefine APACHE> … </IfDefine> and start Apache with -D APACHE (<IfModule> is true here: wsgate has part of that module){tls}"
-            ))
+            err.hint(
+                "remove it; in a file shared with Apache, put such lines in <IfDefine APACHE> … </IfDefine> and start Apache with -D APACHE (<IfModule> is true here: wsgate has part of that module)",
+            )
         } else {
             err.hint("remove it, or wrap it in <IfModule> for that module so wsgate skips it")
         };

@@ -105,6 +105,7 @@ pub(crate) struct ServerDraft {
     proxy_timeout: Option<Duration>,
     timeout: Option<Duration>,
     ssl: ssl::SslDraft,
+    tls: ssl::TlsDraft,
     rewrite: rewrite::RewriteDraft,
     rules: model::headers::Rules,
     reverse: Vec<ReverseRule>,
@@ -126,6 +127,7 @@ impl ServerDraft {
             proxy_timeout: None,
             timeout: None,
             ssl: ssl::SslDraft::default(),
+            tls: ssl::TlsDraft::default(),
             rewrite: rewrite::RewriteDraft::default(),
             rules: model::headers::Rules::default(),
             reverse: Vec::new(),
@@ -289,15 +291,37 @@ impl Builder {
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_ascii_lowercase())
             .unwrap_or_else(|_| "localhost".into());
+        // TLS toward clients: certificates and keys read and checked now.
+        // The main server serves addresses without virtual hosts: it counts
+        // as on an https listener only when every listener is one.
+        let all_https = self.listeners.iter().all(|(l, _)| l.https);
+        let main_tls = self.main.tls.resolve(None, "the main server", all_https)?;
+        let vhost_tls = self
+            .vhosts
+            .iter()
+            .map(|d| {
+                let https = self.listeners.iter().any(|(l, _)| {
+                    l.https
+                        && d.addrs
+                            .iter()
+                            .any(|a| a.port.is_none_or(|p| p == l.addr.port()))
+                });
+                d.tls
+                    .resolve(Some(&self.main.tls), &describe_vhost(d), https)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let main = MainParts::take(&mut self.main, hostname, timeout);
-        let vhosts = std::mem::take(&mut self.vhosts)
+        let vhosts: Vec<Server> = std::mem::take(&mut self.vhosts)
             .into_iter()
             .zip(vhost_ssl)
-            .map(|(draft, ssl)| main.vhost(draft, ssl))
+            .zip(vhost_tls)
+            .map(|((draft, ssl), tls)| main.vhost(draft, ssl, tls))
             .collect();
+        let main = main.server(main_tls);
+        check_tls_addresses(&vhosts)?;
         Ok(Config {
             listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
-            main: main.server(),
+            main,
             vhosts,
             limits: self.limits,
             timeout,
@@ -397,7 +421,12 @@ impl MainParts {
     }
 
     /// A vhost, merged over the main server.
-    fn vhost(&self, mut draft: ServerDraft, ssl_proxy: SslIdx) -> Server {
+    fn vhost(
+        &self,
+        mut draft: ServerDraft,
+        ssl_proxy: SslIdx,
+        tls: Option<std::sync::Arc<model::ServerTls>>,
+    ) -> Server {
         let main = &self.settings;
         let settings = ProxySettings {
             preserve_host: draft.preserve_host.unwrap_or(main.preserve_host),
@@ -443,12 +472,13 @@ impl MainParts {
             locations,
             settings,
             reverse,
+            tls,
             origin: draft.origin,
         }
     }
 
     /// The main server itself.
-    fn server(self) -> Server {
+    fn server(self, tls: Option<std::sync::Arc<model::ServerTls>>) -> Server {
         Server {
             workers: collect_workers(&self.routes, &self.locations),
             rules: self.headers,
@@ -465,9 +495,58 @@ impl MainParts {
             locations: self.locations,
             settings: self.settings,
             reverse: self.reverse,
+            tls,
             origin: None,
         }
     }
+}
+
+/// How errors name a `<VirtualHost>`: by its ServerName, or where it starts.
+fn describe_vhost(draft: &ServerDraft) -> String {
+    match (&draft.server_name, &draft.origin) {
+        (Some(name), _) => name.clone(),
+        (None, Some(o)) => format!("the <VirtualHost> at {o}"),
+        (None, None) => "a <VirtualHost>".into(),
+    }
+}
+
+/// Name-based virtual hosts on one address share its protocol: a client
+/// speaks TLS or plain HTTP before it names a host, so a vhost with
+/// `SSLEngine on` beside one without on the same address could never be
+/// reached as written.
+fn check_tls_addresses(vhosts: &[Server]) -> Result<(), ConfigError> {
+    for (i, v) in vhosts.iter().enumerate() {
+        // Every vhost comes from a <VirtualHost> line.
+        let Some(origin) = &v.origin else {
+            continue;
+        };
+        for w in &vhosts[..i] {
+            if v.tls.is_some() == w.tls.is_some() {
+                continue;
+            }
+            if let Some(addr) = v.addrs.iter().find(|a| w.addrs.contains(a)) {
+                let (on, off) = if v.tls.is_some() { (v, w) } else { (w, v) };
+                let place = |s: &Server| {
+                    s.origin
+                        .as_ref()
+                        .map_or_else(|| s.server_name.clone(), |o| o.to_string())
+                };
+                let port = addr.port.map_or("*".to_string(), |p| p.to_string());
+                return Err(ConfigError::new(
+                    origin,
+                    format!(
+                        "virtual hosts on one address (port {port}) mix TLS and plain HTTP: SSLEngine is on for {} ({}) and off for {} ({})",
+                        on.server_name,
+                        place(on),
+                        off.server_name,
+                        place(off)
+                    ),
+                )
+                .hint("give the TLS virtual hosts their own port (e.g. <VirtualHost *:443>), or turn SSLEngine on in all of them"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The balancers `[P]` rules name literally (`balancer://name/…`).

@@ -14,7 +14,7 @@ pub(super) fn ssl_proxy(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result
     let lower = node.name.to_ascii_lowercase();
     at.server.ssl.set(node, &lower, arg(node), &b.root)
 }
-use super::model::SslProxy;
+use super::model::{ServerTls, SslProxy, TlsVersions};
 use super::values;
 
 /// The `SSLProxy*` directives of one server before merging.
@@ -143,4 +143,351 @@ fn trust_anchors(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err(format!("'{}' holds no PEM certificate", path.display()));
     }
     Ok(certificates)
+}
+
+/// mod_ssl's server directives (`SSLEngine`, certificates, `SSLProtocol`):
+/// TLS toward clients.
+pub(super) fn ssl_server(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let lower = node.name.to_ascii_lowercase();
+    at.server.tls.set(node, &lower, &b.root)
+}
+
+/// The TLS directives of one server before merging with the main server's.
+#[derive(Default, Clone)]
+pub struct TlsDraft {
+    engine: Option<(bool, Origin)>,
+    certs: Vec<(PathBuf, Origin)>,
+    keys: Vec<(PathBuf, Origin)>,
+    chain: Option<(PathBuf, Origin)>,
+    protocols: Option<TlsVersions>,
+}
+
+impl TlsDraft {
+    fn set(&mut self, node: &Node, lower: &str, root: &Path) -> Result<(), ConfigError> {
+        let o = &node.origin;
+        match lower {
+            "sslengine" => {
+                let value = arg(node);
+                let on = match value.to_ascii_lowercase().as_str() {
+                    "on" => true,
+                    "off" => false,
+                    "optional" | "addr" => return Err(ConfigError::new(
+                        o,
+                        format!("SSLEngine {value} is not supported by wsgate"),
+                    )
+                    .hint(
+                        "SSLEngine on serves TLS on this server's addresses; off serves plain HTTP",
+                    )),
+                    _ => {
+                        return Err(ConfigError::new(o, "Argument must be On, Off, or Optional")
+                            .hint("SSLEngine on|off"))
+                    }
+                };
+                self.engine = Some((on, o.clone()));
+            }
+            "sslprotocol" => self.protocols = Some(parse_protocols(o, &node.args)?),
+            _ => {
+                let path = readable_file(o, &node.name, arg(node), root)?;
+                match lower {
+                    "sslcertificatefile" => self.certs.push((path, o.clone())),
+                    "sslcertificatekeyfile" => self.keys.push((path, o.clone())),
+                    _ => self.chain = Some((path, o.clone())),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges over `main` (the main server's, for a vhost; mod_ssl's merge:
+    /// `SSLEngine` and `SSLProtocol` are inherited, certificates and keys
+    /// are the vhost's followed by the main server's) and loads the
+    /// certificates and keys. `https`: the server is reached on `Listen …
+    /// https` addresses, where certificates without an `SSLEngine` line
+    /// turn TLS on (as mod_ssl). `None`: this server speaks plain HTTP.
+    pub fn resolve(
+        &self,
+        main: Option<&TlsDraft>,
+        server: &str,
+        https: bool,
+    ) -> Result<Option<std::sync::Arc<ServerTls>>, ConfigError> {
+        let m = main.cloned().unwrap_or_default();
+        let certs: Vec<_> = self.certs.iter().chain(&m.certs).cloned().collect();
+        let engine = self.engine.clone().or(m.engine.clone()).or_else(|| {
+            let (_, first) = certs.first().filter(|_| https)?;
+            Some((true, first.clone()))
+        });
+        let Some((true, engine_origin)) = engine else {
+            return Ok(None);
+        };
+        let keys: Vec<_> = self.keys.iter().chain(&m.keys).cloned().collect();
+        let chain = self.chain.clone().or(m.chain);
+        if certs.is_empty() {
+            return Err(ConfigError::new(
+                &engine_origin,
+                format!("SSLEngine on for {server}, but no SSLCertificateFile: Failed to configure at least one certificate and key"),
+            )
+            .hint("add SSLCertificateFile (and SSLCertificateKeyFile, unless the key is in the same file)"));
+        }
+        let mut certified = Vec::with_capacity(certs.len());
+        let mut files = Vec::with_capacity(certs.len());
+        for (i, (cert_file, cert_origin)) in certs.iter().enumerate() {
+            let mut chain_certs = read_certificates(cert_origin, "SSLCertificateFile", cert_file)?;
+            // As mod_ssl: a chain file replaces the chain that follows the
+            // certificate in its own file.
+            if let Some((chain_file, chain_origin)) = &chain {
+                chain_certs.truncate(1);
+                chain_certs.extend(read_certificates(
+                    chain_origin,
+                    "SSLCertificateChainFile",
+                    chain_file,
+                )?);
+            }
+            // As mod_ssl: the i-th key file goes with the i-th certificate;
+            // without one, the key is in the certificate's file.
+            let (key_file, key_origin) = keys
+                .get(i)
+                .map_or((cert_file, cert_origin), |(f, o)| (f, o));
+            let key = read_private_key(key_origin, key_file)?;
+            let provider = rustls::crypto::ring::default_provider();
+            let key =
+                rustls::sign::CertifiedKey::from_der(chain_certs, key, &provider).map_err(|e| {
+                    let why = match e {
+                        rustls::Error::InconsistentKeys(_) => format!(
+                            "Certificate and private key from '{}' and '{}' do not match",
+                            cert_file.display(),
+                            key_file.display()
+                        ),
+                        e => format!("unusable private key in '{}': {e}", key_file.display()),
+                    };
+                    ConfigError::new(
+                        key_origin,
+                        format!("{}: {why}", node_name(key_origin, cert_origin)),
+                    )
+                })?;
+            certified.push(std::sync::Arc::new(key));
+            files.push((cert_file.clone(), key_file.clone()));
+        }
+        let versions = self.protocols.or(m.protocols).unwrap_or_default();
+        Ok(Some(std::sync::Arc::new(ServerTls {
+            keys: certified,
+            files,
+            chain_file: chain.map(|(f, _)| f),
+            versions,
+        })))
+    }
+}
+
+/// Which directive an error about a key names: the key file's, or the
+/// certificate file's when the key was read from it.
+fn node_name(key_origin: &Origin, cert_origin: &Origin) -> &'static str {
+    if key_origin == cert_origin {
+        "SSLCertificateFile"
+    } else {
+        "SSLCertificateKeyFile"
+    }
+}
+
+fn readable_file(
+    o: &Origin,
+    directive: &str,
+    value: &str,
+    root: &Path,
+) -> Result<PathBuf, ConfigError> {
+    let path = root.join(value);
+    if !path.is_file() {
+        return Err(ConfigError::new(
+            o,
+            format!(
+                "{directive}: file '{}' does not exist or is empty",
+                path.display()
+            ),
+        ));
+    }
+    Ok(path)
+}
+
+/// The certificates of a PEM file, in order: a leaf, then its chain.
+fn read_certificates(
+    o: &Origin,
+    directive: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let pem = std::fs::read(path).map_err(|e| {
+        ConfigError::new(
+            o,
+            format!("{directive}: cannot read '{}': {e}", path.display()),
+        )
+    })?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            ConfigError::new(
+                o,
+                format!("{directive}: '{}' is not PEM: {e}", path.display()),
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(ConfigError::new(
+            o,
+            format!("{directive}: '{}' holds no PEM certificate", path.display()),
+        ));
+    }
+    Ok(certs)
+}
+
+/// The private key of a PEM file: PKCS#1 (RSA), PKCS#8 or SEC1 (EC).
+fn read_private_key(
+    o: &Origin,
+    path: &Path,
+) -> Result<rustls::pki_types::PrivateKeyDer<'static>, ConfigError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| ConfigError::new(o, format!("cannot read '{}': {e}", path.display())))?;
+    let text = String::from_utf8_lossy(&pem);
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+    {
+        return Err(ConfigError::new(
+            o,
+            format!("the private key in '{}' is encrypted", path.display()),
+        )
+        .hint(format!(
+            "wsgate does not ask for pass phrases; store it decrypted, readable only by the server: openssl pkey -in {0} -out {0}.plain",
+            path.display()
+        )));
+    }
+    match rustls_pemfile::private_key(&mut pem.as_slice()) {
+        Ok(Some(key)) => Ok(key),
+        Ok(None) => Err(
+            ConfigError::new(o, format!("no private key in '{}'", path.display())).hint(
+                "name the key's PEM file with SSLCertificateKeyFile (PKCS#1, PKCS#8 or SEC1)",
+            ),
+        ),
+        Err(e) => Err(ConfigError::new(
+            o,
+            format!("'{}' is not PEM: {e}", path.display()),
+        )),
+    }
+}
+
+/// `SSLProtocol`: mod_ssl's words `all`, `TLSv1`, `TLSv1.1`, `TLSv1.2`,
+/// `TLSv1.3` (and `SSLv3`, `SSLv2` only to remove), each optionally `+`
+/// (add) or `-` (remove); a bare word replaces what came before. As with
+/// OpenSSL, the versions offered are the range from the lowest to the
+/// highest left. wsgate speaks TLS 1.2 and 1.3 (rustls): a list whose
+/// range holds neither is an error.
+fn parse_protocols(o: &Origin, args: &[String]) -> Result<TlsVersions, ConfigError> {
+    // Bits from TLSv1 (0) to TLSv1.3 (3).
+    const ALL: u8 = 0b1111;
+    let mut set: u8 = 0;
+    for word in args {
+        let (action, name) = match word.as_bytes().first() {
+            Some(b'+') => ('+', &word[1..]),
+            Some(b'-') => ('-', &word[1..]),
+            _ => (' ', word.as_str()),
+        };
+        let bits = match name.to_ascii_lowercase().as_str() {
+            "all" => ALL,
+            "sslv2" | "sslv3" if action == '-' => 0,
+            "sslv2" => {
+                return Err(ConfigError::new(
+                    o,
+                    "SSLProtocol: SSLv2 is no longer supported",
+                ))
+            }
+            "sslv3" => {
+                return Err(ConfigError::new(
+                    o,
+                    "SSLProtocol: SSLv3 not supported by this version of wsgate",
+                )
+                .hint("wsgate speaks TLSv1.2 and TLSv1.3"))
+            }
+            "tlsv1" => 0b0001,
+            "tlsv1.1" => 0b0010,
+            "tlsv1.2" => 0b0100,
+            "tlsv1.3" => 0b1000,
+            _ => {
+                return Err(ConfigError::new(
+                    o,
+                    format!("SSLProtocol: Illegal protocol '{name}'"),
+                )
+                .hint("one of all, TLSv1.2, TLSv1.3 (and TLSv1, TLSv1.1, SSLv3 to remove them), each with + or -"))
+            }
+        };
+        match action {
+            '+' => set |= bits,
+            '-' => set &= !bits,
+            _ => set = bits,
+        }
+    }
+    // The range from the lowest version left to the highest.
+    let range = if set == 0 {
+        0
+    } else {
+        let low = set.trailing_zeros();
+        let high = 8 - set.leading_zeros();
+        let up_to_high = ((1u16 << high) - 1) as u8;
+        up_to_high & !((1u8 << low) - 1)
+    };
+    let versions = TlsVersions {
+        tls12: range & 0b0100 != 0,
+        tls13: range & 0b1000 != 0,
+    };
+    if !versions.tls12 && !versions.tls13 {
+        return Err(ConfigError::new(
+            o,
+            format!(
+                "SSLProtocol {} leaves no protocol wsgate speaks (No SSL protocols available)",
+                args.join(" ")
+            ),
+        )
+        .hint("wsgate speaks TLSv1.2 and TLSv1.3 (rustls); e.g. SSLProtocol all -SSLv3 -TLSv1 -TLSv1.1"));
+    }
+    Ok(versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions(line: &str) -> Result<(bool, bool), String> {
+        let o = Origin {
+            file: std::sync::Arc::new(PathBuf::from("t.conf")),
+            line: 1,
+        };
+        let args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        parse_protocols(&o, &args)
+            .map(|v| (v.tls12, v.tls13))
+            .map_err(|e| e.message)
+    }
+
+    /// As Apache 2.4.71 with OpenSSL 3 reads them (checked against it).
+    #[test]
+    fn sslprotocol_words_as_mod_ssl_reads_them() {
+        let both = Ok((true, true));
+        assert_eq!(versions("all"), both);
+        assert_eq!(versions("all -SSLv3 -TLSv1 -TLSv1.1"), both);
+        assert_eq!(versions("-all +TLSv1.3"), Ok((false, true)));
+        assert_eq!(versions("TLSv1.2"), Ok((true, false)));
+        // A bare word replaces: only the last counts.
+        assert_eq!(versions("TLSv1.2 TLSv1.3"), Ok((false, true)));
+        assert_eq!(versions("TLSv1 +TLSv1.3"), both, "a range: 1.0 to 1.3");
+        assert_eq!(versions("-all +TLSv1.1 +TLSv1.3"), both, "no gaps");
+        assert_eq!(versions("all -TLSv1.2"), both, "the range still spans 1.2");
+        assert_eq!(
+            versions("-all +TLSv1.2 +TLSv1.3 -TLSv1.3"),
+            Ok((true, false))
+        );
+        assert_eq!(versions("tlsv1.3"), Ok((false, true)), "any case");
+        assert_eq!(
+            versions("TLSv9"),
+            Err("SSLProtocol: Illegal protocol 'TLSv9'".into())
+        );
+        assert_eq!(
+            versions("SSLv2"),
+            Err("SSLProtocol: SSLv2 is no longer supported".into())
+        );
+        assert!(versions("all -SSLv2 -SSLv3").is_ok());
+        assert!(versions("-all +TLSv1.1").is_err());
+        assert!(versions("-all").is_err());
+    }
 }

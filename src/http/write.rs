@@ -65,12 +65,28 @@ pub fn local_response_with(
     close: bool,
     adjust: &mut dyn FnMut(&mut HeaderFields),
 ) -> Vec<u8> {
+    page(status, reason, explain(status), extra, close, adjust)
+}
+
+/// [`local_response`] whose page says `why` (plain text) instead of the
+/// status's usual sentence.
+pub fn local_response_because(status: u16, reason: &str, why: &str, close: bool) -> Vec<u8> {
+    page(status, reason, why, &[], close, &mut |_| {})
+}
+
+fn page(
+    status: u16,
+    reason: &str,
+    why: &str,
+    extra: &[(&str, &str)],
+    close: bool,
+    adjust: &mut dyn FnMut(&mut HeaderFields),
+) -> Vec<u8> {
     let body = if status == 200 {
         String::new()
     } else {
         format!(
-            "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n<body><h1>{status} {reason}</h1>\n<p>{}</p>\n</body></html>\n",
-            explain(status)
+            "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n<body><h1>{status} {reason}</h1>\n<p>{why}</p>\n</body></html>\n"
         )
     };
     let mut out = Vec::with_capacity(256 + body.len());
@@ -105,6 +121,7 @@ pub fn local_response_with(
 fn explain(status: u16) -> &'static str {
     match status {
         400 => "Your browser sent a request that this server could not understand.",
+        421 => "The client needs a new connection for this request: the requested host name does not match the Server Name Indication (SNI) in use for this connection.",
         403 => "You don't have permission to access this resource.",
         404 => "The requested URL was not found on this server.",
         405 => "The method is not allowed here.",

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::conn::{Conn, HeadError};
 use super::forward::{Outcome, TunnelStart};
@@ -13,9 +13,12 @@ pub use super::header_rules::ConnFacts;
 use super::park::{self, Parkable};
 use super::request;
 use super::server::{ConnGuard, Shared};
+use super::tls::TlsFacts;
 use super::tunnel::Tunnel;
+use crate::config::Config;
 use crate::http::h1::{self, RequestError};
-use crate::http::write::local_response;
+use crate::http::write::{local_response, local_response_because};
+use tokio::net::TcpStream;
 
 /// How long the rest of a head may take once its first byte arrived
 /// (mod_reqtimeout's default `header=20`).
@@ -28,6 +31,7 @@ const HEAD_COMPLETION: Duration = Duration::from_secs(20);
 pub async fn serve<S>(
     io: S,
     facts: ConnFacts,
+    tls: Option<TlsFacts>,
     shared: Arc<Shared>,
     guard: ConnGuard,
 ) -> Option<park::TunnelTask<S>>
@@ -94,7 +98,7 @@ where
         };
         drop(head_bytes);
         first = false;
-        match request::handle(&mut client, head, &generation, facts).await {
+        match request::handle(&mut client, head, &generation, facts, tls.as_ref()).await {
             Outcome::KeepAlive if config.keepalive => {
                 if *shutdown.borrow() {
                     return None;
@@ -105,6 +109,34 @@ where
         }
     }
 }
+
+/// A client that spoke plain HTTP to a TLS address: as mod_ssl, the
+/// request is not served; the answer is Apache's 400, and the connection
+/// closes (after reading what the client still sends, for a while, so that
+/// the answer is not lost to a reset).
+pub async fn refuse_plain_http(stream: TcpStream, config: &Config) {
+    let mut client = Conn::new(stream);
+    let t = config.timeout;
+    let answer = local_response_because(
+        400,
+        "Bad Request",
+        "Your browser sent a request that this server could not understand.<br />\nReason: You're speaking plain HTTP to an SSL-enabled server port.<br />\n Instead use the HTTPS scheme to access this URL, please.",
+        true,
+    );
+    if client.write_all(&answer, t).await.is_err() {
+        return;
+    }
+    let mut stream = client.into_io();
+    if stream.shutdown().await.is_ok() {
+        let mut sink = [0u8; 4096];
+        let linger = async { while matches!(stream.read(&mut sink).await, Ok(1..)) {} };
+        let _ = tokio::time::timeout(PLAIN_HTTP_LINGER, linger).await;
+    }
+}
+
+/// How long a refused plain-HTTP client may go on sending before its
+/// connection closes.
+const PLAIN_HTTP_LINGER: Duration = Duration::from_secs(2);
 
 /// Sends the bytes that arrived with the heads (S54), then gives the
 /// tunnel back to the connection's task.

@@ -15,11 +15,12 @@ use crate::http::{FieldValue, HeaderFields, RequestHead, Text, Version};
 use crate::route::RequestPath;
 use crate::rules::{self, Env};
 
-/// The client connection's addresses.
+/// The client connection's addresses, and whether it speaks TLS.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnFacts {
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    pub https: bool,
 }
 
 /// What the rules read of a request besides its head and environment.
@@ -256,13 +257,13 @@ impl rules::expr::Context for View<'_> {
         match var {
             Header(n) => header(n),
             Env(n) => self.env.get(n).unwrap_or("").to_string(),
-            RequestScheme => "http".into(),
+            RequestScheme => if s.facts.https { "https" } else { "http" }.into(),
             HttpHost => header("host"),
             RequestUri => String::from_utf8_lossy(&s.path.decoded).into_owned(),
             RequestMethod => head.method.to_string(),
             QueryString => s.path.query.as_deref().unwrap_or_default().to_string(),
             RemoteAddr => s.facts.peer.ip().to_canonical().to_string(),
-            Https => "off".into(),
+            Https => if s.facts.https { "on" } else { "off" }.into(),
             ServerName => match header("host") {
                 h if h.is_empty() => s.server.server_name.clone(),
                 h => crate::http::host_without_port(&h).to_ascii_lowercase(),

@@ -12,6 +12,7 @@
 //! * `header_rules` — when mod_headers/env/setenvif rules run.
 //! * `forward` — the I/O of one attempt at one backend; `headers` writes
 //!   the heads, `body` reads bodies.
+//! * `tls` — TLS toward clients: the handshake and the server SNI selects.
 //! * `tunnel`, `splice`, `park` — the byte tunnel after a 101, its
 //!   zero-copy path, and quiet tunnels set aside outside the runtime.
 
@@ -27,6 +28,7 @@ mod plan;
 mod request;
 pub mod server;
 mod splice;
+mod tls;
 pub(crate) mod tunnel;
 mod upgrade;
 

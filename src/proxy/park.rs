@@ -113,6 +113,18 @@ impl Parkable for tokio::io::DuplexStream {
     }
 }
 
+impl Parkable for tokio_rustls::server::TlsStream<TcpStream> {
+    fn into_std(self) -> io::Result<std::net::TcpStream> {
+        Err(io::Error::other("a TLS session cannot leave its stream"))
+    }
+}
+
+impl AsTcp for tokio_rustls::server::TlsStream<TcpStream> {
+    fn as_tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
 impl AsTcp for BackendStream {
     fn as_tcp(&self) -> Option<&TcpStream> {
         match self {

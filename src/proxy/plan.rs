@@ -38,6 +38,24 @@ impl Local {
     }
 
     pub const BAD_REQUEST: Local = Local::new(400, "Bad Request", true);
+
+    /// This answer, closing the connection also when `close`.
+    pub fn closing_if(self, close: bool) -> Local {
+        Local {
+            close: self.close || close,
+            ..self
+        }
+    }
+    /// A request on a TLS connection for a server the handshake was not
+    /// made for (see `tls::misdirected`).
+    pub const MISDIRECTED: Local = Local::new(421, "Misdirected Request", true);
+}
+
+/// The client's connection closes after this request's answer, whatever
+/// the answer: the client asked (`Connection: close`, or HTTP/1.0), or
+/// `KeepAlive Off`.
+pub fn client_wants_close(head: &RequestHead, keepalive: bool) -> bool {
+    head.version < Version::HTTP_11 || head.headers.has_token("connection", "close") || !keepalive
 }
 
 /// Makes a parsed request head what the rest of the proxy reads (S4, RFC
@@ -342,9 +360,7 @@ fn relay(x: &Exchange<'_>, resp: &ResponseHead) -> Result<Relay, Unusable> {
         head.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
     let backend =
         body::response_framing(&resp.headers, bodyless).ok_or(Unusable::BadContentLength)?;
-    let wants_close = head.version < Version::HTTP_11
-        || head.headers.has_token("connection", "close")
-        || !x.keepalive;
+    let wants_close = client_wants_close(head, x.keepalive);
     let (client, encoding, mut close) = match backend {
         Framing::Empty => {
             // A HEAD answer keeps the Content-Length the backend gave.

@@ -15,6 +15,7 @@ use super::error::{Failure, ProxyError};
 use super::forward::{self, Backend, BodyState, ChosenMember, Outcome};
 use super::header_rules::{self, ConnFacts};
 use super::plan::{self, Local};
+use super::tls::{self, TlsFacts};
 use crate::balancer::{self, Busy};
 use crate::config::model::balancer::Balancer;
 use crate::config::WorkerRef;
@@ -31,15 +32,30 @@ pub async fn handle<S>(
     mut head: RequestHead,
     generation: &Arc<Generation>,
     facts: ConnFacts,
+    tls: Option<&TlsFacts>,
 ) -> Outcome
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let t = generation.config.timeout;
+    let wants_close = plan::client_wants_close(&head, generation.config.keepalive);
     let close_after = match plan::admit(&mut head) {
         Ok(close_after) => close_after,
-        Err(local) => return answer_local(client, local, t).await,
+        Err(local) => return answer_local(client, local.closing_if(wants_close), t).await,
     };
+    if let Some(tls) = tls {
+        let host = head.headers.get_str("host");
+        let sni = tls.sni.as_deref();
+        if let Some(local) = tls::misdirected(&generation.config, facts.local, sni, host) {
+            tracing::error!(
+                peer = %facts.peer,
+                "Hostname {} provided via SNI and hostname {} provided via HTTP have no compatible SSL setup",
+                sni.unwrap_or("(none: the address's first host)"),
+                host.unwrap_or("(none)")
+            );
+            return answer_local(client, local.closing_if(wants_close), t).await;
+        }
+    }
     match route_and_forward(client, head, generation, facts).await {
         Outcome::KeepAlive if close_after => Outcome::Close,
         other => other,
@@ -87,17 +103,20 @@ where
 {
     let config = &generation.config;
     let t = config.timeout;
+    let wants_close = plan::client_wants_close(&head, config.keepalive);
     let (framing, max_forwards) = match plan::before_routing(&head, config.limits.body) {
         Ok(x) => x,
-        Err(local) => return answer_local(client, local, t).await,
+        Err(local) => return answer_local(client, local.closing_if(wants_close), t).await,
     };
-    let has_body = framing != Framing::Empty;
+    // A local answer leaves the request's body unread: the connection
+    // closes after it, as after any answer the client asked to close.
+    let close = framing != Framing::Empty || wants_close;
     let path = match route::normalize(&head.target) {
         Ok(p) => p,
         Err(PathError::BadRequest) => return answer_local(client, Local::BAD_REQUEST, t).await,
         Err(PathError::NotFound) => {
-            let not_found = local_response(404, "Not Found", &[], has_body);
-            return write_answer(client, &not_found, has_body, t).await;
+            let not_found = local_response(404, "Not Found", &[], close);
+            return write_answer(client, &not_found, close, t).await;
         }
     };
     let server = route::select_server(config, facts.local, head.headers.get_str("host"));
@@ -116,7 +135,7 @@ where
             path: &path,
             remote: facts.peer,
             local: facts.local,
-            https: false,
+            https: facts.https,
         };
         route::decide(config, server, &request)
     };
@@ -127,8 +146,8 @@ where
     let mapped = match mapped {
         Decision::Proxy(m) => m,
         Decision::NotFound => {
-            let bytes = answer(&head, &env, 404, has_body);
-            return write_answer(client, &bytes, has_body, t).await;
+            let bytes = answer(&head, &env, 404, close);
+            return write_answer(client, &bytes, close, t).await;
         }
         Decision::Forbidden => {
             tracing::warn!(peer = %facts.peer, "refused a mapped target with user information");
@@ -139,8 +158,8 @@ where
         }
         Decision::Redirect { status, location } => {
             let reason = canonical_reason(status);
-            let bytes = local_response(status, reason, &[("Location", &location)], has_body);
-            return write_answer(client, &bytes, has_body, t).await;
+            let bytes = local_response(status, reason, &[("Location", &location)], close);
+            return write_answer(client, &bytes, close, t).await;
         }
         Decision::Status(status) => {
             return write_answer(client, &answer(&head, &env, status, true), true, t).await

@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::io::DuplexStream;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
 use super::connection::{self, ConnFacts};
 use super::park::{self, Parker};
+use super::tls::{self, Edge, Handshake, TlsFacts};
 use crate::config::Config;
 use crate::ops::Stats;
 use crate::upstream::memory::MemoryNet;
@@ -29,8 +30,26 @@ use crate::upstream::{health, Generation, Network, Runtime};
 /// Listen backlog: enough for thousands of clients connecting at once.
 const BACKLOG: u32 = 4096;
 
+/// What new connections and requests run on: the configuration bound to
+/// the runtime, and its TLS servers' rustls configurations, swapped
+/// together.
+pub struct Current {
+    pub generation: Arc<Generation>,
+    pub edge: Edge,
+}
+
+impl Current {
+    fn new(generation: Generation) -> Current {
+        let edge = Edge::new(&generation.config);
+        Current {
+            generation: Arc::new(generation),
+            edge,
+        }
+    }
+}
+
 pub struct Shared {
-    generation: ArcSwap<Generation>,
+    current: ArcSwap<Current>,
     /// Pools, addresses, member states and `max=` slots, by identity,
     /// for every generation.
     runtime: Runtime,
@@ -47,7 +66,12 @@ pub struct Shared {
 impl Shared {
     /// The configuration, bound to the runtime, that new requests use.
     pub fn generation(&self) -> Arc<Generation> {
-        self.generation.load_full()
+        self.current.load().generation.clone()
+    }
+
+    /// The generation and its TLS configurations.
+    pub fn current(&self) -> Arc<Current> {
+        self.current.load_full()
     }
 
     pub fn parker(&self) -> Arc<Parker> {
@@ -65,6 +89,17 @@ impl Shared {
 pub struct ConnGuard {
     shared: Arc<Shared>,
     _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl ConnGuard {
+    /// Counts a connection in until the guard is dropped.
+    fn new(shared: &Arc<Shared>, permit: Option<OwnedSemaphorePermit>) -> ConnGuard {
+        shared.stats.connections.fetch_add(1, Ordering::AcqRel);
+        ConnGuard {
+            shared: shared.clone(),
+            _permit: permit,
+        }
+    }
 }
 
 impl Drop for ConnGuard {
@@ -143,7 +178,12 @@ impl Handle {
     /// `local`.
     pub fn connect(&self, peer: SocketAddr, local: SocketAddr) -> DuplexStream {
         let (client, server) = tokio::io::duplex(64 * 1024);
-        spawn_connection(&self.shared, server, ConnFacts { peer, local }, None);
+        let facts = ConnFacts {
+            peer,
+            local,
+            https: false,
+        };
+        spawn_connection(&self.shared, server, facts, None, None);
         client
     }
 
@@ -159,10 +199,10 @@ impl Handle {
         let (shutdown, _) = watch::channel(false);
         let (parker, watcher) = Parker::new()?;
         let watcher = tokio::spawn(watcher);
-        let generation = Arc::new(runtime.bind(config));
-        let checks = health::start(&generation);
+        let current = Current::new(runtime.bind(config));
+        let checks = health::start(&current.generation);
         let shared = Arc::new(Shared {
-            generation: ArcSwap::new(generation),
+            current: ArcSwap::from_pointee(current),
             runtime,
             stats: Stats::default(),
             shutdown,
@@ -226,9 +266,9 @@ impl Handle {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
-        let generation = Arc::new(self.shared.runtime.bind(config));
-        let checks = health::start(&generation);
-        self.shared.generation.store(generation);
+        let current = Current::new(self.shared.runtime.bind(config));
+        let checks = health::start(&current.generation);
+        self.shared.current.store(Arc::new(current));
         for task in std::mem::replace(
             &mut *self.health_checks.lock().unwrap_or_else(|p| p.into_inner()),
             checks,
@@ -344,8 +384,50 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Some(l) if !l.ip().is_unspecified() => l,
             _ => stream.local_addr().ok().or(local).unwrap_or(peer),
         };
-        spawn_connection(&shared, stream, ConnFacts { peer, local }, permit);
+        let facts = ConnFacts {
+            peer,
+            local,
+            https: false,
+        };
+        let current = shared.current();
+        if tls::tls_server(&current.generation.config, local).is_some() {
+            spawn_tls_connection(&shared, current, stream, facts, permit);
+        } else {
+            spawn_connection(&shared, stream, facts, None, permit);
+        }
     }
+}
+
+/// A connection to an address whose server speaks TLS: the handshake in the
+/// connection's own task, then the same service as over plain TCP.
+fn spawn_tls_connection(
+    shared: &Arc<Shared>,
+    current: Arc<Current>,
+    stream: TcpStream,
+    facts: ConnFacts,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let guard = ConnGuard::new(shared, permit);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let config = &current.generation.config;
+        let timeout = config.timeout;
+        match tls::handshake(stream, config, &current.edge, facts.local, timeout).await {
+            Handshake::Done(stream, tls) => {
+                drop(current);
+                let facts = ConnFacts {
+                    https: true,
+                    ..facts
+                };
+                let serve = connection::serve(*stream, facts, Some(tls), shared, guard);
+                park::Connection::new(Box::pin(serve)).await;
+            }
+            Handshake::PlainHttp(stream) => {
+                connection::refuse_plain_http(stream, config).await;
+            }
+            Handshake::Failed => {}
+        }
+    });
 }
 
 /// Serves a client connection in a task of its own, counted (and holding
@@ -354,15 +436,12 @@ fn spawn_connection<S>(
     shared: &Arc<Shared>,
     stream: S,
     facts: ConnFacts,
+    tls: Option<TlsFacts>,
     permit: Option<OwnedSemaphorePermit>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + park::Parkable + Unpin + Send + 'static,
 {
-    shared.stats.connections.fetch_add(1, Ordering::AcqRel);
-    let guard = ConnGuard {
-        shared: shared.clone(),
-        _permit: permit,
-    };
+    let guard = ConnGuard::new(shared, permit);
     // The request handler is boxed, so that the runtime moves a pointer
     // rather than kilobytes into the task and again on each of its changes
     // of stage: at one request per connection (WebSocket handshakes) those
@@ -370,6 +449,7 @@ fn spawn_connection<S>(
     tokio::spawn(park::Connection::new(Box::pin(connection::serve(
         stream,
         facts,
+        tls,
         shared.clone(),
         guard,
     ))));

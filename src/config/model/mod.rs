@@ -81,6 +81,9 @@ impl Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listener {
     pub addr: SocketAddr,
+    /// `Listen … https`, or port 443 without a protocol: a server reached
+    /// here with certificates and no `SSLEngine` line speaks TLS.
+    pub https: bool,
 }
 
 /// One server: the main one or a `<VirtualHost>`, with everything a request
@@ -108,7 +111,41 @@ pub struct Server {
     pub locations: Vec<Location>,
     pub settings: ProxySettings,
     pub reverse: Vec<ReverseRule>,
+    /// `SSLEngine on`: clients reaching this server speak TLS.
+    pub tls: Option<std::sync::Arc<ServerTls>>,
     pub origin: Option<Origin>,
+}
+
+/// A server's TLS toward clients: its certificates with their keys (read
+/// and checked against each other when the configuration was) and the
+/// protocol versions it speaks.
+#[derive(Debug)]
+pub struct ServerTls {
+    /// One per `SSLCertificateFile` (e.g. an RSA and an ECDSA one): the
+    /// handshake takes the first whose key the client can verify.
+    pub keys: Vec<std::sync::Arc<rustls::sign::CertifiedKey>>,
+    /// The certificate and key files of `keys`, and the chain file: two
+    /// servers with the same files and versions accept each other's
+    /// handshakes (mod_ssl's "compatible SSL setup").
+    pub files: Vec<(PathBuf, PathBuf)>,
+    pub chain_file: Option<PathBuf>,
+    pub versions: TlsVersions,
+}
+
+/// The TLS versions `SSLProtocol` leaves (of those rustls speaks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsVersions {
+    pub tls12: bool,
+    pub tls13: bool,
+}
+
+impl Default for TlsVersions {
+    fn default() -> Self {
+        TlsVersions {
+            tls12: true,
+            tls13: true,
+        }
+    }
 }
 
 /// Settings a `<Location>` may override.

@@ -1,0 +1,240 @@
+//! TLS toward clients (mod_ssl's `SSLEngine on`): a rustls server
+//! configuration per TLS server, the handshake, and the choice of server by
+//! the name the client sends (SNI).
+//!
+//! Whether a connection speaks TLS follows the server its address reaches
+//! before any name is known (the first virtual host of the address, or the
+//! main server), as in Apache. The handshake reads the client's hello
+//! first, then answers with the configuration of the virtual host the SNI
+//! name selects — its own certificates and protocol versions — or, with no
+//! name or an unknown one, that first server's.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::server::{Acceptor, ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::LazyConfigAcceptor;
+
+use super::plan::Local;
+use crate::config::{Config, Server, ServerTls};
+use crate::route;
+
+/// The first byte of a TLS record carrying a handshake message.
+const HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The rustls configurations of one generation's TLS servers.
+#[derive(Default)]
+pub struct Edge {
+    /// By the address of the server's [`ServerTls`] (which the generation's
+    /// configuration keeps alive as long as this).
+    configs: HashMap<usize, Arc<ServerConfig>>,
+}
+
+impl Edge {
+    pub fn new(config: &Config) -> Edge {
+        let mut configs = HashMap::new();
+        for server in std::iter::once(&config.main).chain(&config.vhosts) {
+            if let Some(tls) = &server.tls {
+                configs
+                    .entry(key(tls))
+                    .or_insert_with(|| server_config(tls));
+            }
+        }
+        Edge { configs }
+    }
+
+    fn config_for(&self, tls: &Arc<ServerTls>) -> Option<Arc<ServerConfig>> {
+        self.configs.get(&key(tls)).cloned()
+    }
+}
+
+fn key(tls: &Arc<ServerTls>) -> usize {
+    Arc::as_ptr(tls) as usize
+}
+
+fn server_config(tls: &ServerTls) -> Arc<ServerConfig> {
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if tls.versions.tls13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if tls.versions.tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    let builder =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&versions)
+            // The configuration checked that at least one version is left,
+            // and ring's provider speaks both.
+            .unwrap_or_else(|_| {
+                ServerConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .expect("the ring provider supports the default versions")
+            });
+    let mut config = builder
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Keys(tls.keys.clone())));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// A server's certificates: the first whose key the client can verify.
+#[derive(Debug)]
+struct Keys(Vec<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for Keys {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        self.0
+            .iter()
+            .find(|k| k.key.choose_scheme(schemes).is_some())
+            .or(self.0.first())
+            .cloned()
+    }
+}
+
+/// The server a connection on `local` reaches before any name is known,
+/// when that server speaks TLS.
+pub fn tls_server(config: &Config, local: SocketAddr) -> Option<&Server> {
+    let server = route::select_server(config, local, None);
+    server.tls.is_some().then_some(server)
+}
+
+/// What the client said in its handshake.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFacts {
+    /// The SNI name, lower-case.
+    pub sni: Option<String>,
+}
+
+/// How a connection to a TLS address began.
+pub enum Handshake {
+    Done(Box<TlsStream<TcpStream>>, TlsFacts),
+    /// The client spoke plain HTTP: its first bytes are a GET, POST, HEAD
+    /// or PUT request line (what OpenSSL recognises, and Apache answers).
+    PlainHttp(TcpStream),
+    /// Closed, timed out, not TLS, or failed: nothing more to do.
+    Failed,
+}
+
+/// Methods whose request lines mod_ssl answers with its 400 page.
+const PLAIN_HTTP: [&[u8]; 4] = [b"GET ", b"POST ", b"HEAD ", b"PUT "];
+
+/// Runs the server side of a TLS handshake within `timeout`.
+pub async fn handshake(
+    stream: TcpStream,
+    config: &Config,
+    edge: &Edge,
+    local: SocketAddr,
+    timeout: Duration,
+) -> Handshake {
+    match tokio::time::timeout(timeout, handshake_inner(stream, config, edge, local)).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => {
+            tracing::debug!("TLS handshake failed: {e}");
+            Handshake::Failed
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            Handshake::Failed
+        }
+    }
+}
+
+/// Reads a request line's first bytes, as many as tell whether it starts
+/// with one of [`PLAIN_HTTP`]'s methods (the request is not served, so
+/// they need not be kept).
+async fn plain_http_method(stream: &mut TcpStream) -> io::Result<bool> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::with_capacity(5);
+    let mut byte = [0u8; 1];
+    while got.len() < 5 {
+        if stream.read(&mut byte).await? == 0 {
+            return Ok(false);
+        }
+        got.push(byte[0]);
+        if PLAIN_HTTP.contains(&got.as_slice()) {
+            return Ok(true);
+        }
+        if !PLAIN_HTTP.iter().any(|m| m.starts_with(&got)) {
+            return Ok(false);
+        }
+    }
+    Ok(false)
+}
+
+async fn handshake_inner(
+    mut stream: TcpStream,
+    config: &Config,
+    edge: &Edge,
+    local: SocketAddr,
+) -> io::Result<Handshake> {
+    let mut first = [0u8; 1];
+    if stream.peek(&mut first).await? == 0 {
+        return Ok(Handshake::Failed);
+    }
+    if first[0] != HANDSHAKE_RECORD {
+        return Ok(if plain_http_method(&mut stream).await? {
+            Handshake::PlainHttp(stream)
+        } else {
+            Handshake::Failed
+        });
+    }
+    let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+    let sni = start
+        .client_hello()
+        .server_name()
+        .map(|n| n.to_ascii_lowercase());
+    // The virtual host the name selects, if it speaks TLS; else the
+    // address's first server.
+    let by_name = route::select_server(config, local, sni.as_deref());
+    let chosen = by_name
+        .tls
+        .as_ref()
+        .or_else(|| tls_server(config, local).and_then(|s| s.tls.as_ref()));
+    let Some(server_config) = chosen.and_then(|tls| edge.config_for(tls)) else {
+        return Ok(Handshake::Failed);
+    };
+    let stream = start.into_stream(server_config).await?;
+    Ok(Handshake::Done(Box::new(stream), TlsFacts { sni }))
+}
+
+/// What a request on a TLS connection gets before it is routed, when its
+/// `Host` does not fit the handshake (mod_ssl's default
+/// `SSLVHostSNIPolicy secure`): 400 for a request without a Host after an
+/// SNI name; 421 Misdirected Request when the Host selects a server other
+/// than the one the handshake was made for (by SNI, or the address's first
+/// without one) and the two do not share their TLS setup — the same
+/// certificate and key files and the same protocol versions.
+pub fn misdirected(
+    config: &Config,
+    local: SocketAddr,
+    sni: Option<&str>,
+    host: Option<&str>,
+) -> Option<Local> {
+    if sni.is_some() && host.is_none() {
+        return Some(Local::BAD_REQUEST);
+    }
+    let handshake = route::select_server(config, local, sni);
+    let by_host = route::select_server(config, local, host);
+    if std::ptr::eq(handshake, by_host) {
+        return None;
+    }
+    let fits = match (&handshake.tls, &by_host.tls) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || same_setup(a, b),
+        _ => false,
+    };
+    (!fits).then_some(Local::MISDIRECTED)
+}
+
+fn same_setup(a: &ServerTls, b: &ServerTls) -> bool {
+    a.files == b.files && a.chain_file == b.chain_file && a.versions == b.versions
+}

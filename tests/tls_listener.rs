@@ -1,0 +1,552 @@
+//! TLS toward clients (`SSLEngine on`): certificates chosen by SNI among
+//! name-based virtual hosts, wss:// through wsgate to a ws:// backend, the
+//! answers Apache gives to a Host that is not the SNI's server and to plain
+//! HTTP on a TLS port, `SSLProtocol`, and certificates re-read on reload —
+//! with a rustls client and certificates from a test CA made here.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A test CA that signs certificates for names, written as PEM files.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+    dir: tempfile::TempDir,
+}
+
+/// A certificate's files, and its DER to compare with what a client got.
+struct Issued {
+    cert: PathBuf,
+    key: PathBuf,
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "wsgate listener test CA");
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            cert,
+            key,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A certificate for `name`, in `<name>.crt` and `<name>.key`
+    /// (replacing earlier files of that name).
+    fn issue(&self, name: &str) -> Issued {
+        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let issued = Issued {
+            cert: self.dir.path().join(format!("{name}.crt")),
+            key: self.dir.path().join(format!("{name}.key")),
+            der: cert.der().clone(),
+        };
+        std::fs::write(&issued.cert, cert.pem()).unwrap();
+        std::fs::write(&issued.key, key.serialize_pem()).unwrap();
+        issued
+    }
+
+    fn roots(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.cert.der().clone()).unwrap();
+        roots
+    }
+}
+
+/// A `<VirtualHost *>` with TLS for `name`.
+fn tls_vhost(name: &str, issued: &Issued, more: &str) -> String {
+    format!(
+        "<VirtualHost *>\nServerName {name}\nSSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\n{more}</VirtualHost>\n",
+        issued.cert.display(),
+        issued.key.display()
+    )
+}
+
+/// Records the certificate a server presented and accepts it: the tests
+/// compare it with the one expected, also where the name would not verify.
+#[derive(Debug, Default)]
+struct Recorder(Mutex<Option<CertificateDer<'static>>>);
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.0.lock().unwrap() = Some(end_entity.clone().into_owned());
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificate wsgate presents to a client sending `sni` (`None`: no
+/// SNI extension at all).
+async fn presented(w: &Wsgate, sni: Option<&str>) -> CertificateDer<'static> {
+    let recorder = Arc::new(Recorder::default());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(recorder.clone())
+        .with_no_client_auth();
+    config.enable_sni = sni.is_some();
+    let name = ServerName::try_from(sni.unwrap_or("unnamed.test").to_string()).unwrap();
+    let tcp = TcpStream::connect(w.addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    let cert = recorder.0.lock().unwrap().clone();
+    cert.expect("a certificate was presented")
+}
+
+/// A verified TLS connection to wsgate for `name`.
+async fn connect(
+    w: &Wsgate,
+    ca: &Ca,
+    name: &str,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(ca.roots())
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(w.addr).await?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .expect("handshake in time")
+}
+
+const BOTH: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// Sends `request` on a TLS connection and reads the answer until the
+/// server closes or `limit` passes.
+async fn tls_exchange(s: &mut TlsStream<TcpStream>, request: &str, limit: Duration) -> String {
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => {
+                out.extend_from_slice(&buf[..n]);
+                // A complete answer with a length: stop there.
+                let text = String::from_utf8_lossy(&out);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    if let Some(len) = header_value(head, "content-length") {
+                        if body.len() >= len.parse::<usize>().unwrap_or(0) {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn two_vhosts(ca: &Ca, backend: &Backend) -> (String, Issued, Issued) {
+    let a = ca.issue("a.test");
+    let b = ca.issue("b.test");
+    let pass = format!("ProxyPass /ws ws://127.0.0.1:{}/\n", backend.port());
+    let conf = format!(
+        "Listen 127.0.0.1:0 https\nServerName proxy.test\n{}{}",
+        tls_vhost("a.test", &a, &pass),
+        tls_vhost("b.test", &b, &pass)
+    );
+    (conf, a, b)
+}
+
+#[tokio::test]
+async fn sni_chooses_the_virtual_hosts_certificate_and_no_name_gets_the_first() {
+    let ca = Ca::new();
+    let backend = ws_echo_backend().await;
+    let (conf, a, b) = two_vhosts(&ca, &backend);
+    let w = Wsgate::start_file(&conf);
+    assert!(presented(&w, Some("a.test")).await == a.der, "SNI a.test");
+    assert!(presented(&w, Some("b.test")).await == b.der, "SNI b.test");
+    assert!(
+        presented(&w, Some("B.Test")).await == b.der,
+        "names compare without case"
+    );
+    // As in Apache: no name, or one no vhost has, gets the first vhost's.
+    assert!(presented(&w, None).await == a.der, "no SNI");
+    assert!(
+        presented(&w, Some("c.test")).await == a.der,
+        "an unknown name"
+    );
+    // And a client that verifies the chain for the name is served.
+    let mut s = connect(&w, &ca, "b.test", BOTH)
+        .await
+        .expect("verified handshake");
+    let answer = tls_exchange(
+        &mut s,
+        "GET /nowhere HTTP/1.1\r\nHost: b.test\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 404, "{answer}");
+}
+
+#[tokio::test]
+async fn wss_through_a_tls_listener_reaches_a_ws_backend_and_echoes() {
+    let ca = Ca::new();
+    let backend = ws_echo_backend().await;
+    let (conf, _a, _b) = two_vhosts(&ca, &backend);
+    let w = Wsgate::start_file(&conf);
+    let tls = connect(&w, &ca, "a.test", BOTH).await.expect("handshake");
+    let url = format!("wss://a.test:{}/ws", w.addr.port());
+    let (mut ws, response) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("WebSocket handshake through TLS");
+    assert_eq!(response.status().as_u16(), 101);
+    for i in 0..3 {
+        let text = format!("over tls {i}");
+        ws.send(Message::Text(text.clone().into())).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("echo in time")
+            .expect("a message")
+            .expect("no error");
+        assert_eq!(got, Message::Text(text.into()));
+    }
+    ws.close(None).await.unwrap();
+    backend.finish().await;
+}
+
+/// A TLS connection to wsgate for `name` that verifies nothing (to send
+/// no SNI, or a name the certificate does not hold).
+async fn connect_unverified(w: &Wsgate, sni: Option<&str>) -> TlsStream<TcpStream> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Recorder::default()))
+        .with_no_client_auth();
+    config.enable_sni = sni.is_some();
+    let name = ServerName::try_from(sni.unwrap_or("unnamed.test").to_string()).unwrap();
+    let tcp = TcpStream::connect(w.addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("handshake")
+}
+
+/// As Apache 2.4.71 answers (its default `SSLVHostSNIPolicy secure`,
+/// recorded against it): a Host that selects another virtual host than the
+/// handshake's gets 421 and the connection closes, unless the two share
+/// their TLS setup (the same certificate and key files, the same
+/// protocols); a request without Host after an SNI name gets 400.
+#[tokio::test]
+async fn a_host_for_another_tls_setup_than_the_handshakes_gets_421_and_a_close() {
+    let ca = Ca::new();
+    let backend = http_backend("tls").await;
+    let a = ca.issue("a.test");
+    let b = ca.issue("b.test");
+    let pass = format!("ProxyPass / http://127.0.0.1:{}/\n", backend.port());
+    // c.test shares a.test's certificate files and protocols.
+    let conf = format!(
+        "Listen 127.0.0.1:0 https\nServerName proxy.test\n{}{}{}",
+        tls_vhost("a.test", &a, &pass),
+        tls_vhost("b.test", &b, &pass),
+        tls_vhost("c.test", &a, &pass),
+    );
+    let w = Wsgate::start_file(&conf);
+    let ask = |host: &str| format!("GET /x HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let limit = Duration::from_secs(5);
+
+    let mut s = connect(&w, &ca, "a.test", BOTH).await.unwrap();
+    for host in ["A.test", "a.test:443", "c.test", "unknown.test"] {
+        let answer = tls_exchange(&mut s, &ask(host), limit).await;
+        assert_eq!(status_of(&answer), 200, "Host {host}: {answer}");
+    }
+    let other = tls_exchange(&mut s, &ask("b.test"), limit).await;
+    assert!(
+        other.starts_with("HTTP/1.1 421 Misdirected Request\r\n"),
+        "{other}"
+    );
+    let after = tls_exchange(&mut s, &ask("a.test"), limit).await;
+    assert_eq!(after, "", "the connection closed after the 421");
+
+    // Without SNI the handshake was the address's first host's, a.test.
+    let mut s = connect_unverified(&w, None).await;
+    let answer = tls_exchange(&mut s, &ask("b.test"), limit).await;
+    assert_eq!(status_of(&answer), 421, "{answer}");
+    let mut s = connect_unverified(&w, None).await;
+    let answer = tls_exchange(&mut s, &ask("a.test"), limit).await;
+    assert_eq!(status_of(&answer), 200, "{answer}");
+    // SNI b.test, and a Host that selects the first host: 421 too.
+    let mut s = connect(&w, &ca, "b.test", BOTH).await.unwrap();
+    let answer = tls_exchange(&mut s, &ask("unknown.test"), limit).await;
+    assert_eq!(status_of(&answer), 421, "{answer}");
+    // An SNI name and no Host.
+    let mut s = connect(&w, &ca, "a.test", BOTH).await.unwrap();
+    let answer = tls_exchange(&mut s, "GET /x HTTP/1.0\r\n\r\n", limit).await;
+    assert_eq!(status_of(&answer), 400, "{answer}");
+
+    drop(s);
+    drop(w);
+    backend.finish().await;
+}
+
+#[tokio::test]
+async fn plain_http_to_a_tls_port_gets_apaches_400_and_a_close() {
+    let ca = Ca::new();
+    let backend = ws_echo_backend().await;
+    let (conf, _a, _b) = two_vhosts(&ca, &backend);
+    let w = Wsgate::start_file(&conf);
+    let answer = raw_exchange(
+        w.addr,
+        b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("speaking plain HTTP to an SSL-enabled server port"),
+        "{answer}"
+    );
+    assert!(
+        header_value(&answer, "connection").is_some_and(|c| c.eq_ignore_ascii_case("close")),
+        "{answer}"
+    );
+    // Other methods, as with OpenSSL: no answer, a close.
+    let answer = raw_exchange(
+        w.addr,
+        b"OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(answer, "");
+}
+
+/// `Listen … https` turns TLS on for a virtual host with a certificate and
+/// no `SSLEngine` line (mod_ssl's default for an https listener).
+#[tokio::test]
+async fn an_https_listener_serves_tls_for_a_vhost_with_a_certificate() {
+    let ca = Ca::new();
+    let a = ca.issue("a.test");
+    let conf = format!(
+        "Listen 127.0.0.1:0 https\nServerName proxy.test\n<VirtualHost *>\nServerName a.test\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\n</VirtualHost>\n",
+        a.cert.display(),
+        a.key.display()
+    );
+    let w = Wsgate::start_file(&conf);
+    let mut s = connect(&w, &ca, "a.test", BOTH).await.expect("TLS");
+    let answer = tls_exchange(
+        &mut s,
+        "GET /none HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 404, "{answer}");
+    // Without https on the listener, the same vhost speaks plain HTTP.
+    let plain = Wsgate::start_file(&conf.replace(" https\n", "\n"));
+    let answer = raw_exchange(
+        plain.addr,
+        b"GET /none HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&answer), 404, "{answer}");
+}
+
+#[tokio::test]
+async fn sslprotocol_tls13_only_refuses_a_tls12_client() {
+    let ca = Ca::new();
+    let backend = ws_echo_backend().await;
+    let a = ca.issue("a.test");
+    let conf = format!(
+        "Listen 127.0.0.1:0\nServerName proxy.test\n{}",
+        tls_vhost("a.test", &a, "SSLProtocol -all +TLSv1.3\n")
+    );
+    let w = Wsgate::start_file(&conf);
+    assert!(
+        connect(&w, &ca, "a.test", &[&rustls::version::TLS12])
+            .await
+            .is_err(),
+        "TLS 1.2 refused"
+    );
+    let s = connect(&w, &ca, "a.test", &[&rustls::version::TLS13])
+        .await
+        .expect("TLS 1.3 served");
+    assert_eq!(
+        s.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    drop(backend);
+}
+
+#[tokio::test]
+async fn a_reload_reads_new_certificates_and_keeps_live_tunnels() {
+    let ca = Ca::new();
+    let backend = ws_echo_backend().await;
+    let (conf, a, _b) = two_vhosts(&ca, &backend);
+    let w = Wsgate::start_file(&conf);
+    let tls = connect(&w, &ca, "a.test", BOTH).await.unwrap();
+    let url = format!("wss://a.test:{}/ws", w.addr.port());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    // A new certificate for a.test in the same files, then a reload.
+    let renewed = ca.issue("a.test");
+    assert!(renewed.der != a.der);
+    w.reload(&conf).await;
+    assert!(
+        presented(&w, Some("a.test")).await == renewed.der,
+        "new handshakes get the new certificate"
+    );
+    ws.send(Message::Text("still here".into())).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo in time")
+        .expect("a message")
+        .expect("no error");
+    assert_eq!(
+        got,
+        Message::Text("still here".into()),
+        "the tunnel opened before the reload"
+    );
+    // A broken certificate on reload keeps the old one running.
+    std::fs::write(&renewed.key, "not a key\n").unwrap();
+    w.signal("HUP");
+    let log = w.wait_log("reload failed", 1).await;
+    assert!(log.contains(&format!("{}", renewed.key.display())), "{log}");
+    assert!(
+        presented(&w, Some("a.test")).await == renewed.der,
+        "still served after the failed reload"
+    );
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `-t` refuses what a TLS server cannot start with, naming the line.
+#[test]
+fn broken_tls_configurations_are_refused_with_the_line_and_why() {
+    let ca = Ca::new();
+    let a = ca.issue("a.test");
+    let b = ca.issue("b.test");
+    let dir = ca.dir.path();
+    let key_text = std::fs::read_to_string(&a.key).unwrap();
+    let encrypted = write(
+        dir,
+        "encrypted.key",
+        &key_text
+            .replace("BEGIN PRIVATE KEY", "BEGIN ENCRYPTED PRIVATE KEY")
+            .replace("END PRIVATE KEY", "END ENCRYPTED PRIVATE KEY"),
+    );
+    let head = "Listen 127.0.0.1:0\nServerName proxy.test\n";
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("{head}<VirtualHost *>\nServerName a.test\nSSLEngine on\n</VirtualHost>\n"),
+            ":5: SSLEngine on for a.test, but no SSLCertificateFile",
+        ),
+        (
+            format!("{head}<VirtualHost *>\nServerName a.test\nSSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\n</VirtualHost>\n", a.cert.display(), b.key.display()),
+            ":7: SSLCertificateKeyFile: Certificate and private key from",
+        ),
+        (
+            format!("{head}<VirtualHost *>\nServerName a.test\nSSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\n</VirtualHost>\n", a.cert.display(), encrypted.display()),
+            "is encrypted",
+        ),
+        (
+            format!("{head}<VirtualHost *>\nServerName a.test\nSSLEngine on\nSSLCertificateFile {}/missing.crt\n</VirtualHost>\n", dir.display()),
+            ":6: SSLCertificateFile: file",
+        ),
+        (
+            format!("{head}SSLProtocol TLSv9\n"),
+            ":3: SSLProtocol: Illegal protocol 'TLSv9'",
+        ),
+        (
+            format!("{head}SSLProtocol -all +TLSv1.1\n"),
+            ":3: SSLProtocol -all +TLSv1.1 leaves no protocol wsgate speaks",
+        ),
+        (
+            format!(
+                "{head}{}<VirtualHost *>\nServerName plain.test\n</VirtualHost>\n",
+                tls_vhost("a.test", &a, "")
+            ),
+            "mix TLS and plain HTTP",
+        ),
+    ];
+    for (text, want) in cases {
+        let out = check_file(&text, |_| {});
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text}\n{stderr}");
+        assert!(
+            stderr.contains(want),
+            "wanted {want:?} for\n{text}\ngot: {stderr}"
+        );
+    }
+    // The key mismatch names both files.
+    let text = format!("{head}<VirtualHost *>\nServerName a.test\nSSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\n</VirtualHost>\n", a.cert.display(), b.key.display());
+    let stderr = String::from_utf8_lossy(&check_file(&text, |_| {}).stderr).into_owned();
+    assert!(
+        stderr.contains(&b.key.display().to_string())
+            && stderr.contains(&a.cert.display().to_string()),
+        "{stderr}"
+    );
+}
