@@ -550,3 +550,167 @@ fn broken_tls_configurations_are_refused_with_the_line_and_why() {
         "{stderr}"
     );
 }
+
+/// What a client offering `suites` (in its order of preference) and
+/// `groups` negotiates with wsgate for `name`: the suite and the group.
+async fn negotiate(
+    w: &Wsgate,
+    ca: &Ca,
+    name: &str,
+    suites: &[rustls::SupportedCipherSuite],
+    groups: Option<&[&'static dyn rustls::crypto::SupportedKxGroup]>,
+) -> Result<(rustls::CipherSuite, rustls::NamedGroup), String> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = suites.to_vec();
+    if let Some(groups) = groups {
+        provider.kx_groups = groups.to_vec();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(ca.roots())
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(w.addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    let s = tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp))
+        .await
+        .expect("in time")
+        .map_err(|e| e.to_string())?;
+    let conn = s.get_ref().1;
+    Ok((
+        conn.negotiated_cipher_suite().unwrap().suite(),
+        conn.negotiated_key_exchange_group().unwrap().name(),
+    ))
+}
+
+/// `SSLCipherSuite` (both lists, in OpenSSL's syntax), `SSLHonorCipherOrder`
+/// and `SSLOpenSSLConfCmd Curves` decide what a handshake negotiates; the
+/// suites rustls lacks are reported once at startup.
+#[tokio::test]
+async fn cipher_suites_their_order_and_groups_follow_the_configuration() {
+    use rustls::crypto::ring::cipher_suite as cs;
+    use rustls::crypto::ring::kx_group;
+    let ca = Ca::new();
+    // The test CA's keys are ECDSA P-256.
+    let a = ca.issue("a.test");
+    let b = ca.issue("b.test");
+    let conf = format!(
+        "Listen 127.0.0.1:0\nServerName proxy.test\n{}{}",
+        tls_vhost(
+            "a.test",
+            &a,
+            "SSLProtocol -all +TLSv1.2\nSSLCipherSuite ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256\nSSLHonorCipherOrder on\nSSLOpenSSLConfCmd Curves secp384r1:X25519\n"
+        ),
+        tls_vhost(
+            "b.test",
+            &b,
+            "SSLCipherSuite TLSv1.3 TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256\nSSLCipherSuite ECDSA+AESGCM\n"
+        ),
+    );
+    let w = Wsgate::start_file(&conf);
+    let chacha12 = cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256;
+    let aes12 = cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256;
+    // The server's order wins (SSLHonorCipherOrder on); the group is one
+    // of the server's (rustls takes the client's order among them).
+    let (suite, group) = negotiate(&w, &ca, "a.test", &[chacha12, aes12], None)
+        .await
+        .unwrap();
+    assert_eq!(suite, aes12.suite());
+    assert_eq!(group, rustls::NamedGroup::X25519);
+    let only384: &[&'static dyn rustls::crypto::SupportedKxGroup] = &[kx_group::SECP384R1];
+    let (_, group) = negotiate(&w, &ca, "a.test", &[aes12], Some(only384))
+        .await
+        .unwrap();
+    assert_eq!(group, rustls::NamedGroup::secp384r1);
+    // Only what the list holds.
+    let (suite, _) = negotiate(&w, &ca, "a.test", &[chacha12], None)
+        .await
+        .unwrap();
+    assert_eq!(suite, chacha12.suite());
+    let refused = negotiate(
+        &w,
+        &ca,
+        "a.test",
+        &[cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384],
+        None,
+    )
+    .await;
+    assert!(refused.is_err(), "AES256 is not in the list: {refused:?}");
+    let refused = negotiate(&w, &ca, "a.test", &[aes12], Some(&[kx_group::SECP256R1])).await;
+    assert!(refused.is_err(), "P-256 is not in the groups: {refused:?}");
+    // b.test: TLS 1.3 suites from their own list; its TLS 1.2 list is
+    // ECDSA+AESGCM, and the client's order wins there (no honour order).
+    let (suite, _) = negotiate(
+        &w,
+        &ca,
+        "b.test",
+        &[
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        suite,
+        cs::TLS13_AES_128_GCM_SHA256.suite(),
+        "the client's order"
+    );
+    let refused = negotiate(&w, &ca, "b.test", &[cs::TLS13_AES_256_GCM_SHA384], None).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let (suite, _) = negotiate(
+        &w,
+        &ca,
+        "b.test",
+        &[chacha12, cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(suite, cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384.suite());
+    let log = w.stderr();
+    assert!(
+        log.contains(
+            "SSLCipherSuite: wsgate (rustls) has no suite for DHE-RSA-AES128-GCM-SHA256; left out"
+        ),
+        "{log}"
+    );
+}
+
+/// `SSLStrictSNIVHostCheck on`: a client that sends no name gets 403 from
+/// that server, and from every server when the first one asks for it.
+#[tokio::test]
+async fn strict_sni_refuses_clients_without_a_name() {
+    let ca = Ca::new();
+    let backend = http_backend("strict").await;
+    let a = ca.issue("a.test");
+    let b = ca.issue("b.test");
+    let pass = format!("ProxyPass / http://127.0.0.1:{}/\n", backend.port());
+    let conf = format!(
+        "Listen 127.0.0.1:0\nServerName proxy.test\n{}{}",
+        tls_vhost("a.test", &a, &pass),
+        tls_vhost("b.test", &b, &format!("{pass}SSLStrictSNIVHostCheck on\n")),
+    );
+    let w = Wsgate::start_file(&conf);
+    let ask = |host: &str| format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let limit = Duration::from_secs(5);
+    let mut s = connect_unverified(&w, None).await;
+    assert_eq!(
+        status_of(&tls_exchange(&mut s, &ask("a.test"), limit).await),
+        200
+    );
+    let mut s = connect_unverified(&w, None).await;
+    let answer = tls_exchange(&mut s, &ask("b.test"), limit).await;
+    assert_eq!(status_of(&answer), 403, "{answer}");
+    // With the name, b.test is served.
+    let mut s = connect(&w, &ca, "b.test", BOTH).await.unwrap();
+    assert_eq!(
+        status_of(&tls_exchange(&mut s, &ask("b.test"), limit).await),
+        200
+    );
+    drop(s);
+    drop(w);
+    backend.finish().await;
+}

@@ -6,6 +6,7 @@
 //! to the module that owns it (`proxy` for mod_proxy, `ssl` for mod_ssl).
 
 pub mod balancer;
+pub(crate) mod ciphers;
 mod core;
 pub(crate) mod directives;
 pub(crate) mod error;
@@ -295,21 +296,26 @@ impl Builder {
         // The main server serves addresses without virtual hosts: it counts
         // as on an https listener only when every listener is one.
         let all_https = self.listeners.iter().all(|(l, _)| l.https);
-        let main_tls = self.main.tls.resolve(None, "the main server", all_https)?;
-        let vhost_tls = self
-            .vhosts
-            .iter()
-            .map(|d| {
-                let https = self.listeners.iter().any(|(l, _)| {
-                    l.https
-                        && d.addrs
-                            .iter()
-                            .any(|a| a.port.is_none_or(|p| p == l.addr.port()))
-                });
-                d.tls
-                    .resolve(Some(&self.main.tls), &describe_vhost(d), https)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let main_tls =
+            self.main
+                .tls
+                .resolve(None, "the main server", all_https, &mut self.warnings)?;
+        let mut vhost_tls = Vec::with_capacity(self.vhosts.len());
+        for d in &self.vhosts {
+            let https = self.listeners.iter().any(|(l, _)| {
+                l.https
+                    && d.addrs
+                        .iter()
+                        .any(|a| a.port.is_none_or(|p| p == l.addr.port()))
+            });
+            let label = describe_vhost(d);
+            vhost_tls.push(d.tls.resolve(
+                Some(&self.main.tls),
+                &label,
+                https,
+                &mut self.warnings,
+            )?);
+        }
         let main = MainParts::take(&mut self.main, hostname, timeout);
         let vhosts: Vec<Server> = std::mem::take(&mut self.vhosts)
             .into_iter()

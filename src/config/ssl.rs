@@ -14,7 +14,8 @@ pub(super) fn ssl_proxy(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result
     let lower = node.name.to_ascii_lowercase();
     at.server.ssl.set(node, &lower, arg(node), &b.root)
 }
-use super::model::{ServerTls, SslProxy, TlsVersions};
+use super::ciphers;
+use super::model::{CipherSuite, KxGroup, ServerTls, SslProxy, TlsVersions};
 use super::values;
 
 /// The `SSLProxy*` directives of one server before merging.
@@ -160,6 +161,15 @@ pub struct TlsDraft {
     keys: Vec<(PathBuf, Origin)>,
     chain: Option<(PathBuf, Origin)>,
     protocols: Option<TlsVersions>,
+    /// `SSLCipherSuite [SSL] LIST` and `SSLCipherSuite TLSv1.3 LIST`.
+    ciphers12: Option<(String, Origin)>,
+    ciphers13: Option<(String, Origin)>,
+    honor_order: Option<bool>,
+    tickets: Option<bool>,
+    groups: Option<Vec<KxGroup>>,
+    strict_sni: Option<bool>,
+    /// Things to say once at startup (`SSLOpenSSLConfCmd DHParameters`).
+    notes: Vec<String>,
 }
 
 impl TlsDraft {
@@ -186,6 +196,36 @@ impl TlsDraft {
                 self.engine = Some((on, o.clone()));
             }
             "sslprotocol" => self.protocols = Some(parse_protocols(o, &node.args)?),
+            "sslciphersuite" => match node.args.as_slice() {
+                [list] => self.ciphers12 = Some((list.clone(), o.clone())),
+                [proto, list] if proto.eq_ignore_ascii_case("SSL") => {
+                    self.ciphers12 = Some((list.clone(), o.clone()))
+                }
+                [proto, list] if proto.eq_ignore_ascii_case("TLSv1.3") => {
+                    self.ciphers13 = Some((list.clone(), o.clone()))
+                }
+                [proto, _] => {
+                    return Err(ConfigError::new(
+                        o,
+                        format!("SSLCipherSuite: protocol '{proto}' not supported"),
+                    )
+                    .hint("SSLCipherSuite [SSL|TLSv1.3] LIST"))
+                }
+                _ => {
+                    return Err(ConfigError::new(
+                        o,
+                        "SSLCipherSuite takes [protocol] cipher-spec",
+                    ))
+                }
+            },
+            "sslhonorcipherorder" => {
+                self.honor_order = Some(values::on_off(o, &node.name, arg(node))?)
+            }
+            "sslsessiontickets" => self.tickets = Some(values::on_off(o, &node.name, arg(node))?),
+            "sslstrictsnivhostcheck" => {
+                self.strict_sni = Some(values::on_off(o, &node.name, arg(node))?)
+            }
+            "sslopensslconfcmd" => self.conf_cmd(node)?,
             _ => {
                 let path = readable_file(o, &node.name, arg(node), root)?;
                 match lower {
@@ -193,6 +233,55 @@ impl TlsDraft {
                     "sslcertificatekeyfile" => self.keys.push((path, o.clone())),
                     _ => self.chain = Some((path, o.clone())),
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// `SSLOpenSSLConfCmd COMMAND VALUE`: the commands that mean something
+    /// with rustls.
+    fn conf_cmd(&mut self, node: &Node) -> Result<(), ConfigError> {
+        let o = &node.origin;
+        let [command, value] = node.args.as_slice() else {
+            return Err(ConfigError::new(
+                o,
+                "SSLOpenSSLConfCmd takes a command and a value",
+            ));
+        };
+        match command.to_ascii_lowercase().as_str() {
+            "curves" | "groups" | "ecdhparameters" => {
+                let mut groups = Vec::new();
+                for name in value.split([':', ',']) {
+                    let group = match name.to_ascii_lowercase().as_str() {
+                        "x25519" => KxGroup::X25519,
+                        "prime256v1" | "secp256r1" | "p-256" => KxGroup::Secp256r1,
+                        "secp384r1" | "p-384" => KxGroup::Secp384r1,
+                        // Groups rustls does not have: left out, as OpenSSL
+                        // leaves out the ones it lacks.
+                        _ => continue,
+                    };
+                    if !groups.contains(&group) {
+                        groups.push(group);
+                    }
+                }
+                if groups.is_empty() {
+                    return Err(ConfigError::new(
+                        o,
+                        format!("SSLOpenSSLConfCmd {command} {value}: no group wsgate speaks"),
+                    )
+                    .hint("wsgate (rustls) speaks X25519, prime256v1 (P-256) and secp384r1 (P-384)"));
+                }
+                self.groups = Some(groups);
+            }
+            "dhparameters" => self.notes.push(format!(
+                "{o}: SSLOpenSSLConfCmd DHParameters is not used: wsgate (rustls) offers no finite-field DHE, only ECDHE"
+            )),
+            _ => {
+                return Err(ConfigError::new(
+                    o,
+                    format!("SSLOpenSSLConfCmd {command} is not supported by wsgate"),
+                )
+                .hint("wsgate reads Curves (or Groups) and accepts DHParameters; the rest is OpenSSL's own"))
             }
         }
         Ok(())
@@ -209,6 +298,7 @@ impl TlsDraft {
         main: Option<&TlsDraft>,
         server: &str,
         https: bool,
+        warnings: &mut Vec<String>,
     ) -> Result<Option<std::sync::Arc<ServerTls>>, ConfigError> {
         let m = main.cloned().unwrap_or_default();
         let certs: Vec<_> = self.certs.iter().chain(&m.certs).cloned().collect();
@@ -220,7 +310,7 @@ impl TlsDraft {
             return Ok(None);
         };
         let keys: Vec<_> = self.keys.iter().chain(&m.keys).cloned().collect();
-        let chain = self.chain.clone().or(m.chain);
+        let chain = self.chain.clone().or(m.chain.clone());
         if certs.is_empty() {
             return Err(ConfigError::new(
                 &engine_origin,
@@ -267,13 +357,89 @@ impl TlsDraft {
             certified.push(std::sync::Arc::new(key));
             files.push((cert_file.clone(), key_file.clone()));
         }
-        let versions = self.protocols.or(m.protocols).unwrap_or_default();
+        let mut versions = self.protocols.or(m.protocols).unwrap_or_default();
+        let ciphers = self.ciphers(&m, &mut versions, warnings)?;
+        warnings.extend(self.notes.iter().cloned());
         Ok(Some(std::sync::Arc::new(ServerTls {
             keys: certified,
             files,
             chain_file: chain.map(|(f, _)| f),
             versions,
+            ciphers,
+            honor_cipher_order: self.honor_order.or(m.honor_order).unwrap_or(false),
+            session_tickets: self.tickets.or(m.tickets).unwrap_or(true),
+            groups: self.groups.clone().or(m.groups).unwrap_or_default(),
+            strict_sni: self.strict_sni.or(m.strict_sni).unwrap_or(false),
         })))
+    }
+}
+
+impl TlsDraft {
+    /// The cipher suites the two `SSLCipherSuite` lists leave, TLS 1.3's
+    /// first (a TLS 1.3 handshake picks from those only). A version whose
+    /// list is empty is not offered; both empty is an error.
+    fn ciphers(
+        &self,
+        main: &TlsDraft,
+        versions: &mut TlsVersions,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<CipherSuite>, ConfigError> {
+        let mut out = Vec::new();
+        let lists = [
+            (self.ciphers13.clone().or(main.ciphers13.clone()), true),
+            (self.ciphers12.clone().or(main.ciphers12.clone()), false),
+        ];
+        let mut last_origin = None;
+        for (list, tls13) in lists {
+            let Some((text, origin)) = list else {
+                out.extend(if tls13 { &ciphers::TLS13[..] } else { &[][..] });
+                if !tls13 {
+                    out.extend(ciphers::tls12("DEFAULT").0);
+                }
+                continue;
+            };
+            let (suites, left) = if tls13 {
+                ciphers::tls13(&text)
+            } else {
+                ciphers::tls12(&text)
+            };
+            if !left.is_empty() {
+                warnings.push(format!(
+                    "{origin}: SSLCipherSuite: wsgate (rustls) has no suite for {}; left out",
+                    left.join(", ")
+                ));
+            }
+            if suites.is_empty() {
+                if tls13 {
+                    versions.tls13 = false;
+                } else {
+                    versions.tls12 = false;
+                }
+            }
+            out.extend(suites);
+            last_origin = Some(origin);
+        }
+        if !versions.tls12 && !versions.tls13 {
+            let origin = last_origin.unwrap_or_else(|| self.engine_origin(main));
+            return Err(ConfigError::new(
+                &origin,
+                "SSLCipherSuite: No cipher can be selected (none wsgate speaks, for the protocols SSLProtocol leaves)",
+            )
+            .hint("e.g. the suites of Mozilla's intermediate list: ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:..."));
+        }
+        Ok(out)
+    }
+
+    fn engine_origin(&self, main: &TlsDraft) -> Origin {
+        self.engine
+            .clone()
+            .or(main.engine.clone())
+            .map(|(_, o)| o)
+            .or_else(|| self.certs.first().map(|(_, o)| o.clone()))
+            .unwrap_or(Origin {
+                file: std::sync::Arc::new(PathBuf::from("the configuration")),
+                line: 0,
+            })
     }
 }
 

@@ -49,6 +49,8 @@ impl Local {
     /// A request on a TLS connection for a server the handshake was not
     /// made for (see `tls::misdirected`).
     pub const MISDIRECTED: Local = Local::new(421, "Misdirected Request", true);
+    /// No SNI name where `SSLStrictSNIVHostCheck on` asks for one.
+    pub const NO_SNI: Local = Local::new(403, "Forbidden", false);
 }
 
 /// The client's connection closes after this request's answer, whatever

@@ -23,7 +23,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::plan::Local;
-use crate::config::{Config, Server, ServerTls};
+use crate::config::{CipherSuite, Config, KxGroup, Server, ServerTls};
 use crate::route;
 
 /// The first byte of a TLS record carrying a handshake message.
@@ -67,23 +67,64 @@ fn server_config(tls: &ServerTls) -> Arc<ServerConfig> {
     if tls.versions.tls12 {
         versions.push(&rustls::version::TLS12);
     }
-    let builder =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&versions)
-            // The configuration checked that at least one version is left,
-            // and ring's provider speaks both.
-            .unwrap_or_else(|_| {
-                ServerConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
+    let provider = Arc::new(provider(tls));
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        // The configuration checked that a version is left with suites
+        // for it; should rustls still refuse, its defaults serve.
+        .unwrap_or_else(|e| {
+            tracing::error!("TLS settings refused ({e}); using rustls's defaults");
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
                 .expect("the ring provider supports the default versions")
-            });
+        });
     let mut config = builder
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Keys(tls.keys.clone())));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ignore_client_order = tls.honor_cipher_order;
+    if tls.session_tickets {
+        match rustls::crypto::ring::Ticketer::new() {
+            Ok(ticketer) => config.ticketer = ticketer,
+            Err(e) => tracing::warn!("no session tickets: {e}"),
+        }
+    }
     Arc::new(config)
+}
+
+/// ring's primitives with the server's cipher suites and key exchange
+/// groups, in its order of preference.
+fn provider(tls: &ServerTls) -> rustls::crypto::CryptoProvider {
+    use rustls::crypto::ring::kx_group;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = tls.ciphers.iter().map(|c| suite(*c)).collect();
+    if !tls.groups.is_empty() {
+        provider.kx_groups = tls
+            .groups
+            .iter()
+            .map(|g| match g {
+                KxGroup::X25519 => kx_group::X25519,
+                KxGroup::Secp256r1 => kx_group::SECP256R1,
+                KxGroup::Secp384r1 => kx_group::SECP384R1,
+            })
+            .collect();
+    }
+    provider
+}
+
+fn suite(c: CipherSuite) -> rustls::SupportedCipherSuite {
+    use rustls::crypto::ring::cipher_suite as cs;
+    match c {
+        CipherSuite::EcdheEcdsaAes128Gcm => cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        CipherSuite::EcdheEcdsaAes256Gcm => cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        CipherSuite::EcdheEcdsaChacha20 => cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        CipherSuite::EcdheRsaAes128Gcm => cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        CipherSuite::EcdheRsaAes256Gcm => cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        CipherSuite::EcdheRsaChacha20 => cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        CipherSuite::Tls13Aes128Gcm => cs::TLS13_AES_128_GCM_SHA256,
+        CipherSuite::Tls13Aes256Gcm => cs::TLS13_AES_256_GCM_SHA384,
+        CipherSuite::Tls13Chacha20 => cs::TLS13_CHACHA20_POLY1305_SHA256,
+    }
 }
 
 /// A server's certificates: the first whose key the client can verify.
@@ -210,10 +251,11 @@ async fn handshake_inner(
 /// What a request on a TLS connection gets before it is routed, when its
 /// `Host` does not fit the handshake (mod_ssl's default
 /// `SSLVHostSNIPolicy secure`): 400 for a request without a Host after an
-/// SNI name; 421 Misdirected Request when the Host selects a server other
+/// SNI name; 403 without an SNI name where `SSLStrictSNIVHostCheck` asks
+/// for one; 421 Misdirected Request when the Host selects a server other
 /// than the one the handshake was made for (by SNI, or the address's first
 /// without one) and the two do not share their TLS setup — the same
-/// certificate and key files and the same protocol versions.
+/// certificate and key files, protocol versions and cipher suites.
 pub fn misdirected(
     config: &Config,
     local: SocketAddr,
@@ -225,6 +267,12 @@ pub fn misdirected(
     }
     let handshake = route::select_server(config, local, sni);
     let by_host = route::select_server(config, local, host);
+    // SSLStrictSNIVHostCheck: a client that sent no name may not reach a
+    // server that asks for one, nor any server when the first one does.
+    let strict = |s: &Server| s.tls.as_ref().is_some_and(|t| t.strict_sni);
+    if sni.is_none() && (strict(handshake) || strict(by_host)) {
+        return Some(Local::NO_SNI);
+    }
     if std::ptr::eq(handshake, by_host) {
         return None;
     }
@@ -236,5 +284,8 @@ pub fn misdirected(
 }
 
 fn same_setup(a: &ServerTls, b: &ServerTls) -> bool {
-    a.files == b.files && a.chain_file == b.chain_file && a.versions == b.versions
+    a.files == b.files
+        && a.chain_file == b.chain_file
+        && a.versions == b.versions
+        && a.ciphers == b.ciphers
 }

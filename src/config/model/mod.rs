@@ -130,6 +130,39 @@ pub struct ServerTls {
     pub files: Vec<(PathBuf, PathBuf)>,
     pub chain_file: Option<PathBuf>,
     pub versions: TlsVersions,
+    /// `SSLCipherSuite` (both lists), in preference order.
+    pub ciphers: Vec<CipherSuite>,
+    /// `SSLHonorCipherOrder on`: the server's order wins.
+    pub honor_cipher_order: bool,
+    /// `SSLSessionTickets` (on by default, as in Apache).
+    pub session_tickets: bool,
+    /// `SSLOpenSSLConfCmd Curves|Groups`, in preference order (empty: the
+    /// defaults).
+    pub groups: Vec<KxGroup>,
+    /// `SSLStrictSNIVHostCheck on`.
+    pub strict_sni: bool,
+}
+
+/// A cipher suite wsgate (rustls) speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CipherSuite {
+    EcdheEcdsaAes128Gcm,
+    EcdheEcdsaAes256Gcm,
+    EcdheEcdsaChacha20,
+    EcdheRsaAes128Gcm,
+    EcdheRsaAes256Gcm,
+    EcdheRsaChacha20,
+    Tls13Aes128Gcm,
+    Tls13Aes256Gcm,
+    Tls13Chacha20,
+}
+
+/// A key exchange group wsgate (rustls) speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KxGroup {
+    X25519,
+    Secp256r1,
+    Secp384r1,
 }
 
 /// The TLS versions `SSLProtocol` leaves (of those rustls speaks).
