@@ -3,51 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-
-struct Demo {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_demo() -> Demo {
-    let mut child = Command::new(WSGATE)
-        .args(["demo", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Its first line names the address the system gave it.
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let first = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the demo says where it listens");
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
-    Demo { child, addr }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_serves_the_page_and_echoes_through_the_proxy() {
@@ -94,35 +52,11 @@ fn demo_page_shows_an_echo_in_headless_chromium() {
         return;
     }
     let demo = start_demo();
-    let profile = tempfile::tempdir().unwrap();
-    let mut last = String::new();
-    // Chromium's first start on a fresh machine can be slow: a few tries.
-    for _ in 0..3 {
-        let out = Command::new("timeout")
-            .args([
-                "60",
-                "chromium",
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-            ])
-            .args([
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(["--virtual-time-budget=10000", "--dump-dom"])
-            .arg(format!("http://{}/", demo.addr))
-            .output()
-            .unwrap();
-        last = String::from_utf8_lossy(&out.stdout).into_owned();
-        if last.contains("<li>echo: hello from the browser</li>") {
-            assert!(last.contains("<span id=\"state\">open</span>"), "{last}");
-            return;
-        }
-    }
-    panic!("the page never showed the echo; last DOM:\n{last}");
+    let dom = chromium_dom_until(
+        &format!("http://{}/", demo.addr),
+        &[],
+        "<li>echo: hello from the browser</li>",
+    )
+    .unwrap_or_else(|last| panic!("the page never showed the echo; last DOM:\n{last}"));
+    assert!(dom.contains("<span id=\"state\">open</span>"), "{dom}");
 }

@@ -714,3 +714,39 @@ async fn strict_sni_refuses_clients_without_a_name() {
     drop(w);
     backend.finish().await;
 }
+
+/// A browser on an https:// page: headless Chromium loads the demo page
+/// through a TLS virtual host and echoes over wss:// through the same one.
+#[test]
+fn chromium_loads_an_https_page_and_echoes_over_wss() {
+    if !require_program("chromium", "chromium") {
+        return;
+    }
+    let demo = start_demo();
+    let ca = Ca::new();
+    let a = ca.issue("a.test");
+    let conf = format!(
+        "Listen 127.0.0.1:0\nServerName proxy.test\n{}",
+        tls_vhost(
+            "a.test",
+            &a,
+            &format!(
+                "ProxyPass /echo ws://{0}/echo\nProxyPass / http://{0}/\n",
+                demo.addr
+            )
+        )
+    );
+    let w = Wsgate::start_file(&conf);
+    let port = w.addr.port();
+    let dom = chromium_dom_until(
+        &format!("https://a.test:{port}/"),
+        &[
+            "--host-resolver-rules=MAP a.test 127.0.0.1",
+            // The test CA is not the system's.
+            "--ignore-certificate-errors",
+        ],
+        "<li>echo: hello from the browser</li>",
+    )
+    .unwrap_or_else(|last| panic!("no echo over wss://; last DOM:\n{last}\n{}", w.stderr()));
+    assert!(dom.contains("<span id=\"state\">open</span>"), "{dom}");
+}

@@ -669,3 +669,78 @@ pub async fn read_response(s: &mut TcpStream) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// A running `wsgate demo` (its page and echo backend behind its proxy).
+pub struct Demo {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `wsgate demo` on a free port; its first line says where.
+pub fn start_demo() -> Demo {
+    let mut child = Command::new(WSGATE)
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the demo says where it listens");
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    Demo { child, addr }
+}
+
+/// Loads `url` in headless Chromium (with `extra` flags) until its DOM
+/// holds `want` (a few tries: its first start on a fresh machine can be
+/// slow); `Err` with the last DOM otherwise.
+pub fn chromium_dom_until(url: &str, extra: &[&str], want: &str) -> Result<String, String> {
+    let profile = tempfile::tempdir().unwrap();
+    let mut last = String::new();
+    for _ in 0..3 {
+        let out = Command::new("timeout")
+            .args([
+                "60",
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .args(["--virtual-time-budget=10000", "--dump-dom"])
+            .arg(url)
+            .output()
+            .unwrap();
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        if last.contains(want) {
+            return Ok(last);
+        }
+    }
+    Err(last)
+}
