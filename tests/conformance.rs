@@ -260,6 +260,43 @@ fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
     tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
 
+/// Certificates for TLS virtual hosts in the snippets (`@CERT_A@`,
+/// `@KEY_A@`, and the same for B), the same files for Apache and wsgate.
+struct FrontCertificates {
+    dir: tempfile::TempDir,
+}
+
+impl FrontCertificates {
+    fn new() -> FrontCertificates {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a", "b"] {
+            let ck = rcgen::generate_simple_self_signed(vec![format!("{name}.test")]).unwrap();
+            std::fs::write(dir.path().join(format!("{name}.crt")), ck.cert.pem()).unwrap();
+            std::fs::write(
+                dir.path().join(format!("{name}.key")),
+                ck.key_pair.serialize_pem(),
+            )
+            .unwrap();
+        }
+        // Apache's children run as nobody under root: they read nothing
+        // here after startup, but the folder must be reachable.
+        let _ = std::process::Command::new("chmod")
+            .arg("755")
+            .arg(dir.path())
+            .status();
+        FrontCertificates { dir }
+    }
+
+    fn fill(&self, config: &str) -> String {
+        let path = |f: &str| self.dir.path().join(f).display().to_string();
+        config
+            .replace("@CERT_A@", &path("a.crt"))
+            .replace("@KEY_A@", &path("a.key"))
+            .replace("@CERT_B@", &path("b.crt"))
+            .replace("@KEY_B@", &path("b.key"))
+    }
+}
+
 async fn run_all() -> Results {
     let mutant = tokio::task::spawn_blocking(build_mutant)
         .await
@@ -271,6 +308,7 @@ async fn run_all() -> Results {
     let dead = common::DeadPort::new();
     let control = start_forwarder(backend.addr).await;
     let logs = Arc::new([backend.log.clone(), tls_backend.log.clone()]);
+    let front = FrontCertificates::new();
     let mut outcomes = Vec::new();
 
     for g in groups {
@@ -280,6 +318,7 @@ async fn run_all() -> Results {
             .replace("@TLSPORT@", &tls_backend.addr.port().to_string())
             .replace("@BPORT@", &backend.addr.port().to_string())
             .replace("@DEAD@", &dead.to_string());
+        let config = front.fill(&config);
         let apache = Apache::start(&config, g.tls);
         let wsgate = common::Wsgate::start(&config);
         let mutated = common::Wsgate::start_binary(

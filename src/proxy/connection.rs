@@ -126,7 +126,13 @@ pub async fn refuse_plain_http(stream: TcpStream, config: &Config) {
     if client.write_all(&answer, t).await.is_err() {
         return;
     }
-    let mut stream = client.into_io();
+    close_gracefully(client.into_io()).await;
+}
+
+/// Closes a connection whose peer may still be sending: a FIN first, then
+/// what arrives is read and dropped for a while, so that the close is not
+/// a reset that could destroy what was sent before it.
+pub async fn close_gracefully(mut stream: TcpStream) {
     if stream.shutdown().await.is_ok() {
         let mut sink = [0u8; 4096];
         let linger = async { while matches!(stream.read(&mut sink).await, Ok(1..)) {} };

@@ -425,6 +425,7 @@ fn spawn_tls_connection(
             Handshake::PlainHttp(stream) => {
                 connection::refuse_plain_http(stream, config).await;
             }
+            Handshake::NotTls(stream) => connection::close_gracefully(stream).await,
             Handshake::Failed => {}
         }
     });

@@ -162,6 +162,9 @@ pub enum Handshake {
     /// The client spoke plain HTTP: its first bytes are a GET, POST, HEAD
     /// or PUT request line (what OpenSSL recognises, and Apache answers).
     PlainHttp(TcpStream),
+    /// The client spoke neither TLS nor such a request: closed without an
+    /// answer.
+    NotTls(TcpStream),
     /// Closed, timed out, not TLS, or failed: nothing more to do.
     Failed,
 }
@@ -226,7 +229,7 @@ async fn handshake_inner(
         return Ok(if plain_http_method(&mut stream).await? {
             Handshake::PlainHttp(stream)
         } else {
-            Handshake::Failed
+            Handshake::NotTls(stream)
         });
     }
     let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;

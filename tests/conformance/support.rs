@@ -683,6 +683,8 @@ pub struct Case {
     pub steps: Vec<Step>,
     pub deliberate: Option<Deliberate>,
     pub method: String,
+    /// `tls NAME` (SNI) or `tls -` (no SNI): the client speaks TLS.
+    pub tls: Option<Option<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -812,7 +814,9 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                     cases: Vec::new(),
                 });
             }
-            "tls-backend" => groups.last_mut().unwrap().tls = true,
+            // Both load mod_ssl in Apache: TLS toward the TLS backend, and
+            // TLS virtual hosts in the snippet (SSLEngine on).
+            "tls-backend" | "tls-front" => groups.last_mut().unwrap().tls = true,
             "config" => in_config = true,
             "case" => {
                 finish(&mut groups, &mut case, &mut req);
@@ -826,6 +830,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                     steps: Vec::new(),
                     deliberate: None,
                     method: String::new(),
+                    tls: None,
                 });
                 req = Some(ReqBuilder::default());
             }
@@ -844,6 +849,12 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                     }
                     "host" => r.host = Some(Some(rest.to_string())),
                     "nohost" => r.host = Some(None),
+                    "tls" => {
+                        c.tls = Some(match rest {
+                            "-" => None,
+                            name => Some(name.to_string()),
+                        })
+                    }
                     "h" => r.headers.push(unescape(rest)),
                     "mode" => r.headers.push(format!("X-Mode: {rest}").into_bytes()),
                     "ws" => {
@@ -901,14 +912,84 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
 
 // ---------------------------------------------------------------- client
 
+/// A client connection to `addr`: over TLS when the case says (no
+/// certificate check: both servers present the same test certificates).
+async fn connect(addr: SocketAddr, case: &Case) -> Result<Conn, String> {
+    let s = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("client: connect failed: {e}"))?;
+    let Some(sni) = &case.tls else {
+        return Ok(Conn::new(s));
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AnyCertificate))
+    .with_no_client_auth();
+    config.enable_sni = sni.is_some();
+    let name = rustls::pki_types::ServerName::try_from(
+        sni.clone().unwrap_or_else(|| "unnamed.test".into()),
+    )
+    .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    match tokio::time::timeout(Duration::from_secs(5), connector.connect(name, s)).await {
+        Ok(Ok(tls)) => Ok(Conn::new(tls)),
+        _ => Err("client: TLS handshake failed".into()),
+    }
+}
+
+/// Accepts every certificate: the cases compare what the servers answer,
+/// not the test certificates.
+#[derive(Debug)]
+struct AnyCertificate;
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 /// Runs one case's client against `addr`; returns the transcript lines.
 pub async fn run_client(addr: SocketAddr, case: &Case, tag: &str) -> Vec<String> {
     let mut t = Vec::new();
-    let s = match TcpStream::connect(addr).await {
-        Ok(s) => s,
-        Err(e) => return vec![format!("client: connect failed: {e}")],
+    let mut c = match connect(addr, case).await {
+        Ok(c) => c,
+        Err(line) => return vec![line],
     };
-    let mut c = Conn::new(s);
     let req = replace_tag(&case.request, tag);
     if !c.send(&req).await {
         t.push("client: request write failed".into());
@@ -1018,10 +1099,10 @@ pub async fn run_client(addr: SocketAddr, case: &Case, tag: &str) -> Vec<String>
             }
             Step::Again(second) => {
                 // The old connection closes as it is replaced.
-                c = match TcpStream::connect(addr).await {
-                    Ok(s) => Conn::new(s),
-                    Err(e) => {
-                        t.push(format!("client: reconnect failed: {e}"));
+                c = match connect(addr, case).await {
+                    Ok(c) => c,
+                    Err(line) => {
+                        t.push(format!("{line} (reconnecting)"));
                         return t;
                     }
                 };
