@@ -53,7 +53,7 @@ pub fn push(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 /// `extra` fields, and for anything but a 200 a short HTML page. The page
 /// names only the status, never anything from the request (CVE-2019-10092).
 pub fn local_response(status: u16, reason: &str, extra: &[(&str, &str)], close: bool) -> Vec<u8> {
-    local_response_with(status, reason, extra, close, &mut |_| {})
+    local_answer(status, reason, extra, close, &mut |_| {}).to_h1()
 }
 
 /// [`local_response`], with `adjust` applied to its header fields (the
@@ -65,13 +65,55 @@ pub fn local_response_with(
     close: bool,
     adjust: &mut dyn FnMut(&mut HeaderFields),
 ) -> Vec<u8> {
-    page(status, reason, explain(status), extra, close, adjust)
+    local_answer(status, reason, extra, close, adjust).to_h1()
 }
 
 /// [`local_response`] whose page says `why` (plain text) instead of the
 /// status's usual sentence.
 pub fn local_response_because(status: u16, reason: &str, why: &str, close: bool) -> Vec<u8> {
-    page(status, reason, why, &[], close, &mut |_| {})
+    page(status, reason, why, &[], close, &mut |_| {}).to_h1()
+}
+
+/// An answer wsgate makes itself, before it is written in a wire format:
+/// HTTP/1 bytes ([`LocalAnswer::to_h1`]), or an HTTP/2 response.
+#[derive(Debug, Clone)]
+pub struct LocalAnswer {
+    pub status: u16,
+    pub reason: String,
+    /// `Server`, the extra fields and those the rules set, then
+    /// `Content-Length` and `Content-Type` (no `Date`: written last).
+    pub fields: HeaderFields,
+    pub body: Vec<u8>,
+    /// The connection closes after it (HTTP/1: `Connection: close`).
+    pub close: bool,
+}
+
+impl LocalAnswer {
+    pub fn to_h1(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.body.len());
+        let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, self.reason);
+        push_date(&mut out);
+        for (n, v) in &self.fields {
+            push(&mut out, n, v);
+        }
+        if self.close {
+            push(&mut out, "Connection", b"close");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// [`local_response_with`], not yet written.
+pub fn local_answer(
+    status: u16,
+    reason: &str,
+    extra: &[(&str, &str)],
+    close: bool,
+    adjust: &mut dyn FnMut(&mut HeaderFields),
+) -> LocalAnswer {
+    page(status, reason, explain(status), extra, close, adjust)
 }
 
 fn page(
@@ -81,7 +123,7 @@ fn page(
     extra: &[(&str, &str)],
     close: bool,
     adjust: &mut dyn FnMut(&mut HeaderFields),
-) -> Vec<u8> {
+) -> LocalAnswer {
     let body = if status == 200 {
         String::new()
     } else {
@@ -89,9 +131,6 @@ fn page(
             "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n<body><h1>{status} {reason}</h1>\n<p>{why}</p>\n</body></html>\n"
         )
     };
-    let mut out = Vec::with_capacity(256 + body.len());
-    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
-    push_date(&mut out);
     let mut fields: HeaderFields = vec![("Server".into(), FieldValue::from_static(b"wsgate"))];
     fields.extend(
         extra
@@ -99,23 +138,22 @@ fn page(
             .map(|(n, v)| ((*n).into(), FieldValue::copy_from_slice(v.as_bytes()))),
     );
     adjust(&mut fields);
-    for (n, v) in &fields {
-        push(&mut out, n, v);
-    }
-    push(
-        &mut out,
-        "Content-Length",
-        body.len().to_string().as_bytes(),
-    );
+    let mut length = Vec::new();
+    push_decimal(&mut length, body.len() as u64);
+    fields.push(("Content-Length".into(), length.into()));
     if !body.is_empty() {
-        push(&mut out, "Content-Type", b"text/html; charset=utf-8");
+        fields.push((
+            "Content-Type".into(),
+            FieldValue::from_static(b"text/html; charset=utf-8"),
+        ));
     }
-    if close {
-        push(&mut out, "Connection", b"close");
+    LocalAnswer {
+        status,
+        reason: reason.to_string(),
+        fields,
+        body: body.into_bytes(),
+        close,
     }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
-    out
 }
 
 fn explain(status: u16) -> &'static str {

@@ -7,12 +7,11 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::body::{BodyError, BodyReader};
 use super::conn::{Conn, HeadError};
+use super::downstream::Downstream;
 use super::error::{Failure, ProxyError};
 use super::header_rules::{self, ConnFacts};
 use super::headers::{self, BodyHeader, ClientResponse, Forwarding};
@@ -24,8 +23,8 @@ use crate::config::model::balancer::BalancerIdx;
 use crate::config::{Server, SslIdx, WorkerParams};
 use crate::http::body::{self, Encoding, Framing};
 use crate::http::h1::{self, ResponseError, RESPONSE_FIELD_SIZE};
-use crate::http::write::local_response;
-use crate::http::{RequestHead, ResponseHead, TargetUrl};
+use crate::http::write::local_answer;
+use crate::http::{RequestHead, ResponseHead, TargetUrl, Version};
 use crate::route::Settings;
 use crate::rules::Env;
 use crate::upstream::{
@@ -130,18 +129,15 @@ impl Timeouts {
 }
 
 /// Proxies one request to `target`; `env` is what its header rules read.
-pub async fn forward<S>(
-    client: &mut Conn<S>,
+pub async fn forward<D: Downstream>(
+    client: &mut D,
     req: &Request<'_>,
     target: &Backend<'_>,
     body: &mut BodyState,
     busy: Option<Busy>,
     env: &Env,
     generation: &Generation,
-) -> Result<Outcome, Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) -> Result<Outcome, Failure> {
     let config = &generation.config;
     let (head, settings) = (req.head, req.settings);
     let params = target.worker.params;
@@ -316,8 +312,8 @@ struct Switched<'a> {
 }
 
 /// Relays a backend's 101 (S51); the tunnel follows.
-async fn switch<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Conn<S>,
+async fn switch<D: Downstream>(
+    client: &mut D,
     s: &Switched<'_>,
     t: Timeouts,
 ) -> Result<(), Failure> {
@@ -326,18 +322,15 @@ async fn switch<S: AsyncRead + AsyncWrite + Unpin>(
     {
         tracing::info!(worker = %s.worker, "backend switched to WebSocket without Sec-WebSocket-Accept");
     }
-    let bytes = headers::client_response(
-        s.resp,
-        &ClientResponse {
-            body: BodyHeader::None,
-            close: false,
-            upgrade: Some(s.upgrade),
-            public_host: s.public_host,
-            reverse: &s.settings.reverse,
-        },
-    );
+    let switched = ClientResponse {
+        body: BodyHeader::None,
+        close: false,
+        upgrade: Some(s.upgrade),
+        public_host: s.public_host,
+        reverse: &s.settings.reverse,
+    };
     client
-        .write_all(&bytes, t.client)
+        .send_head(s.resp, &switched, None, t.client)
         .await
         .map_err(|e| Failure::client(e, true))
 }
@@ -358,21 +351,22 @@ fn unusable_error(unusable: Unusable, plan: &RequestPlan<'_>) -> ProxyError {
 }
 
 /// Legacy mode and an Upgrade the worker does not take: 426 (S59).
-async fn refuse_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Conn<S>,
+async fn refuse_upgrade<D: Downstream>(
+    client: &mut D,
     offer: &str,
     framing: Framing,
     timeout: Duration,
 ) -> Result<Outcome, Failure> {
     let has_body = framing != Framing::Empty;
-    let bytes = local_response(
+    let answer = local_answer(
         426,
         "Upgrade Required",
         &[("Upgrade", offer), ("Connection", "Upgrade")],
         has_body,
+        &mut |_| {},
     );
     client
-        .write_all(&bytes, timeout)
+        .send_answer(&answer, timeout)
         .await
         .map_err(|e| Failure::client(e, false))?;
     Ok(if has_body {
@@ -384,8 +378,8 @@ async fn refuse_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Reads a small body whole, to send it with a Content-Length (S41); once
 /// per request, whatever the attempts.
-async fn prefetch<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Conn<S>,
+async fn prefetch<D: Downstream>(
+    client: &mut D,
     body: &mut BodyState,
     limit: u64,
     timeout: Duration,
@@ -395,7 +389,7 @@ async fn prefetch<S: AsyncRead + AsyncWrite + Unpin>(
     }
     body.prefetch_done = true;
     while body.prefetched.len() < PREFETCH {
-        match body.reader.next(client, timeout).await {
+        match client.body_piece(&mut body.reader, timeout).await {
             Ok(Some(piece)) => body.prefetched.extend_from_slice(&piece),
             Ok(None) => break,
             Err(e) => return Err(Failure::before(client_body_error(e))),
@@ -582,8 +576,8 @@ async fn connect(
 /// client expects one (a final answer instead is relayed, and the unread
 /// body then closes the client connection, S157). Returns that answer, if
 /// one came.
-async fn send_rest<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Conn<S>,
+async fn send_rest<D: Downstream>(
+    client: &mut D,
     backend: &mut Conn<BackendStream>,
     plan: &RequestPlan<'_>,
     body: &mut BodyState,
@@ -598,14 +592,20 @@ async fn send_rest<S: AsyncRead + AsyncWrite + Unpin>(
         if first.status != 100 {
             return Ok(Some(first));
         }
+        let go_on = ResponseHead {
+            version: Version::HTTP_11,
+            status: 100,
+            reason: "Continue".into(),
+            headers: Default::default(),
+        };
         client
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", t.client)
+            .send_interim(&go_on, t.client)
             .await
             .map_err(|e| Failure::client(e, false))?;
     }
     let reader = &mut body.reader;
     loop {
-        match reader.next(client, t.client).await {
+        match client.body_piece(reader, t.client).await {
             Ok(Some(piece)) => {
                 if limit > 0 && reader.read > limit {
                     return Err(Failure::before(ProxyError::BodyTooLarge));
@@ -630,8 +630,8 @@ async fn send_rest<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Interim responses (S55), relayed as the plan says, then the final one.
 /// Returns it and whether the client has had an interim answer already.
-async fn final_response<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Conn<S>,
+async fn final_response<D: Downstream>(
+    client: &mut D,
     backend: &mut Conn<BackendStream>,
     head: &RequestHead,
     plan: &RequestPlan<'_>,
@@ -657,18 +657,8 @@ async fn final_response<S: AsyncRead + AsyncWrite + Unpin>(
             return Err(Failure::after(ProxyError::TooManyInterim));
         }
         if plan::relay_interim(head, plan, resp.status) {
-            let bytes = headers::client_response(
-                &resp,
-                &ClientResponse {
-                    body: BodyHeader::None,
-                    close: false,
-                    upgrade: None,
-                    public_host: "",
-                    reverse: &[],
-                },
-            );
             client
-                .write_all(&bytes, t.client)
+                .send_interim(&resp, t.client)
                 .await
                 .map_err(|e| Failure::client(e, true))?;
         }
@@ -685,70 +675,52 @@ struct Relayed<'a> {
 
 /// Writes the response head and its body, re-framed for the client.
 /// Returns the body bytes read from the backend.
-async fn relay_response<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Conn<S>,
+async fn relay_response<D: Downstream>(
+    client: &mut D,
     backend: &mut Conn<BackendStream>,
     r: &Relayed<'_>,
     t: Timeouts,
 ) -> Result<u64, Failure> {
     let relay = r.relay;
-    let mut bytes = headers::client_response(
-        r.resp,
-        &ClientResponse {
-            body: relay.client,
-            close: relay.close,
-            upgrade: relay.upgrade_offer.as_deref(),
-            public_host: r.public_host,
-            reverse: &r.settings.reverse,
-        },
-    );
+    let toward_client = ClientResponse {
+        body: relay.client,
+        close: relay.close,
+        upgrade: relay.upgrade_offer.as_deref(),
+        public_host: r.public_host,
+        reverse: &r.settings.reverse,
+    };
     let mut reader = BodyReader::new(relay.backend);
-    // A small body that came with the head goes out in the same write (one
-    // send instead of two per response).
+    // A small body that came with the head goes out with it (one send
+    // instead of two per response).
+    let mut first = None;
     if let (Framing::Length(n), Encoding::Length) = (relay.backend, relay.encoding) {
         if n <= INLINE_BODY && backend.buf.len() as u64 >= n {
             if let Ok(Some(piece)) = reader.next(backend, t.backend).await {
-                bytes.extend_from_slice(&piece);
+                first = Some(piece);
             }
         }
     }
     client
-        .write_all(&bytes, t.client)
+        .send_head(r.resp, &toward_client, first, t.client)
         .await
         .map_err(|e| Failure::client(e, true))?;
     loop {
         match reader.next(backend, t.backend).await {
-            Ok(Some(piece)) => write_piece(client, relay.encoding, &piece, t.client).await?,
+            Ok(Some(piece)) => client
+                .send_piece(&piece, relay.encoding, t.client)
+                .await
+                .map_err(|e| Failure::client(e, true))?,
             Ok(None) => break,
             // Mid-body failure: the client connection is cut, with no chunk
             // terminator, so it cannot take a partial body for a whole one (S82).
             Err(e) => return Err(Failure::after(backend_body_error(e))),
         }
     }
-    let end = body::end(relay.encoding);
-    if !end.is_empty() {
-        client
-            .write_all(end, t.client)
-            .await
-            .map_err(|e| Failure::client(e, true))?;
-    }
+    client
+        .finish(relay.encoding, t.client)
+        .await
+        .map_err(|e| Failure::client(e, true))?;
     Ok(reader.read)
-}
-
-async fn write_piece<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Conn<S>,
-    encoding: Encoding,
-    piece: &Bytes,
-    timeout: Duration,
-) -> Result<(), Failure> {
-    let result = if encoding == Encoding::Chunked {
-        let mut out = Vec::with_capacity(piece.len() + 16);
-        body::frame(encoding, piece, &mut out);
-        client.write_all(&out, timeout).await
-    } else {
-        client.write_all(piece, timeout).await
-    };
-    result.map_err(|e| Failure::client(e, true))
 }
 
 async fn read_response_head(

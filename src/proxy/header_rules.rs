@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::config::model::headers::Rules;
 use crate::config::Server;
-use crate::http::write::local_response_with;
+use crate::http::write::{local_answer, LocalAnswer};
 use crate::http::{FieldValue, HeaderFields, RequestHead, Text, Version};
 use crate::route::RequestPath;
 use crate::rules::{self, Env};
@@ -172,7 +172,7 @@ pub fn error_page(
     status: u16,
     reason: &str,
     close: bool,
-) -> Vec<u8> {
+) -> LocalAnswer {
     let view = View {
         head,
         cx,
@@ -187,7 +187,7 @@ pub fn error_page(
             }
         }
     };
-    local_response_with(status, reason, &[], close, &mut adjust)
+    local_answer(status, reason, &[], close, &mut adjust)
 }
 
 /// `SetEnvIf` rules; `uri` is the raw path at server level and the decoded

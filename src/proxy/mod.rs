@@ -11,7 +11,8 @@
 //!   close, reuse, upgrade); `upgrade` is the upgrade decision itself.
 //! * `header_rules` — when mod_headers/env/setenvif rules run.
 //! * `forward` — the I/O of one attempt at one backend; `headers` writes
-//!   the heads, `body` reads bodies.
+//!   the heads, `body` reads bodies; `downstream` is the client side it
+//!   writes to (HTTP/1 bytes on the connection).
 //! * `tls` — TLS toward clients: the handshake and the server SNI selects.
 //! * `tunnel`, `splice`, `park` — the byte tunnel after a 101, its
 //!   zero-copy path, and quiet tunnels set aside outside the runtime.
@@ -19,6 +20,7 @@
 mod body;
 pub(crate) mod conn;
 mod connection;
+mod downstream;
 pub(crate) mod error;
 mod forward;
 mod header_rules;

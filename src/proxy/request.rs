@@ -8,9 +8,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
-
-use super::conn::Conn;
+use super::downstream::Downstream;
 use super::error::{Failure, ProxyError};
 use super::forward::{self, Backend, BodyState, ChosenMember, Outcome};
 use super::header_rules::{self, ConnFacts};
@@ -20,23 +18,20 @@ use crate::balancer::{self, Busy};
 use crate::config::model::balancer::Balancer;
 use crate::config::WorkerRef;
 use crate::http::body::Framing;
-use crate::http::write::local_response;
+use crate::http::write::{local_answer, LocalAnswer};
 use crate::http::{canonical_reason, RequestHead, Version};
 use crate::route::{self, Decision, Mapped, PathError};
 use crate::rules::Env;
 use crate::upstream::Generation;
 
 /// Handles one request whose head has been read.
-pub async fn handle<S>(
-    client: &mut Conn<S>,
+pub async fn handle<D: Downstream>(
+    client: &mut D,
     mut head: RequestHead,
     generation: &Arc<Generation>,
     facts: ConnFacts,
     tls: Option<&TlsFacts>,
-) -> Outcome
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) -> Outcome {
     let t = generation.config.timeout;
     let wants_close = plan::client_wants_close(&head, generation.config.keepalive);
     let close_after = match plan::admit(&mut head) {
@@ -63,8 +58,8 @@ where
 }
 
 /// Answers a request locally, before its server is known.
-pub async fn answer_local<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Conn<S>,
+pub async fn answer_local<D: Downstream>(
+    client: &mut D,
     local: Local,
     timeout: Duration,
 ) -> Outcome {
@@ -72,19 +67,19 @@ pub async fn answer_local<S: AsyncRead + AsyncWrite + Unpin>(
         Some(e) => std::slice::from_ref(e),
         None => &[],
     };
-    let bytes = local_response(local.status, local.reason, extra, local.close);
-    write_answer(client, &bytes, local.close, timeout).await
+    let answer = local_answer(local.status, local.reason, extra, local.close, &mut |_| {});
+    write_answer(client, &answer, timeout).await
 }
 
-/// Writes an answer wsgate made; the connection stays open unless `close`.
-async fn write_answer<S: AsyncRead + AsyncWrite + Unpin>(
-    client: &mut Conn<S>,
-    bytes: &[u8],
-    close: bool,
+/// Sends an answer wsgate made; the connection stays open unless it says
+/// it closes.
+async fn write_answer<D: Downstream>(
+    client: &mut D,
+    answer: &LocalAnswer,
     timeout: Duration,
 ) -> Outcome {
-    let ok = client.write_all(bytes, timeout).await.is_ok();
-    if ok && !close {
+    let ok = client.send_answer(answer, timeout).await.is_ok();
+    if ok && !answer.close {
         Outcome::KeepAlive
     } else {
         Outcome::Close
@@ -92,15 +87,12 @@ async fn write_answer<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Answers or proxies a request once its head is settled (Host known).
-async fn route_and_forward<S>(
-    client: &mut Conn<S>,
+async fn route_and_forward<D: Downstream>(
+    client: &mut D,
     mut head: RequestHead,
     generation: &Arc<Generation>,
     facts: ConnFacts,
-) -> Outcome
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) -> Outcome {
     let config = &generation.config;
     let t = config.timeout;
     let wants_close = plan::client_wants_close(&head, config.keepalive);
@@ -115,8 +107,8 @@ where
         Ok(p) => p,
         Err(PathError::BadRequest) => return answer_local(client, Local::BAD_REQUEST, t).await,
         Err(PathError::NotFound) => {
-            let not_found = local_response(404, "Not Found", &[], close);
-            return write_answer(client, &not_found, close, t).await;
+            let not_found = local_answer(404, "Not Found", &[], close, &mut |_| {});
+            return write_answer(client, &not_found, t).await;
         }
     };
     let server = route::select_server(config, facts.local, head.headers.get_str("host"));
@@ -147,22 +139,23 @@ where
         Decision::Proxy(m) => m,
         Decision::NotFound => {
             let bytes = answer(&head, &env, 404, close);
-            return write_answer(client, &bytes, close, t).await;
+            return write_answer(client, &bytes, t).await;
         }
         Decision::Forbidden => {
             tracing::warn!(peer = %facts.peer, "refused a mapped target with user information");
-            return write_answer(client, &answer(&head, &env, 403, true), true, t).await;
+            return write_answer(client, &answer(&head, &env, 403, true), t).await;
         }
         Decision::BadTarget => {
-            return write_answer(client, &answer(&head, &env, 400, true), true, t).await
+            return write_answer(client, &answer(&head, &env, 400, true), t).await
         }
         Decision::Redirect { status, location } => {
             let reason = canonical_reason(status);
-            let bytes = local_response(status, reason, &[("Location", &location)], close);
-            return write_answer(client, &bytes, close, t).await;
+            let extra = [("Location", location.as_str())];
+            let redirect = local_answer(status, reason, &extra, close, &mut |_| {});
+            return write_answer(client, &redirect, t).await;
         }
         Decision::Status(status) => {
-            return write_answer(client, &answer(&head, &env, status, true), true, t).await
+            return write_answer(client, &answer(&head, &env, status, true), t).await
         }
     };
     header_rules::fixups(&mut head, cx, &mapped.settings.location_rules, &mut env);
@@ -185,8 +178,8 @@ where
                 tracing::debug!(peer = %facts.peer, "{e}");
             }
             if let (false, Some(a)) = (failure.answered, e.answer()) {
-                let bytes = header_rules::error_page(&head, cx, &env, a.status, a.reason, true);
-                let _ = client.write_all(&bytes, t).await;
+                let page = header_rules::error_page(&head, cx, &env, a.status, a.reason, true);
+                let _ = client.send_answer(&page, t).await;
             }
             Outcome::Close
         }
@@ -196,16 +189,13 @@ where
 /// Proxies a mapped request: to its worker, or to balancer members in
 /// turn. S109: a member that cannot be connected to is put in error and
 /// the request, not sent yet, goes to the next one, up to `maxattempts`.
-async fn attempts<S>(
-    client: &mut Conn<S>,
+async fn attempts<D: Downstream>(
+    client: &mut D,
     req: &forward::Request<'_>,
     mapped: &Mapped<'_>,
     env: &mut Env,
     generation: &Generation,
-) -> Result<Outcome, Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) -> Result<Outcome, Failure> {
     let config = &generation.config;
     let mut body = BodyState::new(req.framing);
     let mut tried: Vec<usize> = Vec::new();
