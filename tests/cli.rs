@@ -52,7 +52,7 @@ fn dash_capital_l_lists_the_directives_with_syntax_and_places() {
     );
     assert!(entry("<VirtualHost").ends_with("\tAllowed in the server config"));
     assert!(entry("Include").ends_with("\tAllowed anywhere"));
-    assert!(list.contains("\nProtocols\n\tnot yet, mod_http2"));
+    assert!(list.contains("\nH2Push\n\tnot yet, mod_http2 (server push)"));
 }
 
 #[test]

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::pki::*;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -20,69 +20,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A test CA that signs certificates for names, written as PEM files.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-    dir: tempfile::TempDir,
-}
-
-/// A certificate's files, and its DER to compare with what a client got.
-struct Issued {
-    cert: PathBuf,
-    key: PathBuf,
-    der: CertificateDer<'static>,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "wsgate listener test CA");
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            cert,
-            key,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// A certificate for `name`, in `<name>.crt` and `<name>.key`
-    /// (replacing earlier files of that name).
-    fn issue(&self, name: &str) -> Issued {
-        let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
-        let issued = Issued {
-            cert: self.dir.path().join(format!("{name}.crt")),
-            key: self.dir.path().join(format!("{name}.key")),
-            der: cert.der().clone(),
-        };
-        std::fs::write(&issued.cert, cert.pem()).unwrap();
-        std::fs::write(&issued.key, key.serialize_pem()).unwrap();
-        issued
-    }
-
-    fn roots(&self) -> rustls::RootCertStore {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.cert.der().clone()).unwrap();
-        roots
-    }
-}
-
-/// A `<VirtualHost *>` with TLS for `name`.
-fn tls_vhost(name: &str, issued: &Issued, more: &str) -> String {
-    format!(
-        "<VirtualHost *>\nServerName {name}\nSSLEngine on\nSSLCertificateFile {}\nSSLCertificateKeyFile {}\n{more}</VirtualHost>\n",
-        issued.cert.display(),
-        issued.key.display()
-    )
-}
 
 /// Records the certificate a server presented and accepts it: the tests
 /// compare it with the one expected, also where the name would not verify.

@@ -12,6 +12,7 @@ pub(crate) mod directives;
 pub(crate) mod error;
 pub(crate) mod expr;
 pub mod headers;
+pub(crate) mod http2;
 pub(crate) mod include;
 pub(crate) mod lexer;
 pub mod model;
@@ -107,6 +108,7 @@ pub(crate) struct ServerDraft {
     timeout: Option<Duration>,
     ssl: ssl::SslDraft,
     tls: ssl::TlsDraft,
+    http2: http2::Http2Draft,
     rewrite: rewrite::RewriteDraft,
     rules: model::headers::Rules,
     reverse: Vec<ReverseRule>,
@@ -129,6 +131,7 @@ impl ServerDraft {
             timeout: None,
             ssl: ssl::SslDraft::default(),
             tls: ssl::TlsDraft::default(),
+            http2: http2::Http2Draft::default(),
             rewrite: rewrite::RewriteDraft::default(),
             rules: model::headers::Rules::default(),
             reverse: Vec::new(),
@@ -403,6 +406,7 @@ struct MainParts {
     engine: bool,
     headers: model::headers::Rules,
     rewrite: Vec<model::rewrite::Rule>,
+    http2: http2::Http2Draft,
 }
 
 impl MainParts {
@@ -423,6 +427,7 @@ impl MainParts {
             engine: main.rewrite.engine.unwrap_or(false),
             headers: std::mem::take(&mut main.rules),
             rewrite: std::mem::take(&mut main.rewrite.rules),
+            http2: main.http2.clone(),
         }
     }
 
@@ -479,6 +484,7 @@ impl MainParts {
             settings,
             reverse,
             tls,
+            http2: draft.http2.resolve(&self.http2),
             origin: draft.origin,
         }
     }
@@ -502,6 +508,7 @@ impl MainParts {
             settings: self.settings,
             reverse: self.reverse,
             tls,
+            http2: self.http2.resolve(&http2::Http2Draft::default()),
             origin: None,
         }
     }

@@ -147,6 +147,12 @@ impl Decoder {
         self.done
     }
 
+    /// The body ended by other means than its framing (an HTTP/2 stream's
+    /// end, which the stream's own framing checked).
+    pub fn finish(&mut self) {
+        self.done = true;
+    }
+
     /// The sender closed: the end of a body framed by close, else a
     /// truncated one (`false`).
     pub fn at_close(&mut self) -> bool {

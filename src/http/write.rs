@@ -9,6 +9,11 @@ use super::fields::{FieldValue, HeaderFields};
 /// A `Date` field for now. The text changes once a second, so each thread
 /// formats it once a second rather than once a response.
 pub fn push_date(out: &mut Vec<u8>) {
+    with_date(|date| push(out, "Date", date.as_bytes()));
+}
+
+/// Runs `f` on the `Date` value for now (see [`push_date`]).
+pub fn with_date<R>(f: impl FnOnce(&str) -> R) -> R {
     thread_local! {
         static NOW: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
     }
@@ -21,8 +26,8 @@ pub fn push_date(out: &mut Vec<u8>) {
         if cached.0 != secs || cached.1.is_empty() {
             *cached = (secs, httpdate::fmt_http_date(now));
         }
-        push(out, "Date", cached.1.as_bytes());
-    });
+        f(&cached.1)
+    })
 }
 
 /// `n` in decimal. Heads are written per request, and `write!` costs

@@ -57,6 +57,16 @@ impl BodyReader {
         self.decoder.is_done()
     }
 
+    /// A piece that arrived already decoded (an HTTP/2 DATA frame).
+    pub fn took(&mut self, n: usize) {
+        self.read += n as u64;
+    }
+
+    /// The body ended where the sender said so (HTTP/2's END_STREAM).
+    pub fn ended(&mut self) {
+        self.decoder.finish();
+    }
+
     /// The next piece of decoded body, or `None` once the body has ended.
     pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,

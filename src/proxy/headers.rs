@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use crate::config::ReverseRule;
 use crate::http::write::{push, push_date, push_decimal};
-use crate::http::{Headers, RequestHead, ResponseHead};
+use crate::http::{FieldValue, HeaderFields, Headers, RequestHead, ResponseHead, Text};
 
 /// Removed from requests in addition to whatever `Connection` names (S37).
 const REQUEST_HOP_BY_HOP: &[&str] = &[
@@ -282,19 +282,9 @@ pub fn client_response(resp: &ResponseHead, c: &ClientResponse<'_>) -> Vec<u8> {
     out.extend_from_slice(resp.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in &resp.headers.fields {
-        if hop_by_hop(name, RESPONSE_HOP_BY_HOP, &listed) {
-            continue;
+        if let Some(value) = relayed(name, value, c, &listed) {
+            push(&mut out, name, &value);
         }
-        let rewritten = if !c.reverse.is_empty()
-            && named_in(
-                name,
-                &["location", "content-location", "uri", "destination"],
-            ) {
-            reverse_map(value, c.public_host, c.reverse)
-        } else {
-            None
-        };
-        push(&mut out, name, rewritten.as_deref().unwrap_or(value));
     }
     if resp.status >= 200 && !resp.headers.contains("date") {
         push_date(&mut out);
@@ -316,6 +306,53 @@ pub fn client_response(resp: &ResponseHead, c: &ClientResponse<'_>) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// What a backend's response field becomes toward the client: `None` for
+/// a hop-by-hop one, else its value, with ProxyPassReverse applied.
+fn relayed<'v>(
+    name: &str,
+    value: &'v [u8],
+    c: &ClientResponse<'_>,
+    listed: &Listed<'_>,
+) -> Option<std::borrow::Cow<'v, [u8]>> {
+    if hop_by_hop(name, RESPONSE_HOP_BY_HOP, listed) {
+        return None;
+    }
+    let locating = || {
+        named_in(
+            name,
+            &["location", "content-location", "uri", "destination"],
+        )
+    };
+    if !c.reverse.is_empty() && locating() {
+        if let Some(mapped) = reverse_map(value, c.public_host, c.reverse) {
+            return Some(mapped.into());
+        }
+    }
+    Some(value.into())
+}
+
+/// The fields of a response for a client that frames messages itself
+/// (HTTP/2): those [`client_response`] writes, without the ones HTTP/2
+/// forbids (`Connection`, `Upgrade`, `Transfer-Encoding`…), names in lower
+/// case. `date`: the `Date` value to add when the backend sent none.
+pub fn client_fields(resp: &ResponseHead, c: &ClientResponse<'_>, date: &[u8]) -> HeaderFields {
+    let listed = Listed::of(&resp.headers);
+    let mut fields = HeaderFields::with_capacity(resp.headers.fields.len() + 2);
+    for (name, value) in &resp.headers.fields {
+        if let Some(value) = relayed(name, value, c, &listed) {
+            let name: Text = name.to_ascii_lowercase().into();
+            fields.push((name, FieldValue::copy_from_slice(&value)));
+        }
+    }
+    if resp.status >= 200 && !resp.headers.contains("date") {
+        fields.push(("date".into(), FieldValue::copy_from_slice(date)));
+    }
+    if let BodyHeader::Length(n) = c.body {
+        fields.push(("content-length".into(), n.to_string().into()));
+    }
+    fields
 }
 
 /// ProxyPassReverse (S135): a value starting with a rule's url becomes

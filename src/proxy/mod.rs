@@ -13,7 +13,9 @@
 //! * `forward` — the I/O of one attempt at one backend; `headers` writes
 //!   the heads, `body` reads bodies; `downstream` is the client side it
 //!   writes to (HTTP/1 bytes on the connection).
-//! * `tls` — TLS toward clients: the handshake and the server SNI selects.
+//! * `tls` — TLS toward clients: the handshake and the server SNI selects;
+//!   `h2` serves the connections that chose HTTP/2 (ALPN), each stream
+//!   through `request` as an HTTP/1 request goes.
 //! * `tunnel`, `splice`, `park` — the byte tunnel after a 101, its
 //!   zero-copy path, and quiet tunnels set aside outside the runtime.
 
@@ -23,6 +25,7 @@ mod connection;
 mod downstream;
 pub(crate) mod error;
 mod forward;
+mod h2;
 mod header_rules;
 mod headers;
 pub(crate) mod park;

@@ -102,6 +102,12 @@ impl ConnGuard {
     }
 }
 
+/// A place in the connection count for a tunnel on an HTTP/2 stream: the
+/// stream holds it as a connection's tunnel does, beside its connection's.
+pub(crate) fn stream_guard(shared: &Arc<Shared>) -> ConnGuard {
+    ConnGuard::new(shared, None)
+}
+
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         if self.shared.stats.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -419,6 +425,10 @@ fn spawn_tls_connection(
                     https: true,
                     ..facts
                 };
+                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    super::h2::serve(*stream, facts, tls, shared, guard).await;
+                    return;
+                }
                 let serve = connection::serve(*stream, facts, Some(tls), shared, guard);
                 park::Connection::new(Box::pin(serve)).await;
             }

@@ -44,7 +44,7 @@ impl Edge {
             if let Some(tls) = &server.tls {
                 configs
                     .entry(key(tls))
-                    .or_insert_with(|| server_config(tls));
+                    .or_insert_with(|| server_config(tls, server.http2.enabled));
             }
         }
         Edge { configs }
@@ -59,7 +59,9 @@ fn key(tls: &Arc<ServerTls>) -> usize {
     Arc::as_ptr(tls) as usize
 }
 
-fn server_config(tls: &ServerTls) -> Arc<ServerConfig> {
+/// The rustls configuration of one TLS server; `h2`: HTTP/2 is offered
+/// (ALPN `h2` before `http/1.1`).
+fn server_config(tls: &ServerTls, h2: bool) -> Arc<ServerConfig> {
     let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
     if tls.versions.tls13 {
         versions.push(&rustls::version::TLS13);
@@ -81,7 +83,11 @@ fn server_config(tls: &ServerTls) -> Arc<ServerConfig> {
     let mut config = builder
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Keys(tls.keys.clone())));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if h2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     config.ignore_client_order = tls.honor_cipher_order;
     if tls.session_tickets {
         match rustls::crypto::ring::Ticketer::new() {

@@ -10,6 +10,8 @@
 //! dropped).
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::fmt;
 use std::future::Future;
 use std::io::{BufRead, BufReader};

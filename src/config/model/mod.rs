@@ -113,7 +113,22 @@ pub struct Server {
     pub reverse: Vec<ReverseRule>,
     /// `SSLEngine on`: clients reaching this server speak TLS.
     pub tls: Option<std::sync::Arc<ServerTls>>,
+    /// `Protocols` and mod_http2's settings.
+    pub http2: Http2,
     pub origin: Option<Origin>,
+}
+
+/// HTTP/2 toward clients: offered by ALPN on TLS when `Protocols` lists
+/// `h2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2 {
+    pub enabled: bool,
+    /// `H2WebSockets on`: WebSockets over HTTP/2 streams (RFC 8441).
+    pub websockets: bool,
+    /// `H2MaxSessionStreams`.
+    pub max_streams: u32,
+    /// `H2WindowSize`: each stream's receive window.
+    pub window: u32,
 }
 
 /// A server's TLS toward clients: its certificates with their keys (read

@@ -1,0 +1,655 @@
+//! HTTP/2 toward clients (the `h2` crate), offered by ALPN on TLS when a
+//! server's `Protocols` lists `h2`.
+//!
+//! Each stream becomes the same [`RequestHead`] an HTTP/1 request does
+//! and goes through the same `request::handle` — checks, rules, routing,
+//! balancing, the backend over HTTP/1.1 — with an [`H2Downstream`] taking
+//! the answer as frames. A WebSocket opened with RFC 8441's extended
+//! `CONNECT` (`:protocol websocket`, with `H2WebSockets on`) is asked of the
+//! backend as an HTTP/1.1 upgrade; its `101` becomes the stream's `200`, and
+//! the stream is one side of the same byte tunnel as an HTTP/1 upgrade,
+//! many on one connection, each with its own flow control.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::body::{BodyError, BodyReader};
+use super::downstream::Downstream;
+use super::forward::{Outcome, TunnelStart};
+use super::header_rules::ConnFacts;
+use super::headers::{self, ClientResponse};
+use super::park::{self, Parkable};
+use super::request;
+use super::server::{ConnGuard, Shared};
+use super::tls::TlsFacts;
+use super::tunnel::{AsTcp, Tunnel};
+use crate::http::body::Encoding;
+use crate::http::write::{with_date, LocalAnswer};
+use crate::http::{FieldValue, HeaderFields, Headers, RequestHead, ResponseHead, Text, Version};
+use crate::route;
+
+/// Streams a client may cancel before their answers, beyond as many as it
+/// let finish, before its connection is closed (rapid reset,
+/// CVE-2023-44487: each stream costs a backend request).
+const MAX_CANCELLED: usize = 100;
+
+/// Fields HTTP/2 forbids (RFC 9113 §8.2.2): never sent on a stream.
+const CONNECTION_SPECIFIC: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Serves one HTTP/2 connection until the client closes it, or until a
+/// graceful stop or `KeepAliveTimeout` without a stream has sent GOAWAY
+/// and the streams still open have ended.
+pub async fn serve<S>(io: S, facts: ConnFacts, tls: TlsFacts, shared: Arc<Shared>, guard: ConnGuard)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let generation = shared.generation();
+    let config = &generation.config;
+    let settings = route::select_server(config, facts.local, tls.sni.as_deref()).http2;
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(settings.max_streams)
+        .initial_window_size(settings.window)
+        .max_header_list_size(u32::try_from(config.limits.max_head()).unwrap_or(u32::MAX))
+        .max_send_buffer_size(64 * 1024);
+    if settings.websockets {
+        builder.enable_connect_protocol();
+    }
+    let (timeout, idle_after) = (config.timeout, config.keepalive_timeout);
+    drop(generation);
+    let mut conn = match tokio::time::timeout(timeout, builder.handshake::<_, Bytes>(io)).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %facts.peer, "HTTP/2 handshake failed: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut shutdown = shared.shutdown_signal();
+    // Each stream's task holds a clone: the connection is idle when only
+    // this one is left.
+    let open = Arc::new(Tally::default());
+    let mut going_away = false;
+    loop {
+        let idle = Arc::strong_count(&open) == 1;
+        tokio::select! {
+            next = conn.accept() => match next {
+                Some(Ok((request, respond))) => {
+                    if open.flooding() {
+                        tracing::warn!(
+                            peer = %facts.peer,
+                            "HTTP/2 client cancelled {} streams before their answers: connection closed (rapid reset)",
+                            open.cancelled.load(Ordering::Relaxed)
+                        );
+                        conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                        going_away = true;
+                        continue;
+                    }
+                    let stream = Stream {
+                        shared: shared.clone(),
+                        facts,
+                        tls: tls.clone(),
+                        tally: open.clone(),
+                    };
+                    tokio::spawn(stream.serve(request, respond));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(peer = %facts.peer, "HTTP/2 connection ended: {e}");
+                    break;
+                }
+                None => break,
+            },
+            _ = shutdown.changed(), if !going_away => {
+                going_away = true;
+                conn.graceful_shutdown();
+            }
+            _ = tokio::time::sleep(idle_after), if idle && !going_away => {
+                going_away = true;
+                conn.graceful_shutdown();
+            }
+        }
+    }
+    drop(guard);
+}
+
+/// How a connection's streams ended: answered, or cancelled by the client
+/// before their answers.
+#[derive(Default)]
+struct Tally {
+    answered: AtomicUsize,
+    cancelled: AtomicUsize,
+}
+
+impl Tally {
+    fn flooding(&self) -> bool {
+        let cancelled = self.cancelled.load(Ordering::Relaxed);
+        cancelled > MAX_CANCELLED && cancelled > self.answered.load(Ordering::Relaxed)
+    }
+}
+
+/// One stream of a connection.
+struct Stream {
+    shared: Arc<Shared>,
+    facts: ConnFacts,
+    tls: TlsFacts,
+    tally: Arc<Tally>,
+}
+
+impl Stream {
+    async fn serve(self, request: http::Request<RecvStream>, respond: SendResponse<Bytes>) {
+        let generation = self.shared.generation();
+        let (parts, body) = request.into_parts();
+        let websocket = parts.method == http::Method::CONNECT
+            && parts
+                .extensions
+                .get::<h2::ext::Protocol>()
+                .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        let head = request_head(&parts, websocket, !body.is_end_stream());
+        let mut down = H2Downstream {
+            respond: Some(respond),
+            send: None,
+            recv: body,
+            websocket,
+            cancelled: false,
+        };
+        if websocket {
+            tracing::debug!(peer = %self.facts.peer, path = %head.target, "WebSocket over an HTTP/2 stream");
+        }
+        let outcome =
+            request::handle(&mut down, head, &generation, self.facts, Some(&self.tls)).await;
+        drop(generation);
+        let count = if down.cancelled {
+            &self.tally.cancelled
+        } else {
+            &self.tally.answered
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        if let Outcome::Tunnel(start) = outcome {
+            self.tunnel(down, *start).await;
+        }
+    }
+
+    /// The stream becomes one side of a byte tunnel with the backend that
+    /// switched protocols.
+    async fn tunnel(self, down: H2Downstream, start: TunnelStart) {
+        let TunnelStart {
+            mut backend,
+            mode,
+            slot,
+            timeout,
+            busy,
+        } = start;
+        let Some(send) = down.send else {
+            return;
+        };
+        let mut client = H2Io {
+            send,
+            recv: down.recv,
+            pending: Bytes::new(),
+            ended: false,
+        };
+        // Bytes the backend sent after its 101 go first.
+        if !backend.buf.is_empty() {
+            let early = backend.buf.split().freeze();
+            if send_all(&mut client.send, early, timeout).await.is_err() {
+                return;
+            }
+        }
+        let backend = backend.into_io();
+        let guard = super::server::stream_guard(&self.shared);
+        let life = park::Life::new(self.shared.clone(), guard, slot, busy);
+        let parker = self.shared.parker();
+        park::TunnelTask::start(Tunnel::new(client, backend, mode), life, parker).await;
+    }
+}
+
+/// The head routing and rules read, from an HTTP/2 request: its method and
+/// path, `host` from `:authority`, cookies joined (RFC 9113 §8.2.3), and
+/// for an RFC 8441 WebSocket the HTTP/1.1 upgrade the backend is asked for.
+/// A body without a length is sent on chunked.
+fn request_head(parts: &http::request::Parts, websocket: bool, has_body: bool) -> RequestHead {
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let method = if websocket {
+        "GET"
+    } else {
+        parts.method.as_str()
+    };
+    let mut fields = HeaderFields::with_capacity(parts.headers.len() + 4);
+    if !parts.headers.contains_key(http::header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            fields.push((
+                "host".into(),
+                FieldValue::copy_from_slice(authority.as_str().as_bytes()),
+            ));
+        }
+    }
+    let mut cookies: Option<usize> = None;
+    for (name, value) in &parts.headers {
+        if name == http::header::COOKIE {
+            if let Some(at) = cookies {
+                let mut joined = fields[at].1.to_vec();
+                joined.extend_from_slice(b"; ");
+                joined.extend_from_slice(value.as_bytes());
+                fields[at].1 = joined.into();
+                continue;
+            }
+            cookies = Some(fields.len());
+        }
+        fields.push((
+            Text::from(name.as_str()),
+            FieldValue::copy_from_slice(value.as_bytes()),
+        ));
+    }
+    if websocket {
+        fields.push(("upgrade".into(), FieldValue::from_static(b"websocket")));
+        fields.push(("connection".into(), FieldValue::from_static(b"Upgrade")));
+        fields.push(("sec-websocket-key".into(), websocket_key().into()));
+    } else if has_body && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+        fields.push((
+            "transfer-encoding".into(),
+            FieldValue::from_static(b"chunked"),
+        ));
+    }
+    RequestHead {
+        method: Text::from(method),
+        target: Text::from(target),
+        version: Version::HTTP_11,
+        headers: Headers { fields },
+    }
+}
+
+/// A fresh `Sec-WebSocket-Key` for the backend: 16 random bytes, base64.
+fn websocket_key() -> String {
+    let mut nonce = [0u8; 16];
+    let random = rustls::crypto::ring::default_provider().secure_random;
+    if random.fill(&mut nonce).is_err() {
+        // The key only has to differ between handshakes.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        nonce = now.to_le_bytes();
+    }
+    base64(&nonce)
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The client side of a stream: its body as DATA frames, its answer as a
+/// response and DATA frames.
+struct H2Downstream {
+    respond: Option<SendResponse<Bytes>>,
+    /// The response's body, once its head is sent.
+    send: Option<SendStream<Bytes>>,
+    recv: RecvStream,
+    websocket: bool,
+    /// The client reset the stream before its answer was sent.
+    cancelled: bool,
+}
+
+impl H2Downstream {
+    /// Sends a response head; the body follows on the stream returned.
+    fn respond(&mut self, status: u16, fields: &HeaderFields, end: bool) -> io::Result<()> {
+        let respond = self
+            .respond
+            .as_mut()
+            .ok_or_else(|| io::Error::other("a response was sent already"))?;
+        let response = response(status, fields)?;
+        let send = match respond.send_response(response, end) {
+            Ok(send) => send,
+            Err(e) => {
+                self.cancelled |= e.is_reset() && e.is_remote();
+                return Err(io::Error::other(e));
+            }
+        };
+        self.respond = None;
+        self.send = Some(send);
+        Ok(())
+    }
+
+    fn stream(&mut self) -> io::Result<&mut SendStream<Bytes>> {
+        self.send
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no response head was sent"))
+    }
+}
+
+/// An `http::Response` with `fields`, without those HTTP/2 forbids.
+fn response(status: u16, fields: &HeaderFields) -> io::Result<http::Response<()>> {
+    let mut builder = http::Response::builder().status(status);
+    for (name, value) in fields {
+        if CONNECTION_SPECIFIC
+            .iter()
+            .any(|c| name.eq_ignore_ascii_case(c))
+        {
+            continue;
+        }
+        let name = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes());
+        let value = http::HeaderValue::from_bytes(value);
+        if let (Ok(name), Ok(value)) = (name, value) {
+            builder = builder.header(name, value);
+        }
+    }
+    builder.body(()).map_err(io::Error::other)
+}
+
+impl Downstream for H2Downstream {
+    async fn body_piece(
+        &mut self,
+        reader: &mut BodyReader,
+        timeout: Duration,
+    ) -> Result<Option<Bytes>, BodyError> {
+        // A request framed as bodiless has no body to read, whatever the
+        // stream does next (an extended CONNECT's stream carries the
+        // WebSocket afterwards).
+        if reader.is_done() {
+            return Ok(None);
+        }
+        match tokio::time::timeout(timeout, self.recv.data()).await {
+            Err(_) => Err(BodyError::Timeout),
+            Ok(None) => {
+                reader.ended();
+                Ok(None)
+            }
+            Ok(Some(Ok(piece))) => {
+                let _ = self.recv.flow_control().release_capacity(piece.len());
+                reader.took(piece.len());
+                Ok(Some(piece))
+            }
+            Ok(Some(Err(e))) => {
+                self.cancelled |= e.is_reset() && e.is_remote();
+                Err(BodyError::Io(io::Error::other(e)))
+            }
+        }
+    }
+
+    async fn send_answer(&mut self, answer: &LocalAnswer, timeout: Duration) -> io::Result<()> {
+        let mut fields = answer.fields.clone();
+        with_date(|date| {
+            fields.push(("date".into(), FieldValue::copy_from_slice(date.as_bytes())))
+        });
+        self.respond(answer.status, &fields, answer.body.is_empty())?;
+        if !answer.body.is_empty() {
+            let stream = self.stream()?;
+            send_all(stream, Bytes::copy_from_slice(&answer.body), timeout).await?;
+            stream
+                .send_data(Bytes::new(), true)
+                .map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    async fn send_interim(&mut self, resp: &ResponseHead, _timeout: Duration) -> io::Result<()> {
+        let Some(respond) = self.respond.as_mut() else {
+            return Ok(());
+        };
+        let head = response(resp.status, &resp.headers.fields)?;
+        respond.send_informational(head).map_err(io::Error::other)
+    }
+
+    async fn send_head(
+        &mut self,
+        resp: &ResponseHead,
+        c: &ClientResponse<'_>,
+        first: Option<Bytes>,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        if self.websocket && resp.status == 101 {
+            // RFC 8441: the stream is the WebSocket from here on.
+            return self.respond(200, &HeaderFields::new(), false);
+        }
+        let fields = with_date(|date| headers::client_fields(resp, c, date.as_bytes()));
+        self.respond(resp.status, &fields, false)?;
+        if let Some(first) = first {
+            send_all(self.stream()?, first, timeout).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_piece(
+        &mut self,
+        piece: &Bytes,
+        _encoding: Encoding,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        send_all(self.stream()?, piece.clone(), timeout).await
+    }
+
+    async fn finish(&mut self, _encoding: Encoding, _timeout: Duration) -> io::Result<()> {
+        self.stream()?
+            .send_data(Bytes::new(), true)
+            .map_err(io::Error::other)
+    }
+}
+
+/// Sends `data` as the peer's flow-control window allows, within `timeout`
+/// for each wait.
+async fn send_all(
+    stream: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    timeout: Duration,
+) -> io::Result<()> {
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        let capacity = tokio::time::timeout(timeout, poll_fn(|cx| stream.poll_capacity(cx)))
+            .await
+            .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))?;
+        let n = match capacity {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => return Err(io::Error::other(e)),
+            None => return Err(io::ErrorKind::BrokenPipe.into()),
+        };
+        if n == 0 {
+            continue;
+        }
+        let piece = data.split_to(n.min(data.len()));
+        stream.send_data(piece, false).map_err(io::Error::other)?;
+    }
+    Ok(())
+}
+
+/// A stream as a byte stream, for the tunnel: reads its DATA frames
+/// (giving their window back as they are read), writes DATA frames as the
+/// peer's window allows, and ends the stream on shutdown (a half-close).
+pub struct H2Io {
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    /// Received bytes not read yet.
+    pending: Bytes,
+    ended: bool,
+}
+
+impl AsyncRead for H2Io {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.pending.is_empty() {
+            match ready!(self.recv.poll_data(cx)) {
+                None => return Poll::Ready(Ok(())),
+                Some(Ok(data)) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.pending = data;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+            }
+        }
+        let n = buf.remaining().min(self.pending.len());
+        let piece = self.pending.split_to(n);
+        buf.put_slice(&piece);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for H2Io {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.send.reserve_capacity(buf.len());
+        loop {
+            match ready!(self.send.poll_capacity(cx)) {
+                None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
+                Some(Ok(0)) => continue,
+                Some(Ok(n)) => {
+                    let n = n.min(buf.len());
+                    let piece = Bytes::copy_from_slice(&buf[..n]);
+                    self.send
+                        .send_data(piece, false)
+                        .map_err(io::Error::other)?;
+                    return Poll::Ready(Ok(n));
+                }
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.ended {
+            self.ended = true;
+            self.send
+                .send_data(Bytes::new(), true)
+                .map_err(io::Error::other)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsTcp for H2Io {
+    fn as_tcp(&self) -> Option<&tokio::net::TcpStream> {
+        None
+    }
+}
+
+impl Parkable for H2Io {
+    fn into_std(self) -> io::Result<std::net::TcpStream> {
+        Err(io::Error::other(
+            "an HTTP/2 stream cannot leave its connection",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_floods_when_cancelled_streams_pass_the_limit_and_the_answered() {
+        let tally = Tally::default();
+        tally.cancelled.store(MAX_CANCELLED, Ordering::Relaxed);
+        assert!(!tally.flooding(), "at the limit");
+        tally.cancelled.store(MAX_CANCELLED + 1, Ordering::Relaxed);
+        assert!(tally.flooding());
+        tally.answered.store(5_000, Ordering::Relaxed);
+        assert!(
+            !tally.flooding(),
+            "a busy client that cancels some of many streams"
+        );
+    }
+
+    #[test]
+    fn base64_as_rfc_4648_writes_it() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(websocket_key().len(), 24);
+    }
+
+    #[test]
+    fn a_stream_becomes_the_head_an_http1_request_would_be() {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("https://a.test:8443/x/y?z=1")
+            .header("cookie", "a=1")
+            .header("x-one", "1")
+            .header("cookie", "b=2")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let head = request_head(&parts, false, true);
+        assert_eq!(head.method, "POST");
+        assert_eq!(head.target, "/x/y?z=1");
+        assert_eq!(head.version, Version::HTTP_11);
+        let fields: Vec<(String, String)> = head
+            .headers
+            .fields
+            .iter()
+            .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("host", "a.test:8443"),
+                ("cookie", "a=1; b=2"),
+                ("x-one", "1"),
+                ("transfer-encoding", "chunked"),
+            ]
+        );
+        let request = http::Request::builder()
+            .method("CONNECT")
+            .uri("https://a.test/chat")
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        let head = request_head(&parts, true, true);
+        assert_eq!(head.method, "GET");
+        assert_eq!(head.target, "/chat");
+        assert_eq!(head.headers.get_str("upgrade"), Some("websocket"));
+        assert_eq!(head.headers.get_str("connection"), Some("Upgrade"));
+        assert_eq!(
+            head.headers.get("sec-websocket-key").map(<[u8]>::len),
+            Some(24)
+        );
+        assert!(!head.headers.contains("transfer-encoding"));
+    }
+}

@@ -1,0 +1,409 @@
+//! HTTP/2 toward clients, with the `h2` crate's client over rustls: ALPN
+//! as `Protocols` says, requests and bodies proxied to HTTP/1.1 backends,
+//! WebSockets over HTTP/2 streams (RFC 8441) — a hundred on one connection
+//! — a reload that leaves a live stream alone, and a rapid-reset flood
+//! (CVE-2023-44487) that leaves other clients served.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::pki::*;
+use common::*;
+use h2::client::SendRequest;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A TLS connection offering `alpn`; the protocol the server chose.
+async fn tls(
+    w: &Wsgate,
+    ca: &Ca,
+    alpn: &[&[u8]],
+) -> (tokio_rustls::client::TlsStream<TcpStream>, Option<Vec<u8>>) {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(ca.roots())
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = TcpStream::connect(w.addr).await.unwrap();
+    let stream = tokio::time::timeout(
+        LIMIT,
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("a.test").unwrap(), tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    let chosen = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    (stream, chosen)
+}
+
+/// An HTTP/2 client on a new connection (its driver runs in a task).
+async fn h2_client(w: &Wsgate, ca: &Ca) -> SendRequest<Bytes> {
+    let (stream, chosen) = tls(w, ca, &[b"h2", b"http/1.1"]).await;
+    assert_eq!(chosen.as_deref(), Some(&b"h2"[..]), "ALPN chose h2");
+    let (client, conn) = h2::client::handshake(stream)
+        .await
+        .expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client.ready().await.expect("ready")
+}
+
+/// Reads a stream's whole body.
+async fn body(mut recv: h2::RecvStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(piece) = tokio::time::timeout(LIMIT, recv.data())
+        .await
+        .expect("data in time")
+    {
+        let piece = piece.expect("a DATA frame");
+        let _ = recv.flow_control().release_capacity(piece.len());
+        out.extend_from_slice(&piece);
+    }
+    out
+}
+
+fn config(ca: &Ca, http_backend: &Backend, ws_backend: &Backend, more: &str) -> String {
+    let a = ca.issue("a.test");
+    format!(
+        "Listen 127.0.0.1:0\nServerName proxy.test\n{}",
+        tls_vhost(
+            "a.test",
+            &a,
+            &format!(
+                "Protocols h2 http/1.1\n{more}ProxyPass /ws ws://{ws_backend}/\nProxyPass / http://{http_backend}/\n"
+            )
+        )
+    )
+}
+
+/// A backend that reads a chunked request body and answers with its size.
+async fn chunked_body_backend() -> Backend {
+    raw_backend(|head, mut stream| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 16384];
+        while !raw.ends_with(b"\r\n0\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the body ended early");
+            raw.extend_from_slice(&buf[..n]);
+        }
+        // Decode: size line, data, CRLF, until the zero chunk.
+        let mut size_total = 0;
+        let mut rest = &raw[..];
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+            rest = &rest[line_end + 2..];
+            if size == 0 {
+                break;
+            }
+            assert!(rest[..size].iter().all(|&b| b == b'z'));
+            size_total += size;
+            rest = &rest[size + 2..];
+        }
+        let text = format!("chunked body={size_total}");
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        stream.write_all(answer.as_bytes()).await.unwrap();
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_and_bodies_go_to_http1_backends() {
+    let ca = Ca::new();
+    let http = http_backend("h1").await;
+    let seen = http.seen.clone();
+    let ws = ws_echo_backend().await;
+    let w = Wsgate::start_file(&config(&ca, &http, &ws, ""));
+    let mut client = h2_client(&w, &ca).await;
+
+    let request = http::Request::get("https://a.test/x?y=1")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = tokio::time::timeout(LIMIT, response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-backend"], "h1");
+    assert!(response.headers().get("connection").is_none());
+    assert_eq!(body(response.into_body()).await, b"h1 /x?y=1 body=0");
+    let head = seen.last();
+    // As from HTTP/1: the backend's Host, the client's in X-Forwarded-Host.
+    assert!(
+        head.starts_with("GET /x?y=1 HTTP/1.1\r\nHost: 127.0.0.1:"),
+        "{head}"
+    );
+    assert!(head.contains("\r\ncookie: a=1; b=2\r\n"), "{head}");
+    assert!(head.contains("\r\nX-Forwarded-Host: a.test\r\n"), "{head}");
+
+    // A body of unknown length goes on chunked; the backend gets it whole.
+    let chunked = chunked_body_backend().await;
+    let w = Wsgate::start_file(&config(&ca, &chunked, &ws, ""));
+    let client = h2_client(&w, &ca).await;
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post("https://a.test/upload")
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    let payload = vec![b'z'; 100_000];
+    send.reserve_capacity(payload.len());
+    let mut rest = Bytes::from(payload);
+    while !rest.is_empty() {
+        let n = std::future::poll_fn(|cx| send.poll_capacity(cx))
+            .await
+            .unwrap()
+            .unwrap();
+        send.send_data(rest.split_to(n.min(rest.len())), false)
+            .unwrap();
+    }
+    send.send_data(Bytes::new(), true).unwrap();
+    let response = tokio::time::timeout(LIMIT, response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(body(response.into_body()).await, b"chunked body=100000");
+    drop(w);
+    chunked.finish().await;
+
+    // wsgate's own answers go as HTTP/2 responses too.
+    let w2 = Wsgate::start_file(
+        &config(&ca, &http, &ws, "").replace("ProxyPass / http", "ProxyPass /only http"),
+    );
+    let mut client = h2_client(&w2, &ca).await;
+    let (response, _) = client
+        .send_request(
+            http::Request::get("https://a.test/nothing")
+                .body(())
+                .unwrap(),
+            true,
+        )
+        .unwrap();
+    let response = tokio::time::timeout(LIMIT, response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(String::from_utf8_lossy(&body(response.into_body()).await).contains("404 Not Found"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alpn_offers_h2_only_where_protocols_lists_it() {
+    let ca = Ca::new();
+    let http = http_backend("h1").await;
+    let ws = ws_echo_backend().await;
+    let w = Wsgate::start_file(&config(&ca, &http, &ws, "").replace("Protocols h2 http/1.1\n", ""));
+    let (_, chosen) = tls(&w, &ca, &[b"h2", b"http/1.1"]).await;
+    assert_eq!(chosen.as_deref(), Some(&b"http/1.1"[..]));
+    let w = Wsgate::start_file(&config(&ca, &http, &ws, ""));
+    let (_, chosen) = tls(&w, &ca, &[b"http/1.1"]).await;
+    assert_eq!(
+        chosen.as_deref(),
+        Some(&b"http/1.1"[..]),
+        "an HTTP/1.1 client still served"
+    );
+}
+
+/// A masked WebSocket text frame, as a client sends it.
+fn text_frame(text: &str) -> Bytes {
+    let mask = [7u8, 1, 9, 3];
+    let mut out = vec![0x81, 0x80 | text.len() as u8];
+    out.extend_from_slice(&mask);
+    out.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    Bytes::from(out)
+}
+
+/// Opens a WebSocket on a new stream (extended CONNECT).
+async fn open_websocket(
+    client: &mut SendRequest<Bytes>,
+) -> (h2::SendStream<Bytes>, h2::RecvStream) {
+    let mut request = http::Request::connect("https://a.test/ws/chat")
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static("websocket"));
+    let mut ready = client.clone().ready().await.unwrap();
+    let (response, send) = ready.send_request(request, false).unwrap();
+    let response = match tokio::time::timeout(LIMIT, response).await {
+        Ok(r) => r.unwrap(),
+        Err(_) => panic!("no answer to the extended CONNECT"),
+    };
+    assert_eq!(response.status(), 200, "extended CONNECT accepted");
+    (send, response.into_body())
+}
+
+/// Sends a text message and reads the echo (an unmasked frame).
+async fn echo(send: &mut h2::SendStream<Bytes>, recv: &mut h2::RecvStream, text: &str) {
+    send.reserve_capacity(64);
+    send.send_data(text_frame(text), false).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 + text.len() {
+        let piece = tokio::time::timeout(LIMIT, recv.data())
+            .await
+            .expect("echo in time")
+            .expect("the stream open")
+            .unwrap();
+        let _ = recv.flow_control().release_capacity(piece.len());
+        got.extend_from_slice(&piece);
+    }
+    assert_eq!(got[0], 0x81);
+    assert_eq!(&got[2..], text.as_bytes());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hundred_websockets_share_one_http2_connection() {
+    let ca = Ca::new();
+    let http = http_backend("h1").await;
+    let ws = ws_echo_backend().await;
+    let w = Wsgate::start_file(&format!(
+        "LogLevel debug\n{}",
+        config(
+            &ca,
+            &http,
+            &ws,
+            "H2WebSockets on\nH2MaxSessionStreams 200\n",
+        )
+    ));
+    let client = h2_client(&w, &ca).await;
+    // The client applies the server's SETTINGS in its connection task.
+    eventually(LIMIT, "SETTINGS_ENABLE_CONNECT_PROTOCOL", || {
+        client.is_extended_connect_protocol_enabled()
+    })
+    .await;
+    let mut sockets = Vec::new();
+    for _ in 0..100 {
+        let mut c = client.clone();
+        let w2 = &w;
+        let opened =
+            tokio::time::timeout(LIMIT - Duration::from_secs(1), open_websocket(&mut c)).await;
+        match opened {
+            Ok(s) => sockets.push(s),
+            Err(_) => panic!("no answer to the extended CONNECT: {}", w2.stderr()),
+        }
+    }
+    for (i, (send, recv)) in sockets.iter_mut().enumerate() {
+        echo(send, recv, &format!("stream {i}")).await;
+    }
+    let log = w.stderr();
+    // Each went over HTTP/2 (the debug log names every such stream).
+    assert_eq!(log.matches("WebSocket over an HTTP/2 stream").count(), 100);
+    // Closing one stream leaves the others.
+    let (mut send, _) = sockets.remove(0);
+    send.send_data(Bytes::new(), true).unwrap();
+    let (send, recv) = &mut sockets[0];
+    echo(send, recv, "still").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websockets_over_http2_need_h2websockets() {
+    let ca = Ca::new();
+    let http = http_backend("h1").await;
+    let ws = ws_echo_backend().await;
+    let w = Wsgate::start_file(&config(&ca, &http, &ws, ""));
+    let client = h2_client(&w, &ca).await;
+    assert!(
+        !client.is_extended_connect_protocol_enabled(),
+        "not offered without H2WebSockets on"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_leaves_websocket_streams_running() {
+    let ca = Ca::new();
+    let http = http_backend("h1").await;
+    let ws = ws_echo_backend().await;
+    let conf = config(&ca, &http, &ws, "H2WebSockets on\n");
+    let w = Wsgate::start_file(&conf);
+    let mut client = h2_client(&w, &ca).await;
+    eventually(LIMIT, "SETTINGS_ENABLE_CONNECT_PROTOCOL", || {
+        client.is_extended_connect_protocol_enabled()
+    })
+    .await;
+    let (mut send, mut recv) = open_websocket(&mut client).await;
+    echo(&mut send, &mut recv, "before").await;
+    w.reload(&conf).await;
+    echo(&mut send, &mut recv, "after the reload").await;
+    // New streams on the same connection work too.
+    let (mut send2, mut recv2) = open_websocket(&mut client).await;
+    echo(&mut send2, &mut recv2, "new stream").await;
+}
+
+/// CVE-2023-44487: a client opening and resetting streams as fast as it
+/// can loses its connection (GOAWAY); another client is served meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rapid_reset_flood_does_not_starve_other_clients() {
+    let ca = Ca::new();
+    let http = http_backend("h1").await;
+    let ws = ws_echo_backend().await;
+    let w = Wsgate::start_file(&config(&ca, &http, &ws, ""));
+    let (stream, _) = tls(&w, &ca, &[b"h2"]).await;
+    let (attacker, conn) = h2::client::handshake(stream).await.unwrap();
+    let connection = tokio::spawn(conn);
+    let flood = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < 100_000 {
+            let Ok(mut ready) = attacker.clone().ready().await else {
+                break;
+            };
+            let request = http::Request::get("https://a.test/flood").body(()).unwrap();
+            let Ok((_, mut stream)) = ready.send_request(request, false) else {
+                break;
+            };
+            stream.send_reset(h2::Reason::CANCEL);
+            sent += 1;
+            if sent % 50 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        sent
+    });
+    // Meanwhile, another client gets its answers.
+    let client = h2_client(&w, &ca).await;
+    for i in 0..20 {
+        let request = http::Request::get(format!("https://a.test/ok/{i}"))
+            .body(())
+            .unwrap();
+        let mut ready = client.clone().ready().await.unwrap();
+        let (response, _) = ready.send_request(request, true).unwrap();
+        let response = tokio::time::timeout(LIMIT, response)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // The attacker's connection was closed by the server, with a reason.
+    let ended = tokio::time::timeout(Duration::from_secs(30), connection)
+        .await
+        .expect("the flooding connection closes")
+        .unwrap();
+    let e = ended.expect_err("closed with an error");
+    // GOAWAY ENHANCE_YOUR_CALM, or the close behind it when the client was
+    // still writing.
+    assert!(
+        e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM) || e.is_io(),
+        "{e}"
+    );
+    let sent = flood.await.unwrap();
+    assert!(sent < 100_000, "{sent} resets");
+}
