@@ -687,3 +687,44 @@ fn chromium_loads_an_https_page_and_echoes_over_wss() {
     .unwrap_or_else(|last| panic!("no echo over wss://; last DOM:\n{last}\n{}", w.stderr()));
     assert!(dom.contains("<span id=\"state\">open</span>"), "{dom}");
 }
+
+/// The same over HTTP/2: Chromium loads the page on an HTTP/2 connection
+/// and, the server offering RFC 8441, opens its WebSocket as a stream of
+/// that connection (the debug log names each such stream).
+#[test]
+fn chromium_opens_its_websocket_over_http2() {
+    if !require_program("chromium", "chromium") {
+        return;
+    }
+    let demo = start_demo();
+    let ca = Ca::new();
+    let a = ca.issue("a.test");
+    let conf = format!(
+        "Listen 127.0.0.1:0\nServerName proxy.test\nLogLevel debug\n{}",
+        tls_vhost(
+            "a.test",
+            &a,
+            &format!(
+                "Protocols h2 http/1.1\nH2WebSockets on\nProxyPass /echo ws://{0}/echo\nProxyPass / http://{0}/\n",
+                demo.addr
+            )
+        )
+    );
+    let w = Wsgate::start_file(&conf);
+    let port = w.addr.port();
+    let dom = chromium_dom_until(
+        &format!("https://a.test:{port}/"),
+        &[
+            "--host-resolver-rules=MAP a.test 127.0.0.1",
+            "--ignore-certificate-errors",
+        ],
+        "<li>echo: hello from the browser</li>",
+    )
+    .unwrap_or_else(|last| panic!("no echo; last DOM:\n{last}\n{}", w.stderr()));
+    assert!(dom.contains("<span id=\"state\">open</span>"), "{dom}");
+    let log = w.stderr();
+    assert!(
+        log.contains("WebSocket over an HTTP/2 stream") && log.contains("path=/echo"),
+        "the WebSocket did not go over HTTP/2: {log}"
+    );
+}
