@@ -384,6 +384,18 @@ fn socketio_recipe_two_members_sticky_polling_then_websocket() {
 /// the kernel's WebSocket, `print(6*7)` answered with a stream output `42`.
 #[test]
 fn jupyter_recipe_kernel_executes_code_over_websocket() {
+    jupyter_recipe(false);
+}
+
+/// The same with the recipe's TLS lines as published (Mozilla's
+/// intermediate suites, DH parameters, HTTP/2 offered): https:// and wss://
+/// with the certificate checked by the client.
+#[test]
+fn jupyter_recipe_runs_over_tls_with_its_published_tls_lines() {
+    jupyter_recipe(true);
+}
+
+fn jupyter_recipe(tls: bool) {
     let Some(python) = venv_python() else { return };
     let work = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -421,18 +433,34 @@ fn jupyter_recipe_kernel_executes_code_over_websocket() {
     jupyter.wait_port(port, Duration::from_secs(60));
 
     let recipe = std::fs::read_to_string(recipes_dir().join("jupyterhub-httpd.conf")).unwrap();
-    let gate = Wsgate::start(&format!("Define JUPYTER 127.0.0.1:{port}\n{recipe}"));
-    let run = run_client(
-        &python,
-        home,
-        "kernel",
-        &[
-            script("jupyter_kernel_client.py"),
-            gate.addr.to_string(),
-            token.clone(),
-        ],
-        Duration::from_secs(120),
-    );
+    // Over TLS: a certificate for 127.0.0.1 from a test CA, and the Defines
+    // the recipe's TLS lines name.
+    let ca = common::pki::Ca::new();
+    let defines = if tls {
+        let issued = ca.issue("127.0.0.1");
+        let dhparam = ca.dir.path().join("dhparam.pem");
+        std::fs::write(&dhparam, "not read by wsgate\n").unwrap();
+        format!(
+            "Define TLS\nDefine CERT {}\nDefine KEY {}\nDefine DHPARAM {}\n",
+            issued.cert.display(),
+            issued.key.display(),
+            dhparam.display()
+        )
+    } else {
+        String::new()
+    };
+    let gate = Wsgate::start(&format!(
+        "{defines}Define JUPYTER 127.0.0.1:{port}\n{recipe}"
+    ));
+    let mut args = vec![
+        script("jupyter_kernel_client.py"),
+        gate.addr.to_string(),
+        token.clone(),
+    ];
+    if tls {
+        args.push(ca.ca_pem_file().display().to_string());
+    }
+    let run = run_client(&python, home, "kernel", &args, Duration::from_secs(120));
     let context = format!(
         "{run}\n--- jupyter log:\n{}\n--- wsgate log:\n{}",
         jupyter.log(),

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::CertificateDer;
 
 /// A test CA that signs certificates for names, written as PEM files.
@@ -24,6 +24,12 @@ impl Ca {
     pub fn new() -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // What strict verifiers (Python 3.13's default) ask of a CA.
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params
             .distinguished_name
             .push(DnType::CommonName, "wsgate listener test CA");
@@ -41,6 +47,7 @@ impl Ca {
     pub fn issue(&self, name: &str) -> Issued {
         let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
+        params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         let issued = Issued {
@@ -51,6 +58,13 @@ impl Ca {
         std::fs::write(&issued.cert, cert.pem()).unwrap();
         std::fs::write(&issued.key, key.serialize_pem()).unwrap();
         issued
+    }
+
+    /// The CA's certificate as a PEM file (for clients outside Rust).
+    pub fn ca_pem_file(&self) -> PathBuf {
+        let path = self.dir.path().join("ca.pem");
+        std::fs::write(&path, self.cert.pem()).unwrap();
+        path
     }
 
     pub fn roots(&self) -> rustls::RootCertStore {

@@ -1,9 +1,10 @@
 """The client side of the JupyterHub/Jupyter recipe test (tests/recipes.rs).
 
 Run with the recipes venv's python (tests/recipes/setup.sh makes it):
-    python jupyter_kernel_client.py GATE TOKEN
+    python jupyter_kernel_client.py GATE TOKEN [CAFILE]
 
-GATE is wsgate's host:port. Through it, as JupyterLab in a browser does:
+GATE is wsgate's host:port; with CAFILE, over https:// and wss://, the
+server's certificate checked against it. Through it, as JupyterLab in a browser does:
 logs in with the token on /login (the server answers with its login cookie,
 whose name carries the Host the server saw), starts a kernel with the REST
 API (POST /api/kernels, cookie plus X-XSRFToken), opens the kernel's
@@ -33,8 +34,14 @@ import requests
 import websocket
 
 gate, token = sys.argv[1], sys.argv[2]
-base = f"http://{gate}"
+ca_file = sys.argv[3] if len(sys.argv) > 3 else None
+scheme = "https" if ca_file else "http"
+base = f"{scheme}://{gate}"
 http = requests.Session()
+if ca_file:
+    http.verify = ca_file
+    # REQUESTS_CA_BUNDLE in the environment would override it.
+    http.trust_env = False
 
 
 def show_headers(resp):
@@ -88,10 +95,11 @@ try:
     session = uuid.uuid4().hex
     cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
     ws = websocket.create_connection(
-        f"ws://{gate}/api/kernels/{kernel_id}/channels?session_id={session}",
+        f"{'wss' if ca_file else 'ws'}://{gate}/api/kernels/{kernel_id}/channels?session_id={session}",
         header=[f"Cookie: {cookie}"],
-        origin=f"http://{gate}",
+        origin=base,
         timeout=30,
+        sslopt={"ca_certs": ca_file} if ca_file else None,
     )
     request = message(
         "execute_request",
