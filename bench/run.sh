@@ -3,6 +3,7 @@
 # direct connection, in one run. See bench/README.md.
 #
 #   bench/run.sh [--smoke] [--only echo64,echo16k,connect,http,hold,burst]
+#                [--only wss64,wss16k,tlsconnect,https,tlshold]   (TLS; not default)
 #                [--proxies wsgate,nginx,haproxy,apache,direct] [--runs N]
 #                [--duration S] [--hold-n N] [--burst-n N] [--hold-s S]
 #                [--results FILE] [--no-install] [--no-build] [--keep-tmp]
@@ -52,7 +53,7 @@ while [ $# -gt 0 ]; do
         --keep-tmp) KEEP_TMP=1 ;;
         --callgrind) CALLGRIND=1 ;;
         --segments) SEGMENTS=1 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -105,15 +106,33 @@ else
     E64_CONNS=100; E16_CONNS=10; CONNECT_WORKERS=50; HTTP_CONNS=50; SETTLE=1
 fi
 WARMUP=${WARMUP_OVERRIDE:-$WARMUP}
-SCENARIOS=${ONLY:-echo64,echo16k,connect,http,hold,burst}
+# The TLS scenarios (wss64, wss16k, tlsconnect, https, tlshold) are not in
+# the default list; --smoke runs tlsconnect too (certificates, every
+# proxy's TLS configuration, handshake, upgrade, echo, close), so that
+# they cannot rot.
+if [ "$SMOKE" = 1 ]; then
+    SCENARIOS=${ONLY:-echo64,echo16k,connect,http,hold,burst,tlsconnect}
+else
+    SCENARIOS=${ONLY:-echo64,echo16k,connect,http,hold,burst}
+fi
 SCENARIOS=${SCENARIOS//,/ }
 PROXIES=${PROXIES//,/ }
 for p in $PROXIES; do
     case "$p" in wsgate|wsgate-base|nginx|haproxy|apache|direct) ;; *) echo "run.sh: unknown proxy $p" >&2; exit 2 ;; esac
 done
 for s in $SCENARIOS; do
-    case "$s" in echo64|echo16k|connect|http|hold|burst|soak) ;; *) echo "run.sh: unknown scenario $s" >&2; exit 2 ;; esac
+    case "$s" in echo64|echo16k|connect|http|hold|burst|soak|wss64|wss16k|tlsconnect|https|tlshold) ;; *) echo "run.sh: unknown scenario $s" >&2; exit 2 ;; esac
 done
+# The TLS scenarios: a plain one with the client side over TLS.
+tls_base() {
+    case "$1" in
+        wss64) echo echo64 ;; wss16k) echo echo16k ;; tlsconnect) echo connect ;;
+        https) echo http ;; tlshold) echo hold ;; *) return 1 ;;
+    esac
+}
+is_tls() { tls_base "$1" >/dev/null; }
+ANY_TLS=0
+for s in $SCENARIOS; do is_tls "$s" && ANY_TLS=1; done
 has() { case " $PROXIES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 log() { echo "[bench $(date +%T)] $*" >&2; }
 
@@ -143,6 +162,7 @@ if [ "$INSTALL" = 1 ]; then
     has haproxy && ! [ -x /usr/sbin/haproxy ] && need+=(haproxy)
     has apache && ! [ -x /usr/sbin/apache2 ] && need+=(apache2)
     command -v taskset >/dev/null || need+=(util-linux)
+    [ "$ANY_TLS" = 1 ] && ! command -v openssl >/dev/null && need+=(openssl)
     [ "$CALLGRIND" = 1 ] && ! command -v valgrind >/dev/null && need+=(valgrind)
     [ "$SEGMENTS" = 1 ] && ! command -v tcpdump >/dev/null && need+=(tcpdump)
     [ "$SEGMENTS" = 1 ] && ! command -v perf >/dev/null && need+=(linux-perf)
@@ -230,18 +250,63 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# ---------------------------------------------------------------- TLS
+# One CA and one ECDSA P-256 server certificate (SAN bench.test, signed by
+# the CA) per run, shared by every proxy; the load generator verifies the
+# certificate against the CA (--ca) for the name it sends (--sni).
+# TLS 1.3 only, TLS_AES_128_GCM_SHA256 only, X25519 only, everywhere.
+TLS_NAME=bench.test
+TLS_DIR=$TMP/tls
+make_certs() {
+    mkdir -p "$TLS_DIR"
+    local ext="$TLS_DIR/server.ext"
+    printf '%s\n' "subjectAltName=DNS:$TLS_NAME" "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" > "$ext"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TLS_DIR/ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$TLS_DIR/ca.key" -sha256 -days 30 -subj "/CN=wsgate bench CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -out "$TLS_DIR/ca.pem" 2>/dev/null
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TLS_DIR/key.pem" 2>/dev/null
+    openssl req -new -key "$TLS_DIR/key.pem" -subj "/CN=$TLS_NAME" -out "$TLS_DIR/server.csr" 2>/dev/null
+    openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$TLS_DIR/ca.pem" -CAkey "$TLS_DIR/ca.key" \
+        -CAcreateserial -days 30 -sha256 -extfile "$ext" -out "$TLS_DIR/cert.pem" 2>/dev/null
+    # HAProxy takes the certificate and its key in one file.
+    cat "$TLS_DIR/cert.pem" "$TLS_DIR/key.pem" > "$TLS_DIR/haproxy.pem"
+    openssl verify -CAfile "$TLS_DIR/ca.pem" "$TLS_DIR/cert.pem" >/dev/null
+}
+
 # ---------------------------------------------------------------- configurations
 # Threads Apache needs: one per tunnel (mod_proxy_wstunnel holds a worker
 # thread per tunnel), with room to spare.
 apache_threads() {
     case "$1" in
-        hold) echo $((HOLD_N + 64)) ;;
+        hold|tlshold) echo $((HOLD_N + 64)) ;;
         burst) echo $((BURST_N + 64)) ;;
         *) echo 256 ;;
     esac
 }
 
 write_wsgate() {
+    if is_tls "$1"; then
+        cat > "$TMP/wsgate.conf" <<EOF
+Listen 127.0.0.1:$PROXY_PORT https
+LogLevel error
+Timeout 300
+KeepAliveTimeout 60
+<VirtualHost *:$PROXY_PORT>
+    ServerName $TLS_NAME
+    SSLEngine on
+    SSLCertificateFile $TLS_DIR/cert.pem
+    SSLCertificateKeyFile $TLS_DIR/key.pem
+    SSLProtocol -all +TLSv1.3
+    SSLCipherSuite TLSv1.3 TLS_AES_128_GCM_SHA256
+    SSLOpenSSLConfCmd Curves X25519
+    ProxyPass /ws ws://$BACKEND_HOST:$BACKEND_PORT/
+    ProxyPass / http://$BACKEND_HOST:$BACKEND_PORT/
+</VirtualHost>
+EOF
+        return
+    fi
     cat > "$TMP/wsgate.conf" <<EOF
 Listen 127.0.0.1:$PROXY_PORT
 LogLevel error
@@ -253,6 +318,18 @@ EOF
 }
 
 write_nginx() {
+    local listen="listen 127.0.0.1:$PROXY_PORT backlog=4096;" tls=""
+    if is_tls "$1"; then
+        listen="listen 127.0.0.1:$PROXY_PORT ssl backlog=4096;"
+        tls="server_name $TLS_NAME;
+        ssl_certificate $TLS_DIR/cert.pem;
+        ssl_certificate_key $TLS_DIR/key.pem;
+        ssl_protocols TLSv1.3;
+        ssl_ecdh_curve X25519;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
+        ssl_session_tickets off;
+        ssl_session_cache off;"
+    fi
     mkdir -p "$TMP/nginx"
     cat > "$TMP/nginx/nginx.conf" <<EOF
 worker_processes 1;
@@ -283,7 +360,8 @@ http {
         keepalive_requests 1000000;
     }
     server {
-        listen 127.0.0.1:$PROXY_PORT backlog=4096;
+        $listen
+        $tls
         location /ws {
             proxy_pass http://backend/;
             proxy_http_version 1.1;
@@ -303,6 +381,8 @@ EOF
 }
 
 write_haproxy() {
+    local tls=""
+    is_tls "$1" && tls=" ssl crt $TLS_DIR/haproxy.pem ssl-min-ver TLSv1.3 ciphersuites TLS_AES_128_GCM_SHA256 curves X25519"
     cat > "$TMP/haproxy.cfg" <<EOF
 global
     nbthread 1
@@ -322,7 +402,7 @@ defaults
     maxconn 9950
 
 frontend fe
-    bind 127.0.0.1:$PROXY_PORT backlog 4096
+    bind 127.0.0.1:$PROXY_PORT backlog 4096$tls
     default_backend be
 
 backend be
@@ -350,7 +430,7 @@ LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
 LoadModule proxy_module /usr/lib/apache2/modules/mod_proxy.so
 LoadModule proxy_http_module /usr/lib/apache2/modules/mod_proxy_http.so
 LoadModule proxy_wstunnel_module /usr/lib/apache2/modules/mod_proxy_wstunnel.so
-Listen 127.0.0.1:$PROXY_PORT
+$(is_tls "$1" || echo "Listen 127.0.0.1:$PROXY_PORT")
 ListenBacklog 4096
 # One process; one thread per tunnel (Apache holds a worker thread per tunnel).
 ServerLimit 1
@@ -366,9 +446,30 @@ KeepAliveTimeout 60
 MaxKeepAliveRequests 0
 Timeout 300
 ProxyTimeout 300
+EOF
+    if is_tls "$1"; then
+        # mod_ssl with the settings of wsgate's virtual host.
+        cat >> "$TMP/apache/apache2.conf" <<EOF
+LoadModule ssl_module /usr/lib/apache2/modules/mod_ssl.so
+Listen 127.0.0.1:$PROXY_PORT https
+<VirtualHost *:$PROXY_PORT>
+    ServerName $TLS_NAME
+    SSLEngine on
+    SSLCertificateFile $TLS_DIR/cert.pem
+    SSLCertificateKeyFile $TLS_DIR/key.pem
+    SSLProtocol -all +TLSv1.3
+    SSLCipherSuite TLSv1.3 TLS_AES_128_GCM_SHA256
+    SSLOpenSSLConfCmd Curves X25519
+    ProxyPass /ws ws://$BACKEND_HOST:$BACKEND_PORT/
+    ProxyPass / http://$BACKEND_HOST:$BACKEND_PORT/
+</VirtualHost>
+EOF
+    else
+        cat >> "$TMP/apache/apache2.conf" <<EOF
 ProxyPass /ws ws://$BACKEND_HOST:$BACKEND_PORT/
 ProxyPass / http://$BACKEND_HOST:$BACKEND_PORT/
 EOF
+    fi
 }
 
 # start_proxy NAME SCENARIO: sets PROXY_PID and TARGET.
@@ -386,19 +487,19 @@ start_proxy() {
             TARGET=127.0.0.1:$BACKEND_PORT
             return 0 ;;
         wsgate|wsgate-base)
-            write_wsgate
+            write_wsgate "$sc"
             local bin=$WSGATE
             [ "$name" = wsgate-base ] && bin=$WSGATE_BASE
             "${PIN[@]}" "$PROXY_CPU" "${WRAP[@]//CGOUT/$TMP/cg.$name}" env TOKIO_WORKER_THREADS=1 "$bin" -f "$TMP/wsgate.conf" \
                 >>"$TMP/$name.log" 2>&1 &
             PROXY_PID=$! ;;
         nginx)
-            write_nginx
+            write_nginx "$sc"
             "${PIN[@]}" "$PROXY_CPU" "${WRAP[@]//CGOUT/$TMP/cg.$name}" /usr/sbin/nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
                 -e "$TMP/nginx/error.log" >>"$TMP/nginx.log" 2>&1 &
             PROXY_PID=$! ;;
         haproxy)
-            write_haproxy
+            write_haproxy "$sc"
             "${PIN[@]}" "$PROXY_CPU" "${WRAP[@]//CGOUT/$TMP/cg.$name}" /usr/sbin/haproxy -db -f "$TMP/haproxy.cfg" >>"$TMP/haproxy.log" 2>&1 &
             PROXY_PID=$! ;;
         apache)
@@ -425,6 +526,10 @@ stop_proxy() {
 }
 
 scenario_args() {
+    if is_tls "$1"; then
+        echo "--tls --sni $TLS_NAME --ca $TLS_DIR/ca.pem $(scenario_args "$(tls_base "$1")")"
+        return
+    fi
     case "$1" in
         echo64) echo "--conns $E64_CONNS --inflight 8 --size 64 --duration $DURATION --warmup $WARMUP" ;;
         echo16k) echo "--conns $E16_CONNS --inflight 4 --size 16384 --duration $DURATION --warmup $WARMUP" ;;
@@ -497,18 +602,40 @@ RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)-$COMMIT-$MODE"
     has nginx && echo "- nginx: $(/usr/sbin/nginx -v 2>&1 | head -1 | sed 's/.*version: //'), worker_processes 1 (+ master)"
     has haproxy && echo "- HAProxy: $(/usr/sbin/haproxy -v | head -1 | awk '{print $3}'), nbthread 1"
     has apache && echo "- Apache: $(/usr/sbin/apache2 -v | head -1 | sed 's/.*version: //'), mpm_event, ServerLimit 1, ThreadsPerChild 256 (hold/burst: N+64)"
+    [ "$ANY_TLS" = 1 ] && echo "- TLS scenarios: TLS 1.3, TLS_AES_128_GCM_SHA256, X25519, ECDSA P-256 certificate, no resumption; $(openssl version | cut -d' ' -f1-2) (nginx, HAProxy, Apache), rustls/ring (wsgate, loadgen)"
     echo
 } | tee "$TMP/header.md"
 
-log "echo backend on 127.0.0.1:$BACKEND_PORT (CPU $LOAD_CPU)"
-"${PIN[@]}" "$LOAD_CPU" "$BACKEND" --listen "127.0.0.1:$BACKEND_PORT" >>"$TMP/backend.log" 2>&1 &
-BACKEND_PID=$!
-"$LG" wait --addr "127.0.0.1:$BACKEND_PORT" --timeout 10 || { log "backend did not start"; cat "$TMP/backend.log" >&2; exit 1; }
+if [ "$ANY_TLS" = 1 ]; then
+    make_certs || { log "could not make the TLS certificates"; exit 1; }
+fi
+
+start_backend() {
+    log "echo backend on 127.0.0.1:$BACKEND_PORT (CPU $LOAD_CPU)"
+    "${PIN[@]}" "$LOAD_CPU" "$BACKEND" --listen "127.0.0.1:$BACKEND_PORT" >>"$TMP/backend.log" 2>&1 &
+    BACKEND_PID=$!
+    "$LG" wait --addr "127.0.0.1:$BACKEND_PORT" --timeout 10 || { log "backend did not start"; cat "$TMP/backend.log" >&2; exit 1; }
+}
+# The backend must outlive every scenario: if it is gone (it has been seen
+# killed from outside), say how it ended and start another, rather than
+# measuring 502s for the rest of the run.
+check_backend() {
+    kill -0 "$BACKEND_PID" 2>/dev/null && return 0
+    local st=0
+    wait "$BACKEND_PID" 2>/dev/null || st=$?
+    log "the echo backend (pid $BACKEND_PID) is gone (exit status $st$([ "$st" -gt 128 ] && echo ", signal $((st - 128))")): restarting it"
+    FAILED=$((FAILED + 1))
+    start_backend
+}
+start_backend
 
 FAILED=0
 for r in $(seq "$RUNS"); do
     for sc in $SCENARIOS; do
         for px in $PROXIES; do
+            if [ "$px" = direct ] && is_tls "$sc"; then
+                continue # the backend speaks no TLS
+            fi
             log "run $r/$RUNS: $sc through $px"
             if ! start_proxy "$px" "$sc"; then
                 FAILED=$((FAILED + 1))
@@ -536,13 +663,14 @@ for r in $(seq "$RUNS"); do
                 log "$px exited during $sc"
                 FAILED=$((FAILED + 1))
             fi
+            check_backend
             if [ "$SEGMENTS" = 1 ] && [ "$px" != direct ]; then
                 stop_counting "$sc" "$px" "$line"
             fi
             stop_proxy
             if [ "$CALLGRIND" = 1 ] && [ "$px" != direct ]; then
                 count=$(grep -o '"count":[0-9]*' <<<"$line" | cut -d: -f2)
-                ir=$(cat "$TMP/cg.$px".* 2>/dev/null | awk '/^summary:/ {s += $2} END {print s + 0}')
+                ir=$(cat "$TMP/cg.$px".* 2>/dev/null | awk '/^summary:/ {s += $2} END {printf "%.0f\n", s}')
                 rm -f "$TMP/cg.$px".*
                 echo "| $sc | $px | ${count:-0} | $([ "${count:-0}" -gt 0 ] && echo $((ir / count)) || echo –) |" >> "$TMP/callgrind.md"
             fi

@@ -6,7 +6,15 @@
 //!   http               --conns N --duration S --warmup S   (keep-alive GETs)
 //!   hold               --n N --hold S --concurrency N
 //!   burst              --n N
+//!   wss64 | wss16k | tlsconnect | https | tlshold: echo64, echo16k, connect,
+//!                      http and hold with --tls (their options as those)
 //! common: --path /ws  --http-path /  --pid PROXY_PID  --backend-pid PID
+//!         --tls --sni NAME --ca FILE   (TLS 1.3, TLS13_AES_128_GCM_SHA256,
+//!              X25519 only, no resumption; the server's certificate is
+//!              verified for NAME against the CA(s) in FILE; the JSON line
+//!              gets "tls": the negotiated version, suite and group)
+//!         --host NAME   (the Host header; NAME:PORT of --sni under --tls,
+//!              else the address)
 //!         --sources K (spread client sockets over 127.0.0.1..K)
 //!         --proxy NAME --run-id ID --run N   (copied into the JSON)
 //! loadgen wait --addr HOST:PORT [--timeout S]     wait until it accepts
@@ -33,13 +41,21 @@ use tokio::task::JoinSet;
 use wsgate_loadgen::hist::Hist;
 use wsgate_loadgen::procstat::{self, Sample};
 use wsgate_loadgen::rbuf::RBuf;
+use wsgate_loadgen::stream::{Stream, Tls};
 use wsgate_loadgen::ws;
 
 // ---------------------------------------------------------------- options
 
 #[derive(Clone)]
 struct Opts {
+    /// The scenario that runs (`echo64` for `wss64`, ...).
     scenario: String,
+    /// The name reported (`wss64`).
+    name: String,
+    /// `--tls`: the client side speaks TLS.
+    tls: Option<Arc<Tls>>,
+    /// The Host header.
+    host: String,
     addr: SocketAddr,
     path: String,
     http_path: String,
@@ -68,6 +84,12 @@ fn parse_args() -> (String, HashMap<String, String>) {
     let mut i = 1;
     while i < args.len() {
         let k = args[i].trim_start_matches("--").to_string();
+        if k == "tls" {
+            // The one flag without a value.
+            m.insert(k, String::new());
+            i += 1;
+            continue;
+        }
         let v = args.get(i + 1).cloned().unwrap_or_default();
         m.insert(k, v);
         i += 2;
@@ -75,7 +97,20 @@ fn parse_args() -> (String, HashMap<String, String>) {
     (cmd, m)
 }
 
-fn opts(scenario: &str, m: &HashMap<String, String>) -> Opts {
+/// The TLS scenarios: a plain one over TLS.
+fn tls_base(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "wss64" => "echo64",
+        "wss16k" => "echo16k",
+        "tlsconnect" => "connect",
+        "https" => "http",
+        "tlshold" => "hold",
+        _ => return None,
+    })
+}
+
+fn opts(name: &str, m: &HashMap<String, String>) -> Opts {
+    let scenario = tls_base(name).unwrap_or(name);
     let get = |k: &str, d: &str| m.get(k).cloned().unwrap_or_else(|| d.to_string());
     let num = |k: &str, d: &str| -> f64 {
         get(k, d)
@@ -95,11 +130,34 @@ fn opts(scenario: &str, m: &HashMap<String, String>) -> Opts {
             extra.insert(k.replace('-', "_"), v.clone());
         }
     }
+    let addr: SocketAddr = get("addr", "127.0.0.1:8080")
+        .parse()
+        .expect("--addr HOST:PORT");
+    let want_tls = tls_base(name).is_some() || m.contains_key("tls");
+    let sni = get("sni", "bench.test");
+    let tls = want_tls.then(|| {
+        let ca = m.get("ca").unwrap_or_else(|| {
+            eprintln!("--tls needs --ca FILE (the CA that signed the proxy's certificate)");
+            std::process::exit(2);
+        });
+        Arc::new(Tls::new(&sni, ca).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }))
+    });
+    let host = m.get("host").cloned().unwrap_or_else(|| {
+        if tls.is_some() {
+            format!("{sni}:{}", addr.port())
+        } else {
+            addr.to_string()
+        }
+    });
     Opts {
         scenario: scenario.to_string(),
-        addr: get("addr", "127.0.0.1:8080")
-            .parse()
-            .expect("--addr HOST:PORT"),
+        name: name.to_string(),
+        tls,
+        host,
+        addr,
         path: get("path", "/ws"),
         http_path: get("http-path", "/"),
         conns: num("conns", &conns.to_string()) as usize,
@@ -198,11 +256,21 @@ async fn tcp_connect(o: &Opts) -> io::Result<TcpStream> {
     Ok(s)
 }
 
-/// TCP connect plus the WebSocket handshake; checks the 101 and the accept
-/// value. Returns the stream and whatever followed the response head.
-async fn ws_connect(o: &Opts, rb: &mut RBuf) -> io::Result<TcpStream> {
-    let mut s = tcp_connect(o).await?;
-    s.write_all(&ws::handshake_request(&o.addr.to_string(), &o.path))
+/// TCP connect, then the TLS handshake under --tls.
+async fn connect(o: &Opts) -> io::Result<Stream> {
+    let s = tcp_connect(o).await?;
+    match &o.tls {
+        None => Ok(Stream::Plain(s)),
+        Some(tls) => tls.connect(s).await,
+    }
+}
+
+/// Connect (and TLS) plus the WebSocket handshake; checks the 101 and the
+/// accept value. Returns the stream; whatever followed the response head
+/// stays in `rb`.
+async fn ws_connect(o: &Opts, rb: &mut RBuf) -> io::Result<Stream> {
+    let mut s = connect(o).await?;
+    s.write_all(&ws::handshake_request(&o.host, &o.path))
         .await?;
     loop {
         if let Some(end) = ws::head_end(rb.avail()) {
@@ -234,7 +302,7 @@ async fn ws_connect(o: &Opts, rb: &mut RBuf) -> io::Result<TcpStream> {
 }
 
 /// Reads one server frame into `rb` (already partly there); returns its header.
-async fn read_frame(s: &mut TcpStream, rb: &mut RBuf) -> io::Result<ws::Header> {
+async fn read_frame(s: &mut Stream, rb: &mut RBuf) -> io::Result<ws::Header> {
     loop {
         let mut need = 0;
         if let Some(h) = ws::parse_header(rb.avail()) {
@@ -250,12 +318,7 @@ async fn read_frame(s: &mut TcpStream, rb: &mut RBuf) -> io::Result<ws::Header> 
 }
 
 /// Sends one 64-byte message and checks its echo.
-async fn echo_once(
-    s: &mut TcpStream,
-    rb: &mut RBuf,
-    frame: &[u8],
-    payload: &[u8],
-) -> io::Result<()> {
+async fn echo_once(s: &mut Stream, rb: &mut RBuf, frame: &[u8], payload: &[u8]) -> io::Result<()> {
     s.write_all(frame).await?;
     let h = read_frame(s, rb).await?;
     let ok = h.opcode() == ws::OP_BINARY
@@ -430,13 +493,13 @@ fn content_length(head: &[u8]) -> Option<usize> {
 
 async fn http_conn(o: Arc<Opts>) -> Agg {
     let mut a = Agg::default();
-    let req = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", o.http_path, o.addr).into_bytes();
+    let req = format!("GET {} HTTP/1.1\r\nHost: {}\r\n\r\n", o.http_path, o.host).into_bytes();
     let mut rb = RBuf::new(16384);
-    let mut s: Option<TcpStream> = None;
+    let mut s: Option<Stream> = None;
     let mut counted = false;
     while PHASE.load(Relaxed) != 2 {
         if s.is_none() {
-            match tcp_connect(&o).await {
+            match connect(&o).await {
                 Ok(c) => s = Some(c),
                 Err(e) => {
                     a.error(e);
@@ -600,7 +663,7 @@ where
 
 // ---------------------------------------------------------------- hold
 
-async fn open_verified(o: Arc<Opts>) -> io::Result<TcpStream> {
+async fn open_verified(o: Arc<Opts>) -> io::Result<Stream> {
     let payload = small_payload();
     let frame = ws::client_frame(ws::OP_BINARY, &payload);
     let mut rb = RBuf::new(512);
@@ -609,7 +672,7 @@ async fn open_verified(o: Arc<Opts>) -> io::Result<TcpStream> {
     Ok(s)
 }
 
-async fn verify(mut s: TcpStream) -> io::Result<TcpStream> {
+async fn verify(mut s: Stream) -> io::Result<Stream> {
     let payload = small_payload();
     let frame = ws::client_frame(ws::OP_BINARY, &payload);
     let mut rb = RBuf::new(512);
@@ -675,7 +738,7 @@ async fn hold(o: Arc<Opts>) -> Value {
     .await;
     open_s += t1.elapsed().as_secs_f64();
     let mut open_errors = first_err(&first).or_else(|| first_err(&second));
-    let streams: Vec<TcpStream> = first
+    let streams: Vec<Stream> = first
         .into_iter()
         .chain(second)
         .filter_map(|r| r.ok())
@@ -845,7 +908,9 @@ fn fmt_ratio(a: Option<f64>, b: Option<f64>) -> String {
 struct Col {
     title: &'static str,
     key: &'static str,
-    /// Ratio columns: against which proxy ("nginx" or "direct").
+    /// Ratio columns: against which proxy ("nginx" or "direct"; "peer": the
+    /// best of nginx, HAProxy and Apache, the highest figure or, for KiB,
+    /// the lowest).
     ratio_to: Option<&'static str>,
     scale: f64,
 }
@@ -875,7 +940,28 @@ const fn s(title: &'static str, key: &'static str, scale: f64) -> Col {
     }
 }
 
+/// The peers a "× best peer" ratio compares against.
+const PEERS: [&str; 3] = ["nginx", "haproxy", "apache"];
+
+/// A TLS scenario's table: its plain scenario's columns without "× direct"
+/// (no TLS there), with "× best peer" after each "× nginx".
 fn columns(scenario: &str) -> Vec<Col> {
+    let Some(base) = tls_base(scenario) else {
+        return columns_plain(scenario);
+    };
+    let mut out = Vec::new();
+    for col in columns_plain(base) {
+        if col.ratio_to == Some("direct") {
+            continue;
+        }
+        let peer = (col.ratio_to == Some("nginx")).then(|| r("× best peer", col.key, "peer"));
+        out.push(col);
+        out.extend(peer);
+    }
+    out
+}
+
+fn columns_plain(scenario: &str) -> Vec<Col> {
     match scenario {
         "echo64" => vec![
             c("msgs/s", "rate"),
@@ -1017,7 +1103,28 @@ fn report(m: &HashMap<String, String>) {
             .find(|l| l["scenario"] == sc.as_str())
             .and_then(|l| l["params"].as_str())
             .unwrap_or("");
-        println!("### {sc} ({desc})\n");
+        let mut negotiated: Vec<String> = Vec::new();
+        for l in rows.iter().filter(|l| l["scenario"] == sc.as_str()) {
+            if let Some(t) = l["tls"].as_str() {
+                let t = format!("{t}: {}", l["proxy"].as_str().unwrap_or("?"));
+                if !negotiated.contains(&t) {
+                    negotiated.push(t);
+                }
+            }
+        }
+        // One line when every proxy negotiated the same.
+        let tls_note = {
+            let kinds: std::collections::BTreeSet<&str> = negotiated
+                .iter()
+                .map(|t| t.split(": ").next().unwrap())
+                .collect();
+            match kinds.len() {
+                0 => String::new(),
+                1 => format!("; negotiated {}", kinds.iter().next().unwrap()),
+                _ => format!("; negotiated {}", negotiated.join(", ")),
+            }
+        };
+        println!("### {sc} ({desc}{tls_note})\n");
         print!("| proxy |");
         for col in &cols {
             print!(" {} |", col.title);
@@ -1039,6 +1146,17 @@ fn report(m: &HashMap<String, String>) {
             for col in &cols {
                 let v = med(px, col.key).map(|x| x * col.scale);
                 let cell = match col.ratio_to {
+                    Some("peer") => {
+                        let lower_better = col.key.contains("kib");
+                        // Peers whose runs failed (most of them) are left out.
+                        let best = PEERS
+                            .iter()
+                            .filter(|p| med(p, "ok").is_some_and(|ok| ok >= 0.5))
+                            .filter_map(|p| med(p, col.key).map(|x| x * col.scale))
+                            .filter(|x| *x > 0.0)
+                            .reduce(|a, b| if (a < b) == lower_better { a } else { b });
+                        fmt_ratio(v, best)
+                    }
                     Some(to) => {
                         if px == to {
                             "1.00×".to_string()
@@ -1062,6 +1180,15 @@ fn report(m: &HashMap<String, String>) {
 // ---------------------------------------------------------------- main
 
 fn params(o: &Opts) -> String {
+    let p = params_plain(o);
+    if o.tls.is_some() {
+        format!("{p}, client side over TLS")
+    } else {
+        p
+    }
+}
+
+fn params_plain(o: &Opts) -> String {
     match o.scenario.as_str() {
         "echo64" | "echo16k" | "soak" => format!(
             "{} connections × {} in flight × {} B, {} s",
@@ -1102,7 +1229,7 @@ fn main() {
         .unwrap()
         .as_secs();
     let result = rt.block_on(async {
-        match cmd.as_str() {
+        match o.scenario.as_str() {
             "settle" => {
                 settle(o.clone()).await;
                 std::process::exit(0);
@@ -1123,7 +1250,7 @@ fn main() {
         }
     });
     let mut line = json!({
-        "scenario": o.scenario,
+        "scenario": o.name,
         "params": params(&o),
         "time": started,
     });
@@ -1132,6 +1259,38 @@ fn main() {
     }
     if let (Value::Object(l), Value::Object(r)) = (&mut line, result) {
         l.extend(r);
+    }
+    if let Some(tls) = &o.tls {
+        // What was negotiated, and that every handshake was a full one with
+        // the same version, suite and group: otherwise the run is not ok.
+        let st = tls.stats();
+        line["tls"] = json!(st.negotiated);
+        line["tls_full_handshakes"] = json!(st.full);
+        line["tls_hello_retry"] = json!(st.hello_retry);
+        line["tls_resumed"] = json!(st.resumed);
+        line["tls_mismatched"] = json!(st.mismatched);
+        let expected = "TLSv1_3 TLS13_AES_128_GCM_SHA256 X25519";
+        let bad = if st.full == 0 && st.hello_retry == 0 && st.resumed == 0 {
+            None // no handshake completed: the scenario's own errors say why
+        } else if st.negotiated.as_deref() != Some(expected) || st.mismatched > 0 {
+            Some(format!(
+                "negotiated {:?}, expected {expected}",
+                st.negotiated
+            ))
+        } else if st.resumed > 0 || st.hello_retry > 0 {
+            Some(format!(
+                "{} resumed and {} hello-retry handshakes (expected only full ones)",
+                st.resumed, st.hello_retry
+            ))
+        } else {
+            None
+        };
+        if let Some(b) = bad {
+            line["ok"] = json!(false);
+            if line["first_error"].is_null() {
+                line["first_error"] = json!(b);
+            }
+        }
     }
     println!("{line}");
     // Do not wait for the runtime to drop thousands of sockets one by one.
