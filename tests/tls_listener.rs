@@ -209,6 +209,173 @@ async fn wss_through_a_tls_listener_reaches_a_ws_backend_and_echoes() {
     backend.finish().await;
 }
 
+/// Reads exactly `n` bytes from a TLS stream within `limit`.
+async fn tls_read_exactly(s: &mut TlsStream<TcpStream>, n: usize, limit: Duration) -> String {
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(limit, s.read_exact(&mut buf))
+        .await
+        .expect("bytes in time")
+        .expect("bytes");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A quiet wss:// tunnel is parked with its TLS 1.3 session as its keys
+/// and sequence numbers (no rustls session, no buffer), and wakes whole:
+/// for the client's messages, for the backend's, for a KeyUpdate the
+/// client asks wsgate to answer, again after a second park, and for the
+/// client's close_notify, which reaches the backend as a half-close while
+/// its answer still comes back, ended by wsgate's own close_notify.
+#[tokio::test(flavor = "multi_thread")]
+async fn quiet_wss_tunnels_park_their_tls_session_and_wake_whole() {
+    let ca = Ca::new();
+    let echo = ws_echo_backend().await;
+    let speak = Arc::new(tokio::sync::Notify::new());
+    let told = speak.clone();
+    let late = raw_backend(move |_head, mut stream| {
+        let told = told.clone();
+        async move {
+            let resp = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+            if stream.write_all(resp.as_bytes()).await.is_err() {
+                return;
+            }
+            told.notified().await;
+            if stream.write_all(b"late").await.is_err() {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if stream.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = stream.write_all(b"bye").await;
+        }
+    })
+    .await;
+    let a = ca.issue("a.test");
+    let pass = format!(
+        "ProxyPass /late ws://127.0.0.1:{}/\nProxyPass /ws ws://127.0.0.1:{}/\n",
+        late.port(),
+        echo.port()
+    );
+    let conf = format!(
+        "LogLevel debug\nListen 127.0.0.1:0 https\nServerName proxy.test\n{}",
+        tls_vhost("a.test", &a, &pass)
+    );
+    let w = Wsgate::start_file(&conf);
+    let url = format!("wss://a.test:{}/ws", w.addr.port());
+    let t = Duration::from_secs(5);
+    let mut sockets = Vec::new();
+    // One per TLS 1.3 cipher suite.
+    for suite in [
+        rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+        rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+        rustls::crypto::ring::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+    ] {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites = vec![suite];
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(ca.roots())
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(w.addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("a.test").unwrap(), tcp)
+            .await
+            .expect("handshake");
+        let (mut ws, _) = tokio_tungstenite::client_async(url.clone(), tls)
+            .await
+            .expect("WebSocket handshake through TLS");
+        ws.send(Message::Text("first".into())).await.unwrap();
+        let got = tokio::time::timeout(t, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, Message::Text("first".into()));
+        sockets.push(ws);
+    }
+    let mut raw = connect(&w, &ca, "a.test", &[&rustls::version::TLS13])
+        .await
+        .unwrap();
+    raw.write_all(
+        b"GET /late HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(t, raw.read_exact(&mut byte))
+            .await
+            .expect("101 in time")
+            .unwrap();
+        head.push(byte[0]);
+    }
+    assert_eq!(status_of(&String::from_utf8_lossy(&head)), 101);
+
+    // Parked 5 s after their last byte, as TLS sessions.
+    let log = w.wait_log("tunnel parked", 4).await;
+    assert_eq!(log.matches("tls=true").count(), 4, "{log}");
+    // The client speaks: each wakes, in every suite.
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        let text = format!("after the park {i}");
+        ws.send(Message::Text(text.clone().into())).await.unwrap();
+        let got = tokio::time::timeout(t, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, Message::Text(text.into()), "suite {i}");
+    }
+    // The backend speaks first.
+    speak.notify_one();
+    assert_eq!(tls_read_exactly(&mut raw, 4, t).await, "late");
+    // The client asks for new keys, twice; wsgate follows and answers.
+    for round in 0..2 {
+        let ws = &mut sockets[1];
+        ws.get_mut().get_mut().1.refresh_traffic_keys().unwrap();
+        let text = format!("new keys {round}");
+        ws.send(Message::Text(text.clone().into())).await.unwrap();
+        let got = tokio::time::timeout(t, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, Message::Text(text.into()));
+    }
+    // Parked again, and woken again.
+    w.wait_log("tunnel parked", 8).await;
+    raw.write_all(b"echo").await.unwrap();
+    assert_eq!(tls_read_exactly(&mut raw, 4, t).await, "echo");
+    for ws in sockets.iter_mut() {
+        ws.send(Message::Text("once more".into())).await.unwrap();
+        let got = tokio::time::timeout(t, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, Message::Text("once more".into()));
+        ws.close(None).await.unwrap();
+    }
+    // close_notify and FIN: the backend sees the end and answers; then
+    // wsgate's close_notify ends the stream (no error: a clean TLS close).
+    raw.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(t, raw.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .expect("closed with close_notify");
+    assert_eq!(rest, b"bye");
+    assert!(w.stderr().matches("tunnel woken").count() >= 8);
+}
+
 /// A TLS connection to wsgate for `name` that verifies nothing (to send
 /// no SNI, or a name the certificate does not hold).
 async fn connect_unverified(w: &Wsgate, sni: Option<&str>) -> TlsStream<TcpStream> {

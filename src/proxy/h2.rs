@@ -565,8 +565,8 @@ impl AsTcp for H2Io {
 }
 
 impl Parkable for H2Io {
-    fn into_std(self) -> io::Result<std::net::TcpStream> {
-        Err(io::Error::other(
+    fn into_parked(self) -> park::Park<Self> {
+        park::Park::Failed(io::Error::other(
             "an HTTP/2 stream cannot leave its connection",
         ))
     }

@@ -17,7 +17,9 @@
 //!   `h2` serves the connections that chose HTTP/2 (ALPN), each stream
 //!   through `request` as an HTTP/1 request goes.
 //! * `tunnel`, `splice`, `park` — the byte tunnel after a 101, its
-//!   zero-copy path, and quiet tunnels set aside outside the runtime.
+//!   zero-copy path, and quiet tunnels set aside outside the runtime;
+//!   `wire` and `record` let a quiet wss:// tunnel's TLS 1.3 session leave
+//!   rustls as its keys, and carry its records when it wakes.
 
 mod body;
 pub(crate) mod conn;
@@ -30,11 +32,13 @@ mod header_rules;
 mod headers;
 pub(crate) mod park;
 mod plan;
+mod record;
 mod request;
 pub mod server;
 mod splice;
 mod tls;
 pub(crate) mod tunnel;
 mod upgrade;
+mod wire;
 
 pub use connection::ConnFacts;

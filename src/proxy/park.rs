@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::record::{Sealed, Session};
 use super::server::{ConnGuard, Shared};
 use super::tunnel::{AsTcp, End, Outcome, Resting, Run, Summary, Tunnel};
 use crate::balancer::Busy;
@@ -92,36 +93,70 @@ impl Drop for Life {
     }
 }
 
-/// A stream a tunnel can be parked with: plain TCP.
+/// A tunnel's side that may be set aside: plain TCP, or a TLS 1.3
+/// session that can leave rustls (`wire`, `record`).
 pub trait Parkable: Sized + AsTcp {
-    fn is_plain_tcp(&self) -> bool {
+    /// Whether quiet tunnels with this side may be parked at all (asked
+    /// when the tunnel starts).
+    fn can_park(&self) -> bool {
         self.as_tcp().is_some()
     }
-    /// Out of the runtime; only called when `is_plain_tcp`.
-    fn into_std(self) -> io::Result<std::net::TcpStream>;
+    /// Out of the runtime; only called when `can_park`.
+    fn into_parked(self) -> Park<Self>;
+}
+
+/// What [`Parkable::into_parked`] gives.
+pub enum Park<S> {
+    Out(Side),
+    /// Bytes are held inside the stream that a park would lose: the tunnel
+    /// runs on, and tries again when quiet again.
+    NotNow(S),
+    Failed(io::Error),
+}
+
+/// A side of a parked tunnel: its socket, and the TLS session's record
+/// state when it speaks TLS.
+pub struct Side {
+    pub tcp: std::net::TcpStream,
+    pub tls: Option<Box<Session>>,
+}
+
+fn plain(tcp: io::Result<std::net::TcpStream>) -> Park<TcpStream> {
+    match tcp {
+        Ok(tcp) => Park::Out(Side { tcp, tls: None }),
+        Err(e) => Park::Failed(e),
+    }
 }
 
 impl Parkable for TcpStream {
-    fn into_std(self) -> io::Result<std::net::TcpStream> {
-        TcpStream::into_std(self)
+    fn into_parked(self) -> Park<Self> {
+        plain(self.into_std())
     }
 }
 
 impl Parkable for tokio::io::DuplexStream {
-    fn into_std(self) -> io::Result<std::net::TcpStream> {
-        Err(io::Error::other("only plain TCP tunnels are parked"))
+    fn into_parked(self) -> Park<Self> {
+        Park::Failed(io::Error::other("only sockets are parked"))
     }
 }
 
-impl Parkable for tokio_rustls::server::TlsStream<TcpStream> {
-    fn into_std(self) -> io::Result<std::net::TcpStream> {
-        Err(io::Error::other("a TLS session cannot leave its stream"))
+impl Parkable for Sealed {
+    fn can_park(&self) -> bool {
+        true
     }
-}
 
-impl AsTcp for tokio_rustls::server::TlsStream<TcpStream> {
-    fn as_tcp(&self) -> Option<&TcpStream> {
-        None
+    fn into_parked(self) -> Park<Self> {
+        if !self.at_rest() {
+            return Park::NotNow(self);
+        }
+        let (tcp, session) = self.into_parts();
+        match tcp.into_std() {
+            Ok(tcp) => Park::Out(Side {
+                tcp,
+                tls: Some(session),
+            }),
+            Err(e) => Park::Failed(e),
+        }
     }
 }
 
@@ -135,12 +170,14 @@ impl AsTcp for BackendStream {
 }
 
 impl Parkable for BackendStream {
-    fn into_std(self) -> io::Result<std::net::TcpStream> {
+    fn into_parked(self) -> Park<Self> {
         match self {
-            BackendStream::Plain(s) => s.into_std(),
-            BackendStream::Tls(_) | BackendStream::Memory(_) => {
-                Err(io::Error::other("only plain TCP tunnels are parked"))
-            }
+            BackendStream::Plain(s) => match plain(s.into_std()) {
+                Park::Out(side) => Park::Out(side),
+                Park::NotNow(s) => Park::NotNow(BackendStream::Plain(s)),
+                Park::Failed(e) => Park::Failed(e),
+            },
+            other => Park::NotNow(other),
         }
     }
 }
@@ -209,10 +246,9 @@ impl<S> TunnelTask<S>
 where
     S: Parkable + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    /// A new tunnel, parked whenever it is quiet if both its sides are
-    /// plain TCP.
+    /// A new tunnel, parked whenever it is quiet if both its sides can be.
     pub fn start(tunnel: Tunnel<S, BackendStream>, life: Life, parker: Arc<Parker>) -> Self {
-        let parkable = tunnel.client().is_plain_tcp() && tunnel.backend().is_plain_tcp();
+        let parkable = tunnel.client().can_park() && tunnel.backend().can_park();
         TunnelTask::new(tunnel, life, parker, parkable)
     }
 
@@ -232,32 +268,51 @@ where
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.project();
-        let outcome = ready!(this.run.poll(cx));
-        let Some(life) = this.life.take() else {
-            return Poll::Ready(());
-        };
-        match outcome {
-            Outcome::Ended(summary) => life.finish(summary),
-            Outcome::Quiet(tunnel) => {
-                let (client, backend, rest) = tunnel.into_parts();
-                match (client.into_std(), backend.into_std()) {
-                    (Ok(client), Ok(backend)) => {
-                        Parker::park(this.parker, client, backend, rest, life)
+        let mut this = self.project();
+        loop {
+            let outcome = ready!(this.run.as_mut().poll(cx));
+            let Some(life) = this.life.take() else {
+                return Poll::Ready(());
+            };
+            let tunnel = match outcome {
+                Outcome::Ended(summary) => {
+                    life.finish(summary);
+                    return Poll::Ready(());
+                }
+                Outcome::Quiet(tunnel) => tunnel,
+            };
+            let (client, backend, rest) = tunnel.into_parts();
+            match client.into_parked() {
+                Park::Out(client) => match backend.into_parked() {
+                    Park::Out(backend) => {
+                        Parker::park(this.parker, client, backend.tcp, rest, life)
                     }
                     _ => life.finish(summary(&rest, End::Error)),
+                },
+                Park::NotNow(client) => {
+                    // Not between two records yet: on with the tunnel.
+                    *this.life = Some(life);
+                    let tunnel = Tunnel::resume(client, backend, rest);
+                    this.run.set(tunnel.run(Some(PARK_AFTER)));
+                    continue;
+                }
+                Park::Failed(e) => {
+                    tracing::warn!("cannot park an idle tunnel: {e}");
+                    life.finish(summary(&rest, End::Error));
                 }
             }
+            return Poll::Ready(());
         }
-        Poll::Ready(())
     }
 }
 
 struct Parked {
-    client: std::net::TcpStream,
+    /// Its TLS session, if any, is in the table's `sessions` while parked.
+    client: Side,
     backend: std::net::TcpStream,
     rest: Resting,
     life: Life,
+    session: Option<u32>,
 }
 
 #[derive(Default)]
@@ -267,8 +322,33 @@ struct Table {
     slots: Vec<(u32, Option<Parked>)>,
     free: Vec<u32>,
     deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// Parked TLS sessions, side by side: each alone in the heap would
+    /// keep a page of the freed TLS state around it from going back.
+    sessions: Vec<Option<Session>>,
+    free_sessions: Vec<u32>,
     parked: usize,
     parks_since_trim: usize,
+}
+
+impl Table {
+    fn keep_session(&mut self, session: Box<Session>) -> u32 {
+        match self.free_sessions.pop() {
+            Some(i) => {
+                self.sessions[i as usize] = Some(*session);
+                i
+            }
+            None => {
+                self.sessions.push(Some(*session));
+                (self.sessions.len() - 1) as u32
+            }
+        }
+    }
+
+    fn take_session(&mut self, index: u32) -> Option<Box<Session>> {
+        let session = self.sessions.get_mut(index as usize)?.take()?;
+        self.free_sessions.push(index);
+        Some(Box::new(session))
+    }
 }
 
 /// The parked tunnels of one server, and the epoll set that watches them.
@@ -316,6 +396,8 @@ impl Parker {
                 .collect();
             table.slots = Vec::new();
             table.free = Vec::new();
+            table.sessions = Vec::new();
+            table.free_sessions = Vec::new();
             taken
         };
         for p in taken {
@@ -329,24 +411,26 @@ impl Parker {
 
     fn park(
         self: &Arc<Self>,
-        client: std::net::TcpStream,
+        client: Side,
         backend: std::net::TcpStream,
         rest: Resting,
         life: Life,
     ) {
-        let parked = Parked {
+        let mut parked = Parked {
             client,
             backend,
             rest,
             life,
+            session: None,
         };
         if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
             self.resume(parked, false);
             return;
         }
-        let (cfd, bfd) = (parked.client.as_raw_fd(), parked.backend.as_raw_fd());
+        let (cfd, bfd) = (parked.client.tcp.as_raw_fd(), parked.backend.as_raw_fd());
+        let tls = parked.client.tls.is_some();
         let parked_peer = tracing::enabled!(tracing::Level::DEBUG)
-            .then(|| parked.client.peer_addr().ok())
+            .then(|| parked.client.tcp.peer_addr().ok())
             .flatten();
         let mut table = self.table();
         let index = match table.free.pop() {
@@ -373,6 +457,9 @@ impl Parker {
             // It cannot wait here, so it goes back to the runtime for good.
             self.resume(parked, false);
             return;
+        }
+        if let Some(session) = parked.client.tls.take() {
+            parked.session = Some(table.keep_session(session));
         }
         let slot = &mut table.slots[index as usize];
         slot.0 = slot.0.wrapping_add(1);
@@ -403,7 +490,7 @@ impl Parker {
             wake |= earliest.is_none_or(|e| deadline < e);
         }
         drop(table);
-        tracing::debug!(client = ?parked_peer, "tunnel parked");
+        tracing::debug!(client = ?parked_peer, tls, "tunnel parked");
         if wake {
             self.wake.notify_one();
         }
@@ -412,11 +499,14 @@ impl Parker {
     /// Takes a parked tunnel out of the table and the epoll set.
     fn take(&self, index: u32) -> Option<Parked> {
         let mut table = self.table();
-        let parked = table.slots.get_mut(index as usize)?.1.take()?;
+        let mut parked = table.slots.get_mut(index as usize)?.1.take()?;
         table.free.push(index);
         table.parked -= 1;
+        if let Some(session) = parked.session.take() {
+            parked.client.tls = table.take_session(session);
+        }
         drop(table);
-        for fd in [parked.client.as_raw_fd(), parked.backend.as_raw_fd()] {
+        for fd in [parked.client.tcp.as_raw_fd(), parked.backend.as_raw_fd()] {
             let _ = self.registry.deregister(&mut SourceFd(&fd));
         }
         Some(parked)
@@ -424,24 +514,36 @@ impl Parker {
 
     /// Back into the runtime, as a task of its own.
     fn resume(self: &Arc<Self>, p: Parked, park_again: bool) {
-        let client = TcpStream::from_std(p.client);
-        let backend = TcpStream::from_std(p.backend);
-        match (client, backend) {
-            (Ok(client), Ok(backend)) => {
-                let tunnel = Tunnel::resume(client, BackendStream::Plain(backend), p.rest);
-                spawn_with(tunnel, p.life, self.clone(), park_again);
+        let Parked {
+            client,
+            backend,
+            rest,
+            life,
+            ..
+        } = p;
+        let sockets = TcpStream::from_std(client.tcp)
+            .and_then(|c| Ok((c, BackendStream::Plain(TcpStream::from_std(backend)?))));
+        let failed = match (sockets, client.tls) {
+            (Ok((tcp, backend)), None) => {
+                let tunnel = Tunnel::resume(tcp, backend, rest);
+                return spawn_with(tunnel, life, self.clone(), park_again);
             }
-            (client, backend) => {
-                let e = client.err().or(backend.err());
-                tracing::warn!("cannot resume a parked tunnel: {e:?}");
-                p.life.finish(summary(&p.rest, End::Error));
-            }
-        }
+            (Ok((tcp, backend)), Some(session)) => match Sealed::new(tcp, session) {
+                Ok(tls) => {
+                    let tunnel = Tunnel::resume(tls, backend, rest);
+                    return spawn_with(tunnel, life, self.clone(), park_again);
+                }
+                Err(e) => e,
+            },
+            (Err(e), _) => e,
+        };
+        tracing::warn!("cannot resume a parked tunnel: {failed}");
+        life.finish(summary(&rest, End::Error));
     }
 
     /// Ends a parked tunnel where it is (its sockets close).
     fn close(&self, p: Parked, end: End) {
-        for fd in [p.client.as_raw_fd(), p.backend.as_raw_fd()] {
+        for fd in [p.client.tcp.as_raw_fd(), p.backend.as_raw_fd()] {
             let _ = self.registry.deregister(&mut SourceFd(&fd));
         }
         p.life.finish(summary(&p.rest, end));
@@ -561,7 +663,7 @@ async fn watch(parker: Arc<Parker>, poll: mio::Poll) {
                     }
                     for event in events.iter() {
                         if let Some(p) = parker.take((event.token().0 >> 1) as u32) {
-                            tracing::debug!(client = ?p.client.peer_addr().ok(), "tunnel woken");
+                            tracing::debug!(client = ?p.client.tcp.peer_addr().ok(), "tunnel woken");
                             parker.resume(p, true);
                         }
                     }

@@ -10,6 +10,7 @@
 //! name or an unknown one, that first server's.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::plan::Local;
+use super::wire::{self, Wire};
 use crate::config::{CipherSuite, Config, KxGroup, Server, ServerTls};
 use crate::route;
 
@@ -89,6 +91,9 @@ fn server_config(tls: &ServerTls, h2: bool) -> Arc<ServerConfig> {
         vec![b"http/1.1".to_vec()]
     };
     config.ignore_client_order = tls.honor_cipher_order;
+    // A quiet wss:// tunnel's session leaves rustls for the park table.
+    config.key_log = Arc::new(wire::CatchSecrets);
+    config.enable_secret_extraction = true;
     if tls.session_tickets {
         match rustls::crypto::ring::Ticketer::new() {
             Ok(ticketer) => config.ticketer = ticketer,
@@ -164,7 +169,7 @@ pub struct TlsFacts {
 
 /// How a connection to a TLS address began.
 pub enum Handshake {
-    Done(Box<TlsStream<TcpStream>>, TlsFacts),
+    Done(Box<TlsStream<Wire>>, TlsFacts),
     /// The client spoke plain HTTP: its first bytes are a GET, POST, HEAD
     /// or PUT request line (what OpenSSL recognises, and Apache answers).
     PlainHttp(TcpStream),
@@ -238,7 +243,7 @@ async fn handshake_inner(
             Handshake::NotTls(stream)
         });
     }
-    let start = LazyConfigAcceptor::new(Acceptor::default(), stream).await?;
+    let start = LazyConfigAcceptor::new(Acceptor::default(), Wire::new(stream)).await?;
     let sni = start
         .client_hello()
         .server_name()
@@ -253,7 +258,18 @@ async fn handshake_inner(
     let Some(server_config) = chosen.and_then(|tls| edge.config_for(tls)) else {
         return Ok(Handshake::Failed);
     };
-    let stream = start.into_stream(server_config).await?;
+    // rustls logs the session's traffic secrets while it handles a client
+    // hello: the first here, a second (after HelloRetryRequest) in a poll.
+    wire::take_secrets();
+    let mut accept = start.into_stream(server_config);
+    let mut secrets = wire::take_secrets();
+    let mut stream = std::future::poll_fn(|cx| {
+        let polled = std::pin::Pin::new(&mut accept).poll(cx);
+        secrets = secrets.take().or_else(wire::take_secrets);
+        polled
+    })
+    .await?;
+    stream.get_mut().0.keep_secrets(secrets);
     Ok(Handshake::Done(Box::new(stream), TlsFacts { sni }))
 }
 
