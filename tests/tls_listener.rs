@@ -376,6 +376,58 @@ async fn quiet_wss_tunnels_park_their_tls_session_and_wake_whole() {
     assert!(w.stderr().matches("tunnel woken").count() >= 8);
 }
 
+/// `SSLSessionTickets` on (the default): a client resumes its session on
+/// its next connection, in TLS 1.3 and 1.2; off: every handshake is a full
+/// one, as Apache with no `SSLSessionCache` (its default) gives.
+#[tokio::test]
+async fn session_tickets_allow_resumption_and_off_means_none() {
+    let ca = Ca::new();
+    let a = ca.issue("a.test");
+    let b = ca.issue("b.test");
+    let conf = format!(
+        "Listen 127.0.0.1:0\nServerName proxy.test\n{}{}",
+        tls_vhost("a.test", &a, ""),
+        tls_vhost("b.test", &b, "SSLSessionTickets off\n"),
+    );
+    let w = Wsgate::start_file(&conf);
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        for (name, resumes) in [("a.test", true), ("b.test", false)] {
+            // One client configuration, so its session store carries over.
+            let config = Arc::new(
+                rustls::ClientConfig::builder_with_provider(provider())
+                    .with_protocol_versions(&[version])
+                    .unwrap()
+                    .with_root_certificates(ca.roots())
+                    .with_no_client_auth(),
+            );
+            let mut kinds = Vec::new();
+            for _ in 0..2 {
+                let tcp = TcpStream::connect(w.addr).await.unwrap();
+                let mut s = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(ServerName::try_from(name).unwrap(), tcp)
+                    .await
+                    .expect("handshake");
+                // A request and its answer: TLS 1.3 tickets arrive after
+                // the handshake.
+                let host = format!("GET /nowhere HTTP/1.1\r\nHost: {name}\r\n\r\n");
+                let answer = tls_exchange(&mut s, &host, Duration::from_secs(5)).await;
+                assert_eq!(status_of(&answer), 404, "{answer}");
+                kinds.push(s.get_ref().1.handshake_kind());
+            }
+            let want = if resumes {
+                rustls::HandshakeKind::Resumed
+            } else {
+                rustls::HandshakeKind::Full
+            };
+            assert_eq!(
+                kinds,
+                [Some(rustls::HandshakeKind::Full), Some(want)],
+                "{name} {version:?}"
+            );
+        }
+    }
+}
+
 /// A TLS connection to wsgate for `name` that verifies nothing (to send
 /// no SNI, or a name the certificate does not hold).
 async fn connect_unverified(w: &Wsgate, sni: Option<&str>) -> TlsStream<TcpStream> {

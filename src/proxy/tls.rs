@@ -99,6 +99,11 @@ fn server_config(tls: &ServerTls, h2: bool) -> Arc<ServerConfig> {
             Ok(ticketer) => config.ticketer = ticketer,
             Err(e) => tracing::warn!("no session tickets: {e}"),
         }
+    } else {
+        // As OpenSSL with SSL_OP_NO_TICKET under mod_ssl's default of no
+        // SSLSessionCache: no ticket of any kind, no resumption.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
     }
     Arc::new(config)
 }
