@@ -172,6 +172,7 @@ fn explain(status: u16) -> &'static str {
         413 => "The request body is larger than this server accepts.",
         414 => "The request line is longer than this server accepts.",
         426 => "This resource must be reached with a protocol upgrade.",
+        431 => "The request's header fields are larger, or more, than this server accepts.",
         500 => "The proxy could not complete the request.",
         502 => "The proxy received an invalid response from the backend server.",
         503 => "The backend server is not available.",

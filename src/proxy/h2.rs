@@ -9,11 +9,17 @@
 //! backend as an HTTP/1.1 upgrade; its `101` becomes the stream's `200`, and
 //! the stream is one side of the same byte tunnel as an HTTP/1 upgrade,
 //! many on one connection, each with its own flow control.
+//!
+//! Abuse is bounded by the h2 crate (header blocks, CONTINUATION frames,
+//! streams at once, resets before acceptance), by mod_http2's field limits
+//! checked here, by the rapid-reset count below, and by `Timeout` on a
+//! client that takes no bytes (see [`SendTimeout`]);
+//! `tests/http2_attacks.rs` sends each attack.
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -29,13 +35,16 @@ use super::forward::{Outcome, TunnelStart};
 use super::header_rules::ConnFacts;
 use super::headers::{self, ClientResponse};
 use super::park::{self, Parkable};
+use super::plan::Local;
 use super::request;
 use super::server::{ConnGuard, Shared};
 use super::tls::TlsFacts;
 use super::tunnel::{AsTcp, Tunnel};
 use crate::http::body::Encoding;
 use crate::http::write::{with_date, LocalAnswer};
-use crate::http::{FieldValue, HeaderFields, Headers, RequestHead, ResponseHead, Text, Version};
+use crate::http::{
+    FieldValue, HeaderFields, Headers, Limits, RequestHead, ResponseHead, Text, Version,
+};
 use crate::route;
 
 /// Streams a client may cancel before their answers, beyond as many as it
@@ -73,6 +82,8 @@ where
     }
     let (timeout, idle_after) = (config.timeout, config.keepalive_timeout);
     drop(generation);
+    let stalled = Arc::new(AtomicBool::new(false));
+    let io = SendTimeout::new(io, timeout, stalled.clone());
     let mut conn = match tokio::time::timeout(timeout, builder.handshake::<_, Bytes>(io)).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
@@ -109,6 +120,13 @@ where
                     };
                     tokio::spawn(stream.serve(request, respond));
                 }
+                Some(Err(_)) if stalled.load(Ordering::Relaxed) => {
+                    tracing::info!(
+                        peer = %facts.peer,
+                        "HTTP/2 client took nothing for {timeout:?}: connection closed"
+                    );
+                    break;
+                }
                 Some(Err(e)) => {
                     tracing::debug!(peer = %facts.peer, "HTTP/2 connection ended: {e}");
                     break;
@@ -143,6 +161,148 @@ impl Tally {
     }
 }
 
+/// mod_http2's answer to fields beyond `LimitRequestFieldSize` or
+/// `LimitRequestFields`; the connection's other streams go on.
+const FIELDS_TOO_LARGE: Local = Local {
+    status: 431,
+    reason: "Request Header Fields Too Large",
+    close: false,
+    extra: None,
+};
+
+/// mod_http2's checks of a request's fields (`h2_stream_add_header`): at
+/// most `LimitRequestFields` field lines, and each field within
+/// `LimitRequestFieldSize` as `name: value` — a name sent several times
+/// counted as the one field its values are joined into (`, `), as mod_http2
+/// joins them before it checks. HTTP/1 checks the same limits as it
+/// parses a head; the h2 crate bounds only the whole list (`max_head`),
+/// which would let a single field a hundred times the limit through.
+fn within_field_limits(headers: &http::HeaderMap, limits: &Limits) -> Result<(), String> {
+    if headers.len() > limits.fields {
+        return Err(format!(
+            "Number of request headers exceeds LimitRequestFields ({} > {})",
+            headers.len(),
+            limits.fields
+        ));
+    }
+    for name in headers.keys() {
+        let (lines, bytes) = headers
+            .get_all(name)
+            .iter()
+            .fold((0, 0), |(lines, bytes), v| (lines + 1, bytes + v.len()));
+        let size = name.as_str().len() + 2 + bytes + 2 * (lines - 1);
+        if size > limits.field_size {
+            return Err(format!(
+                "Request header exceeds LimitRequestFieldSize: {name} ({size} > {})",
+                limits.field_size
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The client's end of a connection, with Apache's `Timeout` on sending:
+/// once a write or flush has to wait, the socket must become writable
+/// within `Timeout`, or the write fails and the connection with it. The h2
+/// crate reads no frame while the answer it owes (a SETTINGS or PING ACK,
+/// a response) cannot be written, which bounds what a flood of SETTINGS or
+/// PING frames costs; but a client that never reads would then hold its
+/// connection, stalled, for ever — as would any client that stops reading
+/// with answers pending.
+///
+/// The deadline is checked before the write is tried again: a client that
+/// reads nothing still lets its kernel take a few bytes now and then, which
+/// a retry would count as progress. Like Apache's wait for the socket to
+/// be writable, only being woken by the socket (or by the connection's own
+/// work) in time counts.
+struct SendTimeout<S> {
+    io: S,
+    timeout: Duration,
+    /// Runs from the first write that had to wait, until one does not.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Set when a write failed for waiting `Timeout` (the h2 crate keeps
+    /// only the kind and text of an I/O error).
+    expired: Arc<AtomicBool>,
+}
+
+impl<S: Unpin> SendTimeout<S> {
+    fn new(io: S, timeout: Duration, expired: Arc<AtomicBool>) -> Self {
+        SendTimeout {
+            io,
+            timeout,
+            stalled: None,
+            expired,
+        }
+    }
+
+    /// Tries `write` unless the wait it is part of has lasted `Timeout`.
+    fn within_deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(Pin<&mut S>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if let Some(stalled) = self.stalled.as_mut() {
+            if stalled.as_mut().poll(cx).is_ready() {
+                self.expired.store(true, Ordering::Relaxed);
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client's socket took nothing for Timeout",
+                )));
+            }
+        }
+        let progress = write(Pin::new(&mut self.io), cx);
+        if progress.is_ready() {
+            self.stalled = None;
+        } else if self.stalled.is_none() {
+            let mut stalled = Box::pin(tokio::time::sleep(self.timeout));
+            // Registers the wake-up at the deadline.
+            let _ = stalled.as_mut().poll(cx);
+            self.stalled = Some(stalled);
+        }
+        progress
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for SendTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.within_deadline(cx, |io, cx| io.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.within_deadline(cx, |io, cx| io.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.within_deadline(cx, |io, cx| io.poll_flush(cx))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.within_deadline(cx, |io, cx| io.poll_shutdown(cx))
+    }
+}
+
 /// One stream of a connection.
 struct Stream {
     shared: Arc<Shared>,
@@ -160,7 +320,6 @@ impl Stream {
                 .extensions
                 .get::<h2::ext::Protocol>()
                 .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
-        let head = request_head(&parts, websocket, !body.is_end_stream());
         let mut down = H2Downstream {
             respond: Some(respond),
             send: None,
@@ -168,6 +327,14 @@ impl Stream {
             websocket,
             cancelled: false,
         };
+        let config = &generation.config;
+        if let Err(why) = within_field_limits(&parts.headers, &config.limits) {
+            tracing::info!(peer = %self.facts.peer, "{why}: 431");
+            request::answer_local(&mut down, FIELDS_TOO_LARGE, config.timeout).await;
+            self.tally.answered.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let head = request_head(&parts, websocket, !down.recv.is_end_stream());
         if websocket {
             tracing::debug!(peer = %self.facts.peer, path = %head.target, "WebSocket over an HTTP/2 stream");
         }
@@ -588,6 +755,52 @@ mod tests {
             !tally.flooding(),
             "a busy client that cancels some of many streams"
         );
+    }
+
+    #[test]
+    fn fields_are_checked_as_mod_http2_checks_them() {
+        let limits = Limits {
+            field_size: 20,
+            fields: 3,
+            ..Limits::default()
+        };
+        let headers = |fields: &[(&str, &str)]| {
+            let mut map = http::HeaderMap::new();
+            for (name, value) in fields {
+                map.append(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    http::HeaderValue::from_str(value).unwrap(),
+                );
+            }
+            map
+        };
+        let check = |fields: &[(&str, &str)]| within_field_limits(&headers(fields), &limits);
+        // "x-a: " and 15 bytes: 20.
+        assert!(check(&[("x-a", "123456789012345")]).is_ok());
+        let over = check(&[("x-a", "1234567890123456")]).unwrap_err();
+        assert!(
+            over.contains("LimitRequestFieldSize: x-a (21 > 20)"),
+            "{over}"
+        );
+        // Joined as "1234567, 123456": 5 + 7 + 2 + 6 = 20.
+        assert!(check(&[("x-a", "1234567"), ("x-a", "123456")]).is_ok());
+        assert!(check(&[("x-a", "1234567"), ("x-a", "1234567")]).is_err());
+        // Every line counts, repeated names too.
+        assert!(check(&[("x-a", "1"), ("x-a", "2"), ("x-b", "3")]).is_ok());
+        let many = check(&[("x-a", "1"), ("x-a", "2"), ("x-b", "3"), ("x-c", "4")]).unwrap_err();
+        assert!(many.contains("LimitRequestFields (4 > 3)"), "{many}");
+        let unlimited = Limits {
+            fields: usize::MAX,
+            ..limits
+        };
+        let lots = headers(&[("x-a", "1"); 200]);
+        assert!(
+            within_field_limits(&lots, &unlimited).is_err(),
+            "joined, too long"
+        );
+        let lots: Vec<(String, &str)> = (0..200).map(|i| (format!("x-{i}"), "1")).collect();
+        let lots: Vec<(&str, &str)> = lots.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        assert!(within_field_limits(&headers(&lots), &unlimited).is_ok());
     }
 
     #[test]
