@@ -88,6 +88,12 @@ impl Records {
                 bytes = &bytes[n..];
                 continue;
             }
+            if let (0, [_, _, _, hi, lo, rest @ ..]) = (self.header_len, bytes) {
+                // A whole header at once: the usual case.
+                self.body_left = u16::from_be_bytes([*hi, *lo]);
+                bytes = rest;
+                continue;
+            }
             self.header[self.header_len as usize] = bytes[0];
             self.header_len += 1;
             bytes = &bytes[1..];
