@@ -407,3 +407,86 @@ async fn a_rapid_reset_flood_does_not_starve_other_clients() {
     let sent = flood.await.unwrap();
     assert!(sent < 100_000, "{sent} resets");
 }
+
+/// `Protocols h2c http/1.1` on an address without TLS: a client that opens
+/// with HTTP/2's preface (prior knowledge) is served HTTP/2 — requests and
+/// a WebSocket over a stream — and one that sends an HTTP/1.1 request on
+/// the same address is served HTTP/1.1; without `h2c`, the preface is not
+/// HTTP/2 to wsgate.
+#[tokio::test(flavor = "multi_thread")]
+async fn h2c_serves_http2_with_prior_knowledge_beside_http1() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let http = http_backend("h1").await;
+    let ws = ws_echo_backend().await;
+    let w = Wsgate::start(&format!(
+        "LogLevel debug\nProtocols h2c http/1.1\nH2WebSockets on\nProxyPass /ws ws://{ws}/\nProxyPass / http://{http}/\n"
+    ));
+    let tcp = TcpStream::connect(w.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut ready = client.clone().ready().await.unwrap();
+    let request = http::Request::get("http://a.test/over/h2c")
+        .body(())
+        .unwrap();
+    let (response, _) = ready.send_request(request, true).unwrap();
+    let response = tokio::time::timeout(LIMIT, response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = String::from_utf8(body(response.into_body()).await).unwrap();
+    assert!(text.contains("/over/h2c"), "{text}");
+    let seen = http.seen.last();
+    assert!(seen.starts_with("GET /over/h2c HTTP/1.1\r\n"), "{seen}");
+    assert!(seen.contains("Host: a.test\r\n"), "{seen}");
+    // A WebSocket over a stream of the same connection.
+    let mut c = client.clone();
+    eventually(LIMIT, "SETTINGS_ENABLE_CONNECT_PROTOCOL", || {
+        c.is_extended_connect_protocol_enabled()
+    })
+    .await;
+    let (mut send, mut recv) = open_websocket(&mut c).await;
+    echo(&mut send, &mut recv, "over h2c").await;
+    assert_eq!(
+        w.stderr()
+            .matches("WebSocket over an HTTP/2 stream")
+            .count(),
+        1
+    );
+    // HTTP/1.1 on the same address.
+    let mut s = TcpStream::connect(w.addr).await.unwrap();
+    s.write_all(b"GET /h1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(LIMIT, s.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Without h2c, the preface is an HTTP/1 request wsgate refuses.
+    let plain = Wsgate::start(&format!("ProxyPass / http://{http}/\n"));
+    let tcp = TcpStream::connect(plain.addr).await.unwrap();
+    let refused = tokio::time::timeout(LIMIT, h2::client::handshake(tcp))
+        .await
+        .unwrap();
+    match refused {
+        Err(_) => {}
+        Ok((client, conn)) => {
+            let ended = tokio::spawn(conn);
+            let mut ready = client.ready().await.unwrap();
+            let request = http::Request::get("http://a.test/x").body(()).unwrap();
+            let sent = ready.send_request(request, true).map(|(r, _)| r);
+            let answer = match sent {
+                Ok(r) => tokio::time::timeout(LIMIT, r).await.unwrap().err(),
+                Err(e) => Some(e),
+            };
+            assert!(answer.is_some(), "no HTTP/2 answer without h2c");
+            let _ = ended.await;
+        }
+    }
+}

@@ -226,7 +226,7 @@ pub const DIRECTIVES: &[Directive] = &[
     one("SSLSessionTickets", "mod_ssl", SERVER_VHOST, "SSLSessionTickets On|Off", "stateless session resumption (on by default)", ssl::ssl_server),
     one("SSLStrictSNIVHostCheck", "mod_ssl", SERVER_VHOST, "SSLStrictSNIVHostCheck On|Off", "a client that sends no SNI name gets 403 from this server", ssl::ssl_server),
     line("SSLOpenSSLConfCmd", "mod_ssl", SERVER_VHOST, "SSLOpenSSLConfCmd Curves|Groups|DHParameters VALUE", "key exchange groups (X25519, P-256, P-384); DHParameters is accepted and unused (no DHE)", ssl::ssl_server),
-    line("Protocols", "core", SERVER_VHOST, "Protocols h2|http/1.1 ...", "the protocols offered to clients: h2 (HTTP/2, by ALPN on TLS) and http/1.1", http2::protocols),
+    line("Protocols", "core", SERVER_VHOST, "Protocols h2|h2c|http/1.1 ...", "the protocols offered to clients: h2 (HTTP/2, by ALPN on TLS), h2c (HTTP/2 without TLS, by prior knowledge) and http/1.1", http2::protocols),
     one("H2WebSockets", "mod_http2", SERVER_VHOST, "H2WebSockets On|Off", "WebSockets over HTTP/2 streams (RFC 8441 extended CONNECT)", http2::h2_setting),
     one("H2MaxSessionStreams", "mod_http2", SERVER_VHOST, "H2MaxSessionStreams N", "streams open at once on one HTTP/2 connection (100)", http2::h2_setting),
     one("H2WindowSize", "mod_http2", SERVER_VHOST, "H2WindowSize BYTES", "each HTTP/2 stream's receive window (65535)", http2::h2_setting),

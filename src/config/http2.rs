@@ -12,6 +12,7 @@ use super::{values, At, Builder};
 #[derive(Debug, Default, Clone)]
 pub struct Http2Draft {
     h2: Option<bool>,
+    h2c: Option<bool>,
     websockets: Option<bool>,
     max_streams: Option<u32>,
     window: Option<u32>,
@@ -23,6 +24,7 @@ impl Http2Draft {
     pub fn resolve(&self, main: &Http2Draft) -> Http2 {
         Http2 {
             enabled: self.h2.or(main.h2).unwrap_or(false),
+            cleartext: self.h2c.or(main.h2c).unwrap_or(false),
             websockets: self.websockets.or(main.websockets).unwrap_or(false),
             max_streams: self.max_streams.or(main.max_streams).unwrap_or(100),
             window: self.window.or(main.window).unwrap_or(65535),
@@ -30,25 +32,21 @@ impl Http2Draft {
     }
 }
 
-/// `Protocols h2 http/1.1`: HTTP/2 (by ALPN, on TLS) when `h2` is listed.
+/// `Protocols h2 h2c http/1.1`: HTTP/2 by ALPN on TLS when `h2` is
+/// listed; on a connection without TLS, with prior knowledge, when `h2c`
+/// is.
 pub(super) fn protocols(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
     let o = &node.origin;
-    let mut h2 = false;
+    let (mut h2, mut h2c) = (false, false);
     for p in &node.args {
         match p.to_ascii_lowercase().as_str() {
             "h2" => h2 = true,
+            "h2c" => h2c = true,
             "http/1.1" => {}
-            "h2c" => {
-                return Err(ConfigError::new(
-                    o,
-                    "Protocols h2c: HTTP/2 over cleartext is not supported by wsgate yet",
-                )
-                .hint("HTTP/2 is offered on TLS (Protocols h2 http/1.1 with SSLEngine on)"))
-            }
             _ => {
                 return Err(
                     ConfigError::new(o, format!("Protocols: unknown protocol '{p}'"))
-                        .hint("wsgate offers h2 and http/1.1"),
+                        .hint("wsgate offers h2, h2c and http/1.1"),
                 )
             }
         }
@@ -58,6 +56,7 @@ pub(super) fn protocols(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result
             .hint("e.g. Protocols h2 http/1.1"));
     }
     at.server.http2.h2 = Some(h2);
+    at.server.http2.h2c = Some(h2c);
     Ok(())
 }
 

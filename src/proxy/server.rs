@@ -396,8 +396,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             https: false,
         };
         let current = shared.current();
-        if tls::tls_server(&current.generation.config, local).is_some() {
+        let config = &current.generation.config;
+        if tls::tls_server(config, local).is_some() {
             spawn_tls_connection(&shared, current, stream, facts, permit);
+        } else if crate::route::select_server(config, local, None)
+            .http2
+            .cleartext
+        {
+            spawn_cleartext(&shared, current, stream, facts, permit);
         } else {
             spawn_connection(&shared, stream, facts, None, permit);
         }
@@ -439,6 +445,60 @@ fn spawn_tls_connection(
             Handshake::Failed => {}
         }
     });
+}
+
+/// A connection to an address whose server lists `h2c`: HTTP/2 when the
+/// client opens with its preface (prior knowledge, as mod_http2's
+/// `H2Direct`), HTTP/1 otherwise.
+fn spawn_cleartext(
+    shared: &Arc<Shared>,
+    current: Arc<Current>,
+    stream: TcpStream,
+    facts: ConnFacts,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let guard = ConnGuard::new(shared, permit);
+    let shared = shared.clone();
+    let timeout = current.generation.config.timeout;
+    drop(current);
+    tokio::spawn(async move {
+        match h2c_preface(&stream, timeout).await {
+            Some(true) => {
+                super::h2::serve(stream, facts, TlsFacts::default(), shared, guard).await;
+            }
+            Some(false) => {
+                let serve = connection::serve(stream, facts, None, shared, guard);
+                park::Connection::new(Box::pin(serve)).await;
+            }
+            // Closed, or nothing but part of the preface within Timeout.
+            None => {}
+        }
+    });
+}
+
+/// Whether a connection's first bytes are HTTP/2's preface, without taking
+/// them: waits for all 24 while they match it, at most `timeout`.
+async fn h2c_preface(stream: &TcpStream, timeout: Duration) -> Option<bool> {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut first = [0u8; 24];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return None,
+        };
+        if first[..n] != PREFACE[..n] {
+            return Some(false);
+        }
+        if n == PREFACE.len() {
+            return Some(true);
+        }
+        // The preface split across segments (rare): what is there stays
+        // readable, so look again shortly rather than on readiness.
+        tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5)))
+            .await
+            .ok()?;
+    }
 }
 
 /// Serves a client connection in a task of its own, counted (and holding

@@ -122,7 +122,11 @@ pub struct Server {
 /// `h2`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Http2 {
+    /// `Protocols h2`: offered by ALPN on TLS.
     pub enabled: bool,
+    /// `Protocols h2c`: HTTP/2 without TLS, when a connection opens with
+    /// HTTP/2's preface (prior knowledge, mod_http2's `H2Direct`).
+    pub cleartext: bool,
     /// `H2WebSockets on`: WebSockets over HTTP/2 streams (RFC 8441).
     pub websockets: bool,
     /// `H2MaxSessionStreams`.
