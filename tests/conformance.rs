@@ -319,7 +319,7 @@ async fn run_all() -> Results {
             .replace("@BPORT@", &backend.addr.port().to_string())
             .replace("@DEAD@", &dead.to_string());
         let config = front.fill(&config);
-        let apache = Apache::start(&config, g.tls);
+        let apache = Apache::start(&config, &g.extra_modules());
         let wsgate = common::Wsgate::start(&config);
         let mutated = common::Wsgate::start_binary(
             &mutant,

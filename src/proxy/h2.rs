@@ -320,11 +320,12 @@ impl Stream {
                 .extensions
                 .get::<h2::ext::Protocol>()
                 .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        let key = websocket.then(websocket_key);
         let mut down = H2Downstream {
             respond: Some(respond),
             send: None,
             recv: body,
-            websocket,
+            websocket_accept: key.as_deref().map(websocket_accept),
             cancelled: false,
         };
         let config = &generation.config;
@@ -334,7 +335,7 @@ impl Stream {
             self.tally.answered.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let head = request_head(&parts, websocket, !down.recv.is_end_stream());
+        let head = request_head(&parts, key.as_deref(), !down.recv.is_end_stream());
         if websocket {
             tracing::debug!(peer = %self.facts.peer, path = %head.target, "WebSocket over an HTTP/2 stream");
         }
@@ -386,13 +387,20 @@ impl Stream {
     }
 }
 
-/// The head routing and rules read, from an HTTP/2 request: its method and
-/// path, `host` from `:authority`, cookies joined (RFC 9113 §8.2.3), and
-/// for an RFC 8441 WebSocket the HTTP/1.1 upgrade the backend is asked for.
-/// A body without a length is sent on chunked.
-fn request_head(parts: &http::request::Parts, websocket: bool, has_body: bool) -> RequestHead {
+/// The head routing and rules read, from an HTTP/2 request, as mod_http2
+/// hands it on: its method and path, `Host` from `:authority`, field names
+/// written as HTTP/1.1 writes them, fields of one name merged, and for an
+/// RFC 8441 WebSocket (`websocket_key`: ours, for the backend) the
+/// HTTP/1.1 upgrade the backend is asked for. A stream still open after
+/// its HEADERS, without a Content-Length, has a body of unknown length:
+/// chunked, as mod_http2 marks it.
+fn request_head(
+    parts: &http::request::Parts,
+    websocket_key: Option<&str>,
+    has_body: bool,
+) -> RequestHead {
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let method = if websocket {
+    let method = if websocket_key.is_some() {
         "GET"
     } else {
         parts.method.as_str()
@@ -401,35 +409,49 @@ fn request_head(parts: &http::request::Parts, websocket: bool, has_body: bool) -
     if !parts.headers.contains_key(http::header::HOST) {
         if let Some(authority) = parts.uri.authority() {
             fields.push((
-                "host".into(),
+                "Host".into(),
                 FieldValue::copy_from_slice(authority.as_str().as_bytes()),
             ));
         }
     }
-    let mut cookies: Option<usize> = None;
     for (name, value) in &parts.headers {
-        if name == http::header::COOKIE {
-            if let Some(at) = cookies {
-                let mut joined = fields[at].1.to_vec();
-                joined.extend_from_slice(b"; ");
-                joined.extend_from_slice(value.as_bytes());
-                fields[at].1 = joined.into();
-                continue;
-            }
-            cookies = Some(fields.len());
+        // mod_http2 keeps a request's fields in a table that merges a
+        // name's later values into its first field (apr_table_mergen):
+        // `, ` between them, `; ` between cookies (RFC 9113 §8.2.3).
+        let first = fields
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name.as_str()));
+        if let Some(at) = first {
+            let separator: &[u8] = if name == http::header::COOKIE {
+                b"; "
+            } else {
+                b", "
+            };
+            let mut merged = fields[at].1.to_vec();
+            merged.extend_from_slice(separator);
+            merged.extend_from_slice(value.as_bytes());
+            fields[at].1 = merged.into();
+            continue;
         }
         fields.push((
-            Text::from(name.as_str()),
+            http1_name(name.as_str()),
             FieldValue::copy_from_slice(value.as_bytes()),
         ));
     }
-    if websocket {
-        fields.push(("upgrade".into(), FieldValue::from_static(b"websocket")));
-        fields.push(("connection".into(), FieldValue::from_static(b"Upgrade")));
-        fields.push(("sec-websocket-key".into(), websocket_key().into()));
-    } else if has_body && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+    if let Some(key) = websocket_key {
+        fields.push(("Upgrade".into(), FieldValue::from_static(b"websocket")));
+        fields.push(("Connection".into(), FieldValue::from_static(b"Upgrade")));
         fields.push((
-            "transfer-encoding".into(),
+            "Sec-WebSocket-Key".into(),
+            FieldValue::copy_from_slice(key.as_bytes()),
+        ));
+    }
+    // An extended CONNECT's stream stays open too; its body ends at once
+    // (`body_piece`), so the backend is sent `Content-Length: 0`, as
+    // mod_http2 and mod_proxy_http send it.
+    if has_body && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+        fields.push((
+            "Transfer-Encoding".into(),
             FieldValue::from_static(b"chunked"),
         ));
     }
@@ -439,6 +461,22 @@ fn request_head(parts: &http::request::Parts, websocket: bool, has_body: bool) -
         version: Version::HTTP_11,
         headers: Headers { fields },
     }
+}
+
+/// An HTTP/2 field name (lower case, RFC 9113 §8.2.1) as mod_http2 writes
+/// it for HTTP/1.1 (`h2_util_camel_case_header`): the first letter and each
+/// one after a `-` in upper case, the rest as received (`user-agent` →
+/// `User-Agent`, `sec-websocket-version` → `Sec-Websocket-Version`). Names
+/// are case-insensitive, but backends behind Apache see these spellings,
+/// and some compare names as written.
+fn http1_name(name: &str) -> Text {
+    let mut out = String::with_capacity(name.len());
+    let mut start = true;
+    for c in name.chars() {
+        out.push(if start { c.to_ascii_uppercase() } else { c });
+        start = c == '-';
+    }
+    Text::from(out.as_str())
 }
 
 /// A fresh `Sec-WebSocket-Key` for the backend: 16 random bytes, base64.
@@ -453,6 +491,38 @@ fn websocket_key() -> String {
         nonce = now.to_le_bytes();
     }
     base64(&nonce)
+}
+
+/// The `Sec-WebSocket-Accept` a backend answers `key` with (RFC 6455
+/// §4.2.2): base64 of the SHA-1 of the key and the protocol's GUID.
+fn websocket_accept(key: &str) -> String {
+    let mut input = key.as_bytes().to_vec();
+    input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
+    base64(digest.as_ref())
+}
+
+/// What a WebSocket's stream is answered when the backend answers its
+/// upgrade; mod_http2 decides the same way (`h2_ws.c`). RFC 8441 defines
+/// no answer for a backend that does not switch, but a 2xx cannot be
+/// relayed: it tells the client its WebSocket is open (§5).
+#[derive(Debug, PartialEq)]
+enum WebSocketAnswer {
+    /// 200: the stream carries the WebSocket from here on.
+    Open,
+    /// 502, no body: a 101 without the `Sec-WebSocket-Accept` our key
+    /// asks for, or a 2xx (a plain HTTP resource).
+    BadGateway,
+    /// 3xx, 4xx, 5xx: relayed as they are.
+    Relay,
+}
+
+fn websocket_answer(status: u16, accept: Option<&[u8]>, expected: &str) -> WebSocketAnswer {
+    match status {
+        101 if accept == Some(expected.as_bytes()) => WebSocketAnswer::Open,
+        101 | 200..=299 => WebSocketAnswer::BadGateway,
+        _ => WebSocketAnswer::Relay,
+    }
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -483,7 +553,9 @@ struct H2Downstream {
     /// The response's body, once its head is sent.
     send: Option<SendStream<Bytes>>,
     recv: RecvStream,
-    websocket: bool,
+    /// For an RFC 8441 WebSocket, the `Sec-WebSocket-Accept` the backend's
+    /// 101 must carry.
+    websocket_accept: Option<String>,
     /// The client reset the stream before its answer was sent.
     cancelled: bool,
 }
@@ -541,9 +613,15 @@ impl Downstream for H2Downstream {
         timeout: Duration,
     ) -> Result<Option<Bytes>, BodyError> {
         // A request framed as bodiless has no body to read, whatever the
-        // stream does next (an extended CONNECT's stream carries the
-        // WebSocket afterwards).
+        // stream does next.
         if reader.is_done() {
+            return Ok(None);
+        }
+        // An extended CONNECT's request ends with its head, as mod_http2
+        // ends it (an end of body without the end of the stream,
+        // `h2_ws.c`): the DATA that follows is the WebSocket.
+        if self.websocket_accept.is_some() {
+            reader.ended();
             return Ok(None);
         }
         match tokio::time::timeout(timeout, self.recv.data()).await {
@@ -595,9 +673,38 @@ impl Downstream for H2Downstream {
         first: Option<Bytes>,
         timeout: Duration,
     ) -> io::Result<()> {
-        if self.websocket && resp.status == 101 {
-            // RFC 8441: the stream is the WebSocket from here on.
-            return self.respond(200, &HeaderFields::new(), false);
+        if let Some(expected) = &self.websocket_accept {
+            let accept = resp.headers.get("sec-websocket-accept");
+            match websocket_answer(resp.status, accept, expected) {
+                WebSocketAnswer::Open => {
+                    // Its 200 carries the backend's fields as any response
+                    // does (the chosen Sec-WebSocket-Protocol and
+                    // -Extensions, cookies...), as mod_http2's does,
+                    // without Sec-WebSocket-Accept: it answers our key,
+                    // which the client never saw.
+                    let mut fields =
+                        with_date(|date| headers::client_fields(resp, c, date.as_bytes()));
+                    fields.retain(|(name, _)| !name.eq_ignore_ascii_case("sec-websocket-accept"));
+                    return self.respond(200, &fields, false);
+                }
+                WebSocketAnswer::BadGateway => {
+                    tracing::info!(
+                        status = resp.status,
+                        "the backend did not switch to WebSocket (or without our Sec-WebSocket-Accept): 502 on the HTTP/2 stream"
+                    );
+                    let mut fields = HeaderFields::new();
+                    with_date(|date| {
+                        fields.push(("date".into(), FieldValue::copy_from_slice(date.as_bytes())))
+                    });
+                    fields.push(("content-length".into(), FieldValue::from_static(b"0")));
+                    self.respond(502, &fields, true)?;
+                    // The stream is answered: nothing more of this
+                    // exchange goes to the client, and the backend
+                    // connection is dropped.
+                    return Err(io::Error::other("the backend did not switch to WebSocket"));
+                }
+                WebSocketAnswer::Relay => {}
+            }
         }
         let fields = with_date(|date| headers::client_fields(resp, c, date.as_bytes()));
         self.respond(resp.status, &fields, false)?;
@@ -814,17 +921,52 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_becomes_the_head_an_http1_request_would_be() {
+    fn websocket_accept_as_rfc_6455_computes_it() {
+        assert_eq!(
+            websocket_accept("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn a_websocket_stream_opens_only_on_a_101_with_our_accept() {
+        use WebSocketAnswer::*;
+        let ok = Some(&b"right"[..]);
+        let cases: &[(u16, Option<&[u8]>, WebSocketAnswer)] = &[
+            (101, ok, Open),
+            (101, Some(b"wrong"), BadGateway),
+            (101, None, BadGateway),
+            (200, ok, BadGateway),
+            (204, None, BadGateway),
+            (302, None, Relay),
+            (403, None, Relay),
+            (426, None, Relay),
+            (502, None, Relay),
+        ];
+        for (status, accept, answer) in cases {
+            assert_eq!(
+                &websocket_answer(*status, *accept, "right"),
+                answer,
+                "status {status}, accept {accept:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stream_becomes_the_head_mod_http2_hands_on() {
         let request = http::Request::builder()
             .method("POST")
             .uri("https://a.test:8443/x/y?z=1")
             .header("cookie", "a=1")
             .header("x-one", "1")
             .header("cookie", "b=2")
+            .header("accept", "text/html")
+            .header("accept", "*/*")
+            .header("sec-websocket-version", "13")
             .body(())
             .unwrap();
         let (parts, ()) = request.into_parts();
-        let head = request_head(&parts, false, true);
+        let head = request_head(&parts, None, true);
         assert_eq!(head.method, "POST");
         assert_eq!(head.target, "/x/y?z=1");
         assert_eq!(head.version, Version::HTTP_11);
@@ -841,10 +983,12 @@ mod tests {
         assert_eq!(
             pairs,
             [
-                ("host", "a.test:8443"),
-                ("cookie", "a=1; b=2"),
-                ("x-one", "1"),
-                ("transfer-encoding", "chunked"),
+                ("Host", "a.test:8443"),
+                ("Cookie", "a=1; b=2"),
+                ("X-One", "1"),
+                ("Accept", "text/html, */*"),
+                ("Sec-Websocket-Version", "13"),
+                ("Transfer-Encoding", "chunked"),
             ]
         );
         let request = http::Request::builder()
@@ -854,15 +998,15 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = request.into_parts();
-        let head = request_head(&parts, true, true);
+        let head = request_head(&parts, Some("dGhlIHNhbXBsZSBub25jZQ=="), true);
         assert_eq!(head.method, "GET");
         assert_eq!(head.target, "/chat");
         assert_eq!(head.headers.get_str("upgrade"), Some("websocket"));
         assert_eq!(head.headers.get_str("connection"), Some("Upgrade"));
         assert_eq!(
-            head.headers.get("sec-websocket-key").map(<[u8]>::len),
-            Some(24)
+            head.headers.get_str("sec-websocket-key"),
+            Some("dGhlIHNhbXBsZSBub25jZQ==")
         );
-        assert!(!head.headers.contains("transfer-encoding"));
+        assert_eq!(head.headers.get_str("transfer-encoding"), Some("chunked"));
     }
 }

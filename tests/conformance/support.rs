@@ -78,7 +78,12 @@ fn latin1(b: &[u8]) -> String {
 }
 
 fn header_of<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
-    lines.iter().skip(1).find_map(|l| {
+    header_of_fields(lines.get(1..).unwrap_or_default(), name)
+}
+
+/// The value of field `name` among `Name: value` lines.
+fn header_of_fields<'a>(fields: &'a [String], name: &str) -> Option<&'a str> {
+    fields.iter().find_map(|l| {
         let (n, v) = l.split_once(':')?;
         n.eq_ignore_ascii_case(name).then(|| v.trim())
     })
@@ -440,6 +445,17 @@ async fn serve(c: Conn, log: Log) -> Option<usize> {
         )
         .into_bytes(),
         "status500" => b"HTTP/1.1 500 Backend Broke\r\nContent-Length: 4\r\nConnection: close\r\n\r\noops".to_vec(),
+        // Three 6000-byte fields: one HTTP/2 header block beyond the
+        // default 16 KiB frame (CONTINUATION), each field under Apache's
+        // 8190-byte line limit.
+        "bigfields" => {
+            let mut r = b"HTTP/1.1 200 OK\r\n".to_vec();
+            for n in 1..=3 {
+                r.extend_from_slice(format!("X-Big-{n}: {}\r\n", "b".repeat(6000)).as_bytes());
+            }
+            r.extend_from_slice(b"Content-Length: 2\r\nConnection: close\r\n\r\nok");
+            r
+        }
         _ => ok200("body-200"),
     };
     let _ = c.send(&resp).await;
@@ -485,12 +501,19 @@ async fn tunnel(
     let accept = key
         .map(|k| tokio_tungstenite::tungstenite::handshake::derive_accept_key(k.as_bytes()))
         .unwrap_or_else(|| "none".into());
+    // A WebSocket server (mode `ws`) picks the first subprotocol offered.
+    let protocol = header_of(&log_lines(log, i), "sec-websocket-protocol")
+        .and_then(|p| p.split(',').next())
+        .map(|p| format!("Sec-WebSocket-Protocol: {}\r\n", p.trim()))
+        .filter(|_| mode == "ws")
+        .unwrap_or_default();
     let head = match mode {
         "101wrong" => format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"),
+        "101badaccept" => format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {up}\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSBhY2NlcHQ=\r\n\r\n"),
         "101noup" => format!("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"),
         "101hop" => format!("HTTP/1.1 101 Yes Switch\r\nSet-Cookie: a=1\r\nConnection: Upgrade, X-Hop\r\nX-Hop: 1\r\nTE: x\r\nTrailer: y\r\nProxy-Authenticate: z\r\nSet-Cookie: b=2\r\nUpgrade: {up}\r\nKeep-Alive: timeout=5\r\nX-Back: 1\r\n\r\n"),
         "101then" => format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {up}\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\nSERVER-FIRST"),
-        _ => format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {up}\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nX-Back: 1\r\n\r\n"),
+        _ => format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: {up}\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{protocol}X-Back: 1\r\n\r\n"),
     };
     if !c.send(head.as_bytes()).await {
         log.line(i, "could not send 101");
@@ -685,7 +708,33 @@ pub struct Case {
     pub method: String,
     /// `tls NAME` (SNI) or `tls -` (no SNI): the client speaks TLS.
     pub tls: Option<Option<String>>,
+    /// `h2`: the request goes as an HTTP/2 stream instead of `request`.
+    pub h2: Option<H2Request>,
 }
+
+/// A case's request as an HTTP/2 client sends it (keyword `h2`).
+#[derive(Clone, Debug)]
+pub struct H2Request {
+    pub method: String,
+    pub target: String,
+    pub authority: String,
+    /// `:protocol` of an RFC 8441 extended CONNECT (keyword `ws`).
+    pub protocol: Option<String>,
+    /// Lower-cased names, in the case's order; `{tag}` still to replace.
+    pub fields: Vec<(String, Vec<u8>)>,
+    pub body: Vec<u8>,
+}
+
+/// Request fields an HTTP/2 request cannot carry (RFC 9113 §8.2.2, the h2
+/// crate refuses to send them), and `host`, which becomes `:authority`.
+const NOT_IN_H2: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
 
 #[derive(Clone, Debug)]
 pub struct Group {
@@ -693,7 +742,23 @@ pub struct Group {
     pub file: String,
     pub config: String,
     pub tls: bool,
+    /// Some case speaks HTTP/2 (loads mod_http2 in Apache).
+    pub h2: bool,
     pub cases: Vec<Case>,
+}
+
+impl Group {
+    /// The Apache modules this group needs beyond the usual ones.
+    pub fn extra_modules(&self) -> Vec<&'static str> {
+        let mut modules = Vec::new();
+        if self.tls {
+            modules.extend(["socache_shmcb", "ssl"]);
+        }
+        if self.h2 {
+            modules.push("http2");
+        }
+        modules
+    }
 }
 
 const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -706,9 +771,55 @@ struct ReqBuilder {
     headers: Vec<Vec<u8>>,
     body: Vec<u8>,
     raw: Option<Vec<u8>>,
+    /// The body's bytes without HTTP/1 framing (for `h2`).
+    payload: Vec<u8>,
+    /// `ws [VALUE]`: the upgrade asked for.
+    ws: Option<String>,
+    h2: bool,
 }
 
 impl ReqBuilder {
+    /// The same request as an HTTP/2 client sends it: the request line's
+    /// method and target, the host as `:authority`, the fields lower-cased
+    /// without those HTTP/2 forbids, the body as DATA; a `ws` case becomes
+    /// an RFC 8441 extended CONNECT (no Sec-WebSocket-Key there, §5).
+    fn h2_request(&self, at: &str) -> H2Request {
+        assert!(self.raw.is_none(), "{at}: `raw` is HTTP/1 only, not for h2");
+        let line = self.line.as_deref().expect("a `req` line");
+        let mut parts = line.split(' ');
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("/").to_string();
+        let authority = match &self.host {
+            None => "h.test".to_string(),
+            Some(Some(h)) => h.clone(),
+            Some(None) => panic!("{at}: an h2 case needs a host (its :authority)"),
+        };
+        let mut fields = vec![("x-tag".to_string(), b"{tag}".to_vec())];
+        for h in &self.headers {
+            let i = h.iter().position(|&b| b == b':').expect("Name: value");
+            let name = latin1(&h[..i]).trim().to_ascii_lowercase();
+            let value = h[i + 1..].trim_ascii().to_vec();
+            let forbidden = NOT_IN_H2.contains(&name.as_str())
+                || (name == "te" && !value.eq_ignore_ascii_case(b"trailers"))
+                || (self.ws.is_some() && name == "sec-websocket-key");
+            if !forbidden {
+                fields.push((name, value));
+            }
+        }
+        H2Request {
+            method: if self.ws.is_some() {
+                "CONNECT".into()
+            } else {
+                method
+            },
+            target,
+            authority,
+            protocol: self.ws.clone(),
+            fields,
+            body: self.payload.clone(),
+        }
+    }
+
     fn build(self) -> Vec<u8> {
         if let Some(raw) = self.raw {
             return raw;
@@ -772,6 +883,35 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
     fn finish(groups: &mut [Group], case: &mut Option<Case>, req: &mut Option<ReqBuilder>) {
         if let Some(mut c) = case.take() {
             let r = req.take().unwrap_or_default();
+            if r.h2 {
+                let at = format!("{}:{}", c.file, c.line);
+                assert!(
+                    matches!(c.tls, Some(Some(_))),
+                    "{at}: `h2` needs `tls NAME` (ALPN on TLS, with SNI)"
+                );
+                c.h2 = Some(r.h2_request(&at));
+                let steps_ok = match c.steps.split_first() {
+                    None => true,
+                    Some((Step::Resp(_), rest)) => rest.iter().all(|s| {
+                        matches!(
+                            s,
+                            Step::Send(_)
+                                | Step::Echo(_)
+                                | Step::ShutWr
+                                | Step::Eof(..)
+                                | Step::Sleep(_)
+                                | Step::WsSend(_)
+                                | Step::WsRead
+                                | Step::WsClose
+                        )
+                    }),
+                    Some(_) => false,
+                };
+                assert!(
+                    steps_ok,
+                    "{at}: an h2 case's steps are `resp`, then only steps on the stream's bytes (send, echo, shutwr, eof, sleep, wssend, wsread, wsclose)"
+                );
+            }
             c.request = r.build();
             c.method = String::from_utf8_lossy(&c.request)
                 .split(' ')
@@ -811,6 +951,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                     file: file.clone(),
                     config: String::new(),
                     tls: false,
+                    h2: false,
                     cases: Vec::new(),
                 });
             }
@@ -831,6 +972,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                     deliberate: None,
                     method: String::new(),
                     tls: None,
+                    h2: None,
                 });
                 req = Some(ReqBuilder::default());
             }
@@ -855,19 +997,27 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                             name => Some(name.to_string()),
                         })
                     }
+                    "h2" => {
+                        r.h2 = true;
+                        groups.last_mut().unwrap().h2 = true;
+                    }
                     "h" => r.headers.push(unescape(rest)),
                     "mode" => r.headers.push(format!("X-Mode: {rest}").into_bytes()),
                     "ws" => {
                         let mut it = rest.splitn(2, ' ');
                         let up = it.next().filter(|s| !s.is_empty()).unwrap_or("websocket");
                         let conn = it.next().unwrap_or("Upgrade");
+                        r.ws = Some(up.to_string());
                         r.headers.push(format!("Upgrade: {up}").into_bytes());
                         r.headers.push(format!("Connection: {conn}").into_bytes());
                         r.headers
                             .push(format!("Sec-WebSocket-Key: {WS_KEY}").into_bytes());
                         r.headers.push(b"Sec-WebSocket-Version: 13".to_vec());
                     }
-                    "body" => r.body.extend_from_slice(&unescape(rest)),
+                    "body" => {
+                        r.body.extend_from_slice(&unescape(rest));
+                        r.payload.extend_from_slice(&unescape(rest));
+                    }
                     "chunked" => {
                         let size: usize = rest.parse().unwrap();
                         let data = vec![b'a'; size];
@@ -878,6 +1028,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                             r.body.extend_from_slice(b"\r\n");
                         }
                         r.body.extend_from_slice(b"0\r\n\r\n");
+                        r.payload.extend_from_slice(&data);
                     }
                     "raw" => r.raw = Some(unescape(rest)),
                     "second" => c.second = Some(unescape(rest)),
@@ -915,12 +1066,25 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
 /// A client connection to `addr`: over TLS when the case says (no
 /// certificate check: both servers present the same test certificates).
 async fn connect(addr: SocketAddr, case: &Case) -> Result<Conn, String> {
+    let Some(sni) = &case.tls else {
+        let s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("client: connect failed: {e}"))?;
+        return Ok(Conn::new(s));
+    };
+    Ok(Conn::new(connect_tls(addr, sni.as_deref(), &[]).await?))
+}
+
+/// A TLS connection to `addr` with SNI `sni` (none without), offering the
+/// ALPN protocols `alpn` (none when empty).
+async fn connect_tls(
+    addr: SocketAddr,
+    sni: Option<&str>,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
     let s = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("client: connect failed: {e}"))?;
-    let Some(sni) = &case.tls else {
-        return Ok(Conn::new(s));
-    };
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -930,13 +1094,12 @@ async fn connect(addr: SocketAddr, case: &Case) -> Result<Conn, String> {
     .with_custom_certificate_verifier(Arc::new(AnyCertificate))
     .with_no_client_auth();
     config.enable_sni = sni.is_some();
-    let name = rustls::pki_types::ServerName::try_from(
-        sni.clone().unwrap_or_else(|| "unnamed.test".into()),
-    )
-    .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name =
+        rustls::pki_types::ServerName::try_from(sni.unwrap_or("unnamed.test").to_string()).unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     match tokio::time::timeout(Duration::from_secs(5), connector.connect(name, s)).await {
-        Ok(Ok(tls)) => Ok(Conn::new(tls)),
+        Ok(Ok(tls)) => Ok(tls),
         _ => Err("client: TLS handshake failed".into()),
     }
 }
@@ -985,6 +1148,9 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 
 /// Runs one case's client against `addr`; returns the transcript lines.
 pub async fn run_client(addr: SocketAddr, case: &Case, tag: &str) -> Vec<String> {
+    if let Some(h2) = &case.h2 {
+        return run_h2_client(addr, case, h2, tag).await;
+    }
     let mut t = Vec::new();
     let mut c = match connect(addr, case).await {
         Ok(c) => c,
@@ -1001,31 +1167,10 @@ pub async fn run_client(addr: SocketAddr, case: &Case, tag: &str) -> Vec<String>
             Step::Head => match c.head(Duration::from_secs(4)).await {
                 Ok(h) => {
                     let text = latin1(&h);
-                    let mut lines: Vec<&str> =
-                        text.split("\r\n").filter(|l| !l.is_empty()).collect();
-                    let first = if lines.is_empty() {
-                        String::new()
-                    } else {
-                        lines.remove(0).to_string()
-                    };
-                    lines.retain(|l| {
-                        let n = l
-                            .split(':')
-                            .next()
-                            .unwrap_or("")
-                            .trim()
-                            .to_ascii_lowercase();
-                        !IGNORED_RESPONSE_HEADERS.contains(&n.as_str())
-                    });
-                    lines.sort_by_key(|l| {
-                        l.split(':')
-                            .next()
-                            .unwrap_or("")
-                            .trim()
-                            .to_ascii_lowercase()
-                    });
+                    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+                    let first = lines.next().unwrap_or("").to_string();
                     t.push(format!("client: head {first}"));
-                    for l in lines {
+                    for l in comparable_fields(lines.map(String::from)) {
                         t.push(format!("client:   {l}"));
                     }
                 }
@@ -1036,46 +1181,6 @@ pub async fn run_client(addr: SocketAddr, case: &Case, tag: &str) -> Vec<String>
                     .until_quiet(Duration::from_millis(700), Duration::from_secs(2))
                     .await;
                 t.push(format!("client: raw \"{}\" {}", preview(&b), end_word(end)));
-            }
-            Step::Send(b) => {
-                let ok = c.send(b).await;
-                last_sent = b.len();
-                t.push(format!(
-                    "client: sent \"{}\"{}",
-                    show(b),
-                    if ok { "" } else { " (write failed)" }
-                ));
-            }
-            Step::Echo(n) => {
-                let want = n.unwrap_or(last_sent);
-                let (b, end) = c.exact(want, Duration::from_secs(2)).await;
-                t.push(format!(
-                    "client: received \"{}\"{}",
-                    preview(&b),
-                    match end {
-                        End::Done => String::new(),
-                        e => format!(" then {}", end_word(e)),
-                    }
-                ));
-            }
-            Step::ShutWr => {
-                let _ = c.io.shutdown().await;
-                t.push("client: half-closed (FIN)".into());
-            }
-            Step::Eof(limit, split) => {
-                let start = Instant::now();
-                let (b, end) = c.until_close(*limit).await;
-                let mut line = format!(
-                    "client: waited for EOF: got \"{}\", {}",
-                    preview(&b),
-                    end_word(end)
-                );
-                if let (Some(split), End::Eof | End::Reset) = (split, end) {
-                    let early = start.elapsed() < *split;
-                    line.push_str(if early { " before " } else { " after " });
-                    line.push_str(&format!("{:?}", split));
-                }
-                t.push(line);
             }
             Step::Closed => {
                 let (b, end) = c.until_close(Duration::from_secs(1)).await;
@@ -1088,7 +1193,6 @@ pub async fn run_client(addr: SocketAddr, case: &Case, tag: &str) -> Vec<String>
                     preview(&b)
                 ));
             }
-            Step::Sleep(d) => tokio::time::sleep(*d).await,
             Step::Second => {
                 let r2 = replace_tag(case.second.as_ref().expect("`second` request"), tag);
                 let ok = c.send(&r2).await;
@@ -1119,30 +1223,394 @@ pub async fn run_client(addr: SocketAddr, case: &Case, tag: &str) -> Vec<String>
                     if ok { "" } else { " (write failed)" }
                 ));
             }
-            Step::WsSend(p) => {
-                let ok = c.send(&frame(1, p, Some([1, 2, 3, 4]))).await;
-                t.push(format!(
-                    "client: ws frame sent \"{}\"{}",
-                    show(p),
-                    if ok { "" } else { " (write failed)" }
-                ));
-            }
-            Step::WsClose => {
-                let ok = c.send(&frame(8, &[3, 232], Some([9, 8, 7, 6]))).await;
-                t.push(format!(
-                    "client: ws close sent{}",
-                    if ok { "" } else { " (write failed)" }
-                ));
-            }
-            Step::WsRead => match read_frame(&mut c, Duration::from_secs(2)).await {
-                Some((op, p)) => {
-                    t.push(format!("client: ws frame opcode {op} \"{}\"", preview(&p)))
-                }
-                None => t.push("client: no ws frame".into()),
-            },
+            other => byte_step(&mut c, other, &mut last_sent, &mut t).await,
         }
     }
     t
+}
+
+/// A step on the bytes after the response head, the same over an HTTP/1
+/// connection and over an HTTP/2 stream: sends, echoes, half-closes, EOFs
+/// and WebSocket frames.
+async fn byte_step(c: &mut Conn, step: &Step, last_sent: &mut usize, t: &mut Vec<String>) {
+    match step {
+        Step::Send(b) => {
+            let ok = c.send(b).await;
+            *last_sent = b.len();
+            t.push(format!(
+                "client: sent \"{}\"{}",
+                show(b),
+                if ok { "" } else { " (write failed)" }
+            ));
+        }
+        Step::Echo(n) => {
+            let want = n.unwrap_or(*last_sent);
+            let (b, end) = c.exact(want, Duration::from_secs(2)).await;
+            t.push(format!(
+                "client: received \"{}\"{}",
+                preview(&b),
+                match end {
+                    End::Done => String::new(),
+                    e => format!(" then {}", end_word(e)),
+                }
+            ));
+        }
+        Step::ShutWr => {
+            let _ = c.io.shutdown().await;
+            t.push("client: half-closed (FIN)".into());
+        }
+        Step::Eof(limit, split) => {
+            let start = Instant::now();
+            let (b, end) = c.until_close(*limit).await;
+            let mut line = format!(
+                "client: waited for EOF: got \"{}\", {}",
+                preview(&b),
+                end_word(end)
+            );
+            if let (Some(split), End::Eof | End::Reset) = (split, end) {
+                let early = start.elapsed() < *split;
+                line.push_str(if early { " before " } else { " after " });
+                line.push_str(&format!("{:?}", split));
+            }
+            t.push(line);
+        }
+        Step::Sleep(d) => tokio::time::sleep(*d).await,
+        Step::WsSend(p) => {
+            let ok = c.send(&frame(1, p, Some([1, 2, 3, 4]))).await;
+            t.push(format!(
+                "client: ws frame sent \"{}\"{}",
+                show(p),
+                if ok { "" } else { " (write failed)" }
+            ));
+        }
+        Step::WsClose => {
+            let ok = c.send(&frame(8, &[3, 232], Some([9, 8, 7, 6]))).await;
+            t.push(format!(
+                "client: ws close sent{}",
+                if ok { "" } else { " (write failed)" }
+            ));
+        }
+        Step::WsRead => match read_frame(c, Duration::from_secs(2)).await {
+            Some((op, p)) => t.push(format!("client: ws frame opcode {op} \"{}\"", preview(&p))),
+            None => t.push("client: no ws frame".into()),
+        },
+        other => unreachable!("{other:?} is not a step on bytes"),
+    }
+}
+
+// ---------------------------------------------------------------- HTTP/2 client
+
+/// Runs an `h2` case: TLS offering ALPN `h2` (and `http/1.1`, so that a
+/// server without HTTP/2 shows as the protocol it chose), the h2 crate's
+/// client, the case's request as one stream; `resp` records the response
+/// as the HTTP/1 client does (status, fields, body), and the steps after
+/// it run on the stream's DATA frames (a WebSocket over HTTP/2).
+async fn run_h2_client(addr: SocketAddr, case: &Case, req: &H2Request, tag: &str) -> Vec<String> {
+    let sni = case.tls.as_ref().and_then(|s| s.as_deref());
+    let tls = match connect_tls(addr, sni, &[b"h2", b"http/1.1"]).await {
+        Ok(tls) => tls,
+        Err(line) => return vec![line],
+    };
+    let alpn = tls.get_ref().1.alpn_protocol().map(latin1);
+    if alpn.as_deref() != Some("h2") {
+        return vec![format!(
+            "client: ALPN chose {}, not h2",
+            alpn.as_deref().unwrap_or("nothing")
+        )];
+    }
+    let limit = Duration::from_secs(5);
+    let (client, mut connection) =
+        match tokio::time::timeout(limit, h2::client::handshake(tls)).await {
+            Ok(Ok(pair)) => pair,
+            _ => return vec!["client: HTTP/2 handshake failed".into()],
+        };
+    let mut ping = connection
+        .ping_pong()
+        .expect("ping_pong is taken once, before the connection runs");
+    let driver = tokio::spawn(connection);
+    let mut t = vec!["client: ALPN h2".to_string()];
+    // The server's SETTINGS are its first frames: once our PING is
+    // answered, they are known (whether it allows extended CONNECT).
+    match tokio::time::timeout(limit, ping.ping(h2::Ping::opaque())).await {
+        Ok(Ok(_)) => h2_exchange(client, case, req, tag, &mut t).await,
+        Ok(Err(e)) => t.push(format!("client: no PING answer: {}", h2_error(&e))),
+        Err(_) => t.push("client: no PING answer in time".into()),
+    }
+    driver.abort();
+    t
+}
+
+async fn h2_exchange(
+    client: h2::client::SendRequest<bytes::Bytes>,
+    case: &Case,
+    req: &H2Request,
+    tag: &str,
+    t: &mut Vec<String>,
+) {
+    let limit = Duration::from_secs(5);
+    if req.protocol.is_some() {
+        t.push(format!(
+            "client: server allows extended CONNECT: {}",
+            client.is_extended_connect_protocol_enabled()
+        ));
+    }
+    let mut client = match tokio::time::timeout(limit, client.ready()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            t.push(format!("client: no stream allowed: {}", h2_error(&e)));
+            return;
+        }
+        Err(_) => {
+            t.push("client: no stream allowed in time".into());
+            return;
+        }
+    };
+    let mut builder = http::Request::builder()
+        .method(req.method.as_str())
+        .uri(format!("https://{}{}", req.authority, req.target));
+    for (name, value) in &req.fields {
+        builder = builder.header(name.as_str(), replace_tag(value, tag));
+    }
+    let mut request = builder.body(()).expect("a valid h2 request");
+    if let Some(p) = &req.protocol {
+        request
+            .extensions_mut()
+            .insert(h2::ext::Protocol::from(p.as_str()));
+    }
+    // A WebSocket's stream stays open for the tunnel.
+    let open = req.protocol.is_some() || !req.body.is_empty();
+    let (response, mut send) = match client.send_request(request, !open) {
+        Ok(pair) => pair,
+        Err(e) => {
+            t.push(format!("client: request not sent: {}", h2_error(&e)));
+            return;
+        }
+    };
+    if !req.body.is_empty() {
+        let end = req.protocol.is_none();
+        if let Err(e) = h2_send_all(&mut send, &req.body, end, limit).await {
+            t.push(format!("client: body not sent: {e}"));
+        }
+    }
+    let mut send = Some(send);
+    let mut response = Some(response);
+    let mut stream: Option<Conn> = None;
+    let error = Arc::new(Mutex::new(None::<String>));
+    let mut last_sent = 0;
+    for step in &case.steps {
+        if let Step::Resp(limit) = step {
+            let Some(response) = response.take() else {
+                t.push("client: one response per stream".into());
+                continue;
+            };
+            let response = match tokio::time::timeout(*limit, response).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    t.push(format!("client: no response: {}", h2_error(&e)));
+                    continue;
+                }
+                Err(_) => {
+                    t.push("client: no response: timeout".into());
+                    continue;
+                }
+            };
+            let (parts, recv) = response.into_parts();
+            let status = parts.status.as_u16();
+            let fields = comparable_fields(
+                parts
+                    .headers
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {}", latin1(v.as_bytes()))),
+            );
+            let mut conn = Conn::new(H2Stream {
+                send: send.take(),
+                recv,
+                pending: bytes::Bytes::new(),
+                error: error.clone(),
+            });
+            if req.protocol.is_some() && (200..300).contains(&status) {
+                // RFC 8441: a 2xx opens the WebSocket on the stream.
+                t.push(format!("client: HTTP/2 {status}, tunnel open"));
+                for f in fields {
+                    t.push(format!("client:   {f}"));
+                }
+            } else {
+                // The body is the stream's DATA until END_STREAM.
+                let (body, end) = conn.until_close(Duration::from_secs(3)).await;
+                let end = if end == End::Eof { End::Done } else { end };
+                record_final(
+                    t,
+                    &format!("HTTP/2 {status}"),
+                    fields,
+                    &body,
+                    "data frames",
+                    end,
+                );
+                if let Some(e) = error.lock().unwrap().take() {
+                    t.push(format!("client: stream error: {e}"));
+                }
+            }
+            stream = Some(conn);
+        } else if let Some(c) = stream.as_mut() {
+            byte_step(c, step, &mut last_sent, t).await;
+            if let Some(e) = error.lock().unwrap().take() {
+                t.push(format!("client: stream error: {e}"));
+            }
+        } else {
+            t.push(format!("client: {step:?} skipped: no stream"));
+        }
+    }
+}
+
+/// Sends `data` as the server's flow-control window allows; ends the stream
+/// with the last piece when `end`.
+async fn h2_send_all(
+    send: &mut h2::SendStream<bytes::Bytes>,
+    data: &[u8],
+    end: bool,
+    limit: Duration,
+) -> Result<(), String> {
+    let mut rest = bytes::Bytes::copy_from_slice(data);
+    while !rest.is_empty() {
+        send.reserve_capacity(rest.len());
+        let n = match tokio::time::timeout(limit, std::future::poll_fn(|cx| send.poll_capacity(cx)))
+            .await
+        {
+            Ok(Some(Ok(n))) => n,
+            Ok(Some(Err(e))) => return Err(h2_error(&e)),
+            Ok(None) => return Err("stream closed".into()),
+            Err(_) => return Err("no window in time".into()),
+        };
+        if n == 0 {
+            continue;
+        }
+        let piece = rest.split_to(n.min(rest.len()));
+        send.send_data(piece, end && rest.is_empty())
+            .map_err(|e| h2_error(&e))?;
+    }
+    Ok(())
+}
+
+/// An h2 error as a transcript says it: the frame (RST_STREAM, GOAWAY) and
+/// its reason, and whether the server sent it.
+fn h2_error(e: &h2::Error) -> String {
+    let reason = e
+        .reason()
+        .map_or_else(|| "no reason".to_string(), |r| format!("{r:?}"));
+    let from = if e.is_remote() {
+        "from the server"
+    } else {
+        "from the client library"
+    };
+    if e.is_go_away() {
+        format!("GOAWAY {reason} {from}")
+    } else if e.is_reset() {
+        format!("RST_STREAM {reason} {from}")
+    } else if e.is_io() {
+        "connection lost".into()
+    } else {
+        format!("{reason} ({e})")
+    }
+}
+
+/// An HTTP/2 stream as bytes, for the steps after the response head: reads
+/// its DATA frames (giving their window back), writes DATA frames as the
+/// server's window allows, ends the stream on shutdown. A stream error is
+/// kept for the transcript.
+struct H2Stream {
+    send: Option<h2::SendStream<bytes::Bytes>>,
+    recv: h2::RecvStream,
+    pending: bytes::Bytes,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+impl H2Stream {
+    fn failed(&self, e: &h2::Error) -> std::io::Error {
+        *self.error.lock().unwrap() = Some(h2_error(e));
+        std::io::Error::other(e.to_string())
+    }
+
+    fn sender(&mut self) -> std::io::Result<&mut h2::SendStream<bytes::Bytes>> {
+        self.send
+            .as_mut()
+            .ok_or_else(|| std::io::ErrorKind::BrokenPipe.into())
+    }
+}
+
+impl AsyncRead for H2Stream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        if self.pending.is_empty() {
+            match std::task::ready!(self.recv.poll_data(cx)) {
+                None => return Poll::Ready(Ok(())),
+                Some(Ok(data)) => {
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    self.pending = data;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(self.failed(&e))),
+            }
+        }
+        let n = buf.remaining().min(self.pending.len());
+        let piece = self.pending.split_to(n);
+        buf.put_slice(&piece);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for H2Stream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let send = self.sender()?;
+        send.reserve_capacity(buf.len());
+        // Bounded: each turn either returns or waits for the window.
+        loop {
+            let capacity = std::task::ready!(self.sender()?.poll_capacity(cx));
+            match capacity {
+                None => return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into())),
+                Some(Err(e)) => return Poll::Ready(Err(self.failed(&e))),
+                Some(Ok(0)) => continue,
+                Some(Ok(n)) => {
+                    let piece = bytes::Bytes::copy_from_slice(&buf[..n.min(buf.len())]);
+                    let len = piece.len();
+                    if let Err(e) = self.sender()?.send_data(piece, false) {
+                        return Poll::Ready(Err(self.failed(&e)));
+                    }
+                    return Poll::Ready(Ok(len));
+                }
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let result = match self.send.take() {
+            Some(mut send) => send
+                .send_data(bytes::Bytes::new(), true)
+                .map_err(|e| self.failed(&e)),
+            None => Ok(()),
+        };
+        std::task::Poll::Ready(result)
+    }
 }
 
 fn end_word(e: End) -> &'static str {
@@ -1176,6 +1644,73 @@ pub const ERROR_PAGE_MARK: &str = "[error page]";
 /// Date and Server are the proxy's own.
 const IGNORED_RESPONSE_HEADERS: &[&str] = &["date", "server"];
 
+/// Response header lines as they are compared: without the ignored ones
+/// (Date, Server), fields with different names in name order (they may
+/// come in any order, RFC 9110 §5.3); same-name fields keep their relative
+/// order (the sort is stable).
+fn comparable_fields(lines: impl IntoIterator<Item = String>) -> Vec<String> {
+    let name = |l: &str| {
+        l.split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    let mut fields: Vec<String> = lines
+        .into_iter()
+        .filter(|l| !IGNORED_RESPONSE_HEADERS.contains(&name(l).as_str()))
+        .collect();
+    fields.sort_by_key(|l| name(l));
+    fields
+}
+
+/// The lines of a final response, over HTTP/1 or HTTP/2: its status line,
+/// its fields (from `comparable_fields`), its body with how it was framed,
+/// and how the body ended. A proxy-generated error page (an HTML body) is
+/// recorded without its text, length and type, which are each server's own.
+fn record_final(
+    t: &mut Vec<String>,
+    status_line: &str,
+    mut fields: Vec<String>,
+    body: &[u8],
+    framing: &str,
+    end: End,
+) {
+    let lower = String::from_utf8_lossy(&body[..body.len().min(300)]).to_ascii_lowercase();
+    let error_page = lower.contains("<html") || lower.contains("<!doctype");
+    t.push(format!("client: {status_line}"));
+    if error_page {
+        fields.retain(|h| {
+            let n = h
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            n != "content-length" && n != "content-type"
+        });
+    }
+    for h in &fields {
+        if error_page && h.eq_ignore_ascii_case("connection: close") {
+            t.push(format!("client:   {h}  {ERROR_PAGE_MARK}"));
+        } else {
+            t.push(format!("client:   {h}"));
+        }
+    }
+    if error_page {
+        t.push("client: body: error page".to_string());
+    } else {
+        t.push(format!(
+            "client: body {} bytes ({framing}) \"{}\"",
+            body.len(),
+            preview(body)
+        ));
+    }
+    if end != End::Done {
+        t.push(format!("client: body ended early: {}", end_word(end)));
+    }
+}
+
 async fn read_response(c: &mut Conn, method: &str, limit: Duration, t: &mut Vec<String>) {
     loop {
         let head = match c.head(limit).await {
@@ -1193,35 +1728,15 @@ async fn read_response(c: &mut Conn, method: &str, limit: Duration, t: &mut Vec<
         let text = latin1(&head);
         let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
         let status_line = lines.next().unwrap_or("").to_string();
-        let mut headers: Vec<String> = lines
-            .filter(|l| {
-                let name = l
-                    .split(':')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                !IGNORED_RESPONSE_HEADERS.contains(&name.as_str())
-            })
-            .map(String::from)
-            .collect();
+        let all: Vec<String> = lines.map(String::from).collect();
+        let te = header_of_fields(&all, "transfer-encoding").map(|s| s.to_ascii_lowercase());
+        let cl = header_of_fields(&all, "content-length").and_then(|v| v.parse::<usize>().ok());
+        let headers = comparable_fields(all);
         let code: u16 = status_line
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let all: Vec<String> = std::iter::once(status_line.clone())
-            .chain(headers.iter().cloned())
-            .collect();
-        // Fields with different names may come in any order (RFC 9110
-        // §5.3); same-name fields keep their relative order.
-        headers.sort_by_key(|h| {
-            h.split(':')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
         if (100..200).contains(&code) {
             t.push(format!(
                 "client: {}",
@@ -1236,8 +1751,6 @@ async fn read_response(c: &mut Conn, method: &str, limit: Duration, t: &mut Vec<
             }
             continue;
         }
-        let te = header_of(&all, "transfer-encoding").map(|s| s.to_ascii_lowercase());
-        let cl = header_of(&all, "content-length").and_then(|v| v.parse::<usize>().ok());
         let (body, framing, end) = if method == "HEAD" || code == 204 || code == 304 {
             (Vec::new(), "none", End::Done)
         } else if te.as_deref().is_some_and(|v| v.contains("chunked")) {
@@ -1250,41 +1763,7 @@ async fn read_response(c: &mut Conn, method: &str, limit: Duration, t: &mut Vec<
             let (b, e) = c.until_close(Duration::from_secs(2)).await;
             (b, "until close", if e == End::Eof { End::Done } else { e })
         };
-        let lower = String::from_utf8_lossy(&body[..body.len().min(300)]).to_ascii_lowercase();
-        let error_page = lower.contains("<html") || lower.contains("<!doctype");
-        t.push(format!("client: {status_line}"));
-        if error_page {
-            // A proxy-generated error page: its text, length and type are
-            // each server's own.
-            headers.retain(|h| {
-                let n = h
-                    .split(':')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                n != "content-length" && n != "content-type"
-            });
-        }
-        for h in &headers {
-            if error_page && h.eq_ignore_ascii_case("connection: close") {
-                t.push(format!("client:   {h}  {ERROR_PAGE_MARK}"));
-            } else {
-                t.push(format!("client:   {h}"));
-            }
-        }
-        if error_page {
-            t.push("client: body: error page".to_string());
-        } else {
-            t.push(format!(
-                "client: body {} bytes ({framing}) \"{}\"",
-                body.len(),
-                preview(&body)
-            ));
-        }
-        if end != End::Done {
-            t.push(format!("client: body ended early: {}", end_word(end)));
-        }
+        record_final(t, &status_line, headers, &body, framing, end);
         return;
     }
 }
@@ -1305,9 +1784,10 @@ impl Apache {
     /// on a free port. Apache cannot listen on port 0 and say which it got,
     /// so a port found free is taken, and if another process took it in
     /// between, another one is tried.
-    pub fn start(body: &str, tls: bool) -> Apache {
+    /// `extra` names modules loaded beyond the usual ones (`ssl`, `http2`...).
+    pub fn start(body: &str, extra: &[&str]) -> Apache {
         for _ in 0..5 {
-            if let Some(apache) = Apache::start_on(body, crate::common::free_port(), tls) {
+            if let Some(apache) = Apache::start_on(body, crate::common::free_port(), extra) {
                 return apache;
             }
         }
@@ -1315,7 +1795,7 @@ impl Apache {
     }
 
     /// `None`: the port was taken meanwhile.
-    fn start_on(body: &str, port: u16, tls: bool) -> Option<Apache> {
+    fn start_on(body: &str, port: u16, extra: &[&str]) -> Option<Apache> {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         let root = unsafe_is_root();
@@ -1332,10 +1812,7 @@ impl Apache {
             "lbmethod_bybusyness",
             "lbmethod_bytraffic",
         ];
-        if tls {
-            modules.push("socache_shmcb");
-            modules.push("ssl");
-        }
+        modules.extend_from_slice(extra);
         let mut conf = format!(
             "ServerRoot {d}\nPidFile {d}/httpd.pid\nErrorLog {d}/error.log\nDefaultRuntimeDir {d}\nMutex file:{d}\n"
         );
@@ -1472,7 +1949,9 @@ pub async fn start_forwarder(to: SocketAddr) -> SocketAddr {
 // ---------------------------------------------------------------- comparison
 
 /// What a transcript becomes before comparing: ports and the case tag are
-/// each server's own.
+/// each server's own, and so is a `Sec-WebSocket-Key` a proxy makes up
+/// for the backend (a WebSocket over HTTP/2 has none, RFC 8441 §5): its
+/// value becomes its shape.
 pub fn normalise(lines: Vec<String>, subs: &BTreeMap<String, String>) -> Vec<String> {
     lines
         .into_iter()
@@ -1482,9 +1961,52 @@ pub fn normalise(lines: Vec<String>, subs: &BTreeMap<String, String>) -> Vec<Str
                     l = l.replace(from.as_str(), to);
                 }
             }
-            l
+            shorten(generated_key(&l).unwrap_or(l))
         })
         .collect()
+}
+
+/// A line longer than 300 characters (a large field) as its start, its
+/// length and a hash of the whole, and its end: still compared in full,
+/// but readable in a diff.
+fn shorten(line: String) -> String {
+    let n = line.chars().count();
+    if n <= 300 {
+        return line;
+    }
+    // FNV-1a, 64 bits.
+    let hash = line.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let head: String = line.chars().take(100).collect();
+    let tail: String = line.chars().skip(n - 16).collect();
+    format!("{head}...[{n} characters, fnv {hash:016x}]...{tail}")
+}
+
+/// `backend#N: Sec-WebSocket-Key: V` with a V other than the cases' own
+/// key, as `... [generated: 16 bytes in base64]` (or what V is instead).
+fn generated_key(line: &str) -> Option<String> {
+    let (who, field) = line.split_once(": ")?;
+    let (name, value) = field.split_once(':')?;
+    let value = value.trim();
+    if !who.starts_with("backend#")
+        || !name.eq_ignore_ascii_case("sec-websocket-key")
+        || value == WS_KEY
+    {
+        return None;
+    }
+    let base64 = value.len() % 4 == 0
+        && value
+            .trim_end_matches('=')
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+    let shape = if base64 {
+        let padding = value.len() - value.trim_end_matches('=').len();
+        format!("{} bytes in base64", value.len() / 4 * 3 - padding)
+    } else {
+        format!("{} characters, not base64", value.len())
+    };
+    Some(format!("{who}: {name}: [generated: {shape}]"))
 }
 
 /// Lines that differ: `- ` only in `a`, `+ ` only in `b`.
