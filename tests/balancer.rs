@@ -73,8 +73,18 @@ impl Member {
         });
     }
 
-    fn kill(&self) {
-        self.tasks.lock().unwrap().abort_all();
+    /// Returns once the listener is closed and every connection dropped:
+    /// an abort only asks, and a listener still open a moment after it
+    /// would take a connection and then drop it (a 502, not a refusal).
+    async fn kill(&self) {
+        loop {
+            let mut set = std::mem::take(&mut *self.tasks.lock().unwrap());
+            if set.is_empty() {
+                return;
+            }
+            set.abort_all();
+            while set.join_next().await.is_some() {}
+        }
     }
 
     async fn restart(&self) {
@@ -223,7 +233,7 @@ async fn a_member_killed_mid_run_closes_its_tunnels_and_new_ones_go_elsewhere_un
         let who = whoami(&mut ws, &i.to_string()).await;
         tunnels.push((who, ws));
     }
-    a.kill();
+    a.kill().await;
     let started = Instant::now();
     for (who, ws) in &mut tunnels {
         if who == "a" {
@@ -272,7 +282,7 @@ async fn hot_standby_takes_over_only_when_no_member_is_usable() {
         let mut ws = open(&gate, "/ws/").await;
         assert_eq!(whoami(&mut ws, "x").await, "a");
     }
-    a.kill();
+    a.kill().await;
     for _ in 0..3 {
         let mut ws = open(&gate, "/ws/").await;
         assert_eq!(whoami(&mut ws, "x").await, "s");
@@ -287,7 +297,7 @@ async fn nofailover_answers_503_when_the_sticky_member_is_down() {
         "<Proxy balancer://chat>\nBalancerMember ws://{} route=ra\nBalancerMember ws://{} route=rb\nProxySet stickysession=ROUTEID nofailover=On\n</Proxy>\nProxyPass /ws/ balancer://chat/\n",
         a.addr, b.addr
     ));
-    a.kill();
+    a.kill().await;
     let request = ws_request("/ws/", "websocket").replace(
         "Host: proxy.test\r\n",
         "Host: proxy.test\r\nCookie: ROUTEID=.ra\r\n",
