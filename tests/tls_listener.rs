@@ -428,6 +428,196 @@ async fn session_tickets_allow_resumption_and_off_means_none() {
     }
 }
 
+/// An OCSP response for `issued`, made and signed by the test CA with
+/// `openssl ocsp` as a responder would; `status` is `V` (good) or `R`
+/// (revoked) in the responder's index.
+fn ocsp_response(ca: &Ca, issued: &Issued, status: char) -> PathBuf {
+    let dir = ca.dir.path();
+    let (ca_pem, ca_key) = (ca.ca_pem_file(), ca.key_pem_file());
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let cert = issued.cert.to_str().unwrap();
+    let serial = run(&["x509", "-in", cert, "-noout", "-serial"]);
+    let serial = serial.trim().trim_start_matches("serial=");
+    let revoked = if status == 'R' { "250101000000Z" } else { "" };
+    std::fs::write(
+        dir.join("index.txt"),
+        format!("{status}\t301231235959Z\t{revoked}\t{serial}\tunknown\t/CN=x\n"),
+    )
+    .unwrap();
+    let ca_pem = ca_pem.to_str().unwrap();
+    run(&[
+        "ocsp",
+        "-issuer",
+        ca_pem,
+        "-cert",
+        cert,
+        "-no_nonce",
+        "-reqout",
+        "req.der",
+    ]);
+    let out = dir.join(format!("ocsp-{status}.der"));
+    run(&[
+        "ocsp",
+        "-index",
+        "index.txt",
+        "-rsigner",
+        ca_pem,
+        "-rkey",
+        ca_key.to_str().unwrap(),
+        "-CA",
+        ca_pem,
+        "-reqin",
+        "req.der",
+        "-respout",
+        out.to_str().unwrap(),
+        "-ndays",
+        "1",
+    ]);
+    out
+}
+
+/// Records the OCSP response a server staples, and accepts it.
+#[derive(Debug, Default)]
+struct Stapled(Mutex<Option<Vec<u8>>>);
+
+impl ServerCertVerifier for Stapled {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        ocsp: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.0.lock().unwrap() = Some(ocsp.to_vec());
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        Recorder::default().supported_verify_schemes()
+    }
+}
+
+/// `SSLUseStapling on` with `WsgateStaplingFile`: the response is stapled
+/// to the handshake (rustls and `openssl s_client -status` see it), for
+/// the virtual host that asks and not for another; `wsgate -t` refuses
+/// stapling without a file, a revoked certificate's response and another
+/// certificate's, each with the line.
+#[tokio::test]
+async fn ocsp_stapling_sends_the_response_from_the_file() {
+    let ca = Ca::new();
+    let a = ca.issue("a.test");
+    let b = ca.issue("b.test");
+    let good = ocsp_response(&ca, &a, 'V');
+    let staple = |file: &Path| {
+        format!(
+            "SSLUseStapling on\n<IfModule wsgate_module>\nWsgateStaplingFile {}\n</IfModule>\n",
+            file.display()
+        )
+    };
+    let conf = format!(
+        "Listen 127.0.0.1:0\nServerName proxy.test\nSSLStaplingCache shmcb:/tmp/x(32768)\n{}{}",
+        tls_vhost("a.test", &a, &staple(&good)),
+        tls_vhost("b.test", &b, ""),
+    );
+    let w = Wsgate::start_file(&conf);
+    let stapled = |sni: &'static str| {
+        let w = &w;
+        async move {
+            let verifier = Arc::new(Stapled::default());
+            let config = rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(verifier.clone())
+                .with_no_client_auth();
+            let tcp = TcpStream::connect(w.addr).await.unwrap();
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(ServerName::try_from(sni).unwrap(), tcp)
+                .await
+                .expect("handshake");
+            let got = verifier.0.lock().unwrap().clone();
+            got.expect("verified")
+        }
+    };
+    assert_eq!(stapled("a.test").await, std::fs::read(&good).unwrap());
+    assert!(stapled("b.test").await.is_empty(), "b.test staples nothing");
+    // OpenSSL's client sees a good response too.
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &w.addr.to_string(),
+            "-servername",
+            "a.test",
+            "-status",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("OCSP Response Status: successful"), "{text}");
+    assert!(text.contains("Cert Status: good"), "{text}");
+
+    // What -t refuses, with the line.
+    let head = "Listen 127.0.0.1:0\nServerName proxy.test\n";
+    let revoked = ocsp_response(&ca, &a, 'R');
+    let cases = [
+        (
+            tls_vhost("a.test", &a, "SSLUseStapling on\n"),
+            "fetches none",
+        ),
+        (tls_vhost("a.test", &a, &staple(&revoked)), "revoked"),
+        (
+            tls_vhost("b.test", &b, &staple(&good)),
+            "another certificate",
+        ),
+    ];
+    for (vhost, why) in cases {
+        let file = write(ca.dir.path(), "stapling.conf", &format!("{head}{vhost}"));
+        let out = std::process::Command::new(WSGATE)
+            .args(["-t", "-f", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{why}: {err}");
+        assert!(
+            err.contains("stapling.conf:") && err.contains(why),
+            "{why}: {err}"
+        );
+    }
+}
+
 /// A TLS connection to wsgate for `name` that verifies nothing (to send
 /// no SNI, or a name the certificate does not hold).
 async fn connect_unverified(w: &Wsgate, sni: Option<&str>) -> TlsStream<TcpStream> {

@@ -16,6 +16,7 @@ pub(crate) mod http2;
 pub(crate) mod include;
 pub(crate) mod lexer;
 pub mod model;
+mod ocsp;
 pub(crate) mod proxy;
 pub mod rewrite;
 pub(crate) mod ssl;
@@ -152,6 +153,7 @@ pub(crate) struct Builder {
     keepalive_timeout: Duration,
     graceful_shutdown: Option<Option<Duration>>,
     max_connections: Option<usize>,
+    sni_policy: SniPolicy,
     error_log: Option<PathBuf>,
     log_level: tracing::Level,
     pid_file: Option<PathBuf>,
@@ -176,6 +178,7 @@ pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, 
         keepalive_timeout: Duration::from_secs(5),
         graceful_shutdown: None,
         max_connections: None,
+        sni_policy: SniPolicy::default(),
         error_log: None,
         log_level: tracing::Level::WARN,
         pid_file: None,
@@ -330,6 +333,7 @@ impl Builder {
         check_tls_addresses(&vhosts)?;
         Ok(Config {
             listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
+            sni_policy: self.sni_policy,
             main,
             vhosts,
             limits: self.limits,

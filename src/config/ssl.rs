@@ -15,7 +15,7 @@ pub(super) fn ssl_proxy(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result
     at.server.ssl.set(node, &lower, arg(node), &b.root)
 }
 use super::ciphers;
-use super::model::{CipherSuite, KxGroup, ServerTls, SslProxy, TlsVersions};
+use super::model::{CipherSuite, KxGroup, ServerTls, SniPolicy, SslProxy, TlsVersions};
 use super::values;
 
 /// The `SSLProxy*` directives of one server before merging.
@@ -153,6 +153,32 @@ pub(super) fn ssl_server(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Resul
     at.server.tls.set(node, &lower, &b.root)
 }
 
+/// `SSLStaplingCache`: Apache's cache of fetched OCSP responses, which
+/// stapling needs there; wsgate reads its responses from files.
+pub(super) fn stapling_cache(_: &mut Builder, _: &mut At<'_>, _: &Node) -> Result<(), ConfigError> {
+    Ok(())
+}
+
+/// `SSLVHostSNIPolicy strict|secure|authonly|insecure` (server config only,
+/// as in Apache).
+pub(super) fn sni_policy(b: &mut Builder, _: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let value = arg(node);
+    b.sni_policy = match value.to_ascii_lowercase().as_str() {
+        "strict" => SniPolicy::Strict,
+        "secure" => SniPolicy::Secure,
+        "authonly" => SniPolicy::AuthOnly,
+        "insecure" => SniPolicy::Insecure,
+        _ => {
+            return Err(ConfigError::new(
+                &node.origin,
+                format!("Invalid SSLVHostSNIPolicy argument '{value}'"),
+            )
+            .hint("SSLVHostSNIPolicy strict|secure|authonly|insecure"))
+        }
+    };
+    Ok(())
+}
+
 /// The TLS directives of one server before merging with the main server's.
 #[derive(Default, Clone)]
 pub struct TlsDraft {
@@ -168,6 +194,10 @@ pub struct TlsDraft {
     tickets: Option<bool>,
     groups: Option<Vec<KxGroup>>,
     strict_sni: Option<bool>,
+    /// `SSLUseStapling`, and the responses to staple (`WsgateStaplingFile`,
+    /// the i-th for the i-th certificate).
+    stapling: Option<(bool, Origin)>,
+    staples: Vec<(PathBuf, Origin)>,
     /// Things to say once at startup (`SSLOpenSSLConfCmd DHParameters`).
     notes: Vec<String>,
 }
@@ -224,6 +254,13 @@ impl TlsDraft {
             "sslsessiontickets" => self.tickets = Some(values::on_off(o, &node.name, arg(node))?),
             "sslstrictsnivhostcheck" => {
                 self.strict_sni = Some(values::on_off(o, &node.name, arg(node))?)
+            }
+            "sslusestapling" => {
+                self.stapling = Some((values::on_off(o, &node.name, arg(node))?, o.clone()))
+            }
+            "wsgatestaplingfile" => {
+                let path = readable_file(o, &node.name, arg(node), root)?;
+                self.staples.push((path, o.clone()));
             }
             "sslopensslconfcmd" => self.conf_cmd(node)?,
             _ => {
@@ -354,6 +391,8 @@ impl TlsDraft {
                         format!("{}: {why}", node_name(key_origin, cert_origin)),
                     )
                 })?;
+            let mut key = key;
+            key.ocsp = self.staple(&m, i, &key, server, warnings)?;
             certified.push(std::sync::Arc::new(key));
             files.push((cert_file.clone(), key_file.clone()));
         }
@@ -375,6 +414,69 @@ impl TlsDraft {
 }
 
 impl TlsDraft {
+    /// The OCSP response the `i`-th certificate staples, with
+    /// `SSLUseStapling on`: read from the `i`-th `WsgateStaplingFile`
+    /// (wsgate fetches none) and checked (`ocsp::check`). One past its
+    /// `nextUpdate` is left out with a warning: a client may refuse a stale
+    /// one, but not a missing one.
+    fn staple(
+        &self,
+        main: &TlsDraft,
+        i: usize,
+        key: &rustls::sign::CertifiedKey,
+        server: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some((true, on)) = self.stapling.clone().or(main.stapling.clone()) else {
+            return Ok(None);
+        };
+        let staples: Vec<_> = self.staples.iter().chain(&main.staples).collect();
+        let Some((file, origin)) = staples.get(i) else {
+            if i > 0 {
+                warnings.push(format!(
+                    "{on}: SSLUseStapling on for {server}, but its certificate number {} has no WsgateStaplingFile: not stapled",
+                    i + 1
+                ));
+                return Ok(None);
+            }
+            return Err(ConfigError::new(
+                &on,
+                format!("SSLUseStapling on for {server}: wsgate staples an OCSP response it reads from a file, and fetches none"),
+            )
+            .hint("add `WsgateStaplingFile FILE` inside <IfModule wsgate_module> (a DER response, e.g. from `openssl ocsp -issuer CA -cert CERT -url URL -respout FILE`, renewed by cron and a reload)"));
+        };
+        let response = std::fs::read(file).map_err(|e| {
+            ConfigError::new(
+                origin,
+                format!("WsgateStaplingFile: cannot read '{}': {e}", file.display()),
+            )
+        })?;
+        let leaf = key.end_entity_cert().map_err(|e| {
+            ConfigError::new(origin, format!("WsgateStaplingFile: no certificate: {e}"))
+        })?;
+        let serial = x509_parser::parse_x509_certificate(leaf)
+            .map(|(_, c)| c.tbs_certificate.raw_serial().to_vec())
+            .map_err(|e| ConfigError::new(origin, format!("WsgateStaplingFile: {e}")))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        match super::ocsp::check(&response, &serial, now) {
+            Ok(()) => Ok(Some(response)),
+            Err(why @ super::ocsp::Unfit::Expired(_)) => {
+                warnings.push(format!(
+                    "{origin}: WsgateStaplingFile '{}': {why}: not stapled until it is renewed (and wsgate reloaded)",
+                    file.display()
+                ));
+                Ok(None)
+            }
+            Err(why) => Err(ConfigError::new(
+                origin,
+                format!("WsgateStaplingFile '{}': {why}", file.display()),
+            )
+            .hint("the response must be the OCSP responder's answer for this SSLCertificateFile's certificate")),
+        }
+    }
+
     /// The cipher suites the two `SSLCipherSuite` lists leave, TLS 1.3's
     /// first (a TLS 1.3 handshake picks from those only). A version whose
     /// list is empty is not offered; both empty is an error.

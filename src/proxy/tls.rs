@@ -25,7 +25,7 @@ use tokio_rustls::LazyConfigAcceptor;
 
 use super::plan::Local;
 use super::wire::{self, Wire};
-use crate::config::{CipherSuite, Config, KxGroup, Server, ServerTls};
+use crate::config::{CipherSuite, Config, KxGroup, Server, ServerTls, SniPolicy};
 use crate::route;
 
 /// The first byte of a TLS record carrying a handshake message.
@@ -279,13 +279,14 @@ async fn handshake_inner(
 }
 
 /// What a request on a TLS connection gets before it is routed, when its
-/// `Host` does not fit the handshake (mod_ssl's default
-/// `SSLVHostSNIPolicy secure`): 400 for a request without a Host after an
-/// SNI name; 403 without an SNI name where `SSLStrictSNIVHostCheck` asks
-/// for one; 421 Misdirected Request when the Host selects a server other
-/// than the one the handshake was made for (by SNI, or the address's first
-/// without one) and the two do not share their TLS setup — the same
-/// certificate and key files, protocol versions and cipher suites.
+/// `Host` does not fit the handshake: 400 for a request without a Host
+/// after an SNI name; 403 without an SNI name where
+/// `SSLStrictSNIVHostCheck` asks for one; 421 Misdirected Request when the
+/// Host selects a server other than the one the handshake was made for (by
+/// SNI, or the address's first without one) and `SSLVHostSNIPolicy` does
+/// not let it: `strict` never does, `secure` (the default) when the two
+/// share their TLS setup — the same certificate and key files, protocol
+/// versions and cipher suites — and `authonly` and `insecure` always.
 pub fn misdirected(
     config: &Config,
     local: SocketAddr,
@@ -306,9 +307,12 @@ pub fn misdirected(
     if std::ptr::eq(handshake, by_host) {
         return None;
     }
-    let fits = match (&handshake.tls, &by_host.tls) {
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || same_setup(a, b),
-        _ => false,
+    let fits = match (config.sni_policy, &handshake.tls, &by_host.tls) {
+        (SniPolicy::Strict, ..) => false,
+        (SniPolicy::Secure, Some(a), Some(b)) => Arc::ptr_eq(a, b) || same_setup(a, b),
+        (SniPolicy::Secure, ..) => false,
+        // Client certificates are not asked for by any server here.
+        (SniPolicy::AuthOnly | SniPolicy::Insecure, ..) => true,
     };
     (!fits).then_some(Local::MISDIRECTED)
 }

@@ -67,6 +67,13 @@ impl Ca {
         path
     }
 
+    /// The CA's private key as a PEM file (to sign with `openssl`).
+    pub fn key_pem_file(&self) -> PathBuf {
+        let path = self.dir.path().join("ca.key");
+        std::fs::write(&path, self.key.serialize_pem()).unwrap();
+        path
+    }
+
     pub fn roots(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.cert.der().clone()).unwrap();

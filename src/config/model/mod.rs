@@ -29,6 +29,8 @@ pub const DEFAULT_GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Config {
     pub listeners: Vec<Listener>,
+    /// `SSLVHostSNIPolicy`.
+    pub sni_policy: SniPolicy,
     /// The main server; also what a connection gets when no vhost matches.
     pub main: Server,
     pub vhosts: Vec<Server>,
@@ -133,6 +135,22 @@ pub struct Http2 {
     pub max_streams: u32,
     /// `H2WindowSize`: each stream's receive window.
     pub window: u32,
+}
+
+/// `SSLVHostSNIPolicy`: when a request's `Host` may select another TLS
+/// virtual host than the one its handshake's SNI name selected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SniPolicy {
+    /// Never: 421 Misdirected Request.
+    Strict,
+    /// When the two share their TLS setup (the default).
+    #[default]
+    Secure,
+    /// When the two ask the same of client certificates (wsgate asks none
+    /// of any: always).
+    AuthOnly,
+    /// Always.
+    Insecure,
 }
 
 /// A server's TLS toward clients: its certificates with their keys (read
