@@ -491,3 +491,45 @@ async fn h2c_serves_http2_with_prior_knowledge_beside_http1() {
         }
     }
 }
+
+/// `H2StreamTimeout`: a stream whose request body stops arriving is reset
+/// after it, not after the much longer `Timeout`; other streams on the
+/// same connection are served meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn h2streamtimeout_bounds_a_stalled_request_body() {
+    let http = http_backend("h1").await;
+    let w = Wsgate::start(&format!(
+        "Protocols h2c http/1.1\nTimeout 30\nH2StreamTimeout 1\nProxyPass / http://{http}/\n"
+    ));
+    let tcp = TcpStream::connect(w.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut ready = client.clone().ready().await.unwrap();
+    let request = http::Request::post("http://a.test/upload")
+        .body(())
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (response, mut body) = ready.send_request(request, false).unwrap();
+    body.send_data(Bytes::from_static(b"the start, then nothing"), false)
+        .unwrap();
+    // Meanwhile another stream is answered.
+    let mut ready = client.clone().ready().await.unwrap();
+    let other = http::Request::get("http://a.test/other").body(()).unwrap();
+    let (other, _) = ready.send_request(other, true).unwrap();
+    let other = tokio::time::timeout(LIMIT, other).await.unwrap().unwrap();
+    assert_eq!(other.status(), 200);
+    let answer = tokio::time::timeout(LIMIT, response)
+        .await
+        .expect("the stalled stream ends well before Timeout");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "after {waited:?}"
+    );
+    // As over HTTP/1.1, a client that stops sending its body gets no
+    // answer: its stream is reset.
+    let e = answer.expect_err("no answer");
+    assert!(e.is_reset(), "{e}");
+}

@@ -234,6 +234,7 @@ pub const DIRECTIVES: &[Directive] = &[
     one("H2WebSockets", "mod_http2", SERVER_VHOST, "H2WebSockets On|Off", "WebSockets over HTTP/2 streams (RFC 8441 extended CONNECT)", http2::h2_setting),
     one("H2MaxSessionStreams", "mod_http2", SERVER_VHOST, "H2MaxSessionStreams N", "streams open at once on one HTTP/2 connection (100)", http2::h2_setting),
     one("H2WindowSize", "mod_http2", SERVER_VHOST, "H2WindowSize BYTES", "each HTTP/2 stream's receive window (65535)", http2::h2_setting),
+    one("H2StreamTimeout", "mod_http2", SERVER_VHOST, "H2StreamTimeout TIME", "how long reading a stream's request body or waiting for the client's window may take (default: Timeout); tunnels keep the proxy's idle timeout", http2::h2_setting),
     one("SSLProxyEngine", "mod_ssl", SERVER_VHOST, "SSLProxyEngine On|Off", "allow https:// and wss:// backends", ssl::ssl_proxy),
     one("SSLProxyVerify", "mod_ssl", SERVER_VHOST, "SSLProxyVerify none|require", "verify a backend's chain against SSLProxyCACertificateFile", ssl::ssl_proxy),
     one("SSLProxyCACertificateFile", "mod_ssl", SERVER_VHOST, "SSLProxyCACertificateFile FILE", "the PEM certificates backends' chains are checked against", ssl::ssl_proxy),
@@ -284,7 +285,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("SSLSessionCacheTimeout", "mod_ssl (session cache)"),
     ("SSLVerifyClient", "mod_ssl (client certificates)"),
     ("SSLCACertificateFile", "mod_ssl (client certificates)"),
-    ("H2StreamTimeout", "mod_http2 (stream timeout)"),
     ("H2Push", "mod_http2 (server push)"),
 ];
 

@@ -16,6 +16,7 @@ pub struct Http2Draft {
     websockets: Option<bool>,
     max_streams: Option<u32>,
     window: Option<u32>,
+    stream_timeout: Option<std::time::Duration>,
 }
 
 impl Http2Draft {
@@ -28,6 +29,7 @@ impl Http2Draft {
             websockets: self.websockets.or(main.websockets).unwrap_or(false),
             max_streams: self.max_streams.or(main.max_streams).unwrap_or(100),
             window: self.window.or(main.window).unwrap_or(65535),
+            stream_timeout: self.stream_timeout.or(main.stream_timeout),
         }
     }
 }
@@ -60,7 +62,7 @@ pub(super) fn protocols(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result
     Ok(())
 }
 
-/// `H2WebSockets`, `H2MaxSessionStreams`, `H2WindowSize`.
+/// `H2WebSockets`, `H2MaxSessionStreams`, `H2WindowSize`, `H2StreamTimeout`.
 pub(super) fn h2_setting(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
     let o = &node.origin;
     let value = arg(node);
@@ -80,6 +82,9 @@ pub(super) fn h2_setting(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Resul
     match node.name.to_ascii_lowercase().as_str() {
         "h2websockets" => draft.websockets = Some(values::on_off(o, &node.name, value)?),
         "h2maxsessionstreams" => draft.max_streams = Some(number(u32::MAX)?),
+        "h2streamtimeout" => {
+            draft.stream_timeout = Some(values::timeout(o, &node.name, value, "s")?)
+        }
         _ => draft.window = Some(number(i32::MAX as u32)?),
     }
     Ok(())

@@ -117,6 +117,7 @@ where
                         facts,
                         tls: tls.clone(),
                         tally: open.clone(),
+                        stream_timeout: settings.stream_timeout,
                     };
                     tokio::spawn(stream.serve(request, respond));
                 }
@@ -309,6 +310,8 @@ struct Stream {
     facts: ConnFacts,
     tls: TlsFacts,
     tally: Arc<Tally>,
+    /// `H2StreamTimeout`, when set.
+    stream_timeout: Option<Duration>,
 }
 
 impl Stream {
@@ -327,6 +330,7 @@ impl Stream {
             recv: body,
             websocket_accept: key.as_deref().map(websocket_accept),
             cancelled: false,
+            stream_timeout: self.stream_timeout,
         };
         let config = &generation.config;
         if let Err(why) = within_field_limits(&parts.headers, &config.limits) {
@@ -558,6 +562,9 @@ struct H2Downstream {
     websocket_accept: Option<String>,
     /// The client reset the stream before its answer was sent.
     cancelled: bool,
+    /// `H2StreamTimeout`: how long a read of the request's body or a wait
+    /// for the client's window may take, instead of `Timeout`.
+    stream_timeout: Option<Duration>,
 }
 
 impl H2Downstream {
@@ -624,6 +631,7 @@ impl Downstream for H2Downstream {
             reader.ended();
             return Ok(None);
         }
+        let timeout = self.stream_timeout.unwrap_or(timeout);
         match tokio::time::timeout(timeout, self.recv.data()).await {
             Err(_) => Err(BodyError::Timeout),
             Ok(None) => {
@@ -643,6 +651,7 @@ impl Downstream for H2Downstream {
     }
 
     async fn send_answer(&mut self, answer: &LocalAnswer, timeout: Duration) -> io::Result<()> {
+        let timeout = self.stream_timeout.unwrap_or(timeout);
         let mut fields = answer.fields.clone();
         with_date(|date| {
             fields.push(("date".into(), FieldValue::copy_from_slice(date.as_bytes())))
@@ -709,6 +718,7 @@ impl Downstream for H2Downstream {
         let fields = with_date(|date| headers::client_fields(resp, c, date.as_bytes()));
         self.respond(resp.status, &fields, false)?;
         if let Some(first) = first {
+            let timeout = self.stream_timeout.unwrap_or(timeout);
             send_all(self.stream()?, first, timeout).await?;
         }
         Ok(())
@@ -720,6 +730,7 @@ impl Downstream for H2Downstream {
         _encoding: Encoding,
         timeout: Duration,
     ) -> io::Result<()> {
+        let timeout = self.stream_timeout.unwrap_or(timeout);
         send_all(self.stream()?, piece.clone(), timeout).await
     }
 

@@ -135,6 +135,8 @@ pub struct Http2 {
     pub max_streams: u32,
     /// `H2WindowSize`: each stream's receive window.
     pub window: u32,
+    /// `H2StreamTimeout`: a stream's reads and writes, instead of `Timeout`.
+    pub stream_timeout: Option<std::time::Duration>,
 }
 
 /// `SSLVHostSNIPolicy`: when a request's `Host` may select another TLS
