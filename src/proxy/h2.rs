@@ -162,6 +162,15 @@ impl Tally {
     }
 }
 
+/// mod_http2's answer to a `:path` longer than `LimitRequestLine`; the
+/// connection's other streams go on.
+const URI_TOO_LONG: Local = Local {
+    status: 414,
+    reason: "Request-URI Too Long",
+    close: false,
+    extra: None,
+};
+
 /// mod_http2's answer to fields beyond `LimitRequestFieldSize` or
 /// `LimitRequestFields`; the connection's other streams go on.
 const FIELDS_TOO_LARGE: Local = Local {
@@ -333,9 +342,23 @@ impl Stream {
             stream_timeout: self.stream_timeout,
         };
         let config = &generation.config;
-        if let Err(why) = within_field_limits(&parts.headers, &config.limits) {
-            tracing::info!(peer = %self.facts.peer, "{why}: 431");
-            request::answer_local(&mut down, FIELDS_TOO_LARGE, config.timeout).await;
+        // mod_http2 holds `:path` to LimitRequestLine (414), then the
+        // fields to their limits (431).
+        let path = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        let refused = if path > config.limits.request_line {
+            let limit = config.limits.request_line;
+            Some((
+                URI_TOO_LONG,
+                format!(":path of {path} bytes exceeds LimitRequestLine ({limit})"),
+            ))
+        } else {
+            within_field_limits(&parts.headers, &config.limits)
+                .err()
+                .map(|why| (FIELDS_TOO_LARGE, why))
+        };
+        if let Some((answer, why)) = refused {
+            tracing::info!(peer = %self.facts.peer, "{why}: {}", answer.status);
+            request::answer_local(&mut down, answer, config.timeout).await;
             self.tally.answered.fetch_add(1, Ordering::Relaxed);
             return;
         }
