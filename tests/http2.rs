@@ -533,3 +533,127 @@ async fn h2streamtimeout_bounds_a_stalled_request_body() {
     let e = answer.expect_err("no answer");
     assert!(e.is_reset(), "{e}");
 }
+
+/// A WebSocket backend behind TLS (certificate for `localhost` from
+/// `ca`): echoes text; `bye` makes it close (a close frame, then its end
+/// of the connection). Counts the connections that saw their client end.
+async fn wss_backend(ca: &Ca) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let issued = ca.issue("localhost");
+    let certs = rustls_pemfile::certs(&mut std::fs::read(&issued.cert).unwrap().as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut std::fs::read(&issued.key).unwrap().as_slice())
+        .unwrap()
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = ended.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, count) = (acceptor.clone(), count.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                    return;
+                };
+                loop {
+                    match ws.next().await {
+                        Some(Ok(Message::Text(t))) if t.as_str() == "bye" => {
+                            let _ = ws.close(None).await;
+                            return;
+                        }
+                        Some(Ok(Message::Text(t))) => {
+                            if ws.send(Message::Text(t)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        None | Some(Err(_)) => {
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, ended)
+}
+
+/// WebSockets over HTTP/2 streams to a `wss://` backend: the echo goes
+/// through both TLS sessions; the backend's close ends the stream with
+/// END_STREAM (not a reset), and the client's END_STREAM reaches the
+/// backend as its client's end.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_websockets_reach_a_wss_backend_and_each_end_closes_cleanly() {
+    let ca = Ca::new();
+    let http = http_backend("h1").await;
+    let (wss, ended) = wss_backend(&ca).await;
+    let a = ca.issue("a.test");
+    let conf = format!(
+        "Listen 127.0.0.1:0\nServerName proxy.test\nSSLProxyEngine on\nSSLProxyCACertificateFile {}\n{}",
+        ca.ca_pem_file().display(),
+        tls_vhost(
+            "a.test",
+            &a,
+            &format!(
+                "Protocols h2 http/1.1\nH2WebSockets on\nProxyPass /ws wss://localhost:{}/\nProxyPass / http://{http}/\n",
+                wss.port()
+            )
+        )
+    );
+    let w = Wsgate::start_file(&conf);
+    let client = h2_client(&w, &ca).await;
+    let mut c = client.clone();
+    eventually(LIMIT, "SETTINGS_ENABLE_CONNECT_PROTOCOL", || {
+        c.is_extended_connect_protocol_enabled()
+    })
+    .await;
+    // The backend ends: END_STREAM after its close frame.
+    let (mut send, mut recv) = open_websocket(&mut c).await;
+    echo(&mut send, &mut recv, "through two TLS sessions").await;
+    send.reserve_capacity(64);
+    send.send_data(text_frame("bye"), false).unwrap();
+    let mut rest = Vec::new();
+    loop {
+        match tokio::time::timeout(LIMIT, recv.data())
+            .await
+            .expect("the end in time")
+        {
+            Some(Ok(piece)) => {
+                let _ = recv.flow_control().release_capacity(piece.len());
+                rest.extend_from_slice(&piece);
+            }
+            Some(Err(e)) => panic!("the stream was reset, not ended: {e}"),
+            None => break,
+        }
+    }
+    assert_eq!(
+        rest.first(),
+        Some(&0x88),
+        "a close frame before the end: {rest:?}"
+    );
+    assert!(recv.is_end_stream());
+    // The client ends: the backend sees its client go.
+    let (mut send, mut recv) = open_websocket(&mut c).await;
+    echo(&mut send, &mut recv, "once").await;
+    send.send_data(Bytes::new(), true).unwrap();
+    eventually(LIMIT, "the backend saw its client end", || {
+        ended.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+}

@@ -221,10 +221,12 @@ async fn tls_read_exactly(s: &mut TlsStream<TcpStream>, n: usize, limit: Duratio
 
 /// A quiet wss:// tunnel is parked with its TLS 1.3 session as its keys
 /// and sequence numbers (no rustls session, no buffer), and wakes whole:
-/// for the client's messages, for the backend's, for a KeyUpdate the
-/// client asks wsgate to answer, again after a second park, and for the
-/// client's close_notify, which reaches the backend as a half-close while
-/// its answer still comes back, ended by wsgate's own close_notify.
+/// for the client's messages, for the backend's, after KeyUpdates rustls
+/// answered before the park, for a KeyUpdate the client asks wsgate to
+/// answer, again after a second park with thousands of one-byte records,
+/// and for the client's close_notify, which reaches the backend as a
+/// half-close while its answer still comes back, ended by wsgate's own
+/// close_notify.
 #[tokio::test(flavor = "multi_thread")]
 async fn quiet_wss_tunnels_park_their_tls_session_and_wake_whole() {
     let ca = Ca::new();
@@ -319,6 +321,18 @@ async fn quiet_wss_tunnels_park_their_tls_session_and_wake_whole() {
         head.push(byte[0]);
     }
     assert_eq!(status_of(&String::from_utf8_lossy(&head)), 101);
+    // KeyUpdates that rustls handles before the park, with no data after
+    // them: its answer and both new generations of keys go with the
+    // session.
+    sockets[2]
+        .get_mut()
+        .get_mut()
+        .1
+        .refresh_traffic_keys()
+        .unwrap();
+    sockets[2].flush().await.unwrap();
+    raw.get_mut().1.refresh_traffic_keys().unwrap();
+    raw.flush().await.unwrap();
 
     // Parked 5 s after their last byte, as TLS sessions.
     let log = w.wait_log("tunnel parked", 4).await;
@@ -338,8 +352,10 @@ async fn quiet_wss_tunnels_park_their_tls_session_and_wake_whole() {
     speak.notify_one();
     assert_eq!(tls_read_exactly(&mut raw, 4, t).await, "late");
     // The client asks for new keys, twice; wsgate follows and answers.
-    for round in 0..2 {
-        let ws = &mut sockets[1];
+    // (The third did so before the park too: its secrets are a generation
+    // on from the handshake's.)
+    for round in 0..4 {
+        let ws = &mut sockets[1 + round % 2];
         ws.get_mut().get_mut().1.refresh_traffic_keys().unwrap();
         let text = format!("new keys {round}");
         ws.send(Message::Text(text.clone().into())).await.unwrap();
@@ -350,8 +366,13 @@ async fn quiet_wss_tunnels_park_their_tls_session_and_wake_whole() {
             .unwrap();
         assert_eq!(got, Message::Text(text.into()));
     }
-    // Parked again, and woken again.
+    // Parked again, and woken again: thousands of one-byte records.
     w.wait_log("tunnel parked", 8).await;
+    for _ in 0..3000 {
+        raw.write_all(b"x").await.unwrap();
+    }
+    raw.flush().await.unwrap();
+    assert_eq!(tls_read_exactly(&mut raw, 3000, t).await, "x".repeat(3000));
     raw.write_all(b"echo").await.unwrap();
     assert_eq!(tls_read_exactly(&mut raw, 4, t).await, "echo");
     for ws in sockets.iter_mut() {

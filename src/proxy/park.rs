@@ -331,23 +331,29 @@ struct Table {
 }
 
 impl Table {
+    /// Copies rather than moves, here and in `take_session`, so that the
+    /// copy left behind is dropped, which wipes its keys.
     fn keep_session(&mut self, session: Box<Session>) -> u32 {
+        let kept = Some(Session::clone(&session));
+        drop(session);
         match self.free_sessions.pop() {
             Some(i) => {
-                self.sessions[i as usize] = Some(*session);
+                self.sessions[i as usize] = kept;
                 i
             }
             None => {
-                self.sessions.push(Some(*session));
+                self.sessions.push(kept);
                 (self.sessions.len() - 1) as u32
             }
         }
     }
 
     fn take_session(&mut self, index: u32) -> Option<Box<Session>> {
-        let session = self.sessions.get_mut(index as usize)?.take()?;
+        let slot = self.sessions.get_mut(index as usize)?;
+        let session = Box::new(slot.as_ref()?.clone());
+        *slot = None;
         self.free_sessions.push(index);
-        Some(Box::new(session))
+        Some(session)
     }
 }
 

@@ -38,6 +38,9 @@ const TAG: usize = 16;
 /// Records protected with one key before wsgate changes its keys: far
 /// below the AEAD limits of §5.5 (2^24.5 records for AES-GCM).
 const UPDATE_AT: u64 = 1 << 23;
+/// Records without application data (KeyUpdates, ignorable alerts) in a
+/// row before the client is refused, as rustls allows KeyUpdates.
+const MAX_QUIET_RECORDS: usize = 32;
 
 const APPLICATION_DATA: u8 = 23;
 const ALERT: u8 = 21;
@@ -153,6 +156,27 @@ impl Direction {
         Some(d)
     }
 
+    /// The direction whose keys are `key` and `iv`: the traffic secret's
+    /// own, or those of one of its next generations, when KeyUpdates went
+    /// by before the session left rustls.
+    pub fn matching(
+        suite: Suite,
+        secret: &[u8],
+        key: &[u8],
+        iv: &[u8],
+        seq: u64,
+    ) -> Option<Direction> {
+        let mut d = Direction::from_secret(suite, secret, seq);
+        for _ in 0..64 {
+            if d.uses(suite, key, iv) {
+                d.seq = seq;
+                return Some(d);
+            }
+            d = d.next(suite)?;
+        }
+        None
+    }
+
     /// Whether this direction protects with `key` and `iv`.
     pub fn uses(&self, suite: Suite, key: &[u8], iv: &[u8]) -> bool {
         key.len() == suite.key_len() && self.key[..key.len()] == *key && self.iv == *iv
@@ -196,6 +220,7 @@ impl Drop for Direction {
 
 /// What a TLS 1.3 session needs after its handshake: all a parked wss://
 /// tunnel keeps of it.
+#[derive(Clone)]
 pub struct Session {
     suite: Suite,
     /// Toward the client.
@@ -234,6 +259,8 @@ struct Live {
     session: Box<Session>,
     tx_key: LessSafeKey,
     rx_key: LessSafeKey,
+    /// Records without application data since the last with some.
+    quiet_records: usize,
 }
 
 /// A TLS error that ends the session, with the alert to send.
@@ -246,6 +273,7 @@ impl Live {
             tx_key: session.tx.aead_key(session.suite)?,
             rx_key: session.rx.aead_key(session.suite)?,
             session,
+            quiet_records: 0,
         })
     }
 
@@ -301,6 +329,9 @@ impl Live {
             .open_in_place(rx.nonce(), Aad::from(&*header), body)
             .map_err(|_| Fatal(Some(BAD_RECORD_MAC), "record failed its check"))?;
         rx.seq += 1;
+        if plain.len() > MAX_PLAIN + 1 {
+            return Err(Fatal(Some(RECORD_OVERFLOW), "record too long"));
+        }
         // The inner type is the last byte that is not padding.
         let Some(end) = plain.iter().rposition(|&b| b != 0) else {
             return Err(Fatal(Some(UNEXPECTED_MESSAGE), "record without a type"));
@@ -309,8 +340,22 @@ impl Live {
             return Err(Fatal(Some(RECORD_OVERFLOW), "record too long"));
         }
         let (content, typ) = (&plain[..end], plain[end]);
+        if typ != APPLICATION_DATA {
+            // As rustls bounds them: a client may not keep wsgate busy with
+            // records that carry no data.
+            self.quiet_records += 1;
+            if self.quiet_records > MAX_QUIET_RECORDS {
+                return Err(Fatal(
+                    Some(UNEXPECTED_MESSAGE),
+                    "too many records without data",
+                ));
+            }
+        }
         match typ {
-            APPLICATION_DATA => Ok(Opened::Data(end)),
+            APPLICATION_DATA => {
+                self.quiet_records = 0;
+                Ok(Opened::Data(end))
+            }
             ALERT => match content {
                 [_, CLOSE_NOTIFY] => Ok(Opened::Closed),
                 [_, USER_CANCELED] => Ok(Opened::Nothing),
@@ -325,6 +370,9 @@ impl Live {
     /// Handshake messages after the handshake: only KeyUpdate is the
     /// client's to send.
     fn handshake(&mut self, mut content: &[u8]) -> Result<(), Fatal> {
+        if content.is_empty() {
+            return Err(Fatal(Some(UNEXPECTED_MESSAGE), "empty handshake record"));
+        }
         while let [typ, a, b, c, rest @ ..] = content {
             let len = u32::from_be_bytes([0, *a, *b, *c]) as usize;
             if *typ != KEY_UPDATE {
@@ -350,6 +398,13 @@ impl Live {
             session.rx = next;
             session.owe_update |= *asked == 1;
             content = &rest[len..];
+            // A change of keys ends its record (RFC 8446 §5.1).
+            if !content.is_empty() {
+                return Err(Fatal(
+                    Some(UNEXPECTED_MESSAGE),
+                    "data after a KeyUpdate in its record",
+                ));
+            }
         }
         if content.is_empty() {
             Ok(())
@@ -375,6 +430,11 @@ fn whole_record(bytes: &[u8]) -> Result<Option<usize>, Fatal> {
     Ok((bytes.len() >= HEADER + body).then_some(HEADER + body))
 }
 
+/// What reads and writes give after a fatal error ended the session.
+fn ended() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "TLS session ended by an error")
+}
+
 thread_local! {
     /// Room to read records into and to seal them in, per thread: a
     /// tunnel's TLS side keeps only what it could not hand on.
@@ -397,6 +457,8 @@ pub struct Sealed {
     unsent_from: usize,
     read_closed: bool,
     close_sent: bool,
+    /// A fatal error ended the session: nothing more is read or sealed.
+    failed: bool,
 }
 
 impl Sealed {
@@ -411,6 +473,7 @@ impl Sealed {
             unsent_from: 0,
             read_closed: false,
             close_sent: false,
+            failed: false,
         })
     }
 
@@ -465,6 +528,7 @@ impl Sealed {
     /// Ends the session for a fault of the client's: the alert rustls
     /// would send, then the error that ends the tunnel.
     fn fail(&mut self, Fatal(alert, why): Fatal) -> io::Error {
+        self.failed = true;
         if let Some(alert) = alert {
             let mut record = Vec::new();
             self.live.seal(ALERT, &[2, alert], &mut record);
@@ -473,11 +537,13 @@ impl Sealed {
         io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {why}"))
     }
 
-    /// Opens the whole records at the start of `bytes` until the reader has
-    /// something; returns how many bytes were used.
+    /// Opens the whole records at the start of `bytes` while the reader
+    /// has room (a record's plaintext it cannot take waits in `plain`);
+    /// returns how many bytes were used. Each received byte is copied a
+    /// bounded number of times, however small the records.
     fn open_records(&mut self, bytes: &mut [u8], buf: &mut ReadBuf<'_>) -> io::Result<usize> {
-        let (mut used, before) = (0, buf.filled().len());
-        while buf.filled().len() == before && !self.read_closed {
+        let mut used = 0;
+        while buf.remaining() > 0 && self.plain.is_empty() && !self.read_closed {
             let len = match whole_record(&bytes[used..]) {
                 Ok(Some(len)) => len,
                 Ok(None) => break,
@@ -500,8 +566,11 @@ impl Sealed {
                 Err(fatal) => return Err(self.fail(fatal)),
             }
         }
-        if self.live.session.owe_update {
-            // Answer a KeyUpdate at once rather than with the next data.
+        if self.live.session.owe_update && self.unsent.is_empty() {
+            // Answer a KeyUpdate at once rather than with the next data
+            // (with something still unsent, the next write answers it: a
+            // client that asks again and again without reading gets one
+            // answer at a time, as from rustls).
             let mut out = Vec::new();
             self.live.update_keys_if_due(&mut out)?;
             self.send(&out)?;
@@ -517,6 +586,9 @@ impl AsyncRead for Sealed {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Err(ended()));
+        }
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
@@ -567,7 +639,8 @@ impl AsyncRead for Sealed {
                     this.received = scratch[used..].to_vec();
                 }
                 if got_eof && !this.read_closed {
-                    // TCP closed without close_notify: as rustls reports it.
+                    // TCP closed without close_notify: as rustls reports it
+                    // (the tunnel takes it as the end of stream).
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "peer closed connection without sending TLS close_notify",
@@ -591,6 +664,9 @@ impl AsyncWrite for Sealed {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Err(ended()));
+        }
         ready!(this.poll_unsent(cx))?;
         if data.is_empty() {
             return Poll::Ready(Ok(0));
@@ -609,7 +685,15 @@ impl AsyncWrite for Sealed {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().poll_unsent(cx)
+        let this = self.get_mut();
+        ready!(this.poll_unsent(cx))?;
+        if this.live.session.owe_update && !this.failed {
+            let mut out = Vec::new();
+            this.live.update_keys_if_due(&mut out)?;
+            this.send(&out)?;
+            ready!(this.poll_unsent(cx))?;
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -839,6 +923,75 @@ mod tests {
             &live.session.tx.key[..16],
             &live.session.tx.iv
         ));
+    }
+
+    /// A client's side of `live`'s session, to send what rustls's client
+    /// would not.
+    fn mirror(live: &Live) -> Live {
+        let s = &live.session;
+        Live::new(Box::new(Session::new(s.suite, s.rx.clone(), s.tx.clone()))).unwrap()
+    }
+
+    fn one(live: &mut Live, typ: u8, content: &[u8], from: &mut Live) -> Result<Opened, u8> {
+        let mut wire = Vec::new();
+        from.seal(typ, content, &mut wire);
+        live.open(&mut wire)
+            .map_err(|Fatal(alert, _)| alert.unwrap_or(0))
+    }
+
+    #[test]
+    fn records_without_data_and_malformed_key_updates_are_refused() {
+        let (_client, mut live) = pair(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let mut client = mirror(&live);
+        // user_canceled is ignored, up to a point; data resets the count.
+        for _ in 0..MAX_QUIET_RECORDS {
+            assert_eq!(
+                one(&mut live, ALERT, &[1, USER_CANCELED], &mut client),
+                Ok(Opened::Nothing)
+            );
+        }
+        assert_eq!(
+            one(&mut live, APPLICATION_DATA, b"d", &mut client),
+            Ok(Opened::Data(1))
+        );
+        for _ in 0..MAX_QUIET_RECORDS {
+            assert_eq!(
+                one(&mut live, ALERT, &[1, USER_CANCELED], &mut client),
+                Ok(Opened::Nothing)
+            );
+        }
+        assert_eq!(
+            one(&mut live, ALERT, &[1, USER_CANCELED], &mut client),
+            Err(UNEXPECTED_MESSAGE)
+        );
+
+        let (_client, mut live) = pair(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let mut client = mirror(&live);
+        assert_eq!(
+            one(&mut live, HANDSHAKE, &[], &mut client),
+            Err(UNEXPECTED_MESSAGE)
+        );
+        let (_client, mut live) = pair(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let mut client = mirror(&live);
+        let two = [KEY_UPDATE, 0, 0, 1, 0, KEY_UPDATE, 0, 0, 1, 0];
+        assert_eq!(
+            one(&mut live, HANDSHAKE, &two, &mut client),
+            Err(UNEXPECTED_MESSAGE)
+        );
+        let (_client, mut live) = pair(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let mut client = mirror(&live);
+        let bad = [KEY_UPDATE, 0, 0, 1, 2];
+        assert_eq!(
+            one(&mut live, HANDSHAKE, &bad, &mut client),
+            Err(DECODE_ERROR)
+        );
+        let (_client, mut live) = pair(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let mut client = mirror(&live);
+        let ticket = [4, 0, 0, 1, 0];
+        assert_eq!(
+            one(&mut live, HANDSHAKE, &ticket, &mut client),
+            Err(UNEXPECTED_MESSAGE)
+        );
     }
 
     #[test]

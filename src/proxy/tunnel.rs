@@ -226,6 +226,10 @@ impl Half {
         let mut read_buf = ReadBuf::uninit(&mut stack);
         match Pin::new(&mut *from).poll_read(cx, &mut read_buf) {
             Poll::Ready(Ok(())) => {}
+            // A TLS peer that closed its connection without close_notify:
+            // its end of stream, as mod_ssl takes it (a WebSocket's own
+            // framing tells a cut message).
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {}
             Poll::Ready(Err(e)) => return Err(e),
             Poll::Pending => return Ok(Step::Blocked),
         }
@@ -316,6 +320,10 @@ impl Half {
             let before = buf.filled().len();
             match Pin::new(&mut *from).poll_read(cx, buf) {
                 Poll::Ready(Ok(())) if buf.filled().len() == before => {
+                    self.eof = true;
+                    return;
+                }
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     self.eof = true;
                     return;
                 }

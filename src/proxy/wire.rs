@@ -207,12 +207,25 @@ fn direction(
         | rustls::ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (key, iv),
         _ => return None,
     };
-    let derived = Direction::from_secret(suite, secret, seq);
-    if derived.uses(suite, key.as_ref(), iv.as_ref()) {
-        return Some(derived);
+    if let Some(d) = Direction::matching(suite, secret, key.as_ref(), iv.as_ref(), seq) {
+        return Some(d);
     }
     tracing::warn!("TLS keys taken from rustls differ from those derived: KeyUpdate not followed");
     Direction::from_key(key.as_ref(), iv.as_ref(), seq)
+}
+
+/// The socket as `std::io::Write` that never waits: what it cannot take
+/// now is `WouldBlock`.
+struct NowOrNever<'a>(&'a TcpStream);
+
+impl std::io::Write for NowOrNever<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.try_write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Parkable for TlsStream<Wire> {
@@ -228,10 +241,22 @@ impl Parkable for TlsStream<Wire> {
         let Some(suite) = parkable_suite(wire, conn) else {
             return Park::NotNow(self);
         };
-        let unread = conn
-            .process_new_packets()
-            .map(|s| s.plaintext_bytes_to_read() > 0 || s.peer_has_closed());
-        if !wire.records.between() || conn.wants_write() || !matches!(unread, Ok(false)) {
+        let unread = match conn.process_new_packets() {
+            Ok(s) => s.plaintext_bytes_to_read() > 0 || s.peer_has_closed(),
+            Err(e) => return Park::Failed(io::Error::other(e)),
+        };
+        // rustls answers a client's KeyUpdate with the next record it
+        // sends, having moved to its new keys already: that answer goes out
+        // now, or the keys taken out would be ones the client never heard
+        // of. (Writing nothing moves it to the records to send.)
+        let _ = std::io::Write::write(&mut conn.writer(), &[]);
+        while conn.wants_write() {
+            match conn.write_tls(&mut NowOrNever(&wire.tcp)) {
+                Ok(n) if n > 0 => {}
+                _ => return Park::NotNow(self),
+            }
+        }
+        if !wire.records.between() || unread {
             return Park::NotNow(self);
         }
         let (mut wire, conn) = self.into_inner();
