@@ -597,7 +597,8 @@ async fn wss_backend(ca: &Ca) -> (std::net::SocketAddr, Arc<std::sync::atomic::A
 /// WebSockets over HTTP/2 streams to a `wss://` backend: the echo goes
 /// through both TLS sessions; the backend's close ends the stream with
 /// END_STREAM (not a reset), and the client's END_STREAM reaches the
-/// backend as its client's end.
+/// backend as its client's end. Then wss:// to the same backend over
+/// HTTP/1.1.
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_websockets_reach_a_wss_backend_and_each_end_closes_cleanly() {
     let ca = Ca::new();
@@ -656,4 +657,22 @@ async fn http2_websockets_reach_a_wss_backend_and_each_end_closes_cleanly() {
         ended.load(std::sync::atomic::Ordering::SeqCst) == 1
     })
     .await;
+    // And wss:// to wss:// over HTTP/1.1.
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (tls, chosen) = tls(&w, &ca, &[b"http/1.1"]).await;
+    assert_eq!(chosen.as_deref(), Some(&b"http/1.1"[..]));
+    let url = format!("wss://a.test:{}/ws", w.addr.port());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("WebSocket handshake over HTTP/1.1 and TLS");
+    ws.send(Message::Text("h1 both sides".into()))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(LIMIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, Message::Text("h1 both sides".into()));
 }
