@@ -58,6 +58,16 @@ async fn h2_client(w: &Wsgate, ca: &Ca) -> SendRequest<Bytes> {
     client.ready().await.expect("ready")
 }
 
+/// An HTTP/2 client without TLS (prior knowledge), its driver in a task.
+async fn h2c_client(w: &Wsgate) -> SendRequest<Bytes> {
+    let tcp = TcpStream::connect(w.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
 /// Reads a stream's whole body.
 async fn body(mut recv: h2::RecvStream) -> Vec<u8> {
     let mut out = Vec::new();
@@ -422,11 +432,7 @@ async fn h2c_serves_http2_with_prior_knowledge_beside_http1() {
     let w = Wsgate::start(&format!(
         "LogLevel debug\nProtocols h2c http/1.1\nH2WebSockets on\nProxyPass /ws ws://{ws}/\nProxyPass / http://{http}/\n"
     ));
-    let tcp = TcpStream::connect(w.addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let client = h2c_client(&w).await;
     let mut ready = client.clone().ready().await.unwrap();
     let request = http::Request::get("http://a.test/over/h2c")
         .body(())
@@ -501,11 +507,7 @@ async fn h2streamtimeout_bounds_a_stalled_request_body() {
     let w = Wsgate::start(&format!(
         "Protocols h2c http/1.1\nTimeout 30\nH2StreamTimeout 1\nProxyPass / http://{http}/\n"
     ));
-    let tcp = TcpStream::connect(w.addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.expect("HTTP/2 handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let client = h2c_client(&w).await;
     let mut ready = client.clone().ready().await.unwrap();
     let request = http::Request::post("http://a.test/upload")
         .body(())

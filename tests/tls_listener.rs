@@ -21,10 +21,11 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Records the certificate a server presented and accepts it: the tests
-/// compare it with the one expected, also where the name would not verify.
+/// Records the certificate a server presented, and the OCSP response it
+/// stapled (empty for none), and accepts it: the tests compare them with
+/// the ones expected, also where the name would not verify.
 #[derive(Debug, Default)]
-struct Recorder(Mutex<Option<CertificateDer<'static>>>);
+struct Recorder(Mutex<Option<(CertificateDer<'static>, Vec<u8>)>>);
 
 impl ServerCertVerifier for Recorder {
     fn verify_server_cert(
@@ -32,10 +33,10 @@ impl ServerCertVerifier for Recorder {
         end_entity: &CertificateDer<'_>,
         _: &[CertificateDer<'_>],
         _: &ServerName<'_>,
-        _: &[u8],
+        ocsp: &[u8],
         _: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.0.lock().unwrap() = Some(end_entity.clone().into_owned());
+        *self.0.lock().unwrap() = Some((end_entity.clone().into_owned(), ocsp.to_vec()));
         Ok(ServerCertVerified::assertion())
     }
 
@@ -87,7 +88,7 @@ async fn presented(w: &Wsgate, sni: Option<&str>) -> CertificateDer<'static> {
         .expect("handshake in time")
         .expect("handshake");
     let cert = recorder.0.lock().unwrap().clone();
-    cert.expect("a certificate was presented")
+    cert.expect("a certificate was presented").0
 }
 
 /// A verified TLS connection to wsgate for `name`.
@@ -509,46 +510,6 @@ fn ocsp_response(ca: &Ca, issued: &Issued, status: char) -> PathBuf {
     out
 }
 
-/// Records the OCSP response a server staples, and accepts it.
-#[derive(Debug, Default)]
-struct Stapled(Mutex<Option<Vec<u8>>>);
-
-impl ServerCertVerifier for Stapled {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        ocsp: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.0.lock().unwrap() = Some(ocsp.to_vec());
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Ok(HandshakeSignatureValid::assertion())
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        Recorder::default().supported_verify_schemes()
-    }
-}
-
 /// `SSLUseStapling on` with `WsgateStaplingFile`: the response is stapled
 /// to the handshake (rustls and `openssl s_client -status` see it), for
 /// the virtual host that asks and not for another; `wsgate -t` refuses
@@ -575,7 +536,7 @@ async fn ocsp_stapling_sends_the_response_from_the_file() {
     let stapled = |sni: &'static str| {
         let w = &w;
         async move {
-            let verifier = Arc::new(Stapled::default());
+            let verifier = Arc::new(Recorder::default());
             let config = rustls::ClientConfig::builder_with_provider(provider())
                 .with_safe_default_protocol_versions()
                 .unwrap()
@@ -588,7 +549,7 @@ async fn ocsp_stapling_sends_the_response_from_the_file() {
                 .await
                 .expect("handshake");
             let got = verifier.0.lock().unwrap().clone();
-            got.expect("verified")
+            got.expect("verified").1
         }
     };
     assert_eq!(stapled("a.test").await, std::fs::read(&good).unwrap());
