@@ -92,3 +92,52 @@ fn a_good_configuration_says_syntax_ok() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Syntax OK");
 }
+
+/// `-t` accepts, but warns about, routes that trip operators: a ProxyPass
+/// an earlier, shorter one takes every path of (Apache uses the first
+/// that matches), in the server itself and through the main server's
+/// lines a virtual host inherits first; a Socket.IO path on a balancer of
+/// several members without stickysession. The right order says nothing.
+#[test]
+fn t_warns_about_routes_no_request_reaches_and_unsticky_socket_io() {
+    let out = check_file(
+        "Listen 127.0.0.1:0\nProxyPass / http://127.0.0.1:9000/\nProxyPass /ws ws://127.0.0.1:9001\n<Proxy balancer://io>\nBalancerMember http://127.0.0.1:9003\nBalancerMember http://127.0.0.1:9004\n</Proxy>\n<VirtualHost *>\nServerName v.test\nProxyPass /socket.io/ balancer://io/socket.io/\n</VirtualHost>\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("c.conf:3: ProxyPass /ws is never used: the ProxyPass / at ")
+            && err.contains("c.conf:2 comes first"),
+        "{err}"
+    );
+    assert!(
+        err.contains("c.conf:10: ProxyPass /socket.io/ is never used"),
+        "{err}"
+    );
+    assert!(
+        err.contains("c.conf:10: ProxyPass /socket.io/ sends Socket.IO to balancer://io, whose 2 members are not sticky"),
+        "{err}"
+    );
+    let out = check_file(
+        "Listen 127.0.0.1:0\nProxyPass /ws/ ws://127.0.0.1:9001/\nProxyPass /ws http://127.0.0.1:9001\nProxyPass /wsx http://127.0.0.1:9002\n<Proxy balancer://io>\nBalancerMember http://127.0.0.1:9003\nBalancerMember http://127.0.0.1:9004\nProxySet stickysession=ROUTEID\n</Proxy>\nProxyPass /socket.io/ balancer://io/socket.io/\nProxyPass / http://127.0.0.1:9000/\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("never used") && !err.contains("not sticky"),
+        "{err}"
+    );
+}
+
+/// `wsgate -t` on `text` written to a file named `c.conf`.
+fn check_file(text: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("c.conf");
+    std::fs::write(&conf, text).unwrap();
+    Command::new(WSGATE)
+        .arg("-t")
+        .arg("-f")
+        .arg(&conf)
+        .output()
+        .unwrap()
+}

@@ -9,7 +9,8 @@ use super::directives::{arg, Scope};
 use super::error::{ConfigError, Origin};
 use super::lexer::Node;
 use super::model::{
-    AddressTtl, LocationPass, Route, RouteMatcher, TargetUrl, UpgradePolicy, WorkerParams,
+    AddressTtl, LocationPass, PassTo, ProxyTarget, Route, RouteMatcher, Server, Target, TargetUrl,
+    UpgradePolicy, WorkerParams,
 };
 use super::values::{self, parse_target_url};
 use super::{At, Builder};
@@ -799,4 +800,71 @@ fn mask_password(url: &str) -> String {
         }
         None => url.to_string(),
     }
+}
+
+/// What `-t` says of routes that trip operators: a ProxyPass no request can
+/// reach because an earlier one takes all of its paths (Apache uses the
+/// first that matches), and a Socket.IO path on a balancer of several
+/// members without `stickysession` (its long-polling requests must reach
+/// the member that holds the session).
+pub(super) fn route_warnings(
+    servers: &[&Server],
+    balancers: &[super::model::balancer::Balancer],
+    warnings: &mut Vec<String>,
+) {
+    let mut said = std::collections::HashSet::new();
+    for server in servers {
+        for (j, later) in server.routes.iter().enumerate() {
+            let RouteMatcher::Prefix(q) = &later.matcher else {
+                continue;
+            };
+            let shadow = server.routes[..j]
+                .iter()
+                .find_map(|earlier| match &earlier.matcher {
+                    RouteMatcher::Prefix(p) if takes_all_of(p, q) => Some((p, &earlier.origin)),
+                    _ => None,
+                });
+            if let Some((p, at)) = shadow {
+                if said.insert((later.origin.to_string(), "shadowed")) {
+                    warnings.push(format!(
+                        "{}: ProxyPass {} is never used: the ProxyPass {} at {at} comes first and takes every path it would (Apache uses the first that matches); put the longer path first",
+                        later.origin,
+                        String::from_utf8_lossy(q),
+                        String::from_utf8_lossy(p),
+                    ));
+                }
+            }
+            let Target::Proxy(ProxyTarget {
+                to: PassTo::Balancer(b),
+                ..
+            }) = &later.target
+            else {
+                continue;
+            };
+            let Some(balancer) = balancers.get(b.0) else {
+                continue;
+            };
+            let socket_io = String::from_utf8_lossy(q).contains("/socket.io");
+            if socket_io
+                && balancer.members.len() > 1
+                && balancer.sticky.is_none()
+                && said.insert((later.origin.to_string(), "socket.io"))
+            {
+                warnings.push(format!(
+                    "{}: ProxyPass {} sends Socket.IO to {}, whose {} members are not sticky: its long-polling requests must reach the member that holds the session; add stickysession (e.g. ProxySet stickysession=ROUTEID, with a ROUTEID cookie set by Header add Set-Cookie) or have clients use the websocket transport only",
+                    later.origin,
+                    String::from_utf8_lossy(q),
+                    balancer.name,
+                    balancer.members.len()
+                ));
+            }
+        }
+    }
+}
+
+/// Whether every path the prefix `later` matches is matched by `earlier`
+/// too (prefixes match at a path segment boundary).
+fn takes_all_of(earlier: &[u8], later: &[u8]) -> bool {
+    later.starts_with(earlier)
+        && (earlier.ends_with(b"/") || later.len() == earlier.len() || later[earlier.len()] == b'/')
 }
