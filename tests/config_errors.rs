@@ -97,7 +97,9 @@ fn a_good_configuration_says_syntax_ok() {
 /// an earlier, shorter one takes every path of (Apache uses the first
 /// that matches), in the server itself and through the main server's
 /// lines a virtual host inherits first; a Socket.IO path on a balancer of
-/// several members without stickysession. The right order says nothing.
+/// several members without stickysession; WebSocket tunnels closed when
+/// idle for less than common heartbeat intervals. The right order says
+/// nothing.
 #[test]
 fn t_warns_about_routes_no_request_reaches_and_unsticky_socket_io() {
     let out = check_file(
@@ -127,6 +129,23 @@ fn t_warns_about_routes_no_request_reaches_and_unsticky_socket_io() {
         !err.contains("never used") && !err.contains("not sticky"),
         "{err}"
     );
+    assert!(
+        !err.contains("without a byte"),
+        "the default Timeout is 60 s: {err}"
+    );
+    // An idle timeout shorter than common heartbeats; timeout= raises it.
+    let out = check_file(
+        "Listen 127.0.0.1:0\nTimeout 10\nProxyPass /ws/ ws://127.0.0.1:9001/\nProxyPass /slow/ ws://127.0.0.1:9002/ timeout=60\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "c.conf:3: WebSocket tunnels of ProxyPass /ws/ are closed after 10 s without a byte"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.matches("without a byte").count(), 1, "{err}");
 }
 
 /// `wsgate -t` on `text` written to a file named `c.conf`.

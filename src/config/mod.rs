@@ -332,7 +332,7 @@ impl Builder {
         let main = main.server(main_tls);
         check_tls_addresses(&vhosts)?;
         let servers: Vec<&Server> = std::iter::once(&main).chain(&vhosts).collect();
-        proxy::route_warnings(&servers, &balancers, &mut self.warnings);
+        proxy::route_warnings(&servers, &self.workers.list, &balancers, &mut self.warnings);
         Ok(Config {
             listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
             sni_policy: self.sni_policy,

@@ -809,6 +809,7 @@ fn mask_password(url: &str) -> String {
 /// the member that holds the session).
 pub(super) fn route_warnings(
     servers: &[&Server],
+    workers: &[super::model::Worker],
     balancers: &[super::model::balancer::Balancer],
     warnings: &mut Vec<String>,
 ) {
@@ -831,6 +832,30 @@ pub(super) fn route_warnings(
                         later.origin,
                         String::from_utf8_lossy(q),
                         String::from_utf8_lossy(p),
+                    ));
+                }
+            }
+            if let Target::Proxy(ProxyTarget {
+                url,
+                to: PassTo::Worker { worker, .. },
+                ..
+            }) = &later.target
+            {
+                let websocket = url.get(..2).is_some_and(|s| s.eq_ignore_ascii_case("ws"));
+                let params = workers.get(worker.0).map(|w| &w.params);
+                let backend = params
+                    .and_then(|p| p.timeout)
+                    .or(server.settings.proxy_timeout)
+                    .unwrap_or(server.timeout);
+                // A tunnel idle for the larger of the two is closed.
+                let idle = backend.max(server.timeout);
+                if websocket && idle < HEARTBEAT && said.insert((later.origin.to_string(), "idle"))
+                {
+                    warnings.push(format!(
+                        "{}: WebSocket tunnels of ProxyPass {} are closed after {} s without a byte (the larger of Timeout and timeout=/ProxyTimeout): Socket.IO pings every 25 s and many clients every 30 s, so idle connections would be cut between heartbeats; raise it (e.g. ProxyTimeout 120) or have clients ping more often",
+                        later.origin,
+                        String::from_utf8_lossy(q),
+                        idle.as_secs_f64()
                     ));
                 }
             }
@@ -861,6 +886,10 @@ pub(super) fn route_warnings(
         }
     }
 }
+
+/// Heartbeats common among WebSocket clients are every 25 s (Socket.IO)
+/// or 30 s: an idle timeout under this cuts connections between them.
+const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// Whether every path the prefix `later` matches is matched by `earlier`
 /// too (prefixes match at a path segment boundary).
