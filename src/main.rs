@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
 
 use wsgate::config;
+use wsgate::ops::notify::Notifier;
 use wsgate::ops::Logging;
 use wsgate::proxy::server::Handle;
 
@@ -172,14 +173,32 @@ async fn serve(
         }
         let _ = out.flush();
     }
+    let notify = Notifier::from_env();
+    if let Some(n) = &notify {
+        let addrs: Vec<String> = handle.local_addrs().iter().map(|a| a.to_string()).collect();
+        n.ready(&format!("listening on {}", addrs.join(", ")));
+    }
     loop {
-        tokio::select! {
-            _ = hup.recv() => reload(&handle, &file, &defines, &logging).await,
-            _ = usr1.recv() => reload(&handle, &file, &defines, &logging).await,
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = winch.recv() => break,
+        let reloading = tokio::select! {
+            _ = hup.recv() => true,
+            _ = usr1.recv() => true,
+            _ = term.recv() => false,
+            _ = int.recv() => false,
+            _ = winch.recv() => false,
+        };
+        if !reloading {
+            break;
         }
+        if let Some(n) = &notify {
+            n.reloading();
+        }
+        let status = reload(&handle, &file, &defines, &logging).await;
+        if let Some(n) = &notify {
+            n.ready(&status);
+        }
+    }
+    if let Some(n) = &notify {
+        n.stopping();
     }
     let grace = handle.shared().generation().config.graceful_shutdown;
     match grace {
@@ -204,32 +223,36 @@ async fn serve(
     EXIT_OK
 }
 
-/// Reads the configuration again and swaps it in. The files are read and
-/// checked on a thread of their own: with one runtime thread, parsing a
-/// large configuration there would stall every connection meanwhile.
-async fn reload(handle: &Handle, file: &std::path::Path, defines: &[String], logging: &Logging) {
+/// Reads the configuration again and swaps it in; says what happened. The
+/// files are read and checked on a thread of their own: with one runtime
+/// thread, parsing a large configuration there would stall every
+/// connection meanwhile.
+async fn reload(
+    handle: &Handle,
+    file: &std::path::Path,
+    defines: &[String],
+    logging: &Logging,
+) -> String {
     let (path, names) = (file.to_path_buf(), defines.to_vec());
     let loaded = match tokio::task::spawn_blocking(move || config::load(&path, &names)).await {
-        Ok(loaded) => loaded,
+        Ok(loaded) => loaded.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let swapped = loaded.and_then(|config| {
+        let (level, error_log) = (config.log_level, config.error_log.clone());
+        handle.reload(config).map_err(|e| e.to_string())?;
+        logging.reload(level, error_log.as_deref());
+        Ok(())
+    });
+    match swapped {
+        Ok(()) => {
+            tracing::warn!("configuration reloaded from {}", file.display());
+            format!("configuration reloaded from {}", file.display())
+        }
         Err(e) => {
             tracing::error!("reload failed, keeping the running configuration: {e}");
-            return;
+            format!("reload failed, keeping the running configuration: {e}")
         }
-    };
-    match loaded {
-        Ok(config) => {
-            let (level, error_log) = (config.log_level, config.error_log.clone());
-            match handle.reload(config) {
-                Ok(()) => {
-                    logging.reload(level, error_log.as_deref());
-                    tracing::warn!("configuration reloaded from {}", file.display());
-                }
-                Err(e) => {
-                    tracing::error!("reload failed, keeping the running configuration: {e}")
-                }
-            }
-        }
-        Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
     }
 }
 

@@ -420,3 +420,63 @@ async fn max_holds_across_a_reload_and_follows_a_new_value() {
     assert_eq!(echo(&mut one, "1").await, "1");
     assert_eq!(echo(&mut fourth, "4").await, "4");
 }
+
+/// Under systemd (`Type=notify-reload`): READY=1 with the main PID once it
+/// listens, RELOADING=1 with MONOTONIC_USEC and READY=1 again around a
+/// reload (also one that fails, saying why), STOPPING=1 on a graceful
+/// stop — on the datagram socket `NOTIFY_SOCKET` names, as systemd's.
+#[tokio::test]
+async fn systemd_hears_ready_reloading_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 4096];
+        let n = socket.recv(&mut buf).expect("a notification in time");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let backend = ws_echo_backend().await;
+    let conf = format!("Listen 127.0.0.1:0\nProxyPass / ws://{backend}/\n");
+    let w = Wsgate::start_with(&conf, &[], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &path);
+    });
+    let ready = next();
+    assert!(ready.starts_with("READY=1\n"), "{ready}");
+    assert!(ready.contains(&format!("MAINPID={}\n", w.pid())), "{ready}");
+    assert!(
+        ready.contains(&format!("STATUS=listening on {}", w.addr)),
+        "{ready}"
+    );
+    w.signal("HUP");
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    let usec: u64 = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse().ok())
+        .expect("a number");
+    assert!(usec > 0);
+    let again = next();
+    assert!(
+        again.starts_with("READY=1\n") && again.contains("STATUS=configuration reloaded"),
+        "{again}"
+    );
+    // A broken configuration: READY again, saying it failed.
+    std::fs::write(&w.conf, "Listen 127.0.0.1:0\nNoSuchDirective\n").unwrap();
+    w.signal("HUP");
+    assert!(next().starts_with("RELOADING=1\n"));
+    let failed = next();
+    assert!(
+        failed.starts_with("READY=1\n") && failed.contains("STATUS=reload failed"),
+        "{failed}"
+    );
+    w.signal("TERM");
+    let stopping = next();
+    assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
+}

@@ -1,7 +1,9 @@
-//! Operations: what the server tells its operator. The error log (`log`)
-//! and the running counts (`stats`); metrics and the status page land here.
+//! Operations: what the server tells its operator. The error log (`log`),
+//! the running counts (`stats`) and systemd's notifications (`notify`);
+//! metrics and the status page land here.
 
 pub mod log;
+pub mod notify;
 pub mod stats;
 
 pub use log::Logging;
