@@ -480,3 +480,72 @@ async fn systemd_hears_ready_reloading_and_stopping() {
     let stopping = next();
     assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
 }
+
+/// systemd socket activation (`sd_listen_fds`): a listening socket passed
+/// as descriptor 3 with `LISTEN_FDS=1` and this process's `LISTEN_PID` is
+/// the one its `Listen` line serves — wsgate does not bind the address
+/// again (which would fail: the passed socket holds it).
+#[test]
+fn a_listening_socket_systemd_passes_is_served() {
+    use std::io::{BufRead, Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("wsgate.conf");
+    std::fs::write(
+        &conf,
+        format!("Listen {addr}\nServerName proxy.test\nLogLevel info\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let fd = listener.as_raw_fd();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS=1 exec {WSGATE} --print-listen -f {}",
+            conf.display()
+        ))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: between fork and exec only dup2/fcntl, which are
+    // async-signal-safe, on a descriptor the parent keeps open.
+    unsafe {
+        cmd.pre_exec(move || {
+            let ok = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if ok < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    // Only wsgate holds the socket now.
+    drop(listener);
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(first.trim(), format!("listening on {addr}"), "{stderr}");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /nothing HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        stderr.contains("using the socket systemd passed"),
+        "{stderr}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

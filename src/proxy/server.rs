@@ -152,12 +152,27 @@ impl Drop for Handle {
 }
 
 impl Handle {
-    /// Binds every `Listen` address and starts accepting.
+    /// Binds every `Listen` address — or takes the socket systemd passed
+    /// for it (socket activation) — and starts accepting.
     pub async fn start(config: Config) -> io::Result<Handle> {
         let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
+        let mut passed = passed_listeners();
         let mut bound = Vec::with_capacity(addrs.len());
         for addr in addrs {
-            bound.push((addr, bind(addr)?));
+            let listener = match take_passed(&mut passed, addr) {
+                Some(l) => {
+                    tracing::info!("{addr}: using the socket systemd passed");
+                    l.set_nonblocking(true)?;
+                    TcpListener::from_std(l)?
+                }
+                None => bind(addr)?,
+            };
+            bound.push((addr, listener));
+        }
+        for (addr, _) in passed {
+            tracing::warn!(
+                "systemd passed a socket bound to {addr}, which no Listen names: closed"
+            );
         }
         Handle::start_on(config, bound)
     }
@@ -338,6 +353,55 @@ impl Handle {
         let grace = self.shared.generation().config.graceful_shutdown;
         self.shutdown(grace).await
     }
+}
+
+/// The listening sockets systemd passed this process (socket activation,
+/// `sd_listen_fds(3)`): `LISTEN_FDS` descriptors from 3 on, when
+/// `LISTEN_PID` names this process; by the address each is bound to.
+fn passed_listeners() -> HashMap<SocketAddr, std::net::TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+    let mut passed = HashMap::new();
+    if number("LISTEN_PID") != Some(std::process::id()) {
+        return passed;
+    }
+    let count = number("LISTEN_FDS").unwrap_or(0).min(1024) as i32;
+    for fd in 3..3 + count {
+        // SAFETY: systemd hands descriptors 3.. to the process LISTEN_PID
+        // names, which is this one, for it to own; nothing else here uses
+        // them.
+        let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        match listener.local_addr() {
+            Ok(addr) => {
+                // SAFETY: fcntl on a descriptor this process owns.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+                passed.insert(addr, listener);
+            }
+            // Not a TCP socket: left as it was, and open.
+            Err(_) => {
+                let _ = listener.into_raw_fd();
+            }
+        }
+    }
+    passed
+}
+
+/// The passed socket for `Listen addr`: bound to it, or for a wildcard
+/// `Listen`, to any address on its port (systemd binds `[::]` for both
+/// families).
+fn take_passed(
+    passed: &mut HashMap<SocketAddr, std::net::TcpListener>,
+    addr: SocketAddr,
+) -> Option<std::net::TcpListener> {
+    if let Some(l) = passed.remove(&addr) {
+        return Some(l);
+    }
+    let wildcard = addr.ip().is_unspecified();
+    let other = passed
+        .keys()
+        .find(|a| wildcard && a.ip().is_unspecified() && a.port() == addr.port())
+        .copied()?;
+    passed.remove(&other)
 }
 
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
