@@ -9,7 +9,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use wsgate::config;
 use wsgate::ops::notify::Notifier;
 use wsgate::ops::Logging;
+use wsgate::proxy::handover;
 use wsgate::proxy::server::Handle;
+
+/// How long a new binary may take to serve before the hand-over is given up.
+const HANDOVER_READY: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[global_allocator]
 static ALLOCATOR: wsgate::alloc::Allocator = wsgate::alloc::Allocator;
@@ -25,7 +29,8 @@ const EXIT_RUNTIME: u8 = 2;
     version,
     about = "A reverse proxy for WebSocket and HTTP/1.1 upgrades, configured with Apache httpd's directives",
     after_help = "Signals: SIGHUP or SIGUSR1 reloads the configuration; SIGTERM, SIGINT or SIGWINCH stop \
-                  gracefully (a second SIGTERM/SIGINT stops at once).\n\
+                  gracefully (a second SIGTERM/SIGINT stops at once); SIGUSR2 starts the binary again \
+                  (a new build in its place) on the same listening sockets, then stops gracefully.\n\
                   Exit codes: 0 success, 1 configuration error, 2 usage or runtime error."
 )]
 struct Args {
@@ -155,9 +160,10 @@ async fn serve(
             signal(SignalKind::terminate())?,
             signal(SignalKind::interrupt())?,
             signal(SignalKind::window_change())?,
+            signal(SignalKind::user_defined2())?,
         ))
     })();
-    let (mut hup, mut usr1, mut term, mut int, mut winch) = match signals {
+    let (mut hup, mut usr1, mut term, mut int, mut winch, mut usr2) = match signals {
         Ok(s) => s,
         Err(e) => {
             eprintln!("wsgate: cannot install signal handlers: {e}");
@@ -185,6 +191,17 @@ async fn serve(
             _ = term.recv() => false,
             _ = int.recv() => false,
             _ = winch.recv() => false,
+            _ = usr2.recv() => {
+                let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+                match handover::hand_over(&handle, &argv, HANDOVER_READY).await {
+                    Ok(pid) => {
+                        tracing::warn!("the listening sockets are handed to the new wsgate, pid {pid}; finishing requests and tunnels here");
+                        break;
+                    }
+                    Err(e) => tracing::error!("binary upgrade failed, still serving: {e}"),
+                }
+                continue;
+            }
         };
         if !reloading {
             break;
@@ -217,8 +234,13 @@ async fn serve(
         let s = if left == 1 { "" } else { "s" };
         tracing::warn!("closing {left} connection{s} still open after GracefulShutdownTimeout");
     }
+    // Only if it is still ours: after a hand-over, it names the successor.
     if let Some(p) = &pid_file {
-        let _ = std::fs::remove_file(p);
+        let ours = std::fs::read_to_string(p)
+            .is_ok_and(|text| text.trim() == std::process::id().to_string());
+        if ours {
+            let _ = std::fs::remove_file(p);
+        }
     }
     EXIT_OK
 }

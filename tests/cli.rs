@@ -525,11 +525,20 @@ fn a_listening_socket_systemd_passes_is_served() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    let child = cmd.spawn().unwrap();
+    // Whatever happens below, wsgate does not outlive the test.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reaped(child);
     // Only wsgate holds the socket now.
     drop(listener);
     let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
+    std::io::BufReader::new(child.0.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
@@ -543,9 +552,113 @@ fn a_listening_socket_systemd_passes_is_served() {
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        stderr.contains("using the socket systemd passed"),
+        stderr.contains("using the socket passed to wsgate"),
         "{stderr}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// SIGUSR2 (binary upgrade): the running wsgate starts its program again on
+/// the same listening sockets and, once the new one says it is ready,
+/// stops accepting and finishes its own tunnels by GracefulShutdownTimeout.
+/// A client connecting all along is never refused nor left unanswered; a
+/// tunnel opened before keeps echoing through the old process; the PidFile
+/// names the new process, which serves new tunnels.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigusr2_hands_the_listening_sockets_to_a_new_binary() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let echo = ws_echo_backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("wsgate.pid");
+    let conf = format!(
+        "Listen 127.0.0.1:0\nServerName proxy.test\nPidFile {}\nGracefulShutdownTimeout 3\nProxyPass /ws ws://{echo}/\n",
+        pid_file.display()
+    );
+    let mut w = Wsgate::start_file(&conf);
+    let old = w.pid();
+    let (mut live, _) = tokio_tungstenite::connect_async(w.url("/ws"))
+        .await
+        .unwrap();
+    live.send(Message::Text("before".into())).await.unwrap();
+    assert_eq!(
+        live.next().await.unwrap().unwrap(),
+        Message::Text("before".into())
+    );
+
+    // A client connecting over and over, through the hand-over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (addr, until) = (w.addr, stop.clone());
+    let client = tokio::spawn(async move {
+        let (mut served, mut failed) = (0, Vec::new());
+        for _ in 0..20_000 {
+            if until.load(Ordering::Relaxed) {
+                break;
+            }
+            let answer = raw_exchange(
+                addr,
+                b"GET /nothing HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n",
+                Duration::from_secs(5),
+            )
+            .await;
+            if status_of(&answer) == 404 {
+                served += 1;
+            } else {
+                failed.push(answer);
+            }
+        }
+        (served, failed)
+    });
+    w.signal("USR2");
+    let read_pid = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+    };
+    eventually(Duration::from_secs(30), "the new process's PidFile", || {
+        read_pid().is_some_and(|p| p != old)
+    })
+    .await;
+    let new = read_pid().unwrap();
+    // Whatever happens below, the new process does not outlive the test.
+    struct Stop(u32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg(self.0.to_string()).status();
+        }
+    }
+    let successor = Stop(new);
+    w.wait_log("handed to the new wsgate", 1).await;
+    // The old process still carries the tunnel it had.
+    live.send(Message::Text("during".into())).await.unwrap();
+    assert_eq!(
+        live.next().await.unwrap().unwrap(),
+        Message::Text("during".into())
+    );
+    // ... until GracefulShutdownTimeout, then exits.
+    let status = w.wait_exit(Duration::from_secs(15));
+    assert!(status.is_some(), "the old process exited");
+    stop.store(true, Ordering::Relaxed);
+    let (served, failed) = client.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        served + failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(served > 20, "{served} requests across the hand-over");
+    // The new one serves tunnels, and is stopped here by its PID.
+    assert_eq!(ws_roundtrip(&w.url("/ws"), "after").await, "after");
+    assert_eq!(
+        read_pid(),
+        Some(new),
+        "the PidFile still names the new process"
+    );
+    drop(successor);
+    eventually(Duration::from_secs(15), "the new process stopped", || {
+        !std::path::Path::new(&format!("/proc/{new}")).exists()
+            || std::fs::read_to_string(format!("/proc/{new}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    })
+    .await;
 }

@@ -16,6 +16,8 @@
 //! * `tls` — TLS toward clients: the handshake and the server SNI selects;
 //!   `h2` serves the connections that chose HTTP/2 (ALPN), each stream
 //!   through `request` as an HTTP/1 request goes.
+//! * `handover` — a new binary taking the listening sockets over
+//!   (`SIGUSR2`) while this one finishes its tunnels.
 //! * `tunnel`, `splice`, `park` — the byte tunnel after a 101, its
 //!   zero-copy path, and quiet tunnels set aside outside the runtime;
 //!   `wire` and `record` let a quiet wss:// tunnel's TLS 1.3 session leave
@@ -28,6 +30,7 @@ mod downstream;
 pub(crate) mod error;
 mod forward;
 mod h2;
+pub mod handover;
 mod header_rules;
 mod headers;
 pub(crate) mod park;

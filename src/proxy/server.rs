@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -116,12 +117,20 @@ impl Drop for ConnGuard {
     }
 }
 
+/// A listener in service.
+struct Accepting {
+    task: JoinHandle<()>,
+    local: SocketAddr,
+    socket: OwnedFd,
+}
+
 /// A running proxy.
 pub struct Handle {
     shared: Arc<Shared>,
-    /// By the address `Listen` names: the accepting task and the address
-    /// bound (they differ for port 0).
-    listeners: Mutex<HashMap<SocketAddr, (JoinHandle<()>, SocketAddr)>>,
+    /// By the address `Listen` names: the accepting task, the address
+    /// bound (they differ for port 0), and a duplicate of the socket to
+    /// hand to a successor (`handover`).
+    listeners: Mutex<HashMap<SocketAddr, Accepting>>,
     health_checks: Mutex<Vec<JoinHandle<()>>>,
     parker_watch: JoinHandle<()>,
 }
@@ -136,7 +145,7 @@ impl Drop for Handle {
         {
             task.abort();
         }
-        for (_, (task, _)) in self
+        for (_, Accepting { task, .. }) in self
             .listeners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -161,7 +170,7 @@ impl Handle {
         for addr in addrs {
             let listener = match take_passed(&mut passed, addr) {
                 Some(l) => {
-                    tracing::info!("{addr}: using the socket systemd passed");
+                    tracing::info!("{addr}: using the socket passed to wsgate");
                     l.set_nonblocking(true)?;
                     TcpListener::from_std(l)?
                 }
@@ -235,9 +244,17 @@ impl Handle {
         let mut accepting = HashMap::new();
         for (addr, listener) in listeners {
             let local = listener.local_addr()?;
+            let fd = listener.as_fd().try_clone_to_owned()?;
             tracing::info!("listening on {local}");
             let task = tokio::spawn(accept_loop(listener, shared.clone()));
-            accepting.insert(addr, (task, local));
+            accepting.insert(
+                addr,
+                Accepting {
+                    task,
+                    local,
+                    socket: fd,
+                },
+            );
         }
         Ok(Handle {
             shared,
@@ -259,10 +276,20 @@ impl Handle {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(|(_, local)| *local)
+            .map(|a| a.local)
             .collect();
         addrs.sort();
         addrs
+    }
+
+    /// Each listening socket under the `Listen` address it serves,
+    /// duplicated, for a successor to take over (`handover`).
+    pub fn listening_sockets(&self) -> io::Result<Vec<(SocketAddr, OwnedFd)>> {
+        let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        listeners
+            .iter()
+            .map(|(addr, a)| Ok((*addr, a.socket.try_clone()?)))
+            .collect()
     }
 
     /// Swaps in a new configuration: new connections and requests use it,
@@ -298,11 +325,19 @@ impl Handle {
         }
         for (addr, listener) in fresh {
             let local = listener.local_addr()?;
+            let fd = listener.as_fd().try_clone_to_owned()?;
             tracing::info!("listening on {local}");
             let task = tokio::spawn(accept_loop(listener, self.shared.clone()));
-            listeners.insert(addr, (task, local));
+            listeners.insert(
+                addr,
+                Accepting {
+                    task,
+                    local,
+                    socket: fd,
+                },
+            );
         }
-        listeners.retain(|addr, (task, local)| {
+        listeners.retain(|addr, Accepting { task, local, .. }| {
             let keep = wanted.contains(addr);
             if !keep {
                 tracing::info!("no longer listening on {local}");
@@ -317,7 +352,7 @@ impl Handle {
     /// requests and tunnels to finish for at most `grace` (`None`: for
     /// ever). Returns how many connections were still open at the end.
     pub async fn shutdown(&self, grace: Option<Duration>) -> usize {
-        for (_, (task, _)) in self
+        for (_, Accepting { task, .. }) in self
             .listeners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -362,19 +397,33 @@ fn passed_listeners() -> HashMap<SocketAddr, std::net::TcpListener> {
     use std::os::fd::{FromRawFd, IntoRawFd};
     let number = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
     let mut passed = HashMap::new();
-    if number("LISTEN_PID") != Some(std::process::id()) {
-        return passed;
-    }
-    let count = number("LISTEN_FDS").unwrap_or(0).min(1024) as i32;
+    // A wsgate handing over (`handover`) names the `Listen` address each
+    // socket serves, in order from descriptor 3.
+    let named: Option<Vec<SocketAddr>> = std::env::var(super::handover::PASSED).ok().map(|v| {
+        v.split_whitespace()
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    });
+    let count = match &named {
+        Some(names) => names.len() as i32,
+        None if number("LISTEN_PID") == Some(std::process::id()) => {
+            number("LISTEN_FDS").unwrap_or(0).min(1024) as i32
+        }
+        None => return passed,
+    };
     for fd in 3..3 + count {
         // SAFETY: systemd hands descriptors 3.. to the process LISTEN_PID
         // names, which is this one, for it to own; nothing else here uses
         // them.
         let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
         match listener.local_addr() {
-            Ok(addr) => {
+            Ok(bound) => {
                 // SAFETY: fcntl on a descriptor this process owns.
                 unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+                let addr = named
+                    .as_ref()
+                    .and_then(|n| n.get((fd - 3) as usize).copied())
+                    .unwrap_or(bound);
                 passed.insert(addr, listener);
             }
             // Not a TCP socket: left as it was, and open.
