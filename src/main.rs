@@ -184,6 +184,7 @@ async fn serve(
         let addrs: Vec<String> = handle.local_addrs().iter().map(|a| a.to_string()).collect();
         n.ready(&format!("listening on {}", addrs.join(", ")));
     }
+    let mut handed_over = false;
     loop {
         let reloading = tokio::select! {
             _ = hup.recv() => true,
@@ -196,6 +197,10 @@ async fn serve(
                 match handover::hand_over(&handle, &argv, HANDOVER_READY).await {
                     Ok(pid) => {
                         tracing::warn!("the listening sockets are handed to the new wsgate, pid {pid}; finishing requests and tunnels here");
+                        if let Some(n) = &notify {
+                            n.handed_over(pid);
+                        }
+                        handed_over = true;
                         break;
                     }
                     Err(e) => tracing::error!("binary upgrade failed, still serving: {e}"),
@@ -214,7 +219,7 @@ async fn serve(
             n.ready(&status);
         }
     }
-    if let Some(n) = &notify {
+    if let (Some(n), false) = (&notify, handed_over) {
         n.stopping();
     }
     let grace = handle.shared().generation().config.graceful_shutdown;

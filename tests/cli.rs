@@ -423,8 +423,9 @@ async fn max_holds_across_a_reload_and_follows_a_new_value() {
 
 /// Under systemd (`Type=notify-reload`): READY=1 with the main PID once it
 /// listens, RELOADING=1 with MONOTONIC_USEC and READY=1 again around a
-/// reload (also one that fails, saying why), STOPPING=1 on a graceful
-/// stop — on the datagram socket `NOTIFY_SOCKET` names, as systemd's.
+/// reload (also one that fails, saying why), across a binary upgrade the
+/// successor's READY and its MAINPID, STOPPING=1 on a graceful stop (of the
+/// successor) — on the datagram socket `NOTIFY_SOCKET` names, as systemd's.
 #[tokio::test]
 async fn systemd_hears_ready_reloading_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
@@ -440,7 +441,7 @@ async fn systemd_hears_ready_reloading_and_stopping() {
     };
     let backend = ws_echo_backend().await;
     let conf = format!("Listen 127.0.0.1:0\nProxyPass / ws://{backend}/\n");
-    let w = Wsgate::start_with(&conf, &[], |cmd| {
+    let mut w = Wsgate::start_with(&conf, &[], |cmd| {
         cmd.env("NOTIFY_SOCKET", &path);
     });
     let ready = next();
@@ -476,7 +477,41 @@ async fn systemd_hears_ready_reloading_and_stopping() {
         failed.starts_with("READY=1\n") && failed.contains("STATUS=reload failed"),
         "{failed}"
     );
-    w.signal("TERM");
+    // A binary upgrade: the successor's READY reaches systemd too, and the
+    // old process names the successor as the main process; the successor
+    // then speaks for the service (its STOPPING), the old one not at all.
+    std::fs::write(&w.conf, &conf).unwrap();
+    w.signal("USR2");
+    let (mut successor, mut main_pid) = (None, None);
+    while successor.is_none() || main_pid.is_none() {
+        let m = next();
+        let pid = m
+            .lines()
+            .find_map(|l| l.strip_prefix("MAINPID="))
+            .and_then(|p| p.parse::<u32>().ok());
+        if m.starts_with("READY=1\n") {
+            successor = pid;
+        } else if m.starts_with("MAINPID=") {
+            main_pid = pid;
+        } else {
+            panic!("unexpected during the hand-over: {m}");
+        }
+    }
+    let new = successor.expect("the successor's pid");
+    assert_ne!(new, w.pid());
+    assert_eq!(main_pid, Some(new), "systemd follows the successor");
+    struct Stop(u32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg(self.0.to_string()).status();
+        }
+    }
+    let successor = Stop(new);
+    assert!(
+        w.wait_exit(Duration::from_secs(15)).is_some(),
+        "the old process ends"
+    );
+    drop(successor);
     let stopping = next();
     assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
 }

@@ -3,27 +3,42 @@
 //! bound and the signals are handled, `RELOADING=1` (with the
 //! `MONOTONIC_USEC` systemd asks for) and `READY=1` again around each
 //! reload, `STOPPING=1` when a graceful stop begins; `STATUS=` says what
-//! happened in words. Nothing at all when systemd set no `NOTIFY_SOCKET`.
+//! happened in words; after a binary upgrade, `MAINPID=` of the successor.
+//! Nothing at all when systemd set no `NOTIFY_SOCKET` (and no predecessor
+//! waits, see [`HANDOVER`]).
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
+/// Where a wsgate that hands its sockets over (`proxy::handover`) waits
+/// for its successor's `READY=1`, besides systemd's `NOTIFY_SOCKET`.
+pub const HANDOVER: &str = "WSGATE_HANDOVER_NOTIFY";
+
 pub struct Notifier {
     socket: UnixDatagram,
-    to: SocketAddr,
+    to: Vec<SocketAddr>,
 }
 
 impl Notifier {
-    /// The notifier `NOTIFY_SOCKET` asks for (a path, or `@name` for
-    /// Linux's abstract namespace), if any.
+    /// The notifier `NOTIFY_SOCKET` and [`HANDOVER`] ask for (each a path,
+    /// or `@name` for Linux's abstract namespace), if any.
     pub fn from_env() -> Option<Notifier> {
-        let path = std::env::var_os("NOTIFY_SOCKET")?;
-        let path = path.to_str()?;
-        let to = match path.strip_prefix('@') {
-            Some(name) => abstract_addr(name)?,
-            None => SocketAddr::from_pathname(path).ok()?,
-        };
+        let to: Vec<SocketAddr> = ["NOTIFY_SOCKET", HANDOVER]
+            .iter()
+            .filter_map(|var| address(std::env::var_os(var)?.to_str()?))
+            .collect();
+        if to.is_empty() {
+            return None;
+        }
         let socket = UnixDatagram::unbound().ok()?;
         Some(Notifier { socket, to })
+    }
+
+    /// A successor now serves in this process's place (`SIGUSR2`):
+    /// systemd follows it as the service's main process.
+    pub fn handed_over(&self, pid: u32) {
+        self.send(&format!(
+            "MAINPID={pid}\nSTATUS=handed over to the new wsgate, pid {pid}; finishing requests and tunnels"
+        ));
     }
 
     pub fn ready(&self, status: &str) {
@@ -46,9 +61,18 @@ impl Notifier {
 
     /// Best effort, as sd_notify: a manager that is gone changes nothing.
     fn send(&self, message: &str) {
-        if let Err(e) = self.socket.send_to_addr(message.as_bytes(), &self.to) {
-            tracing::debug!("NOTIFY_SOCKET: {e}");
+        for to in &self.to {
+            if let Err(e) = self.socket.send_to_addr(message.as_bytes(), to) {
+                tracing::debug!("NOTIFY_SOCKET: {e}");
+            }
         }
+    }
+}
+
+fn address(path: &str) -> Option<SocketAddr> {
+    match path.strip_prefix('@') {
+        Some(name) => abstract_addr(name),
+        None => SocketAddr::from_pathname(path).ok(),
     }
 }
 

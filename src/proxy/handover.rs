@@ -4,7 +4,8 @@
 //! as, with the same arguments and its listening sockets as descriptors 3
 //! onwards (named in [`PASSED`] by the `Listen` address each serves), and
 //! waits for the successor's `READY=1` on a notification socket of its own
-//! (the successor speaks sd_notify). Both then hold the same sockets, so
+//! (the successor speaks sd_notify to it, and to systemd's `NOTIFY_SOCKET`
+//! if there is one; systemd is then told the successor's `MAINPID`). Both then hold the same sockets, so
 //! connections queue on them throughout; the old process stops accepting
 //! and finishes its requests and tunnels within `GracefulShutdownTimeout`.
 //! A successor that fails to start, or is not ready in time, is stopped,
@@ -39,7 +40,7 @@ pub async fn hand_over(
     let mut cmd = std::process::Command::new(program);
     cmd.args(args)
         .env(PASSED, names.join(" "))
-        .env("NOTIFY_SOCKET", format!("@{name}"))
+        .env(crate::ops::notify::HANDOVER, format!("@{name}"))
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
         .stdin(std::process::Stdio::null());
