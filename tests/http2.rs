@@ -475,27 +475,27 @@ async fn h2c_serves_http2_with_prior_knowledge_beside_http1() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
-    // Without h2c, the preface is an HTTP/1 request wsgate refuses.
+    // Without h2c, the preface is an HTTP/1 request wsgate refuses: the
+    // client gets no HTTP/2 answer (whichever step finds out), and a raw
+    // look shows HTTP/1.1's 505 for a version it does not speak.
     let plain = Wsgate::start(&format!("ProxyPass / http://{http}/\n"));
     let tcp = TcpStream::connect(plain.addr).await.unwrap();
-    let refused = tokio::time::timeout(LIMIT, h2::client::handshake(tcp))
+    let attempt = async {
+        let (client, conn) = h2::client::handshake(tcp).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut ready = client.ready().await?;
+        let request = http::Request::get("http://a.test/x").body(()).unwrap();
+        let (response, _) = ready.send_request(request, true)?;
+        response.await
+    };
+    let got = tokio::time::timeout(LIMIT, attempt)
         .await
-        .unwrap();
-    match refused {
-        Err(_) => {}
-        Ok((client, conn)) => {
-            let ended = tokio::spawn(conn);
-            let mut ready = client.ready().await.unwrap();
-            let request = http::Request::get("http://a.test/x").body(()).unwrap();
-            let sent = ready.send_request(request, true).map(|(r, _)| r);
-            let answer = match sent {
-                Ok(r) => tokio::time::timeout(LIMIT, r).await.unwrap().err(),
-                Err(e) => Some(e),
-            };
-            assert!(answer.is_some(), "no HTTP/2 answer without h2c");
-            let _ = ended.await;
-        }
-    }
+        .expect("an end in time");
+    assert!(got.is_err(), "no HTTP/2 answer without h2c: {got:?}");
+    let raw = raw_exchange(plain.addr, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", LIMIT).await;
+    assert!(raw.starts_with("HTTP/1.1 505 "), "{raw}");
 }
 
 /// `H2StreamTimeout`: a stream whose request body stops arriving is reset
