@@ -636,6 +636,14 @@ fn response(status: u16, fields: &HeaderFields) -> io::Result<http::Response<()>
     builder.body(()).map_err(io::Error::other)
 }
 
+impl H2Downstream {
+    /// How long one wait on the stream may take: `H2StreamTimeout`, else
+    /// what the request path gives (`Timeout`).
+    fn wait(&self, timeout: Duration) -> Duration {
+        self.stream_timeout.unwrap_or(timeout)
+    }
+}
+
 impl Downstream for H2Downstream {
     async fn body_piece(
         &mut self,
@@ -654,7 +662,7 @@ impl Downstream for H2Downstream {
             reader.ended();
             return Ok(None);
         }
-        let timeout = self.stream_timeout.unwrap_or(timeout);
+        let timeout = self.wait(timeout);
         match tokio::time::timeout(timeout, self.recv.data()).await {
             Err(_) => Err(BodyError::Timeout),
             Ok(None) => {
@@ -674,7 +682,7 @@ impl Downstream for H2Downstream {
     }
 
     async fn send_answer(&mut self, answer: &LocalAnswer, timeout: Duration) -> io::Result<()> {
-        let timeout = self.stream_timeout.unwrap_or(timeout);
+        let timeout = self.wait(timeout);
         let mut fields = answer.fields.clone();
         with_date(|date| {
             fields.push(("date".into(), FieldValue::copy_from_slice(date.as_bytes())))
@@ -741,7 +749,7 @@ impl Downstream for H2Downstream {
         let fields = with_date(|date| headers::client_fields(resp, c, date.as_bytes()));
         self.respond(resp.status, &fields, false)?;
         if let Some(first) = first {
-            let timeout = self.stream_timeout.unwrap_or(timeout);
+            let timeout = self.wait(timeout);
             send_all(self.stream()?, first, timeout).await?;
         }
         Ok(())
@@ -753,7 +761,7 @@ impl Downstream for H2Downstream {
         _encoding: Encoding,
         timeout: Duration,
     ) -> io::Result<()> {
-        let timeout = self.stream_timeout.unwrap_or(timeout);
+        let timeout = self.wait(timeout);
         send_all(self.stream()?, piece.clone(), timeout).await
     }
 

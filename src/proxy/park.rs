@@ -121,7 +121,7 @@ pub struct Side {
     pub tls: Option<Box<Session>>,
 }
 
-fn plain(tcp: io::Result<std::net::TcpStream>) -> Park<TcpStream> {
+fn plain<S>(tcp: io::Result<std::net::TcpStream>) -> Park<S> {
     match tcp {
         Ok(tcp) => Park::Out(Side { tcp, tls: None }),
         Err(e) => Park::Failed(e),
@@ -172,11 +172,7 @@ impl AsTcp for BackendStream {
 impl Parkable for BackendStream {
     fn into_parked(self) -> Park<Self> {
         match self {
-            BackendStream::Plain(s) => match plain(s.into_std()) {
-                Park::Out(side) => Park::Out(side),
-                Park::NotNow(s) => Park::NotNow(BackendStream::Plain(s)),
-                Park::Failed(e) => Park::Failed(e),
-            },
+            BackendStream::Plain(s) => plain(s.into_std()),
             other => Park::NotNow(other),
         }
     }

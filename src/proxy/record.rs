@@ -86,7 +86,8 @@ impl Suite {
         }
     }
 
-    fn hash_len(self) -> usize {
+    /// The length of its traffic secrets.
+    pub fn hash_len(self) -> usize {
         match self {
             Suite::Aes256Gcm => 48,
             _ => 32,
@@ -566,16 +567,24 @@ impl Sealed {
                 Err(fatal) => return Err(self.fail(fatal)),
             }
         }
-        if self.live.session.owe_update && self.unsent.is_empty() {
+        if self.unsent.is_empty() {
             // Answer a KeyUpdate at once rather than with the next data
             // (with something still unsent, the next write answers it: a
             // client that asks again and again without reading gets one
             // answer at a time, as from rustls).
-            let mut out = Vec::new();
-            self.live.update_keys_if_due(&mut out)?;
-            self.send(&out)?;
+            self.answer_key_update()?;
         }
         Ok(used)
+    }
+
+    /// Sends the KeyUpdate the client asked for, if it is owed.
+    fn answer_key_update(&mut self) -> io::Result<()> {
+        if !self.live.session.owe_update {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        self.live.update_keys_if_due(&mut out)?;
+        self.send(&out)
     }
 }
 
@@ -638,13 +647,10 @@ impl AsyncRead for Sealed {
                 if used < scratch.len() {
                     this.received = scratch[used..].to_vec();
                 }
-                if got_eof && !this.read_closed {
-                    // TCP closed without close_notify: as rustls reports it
-                    // (the tunnel takes it as the end of stream).
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "peer closed connection without sending TLS close_notify",
-                    )));
+                if got_eof {
+                    // TCP closed, with or without close_notify: the end of
+                    // the client's direction, as mod_ssl takes it.
+                    this.read_closed = true;
                 }
                 Poll::Ready(Ok(buf.filled().len() > before))
             });
@@ -688,9 +694,7 @@ impl AsyncWrite for Sealed {
         let this = self.get_mut();
         ready!(this.poll_unsent(cx))?;
         if this.live.session.owe_update && !this.failed {
-            let mut out = Vec::new();
-            this.live.update_keys_if_due(&mut out)?;
-            this.send(&out)?;
+            this.answer_key_update()?;
             ready!(this.poll_unsent(cx))?;
         }
         Poll::Ready(Ok(()))

@@ -548,8 +548,7 @@ fn spawn_tls_connection(
                     super::h2::serve(*stream, facts, tls, shared, guard).await;
                     return;
                 }
-                let serve = connection::serve(*stream, facts, Some(tls), shared, guard);
-                park::Connection::new(Box::pin(serve)).await;
+                http1(*stream, facts, Some(tls), shared, guard).await;
             }
             Handshake::PlainHttp(stream) => {
                 connection::refuse_plain_http(stream, config).await;
@@ -579,10 +578,7 @@ fn spawn_cleartext(
             Some(true) => {
                 super::h2::serve(stream, facts, TlsFacts::default(), shared, guard).await;
             }
-            Some(false) => {
-                let serve = connection::serve(stream, facts, None, shared, guard);
-                park::Connection::new(Box::pin(serve)).await;
-            }
+            Some(false) => http1(stream, facts, None, shared, guard).await,
             // Closed, or nothing but part of the preface within Timeout.
             None => {}
         }
@@ -626,15 +622,25 @@ fn spawn_connection<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + park::Parkable + Unpin + Send + 'static,
 {
     let guard = ConnGuard::new(shared, permit);
-    // The request handler is boxed, so that the runtime moves a pointer
-    // rather than kilobytes into the task and again on each of its changes
-    // of stage: at one request per connection (WebSocket handshakes) those
-    // copies cost more than the allocation.
-    tokio::spawn(park::Connection::new(Box::pin(connection::serve(
-        stream,
-        facts,
-        tls,
-        shared.clone(),
-        guard,
-    ))));
+    tokio::spawn(http1(stream, facts, tls, shared.clone(), guard));
+}
+
+/// A client connection served as HTTP/1, its tunnel in the same task. The
+/// request handler is boxed, so that the runtime moves a pointer rather
+/// than kilobytes into the task and again on each of its changes of
+/// stage: at one request per connection (WebSocket handshakes) those
+/// copies cost more than the allocation.
+fn http1<S>(
+    stream: S,
+    facts: ConnFacts,
+    tls: Option<TlsFacts>,
+    shared: Arc<Shared>,
+    guard: ConnGuard,
+) -> impl Future<Output = ()> + Send
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + park::Parkable + Unpin + Send + 'static,
+{
+    park::Connection::new(Box::pin(connection::serve(
+        stream, facts, tls, shared, guard,
+    )))
 }

@@ -185,10 +185,7 @@ fn parkable_suite(wire: &Wire, conn: &ServerConnection) -> Option<Suite> {
     }
     let suite = Suite::of(conn.negotiated_cipher_suite()?.suite())?;
     let secrets = wire.secrets.as_ref()?;
-    let len = match suite {
-        Suite::Aes256Gcm => 48,
-        _ => 32,
-    };
+    let len = suite.hash_len();
     (secrets.client.len() == len && secrets.server.len() == len).then_some(suite)
 }
 
