@@ -500,13 +500,7 @@ async fn systemd_hears_ready_reloading_and_stopping() {
     let new = successor.expect("the successor's pid");
     assert_ne!(new, w.pid());
     assert_eq!(main_pid, Some(new), "systemd follows the successor");
-    struct Stop(u32);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = Command::new("kill").arg(self.0.to_string()).status();
-        }
-    }
-    let successor = Stop(new);
+    let successor = StopPid(new);
     assert!(
         w.wait_exit(Duration::from_secs(15)).is_some(),
         "the old process ends"
@@ -665,13 +659,7 @@ async fn sigusr2_hands_the_listening_sockets_to_a_new_binary() {
     .await;
     let new = read_pid().unwrap();
     // Whatever happens below, the new process does not outlive the test.
-    struct Stop(u32);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = Command::new("kill").arg(self.0.to_string()).status();
-        }
-    }
-    let successor = Stop(new);
+    let successor = StopPid(new);
     w.wait_log("handed to the new wsgate", 1).await;
     // The old process still carries the tunnel it had.
     live.send(Message::Text("during".into())).await.unwrap();
@@ -713,4 +701,14 @@ async fn sigusr2_hands_the_listening_sockets_to_a_new_binary() {
                 .is_ok_and(|s| s.contains(") Z "))
     })
     .await;
+}
+
+/// A process this test started indirectly (a successor after a binary
+/// upgrade), stopped by its PID however the test ends.
+struct StopPid(u32);
+
+impl Drop for StopPid {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.to_string()).status();
+    }
 }

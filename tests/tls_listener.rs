@@ -1043,23 +1043,24 @@ async fn strict_sni_refuses_clients_without_a_name() {
     backend.finish().await;
 }
 
-/// A browser on an https:// page: headless Chromium loads the demo page
-/// through a TLS virtual host and echoes over wss:// through the same one.
-#[test]
-fn chromium_loads_an_https_page_and_echoes_over_wss() {
+/// Headless Chromium loading the demo page from https://a.test through a
+/// TLS virtual host (with `vhost` lines besides its two ProxyPass, and
+/// `server` lines before it) until the page shows the browser's echo; the
+/// gate, for its log. `None` when Chromium is not installed (SKIP).
+fn chromium_echo_over_tls(server: &str, vhost: &str) -> Option<Wsgate> {
     if !require_program("chromium", "chromium") {
-        return;
+        return None;
     }
     let demo = start_demo();
     let ca = Ca::new();
     let a = ca.issue("a.test");
     let conf = format!(
-        "Listen 127.0.0.1:0\nServerName proxy.test\n{}",
+        "Listen 127.0.0.1:0\nServerName proxy.test\n{server}{}",
         tls_vhost(
             "a.test",
             &a,
             &format!(
-                "ProxyPass /echo ws://{0}/echo\nProxyPass / http://{0}/\n",
+                "{vhost}ProxyPass /echo ws://{0}/echo\nProxyPass / http://{0}/\n",
                 demo.addr
             )
         )
@@ -1077,6 +1078,14 @@ fn chromium_loads_an_https_page_and_echoes_over_wss() {
     )
     .unwrap_or_else(|last| panic!("no echo over wss://; last DOM:\n{last}\n{}", w.stderr()));
     assert!(dom.contains("<span id=\"state\">open</span>"), "{dom}");
+    Some(w)
+}
+
+/// A browser on an https:// page: headless Chromium loads the demo page
+/// through a TLS virtual host and echoes over wss:// through the same one.
+#[test]
+fn chromium_loads_an_https_page_and_echoes_over_wss() {
+    chromium_echo_over_tls("", "");
 }
 
 /// The same over HTTP/2: Chromium loads the page on an HTTP/2 connection
@@ -1084,35 +1093,12 @@ fn chromium_loads_an_https_page_and_echoes_over_wss() {
 /// that connection (the debug log names each such stream).
 #[test]
 fn chromium_opens_its_websocket_over_http2() {
-    if !require_program("chromium", "chromium") {
+    let Some(w) = chromium_echo_over_tls(
+        "LogLevel debug\n",
+        "Protocols h2 http/1.1\nH2WebSockets on\n",
+    ) else {
         return;
-    }
-    let demo = start_demo();
-    let ca = Ca::new();
-    let a = ca.issue("a.test");
-    let conf = format!(
-        "Listen 127.0.0.1:0\nServerName proxy.test\nLogLevel debug\n{}",
-        tls_vhost(
-            "a.test",
-            &a,
-            &format!(
-                "Protocols h2 http/1.1\nH2WebSockets on\nProxyPass /echo ws://{0}/echo\nProxyPass / http://{0}/\n",
-                demo.addr
-            )
-        )
-    );
-    let w = Wsgate::start_file(&conf);
-    let port = w.addr.port();
-    let dom = chromium_dom_until(
-        &format!("https://a.test:{port}/"),
-        &[
-            "--host-resolver-rules=MAP a.test 127.0.0.1",
-            "--ignore-certificate-errors",
-        ],
-        "<li>echo: hello from the browser</li>",
-    )
-    .unwrap_or_else(|last| panic!("no echo; last DOM:\n{last}\n{}", w.stderr()));
-    assert!(dom.contains("<span id=\"state\">open</span>"), "{dom}");
+    };
     let log = w.stderr();
     assert!(
         log.contains("WebSocket over an HTTP/2 stream") && log.contains("path=/echo"),
