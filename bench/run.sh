@@ -286,13 +286,9 @@ apache_threads() {
     esac
 }
 
-write_wsgate() {
-    if is_tls "$1"; then
-        cat > "$TMP/wsgate.conf" <<EOF
-Listen 127.0.0.1:$PROXY_PORT https
-LogLevel error
-Timeout 300
-KeepAliveTimeout 60
+# The TLS virtual host wsgate and Apache both serve (the same directives).
+tls_vhost() {
+    cat <<EOF
 <VirtualHost *:$PROXY_PORT>
     ServerName $TLS_NAME
     SSLEngine on
@@ -305,6 +301,17 @@ KeepAliveTimeout 60
     ProxyPass / http://$BACKEND_HOST:$BACKEND_PORT/
 </VirtualHost>
 EOF
+}
+
+write_wsgate() {
+    if is_tls "$1"; then
+        cat > "$TMP/wsgate.conf" <<EOF
+Listen 127.0.0.1:$PROXY_PORT https
+LogLevel error
+Timeout 300
+KeepAliveTimeout 60
+EOF
+        tls_vhost >> "$TMP/wsgate.conf"
         return
     fi
     cat > "$TMP/wsgate.conf" <<EOF
@@ -452,18 +459,8 @@ EOF
         cat >> "$TMP/apache/apache2.conf" <<EOF
 LoadModule ssl_module /usr/lib/apache2/modules/mod_ssl.so
 Listen 127.0.0.1:$PROXY_PORT https
-<VirtualHost *:$PROXY_PORT>
-    ServerName $TLS_NAME
-    SSLEngine on
-    SSLCertificateFile $TLS_DIR/cert.pem
-    SSLCertificateKeyFile $TLS_DIR/key.pem
-    SSLProtocol -all +TLSv1.3
-    SSLCipherSuite TLSv1.3 TLS_AES_128_GCM_SHA256
-    SSLOpenSSLConfCmd Curves X25519
-    ProxyPass /ws ws://$BACKEND_HOST:$BACKEND_PORT/
-    ProxyPass / http://$BACKEND_HOST:$BACKEND_PORT/
-</VirtualHost>
 EOF
+        tls_vhost >> "$TMP/apache/apache2.conf"
     else
         cat >> "$TMP/apache/apache2.conf" <<EOF
 ProxyPass /ws ws://$BACKEND_HOST:$BACKEND_PORT/
