@@ -126,7 +126,12 @@ fn run_runtime(f: impl std::future::Future<Output = u8>) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    ExitCode::from(runtime.block_on(f))
+    let code = runtime.block_on(f);
+    // Tunnels still open end with the runtime; their access log lines,
+    // and every line queued, are written before the process exits.
+    drop(runtime);
+    wsgate::ops::access::flush_all(std::time::Duration::from_secs(2));
+    ExitCode::from(code)
 }
 
 async fn serve(

@@ -319,14 +319,24 @@ async fn run_all() -> Results {
             .replace("@BPORT@", &backend.addr.port().to_string())
             .replace("@DEAD@", &dead.to_string());
         let config = front.fill(&config);
-        let apache = Apache::start(&config, &g.extra_modules());
-        let wsgate = common::Wsgate::start(&config);
+        let access = g.log.as_ref().map(|f| (AccessLogs::new(), f.clone()));
+        let with_log = |server: &str| match &access {
+            Some((a, format)) => format!("{config}{}", a.config(server, format)),
+            None => config.clone(),
+        };
+        let apache = Apache::start(&with_log("apache"), &g.extra_modules());
+        let wsgate = common::Wsgate::start(&with_log("wsgate"));
         let mutated = common::Wsgate::start_binary(
             &mutant,
-            &format!("{}\nServerName proxy.test\n{config}", common::LISTEN),
+            &format!(
+                "{}\nServerName proxy.test\n{}",
+                common::LISTEN,
+                with_log("mutant")
+            ),
             &[],
             |_| {},
         );
+        let access = Arc::new(access.map(|(a, _)| a));
         let mut subs = BTreeMap::new();
         for (port, name) in [
             (apache.addr.port(), "PPORT"),
@@ -347,9 +357,10 @@ async fn run_all() -> Results {
             let sem = sem.clone();
             let logs = logs.clone();
             let subs = subs.clone();
+            let access = access.clone();
             tasks.spawn(async move {
                 let _permit = sem.acquire().await.unwrap();
-                let t = run_case(&case, sides, &logs, &subs).await;
+                let t = run_case(&case, sides, &logs, &subs, access.as_ref().as_ref()).await;
                 (idx, case, t)
             });
         }
@@ -398,6 +409,7 @@ async fn run_case(
     sides: [SocketAddr; 4],
     logs: &[Log; 2],
     subs: &BTreeMap<String, String>,
+    access: Option<&AccessLogs>,
 ) -> [Vec<String>; 4] {
     let tags = ["apache", "wsgate", "control", "mutant"].map(|s| format!("conf-{}-{s}", case.name));
     let (a, w, c, m) = tokio::join!(
@@ -416,6 +428,12 @@ async fn run_case(
     let mut out = [a, w, c, m];
     for (i, t) in out.iter_mut().enumerate() {
         t.extend(backend_transcript(&[&logs[0], &logs[1]], &tags[i]));
+        // The access log line (the forwarder writes none).
+        if let (Some(access), Some(server)) = (access, ["apache", "wsgate", "", "mutant"].get(i)) {
+            if !server.is_empty() {
+                t.extend(access.lines(server, &tags[i], Duration::from_secs(3)).await);
+            }
+        }
         let mut s = subs.clone();
         s.insert(tags[i].clone(), "TAG".into());
         *t = normalise(std::mem::take(t), &s);

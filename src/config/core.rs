@@ -277,7 +277,7 @@ fn bounded(o: &Origin, name: &str, n: u64, min: u64, max: u64) -> Result<usize, 
 
 /// The folder a file is to be written in must be there, as Apache checks
 /// (AH02291) before it starts, rather than the file failing at run time.
-fn directory_exists(o: &Origin, what: &str, file: &Path) -> Result<(), ConfigError> {
+pub(super) fn directory_exists(o: &Origin, what: &str, file: &Path) -> Result<(), ConfigError> {
     let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -8,7 +8,7 @@
 
 use super::error::{self, ConfigError};
 use super::lexer::Node;
-use super::{balancer, core, headers, http2, proxy, rewrite, ssl, At, Builder};
+use super::{accesslog, balancer, core, headers, http2, proxy, rewrite, ssl, At, Builder};
 
 /// Where a directive is written.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -198,6 +198,11 @@ pub const DIRECTIVES: &[Directive] = &[
     one("MaxRequestWorkers", "mpm", SERVER, "MaxRequestWorkers N", "most client connections at once, tunnels included; more wait in the listen backlog", core::max_request_workers),
     unlisted(one("MaxClients", "mpm", SERVER, "MaxClients N", "the old name of MaxRequestWorkers", core::max_request_workers)),
     one("ErrorLog", "core", SERVER, "ErrorLog FILE", "where the log goes (standard error when unset); reopened on reload", core::error_log),
+    line("LogFormat", "mod_log_config", SERVER_VHOST, "LogFormat FORMAT [NICKNAME]", "an access log format, named or the default for TransferLog; Apache's codes, plus wsgate's notes for tunnels (%{wsgate-...}n)", accesslog::log_format),
+    line("CustomLog", "mod_log_config", SERVER_VHOST, "CustomLog FILE|\"|PROGRAM\" FORMAT|NICKNAME [env=[!]VAR|expr=EXPR]", "an access log: a line per request, and per tunnel when it ends; written off the request path, reopened on reload", accesslog::custom_log),
+    one("TransferLog", "mod_log_config", SERVER_VHOST, "TransferLog FILE|\"|PROGRAM\"", "an access log in the last LogFormat without a nickname (the Common Log Format by default)", accesslog::transfer_log),
+    line("GlobalLog", "mod_log_config", SERVER, "GlobalLog FILE|\"|PROGRAM\" FORMAT|NICKNAME [env=[!]VAR|expr=EXPR]", "an access log every virtual host writes to, even one with its own", accesslog::custom_log),
+    one("BufferedLogs", "mod_log_config", SERVER, "BufferedLogs On|Off", "accepted: lines always go through a bounded buffer written off the request path", accesslog::buffered_logs),
     line("LogLevel", "core", SERVER, "LogLevel LEVEL [MODULE:LEVEL ...]", "how much is logged (per-module levels apply to the whole process)", core::log_level),
     one("PidFile", "core", SERVER, "PidFile FILE", "written at start, removed at exit", core::pid_file),
     // mod_proxy
@@ -268,6 +273,7 @@ const MODULES_WITHOUT_DIRECTIVES: &[&str] = &[
     "lbmethod_bytraffic",
     "slotmem_shm",
     "mpm_event",
+    "logio",
 ];
 
 /// Apache directives of modules wsgate does not have yet, with the module,
@@ -275,8 +281,6 @@ const MODULES_WITHOUT_DIRECTIVES: &[&str] = &[
 const NOT_YET: &[(&str, &str)] = &[
     ("ProxyMatch", "mod_proxy (<ProxyMatch> sections)"),
     ("ProxyHCTemplate", "mod_proxy_hcheck (templates)"),
-    ("LogFormat", "mod_log_config"),
-    ("CustomLog", "mod_log_config"),
     ("Require", "mod_authz_core"),
     ("SetHandler", "mod_status / balancer-manager"),
     ("RequestReadTimeout", "mod_reqtimeout"),

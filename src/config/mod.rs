@@ -5,6 +5,7 @@
 //! contexts (server, `<VirtualHost>`, `<Location>`) and hands each directive
 //! to the module that owns it (`proxy` for mod_proxy, `ssl` for mod_ssl).
 
+mod accesslog;
 pub mod balancer;
 pub(crate) mod ciphers;
 mod core;
@@ -12,6 +13,7 @@ pub(crate) mod directives;
 pub(crate) mod error;
 pub(crate) mod expr;
 pub mod headers;
+pub use accesslog::{parse_format, split_command};
 pub(crate) mod http2;
 pub(crate) mod include;
 pub(crate) mod lexer;
@@ -113,6 +115,7 @@ pub(crate) struct ServerDraft {
     rewrite: rewrite::RewriteDraft,
     rules: model::headers::Rules,
     reverse: Vec<ReverseRule>,
+    log: accesslog::LogDraft,
     origin: Option<Origin>,
 }
 
@@ -136,6 +139,7 @@ impl ServerDraft {
             rewrite: rewrite::RewriteDraft::default(),
             rules: model::headers::Rules::default(),
             reverse: Vec::new(),
+            log: accesslog::LogDraft::default(),
             origin: None,
         }
     }
@@ -163,6 +167,8 @@ pub(crate) struct Builder {
     worker_names: Vec<(String, Origin)>,
     balancers: balancer::Balancers,
     workers: Workers,
+    /// `GlobalLog` lines.
+    global_logs: Vec<accesslog::LogLine>,
 }
 
 /// Builds the model from expanded directives; `main_file` is named in
@@ -187,6 +193,7 @@ pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, 
         worker_names: Vec::new(),
         balancers: balancer::Balancers::default(),
         workers: Workers::default(),
+        global_logs: Vec::new(),
     };
     let mut main = std::mem::replace(&mut b.main, ServerDraft::new(ServerKey::Main));
     for node in &nodes {
@@ -322,14 +329,28 @@ impl Builder {
                 &mut self.warnings,
             )?);
         }
+        let logs = {
+            let vhost_logs: Vec<&accesslog::LogDraft> =
+                self.vhosts.iter().map(|d| &d.log).collect();
+            accesslog::resolve(
+                &self.main.log,
+                &vhost_logs,
+                &self.global_logs,
+                &mut self.warnings,
+            )?
+        };
         let main = MainParts::take(&mut self.main, hostname, timeout);
-        let vhosts: Vec<Server> = std::mem::take(&mut self.vhosts)
+        let mut vhosts: Vec<Server> = std::mem::take(&mut self.vhosts)
             .into_iter()
             .zip(vhost_ssl)
             .zip(vhost_tls)
             .map(|((draft, ssl), tls)| main.vhost(draft, ssl, tls))
             .collect();
-        let main = main.server(main_tls);
+        let mut main = main.server(main_tls);
+        main.access_logs = logs.main;
+        for (v, own) in vhosts.iter_mut().zip(logs.vhosts) {
+            v.access_logs = own;
+        }
         check_tls_addresses(&vhosts)?;
         let servers: Vec<&Server> = std::iter::once(&main).chain(&vhosts).collect();
         proxy::route_warnings(&servers, &self.workers.list, &balancers, &mut self.warnings);
@@ -353,6 +374,7 @@ impl Builder {
             workers: self.workers.list,
             balancers,
             ssl_proxies,
+            access_logs: logs.logs,
         })
     }
 
@@ -491,6 +513,7 @@ impl MainParts {
             reverse,
             tls,
             http2: draft.http2.resolve(&self.http2),
+            access_logs: Vec::new(),
             origin: draft.origin,
         }
     }
@@ -515,6 +538,7 @@ impl MainParts {
             reverse: self.reverse,
             tls,
             http2: self.http2.resolve(&http2::Http2Draft::default()),
+            access_logs: Vec::new(),
             origin: None,
         }
     }

@@ -2,6 +2,7 @@
 //! the running counts (`stats`) and systemd's notifications (`notify`);
 //! metrics and the status page land here.
 
+pub mod access;
 pub mod log;
 pub mod notify;
 pub mod stats;

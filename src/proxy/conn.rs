@@ -23,6 +23,9 @@ pub struct Conn<S> {
     /// The deadline of every read of a connection that reads many heads
     /// (see [`Conn::with_timer`]); `None`: a timer per read.
     timer: Option<ReadTimer>,
+    /// Bytes read from and written to `io` so far (mod_logio's counts).
+    read_total: u64,
+    written_total: u64,
 }
 
 #[derive(Debug)]
@@ -69,6 +72,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             io,
             buf: SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default(),
             timer: None,
+            read_total: 0,
+            written_total: 0,
         }
     }
 
@@ -115,8 +120,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.fill_until(Instant::now() + timeout).await
     }
 
+    /// The bytes this connection has taken out of its buffer (read and
+    /// used) and written, so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        (
+            self.read_total.saturating_sub(self.buf.len() as u64),
+            self.written_total,
+        )
+    }
+
     /// [`Conn::fill`] with a deadline rather than a timeout.
     async fn fill_until(&mut self, deadline: Instant) -> io::Result<usize> {
+        let n = self.fill_until_counted(deadline).await?;
+        self.read_total += n as u64;
+        Ok(n)
+    }
+
+    async fn fill_until_counted(&mut self, deadline: Instant) -> io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(READ_CHUNK);
         }
@@ -185,7 +205,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    pub async fn write_all(&mut self, mut bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    pub async fn write_all(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+        self.write_all_uncounted(bytes, timeout).await?;
+        self.written_total += bytes.len() as u64;
+        Ok(())
+    }
+
+    async fn write_all_uncounted(&mut self, mut bytes: &[u8], timeout: Duration) -> io::Result<()> {
         // A socket with room takes the bytes at once, and then there is no
         // deadline to compute or timer to make.
         let first = std::future::poll_fn(|cx| match Pin::new(&mut self.io).poll_write(cx, bytes) {

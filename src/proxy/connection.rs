@@ -10,14 +10,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::conn::{Conn, HeadError};
 use super::forward::{Outcome, TunnelStart};
 pub use super::header_rules::ConnFacts;
+use super::logging::{self, Visit};
 use super::park::{self, Parkable};
 use super::request;
-use super::server::{ConnGuard, Shared};
+use super::server::{ConnGuard, Current, Shared};
 use super::tls::TlsFacts;
 use super::tunnel::Tunnel;
 use crate::config::Config;
 use crate::http::h1::{self, RequestError};
-use crate::http::write::{local_response, local_response_because};
+use crate::http::write::{local_answer, local_response_because};
 use tokio::net::TcpStream;
 
 /// How long the rest of a head may take once its first byte arrived
@@ -41,9 +42,12 @@ where
     let mut client = Conn::with_timer(io);
     let mut first = true;
     let mut shutdown = shared.shutdown_signal();
+    let mut served: u32 = 0;
     loop {
-        let generation = shared.generation();
+        let current = shared.current();
+        let generation = &current.generation;
         let config = &generation.config;
+        let before = client.traffic();
         let wait = if first {
             config.timeout
         } else {
@@ -57,24 +61,33 @@ where
         let head_bytes = match head_bytes {
             Ok(h) => h,
             Err(HeadError::Closed | HeadError::Truncated | HeadError::Io(_)) => return None,
-            Err(HeadError::Timeout { started }) => {
-                if started {
-                    let _ = client
-                        .write_all(
-                            &local_response(408, "Request Timeout", &[], true),
-                            config.timeout,
-                        )
-                        .await;
-                }
+            Err(HeadError::Timeout { started: false }) => return None,
+            Err(HeadError::Timeout { started: true }) => {
+                let raw = client.buf.split().freeze();
+                refuse(
+                    &mut client,
+                    408,
+                    "Request Timeout",
+                    &raw,
+                    &current,
+                    facts,
+                    before,
+                )
+                .await;
                 return None;
             }
             Err(HeadError::TooLarge) => {
-                let _ = client
-                    .write_all(
-                        &local_response(400, "Bad Request", &[], true),
-                        config.timeout,
-                    )
-                    .await;
+                let raw = client.buf.split().freeze();
+                refuse(
+                    &mut client,
+                    400,
+                    "Bad Request",
+                    &raw,
+                    &current,
+                    facts,
+                    before,
+                )
+                .await;
                 return None;
             }
         };
@@ -90,15 +103,34 @@ where
                     RequestError::UriTooLong => (414, "Request-URI Too Long"),
                     RequestError::Version => (505, "HTTP Version Not Supported"),
                 };
-                let _ = client
-                    .write_all(&local_response(status, reason, &[], true), config.timeout)
-                    .await;
+                refuse(
+                    &mut client,
+                    status,
+                    reason,
+                    &head_bytes,
+                    &current,
+                    facts,
+                    before,
+                )
+                .await;
                 return None;
             }
         };
         drop(head_bytes);
         first = false;
-        match request::handle(&mut client, head, &generation, facts, tls.as_ref()).await {
+        let visit = Visit::now(served, protocol(&head), before);
+        served = served.saturating_add(1);
+        match request::handle(
+            &mut client,
+            head,
+            generation,
+            &current.logs,
+            facts,
+            tls.as_ref(),
+            &visit,
+        )
+        .await
+        {
             Outcome::KeepAlive if config.keepalive => {
                 if *shutdown.borrow() {
                     return None;
@@ -107,6 +139,43 @@ where
             Outcome::KeepAlive | Outcome::Close => return None,
             Outcome::Tunnel(start) => return run_tunnel(client, *start, shared, guard).await,
         }
+    }
+}
+
+/// Answers a request whose head could not be read, and logs it.
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Conn<S>,
+    status: u16,
+    reason: &str,
+    raw: &[u8],
+    current: &Current,
+    facts: ConnFacts,
+    before: (u64, u64),
+) {
+    let visit = Visit::now(0, "HTTP/1.1", before);
+    let config = &current.generation.config;
+    let answer = local_answer(status, reason, &[], true, &mut |_| {});
+    let _ = client.write_all(&answer.to_h1(), config.timeout).await;
+    let body = answer.body.len() as u64;
+    let traffic = client.traffic();
+    logging::write_unread(
+        config,
+        &current.logs,
+        facts,
+        &visit,
+        status,
+        raw,
+        body,
+        traffic,
+    );
+}
+
+/// `%H`: the request's protocol as written.
+fn protocol(head: &crate::http::RequestHead) -> &'static str {
+    if head.version >= crate::http::Version::HTTP_11 {
+        "HTTP/1.1"
+    } else {
+        "HTTP/1.0"
     }
 }
 
@@ -161,6 +230,7 @@ where
         slot,
         timeout,
         busy,
+        log,
     } = start;
     // Bytes that arrived with the heads go first (S54).
     if !client.buf.is_empty() {
@@ -186,7 +256,7 @@ where
     let parker = shared.parker();
     Some(park::TunnelTask::start(
         tunnel,
-        park::Life::new(shared, guard, slot, busy),
+        park::Life::new(shared, guard, slot, busy, log),
         parker,
     ))
 }

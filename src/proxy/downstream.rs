@@ -66,6 +66,12 @@ pub trait Downstream: Send {
         encoding: Encoding,
         timeout: Duration,
     ) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Bytes taken from the client and sent to it so far, heads included
+    /// (mod_logio's counts); `(0, 0)` where the wire format cannot say.
+    fn traffic(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Downstream for Conn<S> {
@@ -122,6 +128,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Downstream for Conn<S> {
         } else {
             self.write_all(piece, timeout).await
         }
+    }
+
+    fn traffic(&self) -> (u64, u64) {
+        Conn::traffic(self)
     }
 
     async fn finish(&mut self, encoding: Encoding, timeout: Duration) -> io::Result<()> {

@@ -54,6 +54,8 @@ pub struct TunnelStart {
     pub timeout: Duration,
     /// A balancer member's busy count, held for the tunnel's life (S71).
     pub busy: Option<Busy>,
+    /// Its access log lines, written when it ends.
+    pub log: Option<Box<super::logging::TunnelLog>>,
 }
 
 /// The backend one attempt goes to: the mapping's, or a balancer member.
@@ -221,6 +223,7 @@ pub async fn forward<D: Downstream>(
                 slot,
                 timeout: exchange.idle,
                 busy,
+                log: None,
             })));
         }
         Err(unusable) => {

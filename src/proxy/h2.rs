@@ -34,6 +34,7 @@ use super::downstream::Downstream;
 use super::forward::{Outcome, TunnelStart};
 use super::header_rules::ConnFacts;
 use super::headers::{self, ClientResponse};
+use super::logging::Visit;
 use super::park::{self, Parkable};
 use super::plan::Local;
 use super::request;
@@ -325,7 +326,9 @@ struct Stream {
 
 impl Stream {
     async fn serve(self, request: http::Request<RecvStream>, respond: SendResponse<Bytes>) {
-        let generation = self.shared.generation();
+        let visit = Visit::now(0, "HTTP/2.0", (0, 0));
+        let current = self.shared.current();
+        let generation = current.generation.clone();
         let (parts, body) = request.into_parts();
         let websocket = parts.method == http::Method::CONNECT
             && parts
@@ -366,9 +369,18 @@ impl Stream {
         if websocket {
             tracing::debug!(peer = %self.facts.peer, path = %head.target, "WebSocket over an HTTP/2 stream");
         }
-        let outcome =
-            request::handle(&mut down, head, &generation, self.facts, Some(&self.tls)).await;
+        let outcome = request::handle(
+            &mut down,
+            head,
+            &generation,
+            &current.logs,
+            self.facts,
+            Some(&self.tls),
+            &visit,
+        )
+        .await;
         drop(generation);
+        drop(current);
         let count = if down.cancelled {
             &self.tally.cancelled
         } else {
@@ -389,6 +401,7 @@ impl Stream {
             slot,
             timeout,
             busy,
+            log,
         } = start;
         let Some(send) = down.send else {
             return;
@@ -408,7 +421,7 @@ impl Stream {
         }
         let backend = backend.into_io();
         let guard = super::server::stream_guard(&self.shared);
-        let life = park::Life::new(self.shared.clone(), guard, slot, busy);
+        let life = park::Life::new(self.shared.clone(), guard, slot, busy, log);
         let parker = self.shared.parker();
         park::TunnelTask::start(Tunnel::new(client, backend, mode), life, parker).await;
     }

@@ -33,6 +33,7 @@ mod h2;
 pub mod handover;
 mod header_rules;
 mod headers;
+mod logging;
 pub(crate) mod park;
 mod plan;
 mod record;

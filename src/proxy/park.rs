@@ -29,9 +29,10 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::logging::TunnelLog;
 use super::record::{Sealed, Session};
 use super::server::{ConnGuard, Shared};
-use super::tunnel::{AsTcp, End, Outcome, Resting, Run, Summary, Tunnel};
+use super::tunnel::{AsTcp, End, Outcome, Resting, Run, Summary, Tunnel, Who};
 use crate::balancer::Busy;
 use crate::upstream::{BackendStream, Slot};
 
@@ -59,10 +60,18 @@ pub struct Life {
     _slot: Slot,
     _busy: Option<Busy>,
     started: std::time::Instant,
+    /// Its access log lines, when the server has any.
+    log: Option<Box<TunnelLog>>,
 }
 
 impl Life {
-    pub fn new(shared: Arc<Shared>, guard: ConnGuard, slot: Slot, busy: Option<Busy>) -> Life {
+    pub fn new(
+        shared: Arc<Shared>,
+        guard: ConnGuard,
+        slot: Slot,
+        busy: Option<Busy>,
+        log: Option<Box<TunnelLog>>,
+    ) -> Life {
         shared.stats.tunnel_opened();
         Life {
             shared,
@@ -70,10 +79,14 @@ impl Life {
             _slot: slot,
             _busy: busy,
             started: std::time::Instant::now(),
+            log,
         }
     }
 
-    fn finish(self, summary: Summary) {
+    fn finish(mut self, summary: Summary) {
+        if let Some(log) = self.log.take() {
+            log.finish(&summary);
+        }
         tracing::debug!(
             end = ?summary.end,
             up = summary.bytes_up,
@@ -236,6 +249,16 @@ pin_project_lite::pin_project! {
         life: Option<Life>,
         parker: Arc<Parker>,
     }
+
+    impl<S> PinnedDrop for TunnelTask<S> {
+        // Dropped unfinished: the runtime is going away with the server.
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let (Some(life), Some(summary)) = (this.life.take(), this.run.summary(End::Shutdown)) {
+                life.finish(summary);
+            }
+        }
+    }
 }
 
 impl<S> TunnelTask<S>
@@ -283,7 +306,7 @@ where
                     Park::Out(backend) => {
                         Parker::park(this.parker, client, backend.tcp, rest, life)
                     }
-                    _ => life.finish(summary(&rest, End::Error)),
+                    _ => life.finish(summary(&rest, End::Failed(Who::Proxy))),
                 },
                 Park::NotNow(client) => {
                     // Not between two records yet: on with the tunnel.
@@ -294,7 +317,7 @@ where
                 }
                 Park::Failed(e) => {
                     tracing::warn!("cannot park an idle tunnel: {e}");
-                    life.finish(summary(&rest, End::Error));
+                    life.finish(summary(&rest, End::Failed(Who::Proxy)));
                 }
             }
             return Poll::Ready(());
@@ -382,11 +405,11 @@ impl Parker {
     fn give_up(&self) {
         self.broken
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.close_all();
+        self.close_all(End::Failed(Who::Proxy));
     }
 
     /// Closes every parked tunnel (the server is going away).
-    pub fn close_all(&self) {
+    pub fn close_all(&self, end: End) {
         let taken: Vec<Parked> = {
             let mut table = self.table();
             table.deadlines.clear();
@@ -403,7 +426,7 @@ impl Parker {
             taken
         };
         for p in taken {
-            self.close(p, End::Done);
+            self.close(p, end);
         }
     }
 
@@ -540,7 +563,7 @@ impl Parker {
             (Err(e), _) => e,
         };
         tracing::warn!("cannot resume a parked tunnel: {failed}");
-        life.finish(summary(&rest, End::Error));
+        life.finish(summary(&rest, End::Failed(Who::Proxy)));
     }
 
     /// Ends a parked tunnel where it is (its sockets close).
@@ -597,6 +620,7 @@ fn summary(rest: &Resting, end: End) -> Summary {
         end,
         bytes_up: rest.bytes_up,
         bytes_down: rest.bytes_down,
+        first_fin: None,
     }
 }
 

@@ -12,6 +12,7 @@ use super::downstream::Downstream;
 use super::error::{Failure, ProxyError};
 use super::forward::{self, Backend, BodyState, ChosenMember, Outcome};
 use super::header_rules::{self, ConnFacts};
+use super::logging::{self, Trail, Visit, Watch};
 use super::plan::{self, Local};
 use super::tls::{self, TlsFacts};
 use crate::balancer::{self, Busy};
@@ -20,21 +21,77 @@ use crate::config::WorkerRef;
 use crate::http::body::Framing;
 use crate::http::write::{local_answer, LocalAnswer};
 use crate::http::{canonical_reason, RequestHead, Version};
+use crate::ops::access::{ConnStatus, Sinks};
 use crate::route::{self, Decision, Mapped, PathError};
 use crate::rules::Env;
 use crate::upstream::Generation;
 
-/// Handles one request whose head has been read.
+/// Handles one request whose head has been read, and writes its access
+/// log lines (a tunnel's are written when it ends).
 pub async fn handle<D: Downstream>(
     client: &mut D,
     mut head: RequestHead,
     generation: &Arc<Generation>,
+    sinks: &Sinks,
     facts: ConnFacts,
     tls: Option<&TlsFacts>,
+    visit: &Visit,
+) -> Outcome {
+    let config = &generation.config;
+    let mut watch = Watch::new(client, config);
+    let mut trail = Trail::default();
+    let mut outcome = checked(&mut watch, &mut head, generation, facts, tls, &mut trail).await;
+    if config.access_logs.is_empty() {
+        return outcome;
+    }
+    let server = trail
+        .server
+        .unwrap_or_else(|| route::select_server(config, facts.local, None));
+    let conn = match &outcome {
+        _ if watch.failed => ConnStatus::Aborted,
+        Outcome::KeepAlive => ConnStatus::KeepAlive,
+        Outcome::Close | Outcome::Tunnel(_) => ConnStatus::Close,
+    };
+    let done = logging::Done {
+        config,
+        sinks,
+        head: Some(&head),
+        line: None,
+        line_fields: &[],
+        visit,
+        peer: facts.peer,
+        local: facts.local,
+        https: facts.https,
+        sni: tls.and_then(|t| t.sni.as_deref()),
+        server,
+        status: watch.status,
+        body: watch.body,
+        traffic: watch.traffic(),
+        fields: &watch.fields,
+        env: Some(&trail.env),
+        conn,
+        trail_backend: trail.backend.as_deref(),
+        filename: trail.filename.as_deref(),
+    };
+    let log = logging::write(&done);
+    if let (Outcome::Tunnel(start), Some(log)) = (&mut outcome, log) {
+        start.log = Some(log);
+    }
+    outcome
+}
+
+/// The checks before routing, then routing and forwarding.
+async fn checked<'g, D: Downstream>(
+    client: &mut D,
+    head: &mut RequestHead,
+    generation: &'g Arc<Generation>,
+    facts: ConnFacts,
+    tls: Option<&TlsFacts>,
+    trail: &mut Trail<'g>,
 ) -> Outcome {
     let t = generation.config.timeout;
-    let wants_close = plan::client_wants_close(&head, generation.config.keepalive);
-    let close_after = match plan::admit(&mut head) {
+    let wants_close = plan::client_wants_close(head, generation.config.keepalive);
+    let close_after = match plan::admit(head) {
         Ok(close_after) => close_after,
         Err(local) => return answer_local(client, local.closing_if(wants_close), t).await,
     };
@@ -51,7 +108,7 @@ pub async fn handle<D: Downstream>(
             return answer_local(client, local.closing_if(wants_close), t).await;
         }
     }
-    match route_and_forward(client, head, generation, facts).await {
+    match route_and_forward(client, head, generation, facts, trail).await {
         Outcome::KeepAlive if close_after => Outcome::Close,
         other => other,
     }
@@ -87,16 +144,17 @@ async fn write_answer<D: Downstream>(
 }
 
 /// Answers or proxies a request once its head is settled (Host known).
-async fn route_and_forward<D: Downstream>(
+async fn route_and_forward<'g, D: Downstream>(
     client: &mut D,
-    mut head: RequestHead,
-    generation: &Arc<Generation>,
+    head: &mut RequestHead,
+    generation: &'g Arc<Generation>,
     facts: ConnFacts,
+    trail: &mut Trail<'g>,
 ) -> Outcome {
     let config = &generation.config;
     let t = config.timeout;
-    let wants_close = plan::client_wants_close(&head, config.keepalive);
-    let (framing, max_forwards) = match plan::before_routing(&head, config.limits.body) {
+    let wants_close = plan::client_wants_close(head, config.keepalive);
+    let (framing, max_forwards) = match plan::before_routing(head, config.limits.body) {
         Ok(x) => x,
         Err(local) => return answer_local(client, local.closing_if(wants_close), t).await,
     };
@@ -112,8 +170,9 @@ async fn route_and_forward<D: Downstream>(
         }
     };
     let server = route::select_server(config, facts.local, head.headers.get_str("host"));
-    let mut env = Env::default();
-    let cx = header_rules::post_read(&mut head, &path, facts, server, &mut env);
+    trail.server = Some(server);
+    let env = &mut trail.env;
+    let cx = header_rules::post_read(head, &path, facts, server, env);
     let mapped = {
         let request = route::Request {
             method: &head.method,
@@ -138,16 +197,14 @@ async fn route_and_forward<D: Downstream>(
     let mapped = match mapped {
         Decision::Proxy(m) => m,
         Decision::NotFound => {
-            let bytes = answer(&head, &env, 404, close);
+            let bytes = answer(head, env, 404, close);
             return write_answer(client, &bytes, t).await;
         }
         Decision::Forbidden => {
             tracing::warn!(peer = %facts.peer, "refused a mapped target with user information");
-            return write_answer(client, &answer(&head, &env, 403, true), t).await;
+            return write_answer(client, &answer(head, env, 403, true), t).await;
         }
-        Decision::BadTarget => {
-            return write_answer(client, &answer(&head, &env, 400, true), t).await
-        }
+        Decision::BadTarget => return write_answer(client, &answer(head, env, 400, true), t).await,
         Decision::Redirect { status, location } => {
             let reason = canonical_reason(status);
             let extra = [("Location", location.as_str())];
@@ -155,12 +212,12 @@ async fn route_and_forward<D: Downstream>(
             return write_answer(client, &redirect, t).await;
         }
         Decision::Status(status) => {
-            return write_answer(client, &answer(&head, &env, status, true), t).await
+            return write_answer(client, &answer(head, env, status, true), t).await
         }
     };
-    header_rules::fixups(&mut head, cx, &mapped.settings.location_rules, &mut env);
+    header_rules::fixups(head, cx, &mapped.settings.location_rules, env);
     let req = forward::Request {
-        head: &head,
+        head,
         framing,
         max_forwards,
         settings: &mapped.settings,
@@ -168,7 +225,15 @@ async fn route_and_forward<D: Downstream>(
         facts,
         rules: cx,
     };
-    match attempts(client, &req, &mapped, &mut env, generation).await {
+    let filename = (!config.access_logs.is_empty()).then_some(&mut trail.filename);
+    let result = attempts(client, &req, &mapped, env, generation, filename).await;
+    if !config.access_logs.is_empty() {
+        trail.backend = Some(match env.get("BALANCER_WORKER_NAME") {
+            Some(member) => member.to_string(),
+            None => mapped.name(config).into_owned(),
+        });
+    }
+    match result {
         Ok(outcome) => outcome,
         Err(failure) => {
             let e = &failure.error;
@@ -178,7 +243,7 @@ async fn route_and_forward<D: Downstream>(
                 tracing::debug!(peer = %facts.peer, "{e}");
             }
             if let (false, Some(a)) = (failure.answered, e.answer()) {
-                let page = header_rules::error_page(&head, cx, &env, a.status, a.reason, true);
+                let page = header_rules::error_page(head, cx, env, a.status, a.reason, true);
                 let _ = client.send_answer(&page, t).await;
             }
             Outcome::Close
@@ -195,6 +260,7 @@ async fn attempts<D: Downstream>(
     mapped: &Mapped<'_>,
     env: &mut Env,
     generation: &Generation,
+    mut filename: Option<&mut Option<String>>,
 ) -> Result<Outcome, Failure> {
     let config = &generation.config;
     let mut body = BodyState::new(req.framing);
@@ -202,6 +268,15 @@ async fn attempts<D: Downstream>(
     loop {
         let backend = choose_backend(generation, mapped, req.head, req.rules.path, &tried)
             .map_err(Failure::before)?;
+        // Apache's `r->filename` for the log: `proxy:` and the url asked of
+        // the backend (a balancer's member's).
+        if let Some(f) = filename.as_deref_mut() {
+            *f = Some(format!(
+                "proxy:{}{}",
+                backend.url.origin(),
+                backend.path_and_query
+            ));
+        }
         let Some(m) = backend.member else {
             return forward::forward(client, req, &backend, &mut body, None, env, generation).await;
         };

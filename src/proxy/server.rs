@@ -24,6 +24,7 @@ use super::connection::{self, ConnFacts};
 use super::park::{self, Parker};
 use super::tls::{self, Edge, Handshake, TlsFacts};
 use crate::config::Config;
+use crate::ops::access::{AccessLogs, Sinks};
 use crate::ops::Stats;
 use crate::upstream::memory::MemoryNet;
 use crate::upstream::{health, Generation, Network, Runtime};
@@ -37,12 +38,15 @@ const BACKLOG: u32 = 4096;
 pub struct Current {
     pub generation: Arc<Generation>,
     pub edge: Edge,
+    /// Its access logs' queues, in the order of its `access_logs`.
+    pub logs: Sinks,
 }
 
 impl Current {
-    fn new(generation: Generation) -> Current {
+    fn new(generation: Generation, logs: &AccessLogs) -> Current {
         let edge = Edge::new(&generation.config);
         Current {
+            logs: logs.sinks_for(&generation.config),
             generation: Arc::new(generation),
             edge,
         }
@@ -62,6 +66,8 @@ pub struct Shared {
     limit_reported: AtomicBool,
     /// Idle tunnels set aside (see `park`).
     parker: Arc<Parker>,
+    /// The access logs' writers, kept across reloads.
+    access: AccessLogs,
 }
 
 impl Shared {
@@ -156,7 +162,7 @@ impl Drop for Handle {
         // Parked tunnels hold the server (their guards count connections),
         // and the server holds them: close them so that both go.
         self.parker_watch.abort();
-        self.shared.parker.close_all();
+        self.shared.parker.close_all(super::tunnel::End::Shutdown);
     }
 }
 
@@ -229,9 +235,11 @@ impl Handle {
         let (shutdown, _) = watch::channel(false);
         let (parker, watcher) = Parker::new()?;
         let watcher = tokio::spawn(watcher);
-        let current = Current::new(runtime.bind(config));
+        let access = AccessLogs::default();
+        let current = Current::new(runtime.bind(config), &access);
         let checks = health::start(&current.generation);
         let shared = Arc::new(Shared {
+            access,
             current: ArcSwap::from_pointee(current),
             runtime,
             stats: Stats::default(),
@@ -314,7 +322,7 @@ impl Handle {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
-        let current = Current::new(self.shared.runtime.bind(config));
+        let current = Current::new(self.shared.runtime.bind(config), &self.shared.access);
         let checks = health::start(&current.generation);
         self.shared.current.store(Arc::new(current));
         for task in std::mem::replace(

@@ -59,11 +59,22 @@ pub enum Mode {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
-    /// Both sides finished.
+    /// Both sides finished (or with `CloseBoth`, one).
     Done,
     IdleTimeout,
-    /// One side failed (reset, broken pipe).
-    Error,
+    /// Bytes from this side failed to move (reset, broken pipe), or wsgate
+    /// could not go on with the tunnel.
+    Failed(Who),
+    /// The server stopped with the tunnel open.
+    Shutdown,
+}
+
+/// A tunnel's side, or wsgate itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Client,
+    Backend,
+    Proxy,
 }
 
 /// What a direction holds while bytes are in flight.
@@ -400,6 +411,8 @@ pub struct Tunnel<A, B> {
     down: Half,
     mode: Mode,
     last_activity: Instant,
+    /// The side whose end of stream came first.
+    first_fin: Option<Who>,
 }
 
 /// What a tunnel set aside while idle keeps besides its two sockets.
@@ -429,6 +442,8 @@ pub struct Summary {
     pub bytes_up: u64,
     /// Backend to client.
     pub bytes_down: u64,
+    /// The side that ended its direction first.
+    pub first_fin: Option<Who>,
 }
 
 /// How [`Tunnel::run`] returns.
@@ -489,6 +504,7 @@ where
             },
             mode: rest.mode,
             last_activity: rest.last_activity,
+            first_fin: None,
         }
     }
 
@@ -518,14 +534,6 @@ where
         [&self.up, &self.down]
             .iter()
             .all(|h| h.held.is_none() && !h.needs_flush && !h.eof)
-    }
-
-    fn summary(&self, end: End) -> Summary {
-        Summary {
-            end,
-            bytes_up: self.up.bytes,
-            bytes_down: self.down.bytes,
-        }
     }
 
     /// Moves bytes until the tunnel ends; with `park_after`, returns the
@@ -567,8 +575,16 @@ where
             .poll_copy(cx, &mut self.backend, &mut self.client, up_done);
         let (up, down) = match (up, down) {
             (Poll::Ready(Ok(u)), Poll::Ready(Ok(d))) => (u, d),
-            _ => return Poll::Ready(End::Error),
+            (Poll::Ready(Err(_)), _) => return Poll::Ready(End::Failed(Who::Client)),
+            _ => return Poll::Ready(End::Failed(Who::Backend)),
         };
+        if self.first_fin.is_none() {
+            if self.up.eof {
+                self.first_fin = Some(Who::Client);
+            } else if self.down.eof {
+                self.first_fin = Some(Who::Backend);
+            }
+        }
         match self.mode {
             Mode::CloseBoth if self.up.ended() || self.down.ended() => {
                 return Poll::Ready(End::Done)
@@ -658,6 +674,24 @@ where
                 timer.as_mut().reset(next);
             }
         }
+    }
+}
+
+impl<A, B> Tunnel<A, B> {
+    pub fn summary(&self, end: End) -> Summary {
+        Summary {
+            end,
+            bytes_up: self.up.bytes,
+            bytes_down: self.down.bytes,
+            first_fin: self.first_fin,
+        }
+    }
+}
+
+impl<A, B> Run<A, B> {
+    /// What the tunnel has done so far, were it to end now with `end`.
+    pub fn summary(&self, end: End) -> Option<Summary> {
+        self.tunnel.as_ref().map(|t| t.summary(end))
     }
 }
 

@@ -744,12 +744,17 @@ pub struct Group {
     pub tls: bool,
     /// Some case speaks HTTP/2 (loads mod_http2 in Apache).
     pub h2: bool,
+    /// `log FORMAT`: each server writes an access log in this format, and
+    /// each case's transcript ends with its line.
+    pub log: Option<String>,
+    /// `modules NAME...`: more Apache modules the snippet needs.
+    pub modules: Vec<String>,
     pub cases: Vec<Case>,
 }
 
 impl Group {
     /// The Apache modules this group needs beyond the usual ones.
-    pub fn extra_modules(&self) -> Vec<&'static str> {
+    pub fn extra_modules(&self) -> Vec<&str> {
         let mut modules = Vec::new();
         if self.tls {
             modules.extend(["socache_shmcb", "ssl"]);
@@ -757,6 +762,7 @@ impl Group {
         if self.h2 {
             modules.push("http2");
         }
+        modules.extend(self.modules.iter().map(String::as_str));
         modules
     }
 }
@@ -952,9 +958,17 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                     config: String::new(),
                     tls: false,
                     h2: false,
+                    log: None,
+                    modules: Vec::new(),
                     cases: Vec::new(),
                 });
             }
+            "log" => groups.last_mut().unwrap().log = Some(rest.to_string()),
+            "modules" => groups
+                .last_mut()
+                .unwrap()
+                .modules
+                .extend(rest.split_whitespace().map(String::from)),
             // Both load mod_ssl in Apache: TLS toward the TLS backend, and
             // TLS virtual hosts in the snippet (SSLEngine on).
             "tls-backend" | "tls-front" => groups.last_mut().unwrap().tls = true,
@@ -2042,4 +2056,57 @@ pub fn diff(a: &[String], b: &[String]) -> Vec<String> {
 
 pub fn scenario_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance")
+}
+
+/// The access log lines a group's servers write, when it has `log FORMAT`:
+/// each server's own file in a folder every server may write to.
+pub struct AccessLogs {
+    pub dir: tempfile::TempDir,
+}
+
+impl AccessLogs {
+    pub fn new() -> AccessLogs {
+        let dir = tempfile::tempdir().unwrap();
+        // Apache's child may run as nobody.
+        let _ = Command::new("chmod").arg("777").arg(dir.path()).status();
+        AccessLogs { dir }
+    }
+
+    /// The lines that make `server` write its log in `format`, each line
+    /// ending with the case's tag.
+    pub fn config(&self, server: &str, format: &str) -> String {
+        let file = self.dir.path().join(format!("{server}.log"));
+        let format = format.replace('"', "\\\"");
+        format!(
+            "LogFormat \"{format} @%{{X-Tag}}i\" conformance\nCustomLog {} conformance\n",
+            file.display()
+        )
+    }
+
+    /// The lines `server` wrote for the requests tagged `tag`, without
+    /// their tag: waiting up to `limit` for the first (a tunnel's comes
+    /// when it ends), then a moment for any other still being written.
+    pub async fn lines(&self, server: &str, tag: &str, limit: Duration) -> Vec<String> {
+        let file = self.dir.path().join(format!("{server}.log"));
+        let end = format!(" @{tag}");
+        let read = || {
+            std::fs::read_to_string(&file)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.ends_with(&end))
+                .map(|l| format!("log: {}", &l[..l.len() - end.len()]))
+                .collect::<Vec<_>>()
+        };
+        let deadline = Instant::now() + limit;
+        loop {
+            if !read().is_empty() {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                return read();
+            }
+            if Instant::now() > deadline {
+                return vec!["log: (no line)".into()];
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod balancer;
 pub mod headers;
+pub mod log;
 pub mod rewrite;
 
 use std::net::SocketAddr;
@@ -56,6 +57,9 @@ pub struct Config {
     /// The distinct `SSLProxy*` settings of the servers, named by [`SslIdx`]
     /// (the main server's first).
     pub ssl_proxies: Vec<SslProxy>,
+    /// Every access log of every server (`CustomLog`, `TransferLog`,
+    /// `GlobalLog`): servers name theirs by index.
+    pub access_logs: Vec<log::AccessLog>,
 }
 
 impl Config {
@@ -117,6 +121,9 @@ pub struct Server {
     pub tls: Option<std::sync::Arc<ServerTls>>,
     /// `Protocols` and mod_http2's settings.
     pub http2: Http2,
+    /// The access logs its requests are written to, in
+    /// [`Config::access_logs`].
+    pub access_logs: Vec<usize>,
     pub origin: Option<Origin>,
 }
 

@@ -1,0 +1,430 @@
+//! The access log's view of a request: what the client was sent (a
+//! [`Downstream`] that watches), what routing decided ([`Trail`]), and the
+//! line made from them when the answer is done — or, for a tunnel, made
+//! when it opens and finished when it ends ([`TunnelLog`]).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::body::{BodyError, BodyReader};
+use super::downstream::Downstream;
+use super::headers::ClientResponse;
+use super::tunnel::{End, Summary, Who};
+use crate::config::model::log::LogCondition;
+use crate::config::model::Server;
+use crate::config::Config;
+use crate::http::body::Encoding;
+use crate::http::write::LocalAnswer;
+use crate::http::{RequestHead, ResponseHead};
+use crate::ops::access::{self, ConnStatus, Entry, Opened, Pending, Sink, Sinks};
+use crate::rules::{self, Env};
+
+/// When and how a request came: set by the connection that read it.
+#[derive(Debug, Clone, Copy)]
+pub struct Visit {
+    pub received: SystemTime,
+    pub started: Instant,
+    /// Requests before this one on its connection (`%k`).
+    pub keepalives: u32,
+    pub protocol: &'static str,
+    /// The connection's traffic before this request.
+    pub traffic: (u64, u64),
+}
+
+impl Visit {
+    pub fn now(keepalives: u32, protocol: &'static str, traffic: (u64, u64)) -> Visit {
+        Visit {
+            received: SystemTime::now(),
+            started: Instant::now(),
+            keepalives,
+            protocol,
+            traffic,
+        }
+    }
+}
+
+/// What routing and forwarding decided, for the log.
+#[derive(Default)]
+pub struct Trail<'g> {
+    pub server: Option<&'g Server>,
+    pub env: Env,
+    /// The worker or member the request went to.
+    pub backend: Option<String>,
+    /// `proxy:URL` for a proxied request.
+    pub filename: Option<String>,
+}
+
+/// A client side that notes what the access log needs of the answer.
+pub struct Watch<'a, D> {
+    inner: &'a mut D,
+    /// Whether any log is configured: nothing is noted otherwise.
+    on: bool,
+    /// The response fields some format reads (`%{NAME}o`).
+    wanted: Vec<String>,
+    pub status: u16,
+    pub body: u64,
+    pub fields: Vec<(String, String)>,
+    pub failed: bool,
+}
+
+impl<'a, D: Downstream> Watch<'a, D> {
+    pub fn new(inner: &'a mut D, config: &Config) -> Self {
+        let on = !config.access_logs.is_empty();
+        let mut wanted: Vec<String> = Vec::new();
+        for log in &config.access_logs {
+            for name in log.format.response_headers() {
+                if !wanted.iter().any(|w| w.eq_ignore_ascii_case(name)) {
+                    wanted.push(name.to_string());
+                }
+            }
+        }
+        Watch {
+            inner,
+            on,
+            wanted,
+            status: 0,
+            body: 0,
+            fields: Vec::new(),
+            failed: false,
+        }
+    }
+
+    fn note<'f>(&mut self, status: u16, fields: impl Iterator<Item = (&'f str, &'f [u8])>) {
+        self.status = status;
+        if self.wanted.is_empty() {
+            return;
+        }
+        self.fields.clear();
+        for (name, value) in fields {
+            if self.wanted.iter().any(|w| w.eq_ignore_ascii_case(name)) {
+                let value = String::from_utf8_lossy(value);
+                match self
+                    .fields
+                    .iter_mut()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                {
+                    // mod_log_config joins a field's values with ", ".
+                    Some((_, v)) => {
+                        v.push_str(", ");
+                        v.push_str(&value);
+                    }
+                    None => self.fields.push((name.to_string(), value.into_owned())),
+                }
+            }
+        }
+    }
+
+    fn check<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
+    }
+}
+
+impl<D: Downstream> Downstream for Watch<'_, D> {
+    async fn body_piece(
+        &mut self,
+        reader: &mut BodyReader,
+        timeout: Duration,
+    ) -> Result<Option<Bytes>, BodyError> {
+        self.inner.body_piece(reader, timeout).await
+    }
+
+    async fn send_answer(&mut self, answer: &LocalAnswer, timeout: Duration) -> io::Result<()> {
+        if self.on {
+            let fields = answer.fields.iter().map(|(n, v)| (n.as_str(), &v[..]));
+            self.note(answer.status, fields);
+            self.body = answer.body.len() as u64;
+        }
+        let r = self.inner.send_answer(answer, timeout).await;
+        self.check(r)
+    }
+
+    async fn send_interim(&mut self, resp: &ResponseHead, timeout: Duration) -> io::Result<()> {
+        let r = self.inner.send_interim(resp, timeout).await;
+        self.check(r)
+    }
+
+    async fn send_head(
+        &mut self,
+        resp: &ResponseHead,
+        c: &ClientResponse<'_>,
+        first: Option<Bytes>,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        if self.on {
+            // mod_log_config sees no fields of a 101: they are the
+            // connection's, not the request's.
+            let fields = resp
+                .headers
+                .fields
+                .iter()
+                .filter(|_| resp.status != 101)
+                .map(|(n, v)| (n.as_str(), &v[..]));
+            self.note(resp.status, fields);
+            self.body = first.as_ref().map_or(0, |f| f.len() as u64);
+        }
+        let r = self.inner.send_head(resp, c, first, timeout).await;
+        self.check(r)
+    }
+
+    async fn send_piece(
+        &mut self,
+        piece: &Bytes,
+        encoding: Encoding,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        self.body += piece.len() as u64;
+        let r = self.inner.send_piece(piece, encoding, timeout).await;
+        self.check(r)
+    }
+
+    async fn finish(&mut self, encoding: Encoding, timeout: Duration) -> io::Result<()> {
+        let r = self.inner.finish(encoding, timeout).await;
+        self.check(r)
+    }
+
+    fn traffic(&self) -> (u64, u64) {
+        self.inner.traffic()
+    }
+}
+
+/// Everything a line is made from, gathered when the answer is done.
+pub struct Done<'a> {
+    pub config: &'a Config,
+    pub sinks: &'a Sinks,
+    pub head: Option<&'a RequestHead>,
+    /// Without a head: the first line that came, and its fields up to a
+    /// bad one.
+    pub line: Option<&'a str>,
+    pub line_fields: &'a [(String, String)],
+    pub visit: &'a Visit,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub https: bool,
+    pub sni: Option<&'a str>,
+    pub server: &'a Server,
+    pub status: u16,
+    pub body: u64,
+    pub traffic: (u64, u64),
+    pub fields: &'a [(String, String)],
+    pub env: Option<&'a Env>,
+    pub conn: ConnStatus,
+    pub trail_backend: Option<&'a str>,
+    pub filename: Option<&'a str>,
+}
+
+/// A tunnel's lines, made when it opened, written when it ends.
+pub struct TunnelLog {
+    lines: Vec<(Arc<Sink>, Pending)>,
+    opened: Opened,
+}
+
+impl TunnelLog {
+    pub fn finish(self, summary: &Summary) {
+        let (close, closed_by) = how_it_ended(summary);
+        let end = access::TunnelEnd {
+            up: summary.bytes_up,
+            down: summary.bytes_down,
+            close,
+            closed_by,
+        };
+        for (sink, pending) in self.lines {
+            sink.send(pending.finish(&self.opened, &end));
+        }
+    }
+}
+
+fn how_it_ended(s: &Summary) -> (&'static str, &'static str) {
+    let who = |w: Who| match w {
+        Who::Client => "client",
+        Who::Backend => "backend",
+        Who::Proxy => "proxy",
+    };
+    match s.end {
+        End::Done => match s.first_fin {
+            Some(Who::Backend) => ("backend-fin", "backend"),
+            Some(w) => ("client-fin", who(w)),
+            None => ("client-fin", "client"),
+        },
+        End::IdleTimeout => ("idle-timeout", "proxy"),
+        End::Failed(w) => ("reset", who(w)),
+        End::Shutdown => ("shutdown", "proxy"),
+    }
+}
+
+/// A request answered before its head could be read (400, 408, 414,
+/// 505): logged as Apache logs it, with the first line that came.
+#[allow(clippy::too_many_arguments)]
+pub fn write_unread(
+    config: &Config,
+    sinks: &Sinks,
+    facts: super::header_rules::ConnFacts,
+    visit: &Visit,
+    status: u16,
+    raw: &[u8],
+    body: u64,
+    traffic: (u64, u64),
+) {
+    if config.access_logs.is_empty() {
+        return;
+    }
+    let mut lines = raw
+        .split(|&b| b == b'\n')
+        .map(|l| String::from_utf8_lossy(l.strip_suffix(b"\r").unwrap_or(l)));
+    let line = lines.next().unwrap_or_default();
+    // The fields before the first that is not `name: value` of visible
+    // characters, as Apache has read them when it refuses one; none after
+    // a request line Apache refuses (not METHOD TARGET HTTP/x).
+    let words: Vec<&str> = line.split(' ').collect();
+    let line_ok = words.len() == 3 && words[2].starts_with("HTTP/");
+    let fields: Vec<(String, String)> = lines
+        .take_while(|_| line_ok)
+        .map_while(|l| {
+            let (name, value) = l.split_once(':')?;
+            let visible = |s: &str| s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+            (!name.is_empty() && visible(name) && visible(value))
+                .then(|| (name.to_string(), value.trim().to_string()))
+        })
+        .collect();
+    let server = crate::route::select_server(config, facts.local, None);
+    let env = Env::default();
+    write(&Done {
+        config,
+        sinks,
+        head: None,
+        line: (!line.is_empty()).then_some(&*line),
+        line_fields: &fields,
+        visit,
+        peer: facts.peer,
+        local: facts.local,
+        https: facts.https,
+        sni: None,
+        server,
+        status,
+        body,
+        traffic,
+        fields: &[],
+        env: Some(&env),
+        conn: ConnStatus::Close,
+        trail_backend: None,
+        filename: None,
+    });
+}
+
+/// Writes the request's lines, or for a tunnel (`101`), returns them to
+/// be finished when it ends.
+pub fn write(d: &Done<'_>) -> Option<Box<TunnelLog>> {
+    if d.server.access_logs.is_empty() {
+        return None;
+    }
+    let tunnel = d.status == 101;
+    let entry = Entry {
+        head: d.head,
+        line: d.line,
+        line_fields: d.line_fields,
+        protocol: d.visit.protocol,
+        received: d.visit.received,
+        started: d.visit.started,
+        peer: d.peer,
+        local: d.local,
+        https: d.https,
+        server: d.server,
+        status: d.status,
+        body_bytes: d.body,
+        bytes_in: d.traffic.0.saturating_sub(d.visit.traffic.0),
+        bytes_out: d.traffic.1.saturating_sub(d.visit.traffic.1),
+        response_headers: d.fields,
+        env: d.env,
+        keepalives: d.visit.keepalives,
+        conn: d.conn,
+        filename: d.filename,
+        handler: d.filename.map(|_| "proxy-server"),
+        backend: d.trail_backend,
+        ssl: d.https.then_some(access::SslVars {
+            protocol: "",
+            cipher: "",
+            sni: d.sni,
+        }),
+        tunnel,
+    };
+    let mut lines = Vec::new();
+    for &idx in &d.server.access_logs {
+        let (Some(log), Some(sink)) = (d.config.access_logs.get(idx), d.sinks.get(idx)) else {
+            continue;
+        };
+        if !holds(&log.when, d) {
+            continue;
+        }
+        let pending = access::format::render(&log.format, &entry);
+        if tunnel {
+            lines.push((sink.clone(), pending));
+        } else {
+            sink.send(pending.text);
+        }
+    }
+    (tunnel && !lines.is_empty()).then(|| {
+        Box::new(TunnelLog {
+            lines,
+            opened: Opened {
+                started: d.visit.started,
+                received: d.visit.received,
+                head_in: entry.bytes_in,
+                head_out: entry.bytes_out,
+                status: d.status,
+            },
+        })
+    })
+}
+
+fn holds(when: &LogCondition, d: &Done<'_>) -> bool {
+    match when {
+        LogCondition::Always => true,
+        LogCondition::Env { name, present } => {
+            d.env.and_then(|e| e.get(name)).is_some() == *present
+        }
+        LogCondition::Expr(cond) => cond.eval(&LogExpr(d)),
+    }
+}
+
+/// What an `expr=` condition reads at logging time.
+struct LogExpr<'a, 'b>(&'a Done<'b>);
+
+impl rules::expr::Context for LogExpr<'_, '_> {
+    fn var(&self, var: &rules::expr::ExprVar) -> String {
+        use rules::expr::ExprVar::*;
+        let d = self.0;
+        let header = |n: &str| {
+            d.head
+                .and_then(|h| h.headers.get_str(n))
+                .unwrap_or("")
+                .to_string()
+        };
+        let target = d.head.map_or("", |h| h.target.as_str());
+        match var {
+            Header(n) => header(n),
+            Env(n) => d.env.and_then(|e| e.get(n)).unwrap_or("").to_string(),
+            RequestScheme => if d.https { "https" } else { "http" }.into(),
+            HttpHost => header("host"),
+            RequestUri => target.split('?').next().unwrap_or("").to_string(),
+            RequestMethod => d.head.map_or("", |h| h.method.as_str()).to_string(),
+            QueryString => target.split_once('?').map_or("", |q| q.1).to_string(),
+            RemoteAddr => d.peer.ip().to_canonical().to_string(),
+            Https => if d.https { "on" } else { "off" }.into(),
+            ServerName => match header("host") {
+                h if h.is_empty() => d.server.server_name.clone(),
+                h => crate::http::host_without_port(&h).to_ascii_lowercase(),
+            },
+            ServerPort => d.local.port().to_string(),
+            TheRequest => d.head.map_or(String::new(), |h| {
+                format!("{} {} {}", h.method, h.target, d.visit.protocol)
+            }),
+            RequestStatus => d.status.to_string(),
+        }
+    }
+}
