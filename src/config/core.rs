@@ -134,6 +134,7 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         preserve_host: None,
         add_headers: None,
         fallback_to_http: None,
+        frames: None,
         reverse: Vec::new(),
         origin: o.clone(),
     };

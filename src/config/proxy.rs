@@ -81,16 +81,19 @@ pub(super) fn proxy_pass_reverse(
     Ok(())
 }
 
-/// `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyWebsocketFallbackToProxyHttp`.
+/// `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyWebsocketFallbackToProxyHttp`,
+/// `WsgateWebSocketFrames`.
 pub(super) fn proxy_flag(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
     let v = values::on_off(&node.origin, &node.name, arg(node))?;
     let lower = node.name.to_ascii_lowercase();
     match (at.location.as_deref_mut(), lower.as_str()) {
         (Some(l), "proxypreservehost") => l.preserve_host = Some(v),
         (Some(l), "proxyaddheaders") => l.add_headers = Some(v),
+        (Some(l), "wsgatewebsocketframes") => l.frames = Some(v),
         (Some(l), _) => l.fallback_to_http = Some(v),
         (None, "proxypreservehost") => at.server.preserve_host = Some(v),
         (None, "proxyaddheaders") => at.server.add_headers = Some(v),
+        (None, "wsgatewebsocketframes") => at.server.frames = Some(v),
         (None, _) => at.server.fallback_to_http = Some(v),
     }
     Ok(())

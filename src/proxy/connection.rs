@@ -231,6 +231,7 @@ where
         timeout,
         busy,
         log,
+        frames,
     } = start;
     // Bytes that arrived with the heads go first (S54).
     if !client.buf.is_empty() {
@@ -252,7 +253,7 @@ where
     // out of `client` would keep its buffer alive until this task ends.
     let client = client.into_io();
     let backend = backend.into_io();
-    let tunnel = Tunnel::new(client, backend, mode);
+    let tunnel = Tunnel::new(client, backend, mode).tracking(frames);
     let parker = shared.parker();
     Some(park::TunnelTask::start(
         tunnel,

@@ -56,6 +56,8 @@ pub struct TunnelStart {
     pub busy: Option<Busy>,
     /// Its access log lines, written when it ends.
     pub log: Option<Box<super::logging::TunnelLog>>,
+    /// A WebSocket whose frames are followed (`WsgateWebSocketFrames`).
+    pub frames: bool,
 }
 
 /// The backend one attempt goes to: the mapping's, or a balancer member.
@@ -224,6 +226,7 @@ pub async fn forward<D: Downstream>(
                 timeout: exchange.idle,
                 busy,
                 log: None,
+                frames: settings.frames && upgrade.eq_ignore_ascii_case("websocket"),
             })));
         }
         Err(unusable) => {

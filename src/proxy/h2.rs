@@ -402,6 +402,7 @@ impl Stream {
             timeout,
             busy,
             log,
+            frames,
         } = start;
         let Some(send) = down.send else {
             return;
@@ -423,7 +424,8 @@ impl Stream {
         let guard = super::server::stream_guard(&self.shared);
         let life = park::Life::new(self.shared.clone(), guard, slot, busy, log);
         let parker = self.shared.parker();
-        park::TunnelTask::start(Tunnel::new(client, backend, mode), life, parker).await;
+        let tunnel = Tunnel::new(client, backend, mode).tracking(frames);
+        park::TunnelTask::start(tunnel, life, parker).await;
     }
 }
 

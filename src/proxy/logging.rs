@@ -233,6 +233,7 @@ impl TunnelLog {
             down: summary.bytes_down,
             close,
             closed_by,
+            ws_close: summary.ws_close,
         };
         for (sink, pending) in self.lines {
             sink.send(pending.finish(&self.opened, &end));
@@ -255,6 +256,7 @@ fn how_it_ended(s: &Summary) -> (&'static str, &'static str) {
         End::IdleTimeout => ("idle-timeout", "proxy"),
         End::Failed(w) => ("reset", who(w)),
         End::Shutdown => ("shutdown", "proxy"),
+        End::Drain => ("drain", "proxy"),
     }
 }
 

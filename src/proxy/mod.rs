@@ -29,6 +29,7 @@ mod connection;
 mod downstream;
 pub(crate) mod error;
 mod forward;
+mod frames;
 mod h2;
 pub mod handover;
 mod header_rules;

@@ -408,6 +408,26 @@ impl Parker {
         self.close_all(End::Failed(Who::Proxy));
     }
 
+    /// Puts the parked tunnels whose frames are followed back in the
+    /// runtime, for a graceful stop's polite close.
+    pub fn wake_tracked(self: &Arc<Self>) {
+        let indices: Vec<u32> = {
+            let table = self.table();
+            table
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, p))| p.as_ref().is_some_and(|p| p.rest.frames))
+                .map(|(i, _)| i as u32)
+                .collect()
+        };
+        for i in indices {
+            if let Some(p) = self.take(i) {
+                self.resume(p, false);
+            }
+        }
+    }
+
     /// Closes every parked tunnel (the server is going away).
     pub fn close_all(&self, end: End) {
         let taken: Vec<Parked> = {
@@ -621,6 +641,7 @@ fn summary(rest: &Resting, end: End) -> Summary {
         bytes_up: rest.bytes_up,
         bytes_down: rest.bytes_down,
         first_fin: None,
+        ws_close: None,
     }
 }
 

@@ -369,6 +369,11 @@ impl Handle {
             task.abort();
         }
         let _ = self.shared.shutdown.send(true);
+        // WebSockets whose frames are followed close with 1001, spread
+        // over half the grace period (the rest is for their answers).
+        super::frames::DRAIN
+            .start(grace.unwrap_or(crate::config::model::DEFAULT_GRACEFUL_SHUTDOWN));
+        self.shared.parker.wake_tracked();
         let drained = async {
             loop {
                 let notified = self.shared.drained.notified();

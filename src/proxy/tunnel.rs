@@ -19,6 +19,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::frames::{
+    close_from_client, close_from_server, new_mask, Frames, Phase, Tracker, GOING_AWAY,
+};
 use super::splice;
 use tokio::time::{Instant, Sleep};
 
@@ -67,6 +70,8 @@ pub enum End {
     Failed(Who),
     /// The server stopped with the tunnel open.
     Shutdown,
+    /// Closed politely at a graceful stop: Close 1001 to both sides.
+    Drain,
 }
 
 /// A tunnel's side, or wsgate itself.
@@ -124,12 +129,17 @@ impl Half {
     /// Moves bytes from `from` to `to` until one of them would block.
     /// `last`: the other direction is finished, so the tunnel ends with
     /// this one.
+    /// With `frames`, the bytes read are followed frame by frame (and
+    /// never spliced past it); while a drain waits for a frame boundary,
+    /// reads stop there.
     fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
         from: &mut R,
         to: &mut W,
         last: bool,
+        mut frames: Option<&mut Frames>,
+        draining: bool,
     ) -> Poll<io::Result<bool>>
     where
         R: AsyncRead + Unpin + AsTcp,
@@ -138,7 +148,20 @@ impl Half {
         let mut moved = false;
         self.drained = false;
         loop {
-            match self.step(cx, from, to, last)? {
+            if draining && self.held.is_none() && frames.as_deref().is_some_and(Frames::at_boundary)
+            {
+                // At the boundary: what was written goes out, nothing more
+                // is read.
+                if self.needs_flush {
+                    match Pin::new(&mut *to).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => self.needs_flush = false,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {}
+                    }
+                }
+                return Poll::Ready(Ok(moved));
+            }
+            match self.step(cx, from, to, last, frames.as_deref_mut(), draining)? {
                 Step::Progress => moved = true,
                 Step::Blocked => return Poll::Ready(Ok(moved)),
             }
@@ -151,6 +174,8 @@ impl Half {
         from: &mut R,
         to: &mut W,
         last: bool,
+        frames: Option<&mut Frames>,
+        draining: bool,
     ) -> io::Result<Step>
     where
         R: AsyncRead + Unpin + AsTcp,
@@ -211,13 +236,20 @@ impl Half {
         if self.drained {
             return Ok(Step::Blocked);
         }
-        // A pipe when the data is bulk and both sides are TCP.
-        if let (true, Some(from), Some(_)) = (self.bulk, from.as_tcp(), to.as_tcp()) {
+        // A pipe when the data is bulk and both sides are TCP (and no
+        // frames are followed: spliced bytes are not seen).
+        if let (true, true, Some(from), Some(_)) =
+            (self.bulk, frames.is_none(), from.as_tcp(), to.as_tcp())
+        {
             if let Some(pipe) = splice::take() {
                 return self.fill_pipe(cx, from, pipe);
             }
         }
-        self.copy_through_stack(cx, from, to)
+        let limit = match &frames {
+            Some(f) if draining => f.room(),
+            _ => BUFFER_SIZE,
+        };
+        self.copy_through_stack(cx, from, to, frames, limit)
     }
 
     /// Reads into a buffer on the stack and writes what was read at once:
@@ -228,13 +260,15 @@ impl Half {
         cx: &mut Context<'_>,
         from: &mut R,
         to: &mut W,
+        frames: Option<&mut Frames>,
+        limit: usize,
     ) -> io::Result<Step>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin + AsTcp,
     {
         let mut stack = [MaybeUninit::<u8>::uninit(); BUFFER_SIZE];
-        let mut read_buf = ReadBuf::uninit(&mut stack);
+        let mut read_buf = ReadBuf::uninit(&mut stack[..limit.clamp(1, BUFFER_SIZE)]);
         match Pin::new(&mut *from).poll_read(cx, &mut read_buf) {
             Poll::Ready(Ok(())) => {}
             // A TLS peer that closed its connection without close_notify:
@@ -254,6 +288,9 @@ impl Half {
             self.read_ahead(cx, from, &mut read_buf);
         }
         let bytes = read_buf.filled();
+        if let Some(f) = frames {
+            f.feed(bytes);
+        }
         let mut start = 0;
         while start < bytes.len() {
             match write_out(cx, to, &bytes[start..], self.eof) {
@@ -413,6 +450,8 @@ pub struct Tunnel<A, B> {
     last_activity: Instant,
     /// The side whose end of stream came first.
     first_fin: Option<Who>,
+    /// `WsgateWebSocketFrames On`: frames followed, for a polite drain.
+    tracker: Option<Box<Tracker>>,
 }
 
 /// What a tunnel set aside while idle keeps besides its two sockets.
@@ -422,6 +461,8 @@ pub struct Resting {
     pub last_activity: Instant,
     pub bytes_up: u64,
     pub bytes_down: u64,
+    /// Its frames are followed (only a tunnel between frames rests).
+    pub frames: bool,
 }
 
 impl Resting {
@@ -444,6 +485,8 @@ pub struct Summary {
     pub bytes_down: u64,
     /// The side that ended its direction first.
     pub first_fin: Option<Who>,
+    /// With the frame tracker: the first WebSocket Close's code.
+    pub ws_close: Option<u16>,
 }
 
 /// How [`Tunnel::run`] returns.
@@ -485,6 +528,7 @@ where
                 last_activity: Instant::now(),
                 bytes_up: 0,
                 bytes_down: 0,
+                frames: false,
             },
         )
     }
@@ -505,7 +549,15 @@ where
             mode: rest.mode,
             last_activity: rest.last_activity,
             first_fin: None,
+            tracker: rest.frames.then(Box::default),
         }
+    }
+
+    /// Follows the tunnel's WebSocket frames (for a polite drain and the
+    /// close code in the log).
+    pub fn tracking(mut self, frames: bool) -> Self {
+        self.tracker = frames.then(Box::default);
+        self
     }
 
     /// The sockets and the state to resume with. Only for a quiet tunnel
@@ -517,6 +569,7 @@ where
             last_activity: self.last_activity,
             bytes_up: self.up.bytes,
             bytes_down: self.down.bytes,
+            frames: self.tracker.is_some(),
         };
         (self.client, self.backend, rest)
     }
@@ -529,11 +582,17 @@ where
         &self.backend
     }
 
-    /// Nothing held for a slow reader, and both directions still open.
+    /// Nothing held for a slow reader, both directions still open, and
+    /// (when followed) between frames and not draining.
     fn is_quiet(&self) -> bool {
-        [&self.up, &self.down]
-            .iter()
-            .all(|h| h.held.is_none() && !h.needs_flush && !h.eof)
+        let frames_rest = self
+            .tracker
+            .as_deref()
+            .is_none_or(|t| t.phase == Phase::Running && t.frames.iter().all(Frames::at_boundary));
+        frames_rest
+            && [&self.up, &self.down]
+                .iter()
+                .all(|h| h.held.is_none() && !h.needs_flush && !h.eof)
     }
 
     /// Moves bytes until the tunnel ends; with `park_after`, returns the
@@ -565,14 +624,31 @@ where
 
     /// Copies both ways; ready when the tunnel is over.
     fn poll_move(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        if let Some(t) = self.tracker.as_deref_mut() {
+            if t.poll_phase(cx) {
+                return self.poll_drain(cx);
+            }
+        }
+        let (fu, fd) = match self.tracker.as_deref_mut() {
+            Some(t) => {
+                let [u, d] = &mut t.frames;
+                (Some(u), Some(d))
+            }
+            None => (None, None),
+        };
         let down_done = self.down.finished();
-        let up = self
-            .up
-            .poll_copy(cx, &mut self.client, &mut self.backend, down_done);
+        let up = self.up.poll_copy(
+            cx,
+            &mut self.client,
+            &mut self.backend,
+            down_done,
+            fu,
+            false,
+        );
         let up_done = self.up.finished();
         let down = self
             .down
-            .poll_copy(cx, &mut self.backend, &mut self.client, up_done);
+            .poll_copy(cx, &mut self.backend, &mut self.client, up_done, fd, false);
         let (up, down) = match (up, down) {
             (Poll::Ready(Ok(u)), Poll::Ready(Ok(d))) => (u, d),
             (Poll::Ready(Err(_)), _) => return Poll::Ready(End::Failed(Who::Client)),
@@ -597,6 +673,116 @@ where
         }
         Poll::Pending
     }
+
+    /// A graceful stop's polite close: each direction is forwarded up to
+    /// a frame boundary, then cut, its receiver sent Close 1001 (unless a
+    /// Close already went its way); once both sides have answered with a
+    /// Close or an end of stream — or the drain's time is up — both
+    /// connections close.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        let Some(t) = self.tracker.as_deref_mut() else {
+            return Poll::Ready(End::Drain);
+        };
+        let Tunnel {
+            client,
+            backend,
+            up,
+            down,
+            ..
+        } = self;
+        let expired = t.poll_expired(cx);
+        let mut answered = [false; 2];
+        // Up: from the client, to the backend (a client's masked Close).
+        let mut failed = None;
+        match drain_half(cx, up, client, backend, t, 0) {
+            Ok(a) => answered[0] = a,
+            Err(_) => failed = Some(Who::Client),
+        }
+        match drain_half(cx, down, backend, client, t, 1) {
+            Ok(a) => answered[1] = a,
+            Err(_) => failed = failed.or(Some(Who::Backend)),
+        }
+        let done = t.cut.iter().all(|c| *c) && t.out.iter().all(Option::is_none);
+        if !(expired || failed.is_some() || (done && answered.iter().all(|a| *a))) {
+            return Poll::Pending;
+        }
+        // The server closes first (RFC 6455 §7.1.1): both connections go.
+        let _ = Pin::new(&mut *client).poll_shutdown(cx);
+        let _ = Pin::new(&mut *backend).poll_shutdown(cx);
+        Poll::Ready(End::Drain)
+    }
+}
+
+/// One direction of a draining tunnel (`d`: 0 up, 1 down): forwarded to
+/// a frame boundary, then cut and its receiver sent a Close; after that
+/// what its sender sends is read and dropped. Returns whether its sender
+/// has answered (a Close frame, or its end of stream).
+fn drain_half<R, W>(
+    cx: &mut Context<'_>,
+    half: &mut Half,
+    from: &mut R,
+    to: &mut W,
+    t: &mut Tracker,
+    d: usize,
+) -> io::Result<bool>
+where
+    R: AsyncRead + AsyncWrite + Unpin + AsTcp,
+    W: AsyncRead + AsyncWrite + Unpin + AsTcp,
+{
+    if !t.cut[d] {
+        if half.eof || half.shut {
+            t.cut[d] = true;
+        } else {
+            let frames = &mut t.frames[d];
+            if let Poll::Ready(Err(e)) = half.poll_copy(cx, from, to, false, Some(frames), true) {
+                return Err(e);
+            }
+            if half.held.is_none() && !half.needs_flush && t.frames[d].at_boundary() {
+                t.cut[d] = true;
+                // A Close already went this way: the receiver needs no
+                // second one.
+                if t.frames[d].closes == 0 {
+                    let close = if d == 0 {
+                        close_from_client(GOING_AWAY, new_mask())
+                    } else {
+                        close_from_server(GOING_AWAY)
+                    };
+                    t.out[d] = Some((close, 0));
+                }
+            }
+        }
+    }
+    if let Some((bytes, at)) = &mut t.out[d] {
+        while *at < bytes.len() {
+            match Pin::new(&mut *to).poll_write(cx, &bytes[*at..]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    *at = bytes.len();
+                }
+                Poll::Ready(Ok(n)) => *at += n,
+                Poll::Pending => return Ok(false),
+            }
+        }
+        if Pin::new(&mut *to).poll_flush(cx).is_pending() {
+            return Ok(false);
+        }
+        t.out[d] = None;
+    }
+    if !t.cut[d] {
+        return Ok(t.frames[d].closes > 0 || half.eof);
+    }
+    // Cut: read and drop what the sender still sends, watching for its
+    // Close.
+    let mut buf = [0u8; 2048];
+    while t.frames[d].closes == 0 && !half.eof {
+        let mut rb = ReadBuf::new(&mut buf);
+        match Pin::new(&mut *from).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => half.eof = true,
+            Poll::Ready(Ok(())) => t.frames[d].feed(rb.filled()),
+            Poll::Ready(Err(_)) => half.eof = true,
+            Poll::Pending => break,
+        }
+    }
+    Ok(t.frames[d].closes > 0 || half.eof)
 }
 
 pin_project_lite::pin_project! {
@@ -684,6 +870,7 @@ impl<A, B> Tunnel<A, B> {
             bytes_up: self.up.bytes,
             bytes_down: self.down.bytes,
             first_fin: self.first_fin,
+            ws_close: self.tracker.as_deref().and_then(Tracker::close_code),
         }
     }
 }

@@ -92,6 +92,8 @@ pub struct Settings<'c> {
     pub preserve_host: bool,
     pub add_headers: bool,
     pub fallback_to_http: bool,
+    /// `WsgateWebSocketFrames`.
+    pub frames: bool,
     pub base: &'c ProxySettings,
     pub reverse: Vec<&'c ReverseRule>,
     /// Header and environment rules of the matching `<Location>`s, in
@@ -441,6 +443,7 @@ fn settings_for<'c, 'p>(
         preserve_host: server.settings.preserve_host,
         add_headers: server.settings.add_headers,
         fallback_to_http: server.settings.fallback_to_http,
+        frames: server.settings.frames,
         base: &server.settings,
         reverse: server.reverse.iter().collect(),
         location_rules: Vec::new(),
@@ -460,6 +463,9 @@ fn settings_for<'c, 'p>(
         }
         if let Some(v) = loc.fallback_to_http {
             settings.fallback_to_http = v;
+        }
+        if let Some(v) = loc.frames {
+            settings.frames = v;
         }
         settings.reverse.extend(loc.reverse.iter());
         if !loc.rules.is_empty() {

@@ -234,6 +234,8 @@ pub struct ProxySettings {
     pub add_headers: bool,
     /// `ProxyWebsocketFallbackToProxyHttp`.
     pub fallback_to_http: bool,
+    /// `WsgateWebSocketFrames`: WebSocket tunnels' frames are followed.
+    pub frames: bool,
     /// `ProxyTimeout`.
     pub proxy_timeout: Option<Duration>,
     /// `SSLProxy*`, in [`Config::ssl_proxies`].
@@ -256,6 +258,7 @@ pub struct Location {
     pub preserve_host: Option<bool>,
     pub add_headers: Option<bool>,
     pub fallback_to_http: Option<bool>,
+    pub frames: Option<bool>,
     pub reverse: Vec<ReverseRule>,
     pub origin: Origin,
 }

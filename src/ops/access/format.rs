@@ -86,6 +86,8 @@ pub struct TunnelEnd {
     pub close: &'static str,
     /// `client`, `backend` or `proxy`.
     pub closed_by: &'static str,
+    /// The first WebSocket Close's code, when frames are followed.
+    pub ws_close: Option<u16>,
 }
 
 /// A tunnel's line, made when it opened: its text and where the fields
@@ -163,7 +165,11 @@ fn known_at_end(f: &Field) -> bool {
         Code::Note => f.arg.as_deref().is_some_and(|a| {
             matches!(
                 a,
-                "wsgate-close" | "wsgate-closed-by" | "wsgate-up" | "wsgate-down"
+                "wsgate-close"
+                    | "wsgate-closed-by"
+                    | "wsgate-up"
+                    | "wsgate-down"
+                    | "wsgate-ws-close"
             )
         }),
         _ => false,
@@ -191,6 +197,10 @@ fn end_field(out: &mut String, f: &Field, o: &Opened, end: &TunnelEnd) {
                 Some("wsgate-closed-by") => end.closed_by.to_string(),
                 Some("wsgate-up") => end.up.to_string(),
                 Some("wsgate-down") => end.down.to_string(),
+                Some("wsgate-ws-close") => match end.ws_close {
+                    Some(code) => code.to_string(),
+                    None => "-".to_string(),
+                },
                 _ => "-".to_string(),
             };
             write!(out, "{v}")

@@ -1,0 +1,287 @@
+//! Polite drain (`WsgateWebSocketFrames On`): at a graceful stop, every
+//! WebSocket is closed with Close 1001 "going away" to both its client and
+//! its backend, at a frame boundary, spread over the grace period — parked
+//! tunnels included — and a browser sees 1001, not 1006.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{raw_backend, require_program, Wsgate};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A WebSocket echo backend that records the Close codes it receives.
+async fn recording_backend() -> (u16, Arc<Mutex<Vec<u16>>>, common::Watched) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let codes = Arc::new(Mutex::new(Vec::new()));
+    let watched = common::Watched::default();
+    let record = codes.clone();
+    let tasks = watched.clone();
+    watched.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let record = record.clone();
+            tasks.spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let Message::Close(frame) = &msg {
+                        let code = frame.as_ref().map_or(0, |f| u16::from(f.code));
+                        record.lock().unwrap().push(code);
+                    } else if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, codes, watched)
+}
+
+fn config(backend: u16, log: &std::path::Path, grace: u64) -> String {
+    format!(
+        "GracefulShutdownTimeout {grace}\n\
+         ProxyPass /ws/ ws://127.0.0.1:{backend}/ws/\n\
+         <IfModule wsgate_module>\n  WsgateWebSocketFrames On\n</IfModule>\n\
+         CustomLog {} \"%U %{{wsgate-close}}n %{{wsgate-closed-by}}n %{{wsgate-ws-close}}n\"\n",
+        log.display()
+    )
+}
+
+#[tokio::test]
+async fn a_graceful_stop_sends_1001_to_both_sides_spread_over_the_grace_period() {
+    let (port, codes, backend) = recording_backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let mut w = Wsgate::start(&config(port, &log, 6));
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let (mut ws, _) = tokio_tungstenite::connect_async(w.url(&format!("/ws/{i}")))
+            .await
+            .unwrap();
+        ws.send(Message::text("hi")).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hi"));
+        clients.push(ws);
+    }
+    // Half of them quiet long enough to be parked (5 s), the others
+    // talking: both kinds must close politely.
+    let talk_until = Instant::now() + Duration::from_millis(5_600);
+    for ws in clients.iter_mut().step_by(2) {
+        ws.send(Message::text("still here")).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+    }
+    tokio::time::sleep_until(talk_until.into()).await;
+    let stop = Instant::now();
+    w.signal("TERM");
+    let mut closed_at = Vec::new();
+    for (i, mut ws) in clients.into_iter().enumerate() {
+        let msg = tokio::time::timeout(Duration::from_secs(8), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("tunnel {i}: no Close within 8 s"))
+            .unwrap()
+            .unwrap();
+        closed_at.push(stop.elapsed());
+        match msg {
+            Message::Close(Some(f)) => assert_eq!(f.code, CloseCode::Away, "tunnel {i}"),
+            other => panic!("tunnel {i}: {other:?} instead of Close 1001"),
+        }
+        // The client answers the Close (tungstenite does when read on).
+        let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+    }
+    assert!(
+        w.wait_exit(Duration::from_secs(10)).is_some(),
+        "wsgate stopped"
+    );
+    // Spread over half the grace period (3 s), not all in the same moment.
+    let first = closed_at.iter().min().unwrap();
+    let last = closed_at.iter().max().unwrap();
+    assert!(
+        *last - *first > Duration::from_millis(300),
+        "closes not spread: {closed_at:?}"
+    );
+    common::eventually(Duration::from_secs(5), "the backend saw 20 Closes", || {
+        codes.lock().unwrap().len() == 20
+    })
+    .await;
+    assert!(
+        codes.lock().unwrap().iter().all(|c| *c == 1001),
+        "the backend got {:?}",
+        codes.lock().unwrap()
+    );
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(lines.lines().count(), 20, "{lines}");
+    for l in lines.lines() {
+        assert!(l.ends_with(" drain proxy 1001"), "{lines}");
+    }
+    backend.check();
+}
+
+/// A frame the client is in the middle of sending when the stop comes is
+/// finished first: the backend gets it whole, then the Close.
+#[tokio::test]
+async fn the_close_waits_for_the_frame_in_flight() {
+    let seen = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let record = seen.clone();
+    let backend = raw_backend(move |_head, mut s: TcpStream| {
+        let record = record.clone();
+        async move {
+            let _ = s
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")
+                .await;
+            let mut buf = [0u8; 8192];
+            while let Ok(n @ 1..) = s.read(&mut buf).await {
+                record.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    // A grace of 4 s: the Close comes within 2 s, the rest waits for it.
+    let w = Wsgate::start(&config(backend.port(), &log, 4));
+    let mut c = TcpStream::connect(w.addr).await.unwrap();
+    c.write_all(b"GET /ws/x HTTP/1.1\r\nHost: h.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await
+        .unwrap();
+    let head = common::read_head(&mut c).await.unwrap();
+    assert_eq!(common::status_of(&head), 101, "{head}");
+    // A masked binary frame of 1,000 bytes, of which 400 go now.
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x82, 0x80 | 126, 0x03, 0xe8];
+    frame.extend_from_slice(&mask);
+    frame.extend((0..1000).map(|i| (i as u8) ^ mask[i % 4]));
+    c.write_all(&frame[..8 + 400]).await.unwrap();
+    common::eventually(
+        Duration::from_secs(5),
+        "the backend has the first part",
+        || seen.lock().unwrap().len() == 8 + 400,
+    )
+    .await;
+    w.signal("TERM");
+    // Nothing was in flight toward the client: its Close 1001 (unmasked,
+    // as a server's) may come at once — each direction is its own.
+    let mut close = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut close))
+        .await
+        .expect("a Close in time")
+        .unwrap();
+    assert_eq!(close, [0x88, 0x02, 0x03, 0xe9]);
+    // Toward the backend a frame is in flight: no Close cuts into it.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        8 + 400,
+        "something went to the backend mid-frame"
+    );
+    c.write_all(&frame[8 + 400..]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while seen.lock().unwrap().len() < frame.len() + 8 {
+        assert!(
+            Instant::now() < deadline,
+            "the backend has {} bytes, not the frame and a Close: {}",
+            seen.lock().unwrap().len(),
+            w.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(
+        got[..frame.len()],
+        frame[..],
+        "the frame reached the backend whole"
+    );
+    // Then a masked Close 1001 of its own.
+    let rest = &got[frame.len()..];
+    assert_eq!(rest.len(), 8, "{rest:?}");
+    assert_eq!(rest[..2], [0x88, 0x82]);
+    let code = [rest[6] ^ rest[2], rest[7] ^ rest[3]];
+    assert_eq!(u16::from_be_bytes(code), 1001);
+}
+
+/// Chromium, the client most users have: its `close` event says 1001.
+#[tokio::test]
+async fn a_browser_sees_1001_not_1006() {
+    if !require_program("chromium", "chromium") {
+        return;
+    }
+    let (port, codes, backend) = recording_backend().await;
+    // The page holds a request open (`/page/hold`, never answered) so that
+    // Chromium's virtual time stands still until wsgate stops.
+    let page = raw_backend(|head, mut s: TcpStream| async move {
+        if head.starts_with("GET /page/hold") {
+            let mut sink = [0u8; 64];
+            while let Ok(1..) = s.read(&mut sink).await {}
+            return;
+        }
+        let body = r#"<!doctype html><html><body><p id="state">opening</p><script>
+const ws = new WebSocket(`ws://${location.host}/ws/page`);
+ws.onopen = () => { document.getElementById('state').textContent = 'open'; ws.send('ready'); };
+ws.onclose = (e) => { document.getElementById('state').textContent = 'closed ' + e.code; };
+fetch('/page/hold').catch(() => {});
+</script></body></html>"#;
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = s.write_all(resp.as_bytes()).await;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let conf = format!(
+        "{}ProxyPass /page http://127.0.0.1:{}/page\n",
+        config(port, &log, 2),
+        page.port()
+    );
+    let w = Wsgate::start(&conf);
+    let url = format!("http://{}/page", w.addr);
+    // Stop wsgate once the page's WebSocket is open.
+    let pid = w.pid();
+    let stopper = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let open = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).is_ok()
+                && backend_has_client(port);
+            if open {
+                std::thread::sleep(Duration::from_millis(300));
+                let _ = std::process::Command::new("kill")
+                    .arg(pid.to_string())
+                    .status();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    });
+    let dom =
+        tokio::task::spawn_blocking(move || common::chromium_dom_until(&url, &[], "closed 1001"))
+            .await
+            .unwrap();
+    assert!(stopper.join().unwrap(), "the page's WebSocket never opened");
+    let dom = dom.unwrap_or_else(|d| panic!("Chromium did not see 1001: {d}"));
+    assert!(dom.contains("closed 1001"));
+    assert_eq!(codes.lock().unwrap().as_slice(), [1001]);
+    backend.check();
+}
+
+/// Whether a connection to the backend's port is established (the page's
+/// WebSocket went through).
+fn backend_has_client(port: u16) -> bool {
+    let hex = format!(":{port:04X} ");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(hex.trim_end()) && f[3] == "01"
+        })
+}
