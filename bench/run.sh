@@ -668,7 +668,13 @@ for r in $(seq "$RUNS"); do
             if [ "$CALLGRIND" = 1 ] && [ "$px" != direct ]; then
                 count=$(grep -o '"count":[0-9]*' <<<"$line" | cut -d: -f2)
                 ir=$(cat "$TMP/cg.$px".* 2>/dev/null | awk '/^summary:/ {s += $2} END {printf "%.0f\n", s}')
-                rm -f "$TMP/cg.$px".*
+                # With --keep-tmp, callgrind's files stay for callgrind_annotate
+                # (renamed by scenario, so the next one does not add to them).
+                if [ "${KEEP_TMP:-0}" = 1 ]; then
+                    for f in "$TMP/cg.$px".*; do [ -e "$f" ] && mv "$f" "$TMP/callgrind.$sc.$px.${f##*.}"; done
+                else
+                    rm -f "$TMP/cg.$px".*
+                fi
                 echo "| $sc | $px | ${count:-0} | $([ "${count:-0}" -gt 0 ] && echo $((ir / count)) || echo –) |" >> "$TMP/callgrind.md"
             fi
         done

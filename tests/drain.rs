@@ -82,21 +82,27 @@ async fn a_graceful_stop_sends_1001_to_both_sides_spread_over_the_grace_period()
     tokio::time::sleep_until(talk_until.into()).await;
     let stop = Instant::now();
     w.signal("TERM");
-    let mut closed_at = Vec::new();
-    for (i, mut ws) in clients.into_iter().enumerate() {
-        let msg = tokio::time::timeout(Duration::from_secs(8), ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("tunnel {i}: no Close within 8 s"))
-            .unwrap()
-            .unwrap();
-        closed_at.push(stop.elapsed());
-        match msg {
-            Message::Close(Some(f)) => assert_eq!(f.code, CloseCode::Away, "tunnel {i}"),
-            other => panic!("tunnel {i}: {other:?} instead of Close 1001"),
-        }
-        // The client answers the Close (tungstenite does when read on).
-        let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
-    }
+    // Each client waits for its Close at the same time as the others, so
+    // that when each came is seen.
+    let waits = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut ws)| async move {
+            let msg = tokio::time::timeout(Duration::from_secs(8), ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("tunnel {i}: no Close within 8 s"))
+                .unwrap()
+                .unwrap();
+            let at = stop.elapsed();
+            match msg {
+                Message::Close(Some(f)) => assert_eq!(f.code, CloseCode::Away, "tunnel {i}"),
+                other => panic!("tunnel {i}: {other:?} instead of Close 1001"),
+            }
+            // The client answers the Close (tungstenite does when read on).
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+            at
+        });
+    let closed_at = futures_util::future::join_all(waits).await;
     assert!(
         w.wait_exit(Duration::from_secs(10)).is_some(),
         "wsgate stopped"

@@ -26,6 +26,8 @@ pub struct Conn<S> {
     /// Bytes read from and written to `io` so far (mod_logio's counts).
     read_total: u64,
     written_total: u64,
+    /// A write failed (the peer went away, or did not read in time).
+    pub write_failed: bool,
 }
 
 #[derive(Debug)]
@@ -74,6 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             timer: None,
             read_total: 0,
             written_total: 0,
+            write_failed: false,
         }
     }
 
@@ -206,9 +209,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     pub async fn write_all(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
-        self.write_all_uncounted(bytes, timeout).await?;
-        self.written_total += bytes.len() as u64;
-        Ok(())
+        match self.write_all_uncounted(bytes, timeout).await {
+            Ok(()) => {
+                self.written_total += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.write_failed = true;
+                Err(e)
+            }
+        }
     }
 
     async fn write_all_uncounted(&mut self, mut bytes: &[u8], timeout: Duration) -> io::Result<()> {

@@ -118,7 +118,9 @@ where
         };
         drop(head_bytes);
         first = false;
-        let visit = Visit::now(served, protocol(&head), before);
+        // The clock is read only for a log.
+        let visit =
+            (!config.access_logs.is_empty()).then(|| Visit::now(served, protocol(&head), before));
         served = served.saturating_add(1);
         match request::handle(
             &mut client,
@@ -127,7 +129,7 @@ where
             &current.logs,
             facts,
             tls.as_ref(),
-            &visit,
+            visit.as_ref(),
         )
         .await
         {

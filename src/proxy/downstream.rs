@@ -72,6 +72,11 @@ pub trait Downstream: Send {
     fn traffic(&self) -> (u64, u64) {
         (0, 0)
     }
+
+    /// A write to the client failed (mod_log_config's `%X` `X`).
+    fn aborted(&self) -> bool {
+        false
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Downstream for Conn<S> {
@@ -132,6 +137,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Downstream for Conn<S> {
 
     fn traffic(&self) -> (u64, u64) {
         Conn::traffic(self)
+    }
+
+    fn aborted(&self) -> bool {
+        self.write_failed
     }
 
     async fn finish(&mut self, encoding: Encoding, timeout: Duration) -> io::Result<()> {

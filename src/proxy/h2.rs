@@ -326,9 +326,10 @@ struct Stream {
 
 impl Stream {
     async fn serve(self, request: http::Request<RecvStream>, respond: SendResponse<Bytes>) {
-        let visit = Visit::now(0, "HTTP/2.0", (0, 0));
         let current = self.shared.current();
         let generation = current.generation.clone();
+        let visit =
+            (!generation.config.access_logs.is_empty()).then(|| Visit::now(0, "HTTP/2.0", (0, 0)));
         let (parts, body) = request.into_parts();
         let websocket = parts.method == http::Method::CONNECT
             && parts
@@ -376,7 +377,7 @@ impl Stream {
             &current.logs,
             self.facts,
             Some(&self.tls),
-            &visit,
+            visit.as_ref(),
         )
         .await;
         drop(generation);

@@ -3,6 +3,7 @@
 //! line made from them when the answer is done — or, for a tunnel, made
 //! when it opens and finished when it ends ([`TunnelLog`]).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,28 +53,51 @@ impl Visit {
 pub struct Trail<'g> {
     pub server: Option<&'g Server>,
     pub env: Env,
+    /// Only when the configuration has access logs.
+    pub log: Option<Box<LogTrail>>,
+}
+
+#[derive(Default)]
+pub struct LogTrail {
     /// The worker or member the request went to.
     pub backend: Option<String>,
     /// `proxy:URL` for a proxied request.
     pub filename: Option<String>,
 }
 
-/// A client side that notes what the access log needs of the answer.
+impl Trail<'_> {
+    pub fn new(config: &Config) -> Self {
+        Trail {
+            server: None,
+            env: Env::default(),
+            log: (!config.access_logs.is_empty()).then(Box::default),
+        }
+    }
+}
+
+/// A client side that notes what the access log needs of the answer;
+/// with no log configured, it only passes things on. (Small: request
+/// futures hold it, and are moved whole.)
 pub struct Watch<'a, D> {
     inner: &'a mut D,
-    /// Whether any log is configured: nothing is noted otherwise.
-    on: bool,
+    pub seen: Option<Box<Seen>>,
+}
+
+/// What a [`Watch`] noted.
+#[derive(Default)]
+pub struct Seen {
     /// The response fields some format reads (`%{NAME}o`).
     wanted: Vec<String>,
     pub status: u16,
     pub body: u64,
     pub fields: Vec<(String, String)>,
-    pub failed: bool,
 }
 
 impl<'a, D: Downstream> Watch<'a, D> {
     pub fn new(inner: &'a mut D, config: &Config) -> Self {
-        let on = !config.access_logs.is_empty();
+        if config.access_logs.is_empty() {
+            return Watch { inner, seen: None };
+        }
         let mut wanted: Vec<String> = Vec::new();
         for log in &config.access_logs {
             for name in log.format.response_headers() {
@@ -84,15 +108,15 @@ impl<'a, D: Downstream> Watch<'a, D> {
         }
         Watch {
             inner,
-            on,
-            wanted,
-            status: 0,
-            body: 0,
-            fields: Vec::new(),
-            failed: false,
+            seen: Some(Box::new(Seen {
+                wanted,
+                ..Seen::default()
+            })),
         }
     }
+}
 
+impl Seen {
     fn note<'f>(&mut self, status: u16, fields: impl Iterator<Item = (&'f str, &'f [u8])>) {
         self.status = status;
         if self.wanted.is_empty() {
@@ -117,47 +141,48 @@ impl<'a, D: Downstream> Watch<'a, D> {
             }
         }
     }
-
-    fn check<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
-        if r.is_err() {
-            self.failed = true;
-        }
-        r
-    }
 }
 
+// Each method notes what it must before it hands the client side's own
+// future back: the request's futures are no larger for the watching.
 impl<D: Downstream> Downstream for Watch<'_, D> {
-    async fn body_piece(
+    fn body_piece(
         &mut self,
         reader: &mut BodyReader,
         timeout: Duration,
-    ) -> Result<Option<Bytes>, BodyError> {
-        self.inner.body_piece(reader, timeout).await
+    ) -> impl Future<Output = Result<Option<Bytes>, BodyError>> + Send {
+        self.inner.body_piece(reader, timeout)
     }
 
-    async fn send_answer(&mut self, answer: &LocalAnswer, timeout: Duration) -> io::Result<()> {
-        if self.on {
+    fn send_answer(
+        &mut self,
+        answer: &LocalAnswer,
+        timeout: Duration,
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        if let Some(seen) = self.seen.as_deref_mut() {
             let fields = answer.fields.iter().map(|(n, v)| (n.as_str(), &v[..]));
-            self.note(answer.status, fields);
-            self.body = answer.body.len() as u64;
+            seen.note(answer.status, fields);
+            seen.body = answer.body.len() as u64;
         }
-        let r = self.inner.send_answer(answer, timeout).await;
-        self.check(r)
+        self.inner.send_answer(answer, timeout)
     }
 
-    async fn send_interim(&mut self, resp: &ResponseHead, timeout: Duration) -> io::Result<()> {
-        let r = self.inner.send_interim(resp, timeout).await;
-        self.check(r)
+    fn send_interim(
+        &mut self,
+        resp: &ResponseHead,
+        timeout: Duration,
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        self.inner.send_interim(resp, timeout)
     }
 
-    async fn send_head(
+    fn send_head(
         &mut self,
         resp: &ResponseHead,
         c: &ClientResponse<'_>,
         first: Option<Bytes>,
         timeout: Duration,
-    ) -> io::Result<()> {
-        if self.on {
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        if let Some(seen) = self.seen.as_deref_mut() {
             // mod_log_config sees no fields of a 101: they are the
             // connection's, not the request's.
             let fields = resp
@@ -166,27 +191,34 @@ impl<D: Downstream> Downstream for Watch<'_, D> {
                 .iter()
                 .filter(|_| resp.status != 101)
                 .map(|(n, v)| (n.as_str(), &v[..]));
-            self.note(resp.status, fields);
-            self.body = first.as_ref().map_or(0, |f| f.len() as u64);
+            seen.note(resp.status, fields);
+            seen.body = first.as_ref().map_or(0, |f| f.len() as u64);
         }
-        let r = self.inner.send_head(resp, c, first, timeout).await;
-        self.check(r)
+        self.inner.send_head(resp, c, first, timeout)
     }
 
-    async fn send_piece(
+    fn send_piece(
         &mut self,
         piece: &Bytes,
         encoding: Encoding,
         timeout: Duration,
-    ) -> io::Result<()> {
-        self.body += piece.len() as u64;
-        let r = self.inner.send_piece(piece, encoding, timeout).await;
-        self.check(r)
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        if let Some(seen) = self.seen.as_deref_mut() {
+            seen.body += piece.len() as u64;
+        }
+        self.inner.send_piece(piece, encoding, timeout)
     }
 
-    async fn finish(&mut self, encoding: Encoding, timeout: Duration) -> io::Result<()> {
-        let r = self.inner.finish(encoding, timeout).await;
-        self.check(r)
+    fn finish(
+        &mut self,
+        encoding: Encoding,
+        timeout: Duration,
+    ) -> impl Future<Output = io::Result<()>> + Send {
+        self.inner.finish(encoding, timeout)
+    }
+
+    fn aborted(&self) -> bool {
+        self.inner.aborted()
     }
 
     fn traffic(&self) -> (u64, u64) {

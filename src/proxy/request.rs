@@ -35,20 +35,32 @@ pub async fn handle<D: Downstream>(
     sinks: &Sinks,
     facts: ConnFacts,
     tls: Option<&TlsFacts>,
-    visit: &Visit,
+    visit: Option<&Visit>,
 ) -> Outcome {
     let config = &generation.config;
     let mut watch = Watch::new(client, config);
-    let mut trail = Trail::default();
-    let mut outcome = checked(&mut watch, &mut head, generation, facts, tls, &mut trail).await;
-    if config.access_logs.is_empty() {
+    let mut trail = Trail::new(config);
+    // One await of the routing's future, not a layer above it: a future
+    // that awaits another holds it whole, and the request's is moved into
+    // its connection's task for every request.
+    let mut outcome = match checks(&mut head, generation, facts, tls) {
+        Err(local) => answer_local(&mut watch, local, config.timeout).await,
+        Ok(close_after) => {
+            match route_and_forward(&mut watch, &mut head, generation, facts, &mut trail).await {
+                Outcome::KeepAlive if close_after => Outcome::Close,
+                other => other,
+            }
+        }
+    };
+    let (Some(seen), Some(log), Some(visit)) = (watch.seen.as_deref(), trail.log.as_deref(), visit)
+    else {
         return outcome;
-    }
+    };
     let server = trail
         .server
         .unwrap_or_else(|| route::select_server(config, facts.local, None));
     let conn = match &outcome {
-        _ if watch.failed => ConnStatus::Aborted,
+        _ if watch.aborted() => ConnStatus::Aborted,
         Outcome::KeepAlive => ConnStatus::KeepAlive,
         Outcome::Close | Outcome::Tunnel(_) => ConnStatus::Close,
     };
@@ -64,14 +76,14 @@ pub async fn handle<D: Downstream>(
         https: facts.https,
         sni: tls.and_then(|t| t.sni.as_deref()),
         server,
-        status: watch.status,
-        body: watch.body,
+        status: seen.status,
+        body: seen.body,
         traffic: watch.traffic(),
-        fields: &watch.fields,
+        fields: &seen.fields,
         env: Some(&trail.env),
         conn,
-        trail_backend: trail.backend.as_deref(),
-        filename: trail.filename.as_deref(),
+        trail_backend: log.backend.as_deref(),
+        filename: log.filename.as_deref(),
     };
     let log = logging::write(&done);
     if let (Outcome::Tunnel(start), Some(log)) = (&mut outcome, log) {
@@ -80,21 +92,16 @@ pub async fn handle<D: Downstream>(
     outcome
 }
 
-/// The checks before routing, then routing and forwarding.
-async fn checked<'g, D: Downstream>(
-    client: &mut D,
+/// The checks before routing: a local answer, or whether the connection
+/// closes after this request.
+fn checks(
     head: &mut RequestHead,
-    generation: &'g Arc<Generation>,
+    generation: &Generation,
     facts: ConnFacts,
     tls: Option<&TlsFacts>,
-    trail: &mut Trail<'g>,
-) -> Outcome {
-    let t = generation.config.timeout;
+) -> Result<bool, Local> {
     let wants_close = plan::client_wants_close(head, generation.config.keepalive);
-    let close_after = match plan::admit(head) {
-        Ok(close_after) => close_after,
-        Err(local) => return answer_local(client, local.closing_if(wants_close), t).await,
-    };
+    let close_after = plan::admit(head).map_err(|local| local.closing_if(wants_close))?;
     if let Some(tls) = tls {
         let host = head.headers.get_str("host");
         let sni = tls.sni.as_deref();
@@ -105,13 +112,10 @@ async fn checked<'g, D: Downstream>(
                 sni.unwrap_or("(none: the address's first host)"),
                 host.unwrap_or("(none)")
             );
-            return answer_local(client, local.closing_if(wants_close), t).await;
+            return Err(local.closing_if(wants_close));
         }
     }
-    match route_and_forward(client, head, generation, facts, trail).await {
-        Outcome::KeepAlive if close_after => Outcome::Close,
-        other => other,
-    }
+    Ok(close_after)
 }
 
 /// Answers a request locally, before its server is known.
@@ -225,10 +229,10 @@ async fn route_and_forward<'g, D: Downstream>(
         facts,
         rules: cx,
     };
-    let filename = (!config.access_logs.is_empty()).then_some(&mut trail.filename);
+    let filename = trail.log.as_deref_mut().map(|l| &mut l.filename);
     let result = attempts(client, &req, &mapped, env, generation, filename).await;
-    if !config.access_logs.is_empty() {
-        trail.backend = Some(match env.get("BALANCER_WORKER_NAME") {
+    if let Some(log) = trail.log.as_deref_mut() {
+        log.backend = Some(match env.get("BALANCER_WORKER_NAME") {
             Some(member) => member.to_string(),
             None => mapped.name(config).into_owned(),
         });

@@ -132,6 +132,7 @@ impl Half {
     /// With `frames`, the bytes read are followed frame by frame (and
     /// never spliced past it); while a drain waits for a frame boundary,
     /// reads stop there.
+    #[inline(always)]
     fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -168,6 +169,7 @@ impl Half {
         }
     }
 
+    #[inline(always)]
     fn step<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -255,6 +257,7 @@ impl Half {
     /// Reads into a buffer on the stack and writes what was read at once:
     /// a direction takes a buffer of its own only for bytes its reader
     /// cannot take yet.
+    #[inline(always)]
     fn copy_through_stack<R, W>(
         &mut self,
         cx: &mut Context<'_>,
@@ -358,6 +361,7 @@ impl Half {
     /// bytes (a WebSocket close frame, then close), this finds the end of
     /// stream before the bytes are written, so that they and the FIN
     /// leave as one segment instead of two.
+    #[inline(always)]
     fn read_ahead<R: AsyncRead + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
@@ -679,6 +683,8 @@ where
     /// Close already went its way); once both sides have answered with a
     /// Close or an end of stream — or the drain's time is up — both
     /// connections close.
+    #[cold]
+    #[inline(never)]
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         let Some(t) = self.tracker.as_deref_mut() else {
             return Poll::Ready(End::Drain);
