@@ -8,7 +8,7 @@
 
 use super::error::{self, ConfigError};
 use super::lexer::Node;
-use super::{balancer, core, headers, http2, proxy, rewrite, ssl, At, Builder};
+use super::{balancer, core, headers, http2, proxy, require, rewrite, ssl, At, Builder};
 
 /// Where a directive is written.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -80,6 +80,8 @@ const ANYWHERE: &[Scope] = &[S, V, L, LM];
 const WITH_LOCATION: &[Scope] = &[S, V, L];
 const BALANCER: &[Scope] = &[S, V, P];
 const RULES: &[Scope] = &[S, V, L, LM, P];
+const ACCESS: &[Scope] = &[L, LM, P];
+const LOCATION: &[Scope] = &[L, LM];
 
 /// A directive with the usual defaults: one line, any number of
 /// arguments, suggested in hints.
@@ -199,7 +201,14 @@ pub const DIRECTIVES: &[Directive] = &[
     unlisted(one("MaxClients", "mpm", SERVER, "MaxClients N", "the old name of MaxRequestWorkers", core::max_request_workers)),
     one("ErrorLog", "core", SERVER, "ErrorLog FILE", "where the log goes (standard error when unset); reopened on reload", core::error_log),
     line("LogLevel", "core", SERVER, "LogLevel LEVEL [MODULE:LEVEL ...]", "how much is logged (per-module levels apply to the whole process)", core::log_level),
+    one("SetHandler", "core", LOCATION, "SetHandler server-status|wsgate-metrics|none", "answers requests no ProxyPass or [P] rule proxies with a page of wsgate's own: mod_status's (`?auto` for machines) or Prometheus metrics (wsgate-metrics, an extension: inside <IfModule wsgate_module>)", require::set_handler),
+    one("ExtendedStatus", "core", SERVER, "ExtendedStatus On|Off", "the request and traffic totals on the server-status page (On by default, as with mod_status loaded)", require::extended_status),
     one("PidFile", "core", SERVER, "PidFile FILE", "written at start, removed at exit", core::pid_file),
+    // mod_authz_core, mod_authz_host
+    line("Require", "mod_authz_core", ACCESS, "Require [not] all granted|denied / ip ADDRESS ... / local", "who may make the request; several lines: any one of them (403 otherwise)", require::require),
+    section("RequireAll", "mod_authz_core", ACCESS, "<RequireAll>", "every Require inside must grant and none refuse (`Require not …` refuses)", require::require_section),
+    section("RequireAny", "mod_authz_core", ACCESS, "<RequireAny>", "one Require inside must grant", require::require_section),
+    section("RequireNone", "mod_authz_core", ACCESS, "<RequireNone>", "no Require inside may grant (inside <RequireAll>)", require::require_section),
     // mod_proxy
     line("ProxyPass", "mod_proxy", ANYWHERE, "ProxyPass [PATH] !|URL [key=value ...] [nocanon] [noquery]", "maps a path prefix to a backend url (ws, wss, http, https, balancer)", proxy::proxy_pass),
     line("ProxyPassMatch", "mod_proxy", ANYWHERE, "ProxyPassMatch [REGEX] !|URL [key=value ...]", "maps paths matching a regex ($0-$9 in the url)", proxy::proxy_pass),
@@ -268,6 +277,8 @@ const MODULES_WITHOUT_DIRECTIVES: &[&str] = &[
     "lbmethod_bytraffic",
     "slotmem_shm",
     "mpm_event",
+    "authz_host",
+    "status",
 ];
 
 /// Apache directives of modules wsgate does not have yet, with the module,
@@ -277,8 +288,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("ProxyHCTemplate", "mod_proxy_hcheck (templates)"),
     ("LogFormat", "mod_log_config"),
     ("CustomLog", "mod_log_config"),
-    ("Require", "mod_authz_core"),
-    ("SetHandler", "mod_status / balancer-manager"),
     ("RequestReadTimeout", "mod_reqtimeout"),
     ("SSLCompression", "mod_ssl (compression)"),
     ("SSLSessionCache", "mod_ssl (session cache)"),

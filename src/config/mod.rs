@@ -18,6 +18,7 @@ pub(crate) mod lexer;
 pub mod model;
 mod ocsp;
 pub(crate) mod proxy;
+mod require;
 pub mod rewrite;
 pub(crate) mod ssl;
 pub(crate) mod values;
@@ -163,6 +164,7 @@ pub(crate) struct Builder {
     worker_names: Vec<(String, Origin)>,
     balancers: balancer::Balancers,
     workers: Workers,
+    extended_status: bool,
 }
 
 /// Builds the model from expanded directives; `main_file` is named in
@@ -187,6 +189,7 @@ pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, 
         worker_names: Vec::new(),
         balancers: balancer::Balancers::default(),
         workers: Workers::default(),
+        extended_status: true,
     };
     let mut main = std::mem::replace(&mut b.main, ServerDraft::new(ServerKey::Main));
     for node in &nodes {
@@ -333,6 +336,11 @@ impl Builder {
         check_tls_addresses(&vhosts)?;
         let servers: Vec<&Server> = std::iter::once(&main).chain(&vhosts).collect();
         proxy::route_warnings(&servers, &self.workers.list, &balancers, &mut self.warnings);
+        let status_page = servers.iter().any(|s| {
+            s.locations
+                .iter()
+                .any(|l| l.handler == Some(authz::Handler::ServerStatus))
+        });
         Ok(Config {
             listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
             sni_policy: self.sni_policy,
@@ -353,6 +361,8 @@ impl Builder {
             workers: self.workers.list,
             balancers,
             ssl_proxies,
+            extended_status: self.extended_status,
+            status_page,
         })
     }
 

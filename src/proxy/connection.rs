@@ -98,7 +98,7 @@ where
         };
         drop(head_bytes);
         first = false;
-        match request::handle(&mut client, head, &generation, facts, tls.as_ref()).await {
+        match request::handle(&mut client, head, &generation, facts, tls.as_ref(), &shared).await {
             Outcome::KeepAlive if config.keepalive => {
                 if *shutdown.borrow() {
                     return None;
@@ -161,6 +161,7 @@ where
         slot,
         timeout,
         busy,
+        tunnel: info,
     } = start;
     // Bytes that arrived with the heads go first (S54).
     if !client.buf.is_empty() {
@@ -186,7 +187,7 @@ where
     let parker = shared.parker();
     Some(park::TunnelTask::start(
         tunnel,
-        park::Life::new(shared, guard, slot, busy),
+        park::Life::new(shared, guard, slot, busy, info),
         parker,
     ))
 }

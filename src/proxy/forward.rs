@@ -54,6 +54,8 @@ pub struct TunnelStart {
     pub timeout: Duration,
     /// A balancer member's busy count, held for the tunnel's life (S71).
     pub busy: Option<Busy>,
+    /// What the status page's tunnel table shows, when one is configured.
+    pub tunnel: Option<crate::ops::tunnels::TunnelInfo>,
 }
 
 /// The backend one attempt goes to: the mapping's, or a balancer member.
@@ -221,6 +223,7 @@ pub async fn forward<D: Downstream>(
                 slot,
                 timeout: exchange.idle,
                 busy,
+                tunnel: config.status_page.then(|| tunnel_info(req, target, config)),
             })));
         }
         Err(unusable) => {
@@ -262,6 +265,25 @@ pub async fn forward<D: Downstream>(
     } else {
         Outcome::KeepAlive
     })
+}
+
+/// The tunnel as the status page lists it: the route is the balancer for
+/// a member, else the worker.
+fn tunnel_info(
+    req: &Request<'_>,
+    target: &Backend<'_>,
+    config: &crate::config::Config,
+) -> crate::ops::tunnels::TunnelInfo {
+    let backend = target.worker.name.to_string();
+    crate::ops::tunnels::TunnelInfo {
+        client: req.facts.peer,
+        vhost: req.server.server_name.clone(),
+        route: target.member.map_or_else(
+            || backend.clone(),
+            |m| config.balancer(m.balancer).name.clone(),
+        ),
+        backend,
+    }
 }
 
 /// How this request goes to this backend.

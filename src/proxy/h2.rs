@@ -366,8 +366,15 @@ impl Stream {
         if websocket {
             tracing::debug!(peer = %self.facts.peer, path = %head.target, "WebSocket over an HTTP/2 stream");
         }
-        let outcome =
-            request::handle(&mut down, head, &generation, self.facts, Some(&self.tls)).await;
+        let outcome = request::handle(
+            &mut down,
+            head,
+            &generation,
+            self.facts,
+            Some(&self.tls),
+            &self.shared,
+        )
+        .await;
         drop(generation);
         let count = if down.cancelled {
             &self.tally.cancelled
@@ -389,6 +396,7 @@ impl Stream {
             slot,
             timeout,
             busy,
+            tunnel: info,
         } = start;
         let Some(send) = down.send else {
             return;
@@ -408,7 +416,7 @@ impl Stream {
         }
         let backend = backend.into_io();
         let guard = super::server::stream_guard(&self.shared);
-        let life = park::Life::new(self.shared.clone(), guard, slot, busy);
+        let life = park::Life::new(self.shared.clone(), guard, slot, busy, info);
         let parker = self.shared.parker();
         park::TunnelTask::start(Tunnel::new(client, backend, mode), life, parker).await;
     }

@@ -59,12 +59,22 @@ pub struct Life {
     _slot: Slot,
     _busy: Option<Busy>,
     started: std::time::Instant,
+    /// Its entry in the status page's table (`ops::tunnels`), if kept.
+    entry: Option<u32>,
 }
 
 impl Life {
-    pub fn new(shared: Arc<Shared>, guard: ConnGuard, slot: Slot, busy: Option<Busy>) -> Life {
+    pub fn new(
+        shared: Arc<Shared>,
+        guard: ConnGuard,
+        slot: Slot,
+        busy: Option<Busy>,
+        tunnel: Option<crate::ops::tunnels::TunnelInfo>,
+    ) -> Life {
         shared.stats.tunnel_opened();
+        let entry = tunnel.map(|t| shared.tunnels.open(t));
         Life {
+            entry,
             shared,
             _guard: guard,
             _slot: slot,
@@ -84,12 +94,23 @@ impl Life {
         self.shared
             .stats
             .add_tunnel_bytes(summary.bytes_up, summary.bytes_down);
+        self.shared.stats.add_duration(self.started.elapsed());
+    }
+
+    /// The byte counts as of now, for the status page's table.
+    fn note_bytes(&self, up: u64, down: u64) {
+        if let Some(i) = self.entry {
+            self.shared.tunnels.note_bytes(i, up, down);
+        }
     }
 }
 
 impl Drop for Life {
     fn drop(&mut self) {
         self.shared.stats.tunnel_closed();
+        if let Some(i) = self.entry {
+            self.shared.tunnels.close(i);
+        }
     }
 }
 
@@ -418,6 +439,7 @@ impl Parker {
         rest: Resting,
         life: Life,
     ) {
+        life.note_bytes(rest.bytes_up, rest.bytes_down);
         let mut parked = Parked {
             client,
             backend,

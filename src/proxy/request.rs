@@ -11,8 +11,10 @@ use std::time::Duration;
 use super::downstream::Downstream;
 use super::error::{Failure, ProxyError};
 use super::forward::{self, Backend, BodyState, ChosenMember, Outcome};
+use super::handler;
 use super::header_rules::{self, ConnFacts};
 use super::plan::{self, Local};
+use super::server::Shared;
 use super::tls::{self, TlsFacts};
 use crate::balancer::{self, Busy};
 use crate::config::model::balancer::Balancer;
@@ -27,10 +29,27 @@ use crate::upstream::Generation;
 /// Handles one request whose head has been read.
 pub async fn handle<D: Downstream>(
     client: &mut D,
+    head: RequestHead,
+    generation: &Arc<Generation>,
+    facts: ConnFacts,
+    tls: Option<&TlsFacts>,
+    shared: &Shared,
+) -> Outcome {
+    // mod_status's totals: every request, and the time it took.
+    shared.stats.request();
+    let started = std::time::Instant::now();
+    let outcome = checked_and_routed(client, head, generation, facts, tls, shared).await;
+    shared.stats.add_duration(started.elapsed());
+    outcome
+}
+
+async fn checked_and_routed<D: Downstream>(
+    client: &mut D,
     mut head: RequestHead,
     generation: &Arc<Generation>,
     facts: ConnFacts,
     tls: Option<&TlsFacts>,
+    shared: &Shared,
 ) -> Outcome {
     let t = generation.config.timeout;
     let wants_close = plan::client_wants_close(&head, generation.config.keepalive);
@@ -51,7 +70,7 @@ pub async fn handle<D: Downstream>(
             return answer_local(client, local.closing_if(wants_close), t).await;
         }
     }
-    match route_and_forward(client, head, generation, facts).await {
+    match route_and_forward(client, head, generation, facts, shared).await {
         Outcome::KeepAlive if close_after => Outcome::Close,
         other => other,
     }
@@ -92,6 +111,7 @@ async fn route_and_forward<D: Downstream>(
     mut head: RequestHead,
     generation: &Arc<Generation>,
     facts: ConnFacts,
+    shared: &Shared,
 ) -> Outcome {
     let config = &generation.config;
     let t = config.timeout;
@@ -156,6 +176,17 @@ async fn route_and_forward<D: Downstream>(
         }
         Decision::Status(status) => {
             return write_answer(client, &answer(&head, &env, status, true), t).await
+        }
+        Decision::Denied => {
+            tracing::error!(peer = %facts.peer, "AH01630: client denied by server configuration: {}", head.target);
+            return write_answer(client, &answer(&head, &env, 403, close), t).await;
+        }
+        Decision::Handler(h) => {
+            let place = handler::Place {
+                server_name: &server.server_name,
+                local: facts.local,
+            };
+            return handler::serve(client, &head, h, shared, generation, place, close).await;
         }
     };
     header_rules::fixups(&mut head, cx, &mapped.settings.location_rules, &mut env);

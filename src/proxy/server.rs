@@ -55,6 +55,8 @@ pub struct Shared {
     /// for every generation.
     runtime: Runtime,
     pub stats: Stats,
+    /// The open tunnels, when a status page shows them.
+    pub tunnels: crate::ops::tunnels::Tunnels,
     shutdown: watch::Sender<bool>,
     drained: Notify,
     limit: Option<Arc<Semaphore>>,
@@ -235,6 +237,7 @@ impl Handle {
             current: ArcSwap::from_pointee(current),
             runtime,
             stats: Stats::default(),
+            tunnels: Default::default(),
             shutdown,
             drained: Notify::new(),
             limit,
@@ -317,6 +320,7 @@ impl Handle {
         let current = Current::new(self.shared.runtime.bind(config));
         let checks = health::start(&current.generation);
         self.shared.current.store(Arc::new(current));
+        self.shared.stats.reloaded();
         for task in std::mem::replace(
             &mut *self.health_checks.lock().unwrap_or_else(|p| p.into_inner()),
             checks,

@@ -744,6 +744,8 @@ pub struct Group {
     pub tls: bool,
     /// Some case speaks HTTP/2 (loads mod_http2 in Apache).
     pub h2: bool,
+    /// `modules NAME...`: more Apache modules to load.
+    pub modules: Vec<&'static str>,
     pub cases: Vec<Case>,
 }
 
@@ -757,6 +759,7 @@ impl Group {
         if self.h2 {
             modules.push("http2");
         }
+        modules.extend(&self.modules);
         modules
     }
 }
@@ -952,6 +955,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                     config: String::new(),
                     tls: false,
                     h2: false,
+                    modules: Vec::new(),
                     cases: Vec::new(),
                 });
             }
@@ -959,6 +963,18 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
             // TLS virtual hosts in the snippet (SSLEngine on).
             "tls-backend" | "tls-front" => groups.last_mut().unwrap().tls = true,
             "config" => in_config = true,
+            "modules" => {
+                for m in rest.split_whitespace() {
+                    let m = match m {
+                        "authz_host" => "authz_host",
+                        "status" => "status",
+                        other => panic!(
+                            "{file}:{line_no}: modules: {other} is not one the harness knows"
+                        ),
+                    };
+                    groups.last_mut().unwrap().modules.push(m);
+                }
+            }
             "case" => {
                 finish(&mut groups, &mut case, &mut req);
                 case = Some(Case {

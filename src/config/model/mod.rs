@@ -6,6 +6,7 @@
 //! here — a worker's [`WorkerId`], a member's
 //! [`MemberId`](balancer::MemberId) — and keeps them across reloads.
 
+pub mod authz;
 pub mod balancer;
 pub mod headers;
 pub mod rewrite;
@@ -56,6 +57,11 @@ pub struct Config {
     /// The distinct `SSLProxy*` settings of the servers, named by [`SslIdx`]
     /// (the main server's first).
     pub ssl_proxies: Vec<SslProxy>,
+    /// `ExtendedStatus` (On unless set Off, as with mod_status loaded).
+    pub extended_status: bool,
+    /// Some `<Location>` serves `server-status`: open tunnels are entered
+    /// in the table it shows (nothing is kept per tunnel otherwise).
+    pub status_page: bool,
 }
 
 impl Config {
@@ -250,6 +256,11 @@ pub struct Location {
     pub add_headers: Option<bool>,
     pub fallback_to_http: Option<bool>,
     pub reverse: Vec<ReverseRule>,
+    /// `Require` lines and sections: replace those of earlier matching
+    /// sections (Apache's `AuthMerging Off`).
+    pub require: Option<authz::Require>,
+    /// `SetHandler`.
+    pub handler: Option<authz::Handler>,
     pub origin: Origin,
 }
 
