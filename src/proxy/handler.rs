@@ -49,7 +49,7 @@ pub async fn serve<D: Downstream>(
             }
         }
         Handler::Metrics => (
-            metrics::render(&shared.stats, &shared.tunnels, &generation.config),
+            metrics::render(&shared.stats, generation),
             "text/plain; version=0.0.4; charset=utf-8",
         ),
         Handler::None => unreachable!("routing gives no page for SetHandler none"),

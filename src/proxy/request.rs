@@ -22,6 +22,7 @@ use crate::config::WorkerRef;
 use crate::http::body::Framing;
 use crate::http::write::{local_answer, LocalAnswer};
 use crate::http::{canonical_reason, RequestHead, Version};
+use crate::ops::stats::Upgrade;
 use crate::route::{self, Decision, Mapped, PathError};
 use crate::rules::Env;
 use crate::upstream::Generation;
@@ -35,11 +36,21 @@ pub async fn handle<D: Downstream>(
     tls: Option<&TlsFacts>,
     shared: &Shared,
 ) -> Outcome {
-    // mod_status's totals: every request, and the time it took.
+    // mod_status's totals: every request, and the time it took; the
+    // metrics' upgrade outcomes and handshake times.
     shared.stats.request();
     let started = std::time::Instant::now();
-    let outcome = checked_and_routed(client, head, generation, facts, tls, shared).await;
-    shared.stats.add_duration(started.elapsed());
+    let upgrade = head.headers.get_str("upgrade").is_some();
+    let mut how = None;
+    let outcome = checked_and_routed(client, head, generation, facts, tls, shared, &mut how).await;
+    let took = started.elapsed();
+    shared.stats.add_duration(took);
+    if upgrade {
+        shared.stats.upgrade(how.unwrap_or(Upgrade::NotProxied));
+        if how == Some(Upgrade::Switched) {
+            shared.stats.handshake.observe(took);
+        }
+    }
     outcome
 }
 
@@ -50,6 +61,7 @@ async fn checked_and_routed<D: Downstream>(
     facts: ConnFacts,
     tls: Option<&TlsFacts>,
     shared: &Shared,
+    how: &mut Option<Upgrade>,
 ) -> Outcome {
     let t = generation.config.timeout;
     let wants_close = plan::client_wants_close(&head, generation.config.keepalive);
@@ -70,7 +82,7 @@ async fn checked_and_routed<D: Downstream>(
             return answer_local(client, local.closing_if(wants_close), t).await;
         }
     }
-    match route_and_forward(client, head, generation, facts, shared).await {
+    match route_and_forward(client, head, generation, facts, shared, how).await {
         Outcome::KeepAlive if close_after => Outcome::Close,
         other => other,
     }
@@ -112,6 +124,7 @@ async fn route_and_forward<D: Downstream>(
     generation: &Arc<Generation>,
     facts: ConnFacts,
     shared: &Shared,
+    how: &mut Option<Upgrade>,
 ) -> Outcome {
     let config = &generation.config;
     let t = config.timeout;
@@ -200,9 +213,16 @@ async fn route_and_forward<D: Downstream>(
         rules: cx,
     };
     match attempts(client, &req, &mapped, &mut env, generation).await {
-        Ok(outcome) => outcome,
+        Ok(outcome) => {
+            *how = Some(match outcome {
+                Outcome::Tunnel(_) => Upgrade::Switched,
+                _ => Upgrade::Refused,
+            });
+            outcome
+        }
         Err(failure) => {
             let e = &failure.error;
+            *how = Some(e.upgrade_cause());
             if e.is_backend() {
                 tracing::error!(peer = %facts.peer, route = %mapped.name(config), "{e}");
             } else {

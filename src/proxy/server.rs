@@ -98,6 +98,10 @@ impl ConnGuard {
     /// Counts a connection in until the guard is dropped.
     fn new(shared: &Arc<Shared>, permit: Option<OwnedSemaphorePermit>) -> ConnGuard {
         shared.stats.connections.fetch_add(1, Ordering::AcqRel);
+        shared
+            .stats
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
         ConnGuard {
             shared: shared.clone(),
             _permit: permit,

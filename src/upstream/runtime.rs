@@ -97,6 +97,16 @@ static GENERIC_PARAMS: std::sync::LazyLock<WorkerParams> =
     std::sync::LazyLock::new(WorkerParams::generic);
 
 impl Generation {
+    /// The state of a configured worker (for the metrics).
+    pub fn worker_state(&self, idx: crate::config::WorkerIdx) -> &Arc<WorkerState> {
+        &self.workers[idx.0]
+    }
+
+    /// The default worker's state (`[P]` rules to urls no ProxyPass names).
+    pub fn generic_state(&self) -> &Arc<WorkerState> {
+        &self.generic
+    }
+
     /// A configured worker, or the generic one for a request to `url`.
     pub fn worker<'g>(&'g self, r: WorkerRef, url: &TargetUrl) -> WorkerView<'g> {
         match r {
