@@ -39,7 +39,7 @@ pub async fn serve<D: Downstream>(
             if let Some(at) = query.find("refresh") {
                 let n = query[at + 7..]
                     .strip_prefix('=')
-                    .map_or(0, |v| leading_number(v));
+                    .map_or(0, leading_number);
                 extra.push(("Refresh", if n < 1 { 10 } else { n }.to_string()));
             }
             if query.contains("auto") {
