@@ -343,7 +343,10 @@ async fn metrics_count_the_tunnels_and_upgrades_the_test_made() {
         if value(&m, "wsgate_tunnel_duration_seconds_count", &[]) == 1.0 {
             break m;
         }
-        assert!(std::time::Instant::now() < deadline, "the closed tunnel is not counted: {text}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed tunnel is not counted: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let direct = format!("ws://{backend}/chat/");
@@ -360,29 +363,63 @@ async fn metrics_count_the_tunnels_and_upgrades_the_test_made() {
     // close frames (client's masked 6 bytes, the backend's 2).
     let bytes_in = [chat_labels[0], chat_labels[1], ("direction", "in")];
     let bytes_out = [chat_labels[0], chat_labels[1], ("direction", "out")];
-    assert_eq!(value(&m, "wsgate_route_tunnel_bytes_total", &bytes_in), 17.0);
-    assert_eq!(value(&m, "wsgate_route_tunnel_bytes_total", &bytes_out), 9.0);
-    assert_eq!(value(&m, "wsgate_tunnel_bytes_total", &[("direction", "in")]), 17.0);
-    for (outcome, n) in [("switched", 5.0), ("refused", 1.0), ("connect_error", 1.0), ("not_proxied", 1.0), ("timeout", 0.0)] {
-        assert_eq!(value(&m, "wsgate_upgrades_total", &[("outcome", outcome)]), n, "{outcome}");
+    assert_eq!(
+        value(&m, "wsgate_route_tunnel_bytes_total", &bytes_in),
+        17.0
+    );
+    assert_eq!(
+        value(&m, "wsgate_route_tunnel_bytes_total", &bytes_out),
+        9.0
+    );
+    assert_eq!(
+        value(&m, "wsgate_tunnel_bytes_total", &[("direction", "in")]),
+        17.0
+    );
+    for (outcome, n) in [
+        ("switched", 5.0),
+        ("refused", 1.0),
+        ("connect_error", 1.0),
+        ("not_proxied", 1.0),
+        ("timeout", 0.0),
+    ] {
+        assert_eq!(
+            value(&m, "wsgate_upgrades_total", &[("outcome", outcome)]),
+            n,
+            "{outcome}"
+        );
     }
     assert_eq!(value(&m, "wsgate_upgrade_duration_seconds_count", &[]), 5.0);
-    assert_eq!(value(&m, "wsgate_upgrade_duration_seconds", &[]), 5.0, "the +Inf bucket");
-    assert_eq!(value(&m, "wsgate_requests_total", &[]), 8.0 + f64::from(scrapes));
-    assert_eq!(value(&m, "wsgate_connections_open", &[]), 5.0, "four tunnels and the scrape");
+    assert_eq!(
+        value(&m, "wsgate_upgrade_duration_seconds", &[]),
+        5.0,
+        "the +Inf bucket"
+    );
+    assert_eq!(
+        value(&m, "wsgate_requests_total", &[]),
+        8.0 + f64::from(scrapes)
+    );
+    assert_eq!(
+        value(&m, "wsgate_connections_open", &[]),
+        5.0,
+        "four tunnels and the scrape"
+    );
     assert_eq!(value(&m, "wsgate_reloads_total", &[]), 0.0);
     assert_eq!(value(&m, "wsgate_config_generation", &[]), 1.0);
 
     // A reload: counted, and the routes' counts go on (the runtime keeps
     // each worker's state by its identity).
-    gate.reload(&format!("{LISTEN}\nServerName proxy.test\n{conf}")).await;
+    gate.reload(&format!("{LISTEN}\nServerName proxy.test\n{conf}"))
+        .await;
     let m = scrape(&get(&gate, "/metrics").await);
     assert_eq!(value(&m, "wsgate_reloads_total", &[]), 1.0);
     assert_eq!(value(&m, "wsgate_config_generation", &[]), 2.0);
     assert_eq!(value(&m, "wsgate_route_tunnels_total", &chat_labels), 3.0);
     assert_eq!(value(&m, "wsgate_route_tunnels_open", &pool_labels), 2.0);
     let auto = get(&gate, "/server-status?auto").await;
-    assert!(auto.contains("\nParentServerConfigGeneration: 2\n"), "{auto}");
+    assert!(
+        auto.contains("\nParentServerConfigGeneration: 2\n"),
+        "{auto}"
+    );
 
     for (mut ws, _) in chat.into_iter().chain(pool) {
         ws.close(None).await.unwrap();

@@ -422,6 +422,122 @@ mod tests {
         assert_eq!(g(0.0, 6), "0");
     }
 
+    fn snapshot(extended: bool) -> Snapshot {
+        let t = UNIX_EPOCH + Duration::from_secs(1_796_622_209);
+        Snapshot {
+            host: "proxy.test".into(),
+            local_ip: "127.0.0.1".into(),
+            version: "wsgate/0".into(),
+            built: None,
+            now: t + Duration::from_secs(8),
+            restarted: t,
+            reloads: 0,
+            load: [0.4, 1.0, 1.22],
+            cpu: [0.0; 4],
+            extended,
+            requests: 8,
+            kbytes: 9,
+            duration_ms: 1,
+            connections: 1,
+            tunnels_open: 0,
+            max_connections: Some(40),
+            tunnels: Vec::new(),
+        }
+    }
+
+    /// The field names of Apache 2.4.71's `?auto` (ExtendedStatus On, no
+    /// CPU time used), in its order.
+    const APACHE_AUTO: &[&str] = &[
+        "ServerVersion",
+        "ServerMPM",
+        "Server Built",
+        "CurrentTime",
+        "RestartTime",
+        "ParentServerConfigGeneration",
+        "ParentServerMPMGeneration",
+        "ServerUptimeSeconds",
+        "ServerUptime",
+        "Load1",
+        "Load5",
+        "Load15",
+        "Total Accesses",
+        "Total kBytes",
+        "Total Duration",
+        "CPUUser",
+        "CPUSystem",
+        "CPUChildrenUser",
+        "CPUChildrenSystem",
+        "Uptime",
+        "ReqPerSec",
+        "BytesPerSec",
+        "BytesPerReq",
+        "DurationPerReq",
+        "BusyWorkers",
+        "GracefulWorkers",
+        "IdleWorkers",
+        "Processes",
+        "Stopping",
+        "ConnsTotal",
+        "ConnsAsyncWaitIO",
+        "ConnsAsyncWriting",
+        "ConnsAsyncKeepAlive",
+        "ConnsAsyncClosing",
+        "Scoreboard",
+    ];
+
+    fn names(auto: &str) -> Vec<&str> {
+        auto.lines()
+            .skip(1)
+            .map(|l| l.split(':').next().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn auto_has_apaches_fields_in_apaches_order() {
+        let auto = super::auto(&snapshot(true));
+        assert_eq!(names(&auto), APACHE_AUTO, "{auto}");
+        assert!(auto.starts_with("proxy.test\n"));
+        assert!(
+            auto.contains(
+                "\nReqPerSec: 1\nBytesPerSec: 1152\nBytesPerReq: 1152\nDurationPerReq: .125\n"
+            ),
+            "{auto}"
+        );
+        assert!(
+            auto.contains("\nBusyWorkers: 1\nGracefulWorkers: 0\nIdleWorkers: 39\n"),
+            "{auto}"
+        );
+    }
+
+    #[test]
+    fn extended_status_off_leaves_out_the_totals_as_apache() {
+        let auto = super::auto(&snapshot(false));
+        let totals = [
+            "Total Accesses",
+            "Total kBytes",
+            "Total Duration",
+            "CPUUser",
+            "CPUSystem",
+            "CPUChildrenUser",
+            "CPUChildrenSystem",
+            "Uptime",
+            "ReqPerSec",
+            "BytesPerSec",
+            "BytesPerReq",
+            "DurationPerReq",
+        ];
+        let want: Vec<&str> = APACHE_AUTO
+            .iter()
+            .copied()
+            .filter(|n| !totals.contains(n))
+            .collect();
+        assert_eq!(names(&auto), want, "{auto}");
+        let html = super::html(&snapshot(false));
+        assert!(!html.contains("Total accesses"), "{html}");
+        assert!(super::html(&snapshot(true))
+            .contains("<dt>Total accesses: 8 - Total Traffic: 9 kB - Total Duration: 1</dt>"));
+    }
+
     #[test]
     fn times_read_as_apaches() {
         // Monday, 07-Dec-2026 05:43:29 UTC

@@ -37,9 +37,7 @@ pub async fn serve<D: Downstream>(
             let snap = snapshot(head, shared, generation, &place);
             // mod_status looks for its options anywhere in the query.
             if let Some(at) = query.find("refresh") {
-                let n = query[at + 7..]
-                    .strip_prefix('=')
-                    .map_or(0, leading_number);
+                let n = query[at + 7..].strip_prefix('=').map_or(0, leading_number);
                 extra.push(("Refresh", if n < 1 { 10 } else { n }.to_string()));
             }
             if query.contains("auto") {
