@@ -201,7 +201,7 @@ pub const DIRECTIVES: &[Directive] = &[
     unlisted(one("MaxClients", "mpm", SERVER, "MaxClients N", "the old name of MaxRequestWorkers", core::max_request_workers)),
     one("ErrorLog", "core", SERVER, "ErrorLog FILE", "where the log goes (standard error when unset); reopened on reload", core::error_log),
     line("LogLevel", "core", SERVER, "LogLevel LEVEL [MODULE:LEVEL ...]", "how much is logged (per-module levels apply to the whole process)", core::log_level),
-    one("SetHandler", "core", LOCATION, "SetHandler server-status|wsgate-metrics|none", "answers requests no ProxyPass or [P] rule proxies with a page of wsgate's own: mod_status's (`?auto` for machines) or Prometheus metrics (wsgate-metrics, an extension: inside <IfModule wsgate_module>)", require::set_handler),
+    one("SetHandler", "core", LOCATION, "SetHandler server-status|balancer-manager|wsgate-metrics|none", "answers requests no ProxyPass or [P] rule proxies with a page of wsgate's own: mod_status's (`?auto` for machines), the balancer manager, or Prometheus metrics (wsgate-metrics, an extension: inside <IfModule wsgate_module>)", require::set_handler),
     one("ExtendedStatus", "core", SERVER, "ExtendedStatus On|Off", "the request and traffic totals on the server-status page (On by default, as with mod_status loaded)", require::extended_status),
     one("PidFile", "core", SERVER, "PidFile FILE", "written at start, removed at exit", core::pid_file),
     // mod_authz_core, mod_authz_host

@@ -279,7 +279,7 @@ fn ipv4_network(s: &str) -> Option<(u32, u32)> {
     Some((addr, mask))
 }
 
-/// `SetHandler server-status|wsgate-metrics|none`.
+/// `SetHandler server-status|balancer-manager|wsgate-metrics|none`.
 pub(super) fn set_handler(
     _: &mut Builder,
     at: &mut At<'_>,
@@ -290,13 +290,7 @@ pub(super) fn set_handler(
         "server-status" => Handler::ServerStatus,
         "wsgate-metrics" => Handler::Metrics,
         "none" => Handler::None,
-        "balancer-manager" => {
-            return Err(ConfigError::new(
-                &node.origin,
-                "SetHandler balancer-manager needs mod_proxy_balancer's manager page, which this version of wsgate does not implement yet",
-            )
-            .hint("remove it; server-status and wsgate-metrics show the members' tunnels"))
-        }
+        "balancer-manager" => Handler::BalancerManager,
         "metrics" => {
             return Err(ConfigError::new(&node.origin, "SetHandler metrics: no such handler")
                 .hint("wsgate's Prometheus handler is called wsgate-metrics (inside <IfModule wsgate_module>)"))
@@ -306,7 +300,7 @@ pub(super) fn set_handler(
                 &node.origin,
                 format!("SetHandler {value}: wsgate has no handler of that name"),
             )
-            .hint("wsgate's handlers are server-status, wsgate-metrics (inside <IfModule wsgate_module>) and none; it proxies with ProxyPass, not SetHandler proxy:…"))
+            .hint("wsgate's handlers are server-status, balancer-manager, wsgate-metrics (inside <IfModule wsgate_module>) and none; it proxies with ProxyPass, not SetHandler proxy:…"))
         }
     };
     if let Some(loc) = at.location.as_deref_mut() {

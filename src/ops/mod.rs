@@ -3,6 +3,7 @@
 //! server-status page (`status`), the Prometheus metrics (`metrics`) and
 //! systemd's notifications (`notify`).
 
+pub mod balancer_manager;
 pub mod log;
 pub mod metrics;
 pub mod notify;

@@ -198,6 +198,7 @@ async fn route_and_forward<D: Downstream>(
             let place = handler::Place {
                 server_name: &server.server_name,
                 local: facts.local,
+                framing,
             };
             return handler::serve(client, &head, h, shared, generation, place, close).await;
         }

@@ -95,10 +95,15 @@ pub(super) fn checked<'c>(
             return Decision::Denied;
         }
     }
+    // mod_status answers GET (HEAD is a GET to Apache); the balancer
+    // manager takes its form by POST too.
+    let takes = |h: Handler| match h {
+        Handler::None => false,
+        Handler::BalancerManager => matches!(method, "GET" | "HEAD" | "POST"),
+        _ => matches!(method, "GET" | "HEAD"),
+    };
     match (decision, access.handler) {
-        (Decision::NotFound, Some(h)) if h != Handler::None && matches!(method, "GET" | "HEAD") => {
-            Decision::Handler(h)
-        }
+        (Decision::NotFound, Some(h)) if takes(h) => Decision::Handler(h),
         (d, _) => d,
     }
 }

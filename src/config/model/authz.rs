@@ -57,6 +57,8 @@ impl Subnet {
 pub enum Handler {
     /// mod_status's page (`?auto`: its machine-readable form).
     ServerStatus,
+    /// mod_proxy_balancer's manager page and form.
+    BalancerManager,
     /// wsgate's Prometheus text exposition (an extension).
     Metrics,
     /// `SetHandler none`: cancels a handler an enclosing section set.
@@ -67,6 +69,7 @@ impl Handler {
     pub fn name(self) -> &'static str {
         match self {
             Handler::ServerStatus => "server-status",
+            Handler::BalancerManager => "balancer-manager",
             Handler::Metrics => "wsgate-metrics",
             Handler::None => "none",
         }
