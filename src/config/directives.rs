@@ -541,7 +541,10 @@ mod tests {
         }
         assert!(module_is_built_in("proxy_wstunnel_module"));
         assert!(module_is_built_in("core.c"), "Apache's own spelling");
-        assert!(module_is_built_in("mod_status.c"), "SetHandler server-status");
+        assert!(
+            module_is_built_in("mod_status.c"),
+            "SetHandler server-status"
+        );
         assert!(module_is_built_in("mod_authz_host.c"), "Require ip");
         assert!(!module_is_built_in("mod_cgi.c"));
         assert!(!module_is_built_in("mpm"));
