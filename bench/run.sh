@@ -13,6 +13,8 @@
 # BENCH_BACKEND_PORT (23001), BENCH_BACKEND_HOST (127.0.0.1),
 # BENCH_PROXY_PORT (23080); WSGATE_BASE, a wsgate binary measured as the
 # proxy "wsgate-base" beside the current build (before/after in one run).
+# WSGATE_CONF_EXTRA: lines added to wsgate's plain configuration before its
+# ProxyPass lines (to measure what a feature costs, e.g. a status page).
 #
 # Each proxy is started fresh for every scenario, pinned to CPU $PROXY_CPU (1)
 # with one worker; the echo backend and the load generator share CPU
@@ -319,6 +321,7 @@ Listen 127.0.0.1:$PROXY_PORT
 LogLevel error
 Timeout 300
 KeepAliveTimeout 60
+${WSGATE_CONF_EXTRA:-}
 ProxyPass /ws ws://$BACKEND_HOST:$BACKEND_PORT/
 ProxyPass / http://$BACKEND_HOST:$BACKEND_PORT/
 EOF

@@ -3,7 +3,7 @@
 //! again when they die, a program that stops reading never stalls
 //! traffic, conditions, virtual hosts, reload and stop. Field-by-field
 //! equality with Apache is in the conformance suite
-//! (tests/conformance/13-access-log.scn).
+//! (tests/conformance/14-access-log.scn).
 
 mod common;
 

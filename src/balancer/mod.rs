@@ -34,6 +34,9 @@ pub struct MemberState {
     pub hc_fails: AtomicU32,
     pub hc_passes: AtomicU32,
     pub chosen: AtomicU64,
+    /// loadfactor × 100 set through the balancer manager; 0: as configured.
+    /// A reload clears it (as Apache without `BalancerPersist`).
+    pub weight: AtomicI64,
 }
 
 impl MemberState {
@@ -63,6 +66,7 @@ impl MemberState {
         self.disabled.store(initial.disabled, Ordering::Relaxed);
         self.stopped.store(initial.stopped, Ordering::Relaxed);
         self.drain.store(initial.drain, Ordering::Relaxed);
+        self.weight.store(0, Ordering::Relaxed);
         if initial.error {
             self.set_error(retry);
         }
@@ -83,6 +87,9 @@ impl MemberState {
 #[derive(Debug, Default)]
 pub struct BalancerState {
     pub members: Vec<Arc<MemberState>>,
+    /// What the balancer manager's forms must send back (a new one per
+    /// configuration, as Apache makes one per start and restart).
+    pub nonce: String,
     /// Serialises choices so that lbstatus updates are consistent.
     choice: Mutex<()>,
 }
@@ -91,8 +98,18 @@ impl BalancerState {
     pub fn new(members: Vec<Arc<MemberState>>) -> BalancerState {
         BalancerState {
             members,
+            nonce: String::new(),
             choice: Mutex::new(()),
         }
+    }
+}
+
+/// A member's loadfactor × 100: the balancer manager's, else the
+/// configuration's.
+pub fn weight(m: &Member, s: &MemberState) -> i64 {
+    match s.weight.load(Ordering::Relaxed) {
+        0 => m.weight,
+        w => w,
     }
 }
 
@@ -267,7 +284,7 @@ impl View<'_> {
                 LbMethod::ByTraffic => {
                     let ratio = |i: &usize| {
                         let (m, s) = self.member(*i);
-                        s.traffic.load(Ordering::Relaxed) as f64 / m.weight.max(1) as f64
+                        s.traffic.load(Ordering::Relaxed) as f64 / weight(m, s).max(1) as f64
                     };
                     candidates
                         .iter()
@@ -292,8 +309,9 @@ impl View<'_> {
         let mut total = 0;
         for i in candidates {
             let (m, s) = self.member(*i);
-            s.lbstatus.fetch_add(m.weight, Ordering::Relaxed);
-            total += m.weight;
+            let w = weight(m, s);
+            s.lbstatus.fetch_add(w, Ordering::Relaxed);
+            total += w;
         }
         let mut best: Option<(usize, i64)> = None;
         for i in eligible {

@@ -150,6 +150,8 @@ pub struct BalancerDraft {
     origin: Origin,
     /// `Header`, `RequestHeader`, `SetEnv*` inside `<Proxy balancer://…>`.
     pub rules: super::model::headers::Rules,
+    /// `Require` inside its `<Proxy>` section.
+    pub require: Option<super::model::authz::Require>,
 }
 
 #[derive(Debug)]
@@ -238,6 +240,7 @@ impl Balancers {
                     members: Vec::new(),
                     origin: origin.clone(),
                     rules: super::model::headers::Rules::default(),
+                    require: None,
                 });
                 self.drafts.len() - 1
             }
@@ -358,6 +361,7 @@ impl Balancers {
                 forcerecovery: d.forcerecovery,
                 members,
                 rules: d.rules.clone(),
+                require: d.require.clone(),
             });
         }
         Ok(out)

@@ -136,6 +136,8 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         fallback_to_http: None,
         frames: None,
         reverse: Vec::new(),
+        require: None,
+        handler: None,
         origin: o.clone(),
     };
     {

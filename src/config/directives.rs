@@ -8,7 +8,7 @@
 
 use super::error::{self, ConfigError};
 use super::lexer::Node;
-use super::{accesslog, balancer, core, headers, http2, proxy, rewrite, ssl, At, Builder};
+use super::{accesslog, balancer, core, headers, http2, proxy, require, rewrite, ssl, At, Builder};
 
 /// Where a directive is written.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -80,6 +80,8 @@ const ANYWHERE: &[Scope] = &[S, V, L, LM];
 const WITH_LOCATION: &[Scope] = &[S, V, L];
 const BALANCER: &[Scope] = &[S, V, P];
 const RULES: &[Scope] = &[S, V, L, LM, P];
+const ACCESS: &[Scope] = &[L, LM, P];
+const LOCATION: &[Scope] = &[L, LM];
 
 /// A directive with the usual defaults: one line, any number of
 /// arguments, suggested in hints.
@@ -204,7 +206,14 @@ pub const DIRECTIVES: &[Directive] = &[
     line("GlobalLog", "mod_log_config", SERVER, "GlobalLog FILE|\"|PROGRAM\" FORMAT|NICKNAME [env=[!]VAR|expr=EXPR]", "an access log every virtual host writes to, even one with its own", accesslog::custom_log),
     one("BufferedLogs", "mod_log_config", SERVER, "BufferedLogs On|Off", "accepted: lines always go through a bounded buffer written off the request path", accesslog::buffered_logs),
     line("LogLevel", "core", SERVER, "LogLevel LEVEL [MODULE:LEVEL ...]", "how much is logged (per-module levels apply to the whole process)", core::log_level),
+    one("SetHandler", "core", LOCATION, "SetHandler server-status|balancer-manager|wsgate-metrics|none", "answers requests no ProxyPass or [P] rule proxies with a page of wsgate's own: mod_status's (`?auto` for machines), the balancer manager, or Prometheus metrics (wsgate-metrics, an extension: inside <IfModule wsgate_module>)", require::set_handler),
+    one("ExtendedStatus", "core", SERVER, "ExtendedStatus On|Off", "the request and traffic totals on the server-status page (On by default, as with mod_status loaded)", require::extended_status),
     one("PidFile", "core", SERVER, "PidFile FILE", "written at start, removed at exit", core::pid_file),
+    // mod_authz_core, mod_authz_host
+    line("Require", "mod_authz_core", ACCESS, "Require [not] all granted|denied / ip ADDRESS ... / local", "who may make the request; several lines: any one of them (403 otherwise)", require::require),
+    section("RequireAll", "mod_authz_core", ACCESS, "<RequireAll>", "every Require inside must grant and none refuse (`Require not …` refuses)", require::require_section),
+    section("RequireAny", "mod_authz_core", ACCESS, "<RequireAny>", "one Require inside must grant", require::require_section),
+    section("RequireNone", "mod_authz_core", ACCESS, "<RequireNone>", "no Require inside may grant (inside <RequireAll>)", require::require_section),
     // mod_proxy
     line("ProxyPass", "mod_proxy", ANYWHERE, "ProxyPass [PATH] !|URL [key=value ...] [nocanon] [noquery]", "maps a path prefix to a backend url (ws, wss, http, https, balancer)", proxy::proxy_pass),
     line("ProxyPassMatch", "mod_proxy", ANYWHERE, "ProxyPassMatch [REGEX] !|URL [key=value ...]", "maps paths matching a regex ($0-$9 in the url)", proxy::proxy_pass),
@@ -275,6 +284,8 @@ const MODULES_WITHOUT_DIRECTIVES: &[&str] = &[
     "slotmem_shm",
     "mpm_event",
     "logio",
+    "authz_host",
+    "status",
 ];
 
 /// Apache directives of modules wsgate does not have yet, with the module,
@@ -282,8 +293,6 @@ const MODULES_WITHOUT_DIRECTIVES: &[&str] = &[
 const NOT_YET: &[(&str, &str)] = &[
     ("ProxyMatch", "mod_proxy (<ProxyMatch> sections)"),
     ("ProxyHCTemplate", "mod_proxy_hcheck (templates)"),
-    ("Require", "mod_authz_core"),
-    ("SetHandler", "mod_status / balancer-manager"),
     ("RequestReadTimeout", "mod_reqtimeout"),
     ("SSLCompression", "mod_ssl (compression)"),
     ("SSLSessionCache", "mod_ssl (session cache)"),
@@ -537,7 +546,12 @@ mod tests {
         }
         assert!(module_is_built_in("proxy_wstunnel_module"));
         assert!(module_is_built_in("core.c"), "Apache's own spelling");
-        assert!(!module_is_built_in("mod_status.c"));
+        assert!(
+            module_is_built_in("mod_status.c"),
+            "SetHandler server-status"
+        );
+        assert!(module_is_built_in("mod_authz_host.c"), "Require ip");
+        assert!(!module_is_built_in("mod_cgi.c"));
         assert!(!module_is_built_in("mpm"));
     }
 

@@ -20,6 +20,7 @@ pub(crate) mod lexer;
 pub mod model;
 mod ocsp;
 pub(crate) mod proxy;
+mod require;
 pub mod rewrite;
 pub(crate) mod ssl;
 pub(crate) mod values;
@@ -171,6 +172,7 @@ pub(crate) struct Builder {
     workers: Workers,
     /// `GlobalLog` lines.
     global_logs: Vec<accesslog::LogLine>,
+    extended_status: bool,
 }
 
 /// Builds the model from expanded directives; `main_file` is named in
@@ -196,6 +198,7 @@ pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, 
         balancers: balancer::Balancers::default(),
         workers: Workers::default(),
         global_logs: Vec::new(),
+        extended_status: true,
     };
     let mut main = std::mem::replace(&mut b.main, ServerDraft::new(ServerKey::Main));
     for node in &nodes {
@@ -356,6 +359,11 @@ impl Builder {
         check_tls_addresses(&vhosts)?;
         let servers: Vec<&Server> = std::iter::once(&main).chain(&vhosts).collect();
         proxy::route_warnings(&servers, &self.workers.list, &balancers, &mut self.warnings);
+        let status_page = servers.iter().any(|s| {
+            s.locations
+                .iter()
+                .any(|l| l.handler == Some(authz::Handler::ServerStatus))
+        });
         Ok(Config {
             listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
             sni_policy: self.sni_policy,
@@ -377,6 +385,8 @@ impl Builder {
             balancers,
             ssl_proxies,
             access_logs: logs.logs,
+            extended_status: self.extended_status,
+            status_page,
         })
     }
 

@@ -125,8 +125,8 @@ where
         match request::handle(
             &mut client,
             head,
-            generation,
-            &current.logs,
+            &current,
+            &shared,
             facts,
             tls.as_ref(),
             visit.as_ref(),
@@ -234,6 +234,7 @@ where
         busy,
         log,
         frames,
+        tunnel: info,
     } = start;
     // Bytes that arrived with the heads go first (S54).
     if !client.buf.is_empty() {
@@ -259,7 +260,7 @@ where
     let parker = shared.parker();
     Some(park::TunnelTask::start(
         tunnel,
-        park::Life::new(shared, guard, slot, busy, log),
+        park::Life::new(shared, guard, slot, busy, info, log),
         parker,
     ))
 }

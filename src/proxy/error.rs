@@ -46,6 +46,33 @@ pub enum ProxyError {
     TlsNotEnabled,
 }
 
+impl ProxyError {
+    /// The cause an upgrade request that failed this way is counted under.
+    pub fn upgrade_cause(&self) -> crate::ops::stats::Upgrade {
+        use crate::ops::stats::Upgrade;
+        match self {
+            ProxyError::BadRequest(_)
+            | ProxyError::BodyTooLarge
+            | ProxyError::ClientIo(_)
+            | ProxyError::ClientTimeout => Upgrade::ClientError,
+            ProxyError::Dns(..)
+            | ProxyError::Connect(_)
+            | ProxyError::PoolExhausted
+            | ProxyError::NoMember(_)
+            | ProxyError::TlsHandshake(_)
+            | ProxyError::TlsNotEnabled => Upgrade::ConnectError,
+            ProxyError::BackendTimeout => Upgrade::Timeout,
+            ProxyError::BackendClosed
+            | ProxyError::BackendIo(_)
+            | ProxyError::BadResponse(_)
+            | ProxyError::NotHttp1
+            | ProxyError::BackendBareCr
+            | ProxyError::BadUpgrade(_)
+            | ProxyError::TooManyInterim => Upgrade::BackendError,
+        }
+    }
+}
+
 /// A request that could not be proxied: what went wrong, and whether the
 /// client has already had (part of) an answer, so that it gets no second.
 #[derive(Debug)]

@@ -58,6 +58,8 @@ pub struct TunnelStart {
     pub log: Option<Box<super::logging::TunnelLog>>,
     /// A WebSocket whose frames are followed (`WsgateWebSocketFrames`).
     pub frames: bool,
+    /// What the status page's tunnel table shows, when one is configured.
+    pub tunnel: Option<crate::ops::tunnels::TunnelInfo>,
 }
 
 /// The backend one attempt goes to: the mapping's, or a balancer member.
@@ -227,6 +229,7 @@ pub async fn forward<D: Downstream>(
                 busy,
                 log: None,
                 frames: settings.frames && upgrade.eq_ignore_ascii_case("websocket"),
+                tunnel: config.status_page.then(|| tunnel_info(req, target, config)),
             })));
         }
         Err(unusable) => {
@@ -268,6 +271,25 @@ pub async fn forward<D: Downstream>(
     } else {
         Outcome::KeepAlive
     })
+}
+
+/// The tunnel as the status page lists it: the route is the balancer for
+/// a member, else the worker.
+fn tunnel_info(
+    req: &Request<'_>,
+    target: &Backend<'_>,
+    config: &crate::config::Config,
+) -> crate::ops::tunnels::TunnelInfo {
+    let backend = target.worker.name.to_string();
+    crate::ops::tunnels::TunnelInfo {
+        client: req.facts.peer,
+        vhost: req.server.server_name.clone(),
+        route: target.member.map_or_else(
+            || backend.clone(),
+            |m| config.balancer(m.balancer).name.clone(),
+        ),
+        backend,
+    }
 }
 
 /// How this request goes to this backend.

@@ -373,8 +373,8 @@ impl Stream {
         let outcome = request::handle(
             &mut down,
             head,
-            &generation,
-            &current.logs,
+            &current,
+            &self.shared,
             self.facts,
             Some(&self.tls),
             visit.as_ref(),
@@ -404,6 +404,7 @@ impl Stream {
             busy,
             log,
             frames,
+            tunnel: info,
         } = start;
         let Some(send) = down.send else {
             return;
@@ -423,7 +424,7 @@ impl Stream {
         }
         let backend = backend.into_io();
         let guard = super::server::stream_guard(&self.shared);
-        let life = park::Life::new(self.shared.clone(), guard, slot, busy, log);
+        let life = park::Life::new(self.shared.clone(), guard, slot, busy, info, log);
         let parker = self.shared.parker();
         let tunnel = Tunnel::new(client, backend, mode).tracking(frames);
         park::TunnelTask::start(tunnel, life, parker).await;

@@ -53,6 +53,8 @@ impl Visit {
 pub struct Trail<'g> {
     pub server: Option<&'g Server>,
     pub env: Env,
+    /// How an upgrade went, for the metrics.
+    pub upgrade: Option<crate::ops::stats::Upgrade>,
     /// Only when the configuration has access logs.
     pub log: Option<Box<LogTrail>>,
 }
@@ -70,6 +72,7 @@ impl Trail<'_> {
         Trail {
             server: None,
             env: Env::default(),
+            upgrade: None,
             log: (!config.access_logs.is_empty()).then(Box::default),
         }
     }

@@ -16,6 +16,8 @@
 //! * `tls` — TLS toward clients: the handshake and the server SNI selects;
 //!   `h2` serves the connections that chose HTTP/2 (ALPN), each stream
 //!   through `request` as an HTTP/1 request goes.
+//! * `handler` — the pages wsgate answers itself (`SetHandler`: the
+//!   status page, the metrics), from the live state.
 //! * `handover` — a new binary taking the listening sockets over
 //!   (`SIGUSR2`) while this one finishes its tunnels.
 //! * `tunnel`, `splice`, `park` — the byte tunnel after a 101, its
@@ -31,6 +33,7 @@ pub(crate) mod error;
 mod forward;
 mod frames;
 mod h2;
+mod handler;
 pub mod handover;
 mod header_rules;
 mod headers;

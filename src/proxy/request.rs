@@ -11,9 +11,11 @@ use std::time::Duration;
 use super::downstream::Downstream;
 use super::error::{Failure, ProxyError};
 use super::forward::{self, Backend, BodyState, ChosenMember, Outcome};
+use super::handler;
 use super::header_rules::{self, ConnFacts};
 use super::logging::{self, Trail, Visit, Watch};
 use super::plan::{self, Local};
+use super::server::{Current, Shared};
 use super::tls::{self, TlsFacts};
 use crate::balancer::{self, Busy};
 use crate::config::model::balancer::Balancer;
@@ -21,22 +23,28 @@ use crate::config::WorkerRef;
 use crate::http::body::Framing;
 use crate::http::write::{local_answer, LocalAnswer};
 use crate::http::{canonical_reason, RequestHead, Version};
-use crate::ops::access::{ConnStatus, Sinks};
+use crate::ops::access::ConnStatus;
+use crate::ops::stats::Upgrade;
 use crate::route::{self, Decision, Mapped, PathError};
 use crate::rules::Env;
 use crate::upstream::Generation;
 
-/// Handles one request whose head has been read, and writes its access
-/// log lines (a tunnel's are written when it ends).
+/// Handles one request whose head has been read: counts it (mod_status,
+/// the metrics) and writes its access log lines (a tunnel's are written
+/// when it ends).
 pub async fn handle<D: Downstream>(
     client: &mut D,
     mut head: RequestHead,
-    generation: &Arc<Generation>,
-    sinks: &Sinks,
+    current: &Current,
+    shared: &Shared,
     facts: ConnFacts,
     tls: Option<&TlsFacts>,
     visit: Option<&Visit>,
 ) -> Outcome {
+    shared.stats.request();
+    let started = std::time::Instant::now();
+    let upgrade = head.headers.get_str("upgrade").is_some();
+    let generation = &current.generation;
     let config = &generation.config;
     let mut watch = Watch::new(client, config);
     let mut trail = Trail::new(config);
@@ -46,12 +54,24 @@ pub async fn handle<D: Downstream>(
     let mut outcome = match checks(&mut head, generation, facts, tls) {
         Err(local) => answer_local(&mut watch, local, config.timeout).await,
         Ok(close_after) => {
-            match route_and_forward(&mut watch, &mut head, generation, facts, &mut trail).await {
+            match route_and_forward(&mut watch, &mut head, generation, facts, &mut trail, shared)
+                .await
+            {
                 Outcome::KeepAlive if close_after => Outcome::Close,
                 other => other,
             }
         }
     };
+    let took = started.elapsed();
+    shared.stats.add_duration(took);
+    if upgrade {
+        shared
+            .stats
+            .upgrade(trail.upgrade.unwrap_or(Upgrade::NotProxied));
+        if trail.upgrade == Some(Upgrade::Switched) {
+            shared.stats.handshake.observe(took);
+        }
+    }
     let (Some(seen), Some(log), Some(visit)) = (watch.seen.as_deref(), trail.log.as_deref(), visit)
     else {
         return outcome;
@@ -66,7 +86,7 @@ pub async fn handle<D: Downstream>(
     };
     let done = logging::Done {
         config,
-        sinks,
+        sinks: &current.logs,
         head: Some(&head),
         line: None,
         line_fields: &[],
@@ -154,6 +174,7 @@ async fn route_and_forward<'g, D: Downstream>(
     generation: &'g Arc<Generation>,
     facts: ConnFacts,
     trail: &mut Trail<'g>,
+    shared: &Shared,
 ) -> Outcome {
     let config = &generation.config;
     let t = config.timeout;
@@ -218,6 +239,18 @@ async fn route_and_forward<'g, D: Downstream>(
         Decision::Status(status) => {
             return write_answer(client, &answer(head, env, status, true), t).await
         }
+        Decision::Denied => {
+            tracing::error!(peer = %facts.peer, "AH01630: client denied by server configuration: {}", head.target);
+            return write_answer(client, &answer(head, env, 403, close), t).await;
+        }
+        Decision::Handler(h) => {
+            let place = handler::Place {
+                server_name: &server.server_name,
+                local: facts.local,
+                framing,
+            };
+            return handler::serve(client, head, h, shared, generation, place, close).await;
+        }
     };
     header_rules::fixups(head, cx, &mapped.settings.location_rules, env);
     let req = forward::Request {
@@ -238,9 +271,16 @@ async fn route_and_forward<'g, D: Downstream>(
         });
     }
     match result {
-        Ok(outcome) => outcome,
+        Ok(outcome) => {
+            trail.upgrade = Some(match outcome {
+                Outcome::Tunnel(_) => Upgrade::Switched,
+                _ => Upgrade::Refused,
+            });
+            outcome
+        }
         Err(failure) => {
             let e = &failure.error;
+            trail.upgrade = Some(e.upgrade_cause());
             if e.is_backend() {
                 tracing::error!(peer = %facts.peer, route = %mapped.name(config), "{e}");
             } else {

@@ -59,6 +59,8 @@ pub struct Shared {
     /// for every generation.
     runtime: Runtime,
     pub stats: Stats,
+    /// The open tunnels, when a status page shows them.
+    pub tunnels: crate::ops::tunnels::Tunnels,
     shutdown: watch::Sender<bool>,
     drained: Notify,
     limit: Option<Arc<Semaphore>>,
@@ -102,6 +104,10 @@ impl ConnGuard {
     /// Counts a connection in until the guard is dropped.
     fn new(shared: &Arc<Shared>, permit: Option<OwnedSemaphorePermit>) -> ConnGuard {
         shared.stats.connections.fetch_add(1, Ordering::AcqRel);
+        shared
+            .stats
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
         ConnGuard {
             shared: shared.clone(),
             _permit: permit,
@@ -243,6 +249,7 @@ impl Handle {
             current: ArcSwap::from_pointee(current),
             runtime,
             stats: Stats::default(),
+            tunnels: Default::default(),
             shutdown,
             drained: Notify::new(),
             limit,
@@ -325,6 +332,7 @@ impl Handle {
         let current = Current::new(self.shared.runtime.bind(config), &self.shared.access);
         let checks = health::start(&current.generation);
         self.shared.current.store(Arc::new(current));
+        self.shared.stats.reloaded();
         for task in std::mem::replace(
             &mut *self.health_checks.lock().unwrap_or_else(|p| p.into_inner()),
             checks,

@@ -7,6 +7,7 @@
 //! order (the main server's before a vhost's), the first match winning; `!`
 //! stops the search.
 
+pub mod access;
 mod path;
 
 use std::borrow::Cow;
@@ -23,6 +24,7 @@ use crate::http::{
     host_name, host_without_port, parse_target_url, FieldValue, TargetUrl, Text, UrlError,
 };
 use crate::rewrite::{self, Outcome};
+use access::Access;
 pub use path::{encode_path, normalize, PathError, RequestPath};
 
 /// What to do with a request.
@@ -42,6 +44,11 @@ pub enum Decision<'c> {
     },
     /// A rewrite rule's status (`[F]`, `[G]`, `R=4xx`, a safety check).
     Status(u16),
+    /// `Require` refused the client: 403.
+    Denied,
+    /// Nothing proxies the request and its `<Location>` names a page
+    /// wsgate answers itself (`SetHandler`).
+    Handler(crate::config::model::authz::Handler),
 }
 
 /// A request mapped to a backend.
@@ -172,8 +179,25 @@ impl Request<'_> {
     }
 }
 
-/// Maps a request on `server` (of `config`): rewrite rules, then ProxyPass.
+/// Maps a request on `server` (of `config`): rewrite rules, then ProxyPass,
+/// then access control and local handlers (`access`).
 pub fn decide<'c>(config: &'c Config, server: &'c Server, req: &Request<'_>) -> Decision<'c> {
+    let (decision, access) = mapping(config, server, req);
+    access::checked(
+        config,
+        decision,
+        access,
+        req.method,
+        req.remote.ip(),
+        req.local.ip(),
+    )
+}
+
+fn mapping<'c>(
+    config: &'c Config,
+    server: &'c Server,
+    req: &Request<'_>,
+) -> (Decision<'c>, Access<'c>) {
     // RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored, also when
     // legacy mode picks routes by it.
     let has_upgrade = req.header("upgrade").is_some() && req.version != "HTTP/1.0";
@@ -181,6 +205,7 @@ pub fn decide<'c>(config: &'c Config, server: &'c Server, req: &Request<'_>) -> 
         return map(config, server, req.path, has_upgrade);
     }
     let vars = RewriteVars { req, server };
+    let original = || settings_for(server, req.path).2;
     match rewrite::apply(&server.rewrite, &req.path.decoded, &vars) {
         Outcome::Unchanged => map(config, server, req.path, has_upgrade),
         Outcome::PassThrough { path, query } => {
@@ -197,11 +222,16 @@ pub fn decide<'c>(config: &'c Config, server: &'c Server, req: &Request<'_>) -> 
             url,
             query,
             noescape,
-        } => proxy_from_rewrite(config, server, req.path, &url, query, noescape),
-        Outcome::Redirect { status, location } => Decision::Redirect { status, location },
-        Outcome::Status(s) => Decision::Status(s),
+        } => (
+            proxy_from_rewrite(config, server, req.path, &url, query, noescape),
+            original(),
+        ),
+        Outcome::Redirect { status, location } => {
+            (Decision::Redirect { status, location }, Access::default())
+        }
+        Outcome::Status(s) => (Decision::Status(s), Access::default()),
         // S166: a rewrite to a local path never serves a file.
-        Outcome::Local => Decision::NotFound,
+        Outcome::Local => (Decision::NotFound, original()),
     }
 }
 
@@ -372,7 +402,7 @@ fn proxy_from_rewrite<'c>(
         ),
         None => (WorkerRef::Generic, false),
     };
-    let (settings, _) = settings_for(server, original);
+    let (settings, _, _) = settings_for(server, original);
     Decision::Proxy(Mapped {
         backend: Backend::Single {
             worker,
@@ -412,7 +442,7 @@ fn balancer_from_rewrite<'c>(
         out.push('?');
         out.push_str(q);
     }
-    let (mut settings, _) = settings_for(server, original);
+    let (mut settings, _, _) = settings_for(server, original);
     if !balancer.rules.is_empty() {
         settings.location_rules.push(&balancer.rules);
     }
@@ -433,12 +463,14 @@ type LocationHit<'c, 'p> = (
     &'c LocationMatcher,
 );
 
-/// The server's settings with every matching `<Location>` applied, and the
-/// ProxyPass of the last matching one that has one.
+/// The server's settings with every matching `<Location>` applied, the
+/// ProxyPass of the last matching one that has one, and what the last
+/// ones with `Require` and `SetHandler` say.
 fn settings_for<'c, 'p>(
     server: &'c Server,
     path: &'p RequestPath,
-) -> (Settings<'c>, Option<LocationHit<'c, 'p>>) {
+) -> (Settings<'c>, Option<LocationHit<'c, 'p>>, Access<'c>) {
+    let mut access = Access::default();
     let mut settings = Settings {
         preserve_host: server.settings.preserve_host,
         add_headers: server.settings.add_headers,
@@ -455,6 +487,12 @@ fn settings_for<'c, 'p>(
             LocationMatcher::Regex(r) => captures_if_match(r, &path.decoded).map(Some),
         };
         let Some(captures) = captures else { continue };
+        if let Some(r) = &loc.require {
+            access.require = Some(r);
+        }
+        if let Some(h) = loc.handler {
+            access.handler = Some(h);
+        }
         if let Some(v) = loc.preserve_host {
             settings.preserve_host = v;
         }
@@ -479,7 +517,7 @@ fn settings_for<'c, 'p>(
             location_pass = Some((&pass.target, prefix_len, captures, &loc.matcher));
         }
     }
-    (settings, location_pass)
+    (settings, location_pass, access)
 }
 
 /// ProxyPass mapping (after rewriting). `has_upgrade` says whether the client
@@ -490,8 +528,22 @@ fn map<'c>(
     server: &'c Server,
     path: &RequestPath,
     has_upgrade: bool,
+) -> (Decision<'c>, Access<'c>) {
+    let (settings, location_pass, access) = settings_for(server, path);
+    (
+        map_with(config, server, path, has_upgrade, settings, location_pass),
+        access,
+    )
+}
+
+fn map_with<'c>(
+    config: &'c Config,
+    server: &'c Server,
+    path: &RequestPath,
+    has_upgrade: bool,
+    settings: Settings<'c>,
+    location_pass: Option<LocationHit<'c, '_>>,
 ) -> Decision<'c> {
-    let (settings, location_pass) = settings_for(server, path);
     if let Some((target, prefix_len, captures, matcher)) = location_pass {
         match target {
             Target::Exclude => return Decision::NotFound,

@@ -70,7 +70,30 @@ pub(crate) fn describe(cfg: &Config, d: Decision<'_>) -> String {
         Decision::BadTarget => "400".into(),
         Decision::Redirect { status, location } => format!("{status} {location}"),
         Decision::Status(s) => s.to_string(),
+        Decision::Denied => "403 denied".into(),
+        Decision::Handler(h) => format!("handler {}", h.name()),
     }
+}
+
+#[test]
+fn a_proxypass_that_matches_wins_over_sethandler() {
+    let c = config(
+        "ProxyPass / http://b/\n<Location /server-status>\nSetHandler server-status\n</Location>\n<Location /s2>\nSetHandler server-status\nProxyPass !\n</Location>\n<Location /s2/none>\nSetHandler none\n</Location>\n",
+    );
+    assert_eq!(map(&c, "/server-status"), "http://b/server-status");
+    assert_eq!(map(&c, "/s2"), "handler server-status");
+    assert_eq!(map(&c, "/s2/x?auto"), "handler server-status");
+    assert_eq!(map(&c, "/s2/none"), "404");
+}
+
+#[test]
+fn require_refuses_before_mapping_and_handlers() {
+    let c = config(
+        "ProxyPass /a/ http://b/\n<Location /a/x>\nRequire ip 10.1\n</Location>\n<Location /s>\nSetHandler server-status\nRequire all denied\n</Location>\n<Location /a/x/y>\nRequire local\n</Location>\n",
+    );
+    assert_eq!(map(&c, "/a/x/1"), "403 denied");
+    assert_eq!(map(&c, "/a/x/y/1"), "http://b/x/y/1");
+    assert_eq!(map(&c, "/s"), "403 denied");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! across configurations (a fresh semaphore per configuration would let
 //! `max=` connections through per reload).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,40 @@ use tokio::sync::Notify;
 pub struct Limit {
     counts: Mutex<Counts>,
     freed: Notify,
+    /// The worker's tunnels, for the metrics: every tunnel holds a slot
+    /// for its life, so its slot counts it at no cost per tunnel.
+    pub tunnels: TunnelCounts,
+}
+
+/// A worker's tunnels: open, opened, and bytes moved by those that ended.
+#[derive(Debug, Default)]
+pub struct TunnelCounts {
+    pub open: AtomicU64,
+    pub total: AtomicU64,
+    /// Client to backend.
+    pub bytes_up: AtomicU64,
+    /// Backend to client.
+    pub bytes_down: AtomicU64,
+}
+
+impl Slot {
+    /// This slot's connection became a tunnel.
+    pub fn tunnel_opened(&self) {
+        let t = &self.limit.tunnels;
+        t.open.fetch_add(1, Ordering::Relaxed);
+        t.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Its tunnel ended (before the slot is given back).
+    pub fn tunnel_closed(&self) {
+        self.limit.tunnels.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn tunnel_bytes(&self, up: u64, down: u64) {
+        let t = &self.limit.tunnels;
+        t.bytes_up.fetch_add(up, Ordering::Relaxed);
+        t.bytes_down.fetch_add(down, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +85,7 @@ impl Limit {
                 taken: 0,
             }),
             freed: Notify::new(),
+            tunnels: TunnelCounts::default(),
         })
     }
 

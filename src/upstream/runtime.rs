@@ -96,7 +96,35 @@ pub struct WorkerView<'g> {
 static GENERIC_PARAMS: std::sync::LazyLock<WorkerParams> =
     std::sync::LazyLock::new(WorkerParams::generic);
 
+/// A random nonce in the shape Apache's balancer manager uses (a UUID).
+fn nonce() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    // A nonce that is not random would only let a cross-site form guess
+    // it; the Referer check still stands.
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 impl Generation {
+    /// The state of a configured worker (for the metrics).
+    pub fn worker_state(&self, idx: crate::config::WorkerIdx) -> &Arc<WorkerState> {
+        &self.workers[idx.0]
+    }
+
+    /// The default worker's state (`[P]` rules to urls no ProxyPass names).
+    pub fn generic_state(&self) -> &Arc<WorkerState> {
+        &self.generic
+    }
+
     /// A configured worker, or the generic one for a request to `url`.
     pub fn worker<'g>(&'g self, r: WorkerRef, url: &TargetUrl) -> WorkerView<'g> {
         match r {
@@ -183,7 +211,9 @@ impl Runtime {
                             state
                         })
                         .collect();
-                    BalancerState::new(members)
+                    let mut state = BalancerState::new(members);
+                    state.nonce = nonce();
+                    state
                 })
                 .collect()
         };

@@ -42,6 +42,9 @@ pub struct Balancer {
     pub members: Vec<Member>,
     /// Header and environment rules of its `<Proxy>` section.
     pub rules: super::headers::Rules,
+    /// `Require` in its `<Proxy>` section: applies to requests proxied to
+    /// it unless a matching `<Location>` has its own.
+    pub require: Option<super::authz::Require>,
 }
 
 impl Balancer {

@@ -6,6 +6,7 @@
 //! here — a worker's [`WorkerId`], a member's
 //! [`MemberId`](balancer::MemberId) — and keeps them across reloads.
 
+pub mod authz;
 pub mod balancer;
 pub mod headers;
 pub mod log;
@@ -60,6 +61,11 @@ pub struct Config {
     /// Every access log of every server (`CustomLog`, `TransferLog`,
     /// `GlobalLog`): servers name theirs by index.
     pub access_logs: Vec<log::AccessLog>,
+    /// `ExtendedStatus` (On unless set Off, as with mod_status loaded).
+    pub extended_status: bool,
+    /// Some `<Location>` serves `server-status`: open tunnels are entered
+    /// in the table it shows (nothing is kept per tunnel otherwise).
+    pub status_page: bool,
 }
 
 impl Config {
@@ -260,6 +266,11 @@ pub struct Location {
     pub fallback_to_http: Option<bool>,
     pub frames: Option<bool>,
     pub reverse: Vec<ReverseRule>,
+    /// `Require` lines and sections: replace those of earlier matching
+    /// sections (Apache's `AuthMerging Off`).
+    pub require: Option<authz::Require>,
+    /// `SetHandler`.
+    pub handler: Option<authz::Handler>,
     pub origin: Origin,
 }
 
