@@ -8,7 +8,9 @@
 
 use super::error::{self, ConfigError};
 use super::lexer::Node;
-use super::{accesslog, balancer, core, headers, http2, proxy, require, rewrite, ssl, At, Builder};
+use super::{
+    accesslog, balancer, core, headers, http2, liveness, proxy, require, rewrite, ssl, At, Builder,
+};
 
 /// Where a directive is written.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -256,6 +258,9 @@ pub const DIRECTIVES: &[Directive] = &[
     one("SSLProxyCheckPeerName", "mod_ssl", SERVER_VHOST, "SSLProxyCheckPeerName On|Off", "check the backend certificate's name", ssl::ssl_proxy),
     unlisted(one("SSLProxyCheckPeerCN", "mod_ssl", SERVER_VHOST, "SSLProxyCheckPeerCN On|Off", "the older name of SSLProxyCheckPeerName", ssl::ssl_proxy)),
     one("SSLProxyCheckPeerExpire", "mod_ssl", SERVER_VHOST, "SSLProxyCheckPeerExpire On|Off", "check the backend certificate's dates", ssl::ssl_proxy),
+    // wsgate's liveness extensions
+    line("WsgateTCPKeepAlive", "wsgate", SERVER_VHOST, "WsgateTCPKeepAlive [client|backend] IDLE INTERVAL COUNT|Off", "(extension, inside <IfModule wsgate_module>) TCP keepalive on the server's client connections and backend connections (both without a side): the first probe after IDLE seconds of silence, then every INTERVAL, closed after COUNT unanswered", liveness::tcp_keepalive),
+    line("WsgateTCPUserTimeout", "wsgate", SERVER_VHOST, "WsgateTCPUserTimeout [client|backend] TIME|Off", "(extension, inside <IfModule wsgate_module>) TCP_USER_TIMEOUT: a connection whose sent bytes stay unacknowledged, or whose peer's window stays shut, for TIME is closed", liveness::tcp_user_timeout),
     // mod_rewrite
     not_per_directory(line("RewriteEngine", "mod_rewrite", SERVER_VHOST, "RewriteEngine On|Off", "runs the rewrite rules (inherited by vhosts)", rewrite::rewrite)),
     not_per_directory(line("RewriteOptions", "mod_rewrite", SERVER_VHOST, "RewriteOptions Inherit|InheritBefore", "a vhost runs the main server's rules too", rewrite::rewrite)),

@@ -17,6 +17,7 @@ pub use accesslog::{parse_format, split_command};
 pub(crate) mod http2;
 pub(crate) mod include;
 pub(crate) mod lexer;
+pub(crate) mod liveness;
 pub mod model;
 mod ocsp;
 pub(crate) mod proxy;
@@ -114,6 +115,7 @@ pub(crate) struct ServerDraft {
     ssl: ssl::SslDraft,
     tls: ssl::TlsDraft,
     http2: http2::Http2Draft,
+    liveness: liveness::LivenessDraft,
     rewrite: rewrite::RewriteDraft,
     rules: model::headers::Rules,
     reverse: Vec<ReverseRule>,
@@ -139,6 +141,7 @@ impl ServerDraft {
             ssl: ssl::SslDraft::default(),
             tls: ssl::TlsDraft::default(),
             http2: http2::Http2Draft::default(),
+            liveness: liveness::LivenessDraft::default(),
             rewrite: rewrite::RewriteDraft::default(),
             rules: model::headers::Rules::default(),
             reverse: Vec::new(),
@@ -447,6 +450,7 @@ struct MainParts {
     headers: model::headers::Rules,
     rewrite: Vec<model::rewrite::Rule>,
     http2: http2::Http2Draft,
+    liveness: liveness::LivenessDraft,
 }
 
 impl MainParts {
@@ -469,6 +473,7 @@ impl MainParts {
             headers: std::mem::take(&mut main.rules),
             rewrite: std::mem::take(&mut main.rewrite.rules),
             http2: main.http2.clone(),
+            liveness: main.liveness.clone(),
         }
     }
 
@@ -528,6 +533,7 @@ impl MainParts {
             tls,
             http2: draft.http2.resolve(&self.http2),
             access_logs: Vec::new(),
+            liveness: draft.liveness.resolve(&self.liveness),
             origin: draft.origin,
         }
     }
@@ -553,6 +559,7 @@ impl MainParts {
             tls,
             http2: self.http2.resolve(&http2::Http2Draft::default()),
             access_logs: Vec::new(),
+            liveness: self.liveness.resolve(&liveness::LivenessDraft::default()),
             origin: None,
         }
     }

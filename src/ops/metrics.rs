@@ -91,6 +91,13 @@ pub fn render(stats: &Stats, generation: &Generation) -> String {
     );
     single(
         &mut o,
+        "wsgate_tunnels_dead_peer_total",
+        "counter",
+        "Tunnels closed because a peer stopped answering (TCP keepalive or WsgateTCPUserTimeout).",
+        get(&stats.dead_peers),
+    );
+    single(
+        &mut o,
         "wsgate_reloads_total",
         "counter",
         "Configuration reloads.",

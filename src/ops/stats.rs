@@ -33,6 +33,9 @@ pub struct Stats {
     pub handshake: Histogram,
     /// How long tunnels lived, counted when they end.
     pub tunnel_life: Histogram,
+    /// Tunnels closed because a peer stopped answering (TCP keepalive or
+    /// `TCP_USER_TIMEOUT`).
+    pub dead_peers: AtomicU64,
 }
 
 /// How an upgrade request ended.
@@ -144,6 +147,7 @@ impl Default for Stats {
             upgrades: Default::default(),
             handshake: Histogram::new(HANDSHAKE_BOUNDS),
             tunnel_life: Histogram::new(TUNNEL_LIFE_BOUNDS),
+            dead_peers: AtomicU64::new(0),
         }
     }
 }
@@ -156,6 +160,10 @@ impl Stats {
 
     pub fn tunnel_closed(&self) {
         self.tunnels.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn dead_peer(&self) {
+        self.dead_peers.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn add_tunnel_bytes(&self, up: u64, down: u64) {

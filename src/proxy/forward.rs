@@ -20,7 +20,7 @@ use super::tunnel;
 use super::upgrade::Plan;
 use crate::balancer::{self, Busy};
 use crate::config::model::balancer::BalancerIdx;
-use crate::config::{Server, SslIdx, WorkerParams};
+use crate::config::{Server, SslIdx, TcpLiveness, WorkerParams};
 use crate::http::body::{self, Encoding, Framing};
 use crate::http::h1::{self, ResponseError, RESPONSE_FIELD_SIZE};
 use crate::http::write::local_answer;
@@ -176,6 +176,7 @@ pub async fn forward<D: Downstream>(
         fully_buffered,
         key: key.as_ref(),
         ssl: settings.base.ssl_proxy,
+        liveness: req.server.liveness.backend,
     };
     let (mut backend, slot, first) = open(target, &plan, &opened, generation, t).await?;
     let mut response = first.map(|r| r.map_err(Failure::before)).transpose()?;
@@ -485,6 +486,8 @@ struct Open<'a> {
     key: Option<&'a PoolKey>,
     /// The server's `SSLProxy*`, for a TLS backend.
     ssl: SslIdx,
+    /// The server's backend-side keepalive and user timeout.
+    liveness: TcpLiveness,
 }
 
 type Opened = (
@@ -511,7 +514,7 @@ async fn open(
     loop {
         let conn = match pooled.take() {
             Some(c) => c,
-            None => connect(target, plan, generation, o.ssl, t).await?,
+            None => connect(target, plan, generation, o, t).await?,
         };
         let reused = conn.reused;
         // A connection that may serve more requests keeps one timer for
@@ -556,7 +559,7 @@ async fn connect(
     target: &Backend<'_>,
     plan: &RequestPlan<'_>,
     generation: &Generation,
-    ssl: SslIdx,
+    o: &Open<'_>,
     t: Timeouts,
 ) -> Result<BackendConn, Failure> {
     let worker = &target.worker;
@@ -569,7 +572,7 @@ async fn connect(
     let tls = match &plan.sni {
         Some(sni) => {
             let client = generation
-                .tls(ssl)
+                .tls(o.ssl)
                 .cloned()
                 .ok_or(Failure::before(ProxyError::TlsNotEnabled))?;
             let name = ServerName::try_from(sni.clone()).map_err(|_| {
@@ -588,6 +591,7 @@ async fn connect(
         tls,
         connect_timeout: t.connect,
         keepalive: worker.params.keepalive,
+        liveness: o.liveness,
         network: &generation.network,
     })
     .await

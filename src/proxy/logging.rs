@@ -290,6 +290,7 @@ fn how_it_ended(s: &Summary) -> (&'static str, &'static str) {
         },
         End::IdleTimeout => ("idle-timeout", "proxy"),
         End::Failed(w) => ("reset", who(w)),
+        End::PeerTimedOut(w) => ("dead-peer", who(w)),
         End::Shutdown => ("shutdown", "proxy"),
         End::Drain => ("drain", "proxy"),
     }

@@ -106,6 +106,15 @@ impl Life {
     }
 
     fn finish(mut self, summary: Summary) {
+        if let End::PeerTimedOut(side) = summary.end {
+            self.shared.stats.dead_peer();
+            tracing::info!(
+                ?side,
+                up = summary.bytes_up,
+                down = summary.bytes_down,
+                "tunnel closed: a peer stopped answering (TCP keepalive or WsgateTCPUserTimeout)"
+            );
+        }
         let age = self.age();
         if let Some(log) = self.log.take() {
             log.finish(&summary);

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use super::connection::{self, ConnFacts};
 use super::park::{self, Parker};
 use super::tls::{self, Edge, Handshake, TlsFacts};
-use crate::config::Config;
+use crate::config::{Config, TcpLiveness};
 use crate::ops::access::{AccessLogs, Sinks};
 use crate::ops::Stats;
 use crate::upstream::memory::MemoryNet;
@@ -531,16 +531,28 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         };
         let current = shared.current();
         let config = &current.generation.config;
+        // The server the address selects before a Host is read: its
+        // client-side socket options, and whether it speaks h2c.
+        let server = crate::route::select_server(config, local, None);
+        client_liveness(&stream, &server.liveness.client, peer);
         if tls::tls_server(config, local).is_some() {
             spawn_tls_connection(&shared, current, stream, facts, permit);
-        } else if crate::route::select_server(config, local, None)
-            .http2
-            .cleartext
-        {
+        } else if server.http2.cleartext {
             spawn_cleartext(&shared, current, stream, facts, permit);
         } else {
             spawn_connection(&shared, stream, facts, None, permit);
         }
+    }
+}
+
+/// `WsgateTCPKeepAlive` and `WsgateTCPUserTimeout` on a client connection,
+/// when set (best effort: a failure only loses probes).
+fn client_liveness(stream: &TcpStream, liveness: &TcpLiveness, peer: SocketAddr) {
+    if *liveness == TcpLiveness::default() {
+        return;
+    }
+    if let Err(e) = crate::upstream::liveness::apply(stream.as_fd(), liveness, false) {
+        tracing::warn!(%peer, "TCP keepalive or user timeout not set: {e}");
     }
 }
 

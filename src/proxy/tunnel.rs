@@ -68,10 +68,25 @@ pub enum End {
     /// Bytes from this side failed to move (reset, broken pipe), or wsgate
     /// could not go on with the tunnel.
     Failed(Who),
+    /// This side stopped answering: TCP keepalive probes or
+    /// `TCP_USER_TIMEOUT` gave up on a socket of its direction
+    /// (`ETIMEDOUT`).
+    PeerTimedOut(Who),
     /// The server stopped with the tunnel open.
     Shutdown,
     /// Closed politely at a graceful stop: Close 1001 to both sides.
     Drain,
+}
+
+impl End {
+    /// How a tunnel ends when moving bytes from `side` failed with `e`.
+    fn failed(side: Who, e: &io::Error) -> End {
+        if e.kind() == io::ErrorKind::TimedOut {
+            End::PeerTimedOut(side)
+        } else {
+            End::Failed(side)
+        }
+    }
 }
 
 /// A tunnel's side, or wsgate itself.
@@ -655,7 +670,8 @@ where
             .poll_copy(cx, &mut self.backend, &mut self.client, up_done, fd, false);
         let (up, down) = match (up, down) {
             (Poll::Ready(Ok(u)), Poll::Ready(Ok(d))) => (u, d),
-            (Poll::Ready(Err(_)), _) => return Poll::Ready(End::Failed(Who::Client)),
+            (Poll::Ready(Err(e)), _) => return Poll::Ready(End::failed(Who::Client, &e)),
+            (_, Poll::Ready(Err(e))) => return Poll::Ready(End::failed(Who::Backend, &e)),
             _ => return Poll::Ready(End::Failed(Who::Backend)),
         };
         if self.first_fin.is_none() {

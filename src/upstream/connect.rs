@@ -137,7 +137,10 @@ pub struct ConnectSpec<'a> {
     pub addresses: &'a Addresses,
     pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     pub connect_timeout: Duration,
+    /// The worker's `keepalive=On`.
     pub keepalive: bool,
+    /// The backend side of the request's server's liveness settings.
+    pub liveness: crate::config::TcpLiveness,
     pub network: &'a Network,
 }
 
@@ -162,8 +165,16 @@ pub async fn connect(spec: &ConnectSpec<'_>) -> Result<BackendStream, ConnectErr
         Err(_) => return Err(ConnectError::Refused("connect timed out".into())),
     };
     let _ = tcp.set_nodelay(true);
-    if spec.keepalive {
-        set_keepalive(&tcp);
+    if spec.keepalive || spec.liveness != crate::config::TcpLiveness::default() {
+        // Best effort, as Apache's keepalive=On: a failure only loses probes.
+        use std::os::fd::AsFd;
+        if let Err(e) = super::liveness::apply(tcp.as_fd(), &spec.liveness, spec.keepalive) {
+            tracing::warn!(
+                "{}:{}: TCP keepalive or user timeout not set: {e}",
+                spec.host,
+                spec.port
+            );
+        }
     }
     let Some((config, name)) = &spec.tls else {
         return Ok(BackendStream::Plain(tcp));
@@ -232,9 +243,4 @@ async fn connect_memory(
         }
     }
     Err(refused(last))
-}
-
-fn set_keepalive(tcp: &TcpStream) {
-    // Best effort, like Apache's keepalive=On: a failure only loses probes.
-    let _ = socket2::SockRef::from(tcp).set_keepalive(true);
 }

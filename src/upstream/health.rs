@@ -96,6 +96,7 @@ async fn probe(
         tls,
         connect_timeout: timeout,
         keepalive: false,
+        liveness: Default::default(),
         network: &generation.network,
     };
     let mut stream = connect::connect(&spec).await.map_err(|e| e.to_string())?;

@@ -7,6 +7,7 @@
 pub(crate) mod connect;
 pub(crate) mod health;
 pub(crate) mod limit;
+pub mod liveness;
 pub mod memory;
 pub(crate) mod pool;
 pub(crate) mod resolve;

@@ -130,7 +130,40 @@ pub struct Server {
     /// The access logs its requests are written to, in
     /// [`Config::access_logs`].
     pub access_logs: Vec<usize>,
+    /// TCP keepalive and `TCP_USER_TIMEOUT` of its connections.
+    pub liveness: Liveness,
     pub origin: Option<Origin>,
+}
+
+/// How a server's connections find out that a peer is gone
+/// (`WsgateTCPKeepAlive`, `WsgateTCPUserTimeout`): on the client side for
+/// connections its address receives, on the backend side for connections
+/// its requests open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Liveness {
+    pub client: TcpLiveness,
+    pub backend: TcpLiveness,
+}
+
+/// One side's socket options; `None` leaves the system's behaviour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpLiveness {
+    /// `SO_KEEPALIVE` with these timings.
+    pub keepalive: Option<KeepAliveProbes>,
+    /// `TCP_USER_TIMEOUT`: how long sent data may stay unacknowledged (or
+    /// the peer's window shut) before the connection is closed.
+    pub user_timeout: Option<Duration>,
+}
+
+/// TCP keepalive timings (`TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAliveProbes {
+    /// Silence before the first probe (whole seconds).
+    pub idle: Duration,
+    /// Between unanswered probes (whole seconds).
+    pub interval: Duration,
+    /// Unanswered probes before the connection is closed.
+    pub count: u32,
 }
 
 /// HTTP/2 toward clients: offered by ALPN on TLS when `Protocols` lists

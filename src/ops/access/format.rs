@@ -82,7 +82,7 @@ pub struct TunnelEnd {
     /// Client to backend, and back.
     pub up: u64,
     pub down: u64,
-    /// `client-fin`, `backend-fin`, `idle-timeout`, `reset`, `shutdown`…
+    /// `client-fin`, `backend-fin`, `idle-timeout`, `reset`, `dead-peer`, `shutdown`…
     pub close: &'static str,
     /// `client`, `backend` or `proxy`.
     pub closed_by: &'static str,
