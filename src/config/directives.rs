@@ -9,7 +9,8 @@
 use super::error::{self, ConfigError};
 use super::lexer::Node;
 use super::{
-    accesslog, balancer, core, headers, http2, liveness, proxy, require, rewrite, ssl, At, Builder,
+    accesslog, balancer, core, headers, http2, liveness, proxy, remoteip, require, rewrite, ssl,
+    At, Builder,
 };
 
 /// Where a directive is written.
@@ -258,6 +259,9 @@ pub const DIRECTIVES: &[Directive] = &[
     one("SSLProxyCheckPeerName", "mod_ssl", SERVER_VHOST, "SSLProxyCheckPeerName On|Off", "check the backend certificate's name", ssl::ssl_proxy),
     unlisted(one("SSLProxyCheckPeerCN", "mod_ssl", SERVER_VHOST, "SSLProxyCheckPeerCN On|Off", "the older name of SSLProxyCheckPeerName", ssl::ssl_proxy)),
     one("SSLProxyCheckPeerExpire", "mod_ssl", SERVER_VHOST, "SSLProxyCheckPeerExpire On|Off", "check the backend certificate's dates", ssl::ssl_proxy),
+    // mod_remoteip
+    one("RemoteIPProxyProtocol", "mod_remoteip", SERVER_VHOST, "RemoteIPProxyProtocol On|Off", "clients of this server's addresses (the main server: every address) come through a balancer that sends the PROXY protocol (v1 or v2); the address it names is the client's", remoteip::proxy_protocol),
+    line("RemoteIPProxyProtocolExceptions", "mod_remoteip", SERVER_VHOST, "RemoteIPProxyProtocolExceptions NETWORK ...", "clients from these networks (address or CIDR) send no PROXY header", remoteip::exceptions),
     // wsgate's liveness extensions
     line("WsgateTCPKeepAlive", "wsgate", SERVER_VHOST, "WsgateTCPKeepAlive [client|backend] IDLE INTERVAL COUNT|Off", "(extension, inside <IfModule wsgate_module>) TCP keepalive on the server's client connections and backend connections (both without a side): the first probe after IDLE seconds of silence, then every INTERVAL, closed after COUNT unanswered", liveness::tcp_keepalive),
     line("WsgateTCPUserTimeout", "wsgate", SERVER_VHOST, "WsgateTCPUserTimeout [client|backend] TIME|Off", "(extension, inside <IfModule wsgate_module>) TCP_USER_TIMEOUT: a connection whose sent bytes stay unacknowledged, or whose peer's window stays shut, for TIME is closed", liveness::tcp_user_timeout),
@@ -299,6 +303,18 @@ const NOT_YET: &[(&str, &str)] = &[
     ("ProxyMatch", "mod_proxy (<ProxyMatch> sections)"),
     ("ProxyHCTemplate", "mod_proxy_hcheck (templates)"),
     ("RequestReadTimeout", "mod_reqtimeout"),
+    (
+        "RemoteIPHeader",
+        "mod_remoteip (client addresses from a header)",
+    ),
+    (
+        "RemoteIPTrustedProxy",
+        "mod_remoteip (client addresses from a header)",
+    ),
+    (
+        "RemoteIPInternalProxy",
+        "mod_remoteip (client addresses from a header)",
+    ),
     ("SSLCompression", "mod_ssl (compression)"),
     ("SSLSessionCache", "mod_ssl (session cache)"),
     ("SSLSessionCacheTimeout", "mod_ssl (session cache)"),

@@ -21,6 +21,7 @@ pub(crate) mod liveness;
 pub mod model;
 mod ocsp;
 pub(crate) mod proxy;
+pub(crate) mod remoteip;
 mod require;
 pub mod rewrite;
 pub(crate) mod ssl;
@@ -176,6 +177,7 @@ pub(crate) struct Builder {
     /// `GlobalLog` lines.
     global_logs: Vec<accesslog::LogLine>,
     extended_status: bool,
+    proxy_protocol: ProxyProtocol,
 }
 
 /// Builds the model from expanded directives; `main_file` is named in
@@ -202,6 +204,7 @@ pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, 
         workers: Workers::default(),
         global_logs: Vec::new(),
         extended_status: true,
+        proxy_protocol: ProxyProtocol::default(),
     };
     let mut main = std::mem::replace(&mut b.main, ServerDraft::new(ServerKey::Main));
     for node in &nodes {
@@ -390,6 +393,7 @@ impl Builder {
             access_logs: logs.logs,
             extended_status: self.extended_status,
             status_page,
+            proxy_protocol: self.proxy_protocol,
         })
     }
 

@@ -18,9 +18,14 @@ use crate::rules::{self, Env};
 /// The client connection's addresses, and whether it speaks TLS.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnFacts {
+    /// The client: the connection's peer, or the address a balancer's
+    /// PROXY protocol header named.
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub https: bool,
+    /// The balancer that named `peer` (the connection's own peer), when a
+    /// PROXY protocol header did.
+    pub via: Option<SocketAddr>,
 }
 
 /// What the rules read of a request besides its head and environment.

@@ -40,6 +40,7 @@ mod headers;
 mod logging;
 pub(crate) mod park;
 mod plan;
+pub mod proxy_protocol;
 mod record;
 mod request;
 pub mod server;

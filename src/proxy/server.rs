@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::connection::{self, ConnFacts};
 use super::park::{self, Parker};
+use super::proxy_protocol;
 use super::tls::{self, Edge, Handshake, TlsFacts};
 use crate::config::{Config, TcpLiveness};
 use crate::ops::access::{AccessLogs, Sinks};
@@ -224,6 +225,7 @@ impl Handle {
             peer,
             local,
             https: false,
+            via: None,
         };
         spawn_connection(&self.shared, server, facts, None, None);
         client
@@ -528,20 +530,44 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             peer,
             local,
             https: false,
+            via: None,
         };
         let current = shared.current();
         let config = &current.generation.config;
-        // The server the address selects before a Host is read: its
-        // client-side socket options, and whether it speaks h2c.
-        let server = crate::route::select_server(config, local, None);
-        client_liveness(&stream, &server.liveness.client, peer);
-        if tls::tls_server(config, local).is_some() {
-            spawn_tls_connection(&shared, current, stream, facts, permit);
-        } else if server.http2.cleartext {
-            spawn_cleartext(&shared, current, stream, facts, permit);
+        if config.proxy_protocol.applies(local, peer) {
+            // The balancer's header first, in the connection's own task.
+            let (shared, timeout) = (shared.clone(), config.timeout);
+            let mut stream = stream;
+            tokio::spawn(async move {
+                if let Some(facts) = proxy_protocol::accept(&mut stream, facts, timeout).await {
+                    dispatch(&shared, current, stream, facts, permit);
+                }
+            });
         } else {
-            spawn_connection(&shared, stream, facts, None, permit);
+            dispatch(&shared, current, stream, facts, permit);
         }
+    }
+}
+
+/// Starts serving an accepted connection: TLS, h2c or HTTP/1, as the
+/// server its address selects (before a Host is read) says, with that
+/// server's client-side socket options.
+fn dispatch(
+    shared: &Arc<Shared>,
+    current: Arc<Current>,
+    stream: TcpStream,
+    facts: ConnFacts,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let config = &current.generation.config;
+    let server = crate::route::select_server(config, facts.local, None);
+    client_liveness(&stream, &server.liveness.client, facts.peer);
+    if tls::tls_server(config, facts.local).is_some() {
+        spawn_tls_connection(shared, current, stream, facts, permit);
+    } else if server.http2.cleartext {
+        spawn_cleartext(shared, current, stream, facts, permit);
+    } else {
+        spawn_connection(shared, stream, facts, None, permit);
     }
 }
 

@@ -66,6 +66,56 @@ pub struct Config {
     /// Some `<Location>` serves `server-status`: open tunnels are entered
     /// in the table it shows (nothing is kept per tunnel otherwise).
     pub status_page: bool,
+    /// mod_remoteip's `RemoteIPProxyProtocol`.
+    pub proxy_protocol: ProxyProtocol,
+}
+
+/// Where clients come through a load balancer that sends the PROXY
+/// protocol (`RemoteIPProxyProtocol`, `RemoteIPProxyProtocolExceptions`).
+/// Apache keeps these for the whole server, whichever virtual host they
+/// are written in: two lists of local addresses, built in the order of the
+/// directives, and the client networks exempted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyProtocol {
+    /// Where `On` was said (for the main server: every address).
+    pub enabled: Vec<LocalAddr>,
+    /// Where `Off` was said; wins over `enabled`.
+    pub disabled: Vec<LocalAddr>,
+    /// Clients connecting from these send no header.
+    pub exceptions: Vec<authz::Subnet>,
+}
+
+impl ProxyProtocol {
+    /// Whether a connection from `client` to `local` starts with a header.
+    pub fn applies(&self, local: SocketAddr, client: SocketAddr) -> bool {
+        let local = LocalAddr {
+            ip: Some(local.ip().to_canonical()),
+            port: local.port(),
+        };
+        self.enabled.iter().any(|a| a.covers(&local))
+            && !self.disabled.iter().any(|a| a.covers(&local))
+            && !self.exceptions.iter().any(|n| n.contains(client.ip()))
+    }
+}
+
+/// A local address as a server's address names it: `None` is any address
+/// (`*`, `_default_`, the main server), port 0 any port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAddr {
+    pub ip: Option<std::net::IpAddr>,
+    pub port: u16,
+}
+
+impl LocalAddr {
+    /// Apache's comparison of two such addresses, a wildcard or port 0 on
+    /// either side matching anything in its place.
+    pub fn covers(&self, other: &LocalAddr) -> bool {
+        let same =
+            self.ip == other.ip && (self.port == other.port || self.port == 0 || other.port == 0);
+        let wildcard =
+            |a: &LocalAddr, b: &LocalAddr| a.ip.is_none() && (a.port == 0 || a.port == b.port);
+        same || wildcard(self, other) || wildcard(other, self)
+    }
 }
 
 impl Config {
