@@ -73,15 +73,32 @@ async fn user_timeout_ends_a_tunnel_whose_client_stopped_reading() {
         }
     })
     .await;
+    let dir = tempfile::tempdir().unwrap();
+    let access = dir.path().join("access.log");
     let proxy = Wsgate::start(&format!(
         "{LONG_TIMEOUT}\nLogLevel info\nProxyPass /ws ws://{backend}/\n\
-         <IfModule wsgate_module>\nWsgateTCPUserTimeout client 1\n</IfModule>"
+         CustomLog {} \"%>s %{{wsgate-close}}n %{{wsgate-closed-by}}n\"\n\
+         <IfModule wsgate_module>\nWsgateTCPUserTimeout client 1\n</IfModule>",
+        access.display()
     ));
     // The client is alive (its kernel acknowledges) but never reads.
     let _client = open_tunnel(&proxy).await;
     proxy.wait_log("a peer stopped answering", 1).await;
     backend.finish().await;
     assert!(refused.load(Ordering::SeqCst), "the backend saw the close");
+    assert_eq!(access_line(&access).await, "101 dead-peer client");
+}
+
+/// The first line of an access log, once written (lines are written off
+/// the request path).
+async fn access_line(path: &std::path::Path) -> String {
+    let mut line = String::new();
+    common::eventually(Duration::from_secs(10), "the access log line", || {
+        line = std::fs::read_to_string(path).unwrap_or_default();
+        line.ends_with('\n')
+    })
+    .await;
+    line.lines().next().unwrap_or_default().to_string()
 }
 
 #[tokio::test]
@@ -95,13 +112,18 @@ async fn user_timeout_ends_a_tunnel_whose_backend_stopped_reading() {
         tokio::time::sleep(Duration::from_secs(40)).await;
     })
     .await;
+    let dir = tempfile::tempdir().unwrap();
+    let access = dir.path().join("access.log");
     let proxy = Wsgate::start(&format!(
         "{LONG_TIMEOUT}\nLogLevel info\nProxyPass /ws ws://{backend}/\n\
-         <IfModule wsgate_module>\nWsgateTCPUserTimeout backend 1\n</IfModule>"
+         CustomLog {} \"%>s %{{wsgate-close}}n %{{wsgate-closed-by}}n\"\n\
+         <IfModule wsgate_module>\nWsgateTCPUserTimeout backend 1\n</IfModule>",
+        access.display()
     ));
     let mut client = open_tunnel(&proxy).await;
     write_until_refused(&mut client, Duration::from_secs(30), "client").await;
     proxy.wait_log("a peer stopped answering", 1).await;
+    assert_eq!(access_line(&access).await, "101 dead-peer backend");
 }
 
 /// A TCP socket's entry in `/proc/net/tcp`: which timer runs, and in how

@@ -78,15 +78,28 @@ pub enum End {
     Drain,
 }
 
-impl End {
-    /// How a tunnel ends when moving bytes from `side` failed with `e`.
-    fn failed(side: Who, e: &io::Error) -> End {
-        if e.kind() == io::ErrorKind::TimedOut {
-            End::PeerTimedOut(side)
-        } else {
-            End::Failed(side)
-        }
-    }
+/// Whether the kernel has closed this socket (its TCP state is `CLOSE`):
+/// after `ETIMEDOUT`, the socket whose peer stopped answering.
+fn closed_by_kernel(tcp: Option<&tokio::net::TcpStream>) -> bool {
+    use std::os::fd::AsRawFd;
+    /// Linux's `TCP_CLOSE` (`include/net/tcp_states.h`).
+    const TCP_CLOSE: u8 = 7;
+    let Some(tcp) = tcp else {
+        return false;
+    };
+    // SAFETY: getsockopt writes at most `len` bytes into a zeroed tcp_info.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let r = unsafe {
+        libc::getsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    r == 0 && info.tcpi_state == TCP_CLOSE
 }
 
 /// A tunnel's side, or wsgate itself.
@@ -614,6 +627,23 @@ where
                 .all(|h| h.held.is_none() && !h.needs_flush && !h.eof)
     }
 
+    /// How the tunnel ends when the direction from `source` failed with
+    /// `e`. A peer that stopped answering (`ETIMEDOUT`: TCP keepalive or
+    /// `TCP_USER_TIMEOUT`) may be at either end of that direction, so its
+    /// side is the one whose socket the kernel closed.
+    fn failed(&self, source: Who, e: &io::Error) -> End {
+        if e.kind() != io::ErrorKind::TimedOut {
+            return End::Failed(source);
+        }
+        if closed_by_kernel(self.client.as_tcp()) {
+            End::PeerTimedOut(Who::Client)
+        } else if closed_by_kernel(self.backend.as_tcp()) {
+            End::PeerTimedOut(Who::Backend)
+        } else {
+            End::PeerTimedOut(source)
+        }
+    }
+
     /// Moves bytes until the tunnel ends; with `park_after`, returns the
     /// tunnel itself once it has been quiet that long.
     pub fn run(self, park_after: Option<Duration>) -> Run<A, B> {
@@ -670,8 +700,8 @@ where
             .poll_copy(cx, &mut self.backend, &mut self.client, up_done, fd, false);
         let (up, down) = match (up, down) {
             (Poll::Ready(Ok(u)), Poll::Ready(Ok(d))) => (u, d),
-            (Poll::Ready(Err(e)), _) => return Poll::Ready(End::failed(Who::Client, &e)),
-            (_, Poll::Ready(Err(e))) => return Poll::Ready(End::failed(Who::Backend, &e)),
+            (Poll::Ready(Err(e)), _) => return Poll::Ready(self.failed(Who::Client, &e)),
+            (_, Poll::Ready(Err(e))) => return Poll::Ready(self.failed(Who::Backend, &e)),
             _ => return Poll::Ready(End::Failed(Who::Backend)),
         };
         if self.first_fin.is_none() {
