@@ -475,3 +475,20 @@ async fn the_same_answers_as_apache() {
         apache.read("error.log")
     );
 }
+
+#[tokio::test]
+async fn require_ip_judges_the_client_the_header_names() {
+    let backend = backend().await;
+    let w = proxy(
+        &backend,
+        "<Location /x>\nRequire ip 203.0.113.0/24\n</Location>",
+    );
+    let inside = b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n";
+    assert_eq!(
+        outcome(w.addr, inside, &backend).await,
+        "200 X-Forwarded-For: 203.0.113.7"
+    );
+    // The balancer itself (127.0.0.1) would not be let in either.
+    let outside = b"PROXY TCP4 198.51.100.9 127.0.0.1 5555 80\r\n";
+    assert_eq!(outcome(w.addr, outside, &backend).await, "403");
+}
