@@ -225,6 +225,11 @@ GlobalLog {global} short
             "own.test 200 /p/c"
         ]
     );
+    // Each log has its own writer: wait for each file's lines.
+    wait_lines(&p("main.log"), 3).await;
+    wait_lines(&p("errors.log"), 1).await;
+    wait_lines(&p("tagged.log"), 2).await;
+    wait_lines(&p("own.log"), 1).await;
     // A virtual host without logs of its own writes to the main server's.
     assert_eq!(
         lines(&p("main.log")),

@@ -492,3 +492,30 @@ async fn require_ip_judges_the_client_the_header_names() {
     let outside = b"PROXY TCP4 198.51.100.9 127.0.0.1 5555 80\r\n";
     assert_eq!(outcome(w.addr, outside, &backend).await, "403");
 }
+
+/// The access log's `%a` is the client the header names; `%{c}a` the
+/// connection's own peer (the balancer), as mod_remoteip has them.
+#[tokio::test]
+async fn the_access_log_names_the_client_and_the_balancer() {
+    let backend = backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let w = proxy(
+        &backend,
+        &format!("CustomLog {} \"%a %{{c}}a %h\"", log.display()),
+    );
+    let header = b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n";
+    assert_eq!(
+        outcome(w.addr, header, &backend).await,
+        "200 X-Forwarded-For: 203.0.113.7"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !text.is_empty() || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(text, "203.0.113.7 127.0.0.1 203.0.113.7\n");
+}

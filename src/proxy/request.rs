@@ -92,6 +92,7 @@ pub async fn handle<D: Downstream>(
         line_fields: &[],
         visit,
         peer: facts.peer,
+        via: facts.via,
         local: facts.local,
         https: facts.https,
         sni: tls.and_then(|t| t.sni.as_deref()),

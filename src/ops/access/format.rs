@@ -41,6 +41,9 @@ pub struct Entry<'a> {
     pub received: SystemTime,
     pub started: Instant,
     pub peer: SocketAddr,
+    /// The connection's own peer when a PROXY header named `peer` (a
+    /// balancer in front): `%{c}a`.
+    pub via: Option<SocketAddr>,
     pub local: SocketAddr,
     pub https: bool,
     pub server: &'a Server,
@@ -212,6 +215,7 @@ fn field(out: &mut String, f: &Field, e: &Entry<'_>) {
     let arg = f.arg.as_deref();
     let head = e.head;
     match f.code {
+        Code::RemoteAddr if arg == Some("c") => push_ip(out, e.via.unwrap_or(e.peer)),
         Code::RemoteAddr | Code::RemoteHost => push_ip(out, e.peer),
         Code::LocalAddr => push_ip(out, e.local),
         Code::BodyBytesClf if e.body_bytes == 0 => out.push('-'),
