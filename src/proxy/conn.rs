@@ -133,41 +133,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// [`Conn::fill`] with a deadline rather than a timeout.
+    /// One future, not a counting layer around another: this is awaited
+    /// for every read of every connection.
     async fn fill_until(&mut self, deadline: Instant) -> io::Result<usize> {
-        let n = self.fill_until_counted(deadline).await?;
-        self.read_total += n as u64;
-        Ok(n)
-    }
-
-    async fn fill_until_counted(&mut self, deadline: Instant) -> io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(READ_CHUNK);
         }
-        let Some(timer) = self.timer.as_mut() else {
-            return match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
-                Ok(r) => r,
-                Err(_) => Err(io::ErrorKind::TimedOut.into()),
-            };
+        let r = match self.timer.as_mut() {
+            None => {
+                match tokio::time::timeout_at(deadline, self.io.read_buf(&mut self.buf)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            // Bounded by the connection's own timer (see `with_timer`).
+            Some(timer) => {
+                let mut read = std::pin::pin!(self.io.read_buf(&mut self.buf));
+                let mut armed = false;
+                std::future::poll_fn(|cx| {
+                    // The read first: bytes that are there win over a
+                    // deadline that has just passed, as with `timeout_at`,
+                    // and a read that needs no wait needs no timer.
+                    if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                        return Poll::Ready(r);
+                    }
+                    if !armed {
+                        timer.as_mut().reset(deadline);
+                        armed = true;
+                    }
+                    match timer.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+                        Poll::Pending => Poll::Pending,
+                    }
+                })
+                .await
+            }
         };
-        let mut read = std::pin::pin!(self.io.read_buf(&mut self.buf));
-        let mut armed = false;
-        std::future::poll_fn(|cx| {
-            // The read first: bytes that are there win over a deadline
-            // that has just passed, as with `timeout_at`, and a read that
-            // needs no wait needs no timer.
-            if let Poll::Ready(r) = read.as_mut().poll(cx) {
-                return Poll::Ready(r);
-            }
-            if !armed {
-                timer.as_mut().reset(deadline);
-                armed = true;
-            }
-            match timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await
+        if let Ok(n) = r {
+            self.read_total += n as u64;
+        }
+        r
     }
 
     /// Reads until a whole head is buffered and splits it off. The first byte
@@ -209,19 +214,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     pub async fn write_all(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
-        match self.write_all_uncounted(bytes, timeout).await {
-            Ok(()) => {
-                self.written_total += bytes.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                self.write_failed = true;
-                Err(e)
-            }
-        }
-    }
-
-    async fn write_all_uncounted(&mut self, mut bytes: &[u8], timeout: Duration) -> io::Result<()> {
         // A socket with room takes the bytes at once, and then there is no
         // deadline to compute or timer to make.
         let first = std::future::poll_fn(|cx| match Pin::new(&mut self.io).poll_write(cx, bytes) {
@@ -229,13 +221,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Poll::Pending => Poll::Ready(None),
         })
         .await;
-        match first {
-            Some(Ok(0)) if !bytes.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
-            Some(Ok(n)) if n == bytes.len() => return Ok(()),
-            Some(Ok(n)) => bytes = &bytes[n..],
-            Some(Err(e)) => return Err(e),
-            None => {}
+        let r = match first {
+            Some(Ok(0)) if !bytes.is_empty() => Err(io::ErrorKind::WriteZero.into()),
+            Some(Ok(n)) if n == bytes.len() => Ok(()),
+            Some(Err(e)) => Err(e),
+            Some(Ok(n)) => self.write_rest(&bytes[n..], timeout).await,
+            None => self.write_rest(bytes, timeout).await,
+        };
+        // Counted for mod_logio's %O, and a failure for %X.
+        match r {
+            Ok(()) => self.written_total += bytes.len() as u64,
+            Err(_) => self.write_failed = true,
         }
+        r
+    }
+
+    async fn write_rest(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
         match tokio::time::timeout(timeout, self.io.write_all(bytes)).await {
             Ok(r) => r,
             Err(_) => Err(io::ErrorKind::TimedOut.into()),

@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -13,6 +12,7 @@ use bytes::Bytes;
 
 use super::body::{BodyError, BodyReader};
 use super::downstream::Downstream;
+use super::header_rules::ConnFacts;
 use super::headers::ClientResponse;
 use super::tunnel::{End, Summary, Who};
 use crate::config::model::log::LogCondition;
@@ -20,7 +20,7 @@ use crate::config::model::Server;
 use crate::config::Config;
 use crate::http::body::Encoding;
 use crate::http::write::LocalAnswer;
-use crate::http::{RequestHead, ResponseHead};
+use crate::http::ResponseHead;
 use crate::ops::access::{self, ConnStatus, Entry, Opened, Pending, Sink, Sinks};
 use crate::rules::{self, Env};
 
@@ -37,6 +37,44 @@ pub struct Visit {
 }
 
 impl Visit {
+    /// A line's facts for a request that came at this visit and got
+    /// `status`, with `traffic` the connection's counts now; the rest is
+    /// "none" for the caller to fill.
+    pub fn entry<'a>(
+        &'a self,
+        facts: ConnFacts,
+        server: &'a Server,
+        status: u16,
+        traffic: (u64, u64),
+    ) -> Entry<'a> {
+        Entry {
+            head: None,
+            line: None,
+            line_fields: &[],
+            protocol: self.protocol,
+            received: self.received,
+            started: self.started,
+            peer: facts.peer,
+            via: facts.via,
+            local: facts.local,
+            https: facts.https,
+            server,
+            status,
+            body_bytes: 0,
+            bytes_in: traffic.0.saturating_sub(self.traffic.0),
+            bytes_out: traffic.1.saturating_sub(self.traffic.1),
+            response_headers: &[],
+            env: None,
+            keepalives: self.keepalives,
+            conn: ConnStatus::Close,
+            filename: None,
+            handler: None,
+            backend: None,
+            ssl: None,
+            tunnel: status == 101,
+        }
+    }
+
     pub fn now(keepalives: u32, protocol: &'static str, traffic: (u64, u64)) -> Visit {
         Visit {
             received: SystemTime::now(),
@@ -229,32 +267,6 @@ impl<D: Downstream> Downstream for Watch<'_, D> {
     }
 }
 
-/// Everything a line is made from, gathered when the answer is done.
-pub struct Done<'a> {
-    pub config: &'a Config,
-    pub sinks: &'a Sinks,
-    pub head: Option<&'a RequestHead>,
-    /// Without a head: the first line that came, and its fields up to a
-    /// bad one.
-    pub line: Option<&'a str>,
-    pub line_fields: &'a [(String, String)],
-    pub visit: &'a Visit,
-    pub peer: SocketAddr,
-    pub via: Option<SocketAddr>,
-    pub local: SocketAddr,
-    pub https: bool,
-    pub sni: Option<&'a str>,
-    pub server: &'a Server,
-    pub status: u16,
-    pub body: u64,
-    pub traffic: (u64, u64),
-    pub fields: &'a [(String, String)],
-    pub env: Option<&'a Env>,
-    pub conn: ConnStatus,
-    pub trail_backend: Option<&'a str>,
-    pub filename: Option<&'a str>,
-}
-
 /// A tunnel's lines, made when it opened, written when it ends.
 pub struct TunnelLog {
     lines: Vec<(Arc<Sink>, Pending)>,
@@ -303,7 +315,7 @@ fn how_it_ended(s: &Summary) -> (&'static str, &'static str) {
 pub fn write_unread(
     config: &Config,
     sinks: &Sinks,
-    facts: super::header_rules::ConnFacts,
+    facts: ConnFacts,
     visit: &Visit,
     status: u16,
     raw: &[u8],
@@ -333,97 +345,53 @@ pub fn write_unread(
         .collect();
     let server = crate::route::select_server(config, facts.local, None);
     let env = Env::default();
-    write(&Done {
-        config,
-        sinks,
-        head: None,
+    let entry = Entry {
         line: (!line.is_empty()).then_some(&*line),
         line_fields: &fields,
-        visit,
-        peer: facts.peer,
-        via: facts.via,
-        local: facts.local,
-        https: facts.https,
-        sni: None,
-        server,
-        status,
-        body,
-        traffic,
-        fields: &[],
+        body_bytes: body,
         env: Some(&env),
-        conn: ConnStatus::Close,
-        trail_backend: None,
-        filename: None,
-    });
+        ..visit.entry(facts, server, status, traffic)
+    };
+    write(config, sinks, &entry);
 }
 
 /// Writes the request's lines, or for a tunnel (`101`), returns them to
 /// be finished when it ends.
-pub fn write(d: &Done<'_>) -> Option<Box<TunnelLog>> {
-    if d.server.access_logs.is_empty() {
+pub fn write(config: &Config, sinks: &Sinks, entry: &Entry<'_>) -> Option<Box<TunnelLog>> {
+    let server = entry.server;
+    if server.access_logs.is_empty() {
         return None;
     }
-    let tunnel = d.status == 101;
-    let entry = Entry {
-        head: d.head,
-        line: d.line,
-        line_fields: d.line_fields,
-        protocol: d.visit.protocol,
-        received: d.visit.received,
-        started: d.visit.started,
-        peer: d.peer,
-        via: d.via,
-        local: d.local,
-        https: d.https,
-        server: d.server,
-        status: d.status,
-        body_bytes: d.body,
-        bytes_in: d.traffic.0.saturating_sub(d.visit.traffic.0),
-        bytes_out: d.traffic.1.saturating_sub(d.visit.traffic.1),
-        response_headers: d.fields,
-        env: d.env,
-        keepalives: d.visit.keepalives,
-        conn: d.conn,
-        filename: d.filename,
-        handler: d.filename.map(|_| "proxy-server"),
-        backend: d.trail_backend,
-        ssl: d.https.then_some(access::SslVars {
-            protocol: "",
-            cipher: "",
-            sni: d.sni,
-        }),
-        tunnel,
-    };
     let mut lines = Vec::new();
-    for &idx in &d.server.access_logs {
-        let (Some(log), Some(sink)) = (d.config.access_logs.get(idx), d.sinks.get(idx)) else {
+    for &idx in &server.access_logs {
+        let (Some(log), Some(sink)) = (config.access_logs.get(idx), sinks.get(idx)) else {
             continue;
         };
-        if !holds(&log.when, d) {
+        if !holds(&log.when, entry) {
             continue;
         }
-        let pending = access::format::render(&log.format, &entry);
-        if tunnel {
+        let pending = access::format::render(&log.format, entry);
+        if entry.tunnel {
             lines.push((sink.clone(), pending));
         } else {
             sink.send(pending.text);
         }
     }
-    (tunnel && !lines.is_empty()).then(|| {
+    (entry.tunnel && !lines.is_empty()).then(|| {
         Box::new(TunnelLog {
             lines,
             opened: Opened {
-                started: d.visit.started,
-                received: d.visit.received,
+                started: entry.started,
+                received: entry.received,
                 head_in: entry.bytes_in,
                 head_out: entry.bytes_out,
-                status: d.status,
+                status: entry.status,
             },
         })
     })
 }
 
-fn holds(when: &LogCondition, d: &Done<'_>) -> bool {
+fn holds(when: &LogCondition, d: &Entry<'_>) -> bool {
     match when {
         LogCondition::Always => true,
         LogCondition::Env { name, present } => {
@@ -434,7 +402,7 @@ fn holds(when: &LogCondition, d: &Done<'_>) -> bool {
 }
 
 /// What an `expr=` condition reads at logging time.
-struct LogExpr<'a, 'b>(&'a Done<'b>);
+struct LogExpr<'a, 'b>(&'a Entry<'b>);
 
 impl rules::expr::Context for LogExpr<'_, '_> {
     fn var(&self, var: &rules::expr::ExprVar) -> String {
@@ -463,7 +431,7 @@ impl rules::expr::Context for LogExpr<'_, '_> {
             },
             ServerPort => d.local.port().to_string(),
             TheRequest => d.head.map_or(String::new(), |h| {
-                format!("{} {} {}", h.method, h.target, d.visit.protocol)
+                format!("{} {} {}", h.method, h.target, d.protocol)
             }),
             RequestStatus => d.status.to_string(),
         }

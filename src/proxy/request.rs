@@ -23,7 +23,7 @@ use crate::config::WorkerRef;
 use crate::http::body::Framing;
 use crate::http::write::{local_answer, LocalAnswer};
 use crate::http::{canonical_reason, RequestHead, Version};
-use crate::ops::access::ConnStatus;
+use crate::ops::access::{ConnStatus, Entry, SslVars};
 use crate::ops::stats::Upgrade;
 use crate::route::{self, Decision, Mapped, PathError};
 use crate::rules::Env;
@@ -84,29 +84,24 @@ pub async fn handle<D: Downstream>(
         Outcome::KeepAlive => ConnStatus::KeepAlive,
         Outcome::Close | Outcome::Tunnel(_) => ConnStatus::Close,
     };
-    let done = logging::Done {
-        config,
-        sinks: &current.logs,
+    let traffic = watch.traffic();
+    let entry = Entry {
         head: Some(&head),
-        line: None,
-        line_fields: &[],
-        visit,
-        peer: facts.peer,
-        via: facts.via,
-        local: facts.local,
-        https: facts.https,
-        sni: tls.and_then(|t| t.sni.as_deref()),
-        server,
-        status: seen.status,
-        body: seen.body,
-        traffic: watch.traffic(),
-        fields: &seen.fields,
+        body_bytes: seen.body,
+        response_headers: &seen.fields,
         env: Some(&trail.env),
         conn,
-        trail_backend: log.backend.as_deref(),
         filename: log.filename.as_deref(),
+        handler: log.filename.as_ref().map(|_| "proxy-server"),
+        backend: log.backend.as_deref(),
+        ssl: tls.map(|t| SslVars {
+            protocol: "",
+            cipher: "",
+            sni: t.sni.as_deref(),
+        }),
+        ..visit.entry(facts, server, seen.status, traffic)
     };
-    let log = logging::write(&done);
+    let log = logging::write(config, &current.logs, &entry);
     if let (Outcome::Tunnel(start), Some(log)) = (&mut outcome, log) {
         start.log = Some(log);
     }
