@@ -1,7 +1,10 @@
 //! Polite drain (`WsgateWebSocketFrames On`): at a graceful stop, every
 //! WebSocket is closed with Close 1001 "going away" to both its client and
 //! its backend, at a frame boundary, spread over the grace period — parked
-//! tunnels included — and a browser sees 1001, not 1006.
+//! tunnels included — and a browser sees 1001, not 1006. The same close
+//! sends away the tunnels of a balancer member set to Drain in the
+//! balancer manager, and those of a backend a reload removed, while every
+//! other tunnel goes on.
 
 mod common;
 
@@ -17,6 +20,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// A WebSocket echo backend that records the Close codes it receives.
 async fn recording_backend() -> (u16, Arc<Mutex<Vec<u16>>>, common::Watched) {
+    named_backend("").await
+}
+
+/// [`recording_backend`] whose echoes start with `name` (so that a client
+/// sees which backend its tunnel reached).
+async fn named_backend(name: &'static str) -> (u16, Arc<Mutex<Vec<u16>>>, common::Watched) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let codes = Arc::new(Mutex::new(Vec::new()));
@@ -37,7 +46,12 @@ async fn recording_backend() -> (u16, Arc<Mutex<Vec<u16>>>, common::Watched) {
                     if let Message::Close(frame) = &msg {
                         let code = frame.as_ref().map_or(0, |f| u16::from(f.code));
                         record.lock().unwrap().push(code);
-                    } else if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                    } else if msg.is_text() {
+                        let echo = format!("{name}{}", msg.to_text().unwrap_or_default());
+                        if ws.send(Message::text(echo)).await.is_err() {
+                            return;
+                        }
+                    } else if msg.is_binary() && ws.send(msg).await.is_err() {
                         return;
                     }
                 }
@@ -277,6 +291,230 @@ fetch('/page/hold').catch(() => {});
     assert!(dom.contains("closed 1001"));
     assert_eq!(codes.lock().unwrap().as_slice(), [1001]);
     backend.check();
+}
+
+type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// Opens a WebSocket to `url`; the backend's answer to "who".
+async fn open(url: &str) -> (Client, String) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::text("who")).await.unwrap();
+    let answer = ws.next().await.unwrap().unwrap();
+    (ws, answer.to_text().unwrap().to_string())
+}
+
+/// The next message on `ws` is a Close 1001 (within `limit`), which the
+/// client then answers.
+async fn expect_going_away(ws: &mut Client, limit: Duration, what: &str) {
+    let msg = tokio::time::timeout(limit, ws.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no Close within {limit:?}"))
+        .unwrap()
+        .unwrap();
+    match msg {
+        Message::Close(Some(f)) => assert_eq!(f.code, CloseCode::Away, "{what}"),
+        other => panic!("{what}: {other:?} instead of Close 1001"),
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+}
+
+/// `ws` still carries messages both ways, and no Close came.
+async fn expect_talking(ws: &mut Client, what: &str) {
+    ws.send(Message::text("again")).await.unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no echo"))
+        .unwrap()
+        .unwrap();
+    assert!(
+        msg.is_text() && msg.to_text().unwrap().ends_with("again"),
+        "{what}: {msg:?}"
+    );
+}
+
+/// Lets tunnels that are not talked to be parked (quiet for 5 s), so that
+/// an order must reach parked tunnels as well as running ones.
+async fn let_some_park(talking: &mut [Client]) {
+    let until = Instant::now() + Duration::from_millis(5_600);
+    for ws in talking.iter_mut() {
+        ws.send(Message::text("still here")).await.unwrap();
+        ws.next().await.unwrap().unwrap();
+    }
+    tokio::time::sleep_until(until.into()).await;
+}
+
+/// A balancer member set to Drain in the balancer manager: its tunnels,
+/// parked or running, close with 1001 on both sides; the other member's
+/// keep talking, and new tunnels go to the other member.
+#[tokio::test]
+async fn a_member_drained_in_the_balancer_manager_sends_its_tunnels_away_with_1001() {
+    let (pa, codes_a, backend_a) = named_backend("a:").await;
+    let (pb, codes_b, backend_b) = named_backend("b:").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let w = Wsgate::start(&format!(
+        "GracefulShutdownTimeout 4
+         <Proxy balancer://pool>
+  BalancerMember ws://127.0.0.1:{pa}
+  BalancerMember ws://127.0.0.1:{pb}
+</Proxy>
+         ProxyPass /ws/ balancer://pool/ws/
+         <Location /balancer-manager>
+  SetHandler balancer-manager
+</Location>
+         <IfModule wsgate_module>
+  WsgateWebSocketFrames On
+</IfModule>
+         CustomLog {} \"%{{wsgate-backend}}n %{{wsgate-close}}n %{{wsgate-ws-close}}n\"
+",
+        log.display()
+    ));
+    let (mut on_a, mut on_b) = (Vec::new(), Vec::new());
+    for i in 0..10 {
+        let (ws, who) = open(&w.url(&format!("/ws/{i}"))).await;
+        match who.as_str() {
+            "a:who" => on_a.push(ws),
+            "b:who" => on_b.push(ws),
+            other => panic!("answered by {other}"),
+        }
+    }
+    assert!(!on_a.is_empty() && !on_b.is_empty(), "byrequests spreads");
+    // One tunnel of each member keeps talking; the rest are parked.
+    let mut talking = vec![on_a.remove(0), on_b.remove(0)];
+    let_some_park(&mut talking).await;
+    on_a.push(talking.remove(0));
+    on_b.push(talking.remove(0));
+
+    let page = http(
+        &w,
+        "GET /balancer-manager HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n".into(),
+    )
+    .await;
+    let nonce = regex::Regex::new(r"nonce=([0-9a-f-]{36})")
+        .unwrap()
+        .captures(&page)
+        .expect("a nonce")[1]
+        .to_string();
+    let form = format!("w_status_N=1&w=ws://127.0.0.1:{pa}&b=pool&nonce={nonce}");
+    let answer = http(&w, format!(
+        "POST /balancer-manager HTTP/1.1\r\nHost: proxy.test\r\nReferer: http://proxy.test/balancer-manager\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )).await;
+    assert_eq!(common::status_of(&answer), 200, "{answer}");
+    let drained = on_a.len();
+    // Spread over half the grace period (2 s).
+    let waits = on_a.iter_mut().enumerate().map(|(i, ws)| async move {
+        expect_going_away(
+            ws,
+            Duration::from_secs(6),
+            &format!("member a's tunnel {i}"),
+        )
+        .await
+    });
+    futures_util::future::join_all(waits).await;
+    common::eventually(
+        Duration::from_secs(5),
+        "member a saw a Close per tunnel",
+        || codes_a.lock().unwrap().len() == drained,
+    )
+    .await;
+    assert!(
+        codes_a.lock().unwrap().iter().all(|c| *c == 1001),
+        "{:?}",
+        codes_a.lock().unwrap()
+    );
+    for (i, ws) in on_b.iter_mut().enumerate() {
+        expect_talking(ws, &format!("member b's tunnel {i}")).await;
+    }
+    assert!(codes_b.lock().unwrap().is_empty(), "member b got a Close");
+    // A drained member takes no new tunnel (it has no sticky sessions here).
+    for i in 0..4 {
+        let (_ws, who) = open(&w.url(&format!("/ws/new{i}"))).await;
+        assert_eq!(who, "b:who");
+    }
+    let lines = w_log(&log, drained).await;
+    let drains: Vec<&str> = lines.lines().filter(|l| l.contains(" drain")).collect();
+    assert_eq!(drains.len(), drained, "{lines}");
+    let a_drained = format!("ws://127.0.0.1:{pa} drain 1001");
+    assert!(drains.iter().all(|l| *l == a_drained), "{lines}");
+    backend_a.check();
+    backend_b.check();
+}
+
+/// A reload that points a route at another backend: the tunnels to the
+/// backend no longer configured close with 1001 (the client reconnects to
+/// the new one); the tunnels of the route the reload kept go on.
+#[tokio::test]
+async fn a_reload_sends_away_the_tunnels_of_a_backend_it_removed() {
+    let (pa, codes_a, backend_a) = named_backend("a:").await;
+    let (pb, codes_b, backend_b) = named_backend("b:").await;
+    let (pc, _codes_c, backend_c) = named_backend("c:").await;
+    let conf = |first: u16| {
+        format!(
+            "{}
+ServerName proxy.test
+GracefulShutdownTimeout 2
+             ProxyPass /a/ ws://127.0.0.1:{first}/a/
+             ProxyPass /b/ ws://127.0.0.1:{pb}/b/
+             <IfModule wsgate_module>
+  WsgateWebSocketFrames On
+</IfModule>
+",
+            common::LISTEN
+        )
+    };
+    let w = Wsgate::start_file(&conf(pa));
+    let (mut on_a, mut on_b) = (Vec::new(), Vec::new());
+    for i in 0..3 {
+        let (ws, who) = open(&w.url(&format!("/a/{i}"))).await;
+        assert_eq!(who, "a:who");
+        on_a.push(ws);
+        let (ws, who) = open(&w.url(&format!("/b/{i}"))).await;
+        assert_eq!(who, "b:who");
+        on_b.push(ws);
+    }
+    let mut talking = vec![on_a.remove(0)];
+    let_some_park(&mut talking).await;
+    on_a.push(talking.remove(0));
+    w.reload(&conf(pc)).await;
+    let waits = on_a.iter_mut().enumerate().map(|(i, ws)| async move {
+        expect_going_away(ws, Duration::from_secs(5), &format!("/a tunnel {i}")).await
+    });
+    futures_util::future::join_all(waits).await;
+    common::eventually(Duration::from_secs(5), "backend a saw three Closes", || {
+        codes_a.lock().unwrap().len() == 3
+    })
+    .await;
+    assert!(codes_a.lock().unwrap().iter().all(|c| *c == 1001));
+    for (i, ws) in on_b.iter_mut().enumerate() {
+        expect_talking(ws, &format!("/b tunnel {i}")).await;
+    }
+    assert!(codes_b.lock().unwrap().is_empty(), "backend b got a Close");
+    let (_ws, who) = open(&w.url("/a/again")).await;
+    assert_eq!(who, "c:who", "the route's new backend");
+    backend_a.check();
+    backend_b.check();
+    backend_c.check();
+}
+
+/// One request on its own connection: the whole answer.
+async fn http(w: &Wsgate, raw: String) -> String {
+    let mut s = TcpStream::connect(w.addr).await.unwrap();
+    s.write_all(raw.as_bytes()).await.unwrap();
+    common::read_until_close(&mut s, Duration::from_secs(10)).await
+}
+
+/// The access log once it has `n` lines.
+async fn w_log(log: &std::path::Path, n: usize) -> String {
+    common::eventually(Duration::from_secs(5), "the log lines", || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= n
+    })
+    .await;
+    std::fs::read_to_string(log).unwrap()
 }
 
 /// Whether a connection to the backend's port is established (the page's

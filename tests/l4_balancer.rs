@@ -44,7 +44,7 @@ impl Haproxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let mut conf = String::from(
-            "global\n    maxconn 2000\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n    timeout tunnel 1h\nfrontend clients\n    bind fd@3\n    default_backend wsgate\nbackend wsgate\n    balance roundrobin\n",
+            "global\n    maxconn 2000\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n    timeout tunnel 1h\n    retries 2\n    option redispatch\nfrontend clients\n    bind fd@3\n    default_backend wsgate\nbackend wsgate\n    balance roundrobin\n",
         );
         for (i, s) in servers.iter().enumerate() {
             conf.push_str(&format!("    server w{} {s} send-proxy-v2\n", i + 1));
@@ -135,7 +135,14 @@ impl Cluster {
     /// forwarded a request in `X-Forwarded-Server`) balancing over
     /// `members`, routes m1, m2…
     fn start(n: usize, members: &[&Backend]) -> Cluster {
-        let mut shared = String::from("<Proxy balancer://app>\n");
+        Cluster::start_with(n, members, "")
+    }
+
+    /// [`Cluster::start`] with `extra` lines in each instance's
+    /// configuration.
+    fn start_with(n: usize, members: &[&Backend], extra: &str) -> Cluster {
+        let mut shared = String::from(extra);
+        shared.push_str("<Proxy balancer://app>\n");
         for (i, m) in members.iter().enumerate() {
             shared.push_str(&format!(
                 "    BalancerMember http://{m} route=m{} upgrade=websocket\n",
@@ -287,5 +294,153 @@ async fn websocket_tunnels_follow_the_cookie_through_either_instance() {
     assert!(heads
         .iter()
         .all(|h| header_value(h, "x-forwarded-for").as_deref() == Some(CLIENT_IP)));
+    cluster.assert_no_errors();
+}
+
+/// A WebSocket member: echoes each text message prefixed with its name and
+/// the instance that forwarded the tunnel (`m1@w2:`), and records the Close
+/// codes it gets (`close 1001`) in `seen`.
+#[allow(clippy::result_large_err)] // tungstenite's handshake callback type
+async fn ws_member(name: &'static str) -> Backend {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let seen = Seen::default();
+    let record = seen.clone();
+    let mut backend = serve(listener, move |s| {
+        let record = record.clone();
+        async move {
+            let mut via = String::new();
+            let callback = |req: &Request, resp: Response| {
+                via = req
+                    .headers()
+                    .get("x-forwarded-server")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("?")
+                    .to_string();
+                Ok(resp)
+            };
+            let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(s, callback).await else {
+                return;
+            };
+            while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Close(frame) = &msg {
+                    let code = frame.as_ref().map_or(0, |f| u16::from(f.code));
+                    record.push(format!("close {code}"));
+                } else if msg.is_text() {
+                    let echo = format!("{name}@{via}:{}", msg.to_text().unwrap());
+                    if ws.send(Message::text(echo)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    backend.seen = seen;
+    backend
+}
+
+type Client = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+impl Cluster {
+    /// A WebSocket through HAProxy with the route cookie `ROUTEID=.{route}`;
+    /// the member's answer to "who" (`m1@w2:who`).
+    async fn websocket(&self, route: &str) -> (Client, String) {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::Message;
+        let mut request = "ws://app.test/chat".into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("cookie", format!("ROUTEID=.{route}").parse().unwrap());
+        let stream = self.connect().await;
+        let (mut ws, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::client_async(request, stream),
+        )
+        .await
+        .expect("a handshake in time")
+        .expect("a WebSocket");
+        ws.send(Message::text("who")).await.unwrap();
+        let answer = ws.next().await.unwrap().unwrap();
+        (ws, answer.to_text().unwrap().to_string())
+    }
+}
+
+/// One instance stops gracefully (as for its own upgrade or its machine's
+/// maintenance): its WebSocket clients get Close 1001 "going away", not a
+/// cut connection, and reconnect — through HAProxy, to the other instance,
+/// which sends them to the same member by their cookie. The other
+/// instance's tunnels never notice.
+#[tokio::test]
+async fn a_stopped_instance_hands_its_websocket_clients_over_with_1001() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
+    if !haproxy_here() {
+        return;
+    }
+    let m1 = ws_member("m1").await;
+    let m2 = ws_member("m2").await;
+    let mut cluster = Cluster::start_with(
+        2,
+        &[&m1, &m2],
+        "GracefulShutdownTimeout 4\n<IfModule wsgate_module>\n  WsgateWebSocketFrames On\n</IfModule>\n",
+    );
+    let (mut on_w1, mut on_w2) = (Vec::new(), Vec::new());
+    for _ in 0..6 {
+        let (ws, who) = cluster.websocket("m1").await;
+        match who.as_str() {
+            "m1@w1:who" => on_w1.push(ws),
+            "m1@w2:who" => on_w2.push(ws),
+            other => panic!("answered {other}"),
+        }
+    }
+    assert_eq!((on_w1.len(), on_w2.len()), (3, 3), "round robin");
+
+    let mut w1 = cluster.instances.remove(0);
+    w1.signal("TERM");
+    let handed = on_w1.into_iter().enumerate().map(|(i, mut ws)| {
+        let cluster = &cluster;
+        async move {
+            let msg = tokio::time::timeout(Duration::from_secs(6), ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("client {i}: no Close within 6 s"))
+                .unwrap()
+                .unwrap();
+            match msg {
+                Message::Close(Some(f)) => assert_eq!(f.code, CloseCode::Away, "client {i}"),
+                other => panic!("client {i}: {other:?} instead of Close 1001"),
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+            // Reconnects as a browser would, with its cookie.
+            let (_again, who) = cluster.websocket("m1").await;
+            assert_eq!(
+                who, "m1@w2:who",
+                "client {i} came back through the other instance"
+            );
+        }
+    });
+    futures_util::future::join_all(handed).await;
+    assert!(
+        w1.wait_exit(Duration::from_secs(10)).is_some(),
+        "the stopped instance exited"
+    );
+    for (i, ws) in on_w2.iter_mut().enumerate() {
+        ws.send(Message::text("still")).await.unwrap();
+        let echo = ws.next().await.unwrap().unwrap();
+        assert_eq!(echo.to_text().unwrap(), "m1@w2:still", "w2's tunnel {i}");
+    }
+    let closes: Vec<String> = m1
+        .seen
+        .all()
+        .into_iter()
+        .filter(|s| s.starts_with("close"))
+        .collect();
+    // Exactly the three going-away closes: the reconnections ended
+    // without one (dropped), the other instance's tunnels are open.
+    assert_eq!(closes, ["close 1001"; 3], "member m1's Closes");
+    assert!(m2.seen.all().is_empty(), "nothing reached m2");
     cluster.assert_no_errors();
 }

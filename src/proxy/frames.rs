@@ -2,18 +2,19 @@
 //! reads frame headers as bytes go through a tunnel — length, opcode,
 //! mask — and never unmasks or copies a payload (a Close frame's two-byte
 //! code excepted), so wsgate knows where a frame ends. With that, a
-//! graceful stop closes a WebSocket politely: at a frame boundary it
-//! sends Close 1001 "going away" to the client and to the backend, waits a
-//! moment for their answers, then closes — spread over
+//! tunnel ordered to close (a graceful stop; its balancer member set to
+//! Drain, Disabled or Stopped; its backend removed by a reload: see
+//! `upstream::order`) closes politely: at a frame boundary it sends Close
+//! 1001 "going away" to the client and to the backend, waits a moment for
+//! their answers, then closes — at a moment spread over half of
 //! `GracefulShutdownTimeout`, so that thousands of clients do not come
 //! back in the same second. Browsers see 1001, not 1006.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
 
-use tokio::sync::Notify;
-use tokio::time::Instant;
+use crate::upstream::order::{Order, ORDERED};
+use crate::upstream::Limit;
 
 /// Close 1001, "going away".
 pub const GOING_AWAY: u16 = 1001;
@@ -167,56 +168,48 @@ pub fn close_from_client(code: u16, mask: [u8; 4]) -> Vec<u8> {
 
 /// A mask no one can predict (RFC 6455 §5.3).
 pub fn new_mask() -> [u8; 4] {
-    use ring::rand::SecureRandom;
-    let mut m = [0u8; 4];
-    if ring::rand::SystemRandom::new().fill(&mut m).is_err() {
-        // No randomness: a mask from the clock (the frame is a Close).
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos();
-        m = t.to_be_bytes();
-    }
-    m
+    crate::upstream::order::random_u32().to_be_bytes()
 }
 
-/// The process's graceful stop, as tracked tunnels hear of it.
-pub struct Drain {
-    on: AtomicBool,
-    /// Milliseconds over which tunnels spread their closes.
-    spread_ms: AtomicU64,
-    /// When the grace period ends: a tunnel still waiting for answers
-    /// closes a little before.
-    ends: std::sync::Mutex<Option<Instant>>,
-    notify: Notify,
-}
-
-pub static DRAIN: Drain = Drain {
-    on: AtomicBool::new(false),
-    spread_ms: AtomicU64::new(0),
-    ends: std::sync::Mutex::new(None),
-    notify: Notify::const_new(),
-};
-
-/// How long a draining tunnel waits for frame boundaries and its peers'
-/// answers to the Close before it closes anyway.
-pub const CLOSE_WAIT: Duration = Duration::from_secs(3);
-
-/// Where a tracked tunnel is in a drain.
+/// Where a tracked tunnel is in a polite close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Running,
-    /// Heard the drain; waits for its moment in the spread.
+    /// Heard an order that concerns it; waits for its moment in the spread.
     Waiting,
     /// Cutting each direction at a frame boundary with a Close.
     Draining,
 }
 
-/// A tracked tunnel's frames and drain.
+/// The orders a tunnel listens to: its server's stop and its worker's
+/// (see `upstream::order`), and when it started.
+pub struct Scope {
+    pub stop: Arc<Order>,
+    pub worker: Arc<Limit>,
+    pub started: u64,
+}
+
+impl Scope {
+    /// The order that concerns this tunnel now, if any.
+    pub fn heard(&self) -> Option<&Order> {
+        if self.stop.concerns(self.started) {
+            Some(&self.stop)
+        } else if self.worker.order.concerns(self.started) {
+            Some(&self.worker.order)
+        } else {
+            None
+        }
+    }
+}
+
+/// A tracked tunnel's frames and polite close.
 pub struct Tracker {
     /// Client to backend, and back.
     pub frames: [Frames; 2],
     pub phase: Phase,
+    /// Set when the tunnel's task starts (it knows the tunnel's server,
+    /// worker and age); without it the tunnel only follows frames.
+    pub scope: Option<Scope>,
     signal: Option<Pin<Box<tokio::sync::futures::Notified<'static>>>>,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     /// A direction no longer forwarded: its Close went out (or needs none).
@@ -230,6 +223,7 @@ impl Default for Tracker {
         Tracker {
             frames: [Frames::default(), Frames::default()],
             phase: Phase::Running,
+            scope: None,
             signal: None,
             timer: None,
             cut: [false; 2],
@@ -239,21 +233,33 @@ impl Default for Tracker {
 }
 
 impl Tracker {
-    /// Whether the tunnel drains now: after the drain began and this
-    /// tunnel's moment in the spread came.
+    /// Whether the tunnel closes now: an order concerns it and its moment
+    /// in the order's spread came (and the order still stands then).
     pub fn poll_phase(&mut self, cx: &mut std::task::Context<'_>) -> bool {
         use std::future::Future;
+        let Some(scope) = self.scope.as_ref() else {
+            return false;
+        };
         if self.phase == Phase::Running {
-            let signal = self
-                .signal
-                .get_or_insert_with(|| Box::pin(DRAIN.notified()));
-            signal.as_mut().enable();
-            if !DRAIN.is_on() && signal.as_mut().poll(cx).is_pending() {
-                return false;
-            }
+            // Registered before looking, so that an order given in
+            // between is not missed.
+            let moment = loop {
+                let signal = self
+                    .signal
+                    .get_or_insert_with(|| Box::pin(ORDERED.notified()));
+                signal.as_mut().enable();
+                if let Some(order) = scope.heard() {
+                    break order.moment();
+                }
+                if signal.as_mut().poll(cx).is_pending() {
+                    return false;
+                }
+                // Another tunnel's order: listen again.
+                self.signal = None;
+            };
             self.signal = None;
             self.phase = Phase::Waiting;
-            self.timer = Some(Box::pin(tokio::time::sleep_until(DRAIN.my_moment())));
+            self.timer = Some(Box::pin(tokio::time::sleep_until(moment)));
         }
         if self.phase == Phase::Waiting {
             let Some(timer) = self.timer.as_mut() else {
@@ -262,13 +268,19 @@ impl Tracker {
             if timer.as_mut().poll(cx).is_pending() {
                 return false;
             }
+            let Some(order) = scope.heard() else {
+                // Taken back (the member is in use again): on as before.
+                self.phase = Phase::Running;
+                self.timer = None;
+                return self.poll_phase(cx);
+            };
             self.phase = Phase::Draining;
-            self.timer = Some(Box::pin(tokio::time::sleep_until(DRAIN.give_up_at())));
+            self.timer = Some(Box::pin(tokio::time::sleep_until(order.give_up_at())));
         }
         true
     }
 
-    /// The drain's time is up: close whatever the peers do.
+    /// The close's time is up: close whatever the peers do.
     pub fn poll_expired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
         use std::future::Future;
         self.timer
@@ -279,50 +291,6 @@ impl Tracker {
     /// The first Close either side sent, for the log.
     pub fn close_code(&self) -> Option<u16> {
         self.frames[0].close.or(self.frames[1].close)
-    }
-}
-
-impl Drain {
-    /// Starts the drain: tracked tunnels close over the first half of
-    /// `grace`, and are closed anyway a little before its end.
-    pub fn start(&self, grace: Duration) {
-        let spread = grace / 2;
-        let margin = (grace / 10).min(Duration::from_millis(500));
-        *self.ends.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + grace - margin);
-        self.spread_ms
-            .store(spread.as_millis() as u64, Ordering::Relaxed);
-        self.on.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    /// When a draining tunnel stops waiting for its peers' answers.
-    pub fn give_up_at(&self) -> Instant {
-        let wait = Instant::now() + CLOSE_WAIT;
-        match *self.ends.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(end) => wait.min(end),
-            None => wait,
-        }
-    }
-
-    pub fn is_on(&self) -> bool {
-        self.on.load(Ordering::Acquire)
-    }
-
-    /// When this tunnel should close: a random moment within the spread.
-    pub fn my_moment(&self) -> Instant {
-        let spread = self.spread_ms.load(Ordering::Relaxed);
-        let r = u32::from_be_bytes(new_mask());
-        let at = if spread == 0 {
-            0
-        } else {
-            u64::from(r) % spread
-        };
-        Instant::now() + Duration::from_millis(at)
-    }
-
-    pub fn notified(&'static self) -> tokio::sync::futures::Notified<'static> {
-        self.notify.notified()
     }
 }
 

@@ -53,6 +53,9 @@ pub async fn serve<D: Downstream>(
         Handler::BalancerManager => {
             let form = read_form(client, place.framing, generation.config.timeout).await;
             let page = manage(head, query, &form, generation, &place);
+            // A member set to Drain, Disabled or Stopped sends its tunnels
+            // away politely; one back in use takes the order back.
+            super::polite::follow_members(shared, &shared.generation());
             (page, "text/html; charset=ISO-8859-1")
         }
         Handler::Metrics => (

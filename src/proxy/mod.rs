@@ -40,6 +40,7 @@ mod headers;
 mod logging;
 pub(crate) mod park;
 mod plan;
+mod polite;
 pub mod proxy_protocol;
 mod record;
 mod request;

@@ -29,11 +29,13 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::frames::Scope;
 use super::logging::TunnelLog;
 use super::record::{Sealed, Session};
 use super::server::{ConnGuard, Shared};
 use super::tunnel::{AsTcp, End, Outcome, Resting, Run, Summary, Tunnel, Who};
 use crate::balancer::Busy;
+use crate::upstream::order::clock;
 use crate::upstream::{BackendStream, Slot};
 
 /// Batches of readiness events handled before the watcher lets other tasks run.
@@ -59,7 +61,7 @@ pub struct Life {
     _guard: ConnGuard,
     _slot: Slot,
     _busy: Option<Busy>,
-    /// When it started, in nanoseconds after [`epoch`]: with `entry`, as
+    /// When it started, by `upstream::order::clock`: with `entry`, as
     /// large as an `Instant` alone, so that the status page's table costs
     /// a tunnel nothing when no status page is configured.
     started: u64,
@@ -67,12 +69,6 @@ pub struct Life {
     entry: Option<std::num::NonZeroU32>,
     /// Its access log lines, when the server has any.
     log: Option<Box<TunnelLog>>,
-}
-
-/// The moment tunnels' start times count from.
-fn epoch() -> std::time::Instant {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(std::time::Instant::now)
 }
 
 impl Life {
@@ -94,15 +90,27 @@ impl Life {
             _guard: guard,
             _slot: slot,
             _busy: busy,
-            started: epoch().elapsed().as_nanos() as u64,
+            started: clock(),
             log,
         }
     }
 
     fn age(&self) -> Duration {
-        epoch()
-            .elapsed()
-            .saturating_sub(Duration::from_nanos(self.started))
+        Duration::from_nanos(clock().saturating_sub(self.started))
+    }
+
+    /// The orders to close politely that may concern this tunnel.
+    fn scope(&self) -> Scope {
+        Scope {
+            stop: self.shared.stop.clone(),
+            worker: self._slot.limit().clone(),
+            started: self.started,
+        }
+    }
+
+    /// Whether an order to close concerns this tunnel now.
+    fn ordered(&self) -> bool {
+        self.shared.stop.concerns(self.started) || self._slot.limit().order.concerns(self.started)
     }
 
     fn finish(mut self, summary: Summary) {
@@ -318,7 +326,13 @@ where
         TunnelTask::new(tunnel, life, parker, parkable)
     }
 
-    fn new(tunnel: Tunnel<S, BackendStream>, life: Life, parker: Arc<Parker>, park: bool) -> Self {
+    fn new(
+        mut tunnel: Tunnel<S, BackendStream>,
+        life: Life,
+        parker: Arc<Parker>,
+        park: bool,
+    ) -> Self {
+        tunnel.listen_to(|| life.scope());
         TunnelTask {
             run: tunnel.run(park.then_some(PARK_AFTER)),
             life: Some(life),
@@ -357,8 +371,9 @@ where
                 },
                 Park::NotNow(client) => {
                     // Not between two records yet: on with the tunnel.
+                    let mut tunnel = Tunnel::resume(client, backend, rest);
+                    tunnel.listen_to(|| life.scope());
                     *this.life = Some(life);
-                    let tunnel = Tunnel::resume(client, backend, rest);
                     this.run.set(tunnel.run(Some(PARK_AFTER)));
                     continue;
                 }
@@ -455,22 +470,26 @@ impl Parker {
         self.close_all(End::Failed(Who::Proxy));
     }
 
-    /// Puts the parked tunnels whose frames are followed back in the
-    /// runtime, for a graceful stop's polite close.
-    pub fn wake_tracked(self: &Arc<Self>) {
+    /// Puts the parked tunnels whose frames are followed and that an order
+    /// to close concerns back in the runtime, for their polite close.
+    pub fn wake_ordered(self: &Arc<Self>) {
         let indices: Vec<u32> = {
             let table = self.table();
             table
                 .slots
                 .iter()
                 .enumerate()
-                .filter(|(_, (_, p))| p.as_ref().is_some_and(|p| p.rest.frames))
+                .filter(|(_, (_, p))| {
+                    p.as_ref()
+                        .is_some_and(|p| p.rest.frames && p.life.ordered())
+                })
                 .map(|(i, _)| i as u32)
                 .collect()
         };
         for i in indices {
             if let Some(p) = self.take(i) {
-                self.resume(p, false);
+                // Parked again if the order is taken back in the meantime.
+                self.resume(p, true);
             }
         }
     }

@@ -28,6 +28,7 @@ use crate::config::{Config, TcpLiveness};
 use crate::ops::access::{AccessLogs, Sinks};
 use crate::ops::Stats;
 use crate::upstream::memory::MemoryNet;
+use crate::upstream::order::Order;
 use crate::upstream::{health, Generation, Network, Runtime};
 
 /// Listen backlog: enough for thousands of clients connecting at once.
@@ -71,6 +72,8 @@ pub struct Shared {
     parker: Arc<Parker>,
     /// The access logs' writers, kept across reloads.
     access: AccessLogs,
+    /// A graceful stop's order to close every tunnel politely.
+    pub stop: Arc<Order>,
 }
 
 impl Shared {
@@ -257,7 +260,9 @@ impl Handle {
             limit,
             limit_reported: AtomicBool::new(false),
             parker,
+            stop: Arc::default(),
         });
+        super::polite::follow_members(&shared, &shared.generation());
         let mut accepting = HashMap::new();
         for (addr, listener) in listeners {
             let local = listener.local_addr()?;
@@ -333,8 +338,11 @@ impl Handle {
         }
         let current = Current::new(self.shared.runtime.bind(config), &self.shared.access);
         let checks = health::start(&current.generation);
+        let new = current.generation.clone();
         self.shared.current.store(Arc::new(current));
         self.shared.stats.reloaded();
+        super::polite::follow_reload(&self.shared, &old, &new);
+        super::polite::follow_members(&self.shared, &new);
         for task in std::mem::replace(
             &mut *self.health_checks.lock().unwrap_or_else(|p| p.into_inner()),
             checks,
@@ -381,9 +389,10 @@ impl Handle {
         let _ = self.shared.shutdown.send(true);
         // WebSockets whose frames are followed close with 1001, spread
         // over half the grace period (the rest is for their answers).
-        super::frames::DRAIN
-            .start(grace.unwrap_or(crate::config::model::DEFAULT_GRACEFUL_SHUTDOWN));
-        self.shared.parker.wake_tracked();
+        self.shared
+            .stop
+            .give_all(grace.unwrap_or(crate::config::model::DEFAULT_GRACEFUL_SHUTDOWN));
+        self.shared.parker.wake_ordered();
         let drained = async {
             loop {
                 let notified = self.shared.drained.notified();

@@ -592,6 +592,14 @@ where
         self
     }
 
+    /// Tells a tracked tunnel which orders to close it concern it (see
+    /// `upstream::order`); untracked tunnels cannot close politely.
+    pub fn listen_to(&mut self, scope: impl FnOnce() -> super::frames::Scope) {
+        if let Some(t) = self.tracker.as_deref_mut() {
+            t.scope = Some(scope());
+        }
+    }
+
     /// The sockets and the state to resume with. Only for a quiet tunnel
     /// (as [`Outcome::Quiet`] hands back): bytes in flight would be lost.
     pub fn into_parts(self) -> (A, B, Resting) {

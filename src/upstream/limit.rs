@@ -19,6 +19,9 @@ pub struct Limit {
     /// The worker's tunnels, for the metrics: every tunnel holds a slot
     /// for its life, so its slot counts it at no cost per tunnel.
     pub tunnels: TunnelCounts,
+    /// A polite close of the worker's tunnels (a drained member, a
+    /// backend a reload removed): every tunnel reaches it through its slot.
+    pub order: super::order::Order,
 }
 
 /// A worker's tunnels: open, opened, and bytes moved by those that ended.
@@ -43,6 +46,11 @@ impl Slot {
     /// Its tunnel ended (before the slot is given back).
     pub fn tunnel_closed(&self) {
         self.limit.tunnels.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The worker's limit, and with it its tunnels' polite-close order.
+    pub fn limit(&self) -> &Arc<Limit> {
+        &self.limit
     }
 
     pub fn tunnel_bytes(&self, up: u64, down: u64) {
@@ -86,6 +94,7 @@ impl Limit {
             }),
             freed: Notify::new(),
             tunnels: TunnelCounts::default(),
+            order: Default::default(),
         })
     }
 

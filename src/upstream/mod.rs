@@ -9,12 +9,13 @@ pub(crate) mod health;
 pub(crate) mod limit;
 pub mod liveness;
 pub mod memory;
+pub mod order;
 pub(crate) mod pool;
 pub(crate) mod resolve;
 pub(crate) mod runtime;
 pub(crate) mod tls;
 
 pub use connect::{BackendConn, BackendStream, ConnectError, ConnectSpec, Network, ReadTimer};
-pub use limit::Slot;
+pub use limit::{Limit, Slot};
 pub use pool::PoolKey;
 pub use runtime::{Generation, Runtime, WorkerState, WorkerView};
