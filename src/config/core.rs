@@ -135,6 +135,7 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         add_headers: None,
         fallback_to_http: None,
         frames: None,
+        ping: None,
         reverse: Vec::new(),
         require: None,
         handler: None,

@@ -230,6 +230,7 @@ pub const DIRECTIVES: &[Directive] = &[
     line("ProxySet", "mod_proxy", BALANCER, "ProxySet [balancer://NAME] key=value ...", "balancer parameters (lbmethod, stickysession, ...)", balancer::proxy_set),
     // mod_proxy_wstunnel
     one("WsgateWebSocketFrames", "wsgate", ANYWHERE, "WsgateWebSocketFrames On|Off", "(extension, inside <IfModule wsgate_module>) follow WebSocket tunnels' frame headers: a graceful stop, a balancer member set to Drain/Disabled/Stopped or a backend a reload removed sends Close 1001 at a frame boundary, spread over GracefulShutdownTimeout; the log gets the close code", proxy::proxy_flag),
+    line("WsgateWebSocketPing", "wsgate", ANYWHERE, "WsgateWebSocketPing EVERY [WAIT]|Off", "(extension, inside <IfModule wsgate_module>) WebSocket liveness: a side of a tunnel from which nothing came for EVERY is sent a Ping, and the tunnel closes (dead-peer) when nothing comes from it within WAIT (default 10 s or EVERY if shorter); turns on WsgateWebSocketFrames for those tunnels", proxy::ws_ping),
     one("ProxyWebsocketFallbackToProxyHttp", "mod_proxy_wstunnel", ANYWHERE, "ProxyWebsocketFallbackToProxyHttp On|Off", "Off: the old mod_proxy_wstunnel behaviour for ws:// and wss:// targets", proxy::proxy_flag),
     // mod_proxy_hcheck
     line("ProxyHCExpr", "mod_proxy_hcheck", SERVER, "ProxyHCExpr NAME {EXPRESSION}", "a named condition on %{REQUEST_STATUS} for hcexpr=", balancer::proxy_hc_expr),

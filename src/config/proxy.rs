@@ -8,6 +8,7 @@ use regex::bytes::{Regex, RegexBuilder};
 use super::directives::{arg, Scope};
 use super::error::{ConfigError, Origin};
 use super::lexer::Node;
+use super::model;
 use super::model::{
     AddressTtl, LocationPass, PassTo, ProxyTarget, Route, RouteMatcher, Server, Target, TargetUrl,
     UpgradePolicy, WorkerParams,
@@ -80,6 +81,54 @@ pub(super) fn proxy_pass_reverse(
     }
     Ok(())
 }
+
+/// `WsgateWebSocketPing EVERY [WAIT]` or `WsgateWebSocketPing Off`.
+pub(super) fn ws_ping(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    // Kept in tenths of a second (rounded up), at most a u16 of them.
+    let time = |what: &str, v: &str| -> Result<std::num::NonZeroU16, ConfigError> {
+        let t = values::timeout(o, &format!("{} {what}", node.name), v, "s")?;
+        u16::try_from(t.as_millis().div_ceil(100))
+            .ok()
+            .and_then(std::num::NonZeroU16::new)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    o,
+                    format!(
+                        "{} {what}: '{v}' must be more than 0 and at most 6553 s",
+                        node.name
+                    ),
+                )
+            })
+    };
+    let ping = match node.args.as_slice() {
+        [off] if off.eq_ignore_ascii_case("off") => None,
+        [every] => Some(model::WsPing {
+            every_ds: time("interval", every)?,
+            wait_ds: time("interval", every)?.min(DEFAULT_PING_WAIT),
+        }),
+        [every, wait] => Some(model::WsPing {
+            every_ds: time("interval", every)?,
+            wait_ds: time("wait", wait)?,
+        }),
+        _ => {
+            return Err(ConfigError::new(o, format!("{} takes EVERY [WAIT], or Off", node.name))
+                .hint("e.g. WsgateWebSocketPing 30 10: a side silent for 30 s is sent a Ping, and the tunnel closes if nothing comes from it within 10 s more"))
+        }
+    };
+    match at.location.as_deref_mut() {
+        Some(l) => l.ping = Some(ping),
+        None => at.server.ping = Some(ping),
+    }
+    Ok(())
+}
+
+/// How long a Ping waits for its answer when `WsgateWebSocketPing` names
+/// only the interval (or less, for a shorter interval).
+const DEFAULT_PING_WAIT: std::num::NonZeroU16 = match std::num::NonZeroU16::new(100) {
+    Some(n) => n,
+    None => unreachable!(),
+};
 
 /// `ProxyPreserveHost`, `ProxyAddHeaders`, `ProxyWebsocketFallbackToProxyHttp`,
 /// `WsgateWebSocketFrames`.

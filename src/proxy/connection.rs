@@ -234,29 +234,32 @@ where
         busy,
         log,
         frames,
+        ping,
         tunnel: info,
     } = start;
     // Bytes that arrived with the heads go first (S54).
-    if !client.buf.is_empty() {
-        let early = client.buf.split();
-        if backend.write_all(&early, timeout).await.is_err()
-            || backend.flush(timeout).await.is_err()
-        {
-            return None;
-        }
+    let early_up = client.buf.split();
+    if !early_up.is_empty()
+        && (backend.write_all(&early_up, timeout).await.is_err()
+            || backend.flush(timeout).await.is_err())
+    {
+        return None;
     }
-    if !backend.buf.is_empty() {
-        let early = backend.buf.split();
-        if client.write_all(&early, timeout).await.is_err() || client.flush(timeout).await.is_err()
-        {
-            return None;
-        }
+    let early_down = backend.buf.split();
+    if !early_down.is_empty()
+        && (client.write_all(&early_down, timeout).await.is_err()
+            || client.flush(timeout).await.is_err())
+    {
+        return None;
     }
     // Let the head-reading buffers go before the long wait: a partial move
     // out of `client` would keep its buffer alive until this task ends.
     let client = client.into_io();
     let backend = backend.into_io();
-    let tunnel = Tunnel::new(client, backend, mode).tracking(frames);
+    let mut tunnel = Tunnel::new(client, backend, mode).tracking(frames, ping);
+    // The frame tracker starts where the streams are: after those bytes.
+    tunnel.followed(&early_up, &early_down);
+    drop((early_up, early_down));
     let parker = shared.parker();
     Some(park::TunnelTask::start(
         tunnel,

@@ -56,8 +56,11 @@ pub struct TunnelStart {
     pub busy: Option<Busy>,
     /// Its access log lines, written when it ends.
     pub log: Option<Box<super::logging::TunnelLog>>,
-    /// A WebSocket whose frames are followed (`WsgateWebSocketFrames`).
+    /// A WebSocket whose frames are followed (`WsgateWebSocketFrames`,
+    /// `WsgateWebSocketPing`).
     pub frames: bool,
+    /// `WsgateWebSocketPing`.
+    pub ping: Option<crate::config::model::WsPing>,
     /// What the status page's tunnel table shows, when one is configured.
     pub tunnel: Option<crate::ops::tunnels::TunnelInfo>,
 }
@@ -229,7 +232,11 @@ pub async fn forward<D: Downstream>(
                 timeout: exchange.idle,
                 busy,
                 log: None,
-                frames: settings.frames && upgrade.eq_ignore_ascii_case("websocket"),
+                frames: (settings.frames || settings.ping.is_some())
+                    && upgrade.eq_ignore_ascii_case("websocket"),
+                ping: settings
+                    .ping
+                    .filter(|_| upgrade.eq_ignore_ascii_case("websocket")),
                 tunnel: config.status_page.then(|| tunnel_info(req, target, config)),
             })));
         }

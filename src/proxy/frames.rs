@@ -13,6 +13,9 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use super::ping::Pinger;
+use super::tunnel::Resting;
+use crate::config::model::WsPing;
 use crate::upstream::order::{Order, ORDERED};
 use crate::upstream::Limit;
 
@@ -216,6 +219,8 @@ pub struct Tracker {
     pub cut: [bool; 2],
     /// The Close each direction's receiver is sent, and how much of it.
     pub out: [Option<(Vec<u8>, usize)>; 2],
+    /// `WsgateWebSocketPing`.
+    pub ping: Option<Pinger>,
 }
 
 impl Default for Tracker {
@@ -228,11 +233,21 @@ impl Default for Tracker {
             timer: None,
             cut: [false; 2],
             out: [None, None],
+            ping: None,
         }
     }
 }
 
 impl Tracker {
+    /// A tracker for a tunnel in the state `now`, with its Pings if any.
+    pub fn boxed(ping: Option<WsPing>, now: &Resting) -> Box<Tracker> {
+        Box::new(Tracker {
+            ping: ping
+                .map(|cfg| Pinger::new(cfg, now.last_activity, [now.bytes_up, now.bytes_down])),
+            ..Tracker::default()
+        })
+    }
+
     /// Whether the tunnel closes now: an order concerns it and its moment
     /// in the order's spread came (and the order still stands then).
     pub fn poll_phase(&mut self, cx: &mut std::task::Context<'_>) -> bool {

@@ -404,6 +404,7 @@ impl Stream {
             busy,
             log,
             frames,
+            ping,
             tunnel: info,
         } = start;
         let Some(send) = down.send else {
@@ -416,9 +417,13 @@ impl Stream {
             ended: false,
         };
         // Bytes the backend sent after its 101 go first.
+        let mut early_down = Bytes::new();
         if !backend.buf.is_empty() {
-            let early = backend.buf.split().freeze();
-            if send_all(&mut client.send, early, timeout).await.is_err() {
+            early_down = backend.buf.split().freeze();
+            if send_all(&mut client.send, early_down.clone(), timeout)
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -426,7 +431,8 @@ impl Stream {
         let guard = super::server::stream_guard(&self.shared);
         let life = park::Life::new(self.shared.clone(), guard, slot, busy, info, log);
         let parker = self.shared.parker();
-        let tunnel = Tunnel::new(client, backend, mode).tracking(frames);
+        let mut tunnel = Tunnel::new(client, backend, mode).tracking(frames, ping);
+        tunnel.followed(&[], &early_down);
         park::TunnelTask::start(tunnel, life, parker).await;
     }
 }

@@ -39,6 +39,7 @@ mod header_rules;
 mod headers;
 mod logging;
 pub(crate) mod park;
+mod ping;
 mod plan;
 mod polite;
 pub mod proxy_protocol;

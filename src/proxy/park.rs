@@ -120,7 +120,7 @@ impl Life {
                 ?side,
                 up = summary.bytes_up,
                 down = summary.bytes_down,
-                "tunnel closed: a peer stopped answering (TCP keepalive or WsgateTCPUserTimeout)"
+                "tunnel closed: a peer stopped answering (TCP keepalive, WsgateTCPUserTimeout or WsgateWebSocketPing)"
             );
         }
         let age = self.age();
@@ -661,9 +661,9 @@ impl Parker {
         p.life.finish(summary(&p.rest, end));
     }
 
-    /// Closes the tunnels whose idle timeout has passed; returns the next
-    /// deadline.
-    fn expire(&self, now: Instant) -> Option<Instant> {
+    /// Closes the tunnels whose idle timeout has passed, and wakes those
+    /// due a Ping; returns the next deadline.
+    fn expire(self: &Arc<Self>, now: Instant) -> Option<Instant> {
         loop {
             let mut table = self.table();
             let Reverse((deadline, index, generation)) = *table.deadlines.peek()?;
@@ -678,7 +678,13 @@ impl Parker {
             drop(table);
             if live {
                 if let Some(p) = self.take(index) {
-                    p.life.finish(summary(&p.rest, End::IdleTimeout));
+                    if p.rest.idle_deadline().is_some_and(|d| d <= now) {
+                        p.life.finish(summary(&p.rest, End::IdleTimeout));
+                    } else {
+                        // A Ping is due (`WsgateWebSocketPing`): the tunnel
+                        // sends it, and rests again once answered.
+                        self.resume(p, true);
+                    }
                 }
             }
         }
@@ -816,5 +822,12 @@ mod size {
     #[test]
     fn a_tunnels_life_stays_small() {
         assert_eq!(std::mem::size_of::<super::Life>(), 64 + 8);
+    }
+
+    /// What a parked tunnel keeps besides its sockets and life: its
+    /// `WsgateWebSocketPing` setting fits in what was padding.
+    #[test]
+    fn a_resting_tunnels_state_stays_small() {
+        assert_eq!(std::mem::size_of::<super::Resting>(), 56);
     }
 }

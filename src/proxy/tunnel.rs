@@ -22,7 +22,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::frames::{
     close_from_client, close_from_server, new_mask, Frames, Phase, Tracker, GOING_AWAY,
 };
+use super::ping::{Pinger, BACKEND, CLIENT};
 use super::splice;
+use crate::config::model::WsPing;
 use tokio::time::{Instant, Sleep};
 
 /// One read's worth; also the most a direction holds for a slow reader.
@@ -495,15 +497,23 @@ pub struct Resting {
     pub bytes_down: u64,
     /// Its frames are followed (only a tunnel between frames rests).
     pub frames: bool,
+    /// `WsgateWebSocketPing`: woken when a Ping is due.
+    pub ping: Option<WsPing>,
 }
 
 impl Resting {
     /// When an idle tunnel in this state must close, if ever.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub fn idle_deadline(&self) -> Option<Instant> {
         match self.mode {
             Mode::HalfClose(Some(t)) => Some(self.last_activity + t),
             _ => None,
         }
+    }
+
+    /// When a resting tunnel must wake: to close, or to send a Ping.
+    pub fn deadline(&self) -> Option<Instant> {
+        let ping = self.ping.map(|p| self.last_activity + p.every());
+        [self.idle_deadline(), ping].into_iter().flatten().min()
     }
 }
 
@@ -561,6 +571,7 @@ where
                 bytes_up: 0,
                 bytes_down: 0,
                 frames: false,
+                ping: None,
             },
         )
     }
@@ -581,15 +592,32 @@ where
             mode: rest.mode,
             last_activity: rest.last_activity,
             first_fin: None,
-            tracker: rest.frames.then(Box::default),
+            tracker: rest.frames.then(|| Tracker::boxed(rest.ping, &rest)),
         }
     }
 
     /// Follows the tunnel's WebSocket frames (for a polite drain and the
     /// close code in the log).
-    pub fn tracking(mut self, frames: bool) -> Self {
-        self.tracker = frames.then(Box::default);
+    pub fn tracking(mut self, frames: bool, ping: Option<WsPing>) -> Self {
+        let now = Resting {
+            mode: self.mode,
+            last_activity: self.last_activity,
+            bytes_up: self.up.bytes,
+            bytes_down: self.down.bytes,
+            frames,
+            ping,
+        };
+        self.tracker = frames.then(|| Tracker::boxed(ping, &now));
         self
+    }
+
+    /// Bytes that went each way before the tunnel ran (they came with the
+    /// heads), for the frame tracker: client to backend, and back.
+    pub fn followed(&mut self, up: &[u8], down: &[u8]) {
+        if let Some(t) = self.tracker.as_deref_mut() {
+            t.frames[0].feed(up);
+            t.frames[1].feed(down);
+        }
     }
 
     /// Tells a tracked tunnel which orders to close it concern it (see
@@ -610,6 +638,11 @@ where
             bytes_up: self.up.bytes,
             bytes_down: self.down.bytes,
             frames: self.tracker.is_some(),
+            ping: self
+                .tracker
+                .as_deref()
+                .and_then(|t| t.ping.as_ref())
+                .map(|p| p.cfg),
         };
         (self.client, self.backend, rest)
     }
@@ -625,10 +658,11 @@ where
     /// Nothing held for a slow reader, both directions still open, and
     /// (when followed) between frames and not draining.
     fn is_quiet(&self) -> bool {
-        let frames_rest = self
-            .tracker
-            .as_deref()
-            .is_none_or(|t| t.phase == Phase::Running && t.frames.iter().all(Frames::at_boundary));
+        let frames_rest = self.tracker.as_deref().is_none_or(|t| {
+            t.phase == Phase::Running
+                && t.frames.iter().all(Frames::at_boundary)
+                && t.ping.as_ref().is_none_or(Pinger::is_quiet)
+        });
         frames_rest
             && [&self.up, &self.down]
                 .iter()
@@ -686,6 +720,13 @@ where
                 return self.poll_drain(cx);
             }
         }
+        let mut hold = [false; 2];
+        if self.tracker.as_deref().is_some_and(|t| t.ping.is_some()) {
+            match self.poll_pings(cx) {
+                Ok(h) => hold = h,
+                Err(end) => return Poll::Ready(end),
+            }
+        }
         let (fu, fd) = match self.tracker.as_deref_mut() {
             Some(t) => {
                 let [u, d] = &mut t.frames;
@@ -693,19 +734,27 @@ where
             }
             None => (None, None),
         };
+        // A Ping half written toward a side holds the stream toward it.
         let down_done = self.down.finished();
-        let up = self.up.poll_copy(
-            cx,
-            &mut self.client,
-            &mut self.backend,
-            down_done,
-            fu,
-            false,
-        );
+        let up = if hold[BACKEND] {
+            Poll::Ready(Ok(false))
+        } else {
+            self.up.poll_copy(
+                cx,
+                &mut self.client,
+                &mut self.backend,
+                down_done,
+                fu,
+                false,
+            )
+        };
         let up_done = self.up.finished();
-        let down = self
-            .down
-            .poll_copy(cx, &mut self.backend, &mut self.client, up_done, fd, false);
+        let down = if hold[CLIENT] {
+            Poll::Ready(Ok(false))
+        } else {
+            self.down
+                .poll_copy(cx, &mut self.backend, &mut self.client, up_done, fd, false)
+        };
         let (up, down) = match (up, down) {
             (Poll::Ready(Ok(u)), Poll::Ready(Ok(d))) => (u, d),
             (Poll::Ready(Err(e)), _) => return Poll::Ready(self.failed(Who::Client, &e)),
@@ -729,7 +778,72 @@ where
         if up || down {
             self.last_activity = Instant::now();
         }
+        // A Ping that waited for the end of a frame may go now.
+        if self
+            .tracker
+            .as_deref()
+            .is_some_and(|t| t.ping.as_ref().is_some_and(Pinger::owes_any))
+        {
+            if let Err(end) = self.poll_pings(cx) {
+                return Poll::Ready(end);
+            }
+        }
         Poll::Pending
+    }
+
+    /// `WsgateWebSocketPing`: looks at the sides whose time came (a side
+    /// that did not answer its Ping ends the tunnel) and writes the Pings
+    /// due where the stream toward the side is between two frames with
+    /// nothing held. Returns the sides whose stream a half-written Ping
+    /// holds.
+    #[cold]
+    #[inline(never)]
+    fn poll_pings(&mut self, cx: &mut Context<'_>) -> Result<[bool; 2], End> {
+        let Tunnel {
+            client,
+            backend,
+            up,
+            down,
+            tracker,
+            ..
+        } = self;
+        let Some(t) = tracker.as_deref_mut() else {
+            return Ok([false; 2]);
+        };
+        let Some(p) = t.ping.as_mut() else {
+            return Ok([false; 2]);
+        };
+        let who = |side| {
+            if side == CLIENT {
+                Who::Client
+            } else {
+                Who::Backend
+            }
+        };
+        if let Some(side) = p.poll_check(cx, [up.bytes, down.bytes]) {
+            return Err(End::PeerTimedOut(who(side)));
+        }
+        for side in [CLIENT, BACKEND] {
+            // The stream toward the client is the one from the backend.
+            let (toward, frames) = if side == CLIENT {
+                (&*down, &t.frames[1])
+            } else {
+                (&*up, &t.frames[0])
+            };
+            let free = toward.held.is_none() && !toward.eof && frames.at_boundary();
+            if !p.owes(side) || !(p.holds(side) || free) {
+                continue;
+            }
+            let sent = if side == CLIENT {
+                p.poll_send(cx, side, client)
+            } else {
+                p.poll_send(cx, side, backend)
+            };
+            if let Poll::Ready(Err(_)) = sent {
+                return Err(End::Failed(who(side)));
+            }
+        }
+        Ok([p.holds(CLIENT), p.holds(BACKEND)])
     }
 
     /// A graceful stop's polite close: each direction is forwarded up to

@@ -101,6 +101,8 @@ pub struct Settings<'c> {
     pub fallback_to_http: bool,
     /// `WsgateWebSocketFrames`.
     pub frames: bool,
+    /// `WsgateWebSocketPing`.
+    pub ping: Option<crate::config::model::WsPing>,
     pub base: &'c ProxySettings,
     pub reverse: Vec<&'c ReverseRule>,
     /// Header and environment rules of the matching `<Location>`s, in
@@ -476,6 +478,7 @@ fn settings_for<'c, 'p>(
         add_headers: server.settings.add_headers,
         fallback_to_http: server.settings.fallback_to_http,
         frames: server.settings.frames,
+        ping: server.settings.ping,
         base: &server.settings,
         reverse: server.reverse.iter().collect(),
         location_rules: Vec::new(),
@@ -501,6 +504,9 @@ fn settings_for<'c, 'p>(
         }
         if let Some(v) = loc.fallback_to_http {
             settings.fallback_to_http = v;
+        }
+        if let Some(v) = loc.ping {
+            settings.ping = v;
         }
         if let Some(v) = loc.frames {
             settings.frames = v;

@@ -316,6 +316,27 @@ impl Default for TlsVersions {
     }
 }
 
+/// `WsgateWebSocketPing EVERY [WAIT]`: a side of a WebSocket tunnel from
+/// which nothing came for `every` is sent a Ping; if still nothing comes
+/// from it within `wait`, it is dead and the tunnel closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WsPing {
+    /// In tenths of a second: a parked tunnel keeps these, in what was
+    /// padding of its state.
+    pub every_ds: std::num::NonZeroU16,
+    pub wait_ds: std::num::NonZeroU16,
+}
+
+impl WsPing {
+    pub fn every(&self) -> Duration {
+        Duration::from_millis(100 * u64::from(self.every_ds.get()))
+    }
+
+    pub fn wait(&self) -> Duration {
+        Duration::from_millis(100 * u64::from(self.wait_ds.get()))
+    }
+}
+
 /// Settings a `<Location>` may override.
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
@@ -325,6 +346,8 @@ pub struct ProxySettings {
     pub fallback_to_http: bool,
     /// `WsgateWebSocketFrames`: WebSocket tunnels' frames are followed.
     pub frames: bool,
+    /// `WsgateWebSocketPing` (its tunnels' frames are followed too).
+    pub ping: Option<WsPing>,
     /// `ProxyTimeout`.
     pub proxy_timeout: Option<Duration>,
     /// `SSLProxy*`, in [`Config::ssl_proxies`].
@@ -348,6 +371,8 @@ pub struct Location {
     pub add_headers: Option<bool>,
     pub fallback_to_http: Option<bool>,
     pub frames: Option<bool>,
+    /// `Some(None)`: `WsgateWebSocketPing Off`.
+    pub ping: Option<Option<WsPing>>,
     pub reverse: Vec<ReverseRule>,
     /// `Require` lines and sections: replace those of earlier matching
     /// sections (Apache's `AuthMerging Off`).
