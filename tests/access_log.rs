@@ -412,3 +412,56 @@ fn a_format_wsgate_cannot_read_is_an_error_with_its_line() {
         "{err}"
     );
 }
+
+/// A tunnel's line is kept while it is open (on the shelf, whatever its
+/// size: a short record, a long one, or boxed when longer still, or
+/// written to two logs, or with `%{end:…}t`), and comes out whole when it
+/// ends: each User-Agent as sent, each end field filled in.
+#[tokio::test]
+async fn tunnel_lines_of_every_size_and_several_logs_come_out_whole() {
+    let backend = ws_echo_backend().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one.log"), dir.path().join("two.log"));
+    let w = Wsgate::start(&format!(
+        "ProxyPass /ws/ ws://127.0.0.1:{}/ws/\n\
+         CustomLog {} \"%U %{{wsgate-close}}n %{{wsgate-up}}n \\\"%{{User-Agent}}i\\\" %D\"\n\
+         CustomLog {} \"%U %{{wsgate-close}}n %{{end:%Y}}t\" env=TWO\n\
+         SetEnvIf Request_URI ^/ws/two TWO\n",
+        backend.port(),
+        one.display(),
+        two.display()
+    ));
+    // Short, long and longer than any record.
+    let agents = ["short".to_string(), "L".repeat(300), "X".repeat(1_000)];
+    for (i, agent) in agents.iter().enumerate() {
+        let path = if i == 2 { "/ws/two" } else { "/ws/one" };
+        let mut c = TcpStream::connect(w.addr).await.unwrap();
+        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: h.test\r\nUser-Agent: {agent}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let head = common::read_head(&mut c).await.unwrap();
+        assert_eq!(status_of(&head), 101, "{head}");
+        // A masked text frame "hi" up, its echo back.
+        c.write_all(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i'])
+            .await
+            .unwrap();
+        let mut echo = [0u8; 4];
+        c.read_exact(&mut echo).await.unwrap();
+        drop(c);
+        let l = wait_lines(&one, i + 1).await;
+        let want = format!("{path} client-fin 8 \"{agent}\" ");
+        assert!(l[i].starts_with(&want), "line {i}: {}", l[i]);
+        let micros: u64 = l[i][want.len()..].parse().expect("%D filled in");
+        assert!(micros > 0);
+    }
+    let year = wait_lines(&two, 1).await;
+    assert_eq!(year.len(), 1, "only /ws/two: {year:?}");
+    let (path, rest) = year[0].split_once(' ').unwrap();
+    assert_eq!(path, "/ws/two");
+    let (close, y) = rest.split_once(' ').unwrap();
+    assert_eq!(close, "client-fin");
+    assert!(
+        y.len() == 4 && y.starts_with("20"),
+        "the year it ended: {y}"
+    );
+}

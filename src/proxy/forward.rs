@@ -55,7 +55,7 @@ pub struct TunnelStart {
     /// A balancer member's busy count, held for the tunnel's life (S71).
     pub busy: Option<Busy>,
     /// Its access log lines, written when it ends.
-    pub log: Option<Box<super::logging::TunnelLog>>,
+    pub log: Option<super::logging::TunnelLog>,
     /// A WebSocket whose frames are followed (`WsgateWebSocketFrames`,
     /// `WsgateWebSocketPing`).
     pub frames: bool,

@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -21,7 +20,8 @@ use crate::config::Config;
 use crate::http::body::Encoding;
 use crate::http::write::LocalAnswer;
 use crate::http::ResponseHead;
-use crate::ops::access::{self, ConnStatus, Entry, Opened, Pending, Sink, Sinks};
+use crate::ops::access::shelf::Shelved;
+use crate::ops::access::{self, ConnStatus, Entry, Opened, Sinks};
 use crate::rules::{self, Env};
 
 /// When and how a request came: set by the connection that read it.
@@ -267,11 +267,9 @@ impl<D: Downstream> Downstream for Watch<'_, D> {
     }
 }
 
-/// A tunnel's lines, made when it opened, written when it ends.
-pub struct TunnelLog {
-    lines: Vec<(Arc<Sink>, Pending)>,
-    opened: Opened,
-}
+/// A tunnel's lines, made when it opened, kept on the shelf (see
+/// `access::shelf`), written when it ends.
+pub struct TunnelLog(Shelved);
 
 impl TunnelLog {
     pub fn finish(self, summary: &Summary) {
@@ -283,9 +281,7 @@ impl TunnelLog {
             closed_by,
             ws_close: summary.ws_close,
         };
-        for (sink, pending) in self.lines {
-            sink.send(pending.finish(&self.opened, &end));
-        }
+        self.0.finish(&end);
     }
 }
 
@@ -357,7 +353,7 @@ pub fn write_unread(
 
 /// Writes the request's lines, or for a tunnel (`101`), returns them to
 /// be finished when it ends.
-pub fn write(config: &Config, sinks: &Sinks, entry: &Entry<'_>) -> Option<Box<TunnelLog>> {
+pub fn write(config: &Config, sinks: &Sinks, entry: &Entry<'_>) -> Option<TunnelLog> {
     let server = entry.server;
     if server.access_logs.is_empty() {
         return None;
@@ -377,18 +373,17 @@ pub fn write(config: &Config, sinks: &Sinks, entry: &Entry<'_>) -> Option<Box<Tu
             sink.send(pending.text);
         }
     }
-    (entry.tunnel && !lines.is_empty()).then(|| {
-        Box::new(TunnelLog {
-            lines,
-            opened: Opened {
-                started: entry.started,
-                received: entry.received,
-                head_in: entry.bytes_in,
-                head_out: entry.bytes_out,
-                status: entry.status,
-            },
-        })
-    })
+    if !entry.tunnel || lines.is_empty() {
+        return None;
+    }
+    let opened = Opened {
+        started: entry.started,
+        received: entry.received,
+        head_in: entry.bytes_in,
+        head_out: entry.bytes_out,
+        status: entry.status,
+    };
+    Shelved::keep(&opened, lines).map(TunnelLog)
 }
 
 fn holds(when: &LogCondition, d: &Entry<'_>) -> bool {

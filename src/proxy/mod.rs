@@ -20,6 +20,10 @@
 //!   status page, the metrics), from the live state.
 //! * `handover` — a new binary taking the listening sockets over
 //!   (`SIGUSR2`) while this one finishes its tunnels.
+//! * `frames`, `ping`, `polite` — the WebSocket frame tracker, which
+//!   closes a tunnel with 1001 when ordered to (`polite`: a drained member,
+//!   a backend a reload removed; or a stop), and sends Pings for liveness.
+//! * `logging` — access log lines; `proxy_protocol` — PROXY headers.
 //! * `tunnel`, `splice`, `park` — the byte tunnel after a 101, its
 //!   zero-copy path, and quiet tunnels set aside outside the runtime;
 //!   `wire` and `record` let a quiet wss:// tunnel's TLS 1.3 session leave

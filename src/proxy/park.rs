@@ -67,8 +67,8 @@ pub struct Life {
     started: u64,
     /// Its entry in the status page's table (`ops::tunnels`), plus one.
     entry: Option<std::num::NonZeroU32>,
-    /// Its access log lines, when the server has any.
-    log: Option<Box<TunnelLog>>,
+    /// Its access log lines, when the server has any (on the shelf).
+    log: Option<TunnelLog>,
 }
 
 impl Life {
@@ -78,7 +78,7 @@ impl Life {
         slot: Slot,
         busy: Option<Busy>,
         tunnel: Option<crate::ops::tunnels::TunnelInfo>,
-        log: Option<Box<TunnelLog>>,
+        log: Option<TunnelLog>,
     ) -> Life {
         shared.stats.tunnel_opened();
         slot.tunnel_opened();
@@ -817,11 +817,11 @@ fn give_back_memory() {
 mod size {
     /// What a tunnel keeps for its whole life stays small: the status
     /// page's table costs nothing (an `Instant` was 16 bytes; the start as
-    /// nanoseconds and the table's index share them), the access log one
-    /// pointer (its lines are boxed, and only there with a log).
+    /// nanoseconds and the table's index share them), the access log an
+    /// index beside the table's (its lines are on `access::shelf`).
     #[test]
     fn a_tunnels_life_stays_small() {
-        assert_eq!(std::mem::size_of::<super::Life>(), 64 + 8);
+        assert_eq!(std::mem::size_of::<super::Life>(), 64);
     }
 
     /// What a parked tunnel keeps besides its sockets and life: its

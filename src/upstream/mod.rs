@@ -2,7 +2,8 @@
 //! to them: name resolution (`resolve`), connecting over TCP and TLS
 //! (`connect`), idle connections (`pool`), `max=` (`limit`), the health
 //! checks (`health`), and the [`runtime::Runtime`] that keeps all of it by
-//! worker and member identity across reloads.
+//! worker and member identity across reloads; `order` is a polite close
+//! ordered for a worker's (or a server's) tunnels.
 
 pub(crate) mod connect;
 pub(crate) mod health;

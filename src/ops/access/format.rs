@@ -98,7 +98,56 @@ pub struct TunnelEnd {
 #[derive(Debug)]
 pub struct Pending {
     pub text: String,
-    holes: Vec<(usize, Field)>,
+    pub holes: Vec<(usize, Hole)>,
+}
+
+/// A field a tunnel's line knows only at its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hole {
+    Known(EndField),
+    /// `%{end:FORMAT}t`.
+    EndTime(Option<String>),
+}
+
+/// The end fields that need nothing but their kind (all but `%{end:…}t`):
+/// small enough to keep a line's holes inline (`shelf`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndField {
+    DurationUs,
+    DurationMs,
+    DurationS,
+    BytesIn,
+    BytesOut,
+    BytesBoth,
+    ConnStatus,
+    Close,
+    ClosedBy,
+    Up,
+    Down,
+    WsClose,
+}
+
+impl Hole {
+    /// The hole for `f`, one that [`known_at_end`] accepts.
+    fn of(f: &Field) -> Hole {
+        let known = match (f.code, f.arg.as_deref()) {
+            (Code::DurationUs, _) => EndField::DurationUs,
+            (Code::DurationT, Some("ms")) => EndField::DurationMs,
+            (Code::DurationT, Some("us")) => EndField::DurationUs,
+            (Code::DurationT, _) => EndField::DurationS,
+            (Code::BytesIn, _) => EndField::BytesIn,
+            (Code::BytesOut, _) => EndField::BytesOut,
+            (Code::BytesBoth, _) => EndField::BytesBoth,
+            (Code::ConnStatus, _) => EndField::ConnStatus,
+            (Code::Time, arg) => return Hole::EndTime(arg.map(str::to_string)),
+            (_, Some("wsgate-close")) => EndField::Close,
+            (_, Some("wsgate-closed-by")) => EndField::ClosedBy,
+            (_, Some("wsgate-up")) => EndField::Up,
+            (_, Some("wsgate-down")) => EndField::Down,
+            (_, _) => EndField::WsClose,
+        };
+        Hole::Known(known)
+    }
 }
 
 /// What a tunnel's holes are filled from, besides its end.
@@ -123,7 +172,7 @@ pub fn render(format: &Format, e: &Entry<'_>) -> Pending {
                 if !status_allows(f, e.status) {
                     out.push('-');
                 } else if e.tunnel && known_at_end(f) {
-                    holes.push((out.len(), f.clone()));
+                    holes.push((out.len(), Hole::of(f)));
                 } else {
                     field(&mut out, f, e);
                 }
@@ -138,14 +187,35 @@ impl Pending {
     pub fn finish(self, opened: &Opened, end: &TunnelEnd) -> String {
         let mut out = String::with_capacity(self.text.len() + 16 * self.holes.len());
         let mut from = 0;
-        for (at, f) in &self.holes {
+        for (at, hole) in &self.holes {
             out.push_str(&self.text[from..*at]);
-            end_field(&mut out, f, opened, end);
+            match hole {
+                Hole::Known(f) => end_field(&mut out, *f, opened, end),
+                Hole::EndTime(arg) => {
+                    let now = Instant::now();
+                    let at = opened.received + now.saturating_duration_since(opened.started);
+                    time(&mut out, arg.as_deref(), opened.received, at);
+                }
+            }
             from = *at;
         }
         out.push_str(&self.text[from..]);
         out
     }
+}
+
+/// Fills `holes` (by byte offset into `text`, in order) into a line.
+pub fn fill(text: &str, holes: &[(u16, EndField)], opened: &Opened, end: &TunnelEnd) -> String {
+    let mut out = String::with_capacity(text.len() + 16 * holes.len() + 1);
+    let mut from = 0;
+    for &(at, f) in holes {
+        let at = usize::from(at);
+        out.push_str(&text[from..at]);
+        end_field(&mut out, f, opened, end);
+        from = at;
+    }
+    out.push_str(&text[from..]);
+    out
 }
 
 fn status_allows(f: &Field, status: u16) -> bool {
@@ -179,35 +249,28 @@ fn known_at_end(f: &Field) -> bool {
     }
 }
 
-fn end_field(out: &mut String, f: &Field, o: &Opened, end: &TunnelEnd) {
-    let now = Instant::now();
-    let us = now.saturating_duration_since(o.started).as_micros() as u64;
-    let _ = match f.code {
-        Code::DurationUs => write!(out, "{us}"),
-        Code::DurationT => duration_t(out, f.arg.as_deref(), us),
-        Code::BytesIn => write!(out, "{}", o.head_in + end.up),
-        Code::BytesOut => write!(out, "{}", o.head_out + end.down),
-        Code::BytesBoth => write!(out, "{}", o.head_in + end.up + o.head_out + end.down),
-        Code::ConnStatus => write!(out, "-"),
-        Code::Time => {
-            let at = o.received + now.saturating_duration_since(o.started);
-            time(out, f.arg.as_deref(), o.received, at);
-            Ok(())
-        }
-        _ => {
-            let v = match f.arg.as_deref() {
-                Some("wsgate-close") => end.close.to_string(),
-                Some("wsgate-closed-by") => end.closed_by.to_string(),
-                Some("wsgate-up") => end.up.to_string(),
-                Some("wsgate-down") => end.down.to_string(),
-                Some("wsgate-ws-close") => match end.ws_close {
-                    Some(code) => code.to_string(),
-                    None => "-".to_string(),
-                },
-                _ => "-".to_string(),
-            };
-            write!(out, "{v}")
-        }
+fn end_field(out: &mut String, f: EndField, o: &Opened, end: &TunnelEnd) {
+    let us = || {
+        Instant::now()
+            .saturating_duration_since(o.started)
+            .as_micros() as u64
+    };
+    let _ = match f {
+        EndField::DurationUs => write!(out, "{}", us()),
+        EndField::DurationMs => write!(out, "{}", us() / 1000),
+        EndField::DurationS => write!(out, "{}", us() / 1_000_000),
+        EndField::BytesIn => write!(out, "{}", o.head_in + end.up),
+        EndField::BytesOut => write!(out, "{}", o.head_out + end.down),
+        EndField::BytesBoth => write!(out, "{}", o.head_in + end.up + o.head_out + end.down),
+        EndField::ConnStatus => write!(out, "-"),
+        EndField::Close => write!(out, "{}", end.close),
+        EndField::ClosedBy => write!(out, "{}", end.closed_by),
+        EndField::Up => write!(out, "{}", end.up),
+        EndField::Down => write!(out, "{}", end.down),
+        EndField::WsClose => match end.ws_close {
+            Some(code) => write!(out, "{code}"),
+            None => write!(out, "-"),
+        },
     };
 }
 

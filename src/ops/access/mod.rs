@@ -9,6 +9,7 @@
 //! dies is started again, as Apache's piped logs are.
 
 pub mod format;
+pub mod shelf;
 
 use std::collections::HashMap;
 use std::fs::File;
