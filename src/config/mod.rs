@@ -367,11 +367,13 @@ impl Builder {
         check_tls_addresses(&vhosts)?;
         let servers: Vec<&Server> = std::iter::once(&main).chain(&vhosts).collect();
         proxy::route_warnings(&servers, &self.workers.list, &balancers, &mut self.warnings);
-        let status_page = servers.iter().any(|s| {
-            s.locations
+        let shows = |h: authz::Handler| {
+            servers
                 .iter()
-                .any(|l| l.handler == Some(authz::Handler::ServerStatus))
-        });
+                .any(|s| s.locations.iter().any(|l| l.handler == Some(h)))
+        };
+        let status_page = shows(authz::Handler::ServerStatus);
+        let shows_counts = status_page || shows(authz::Handler::Metrics);
         Ok(Config {
             listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
             sni_policy: self.sni_policy,
@@ -395,6 +397,7 @@ impl Builder {
             access_logs: logs.logs,
             extended_status: self.extended_status,
             status_page,
+            shows_counts,
             proxy_protocol: self.proxy_protocol,
         })
     }

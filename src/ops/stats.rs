@@ -33,9 +33,14 @@ pub struct Stats {
     pub handshake: Histogram,
     /// How long tunnels lived, counted when they end.
     pub tunnel_life: Histogram,
-    /// Tunnels closed because a peer stopped answering (TCP keepalive or
-    /// `TCP_USER_TIMEOUT`).
+    /// Tunnels closed because a peer stopped answering (TCP keepalive,
+    /// `TCP_USER_TIMEOUT` or `WsgateWebSocketPing`).
     pub dead_peers: AtomicU64,
+    /// Whether times are measured: durations, upgrade outcomes and the
+    /// histograms cost clock reads on every request and tunnel, paid only
+    /// while a status page or the metrics show them (as Apache's
+    /// scoreboard counts only with mod_status).
+    pub timed: std::sync::atomic::AtomicBool,
 }
 
 /// How an upgrade request ended.
@@ -148,6 +153,7 @@ impl Default for Stats {
             handshake: Histogram::new(HANDSHAKE_BOUNDS),
             tunnel_life: Histogram::new(TUNNEL_LIFE_BOUNDS),
             dead_peers: AtomicU64::new(0),
+            timed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -169,6 +175,11 @@ impl Stats {
     pub fn add_tunnel_bytes(&self, up: u64, down: u64) {
         self.bytes_up.fetch_add(up, Ordering::Relaxed);
         self.bytes_down.fetch_add(down, Ordering::Relaxed);
+    }
+
+    /// Whether times are measured (see [`Stats::timed`]).
+    pub fn is_timed(&self) -> bool {
+        self.timed.load(Ordering::Relaxed)
     }
 
     /// A request whose head was read.

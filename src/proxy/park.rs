@@ -123,7 +123,6 @@ impl Life {
                 "tunnel closed: a peer stopped answering (TCP keepalive, WsgateTCPUserTimeout or WsgateWebSocketPing)"
             );
         }
-        let age = self.age();
         if let Some(log) = self.log.take() {
             log.finish(&summary);
         }
@@ -131,14 +130,17 @@ impl Life {
             end = ?summary.end,
             up = summary.bytes_up,
             down = summary.bytes_down,
-            secs = age.as_secs_f64(),
+            secs = self.age().as_secs_f64(),
             "tunnel closed"
         );
         self.shared
             .stats
             .add_tunnel_bytes(summary.bytes_up, summary.bytes_down);
-        self.shared.stats.add_duration(age);
-        self.shared.stats.tunnel_life.observe(age);
+        if self.shared.stats.is_timed() {
+            let age = self.age();
+            self.shared.stats.add_duration(age);
+            self.shared.stats.tunnel_life.observe(age);
+        }
         self._slot
             .tunnel_bytes(summary.bytes_up, summary.bytes_down);
     }
@@ -273,6 +275,7 @@ where
 {
     type Output = ();
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             match self.as_mut().project() {

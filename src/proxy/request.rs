@@ -42,10 +42,12 @@ pub async fn handle<D: Downstream>(
     visit: Option<&Visit>,
 ) -> Outcome {
     shared.stats.request();
-    let started = std::time::Instant::now();
-    let upgrade = head.headers.get_str("upgrade").is_some();
     let generation = &current.generation;
     let config = &generation.config;
+    // Times only for a page that shows them (or the log's own clock).
+    let timed = shared.stats.is_timed();
+    let started = timed.then(std::time::Instant::now);
+    let upgrade = timed && head.headers.get_str("upgrade").is_some();
     let mut watch = Watch::new(client, config);
     let mut trail = Trail::new(config);
     // One await of the routing's future, not a layer above it: a future
@@ -62,14 +64,16 @@ pub async fn handle<D: Downstream>(
             }
         }
     };
-    let took = started.elapsed();
-    shared.stats.add_duration(took);
-    if upgrade {
-        shared
-            .stats
-            .upgrade(trail.upgrade.unwrap_or(Upgrade::NotProxied));
-        if trail.upgrade == Some(Upgrade::Switched) {
-            shared.stats.handshake.observe(took);
+    if let Some(started) = started {
+        let took = started.elapsed();
+        shared.stats.add_duration(took);
+        if upgrade {
+            shared
+                .stats
+                .upgrade(trail.upgrade.unwrap_or(Upgrade::NotProxied));
+            if trail.upgrade == Some(Upgrade::Switched) {
+                shared.stats.handshake.observe(took);
+            }
         }
     }
     let (Some(seen), Some(log), Some(visit)) = (watch.seen.as_deref(), trail.log.as_deref(), visit)

@@ -262,6 +262,10 @@ impl Handle {
             parker,
             stop: Arc::default(),
         });
+        shared
+            .stats
+            .timed
+            .store(shared.generation().config.shows_counts, Ordering::Relaxed);
         super::polite::follow_members(&shared, &shared.generation());
         let mut accepting = HashMap::new();
         for (addr, listener) in listeners {
@@ -339,6 +343,10 @@ impl Handle {
         let current = Current::new(self.shared.runtime.bind(config), &self.shared.access);
         let checks = health::start(&current.generation);
         let new = current.generation.clone();
+        self.shared
+            .stats
+            .timed
+            .store(new.config.shows_counts, Ordering::Relaxed);
         self.shared.current.store(Arc::new(current));
         self.shared.stats.reloaded();
         super::polite::follow_reload(&self.shared, &old, &new);

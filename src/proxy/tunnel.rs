@@ -715,6 +715,36 @@ where
 
     /// Copies both ways; ready when the tunnel is over.
     fn poll_move(&mut self, cx: &mut Context<'_>) -> Poll<End> {
+        if self.tracker.is_some() {
+            return self.poll_move_tracked(cx);
+        }
+        // Untracked: the copies are built without frames (constant `None`),
+        // so none of the tracker's checks is in this loop.
+        let down_done = self.down.finished();
+        let up = self.up.poll_copy(
+            cx,
+            &mut self.client,
+            &mut self.backend,
+            down_done,
+            None,
+            false,
+        );
+        let up_done = self.up.finished();
+        let down = self.down.poll_copy(
+            cx,
+            &mut self.backend,
+            &mut self.client,
+            up_done,
+            None,
+            false,
+        );
+        self.after_copies(up, down)
+    }
+
+    /// [`Tunnel::poll_move`] with the frame tracker: a polite close when
+    /// ordered, Pings when due, frames followed.
+    #[inline(never)]
+    fn poll_move_tracked(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         if let Some(t) = self.tracker.as_deref_mut() {
             if t.poll_phase(cx) {
                 return self.poll_drain(cx);
@@ -755,6 +785,29 @@ where
             self.down
                 .poll_copy(cx, &mut self.backend, &mut self.client, up_done, fd, false)
         };
+        if let Poll::Ready(end) = self.after_copies(up, down) {
+            return Poll::Ready(end);
+        }
+        // A Ping that waited for the end of a frame may go now.
+        if self
+            .tracker
+            .as_deref()
+            .is_some_and(|t| t.ping.as_ref().is_some_and(Pinger::owes_any))
+        {
+            if let Err(end) = self.poll_pings(cx) {
+                return Poll::Ready(end);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// What both directions' copies mean for the tunnel: an end, or on.
+    #[inline(always)]
+    fn after_copies(
+        &mut self,
+        up: Poll<io::Result<bool>>,
+        down: Poll<io::Result<bool>>,
+    ) -> Poll<End> {
         let (up, down) = match (up, down) {
             (Poll::Ready(Ok(u)), Poll::Ready(Ok(d))) => (u, d),
             (Poll::Ready(Err(e)), _) => return Poll::Ready(self.failed(Who::Client, &e)),
@@ -777,16 +830,6 @@ where
         }
         if up || down {
             self.last_activity = Instant::now();
-        }
-        // A Ping that waited for the end of a frame may go now.
-        if self
-            .tracker
-            .as_deref()
-            .is_some_and(|t| t.ping.as_ref().is_some_and(Pinger::owes_any))
-        {
-            if let Err(end) = self.poll_pings(cx) {
-                return Poll::Ready(end);
-            }
         }
         Poll::Pending
     }

@@ -66,6 +66,7 @@ impl AsyncRead for BackendStream {
 }
 
 impl AsyncWrite for BackendStream {
+    #[inline]
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -78,6 +79,7 @@ impl AsyncWrite for BackendStream {
         }
     }
 
+    #[inline]
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             BackendStream::Plain(s) => Pin::new(s).poll_flush(cx),

@@ -66,6 +66,8 @@ pub struct Config {
     /// Some `<Location>` serves `server-status`: open tunnels are entered
     /// in the table it shows (nothing is kept per tunnel otherwise).
     pub status_page: bool,
+    /// Some `<Location>` shows the server status or the metrics.
+    pub shows_counts: bool,
     /// mod_remoteip's `RemoteIPProxyProtocol`.
     pub proxy_protocol: ProxyProtocol,
 }
