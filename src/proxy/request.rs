@@ -22,7 +22,7 @@ use crate::config::model::balancer::Balancer;
 use crate::config::WorkerRef;
 use crate::http::body::Framing;
 use crate::http::write::{local_answer, LocalAnswer};
-use crate::http::{canonical_reason, RequestHead, Version};
+use crate::http::{canonical_reason, RequestHead};
 use crate::ops::access::{ConnStatus, Entry, SslVars};
 use crate::ops::stats::Upgrade;
 use crate::route::{self, Decision, Mapped, PathError};
@@ -195,20 +195,7 @@ async fn route_and_forward<'g, D: Downstream>(
     let env = &mut trail.env;
     let cx = header_rules::post_read(head, &path, facts, server, env);
     let mapped = {
-        let request = route::Request {
-            method: &head.method,
-            target: &head.target,
-            version: if head.version >= Version::HTTP_11 {
-                "HTTP/1.1"
-            } else {
-                "HTTP/1.0"
-            },
-            headers: &head.headers.fields,
-            path: &path,
-            remote: facts.peer,
-            local: facts.local,
-            https: facts.https,
-        };
+        let request = route::Request::from_head(head, &path, facts.peer, facts.local, facts.https);
         route::decide(config, server, &request)
     };
     // Answers made from here get the server's `Header always` rules.
