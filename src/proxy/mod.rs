@@ -18,6 +18,8 @@
 //!   through `request` as an HTTP/1 request goes.
 //! * `handler` — the pages wsgate answers itself (`SetHandler`: the
 //!   status page, the metrics), from the live state.
+//! * `explain` — `wsgate -t --explain`: a request taken through these
+//!   same steps without traffic, each decision with its configuration line.
 //! * `handover` — a new binary taking the listening sockets over
 //!   (`SIGUSR2`) while this one finishes its tunnels.
 //! * `tunnel`, `splice`, `park` — the byte tunnel after a 101, its
@@ -30,6 +32,7 @@ pub(crate) mod conn;
 mod connection;
 mod downstream;
 pub(crate) mod error;
+pub mod explain;
 mod forward;
 mod frames;
 mod h2;

@@ -378,7 +378,7 @@ fn balancer_env(env: &mut Env, balancer: &Balancer, backend: &Backend<'_>, m: Ch
 /// Picks the backend for an attempt, skipping balancer members `tried`.
 /// Borrowed from the mapping or the balancer: nothing is copied per request
 /// but a balanced path.
-fn choose_backend<'a>(
+pub(super) fn choose_backend<'a>(
     generation: &'a Generation,
     mapped: &'a Mapped<'a>,
     head: &RequestHead,

@@ -213,6 +213,44 @@ pub fn apply<T: Trace + ?Sized>(
         }
         skip = rule.flags.skip;
     }
+    conclude(
+        Rewritten {
+            uri,
+            query,
+            original_query,
+            changed,
+            noescape,
+            redirect,
+            passthrough,
+        },
+        vars,
+    )
+}
+
+/// Where the rules left the url once they stopped.
+struct Rewritten {
+    uri: Vec<u8>,
+    query: Option<String>,
+    original_query: Option<String>,
+    changed: bool,
+    noescape: bool,
+    redirect: Option<u16>,
+    passthrough: bool,
+}
+
+/// The outcome of rules that neither proxied nor answered on their own:
+/// unchanged, a redirect (or a url of this server made local again), a
+/// path for ProxyPass, or a local path.
+fn conclude(r: Rewritten, vars: &dyn Vars) -> Outcome {
+    let Rewritten {
+        mut uri,
+        query,
+        original_query,
+        changed,
+        noescape,
+        redirect,
+        passthrough,
+    } = r;
     if !changed {
         return match redirect {
             Some(code) if !(300..400).contains(&code) => Outcome::Status(code),

@@ -189,15 +189,26 @@ pub fn select_server<'c>(config: &'c Config, local: SocketAddr, host: Option<&st
     };
     if let Some(host) = host {
         let name = host_name(host);
-        if let Some(v) = config.vhosts.iter().filter(candidate).find(|v| {
-            v.names
-                .iter()
-                .any(|n| wildcard_match(n.as_bytes(), name.as_bytes()))
-        }) {
+        if let Some(v) = config
+            .vhosts
+            .iter()
+            .filter(candidate)
+            .find(|v| matching_name(v, &name).is_some())
+        {
             return v;
         }
     }
     first
+}
+
+/// The first of a server's names (ServerName, then each ServerAlias) that
+/// `name` (a Host's lower-case name, without port) matches.
+pub fn matching_name<'c>(server: &'c Server, name: &str) -> Option<&'c str> {
+    server
+        .names
+        .iter()
+        .find(|n| wildcard_match(n.as_bytes(), name.as_bytes()))
+        .map(String::as_str)
 }
 
 /// `*` and `?` wildcards as ServerAlias allows them.

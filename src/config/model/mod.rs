@@ -209,6 +209,8 @@ impl Written {
         "WsgateTCPUserTimeout",
         "H2StreamTimeout",
         "RewriteEngine",
+        "Require",
+        "SetHandler",
     ];
 
     /// Notes a line of `name` (one of [`Written::NOTED`]).
