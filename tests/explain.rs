@@ -214,6 +214,22 @@ fn a_rewrite_rule_proxying_to_ws_names_its_line_its_conditions_and_the_tunnel() 
     );
     let e = c.explain(&["GET", "http://proxy.test:8080/gone"]);
     assert_eq!(e.line("decision"), "410 Gone (a rewrite rule)");
+
+    let c = Conf::new(
+        "Listen 127.0.0.1:8080\nRewriteEngine on\nRewriteRule ^/a/(.*)$ /b/$1\n\
+         RewriteRule ^/pt/(.*)$ /app/$1 [PT]\nProxyPass /app/ http://127.0.0.1:9001/\n",
+    );
+    let e = c.explain(&["GET", "/a/x"]);
+    assert_eq!(
+        e.line("decision"),
+        "404 Not Found: rewritten to a local path, and wsgate serves no files (/a/x)"
+    );
+    let e = c.explain(&["GET", "/pt/x"]);
+    assert_eq!(
+        e.line("rewritten"),
+        "/app/x (a [PT] rule hands it to ProxyPass)"
+    );
+    assert_eq!(e.line("backend"), "http://127.0.0.1:9001/x");
 }
 
 const ROUTES: &str = "\
@@ -620,7 +636,7 @@ ServerName proxy.test
             .collect();
         assert_eq!(
             reached,
-            [named.clone()],
+            std::slice::from_ref(&named),
             "{path} {headers:?}: explain named {named}\n{}",
             e.out
         );

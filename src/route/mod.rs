@@ -111,6 +111,8 @@ pub trait Trace {
     fn rewrite_cond(&mut self, _rule: usize, _cond: usize, _tested: &[u8], _held: bool) {}
     /// The path a `[PT]` rule hands to ProxyPass.
     fn passed_through(&mut self, _path: &RequestPath) {}
+    /// The rules rewrote the url to a local path (a 404: no files here).
+    fn rewritten_locally(&mut self) {}
     /// A `<Location>` whose path matches, in order.
     fn location(&mut self, _index: usize) {}
     /// A ProxyPass line whose path matches (`location`: the one inside
@@ -345,7 +347,10 @@ fn mapping<'c, T: Trace + ?Sized>(
         }
         Outcome::Status(s) => (Decision::Status(s), Access::default()),
         // S166: a rewrite to a local path never serves a file.
-        Outcome::Local => (Decision::NotFound, settings_for(server, req.path, trace).2),
+        Outcome::Local => {
+            trace.rewritten_locally();
+            (Decision::NotFound, settings_for(server, req.path, trace).2)
+        }
     }
 }
 

@@ -352,6 +352,8 @@ struct Seen {
     rules: Vec<(usize, Step)>,
     conds: Vec<(usize, usize, String, bool)>,
     passed_through: Option<String>,
+    /// The rules rewrote to a local path.
+    local: bool,
     locations: Vec<usize>,
     routes: Vec<(usize, bool, RouteStep)>,
     /// The `Require` that decided (by address, to find its section) and
@@ -391,6 +393,10 @@ impl route::Trace for Seen {
 
     fn passed_through(&mut self, path: &RequestPath) {
         self.passed_through = Some(path.raw.to_string());
+    }
+
+    fn rewritten_locally(&mut self) {
+        self.local = true;
     }
 
     fn location(&mut self, index: usize) {
@@ -544,9 +550,7 @@ impl Steps<'_> {
             Decision::NotFound => {
                 let why = match self.seen.routes.last() {
                     Some((_, _, RouteStep::Excluded)) => "ProxyPass ! excludes it",
-                    _ if matches!(self.seen.rules.last(), Some((_, Step::Applied { .. }))) => {
-                        "rewritten to a local path, and wsgate serves no files"
-                    }
+                    _ if self.seen.local => "rewritten to a local path, and wsgate serves no files",
                     _ => "nothing proxies it",
                 };
                 format!("404 Not Found: {why} ({})", self.path.raw)
