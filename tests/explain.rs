@@ -672,3 +672,31 @@ ServerName proxy.test
         backend.finish().await;
     }
 }
+
+#[test]
+fn a_tls_address_names_the_vhost_by_host_and_a_host_the_handshake_does_not_cover_gets_421() {
+    let ca = pki::Ca::new();
+    let (a, b) = (ca.issue("a.test"), ca.issue("b.test"));
+    let c = Conf::new(&format!(
+        "Listen 127.0.0.1:8443 https\n{}{}",
+        pki::tls_vhost("a.test", &a, "ProxyPass / http://127.0.0.1:9001/\n"),
+        pki::tls_vhost("b.test", &b, "ProxyPass / ws://127.0.0.1:9002/\n"),
+    ));
+    let e = c.explain(&["GET", "wss://b.test:8443/chat"]);
+    assert_eq!(e.code, 0, "{}", e.err);
+    assert_eq!(
+        e.line("listener"),
+        "127.0.0.1:8443 (Listen 127.0.0.1:8443), TLS"
+    );
+    assert!(e.line("vhost").starts_with("b.test (<VirtualHost> at "));
+    assert_eq!(e.line("backend"), "ws://127.0.0.1:9002/chat");
+    // SNI a.test (from the url), Host b.test: two certificates, so the
+    // default SSLVHostSNIPolicy refuses.
+    let e = c.explain(&["GET", "https://a.test:8443/", "Host: b.test:8443"]);
+    assert_eq!(
+        e.line("decision"),
+        "421 Misdirected Request: answered before routing"
+    );
+    let e = c.explain(&["GET", "http://a.test:8443/"]);
+    assert!(e.lines("note")[0].contains("this address speaks TLS"));
+}
