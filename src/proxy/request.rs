@@ -110,7 +110,7 @@ pub async fn handle<D: Downstream>(
 
 /// The checks before routing: a local answer, or whether the connection
 /// closes after this request.
-fn checks(
+pub(super) fn checks(
     head: &mut RequestHead,
     generation: &Generation,
     facts: ConnFacts,
@@ -174,6 +174,8 @@ async fn route_and_forward<'g, D: Downstream>(
 ) -> Outcome {
     let config = &generation.config;
     let t = config.timeout;
+    // `explain` takes a request through these steps, without a socket:
+    // a step added here belongs there too.
     let wants_close = plan::client_wants_close(head, config.keepalive);
     let (framing, max_forwards) = match plan::before_routing(head, config.limits.body) {
         Ok(x) => x,

@@ -7,7 +7,7 @@
 //! Nothing here decides anything of its own. The request is made into
 //! bytes and read by the HTTP/1 parser, then taken through the steps of
 //! `request::route_and_forward` in its order, calling the same functions:
-//! the checks of `plan`, `route::normalize`, `route::select_server`, the
+//! `request::checks`, `plan::before_routing`, `route::normalize`, `route::select_server`, the
 //! post-read rules, `route::decide_traced` (the proxy's `decide` with a
 //! trace that sees what the routing looked at), the fixups,
 //! `request::choose_backend` and `forward::request_plan`. An explanation
@@ -25,11 +25,12 @@ use bytes::Bytes;
 
 use super::header_rules::{self, ConnFacts};
 use super::plan::{self, Local};
-use super::tls;
+use super::request::checks;
+use super::tls::{self, TlsFacts};
 use crate::config::model::authz::Require;
 use crate::config::{Config, Origin, Server};
+use crate::http::canonical_reason;
 use crate::http::h1::{self, RequestError};
-use crate::http::{canonical_reason, RequestHead};
 use crate::route::{self, Authz, Decision, PathError, RequestPath, RewriteStep, RouteStep};
 use crate::rules::Env;
 use crate::upstream::{Generation, Runtime};
@@ -235,8 +236,10 @@ fn run_at(
             return;
         }
     };
-    let sni = https.then(|| question.sni(&head)).flatten();
-    if let Err(local) = checks(&mut head, config, facts, sni.as_deref()) {
+    let tls = https.then(|| TlsFacts {
+        sni: question.sni(&head),
+    });
+    if let Err(local) = checks(&mut head, generation, facts, tls.as_ref()) {
         answered_early(out, local);
         return;
     }
@@ -283,24 +286,6 @@ fn run_at(
         rules: cx,
     };
     backend::report(out, sources, generation, &req, &mapped, &seen.locations);
-}
-
-/// `request::checks`, in its order: the head admitted, then on TLS the
-/// Host against the handshake's server.
-fn checks(
-    head: &mut RequestHead,
-    config: &Config,
-    facts: ConnFacts,
-    sni: Option<&str>,
-) -> Result<(), Local> {
-    plan::admit(head)?;
-    if facts.https {
-        let host = head.headers.get_str("host");
-        if let Some(local) = tls::misdirected(config, facts.local, sni, host) {
-            return Err(local);
-        }
-    }
-    Ok(())
 }
 
 fn answered_early(out: &mut Report, local: Local) {
