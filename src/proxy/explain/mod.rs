@@ -7,11 +7,12 @@
 //! Nothing here decides anything of its own. The request is made into
 //! bytes and read by the HTTP/1 parser, then taken through the steps of
 //! `request::route_and_forward` in its order, calling the same functions:
-//! `request::checks`, `plan::before_routing`, `route::normalize`, `route::select_server`, the
-//! post-read rules, `route::decide_traced` (the proxy's `decide` with a
-//! trace that sees what the routing looked at), the fixups,
-//! `request::choose_backend` and `forward::request_plan`. An explanation
-//! cannot drift from what the proxy does without these calls drifting too.
+//! `request::checks`, `plan::before_routing`, `route::normalize`,
+//! `route::select_server`, the post-read rules, `route::decide_traced`
+//! (the proxy's `decide` with a trace that sees what the routing looked
+//! at), the fixups, `request::choose_backend`, `forward::request_plan`
+//! and `plan::response_plan` on a 101. An explanation cannot drift from
+//! what the proxy does without these calls drifting too.
 
 mod backend;
 mod question;
