@@ -28,7 +28,11 @@ const EXIT_RUNTIME: u8 = 2;
     name = "wsgate",
     version,
     about = "A reverse proxy for WebSocket and HTTP/1.1 upgrades, configured with Apache httpd's directives",
-    after_help = "Signals: SIGHUP or SIGUSR1 reloads the configuration; SIGTERM, SIGINT or SIGWINCH stop \
+    after_help = "Explaining a request: wsgate -t -f FILE --explain GET http://chat.example/ws 'Cookie: ROUTEID=.a' \
+                  prints the virtual host, each rewrite rule and condition, the ProxyPass line, Require, the backend \
+                  and balancer member, the upgrade decision and every timeout, each with its FILE:LINE, \
+                  without sending anything (a ws:// url adds the WebSocket handshake's Upgrade and Connection).\n\
+                  Signals: SIGHUP or SIGUSR1 reloads the configuration; SIGTERM, SIGINT or SIGWINCH stop \
                   gracefully (a second SIGTERM/SIGINT stops at once); SIGUSR2 starts the binary again \
                   (a new build in its place) on the same listening sockets, then stops gracefully.\n\
                   Exit codes: 0 success, 1 configuration error, 2 usage or runtime error."
@@ -47,6 +51,18 @@ struct Args {
     /// syntax, what wsgate does with each, and where it may be written.
     #[arg(short = 'L')]
     list_directives: bool,
+    /// With -t: explain what wsgate would do with a request, without
+    /// sending it: METHOD URL (or a /path) then header lines 'Name: value'.
+    #[arg(long, requires = "test", num_args = 2.., value_names = ["METHOD", "URL"])]
+    explain: Option<Vec<String>>,
+    /// With --explain: the local address the request reaches (default:
+    /// from the url's port and the Listen lines).
+    #[arg(long, value_name = "IP:PORT", requires = "explain")]
+    explain_listen: Option<String>,
+    /// With --explain: the client's address (default 192.0.2.1, a remote
+    /// client), as Require and the rules see it.
+    #[arg(long, value_name = "IP", requires = "explain")]
+    explain_client: Option<String>,
     /// Once listening, print one line per address to standard output,
     /// "listening on IP:PORT" (the port a `Listen` on port 0 was given).
     #[arg(long)]
@@ -89,6 +105,20 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(EXIT_RUNTIME);
     };
+    let question = match &args.explain {
+        Some(words) => match wsgate::proxy::explain::Question::parse(
+            words,
+            args.explain_listen.as_deref(),
+            args.explain_client.as_deref(),
+        ) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                eprintln!("wsgate: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        },
+        None => None,
+    };
     let config = match config::load(&file, &args.defines) {
         Ok(c) => c,
         Err(e) => {
@@ -99,6 +129,10 @@ fn main() -> ExitCode {
     if args.test {
         for w in &config.warnings {
             eprintln!("warning: {w}");
+        }
+        if let Some(q) = question {
+            print!("{}", wsgate::proxy::explain::explain(config, &q));
+            return ExitCode::from(EXIT_OK);
         }
         println!("Syntax OK");
         return ExitCode::from(EXIT_OK);

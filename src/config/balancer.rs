@@ -324,7 +324,7 @@ impl Balancers {
                 };
                 let flags = &m.extra;
                 let name = super::proxy::normalise_worker_name(&m.url);
-                let worker = workers.add(Some(&d.name), name, m.params);
+                let worker = workers.add(Some(&d.name), name, m.params, &m.origin);
                 members.push(Member {
                     id: MemberId {
                         balancer: d.name.clone(),
@@ -362,6 +362,7 @@ impl Balancers {
                 members,
                 rules: d.rules.clone(),
                 require: d.require.clone(),
+                origin: d.origin.clone(),
             });
         }
         Ok(out)

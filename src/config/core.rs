@@ -140,6 +140,7 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         require: None,
         handler: None,
         origin: o.clone(),
+        written: model::Written::default(),
     };
     {
         let mut inner = At {

@@ -8,6 +8,7 @@
 
 use super::error::{self, ConfigError};
 use super::lexer::Node;
+use super::model::Written;
 use super::{
     accesslog, balancer, core, headers, http2, liveness, proxy, remoteip, require, rewrite, ssl,
     At, Builder,
@@ -400,7 +401,15 @@ pub(super) fn dispatch(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
     let apply = d.apply.ok_or_else(|| {
         ConfigError::new(o, format!("{} is read with the files, not here", node.name))
     })?;
-    apply(b, at, node)
+    apply(b, at, node)?;
+    if Written::NOTED.contains(&d.name) {
+        match (&mut at.location, at.scope) {
+            (Some(loc), _) => loc.written.note(d.name, o),
+            (None, Scope::Proxy) => {}
+            (None, _) => at.server.written.note(d.name, o),
+        }
+    }
+    Ok(())
 }
 
 /// The one argument of a directive the table says takes one.

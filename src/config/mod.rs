@@ -68,8 +68,14 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// A new worker, the member of `balancer` if given.
-    pub fn add(&mut self, balancer: Option<&str>, name: String, params: WorkerParams) -> WorkerIdx {
+    /// A new worker, the member of `balancer` if given, defined at `origin`.
+    pub fn add(
+        &mut self,
+        balancer: Option<&str>,
+        name: String,
+        params: WorkerParams,
+        origin: &Origin,
+    ) -> WorkerIdx {
         let seen = self
             .seen
             .entry((balancer.map(str::to_string), name.clone()))
@@ -80,7 +86,12 @@ impl Workers {
             nth: *seen,
         };
         *seen += 1;
-        self.list.push(Worker { id, name, params });
+        self.list.push(Worker {
+            id,
+            name,
+            params,
+            origin: origin.clone(),
+        });
         WorkerIdx(self.list.len() - 1)
     }
 
@@ -123,6 +134,7 @@ pub(crate) struct ServerDraft {
     reverse: Vec<ReverseRule>,
     log: accesslog::LogDraft,
     origin: Option<Origin>,
+    written: Written,
 }
 
 impl ServerDraft {
@@ -150,6 +162,7 @@ impl ServerDraft {
             reverse: Vec::new(),
             log: accesslog::LogDraft::default(),
             origin: None,
+            written: Written::default(),
         }
     }
 }
@@ -243,7 +256,7 @@ impl Builder {
             } => {
                 self.note_worker(&name, node);
                 PassTo::Worker {
-                    worker: self.workers.add(None, name, params),
+                    worker: self.workers.add(None, name, params, &node.origin),
                     parsed,
                 }
             }
@@ -460,6 +473,7 @@ struct MainParts {
     rewrite: Vec<model::rewrite::Rule>,
     http2: http2::Http2Draft,
     liveness: liveness::LivenessDraft,
+    written: Written,
 }
 
 impl MainParts {
@@ -484,6 +498,7 @@ impl MainParts {
             rewrite: std::mem::take(&mut main.rewrite.rules),
             http2: main.http2.clone(),
             liveness: main.liveness.clone(),
+            written: std::mem::take(&mut main.written),
         }
     }
 
@@ -546,6 +561,7 @@ impl MainParts {
             access_logs: Vec::new(),
             liveness: draft.liveness.resolve(&self.liveness),
             origin: draft.origin,
+            written: draft.written,
         }
     }
 
@@ -572,6 +588,7 @@ impl MainParts {
             access_logs: Vec::new(),
             liveness: self.liveness.resolve(&liveness::LivenessDraft::default()),
             origin: None,
+            written: self.written,
         }
     }
 }

@@ -35,7 +35,7 @@ pub struct RewriteDraft {
     pub engine: Option<bool>,
     pub inherit: Inherit,
     pub rules: Vec<Rule>,
-    pending: Vec<(Cond, Origin)>,
+    pending: Vec<Cond>,
 }
 
 impl RewriteDraft {
@@ -68,10 +68,10 @@ impl RewriteDraft {
             }
             "rewritecond" => {
                 let cond = parse_cond(node)?;
-                self.pending.push((cond, o.clone()));
+                self.pending.push(cond);
             }
             "rewriterule" => {
-                let rule = parse_rule(node, self.pending.drain(..).map(|(c, _)| c).collect())?;
+                let rule = parse_rule(node, std::mem::take(&mut self.pending))?;
                 self.rules.push(rule);
             }
             "rewritemap" => {
@@ -96,7 +96,7 @@ impl RewriteDraft {
 
     /// Conditions left without a rule; Apache ignores them silently.
     pub fn dangling(&self) -> Option<&Origin> {
-        self.pending.first().map(|(_, o)| o)
+        self.pending.first().map(|c| &c.origin)
     }
 }
 
@@ -183,6 +183,7 @@ fn parse_cond(node: &Node) -> Result<Cond, ConfigError> {
         negate,
         nocase,
         or_next,
+        origin: o.clone(),
     })
 }
 

@@ -25,6 +25,12 @@ use tokio::net::TcpStream;
 /// (mod_reqtimeout's default `header=20`).
 const HEAD_COMPLETION: Duration = Duration::from_secs(20);
 
+/// How long the rest of a head may take once its first byte arrived:
+/// mod_reqtimeout's default, at most `Timeout` (and at least a second).
+pub(super) fn head_completion(config: &Config) -> Duration {
+    HEAD_COMPLETION.min(config.timeout.max(Duration::from_secs(1)))
+}
+
 /// Serves one client connection: requests until it closes, or until a
 /// protocol switch, when it hands the tunnel to its task
 /// ([`park::Connection`]) rather than running it inside this (much larger)
@@ -55,7 +61,7 @@ where
         };
         let max_head = config.limits.max_head();
         let head_bytes = tokio::select! {
-            r = client.read_head(max_head, wait, HEAD_COMPLETION.min(config.timeout.max(Duration::from_secs(1)))) => r,
+            r = client.read_head(max_head, wait, head_completion(config)) => r,
             _ = shutdown.changed(), if !first && client.buf.is_empty() => return None,
         };
         let head_bytes = match head_bytes {

@@ -20,7 +20,7 @@ use super::tunnel;
 use super::upgrade::Plan;
 use crate::balancer::{self, Busy};
 use crate::config::model::balancer::BalancerIdx;
-use crate::config::{Server, SslIdx, TcpLiveness, WorkerParams};
+use crate::config::{Config, Server, SslIdx, TcpLiveness, WorkerParams};
 use crate::http::body::{self, Encoding, Framing};
 use crate::http::h1::{self, ResponseError, RESPONSE_FIELD_SIZE};
 use crate::http::write::local_answer;
@@ -115,16 +115,16 @@ impl BodyState {
 
 /// The timeouts of an attempt.
 #[derive(Clone, Copy)]
-struct Timeouts {
-    client: Duration,
-    backend: Duration,
-    connect: Duration,
+pub(super) struct Timeouts {
+    pub client: Duration,
+    pub backend: Duration,
+    pub connect: Duration,
 }
 
 impl Timeouts {
     /// `timeout=` ⇒ `ProxyTimeout` ⇒ `Timeout` for the backend;
     /// `connectiontimeout=` ⇒ the backend's for connecting.
-    fn new(params: &WorkerParams, settings: &Settings<'_>, server: &Server) -> Timeouts {
+    pub fn new(params: &WorkerParams, settings: &Settings<'_>, server: &Server) -> Timeouts {
         let backend = params
             .timeout
             .or(settings.base.proxy_timeout)
@@ -135,6 +135,17 @@ impl Timeouts {
             connect: params.connection_timeout.unwrap_or(backend),
         }
     }
+
+    /// A tunnel's idle timeout: the larger of the client's and the
+    /// backend's (S64).
+    pub fn tunnel_idle(&self) -> Duration {
+        self.client.max(self.backend)
+    }
+}
+
+/// A TLS backend needs `SSLProxyEngine on` where the request was mapped.
+pub(super) fn tls_allowed(config: &Config, url: &TargetUrl, settings: &Settings<'_>) -> bool {
+    !url.scheme.is_tls() || config.ssl_proxy(settings.base.ssl_proxy).engine
 }
 
 /// Proxies one request to `target`; `env` is what its header rules read.
@@ -151,7 +162,7 @@ pub async fn forward<D: Downstream>(
     let (head, settings) = (req.head, req.settings);
     let params = target.worker.params;
     let t = Timeouts::new(params, settings, req.server);
-    if target.url.scheme.is_tls() && !config.ssl_proxy(settings.base.ssl_proxy).engine {
+    if !tls_allowed(config, target.url, settings) {
         return Err(Failure::before(ProxyError::TlsNotEnabled));
     }
     let policy = params.upgrade_policy(target.url.scheme);
@@ -196,7 +207,7 @@ pub async fn forward<D: Downstream>(
         body_left: !body.reader.is_done() && req.framing != Framing::Empty,
         keepalive: config.keepalive,
         policy: &policy,
-        idle: t.client.max(t.backend),
+        idle: t.tunnel_idle(),
     };
     // mod_headers' Header rules; Apache leaves a 101 alone.
     if resp.status != 101 {
@@ -301,7 +312,7 @@ fn tunnel_info(
 }
 
 /// How this request goes to this backend.
-fn request_plan<'a>(
+pub(super) fn request_plan<'a>(
     req: &Request<'a>,
     target: &'a Backend<'_>,
     policy: &'a crate::config::UpgradePolicy,

@@ -18,6 +18,8 @@
 //!   through `request` as an HTTP/1 request goes.
 //! * `handler` — the pages wsgate answers itself (`SetHandler`: the
 //!   status page, the metrics), from the live state.
+//! * `explain` — `wsgate -t --explain`: a request taken through these
+//!   same steps without traffic, each decision with its configuration line.
 //! * `handover` — a new binary taking the listening sockets over
 //!   (`SIGUSR2`) while this one finishes its tunnels.
 //! * `frames`, `ping`, `polite` — the WebSocket frame tracker, which
@@ -34,6 +36,7 @@ pub(crate) mod conn;
 mod connection;
 mod downstream;
 pub(crate) mod error;
+pub mod explain;
 mod forward;
 mod frames;
 mod h2;

@@ -22,7 +22,7 @@ use crate::config::model::balancer::Balancer;
 use crate::config::WorkerRef;
 use crate::http::body::Framing;
 use crate::http::write::{local_answer, LocalAnswer};
-use crate::http::{canonical_reason, RequestHead, Version};
+use crate::http::{canonical_reason, RequestHead};
 use crate::ops::access::{ConnStatus, Entry, SslVars};
 use crate::ops::stats::Upgrade;
 use crate::route::{self, Decision, Mapped, PathError};
@@ -114,7 +114,7 @@ pub async fn handle<D: Downstream>(
 
 /// The checks before routing: a local answer, or whether the connection
 /// closes after this request.
-fn checks(
+pub(super) fn checks(
     head: &mut RequestHead,
     generation: &Generation,
     facts: ConnFacts,
@@ -178,6 +178,8 @@ async fn route_and_forward<'g, D: Downstream>(
 ) -> Outcome {
     let config = &generation.config;
     let t = config.timeout;
+    // `explain` takes a request through these steps, without a socket:
+    // a step added here belongs there too.
     let wants_close = plan::client_wants_close(head, config.keepalive);
     let (framing, max_forwards) = match plan::before_routing(head, config.limits.body) {
         Ok(x) => x,
@@ -199,20 +201,7 @@ async fn route_and_forward<'g, D: Downstream>(
     let env = &mut trail.env;
     let cx = header_rules::post_read(head, &path, facts, server, env);
     let mapped = {
-        let request = route::Request {
-            method: &head.method,
-            target: &head.target,
-            version: if head.version >= Version::HTTP_11 {
-                "HTTP/1.1"
-            } else {
-                "HTTP/1.0"
-            },
-            headers: &head.headers.fields,
-            path: &path,
-            remote: facts.peer,
-            local: facts.local,
-            https: facts.https,
-        };
+        let request = route::Request::from_head(head, &path, facts.peer, facts.local, facts.https);
         route::decide(config, server, &request)
     };
     // Answers made from here get the server's `Header always` rules.
@@ -395,7 +384,7 @@ fn balancer_env(env: &mut Env, balancer: &Balancer, backend: &Backend<'_>, m: Ch
 /// Picks the backend for an attempt, skipping balancer members `tried`.
 /// Borrowed from the mapping or the balancer: nothing is copied per request
 /// but a balanced path.
-fn choose_backend<'a>(
+pub(super) fn choose_backend<'a>(
     generation: &'a Generation,
     mapped: &'a Mapped<'a>,
     head: &RequestHead,

@@ -29,6 +29,36 @@ pub trait Vars {
     fn scheme(&self) -> &'static str;
 }
 
+/// What the engine reports of each rule it looks at, for `wsgate -t
+/// --explain`. The proxy passes `()`, whose empty methods compile to
+/// nothing: the request path neither allocates nor branches for it.
+pub trait Trace {
+    /// Rule `index` of the list, and what became of it.
+    fn rule(&mut self, _index: usize, _step: Step<'_>) {}
+    /// Condition `cond` of rule `rule`: the test string as expanded, and
+    /// whether the condition held (after `!`).
+    fn cond(&mut self, _rule: usize, _cond: usize, _tested: &[u8], _held: bool) {}
+}
+
+impl Trace for () {}
+
+/// What became of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// Not tried: an earlier rule's `[S=N]`, or a failed `[C]` chain.
+    Skipped,
+    /// The pattern did not match (with `!`: it did).
+    NoMatch,
+    /// The pattern matched, a condition did not hold.
+    ConditionsFailed,
+    /// The rule applied: the url after its substitution and its query
+    /// (`None` for `-`, `[F]` and `[G]`).
+    Applied {
+        url: Option<&'a [u8]>,
+        query: Option<&'a str>,
+    },
+}
+
 /// What the rules decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -40,11 +70,13 @@ pub enum Outcome {
         query: Option<String>,
     },
     /// `[P]`: proxy to this absolute url. Its path is still decoded (to be
-    /// canonicalised like a ProxyPass target) unless `noescape`.
+    /// canonicalised like a ProxyPass target) unless `noescape`. `rule` is
+    /// the rule's index in the list.
     Proxy {
         url: Vec<u8>,
         query: Option<String>,
         noescape: bool,
+        rule: usize,
     },
     Redirect {
         status: u16,
@@ -55,8 +87,14 @@ pub enum Outcome {
     Local,
 }
 
-/// Runs `rules` on the decoded request path.
-pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
+/// Runs `rules` on the decoded request path, telling `trace` what each
+/// rule did.
+pub fn apply<T: Trace + ?Sized>(
+    rules: &[Rule],
+    path: &[u8],
+    vars: &dyn Vars,
+    trace: &mut T,
+) -> Outcome {
     let mut uri: Vec<u8> = path.to_vec();
     let mut query: Option<String> = vars.query().map(str::to_string);
     let original_query = query.clone();
@@ -66,14 +104,16 @@ pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
     let mut skip = 0usize;
     let mut chain_failed = false;
     let mut passthrough = false;
-    for rule in rules {
+    for (index, rule) in rules.iter().enumerate() {
         if skip > 0 {
             skip -= 1;
+            trace.rule(index, Step::Skipped);
             continue;
         }
         if chain_failed {
             // A failed [C] rule skips the rest of its chain.
             chain_failed = rule.flags.chain;
+            trace.rule(index, Step::Skipped);
             continue;
         }
         // The DFA answers "no match" far faster than a capturing search,
@@ -87,16 +127,25 @@ pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
         let rule_caps = if rule.negate { None } else { captures };
         if !matched {
             chain_failed = rule.flags.chain;
+            trace.rule(index, Step::NoMatch);
             continue;
         }
-        let Some(cond_caps) = conditions_hold(rule, rule_caps.as_ref(), vars) else {
+        let Some(cond_caps) = conditions_hold(rule, rule_caps.as_ref(), vars, (index, trace))
+        else {
             chain_failed = rule.flags.chain;
+            trace.rule(index, Step::ConditionsFailed);
             continue;
         };
+        let no_url = Step::Applied {
+            url: None,
+            query: None,
+        };
         if rule.flags.forbidden {
+            trace.rule(index, no_url);
             return Outcome::Status(403);
         }
         if rule.flags.gone {
+            trace.rule(index, no_url);
             return Outcome::Status(410);
         }
         if let Some(template) = &rule.substitution {
@@ -108,6 +157,8 @@ pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
                 &rule.flags,
             );
             if expanded.unsafe_qmark && !rule.flags.unsafe_allow_3f {
+                let url = Some(expanded.text.as_slice());
+                trace.rule(index, Step::Applied { url, query: None });
                 return Outcome::Status(403);
             }
             let mut new_uri = expanded.text;
@@ -125,9 +176,14 @@ pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
             uri = new_uri;
             changed = true;
             noescape = rule.flags.noescape;
-        } else if let Some(code) = rule.flags.redirect {
-            if !(300..400).contains(&code) {
-                return Outcome::Status(code);
+            let (url, query) = (Some(uri.as_slice()), query.as_deref());
+            trace.rule(index, Step::Applied { url, query });
+        } else {
+            trace.rule(index, no_url);
+            if let Some(code) = rule.flags.redirect {
+                if !(300..400).contains(&code) {
+                    return Outcome::Status(code);
+                }
             }
         }
         // A `-` rule has no proxy target: [P] on it only stops the rules.
@@ -142,6 +198,7 @@ pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
                 url,
                 query,
                 noescape,
+                rule: index,
             };
         }
         if let Some(code) = rule.flags.redirect {
@@ -156,6 +213,44 @@ pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
         }
         skip = rule.flags.skip;
     }
+    conclude(
+        Rewritten {
+            uri,
+            query,
+            original_query,
+            changed,
+            noescape,
+            redirect,
+            passthrough,
+        },
+        vars,
+    )
+}
+
+/// Where the rules left the url once they stopped.
+struct Rewritten {
+    uri: Vec<u8>,
+    query: Option<String>,
+    original_query: Option<String>,
+    changed: bool,
+    noescape: bool,
+    redirect: Option<u16>,
+    passthrough: bool,
+}
+
+/// The outcome of rules that neither proxied nor answered on their own:
+/// unchanged, a redirect (or a url of this server made local again), a
+/// path for ProxyPass, or a local path.
+fn conclude(r: Rewritten, vars: &dyn Vars) -> Outcome {
+    let Rewritten {
+        mut uri,
+        query,
+        original_query,
+        changed,
+        noescape,
+        redirect,
+        passthrough,
+    } = r;
     if !changed {
         return match redirect {
             Some(code) if !(300..400).contains(&code) => Outcome::Status(code),
@@ -210,10 +305,11 @@ pub fn apply(rules: &[Rule], path: &[u8], vars: &dyn Vars) -> Outcome {
 /// Evaluates a rule's conditions (S87): AND-combined, `[OR]` joining a
 /// condition with the next. Returns the captures of the last condition that
 /// matched with a regex, for `%N`.
-fn conditions_hold(
+fn conditions_hold<T: Trace + ?Sized>(
     rule: &Rule,
     rule_caps: Option<&Captures<'_>>,
     vars: &dyn Vars,
+    (index, trace): (usize, &mut T),
 ) -> Option<Option<OwnedCaptures>> {
     let mut last_caps: Option<OwnedCaptures> = None;
     let mut i = 0;
@@ -229,6 +325,7 @@ fn conditions_hold(
         )
         .text;
         let (ok, caps) = evaluate(c, &test);
+        trace.cond(index, i, &test, ok);
         if ok {
             if let Some(caps) = caps {
                 last_caps = Some(caps);

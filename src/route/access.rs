@@ -72,13 +72,12 @@ pub fn evaluate(r: &Require, client: IpAddr, local: IpAddr) -> Authz {
 /// before access is checked); a request nothing proxies gets the
 /// location's handler page, for GET and HEAD only (as mod_status; other
 /// methods find nothing: 404).
-pub(super) fn checked<'c>(
+pub(super) fn checked<'c, T: super::Trace + ?Sized>(
     config: &'c Config,
     decision: Decision<'c>,
     access: Access<'c>,
-    method: &str,
-    client: IpAddr,
-    local: IpAddr,
+    (method, client, local): (&str, IpAddr, IpAddr),
+    trace: &mut T,
 ) -> Decision<'c> {
     if matches!(decision, Decision::Redirect { .. } | Decision::Status(_)) {
         return decision;
@@ -91,7 +90,9 @@ pub(super) fn checked<'c>(
         _ => None,
     });
     if let Some(r) = require {
-        if evaluate(r, client, local) != Authz::Granted {
+        let verdict = evaluate(r, client, local);
+        trace.require(r, verdict);
+        if verdict != Authz::Granted {
             return Decision::Denied;
         }
     }

@@ -17,15 +17,18 @@ use crate::config::model::balancer::BalancerIdx;
 use crate::config::model::headers::Rules;
 use crate::config::model::rewrite::Var;
 use crate::config::{
-    Config, LocationMatcher, PassTo, ProxySettings, ProxyTarget, ReverseRule, RouteMatcher, Server,
-    Target, WorkerRef,
+    Config, LocationMatcher, Origin, PassTo, ProxySettings, ProxyTarget, ReverseRule, RouteMatcher,
+    Server, Target, WorkerRef,
 };
 use crate::http::{
-    host_name, host_without_port, parse_target_url, FieldValue, TargetUrl, Text, UrlError,
+    host_name, host_without_port, parse_target_url, FieldValue, RequestHead, TargetUrl, Text,
+    UrlError, Version,
 };
 use crate::rewrite::{self, Outcome};
 use access::Access;
+pub use access::Authz;
 pub use path::{encode_path, normalize, PathError, RequestPath};
+pub use rewrite::Step as RewriteStep;
 
 /// What to do with a request.
 #[derive(Debug)]
@@ -55,6 +58,9 @@ pub enum Decision<'c> {
 #[derive(Debug)]
 pub struct Mapped<'c> {
     pub backend: Backend<'c>,
+    /// The line that mapped it: a ProxyPass or ProxyPassMatch (of the
+    /// server or a `<Location>`), or a `[P]` RewriteRule.
+    pub origin: &'c Origin,
     /// Whether the backend connection may be pooled afterwards (not for
     /// ProxyPassMatch urls with `$N`, S22, nor for the generic worker).
     pub reuse: bool,
@@ -90,6 +96,56 @@ impl Mapped<'_> {
             } => Cow::Owned(url.origin()),
             Backend::Balanced(b) => Cow::Borrowed(&config.balancer(*b).name),
         }
+    }
+}
+
+/// What routing looked at on its way to a decision, for `wsgate -t
+/// --explain`. The proxy routes with `()`, whose empty methods compile to
+/// nothing; an explanation thus comes from the very code that routes.
+/// Indexes are into the server's lists (`rewrite`, `locations`, `routes`).
+pub trait Trace {
+    /// What became of a rewrite rule.
+    fn rewrite_rule(&mut self, _index: usize, _step: RewriteStep<'_>) {}
+    /// A rewrite rule's condition: the expanded test string and whether it
+    /// held.
+    fn rewrite_cond(&mut self, _rule: usize, _cond: usize, _tested: &[u8], _held: bool) {}
+    /// The path a `[PT]` rule hands to ProxyPass.
+    fn passed_through(&mut self, _path: &RequestPath) {}
+    /// The rules rewrote the url to a local path (a 404: no files here).
+    fn rewritten_locally(&mut self) {}
+    /// A `<Location>` whose path matches, in order.
+    fn location(&mut self, _index: usize) {}
+    /// A ProxyPass line whose path matches (`location`: the one inside
+    /// `<Location>` number `index`), and what it did.
+    fn route(&mut self, _index: usize, _location: bool, _step: RouteStep) {}
+    /// The `Require` that decided access, and its verdict.
+    fn require(&mut self, _require: &crate::config::model::authz::Require, _verdict: Authz) {}
+}
+
+impl Trace for () {}
+
+/// What a matching ProxyPass line did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteStep {
+    /// It maps the request.
+    Mapped,
+    /// `!`: nothing is proxied.
+    Excluded,
+    /// A ws:// line passed over for a request without Upgrade (S58,
+    /// `ProxyWebsocketFallbackToProxyHttp Off`).
+    SkippedLegacy,
+}
+
+/// Hands the rewrite engine's reports to a routing trace.
+struct RewriteTrace<'t, T: ?Sized>(&'t mut T);
+
+impl<T: Trace + ?Sized> rewrite::Trace for RewriteTrace<'_, T> {
+    fn rule(&mut self, index: usize, step: RewriteStep<'_>) {
+        self.0.rewrite_rule(index, step);
+    }
+
+    fn cond(&mut self, rule: usize, cond: usize, tested: &[u8], held: bool) {
+        self.0.rewrite_cond(rule, cond, tested, held);
     }
 }
 
@@ -137,15 +193,26 @@ pub fn select_server<'c>(config: &'c Config, local: SocketAddr, host: Option<&st
     };
     if let Some(host) = host {
         let name = host_name(host);
-        if let Some(v) = config.vhosts.iter().filter(candidate).find(|v| {
-            v.names
-                .iter()
-                .any(|n| wildcard_match(n.as_bytes(), name.as_bytes()))
-        }) {
+        if let Some(v) = config
+            .vhosts
+            .iter()
+            .filter(candidate)
+            .find(|v| matching_name(v, &name).is_some())
+        {
             return v;
         }
     }
     first
+}
+
+/// The first of a server's names (ServerName, then each ServerAlias) that
+/// `name` (a Host's lower-case name, without port) matches.
+pub fn matching_name<'c>(server: &'c Server, name: &str) -> Option<&'c str> {
+    server
+        .names
+        .iter()
+        .find(|n| wildcard_match(n.as_bytes(), name.as_bytes()))
+        .map(String::as_str)
 }
 
 /// `*` and `?` wildcards as ServerAlias allows them.
@@ -172,7 +239,31 @@ pub struct Request<'a> {
     pub https: bool,
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
+    /// A parsed head, its normalised path, and where the connection runs.
+    pub fn from_head(
+        head: &'a RequestHead,
+        path: &'a RequestPath,
+        remote: SocketAddr,
+        local: SocketAddr,
+        https: bool,
+    ) -> Request<'a> {
+        Request {
+            method: &head.method,
+            target: &head.target,
+            version: if head.version >= Version::HTTP_11 {
+                "HTTP/1.1"
+            } else {
+                "HTTP/1.0"
+            },
+            headers: &head.headers.fields,
+            path,
+            remote,
+            local,
+            https,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
             .iter()
@@ -184,32 +275,47 @@ impl Request<'_> {
 /// Maps a request on `server` (of `config`): rewrite rules, then ProxyPass,
 /// then access control and local handlers (`access`).
 pub fn decide<'c>(config: &'c Config, server: &'c Server, req: &Request<'_>) -> Decision<'c> {
-    let (decision, access) = mapping(config, server, req);
+    decide_traced(config, server, req, &mut ())
+}
+
+/// [`decide`], telling `trace` what it looked at.
+pub fn decide_traced<'c, T: Trace + ?Sized>(
+    config: &'c Config,
+    server: &'c Server,
+    req: &Request<'_>,
+    trace: &mut T,
+) -> Decision<'c> {
+    let (decision, access) = mapping(config, server, req, trace);
     access::checked(
         config,
         decision,
         access,
-        req.method,
-        req.remote.ip(),
-        req.local.ip(),
+        (req.method, req.remote.ip(), req.local.ip()),
+        trace,
     )
 }
 
-fn mapping<'c>(
+fn mapping<'c, T: Trace + ?Sized>(
     config: &'c Config,
     server: &'c Server,
     req: &Request<'_>,
+    trace: &mut T,
 ) -> (Decision<'c>, Access<'c>) {
     // RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is ignored, also when
     // legacy mode picks routes by it.
     let has_upgrade = req.header("upgrade").is_some() && req.version != "HTTP/1.0";
     if server.rewrite.is_empty() {
-        return map(config, server, req.path, has_upgrade);
+        return map(config, server, req.path, has_upgrade, trace);
     }
     let vars = RewriteVars { req, server };
-    let original = || settings_for(server, req.path).2;
-    match rewrite::apply(&server.rewrite, &req.path.decoded, &vars) {
-        Outcome::Unchanged => map(config, server, req.path, has_upgrade),
+    let outcome = rewrite::apply(
+        &server.rewrite,
+        &req.path.decoded,
+        &vars,
+        &mut RewriteTrace(&mut *trace),
+    );
+    match outcome {
+        Outcome::Unchanged => map(config, server, req.path, has_upgrade, trace),
         Outcome::PassThrough { path, query } => {
             let mut raw = String::new();
             encode_path(&path, &mut raw);
@@ -218,23 +324,44 @@ fn mapping<'c>(
                 raw: raw.into(),
                 query: query.map(Text::from),
             };
-            map(config, server, &rewritten, has_upgrade)
+            trace.passed_through(&rewritten);
+            map(config, server, &rewritten, has_upgrade, trace)
         }
         Outcome::Proxy {
             url,
             query,
             noescape,
-        } => (
-            proxy_from_rewrite(config, server, req.path, &url, query, noescape),
-            original(),
-        ),
+            rule,
+        } => {
+            // Settings and access are those of the path as requested.
+            let (settings, _, access) = settings_for(server, req.path, trace);
+            let rule = &server.rewrite[rule];
+            let target = RewriteTarget {
+                url: &url,
+                query,
+                noescape,
+                origin: &rule.origin,
+            };
+            (proxy_from_rewrite(config, server, settings, target), access)
+        }
         Outcome::Redirect { status, location } => {
             (Decision::Redirect { status, location }, Access::default())
         }
         Outcome::Status(s) => (Decision::Status(s), Access::default()),
         // S166: a rewrite to a local path never serves a file.
-        Outcome::Local => (Decision::NotFound, original()),
+        Outcome::Local => {
+            trace.rewritten_locally();
+            (Decision::NotFound, settings_for(server, req.path, trace).2)
+        }
     }
+}
+
+/// A `[P]` rule's result.
+struct RewriteTarget<'u, 'c> {
+    url: &'u [u8],
+    query: Option<String>,
+    noescape: bool,
+    origin: &'c Origin,
 }
 
 /// What rewrite conditions read: the request and the server it reached.
@@ -338,16 +465,20 @@ impl rewrite::Vars for RewriteVars<'_> {
 fn proxy_from_rewrite<'c>(
     config: &'c Config,
     server: &'c Server,
-    original: &RequestPath,
-    url: &[u8],
-    query: Option<String>,
-    noescape: bool,
+    settings: Settings<'c>,
+    target: RewriteTarget<'_, 'c>,
 ) -> Decision<'c> {
+    let RewriteTarget {
+        url,
+        query,
+        noescape,
+        origin: rule,
+    } = target;
     if url
         .get(..11)
         .is_some_and(|s| s.eq_ignore_ascii_case(b"balancer://"))
     {
-        return balancer_from_rewrite(config, server, original, url, query);
+        return balancer_from_rewrite(config, settings, url, query, rule);
     }
     // Split on bytes: the decoded path need not be UTF-8.
     let Some(scheme_end) = url.windows(3).position(|w| w == b"://") else {
@@ -404,12 +535,12 @@ fn proxy_from_rewrite<'c>(
         ),
         None => (WorkerRef::Generic, false),
     };
-    let (settings, _, _) = settings_for(server, original);
     Decision::Proxy(Mapped {
         backend: Backend::Single {
             worker,
             url: Cow::Owned(target),
         },
+        origin: rule,
         reuse,
         path_and_query: out,
         settings,
@@ -420,10 +551,10 @@ fn proxy_from_rewrite<'c>(
 /// member later, as for a ProxyPass to it.
 fn balancer_from_rewrite<'c>(
     config: &'c Config,
-    server: &'c Server,
-    original: &RequestPath,
+    mut settings: Settings<'c>,
     url: &[u8],
     query: Option<String>,
+    rule: &'c Origin,
 ) -> Decision<'c> {
     let text = String::from_utf8_lossy(url);
     let Some((name, path)) = crate::config::balancer::split_balancer_url(&text) else {
@@ -444,12 +575,12 @@ fn balancer_from_rewrite<'c>(
         out.push('?');
         out.push_str(q);
     }
-    let (mut settings, _, _) = settings_for(server, original);
     if !balancer.rules.is_empty() {
         settings.location_rules.push(&balancer.rules);
     }
     Decision::Proxy(Mapped {
         backend: Backend::Balanced(idx),
+        origin: rule,
         reuse: true,
         path_and_query: out,
         settings,
@@ -457,20 +588,24 @@ fn balancer_from_rewrite<'c>(
 }
 
 /// The ProxyPass of a matching `<Location>`: its target, how much of the
-/// path a prefix matched, a regex's captures, and the matcher.
+/// path a prefix matched, a regex's captures, and the section.
 type LocationHit<'c, 'p> = (
     &'c Target,
     Option<usize>,
     Option<regex::bytes::Captures<'p>>,
-    &'c LocationMatcher,
+    LocationAt<'c>,
 );
+
+/// A `<Location>` and its index in the server's list.
+type LocationAt<'c> = (usize, &'c crate::config::Location);
 
 /// The server's settings with every matching `<Location>` applied, the
 /// ProxyPass of the last matching one that has one, and what the last
 /// ones with `Require` and `SetHandler` say.
-fn settings_for<'c, 'p>(
+fn settings_for<'c, 'p, T: Trace + ?Sized>(
     server: &'c Server,
     path: &'p RequestPath,
+    trace: &mut T,
 ) -> (Settings<'c>, Option<LocationHit<'c, 'p>>, Access<'c>) {
     let mut access = Access::default();
     let mut settings = Settings {
@@ -484,12 +619,13 @@ fn settings_for<'c, 'p>(
         location_rules: Vec::new(),
     };
     let mut location_pass = None;
-    for loc in &server.locations {
+    for (index, loc) in server.locations.iter().enumerate() {
         let captures = match &loc.matcher {
             LocationMatcher::Prefix(p) => prefix_match(p, &path.decoded).map(|_| None),
             LocationMatcher::Regex(r) => captures_if_match(r, &path.decoded).map(Some),
         };
         let Some(captures) = captures else { continue };
+        trace.location(index);
         if let Some(r) = &loc.require {
             access.require = Some(r);
         }
@@ -520,7 +656,7 @@ fn settings_for<'c, 'p>(
                 LocationMatcher::Prefix(p) => prefix_match(p, &path.decoded),
                 LocationMatcher::Regex(_) => None,
             };
-            location_pass = Some((&pass.target, prefix_len, captures, &loc.matcher));
+            location_pass = Some((&pass.target, prefix_len, captures, (index, loc)));
         }
     }
     (settings, location_pass, access)
@@ -529,47 +665,64 @@ fn settings_for<'c, 'p>(
 /// ProxyPass mapping (after rewriting). `has_upgrade` says whether the client
 /// sent an Upgrade header, which legacy mode (fallback Off) needs to pick a
 /// ws route.
-fn map<'c>(
+fn map<'c, T: Trace + ?Sized>(
     config: &'c Config,
     server: &'c Server,
     path: &RequestPath,
     has_upgrade: bool,
+    trace: &mut T,
 ) -> (Decision<'c>, Access<'c>) {
-    let (settings, location_pass, access) = settings_for(server, path);
-    (
-        map_with(config, server, path, has_upgrade, settings, location_pass),
-        access,
-    )
+    let (settings, location_pass, access) = settings_for(server, path, trace);
+    let decision = map_with(
+        (config, server),
+        path,
+        has_upgrade,
+        (settings, location_pass),
+        trace,
+    );
+    (decision, access)
 }
 
-fn map_with<'c>(
-    config: &'c Config,
-    server: &'c Server,
+fn map_with<'c, T: Trace + ?Sized>(
+    (config, server): (&'c Config, &'c Server),
     path: &RequestPath,
     has_upgrade: bool,
-    settings: Settings<'c>,
-    location_pass: Option<LocationHit<'c, '_>>,
+    (settings, location_pass): (Settings<'c>, Option<LocationHit<'c, '_>>),
+    trace: &mut T,
 ) -> Decision<'c> {
-    if let Some((target, prefix_len, captures, matcher)) = location_pass {
+    if let Some((target, prefix_len, captures, (index, loc))) = location_pass {
         match target {
-            Target::Exclude => return Decision::NotFound,
-            Target::Proxy(t) if skipped_in_legacy_mode(t, &settings, has_upgrade) => {}
+            Target::Exclude => {
+                trace.route(index, true, RouteStep::Excluded);
+                return Decision::NotFound;
+            }
+            Target::Proxy(t) if skipped_in_legacy_mode(t, &settings, has_upgrade) => {
+                trace.route(index, true, RouteStep::SkippedLegacy);
+            }
             Target::Proxy(t) => {
-                let raw_prefix = match matcher {
+                trace.route(index, true, RouteStep::Mapped);
+                let raw_prefix = match &loc.matcher {
                     LocationMatcher::Prefix(p) => Some(p.as_slice()),
                     LocationMatcher::Regex(_) => None,
                 };
+                // A ProxyPass inside <Location> has its url and origin.
+                let origin = loc.proxy_pass.as_ref().map_or(&loc.origin, |p| &p.origin);
+                let mapping = Mapping {
+                    config,
+                    t,
+                    origin,
+                    path,
+                    settings,
+                };
                 return match prefix_len {
-                    Some(len) => {
-                        map_prefix(config, t, raw_prefix.unwrap_or(b"/"), len, path, settings)
-                    }
-                    None => map_regex(config, t, captures.as_ref(), path, settings),
+                    Some(len) => map_prefix(mapping, raw_prefix.unwrap_or(b"/"), len),
+                    None => map_regex(mapping, captures.as_ref()),
                 };
             }
         }
     }
 
-    for route in &server.routes {
+    for (index, route) in server.routes.iter().enumerate() {
         let hit = match &route.matcher {
             RouteMatcher::Prefix(p) => prefix_match(p, &path.decoded).map(|len| (Some(len), None)),
             RouteMatcher::Regex(r) => captures_if_match(r, &path.decoded).map(|c| (None, Some(c))),
@@ -578,18 +731,39 @@ fn map_with<'c>(
             continue;
         };
         let t = match &route.target {
-            Target::Exclude => return Decision::NotFound,
+            Target::Exclude => {
+                trace.route(index, false, RouteStep::Excluded);
+                return Decision::NotFound;
+            }
             Target::Proxy(t) => t,
         };
         if skipped_in_legacy_mode(t, &settings, has_upgrade) {
+            trace.route(index, false, RouteStep::SkippedLegacy);
             continue;
         }
+        trace.route(index, false, RouteStep::Mapped);
+        let mapping = Mapping {
+            config,
+            t,
+            origin: &route.origin,
+            path,
+            settings,
+        };
         return match (&route.matcher, prefix_len) {
-            (RouteMatcher::Prefix(p), Some(len)) => map_prefix(config, t, p, len, path, settings),
-            _ => map_regex(config, t, captures.as_ref(), path, settings),
+            (RouteMatcher::Prefix(p), Some(len)) => map_prefix(mapping, p, len),
+            _ => map_regex(mapping, captures.as_ref()),
         };
     }
     Decision::NotFound
+}
+
+/// A matching ProxyPass line and what it maps.
+struct Mapping<'c, 'r> {
+    config: &'c Config,
+    t: &'c ProxyTarget,
+    origin: &'c Origin,
+    path: &'r RequestPath,
+    settings: Settings<'c>,
 }
 
 /// Legacy mod_proxy_wstunnel (S58): a ws:// entry is not a match for a request
@@ -673,14 +847,8 @@ fn route_url<'c>(t: &'c ProxyTarget, url: &str) -> Result<RouteUrl<'c>, UrlError
     parse_target_url(url).map(|u| RouteUrl::Backend(Cow::Owned(u)))
 }
 
-fn map_prefix<'c>(
-    config: &'c Config,
-    t: &'c ProxyTarget,
-    prefix: &[u8],
-    matched: usize,
-    path: &RequestPath,
-    settings: Settings<'c>,
-) -> Decision<'c> {
+fn map_prefix<'c>(m: Mapping<'c, '_>, prefix: &[u8], matched: usize) -> Decision<'c> {
+    let (t, path) = (m.t, m.path);
     let url = match route_url(t, &t.url) {
         Ok(u) => u,
         Err(_) => return Decision::BadTarget,
@@ -703,16 +871,14 @@ fn map_prefix<'c>(
             encode_path(&path.decoded[matched..], &mut out);
         }
     }
-    finish(config, t, url, out, path, settings)
+    finish(m, url, out)
 }
 
 fn map_regex<'c>(
-    config: &'c Config,
-    t: &'c ProxyTarget,
+    m: Mapping<'c, '_>,
     captures: Option<&regex::bytes::Captures<'_>>,
-    path: &RequestPath,
-    settings: Settings<'c>,
 ) -> Decision<'c> {
+    let (t, path) = (m.t, m.path);
     let substituted = substitute(t.url.as_bytes(), captures);
     let whole_path = substituted == t.url.as_bytes();
     // The scheme is literal (checked at configuration time); the authority may
@@ -734,17 +900,17 @@ fn map_regex<'c>(
     }
     let mut out = String::with_capacity(full.len() + 16);
     encode_path(&full, &mut out);
-    finish(config, t, url, out, path, settings)
+    finish(m, url, out)
 }
 
-fn finish<'c>(
-    config: &'c Config,
-    t: &'c ProxyTarget,
-    url: RouteUrl<'c>,
-    mut out: String,
-    path: &RequestPath,
-    mut settings: Settings<'c>,
-) -> Decision<'c> {
+fn finish<'c>(m: Mapping<'c, '_>, url: RouteUrl<'c>, mut out: String) -> Decision<'c> {
+    let Mapping {
+        config,
+        t,
+        origin,
+        path,
+        mut settings,
+    } = m;
     if !out.starts_with('/') {
         out.insert(0, '/');
     }
@@ -772,6 +938,7 @@ fn finish<'c>(
     };
     Decision::Proxy(Mapped {
         backend,
+        origin,
         reuse,
         path_and_query: out,
         settings,

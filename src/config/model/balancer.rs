@@ -45,6 +45,8 @@ pub struct Balancer {
     /// `Require` in its `<Proxy>` section: applies to requests proxied to
     /// it unless a matching `<Location>` has its own.
     pub require: Option<super::authz::Require>,
+    /// Where it is first named (its `<Proxy>` or a ProxyPass line).
+    pub origin: crate::config::Origin,
 }
 
 impl Balancer {

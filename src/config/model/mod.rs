@@ -185,6 +185,57 @@ pub struct Server {
     /// TCP keepalive and `TCP_USER_TIMEOUT` of its connections.
     pub liveness: Liveness,
     pub origin: Option<Origin>,
+    /// Where its own directives of [`Written::NOTED`] are (a vhost's
+    /// only: what it inherits is in the main server's).
+    pub written: Written,
+}
+
+/// Where the directives that set timeouts and the upgrade behaviour were
+/// written, so that `wsgate -t --explain` can say where a value comes
+/// from. Kept at configuration time only; requests never read it.
+#[derive(Debug, Clone, Default)]
+pub struct Written(Vec<(&'static str, Origin)>);
+
+impl Written {
+    /// The directives noted, as the directive table spells them.
+    pub const NOTED: &'static [&'static str] = &[
+        "Timeout",
+        "KeepAlive",
+        "KeepAliveTimeout",
+        "GracefulShutdownTimeout",
+        "ProxyTimeout",
+        "ProxyWebsocketFallbackToProxyHttp",
+        "ProxyPreserveHost",
+        "WsgateWebSocketFrames",
+        "WsgateTCPKeepAlive",
+        "WsgateTCPUserTimeout",
+        "H2StreamTimeout",
+        "RewriteEngine",
+        "Require",
+        "SetHandler",
+    ];
+
+    /// Notes a line of `name` (one of [`Written::NOTED`]).
+    pub fn note(&mut self, name: &'static str, origin: &Origin) {
+        self.0.push((name, origin.clone()));
+    }
+
+    /// The last line of `name`, the one whose value holds.
+    pub fn last(&self, name: &str) -> Option<&Origin> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, o)| o)
+    }
+
+    /// Every line of `name`, in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Origin> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, o)| o)
+    }
 }
 
 /// How a server's connections find out that a peer is gone
@@ -382,6 +433,8 @@ pub struct Location {
     /// `SetHandler`.
     pub handler: Option<authz::Handler>,
     pub origin: Origin,
+    /// Where its directives of [`Written::NOTED`] are.
+    pub written: Written,
 }
 
 #[derive(Debug, Clone)]
@@ -465,6 +518,8 @@ pub struct Worker {
     /// The url (for a regex route, up to its first `$`), for logs.
     pub name: String,
     pub params: WorkerParams,
+    /// The ProxyPass or BalancerMember line that defines it.
+    pub origin: Origin,
 }
 
 /// Which worker a mapped request goes through.

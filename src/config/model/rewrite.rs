@@ -54,6 +54,7 @@ pub struct Cond {
     pub negate: bool,
     pub nocase: bool,
     pub or_next: bool,
+    pub origin: Origin,
 }
 
 #[derive(Debug, Clone)]
