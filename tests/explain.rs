@@ -700,3 +700,38 @@ fn a_tls_address_names_the_vhost_by_host_and_a_host_the_handshake_does_not_cover
     let e = c.explain(&["GET", "http://a.test:8443/"]);
     assert!(e.lines("note")[0].contains("this address speaks TLS"));
 }
+
+/// The frame tracker and WebSocket Pings of the request's settings, with
+/// the line that set each (a `<Location>`'s over the server's).
+#[test]
+fn websocket_pings_and_the_frame_tracker_name_their_lines() {
+    let c = Conf::new(
+        "Listen 127.0.0.1:8080\n\
+         ServerName proxy.test\n\
+         ProxyPass /quiet ws://127.0.0.1:9001/quiet\n\
+         ProxyPass /chat ws://127.0.0.1:9002/chat\n\
+         <IfModule wsgate_module>\n\
+         WsgateWebSocketFrames On\n\
+         </IfModule>\n\
+         <Location /chat>\n\
+         <IfModule wsgate_module>\n\
+         WsgateWebSocketPing 25 5\n\
+         </IfModule>\n\
+         </Location>\n",
+    );
+    let e = c.explain(&["GET", "ws://proxy.test:8080/chat/x"]);
+    assert_eq!(
+        e.line("timeout WebSocket ping"),
+        format!(
+            "a side silent for 25 s gets a Ping; closed as dead without an answer within 5 s ({})",
+            c.at("WsgateWebSocketPing")
+        )
+    );
+    assert!(
+        e.line("websocket frames").starts_with("on: ")
+            && e.line("websocket frames")
+                .ends_with(&format!("({})", c.at("WsgateWebSocketFrames")))
+    );
+    let e = c.explain(&["GET", "ws://proxy.test:8080/quiet"]);
+    assert_eq!(e.line("timeout WebSocket ping"), "off (default)");
+}

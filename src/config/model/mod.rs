@@ -207,6 +207,7 @@ impl Written {
         "ProxyWebsocketFallbackToProxyHttp",
         "ProxyPreserveHost",
         "WsgateWebSocketFrames",
+        "WsgateWebSocketPing",
         "WsgateTCPKeepAlive",
         "WsgateTCPUserTimeout",
         "H2StreamTimeout",

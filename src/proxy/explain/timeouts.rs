@@ -210,6 +210,9 @@ pub(super) fn request(
         None => "not a tunnel".into(),
     };
     out.line("timeout tunnel idle", idle);
+    if mode.is_some() {
+        websocket(out, global, server, req, locations);
+    }
     let text = worker.map(|o| sources.line(o)).unwrap_or_default();
     let set = |key: &str| text.to_ascii_lowercase().contains(&format!("{key}="));
     let retry_source = if set("retry") {
@@ -256,6 +259,55 @@ pub(super) fn request(
         );
     }
     liveness(out, sources, global, server, "backend");
+}
+
+/// A WebSocket tunnel's frame tracker and Pings (`WsgateWebSocketFrames`,
+/// `WsgateWebSocketPing`), as the request's settings have them.
+fn websocket(
+    out: &mut Report,
+    config: &Config,
+    server: &Server,
+    req: &forward::Request<'_>,
+    locations: &[usize],
+) {
+    let at = |name| place(last_set(config, server, locations, name));
+    let s = req.settings;
+    let frames = if s.frames || s.ping.is_some() {
+        "on: a stop, a drained member or a reload that removed the backend closes the tunnel with 1001"
+    } else {
+        "off: a stop or a drain cuts the TCP connections"
+    };
+    let source = if !s.frames && s.ping.is_some() {
+        format!("with WsgateWebSocketPing, {}", at("WsgateWebSocketPing"))
+    } else {
+        at("WsgateWebSocketFrames")
+    };
+    out.line("websocket frames", format!("{frames} ({source})"));
+    let ping = match s.ping {
+        Some(p) => format!(
+            "a side silent for {} gets a Ping; closed as dead without an answer within {} ({})",
+            duration(p.every()),
+            duration(p.wait()),
+            at("WsgateWebSocketPing")
+        ),
+        None => format!("off ({})", at("WsgateWebSocketPing")),
+    };
+    out.line("timeout WebSocket ping", ping);
+}
+
+/// Where a directive a `<Location>` may set was set for this request: the
+/// last matching `<Location>` that sets it, else the server.
+fn last_set<'c>(
+    config: &'c Config,
+    server: &'c Server,
+    locations: &[usize],
+    name: &str,
+) -> Option<&'c Origin> {
+    locations
+        .iter()
+        .rev()
+        .find_map(|&i| server.locations[i].written.last(name))
+        .or_else(|| written(config, server, name))
 }
 
 /// Where `ProxyWebsocketFallbackToProxyHttp` was set for this request:
