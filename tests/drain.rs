@@ -432,7 +432,7 @@ async fn a_member_drained_in_the_balancer_manager_sends_its_tunnels_away_with_10
         let (_ws, who) = open(&w.url(&format!("/ws/new{i}"))).await;
         assert_eq!(who, "b:who");
     }
-    let lines = w_log(&log, drained).await;
+    let lines = common::file_with_lines(&log, drained).await;
     let drains: Vec<&str> = lines.lines().filter(|l| l.contains(" drain")).collect();
     assert_eq!(drains.len(), drained, "{lines}");
     let a_drained = format!("ws://127.0.0.1:{pa} drain 1001");
@@ -502,19 +502,6 @@ async fn http(w: &Wsgate, raw: String) -> String {
     let mut s = TcpStream::connect(w.addr).await.unwrap();
     s.write_all(raw.as_bytes()).await.unwrap();
     common::read_until_close(&mut s, Duration::from_secs(10)).await
-}
-
-/// The access log once it has `n` lines.
-async fn w_log(log: &std::path::Path, n: usize) -> String {
-    common::eventually(Duration::from_secs(5), "the log lines", || {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .count()
-            >= n
-    })
-    .await;
-    std::fs::read_to_string(log).unwrap()
 }
 
 /// Whether a connection to the backend's port is established (the page's

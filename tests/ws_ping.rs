@@ -46,18 +46,6 @@ async fn silent_client(w: &Wsgate, limit: Duration) -> Vec<u8> {
     }
 }
 
-async fn log_lines(log: &std::path::Path, n: usize) -> String {
-    common::eventually(Duration::from_secs(5), "the log lines", || {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .count()
-            >= n
-    })
-    .await;
-    std::fs::read_to_string(log).unwrap()
-}
-
 /// A client gone silent gets one Ping (a server's: unmasked, no payload),
 /// and when nothing comes back its tunnel closes, the backend's too.
 #[tokio::test]
@@ -70,7 +58,7 @@ async fn a_client_that_does_not_answer_its_ping_is_closed_as_dead() {
     // Its Ping, and the backend's answer to the backend's own Ping passed
     // on as an unsolicited Pong (RFC 6455 §5.5.3), then the close.
     assert_eq!(got, [0x89, 0x00, 0x8a, 0x00], "a Ping, a Pong, the close");
-    let lines = log_lines(&log, 1).await;
+    let lines = common::file_with_lines(&log, 1).await;
     assert_eq!(lines, "/ws/raw dead-peer client\n");
     backend.finish().await;
 }
@@ -119,7 +107,7 @@ async fn a_backend_that_does_not_answer_its_ping_is_closed_as_dead() {
         }
     }
     assert!(pings >= 1);
-    let lines = log_lines(&log, 1).await;
+    let lines = common::file_with_lines(&log, 1).await;
     assert_eq!(lines, "/ws/raw dead-peer backend\n");
     backend.finish().await;
 }
@@ -195,7 +183,7 @@ async fn parked_tunnels_are_woken_for_their_pings_and_live_ones_stay() {
         echo = ws.next().await.unwrap().unwrap();
     }
     assert_eq!(echo, Message::text("still"));
-    let lines = log_lines(&log, 1).await;
+    let lines = common::file_with_lines(&log, 1).await;
     assert_eq!(lines, "/ws/raw dead-peer client\n");
     ws.close(None).await.unwrap();
     backend.finish().await;

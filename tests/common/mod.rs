@@ -253,6 +253,20 @@ pub async fn eventually(limit: Duration, what: &str, mut cond: impl FnMut() -> b
     }
 }
 
+/// The text of the file at `path` once it has at least `n` lines (an
+/// access log's writer is a thread of its own), at most 5 s.
+pub async fn file_with_lines(path: &std::path::Path, n: usize) -> String {
+    eventually(Duration::from_secs(5), "the file's lines", || {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= n
+    })
+    .await;
+    std::fs::read_to_string(path).unwrap()
+}
+
 /// Request heads a backend received, for assertions.
 #[derive(Clone, Default)]
 pub struct Seen(pub Arc<Mutex<Vec<String>>>);
