@@ -432,7 +432,18 @@ async fn a_member_drained_in_the_balancer_manager_sends_its_tunnels_away_with_10
         let (_ws, who) = open(&w.url(&format!("/ws/new{i}"))).await;
         assert_eq!(who, "b:who");
     }
-    let lines = common::file_with_lines(&log, drained).await;
+    let drain_lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" drain"))
+            .count()
+    };
+    common::eventually(Duration::from_secs(5), "a drain line per tunnel", || {
+        drain_lines() >= drained
+    })
+    .await;
+    let lines = std::fs::read_to_string(&log).unwrap();
     let drains: Vec<&str> = lines.lines().filter(|l| l.contains(" drain")).collect();
     assert_eq!(drains.len(), drained, "{lines}");
     let a_drained = format!("ws://127.0.0.1:{pa} drain 1001");
