@@ -41,7 +41,7 @@ struct Args {
     /// The configuration file (Apache syntax).
     #[arg(short = 'f', value_name = "FILE")]
     file: Option<PathBuf>,
-    /// Check the configuration and exit: prints "Syntax OK" or FILE:LINE: what is wrong.
+    /// Check the configuration and exit: prints "Syntax OK", or every FILE:LINE: what is wrong.
     #[arg(short = 't')]
     test: bool,
     /// Define a name for <IfDefine> and ${NAME} (NAME or NAME=VALUE), like httpd -D.

@@ -160,3 +160,79 @@ fn check_file(text: &str) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// `-t` reports every error of the files in one run, in the order of the
+/// lines, each with its file and line (an included file's too), like a
+/// compiler; what is around them is still read and checked.
+#[test]
+fn every_error_is_reported_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let inc = dir.path().join("site.conf");
+    std::fs::write(&inc, "<VirtualHost *:8080>\n  ServerName a.test\n  Timout 5\n  ProxyPass /a http://127.0.0.1:1/ retry=soon\n</VirtualHost>\n").unwrap();
+    let main = dir.path().join("main.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "Listen 127.0.0.1:8080\nUser ${{APACHE_RUN_USER}}\nInclude {}\nKeepAliveTimeout later\nTimeout 30\n",
+            inc.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(WSGATE)
+        .arg("-t")
+        .arg("-f")
+        .arg(&main)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let places: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("  hint:"))
+        .filter_map(|l| l.split_once(": ").map(|(place, _)| place))
+        .collect();
+    let (m, s) = (main.display(), inc.display());
+    assert_eq!(
+        places,
+        [
+            format!("{m}:2"),
+            format!("{s}:3"),
+            format!("{s}:4"),
+            format!("{m}:4"),
+        ],
+        "{stderr}"
+    );
+    assert!(stderr.trim_end().ends_with("\n4 errors"), "{stderr}");
+    assert!(stderr.contains("did you mean 'Timeout'?"), "{stderr}");
+}
+
+/// A file with more errors than anyone reads stops at 50, and says so.
+#[test]
+fn the_errors_reported_stop_at_fifty() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("main.conf");
+    let mut text = String::from("Listen 127.0.0.1:8080\n");
+    for i in 0..80 {
+        text.push_str(&format!("NoSuchDirective{i} x\n"));
+    }
+    std::fs::write(&main, text).unwrap();
+    let out = Command::new(WSGATE)
+        .arg("-t")
+        .arg("-f")
+        .arg(&main)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors = stderr
+        .lines()
+        .filter(|l| l.contains("NoSuchDirective"))
+        .count();
+    assert_eq!(errors, 50, "{stderr}");
+    assert!(
+        stderr
+            .trim_end()
+            .ends_with("50 errors; reading stopped there"),
+        "{stderr}"
+    );
+}

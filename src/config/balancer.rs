@@ -48,7 +48,8 @@ pub(super) fn proxy_section(
         proxy: Some(url),
     };
     for child in children {
-        dispatch(b, &mut inner, child)?;
+        let read = dispatch(b, &mut inner, child);
+        b.go_on(read)?;
     }
     Ok(())
 }

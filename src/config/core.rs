@@ -101,7 +101,8 @@ pub(super) fn virtual_host(
         proxy: None,
     };
     for child in node.children.iter().flatten() {
-        dispatch(b, &mut inner, child)?;
+        let read = dispatch(b, &mut inner, child);
+        b.go_on(read)?;
     }
     b.vhosts.push(draft);
     Ok(())
@@ -154,7 +155,8 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
             proxy: None,
         };
         for child in node.children.iter().flatten() {
-            dispatch(b, &mut inner, child)?;
+            let read = dispatch(b, &mut inner, child);
+            b.go_on(read)?;
         }
     }
     at.server.locations.push(loc);

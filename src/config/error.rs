@@ -18,14 +18,43 @@ impl fmt::Display for Origin {
 }
 
 /// A configuration that cannot be used. Displays as `FILE:LINE: what is wrong`,
-/// followed by a hint on its own line where one helps.
-#[derive(Debug, thiserror::Error)]
-#[error("{origin}: {message}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+/// followed by a hint on its own line where one helps; with the errors
+/// found after it in the same reading (`more`), each the same way, like a
+/// compiler's.
+#[derive(Debug, Clone)]
 pub struct ConfigError {
     pub origin: Origin,
     pub message: String,
     pub hint: Option<String>,
+    /// Errors found after this one, in the order of the files.
+    pub more: Vec<ConfigError>,
 }
+
+/// At most this many errors are gathered in one reading.
+pub const MAX_ERRORS: usize = 50;
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in std::iter::once(self).chain(&self.more).enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", e.origin, e.message)?;
+            if let Some(h) = &e.hint {
+                write!(f, "\n  hint: {h}")?;
+            }
+        }
+        let n = 1 + self.more.len();
+        if n >= MAX_ERRORS {
+            write!(f, "\n{n} errors; reading stopped there")?;
+        } else if n > 1 {
+            write!(f, "\n{n} errors")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 impl ConfigError {
     pub fn new(origin: &Origin, message: impl Into<String>) -> Self {
@@ -33,7 +62,18 @@ impl ConfigError {
             origin: origin.clone(),
             message: message.into(),
             hint: None,
+            more: Vec::new(),
         }
+    }
+
+    /// The first of `errors`, carrying the rest; `None` for none.
+    pub fn gathered(mut errors: Vec<ConfigError>) -> Option<ConfigError> {
+        if errors.is_empty() {
+            return None;
+        }
+        let mut first = errors.remove(0);
+        first.more = errors;
+        Some(first)
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -51,6 +91,7 @@ pub fn unreadable(path: &std::path::Path, err: &std::io::Error) -> ConfigError {
         },
         message: format!("cannot read configuration file: {err}"),
         hint: None,
+        more: Vec::new(),
     }
 }
 

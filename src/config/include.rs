@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::error::{unreadable, ConfigError, Origin};
+use super::error::{unreadable, ConfigError, Origin, MAX_ERRORS};
 use super::lexer::{self, Node};
 
 /// Apache's own limit on nested includes; deeper means a loop.
@@ -17,6 +17,9 @@ pub use super::directives::module_is_built_in;
 pub struct Expander {
     defines: HashMap<String, String>,
     server_root: PathBuf,
+    /// Lines that could not be expanded, kept to report with the
+    /// directives' errors (see `config::build`).
+    pub errors: Vec<ConfigError>,
 }
 
 impl Expander {
@@ -33,6 +36,7 @@ impl Expander {
                 })
                 .collect(),
             server_root,
+            errors: Vec::new(),
         }
     }
 
@@ -53,13 +57,42 @@ impl Expander {
         Ok(out)
     }
 
+    /// Expands `nodes` into `out`; a node that fails is kept in
+    /// [`Expander::errors`] and the rest are read on.
     fn expand(
         &mut self,
         nodes: Vec<Node>,
         out: &mut Vec<Node>,
         depth: usize,
     ) -> Result<(), ConfigError> {
-        for mut node in nodes {
+        for node in nodes {
+            let read = self.expand_node(node, out, depth);
+            self.go_on(read)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps an error to report with the others; an `Err` once
+    /// [`MAX_ERRORS`] are kept.
+    fn go_on(&mut self, read: Result<(), ConfigError>) -> Result<(), ConfigError> {
+        let Err(e) = read else { return Ok(()) };
+        if self.errors.len() >= MAX_ERRORS {
+            return Err(e);
+        }
+        self.errors.push(e);
+        if self.errors.len() >= MAX_ERRORS {
+            return Err(ConfigError::new(&self.errors[0].origin, "too many errors"));
+        }
+        Ok(())
+    }
+
+    fn expand_node(
+        &mut self,
+        mut node: Node,
+        out: &mut Vec<Node>,
+        depth: usize,
+    ) -> Result<(), ConfigError> {
+        {
             node.args = node
                 .args
                 .iter()
@@ -289,11 +322,36 @@ mod tests {
 
     fn expand(text: &str, defines: &[&str]) -> Result<Vec<Node>, ConfigError> {
         let defines: Vec<String> = defines.iter().map(|s| s.to_string()).collect();
-        Expander::new(&defines, PathBuf::from("/nonexistent")).expand_text(
-            text,
-            Path::new("t.conf"),
-            0,
-        )
+        let mut ex = Expander::new(&defines, PathBuf::from("/nonexistent"));
+        let nodes = ex.expand_text(text, Path::new("t.conf"), 0);
+        checked(&mut ex, nodes)
+    }
+
+    /// What expanding gave, the errors it kept as an `Err`.
+    fn checked(
+        ex: &mut Expander,
+        nodes: Result<Vec<Node>, ConfigError>,
+    ) -> Result<Vec<Node>, ConfigError> {
+        match ConfigError::gathered(std::mem::take(&mut ex.errors)) {
+            Some(e) => Err(e),
+            None => nodes,
+        }
+    }
+
+    #[test]
+    fn errors_are_gathered_and_the_lines_after_them_read() {
+        let mut ex = Expander::new(&[], PathBuf::from("/nonexistent"));
+        let nodes = ex
+            .expand_text(
+                "Listen ${a}\nInclude /nonexistent/x.conf\nDefine b 1\nListen ${b}\nListen ${c}\n",
+                Path::new("t.conf"),
+                0,
+            )
+            .unwrap();
+        assert_eq!(nodes.len(), 1, "the line that could be read");
+        assert_eq!(nodes[0].args, ["1"]);
+        let lines: Vec<usize> = ex.errors.iter().map(|e| e.origin.line).collect();
+        assert_eq!(lines, [1, 2, 5]);
     }
 
     #[test]
@@ -341,9 +399,8 @@ mod tests {
             .unwrap();
         assert_eq!(nodes.len(), 2);
         assert!(nodes[1].origin.file.ends_with("b.conf"));
-        let e = ex
-            .expand_text("Include missing.conf\n", Path::new("main.conf"), 0)
-            .unwrap_err();
+        let nodes = ex.expand_text("Include missing.conf\n", Path::new("main.conf"), 0);
+        let e = checked(&mut ex, nodes).unwrap_err();
         assert_eq!(e.origin.line, 1);
     }
 
@@ -352,7 +409,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("self.conf"), "Include self.conf\n").unwrap();
         let mut ex = Expander::new(&[], dir.path().to_path_buf());
-        let e = ex.read_file(&dir.path().join("self.conf")).unwrap_err();
+        let nodes = ex.read_file(&dir.path().join("self.conf"));
+        let e = checked(&mut ex, nodes).unwrap_err();
         assert!(e.message.contains("nested"), "{e}");
     }
 }

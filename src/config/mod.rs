@@ -46,16 +46,27 @@ pub fn load(path: &Path, defines: &[String]) -> Result<Config, ConfigError> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let mut expander = include::Expander::new(defines, root.clone());
-    let nodes = expander.read_file(path)?;
-    build(nodes, &root, path)
+    let nodes = expander.read_file(path);
+    let prior = std::mem::take(&mut expander.errors);
+    build(expanded(nodes, &prior)?, &root, path, prior)
+}
+
+/// The expanded tree, or — when expanding stopped at the error limit —
+/// the errors gathered so far.
+fn expanded(
+    nodes: Result<Vec<Node>, ConfigError>,
+    prior: &[ConfigError],
+) -> Result<Vec<Node>, ConfigError> {
+    nodes.map_err(|e| ConfigError::gathered(prior.to_vec()).unwrap_or(e))
 }
 
 /// Validates configuration text as if read from a file named `name`.
 pub fn from_str(text: &str, name: &str) -> Result<Config, ConfigError> {
     let root = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let mut expander = include::Expander::new(&[], root.clone());
-    let nodes = expander.expand_text(text, Path::new(name), 0)?;
-    build(nodes, &root, Path::new(name))
+    let nodes = expander.expand_text(text, Path::new(name), 0);
+    let prior = std::mem::take(&mut expander.errors);
+    build(expanded(nodes, &prior)?, &root, Path::new(name), prior)
 }
 
 /// Every worker of a configuration, each with its identity.
@@ -193,11 +204,20 @@ pub(crate) struct Builder {
     global_logs: Vec<accesslog::LogLine>,
     extended_status: bool,
     proxy_protocol: ProxyProtocol,
+    /// Errors of lines read so far (see [`Builder::go_on`]).
+    errors: Vec<ConfigError>,
 }
 
 /// Builds the model from expanded directives; `main_file` is named in
 /// errors about what the whole configuration lacks.
-pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, ConfigError> {
+/// `prior`: the errors of lines the expansion could not read, reported
+/// first.
+pub fn build(
+    nodes: Vec<Node>,
+    root: &Path,
+    main_file: &Path,
+    prior: Vec<ConfigError>,
+) -> Result<Config, ConfigError> {
     let mut b = Builder {
         listeners: Vec::new(),
         main: ServerDraft::new(ServerKey::Main),
@@ -220,22 +240,47 @@ pub fn build(nodes: Vec<Node>, root: &Path, main_file: &Path) -> Result<Config, 
         global_logs: Vec::new(),
         extended_status: true,
         proxy_protocol: ProxyProtocol::default(),
+        errors: prior,
     };
     let mut main = std::mem::replace(&mut b.main, ServerDraft::new(ServerKey::Main));
-    for node in &nodes {
+    let full = b.errors.len() >= error::MAX_ERRORS;
+    for node in nodes.iter().filter(|_| !full) {
         let mut at = At {
             scope: Scope::Server,
             server: &mut main,
             location: None,
             proxy: None,
         };
-        directives::dispatch(&mut b, &mut at, node)?;
+        let read = directives::dispatch(&mut b, &mut at, node);
+        if b.go_on(read).is_err() {
+            break;
+        }
+    }
+    // Checks of the whole need every line read: not after errors, which
+    // they would only echo (no Listen when a Listen line was wrong).
+    if let Some(e) = ConfigError::gathered(std::mem::take(&mut b.errors)) {
+        return Err(e);
     }
     b.main = main;
     b.finish(main_file)
 }
 
 impl Builder {
+    /// Keeps a line's error to report with the others and reads on, as a
+    /// compiler does; an `Err` once [`error::MAX_ERRORS`] are kept, which
+    /// the sections around pass up without keeping it again.
+    pub(crate) fn go_on(&mut self, read: Result<(), ConfigError>) -> Result<(), ConfigError> {
+        let Err(e) = read else { return Ok(()) };
+        if self.errors.len() >= error::MAX_ERRORS {
+            return Err(e);
+        }
+        self.errors.push(e);
+        if self.errors.len() >= error::MAX_ERRORS {
+            return Err(ConfigError::new(&self.errors[0].origin, "too many errors"));
+        }
+        Ok(())
+    }
+
     /// The target of a ProxyPass line: its worker (added to the
     /// configuration's), or the balancer it names (created if this is its
     /// first mention) with the balancer parameters the line sets.
@@ -314,6 +359,7 @@ impl Builder {
                     "no Listen directive anywhere in the configuration: wsgate would not listen"
                         .into(),
                 hint: Some("add e.g. 'Listen 127.0.0.1:8080'".into()),
+                more: Vec::new(),
             });
         }
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
