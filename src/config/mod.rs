@@ -6,6 +6,7 @@
 //! to the module that owns it (`proxy` for mod_proxy, `ssl` for mod_ssl).
 
 mod accesslog;
+pub(crate) mod apache_modules;
 pub mod balancer;
 pub(crate) mod ciphers;
 mod core;
