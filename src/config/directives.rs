@@ -281,6 +281,8 @@ pub const DIRECTIVES: &[Directive] = &[
     line("UnsetEnv", "mod_env", RULES, "UnsetEnv NAME ...", "unsets request environment variables", headers::header_rule),
     line("SetEnvIf", "mod_setenvif", RULES, "SetEnvIf ATTRIBUTE REGEX [!]VAR[=VALUE] ...", "sets variables from a request attribute", headers::header_rule),
     line("SetEnvIfNoCase", "mod_setenvif", RULES, "SetEnvIfNoCase ATTRIBUTE REGEX [!]VAR[=VALUE] ...", "SetEnvIf, ignoring case", headers::header_rule),
+    line("BrowserMatch", "mod_setenvif", RULES, "BrowserMatch REGEX [!]VAR[=VALUE] ...", "SetEnvIf User-Agent", headers::header_rule),
+    line("BrowserMatchNoCase", "mod_setenvif", RULES, "BrowserMatchNoCase REGEX [!]VAR[=VALUE] ...", "SetEnvIfNoCase User-Agent", headers::header_rule),
 ];
 
 /// Modules wsgate has that add no directive of their own, as `<IfModule>`
@@ -318,8 +320,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "mod_remoteip (client addresses from a header)",
     ),
     ("SSLCompression", "mod_ssl (compression)"),
-    ("SSLSessionCache", "mod_ssl (session cache)"),
-    ("SSLSessionCacheTimeout", "mod_ssl (session cache)"),
     ("SSLVerifyClient", "mod_ssl (client certificates)"),
     ("SSLCACertificateFile", "mod_ssl (client certificates)"),
     ("H2Push", "mod_http2 (server push)"),
@@ -342,6 +342,7 @@ pub fn module_is_built_in(name: &str) -> bool {
         .or_else(|| file.strip_suffix("_module"))
         .unwrap_or(file);
     MODULES_WITHOUT_DIRECTIVES.contains(&bare)
+        || super::foreign::ignored_module(bare)
         || DIRECTIVES.iter().any(|d| {
             let module = d.module.strip_prefix("mod_").unwrap_or(d.module);
             module == bare && d.module != "mpm"
@@ -370,9 +371,15 @@ pub(super) fn dispatch(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
                 node.name
             )));
         }
+        if found.is_none() && b.foreign.take(node) {
+            return Ok(());
+        }
         return Err(unknown_or_not_yet(node, true));
     }
     let Some(d) = found else {
+        if b.foreign.take(node) {
+            return Ok(());
+        }
         return Err(unknown_or_not_yet(node, false));
     };
     if d.per_directory_refused && matches!(at.scope, Scope::Location | Scope::LocationMatch) {
@@ -383,6 +390,9 @@ pub(super) fn dispatch(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         .hint("put the rules in the server config or the <VirtualHost>, matching the whole path (e.g. ^/app/(.*))"));
     }
     if !d.scopes.contains(&at.scope) {
+        if at.scope == Scope::VirtualHost && b.foreign.take_in_vhost(node) {
+            return Ok(());
+        }
         return Err(misplaced(node, d, at.scope));
     }
     if d.section && node.children.is_none() {
@@ -474,10 +484,24 @@ fn unknown_or_not_yet(node: &Node, section: bool) -> ConfigError {
             err.hint("remove it, or wrap it in <IfModule> for that module so wsgate skips it")
         };
     }
-    let mut err = ConfigError::new(
-        &node.origin,
-        format!("Invalid command '{shown}', perhaps misspelled or defined by a module wsgate does not have"),
-    );
+    let owner = super::apache_modules::module_of(&node.name);
+    let message = match owner {
+        Some(m) if matches!(m.file, "core" | "http_core") => {
+            format!("Invalid command '{shown}': Apache's core has it, wsgate does not implement it")
+        }
+        Some(m) if module_is_built_in(m.name) => format!(
+            "Invalid command '{shown}': wsgate has {} but not this directive of it",
+            m.file
+        ),
+        Some(m) => format!(
+            "Invalid command '{shown}': it belongs to {} ({}), which wsgate does not have",
+            m.file, m.name
+        ),
+        None => format!(
+            "Invalid command '{shown}', perhaps misspelled or defined by a module wsgate does not have"
+        ),
+    };
+    let mut err = ConfigError::new(&node.origin, message);
     let lower = node.name.to_ascii_lowercase();
     if matches!(
         lower.as_str(),
@@ -486,6 +510,13 @@ fn unknown_or_not_yet(node: &Node, section: bool) -> ConfigError {
         err = err.hint("wsgate serves no files; use <Location> for URL paths");
     } else if lower.starts_with("proxywebsocket") {
         err = err.hint("that directive exists only in Apache's development trunk; a tunnel's idle time follows timeout= or ProxyTimeout and Timeout");
+    } else if let Some(m) =
+        owner.filter(|m| !matches!(m.file, "core" | "http_core") && !module_is_built_in(m.name))
+    {
+        err = err.hint(format!(
+            "remove it, or keep it inside <IfModule {}> … </IfModule> so that a file shared with Apache keeps it for Apache only",
+            m.name
+        ));
     } else if let Some(n) = error::nearest(
         &node.name,
         DIRECTIVES.iter().filter(|d| d.suggested).map(|d| d.name),

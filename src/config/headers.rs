@@ -1,5 +1,6 @@
 //! mod_headers (`Header`, `RequestHeader`), mod_env (`SetEnv`, `UnsetEnv`)
-//! and mod_setenvif (`SetEnvIf`, `SetEnvIfNoCase`).
+//! and mod_setenvif (`SetEnvIf`, `SetEnvIfNoCase`, `BrowserMatch`,
+//! `BrowserMatchNoCase`).
 
 use regex::bytes::RegexBuilder as BytesRegexBuilder;
 use regex::RegexBuilder;
@@ -74,6 +75,13 @@ impl Rules {
                 }
                 self.setenv
                     .extend(node.args.iter().map(|n| (n.clone(), None)));
+            }
+            "browsermatch" | "browsermatchnocase" => {
+                // SetEnvIf User-Agent, as mod_setenvif defines it.
+                let mut as_setenvif = node.clone();
+                as_setenvif.args.insert(0, "User-Agent".into());
+                self.setenvif
+                    .push(parse_setenvif(&as_setenvif, lower == "browsermatchnocase")?);
             }
             _ => self
                 .setenvif

@@ -20,6 +20,8 @@ pub struct Expander {
     /// Lines that could not be expanded, kept to report with the
     /// directives' errors (see `config::build`).
     pub errors: Vec<ConfigError>,
+    /// `LoadModule` lines of modules wsgate does not have (`foreign`).
+    pub loaded_missing: Vec<(String, Origin)>,
 }
 
 impl Expander {
@@ -37,6 +39,7 @@ impl Expander {
                 .collect(),
             server_root,
             errors: Vec::new(),
+            loaded_missing: Vec::new(),
         }
     }
 
@@ -185,10 +188,14 @@ impl Expander {
                     }
                 }
                 "loadmodule" => {
-                    // The modules are built in; the line names one we may not
-                    // have, which shows up as errors on its directives.
-                    if node.args.len() != 2 {
+                    // The modules are built in; one wsgate does not have is
+                    // one error at this line (`foreign`), naming its lines.
+                    let [module, _file] = node.args.as_slice() else {
                         return Err(arity(&node, "LoadModule MODULE FILE"));
+                    };
+                    if !module_is_built_in(module) {
+                        self.loaded_missing
+                            .push((module.clone(), node.origin.clone()));
                     }
                 }
                 _ => {

@@ -13,6 +13,7 @@ mod core;
 pub(crate) mod directives;
 pub(crate) mod error;
 pub(crate) mod expr;
+mod foreign;
 pub mod headers;
 pub use accesslog::{parse_format, split_command};
 pub(crate) mod http2;
@@ -49,7 +50,8 @@ pub fn load(path: &Path, defines: &[String]) -> Result<Config, ConfigError> {
     let mut expander = include::Expander::new(defines, root.clone());
     let nodes = expander.read_file(path);
     let prior = std::mem::take(&mut expander.errors);
-    build(expanded(nodes, &prior)?, &root, path, prior)
+    let foreign = foreign::Foreign::new(std::mem::take(&mut expander.loaded_missing));
+    build(expanded(nodes, &prior)?, &root, path, (prior, foreign))
 }
 
 /// The expanded tree, or — when expanding stopped at the error limit —
@@ -67,7 +69,13 @@ pub fn from_str(text: &str, name: &str) -> Result<Config, ConfigError> {
     let mut expander = include::Expander::new(&[], root.clone());
     let nodes = expander.expand_text(text, Path::new(name), 0);
     let prior = std::mem::take(&mut expander.errors);
-    build(expanded(nodes, &prior)?, &root, Path::new(name), prior)
+    let foreign = foreign::Foreign::new(std::mem::take(&mut expander.loaded_missing));
+    build(
+        expanded(nodes, &prior)?,
+        &root,
+        Path::new(name),
+        (prior, foreign),
+    )
 }
 
 /// Every worker of a configuration, each with its identity.
@@ -207,17 +215,19 @@ pub(crate) struct Builder {
     proxy_protocol: ProxyProtocol,
     /// Errors of lines read so far (see [`Builder::go_on`]).
     errors: Vec<ConfigError>,
+    /// Lines of other modules: ignored, or of a module not loaded here.
+    foreign: foreign::Foreign,
 }
 
 /// Builds the model from expanded directives; `main_file` is named in
 /// errors about what the whole configuration lacks.
 /// `prior`: the errors of lines the expansion could not read, reported
-/// first.
+/// first, and the `LoadModule` lines of modules wsgate does not have.
 pub fn build(
     nodes: Vec<Node>,
     root: &Path,
     main_file: &Path,
-    prior: Vec<ConfigError>,
+    (prior, foreign): (Vec<ConfigError>, foreign::Foreign),
 ) -> Result<Config, ConfigError> {
     let mut b = Builder {
         listeners: Vec::new(),
@@ -242,6 +252,7 @@ pub fn build(
         extended_status: true,
         proxy_protocol: ProxyProtocol::default(),
         errors: prior,
+        foreign,
     };
     let mut main = std::mem::replace(&mut b.main, ServerDraft::new(ServerKey::Main));
     let full = b.errors.len() >= error::MAX_ERRORS;
@@ -257,9 +268,13 @@ pub fn build(
             break;
         }
     }
+    // A missing module's one error comes before the lines' own.
+    let mut errors = b.foreign.errors();
+    errors.append(&mut b.errors);
+    b.warnings.extend(b.foreign.warning());
     // Checks of the whole need every line read: not after errors, which
     // they would only echo (no Listen when a Listen line was wrong).
-    if let Some(e) = ConfigError::gathered(std::mem::take(&mut b.errors)) {
+    if let Some(e) = ConfigError::gathered(errors) {
         return Err(e);
     }
     b.main = main;

@@ -974,6 +974,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                         "authz_host" => "authz_host",
                         "status" => "status",
                         "setenvif" => "setenvif",
+                        "headers" => "headers",
                         other => panic!(
                             "{file}:{line_no}: modules: {other} is not one the harness knows"
                         ),
