@@ -312,6 +312,7 @@ Listen 127.0.0.1:$PROXY_PORT https
 LogLevel error
 Timeout 300
 KeepAliveTimeout 60
+MaxKeepAliveRequests 0
 EOF
         tls_vhost >> "$TMP/wsgate.conf"
         return
@@ -321,6 +322,7 @@ Listen 127.0.0.1:$PROXY_PORT
 LogLevel error
 Timeout 300
 KeepAliveTimeout 60
+MaxKeepAliveRequests 0
 ${WSGATE_CONF_EXTRA:-}
 ProxyPass /ws ws://$BACKEND_HOST:$BACKEND_PORT/
 ProxyPass / http://$BACKEND_HOST:$BACKEND_PORT/
@@ -490,6 +492,10 @@ start_proxy() {
             write_wsgate "$sc"
             local bin=$WSGATE
             [ "$name" = wsgate-base ] && bin=$WSGATE_BASE
+            # A build from before MaxKeepAliveRequests had no such limit.
+            if ! "$bin" -t -f "$TMP/wsgate.conf" >/dev/null 2>&1; then
+                sed -i '/^MaxKeepAliveRequests /d' "$TMP/wsgate.conf"
+            fi
             "${PIN[@]}" "$PROXY_CPU" "${WRAP[@]//CGOUT/$TMP/cg.$name}" env TOKIO_WORKER_THREADS=1 "$bin" -f "$TMP/wsgate.conf" \
                 >>"$TMP/$name.log" 2>&1 &
             PROXY_PID=$! ;;

@@ -178,6 +178,54 @@ pub(super) fn keepalive(b: &mut Builder, _: &mut At<'_>, node: &Node) -> Result<
     Ok(())
 }
 
+/// `MaxKeepAliveRequests N` (0: unlimited; Apache's default is 100).
+pub(super) fn max_keepalive_requests(
+    b: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let n = values::number(&node.origin, &node.name, arg(node))?;
+    b.max_keepalive_requests = u32::try_from(n).unwrap_or(u32::MAX);
+    Ok(())
+}
+
+/// `TraceEnable On|Off` (`extended`, which lets TRACE carry a body, is
+/// refused: wsgate would not read that body as Apache does).
+pub(super) fn trace_enable(
+    _: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let v = arg(node);
+    if v.eq_ignore_ascii_case("extended") {
+        return Err(ConfigError::new(
+            &node.origin,
+            "TraceEnable extended (TRACE with a body) is not supported by wsgate",
+        )
+        .hint("TraceEnable On proxies TRACE without a body; Off answers it with 405"));
+    }
+    at.server.trace_enable = Some(values::on_off(&node.origin, "TraceEnable", v)?);
+    Ok(())
+}
+
+/// `HostnameLookups Off`: wsgate never looks up client names (`%h` is
+/// the address, as with Off); `On` and `Double` are refused.
+pub(super) fn hostname_lookups(
+    _: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let v = arg(node);
+    if v.eq_ignore_ascii_case("off") {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        &node.origin,
+        format!("HostnameLookups {v}: wsgate does not look up client host names"),
+    )
+    .hint("HostnameLookups Off (Apache's default): logs and Require ip see the client's address"))
+}
+
 pub(super) fn keepalive_timeout(
     b: &mut Builder,
     _: &mut At<'_>,

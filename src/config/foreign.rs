@@ -76,6 +76,13 @@ const IGNORED: &[Ignored] = &[
     Ignored {
         what: "core",
         module: None,
+        directives: &["AccessFileName"],
+        why: "it names the per-directory files Apache reads beside files it serves; wsgate serves no files and reads none",
+        in_vhost: false,
+    },
+    Ignored {
+        what: "core",
+        module: None,
         directives: &["ServerAdmin"],
         why: "the address Apache's own error pages give; wsgate's error pages name no one",
         in_vhost: false,

@@ -128,6 +128,13 @@ where
         let visit =
             (!config.access_logs.is_empty()).then(|| Visit::now(served, protocol(&head), before));
         served = served.saturating_add(1);
+        // Apache keeps a connection open after its first request and the
+        // MaxKeepAliveRequests after it; the last answer says close.
+        let max = config.max_keepalive_requests;
+        let facts = ConnFacts {
+            keepalive: max == 0 || served <= max,
+            ..facts
+        };
         match request::handle(
             &mut client,
             head,
@@ -139,7 +146,7 @@ where
         )
         .await
         {
-            Outcome::KeepAlive if config.keepalive => {
+            Outcome::KeepAlive if config.keepalive && facts.keepalive => {
                 if *shutdown.borrow() {
                     return None;
                 }

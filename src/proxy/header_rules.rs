@@ -26,6 +26,9 @@ pub struct ConnFacts {
     /// The balancer that named `peer` (the connection's own peer), when a
     /// PROXY protocol header did.
     pub via: Option<SocketAddr>,
+    /// The connection may stay open after this request: false once
+    /// `MaxKeepAliveRequests` is reached (set per request).
+    pub keepalive: bool,
 }
 
 /// What the rules read of a request besides its head and environment.
@@ -178,6 +181,19 @@ pub fn error_page(
     reason: &str,
     close: bool,
 ) -> LocalAnswer {
+    error_page_with(head, cx, env, status, reason, close, &[])
+}
+
+/// [`error_page`] with `extra` fields of its own (a 405's `Allow`).
+pub fn error_page_with(
+    head: &RequestHead,
+    cx: Context<'_>,
+    env: &Env,
+    status: u16,
+    reason: &str,
+    close: bool,
+    extra: &[(&str, &str)],
+) -> LocalAnswer {
     let view = View {
         head,
         cx,
@@ -192,7 +208,7 @@ pub fn error_page(
             }
         }
     };
-    local_answer(status, reason, &[], close, &mut adjust)
+    local_answer(status, reason, extra, close, &mut adjust)
 }
 
 /// `SetEnvIf` rules; `uri` is the raw path at server level and the decoded

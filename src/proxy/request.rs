@@ -120,7 +120,8 @@ pub(super) fn checks(
     facts: ConnFacts,
     tls: Option<&TlsFacts>,
 ) -> Result<bool, Local> {
-    let wants_close = plan::client_wants_close(head, generation.config.keepalive);
+    let wants_close =
+        plan::client_wants_close(head, generation.config.keepalive && facts.keepalive);
     let close_after = plan::admit(head).map_err(|local| local.closing_if(wants_close))?;
     if let Some(tls) = tls {
         let host = head.headers.get_str("host");
@@ -180,7 +181,7 @@ async fn route_and_forward<'g, D: Downstream>(
     let t = config.timeout;
     // `explain` takes a request through these steps, without a socket:
     // a step added here belongs there too.
-    let wants_close = plan::client_wants_close(head, config.keepalive);
+    let wants_close = plan::client_wants_close(head, config.keepalive && facts.keepalive);
     let (framing, max_forwards) = match plan::before_routing(head, config.limits.body) {
         Ok(x) => x,
         Err(local) => return answer_local(client, local.closing_if(wants_close), t).await,
@@ -208,7 +209,23 @@ async fn route_and_forward<'g, D: Downstream>(
     let answer = |head: &RequestHead, env: &Env, status: u16, close: bool| {
         header_rules::error_page(head, cx, env, status, canonical_reason(status), close)
     };
+    let trace_refused = head.method == "TRACE" && !server.settings.trace_enable;
     let mapped = match mapped {
+        // `TraceEnable Off`: mod_proxy's handler (or the core's, for a
+        // request nothing proxies) refuses TRACE, with an empty Allow.
+        Decision::Proxy(_) | Decision::NotFound if trace_refused => {
+            tracing::info!(peer = %facts.peer, "AH01139: TRACE forbidden by server configuration");
+            let bytes = header_rules::error_page_with(
+                head,
+                cx,
+                env,
+                405,
+                canonical_reason(405),
+                close,
+                &[("Allow", "")],
+            );
+            return write_answer(client, &bytes, t).await;
+        }
         Decision::Proxy(m) => m,
         Decision::NotFound => {
             let bytes = answer(head, env, 404, close);

@@ -229,6 +229,7 @@ impl Handle {
             local,
             https: false,
             via: None,
+            keepalive: true,
         };
         spawn_connection(&self.shared, server, facts, None, None);
         client
@@ -548,6 +549,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             local,
             https: false,
             via: None,
+            keepalive: true,
         };
         let current = shared.current();
         let config = &current.generation.config;

@@ -41,6 +41,9 @@ pub struct Config {
     pub timeout: Duration,
     pub keepalive: bool,
     pub keepalive_timeout: Duration,
+    /// `MaxKeepAliveRequests`: requests on one connection, after the first,
+    /// that may keep it open (0: no limit).
+    pub max_keepalive_requests: u32,
     /// `None` means wait for ever (`GracefulShutdownTimeout 0`).
     pub graceful_shutdown: Option<Duration>,
     /// `MaxRequestWorkers`: at most this many client connections at once.
@@ -402,6 +405,9 @@ pub struct ProxySettings {
     pub frames: bool,
     /// `WsgateWebSocketPing` (its tunnels' frames are followed too).
     pub ping: Option<WsPing>,
+    /// `TraceEnable` (a server's, not a `<Location>`'s): `Off` answers
+    /// TRACE with 405 instead of proxying it.
+    pub trace_enable: bool,
     /// `ProxyTimeout`.
     pub proxy_timeout: Option<Duration>,
     /// `SSLProxy*`, in [`Config::ssl_proxies`].
