@@ -293,7 +293,7 @@ async fn a_piped_program_that_stops_reading_never_stalls_a_request() {
     // `sleep` never reads: once the pipe and the queue are full, lines
     // are lost and counted, and requests go on.
     let w = Wsgate::start(&format!(
-        "ProxyPass /p/ http://127.0.0.1:{}/p/\nKeepAliveTimeout 30\nLogFormat \"%>s %U %{{User-Agent}}i\" long\nCustomLog \"||/bin/sleep 600\" long\n",
+        "ProxyPass /p/ http://127.0.0.1:{}/p/\nKeepAliveTimeout 30\nMaxKeepAliveRequests 0\nLogFormat \"%>s %U %{{User-Agent}}i\" long\nCustomLog \"||/bin/sleep 600\" long\n",
         backend.port()
     ));
     let mut s = TcpStream::connect(w.addr).await.unwrap();
