@@ -8,24 +8,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 const WSGATE: &str = env!("CARGO_BIN_EXE_wsgate");
-
-fn check(path: &Path, env: &[(&str, String)]) -> (i32, String) {
-    let out = Command::new(WSGATE)
-        .arg("-t")
-        .arg("-f")
-        .arg(path)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn directives_that_cannot_change_access_or_answers_pass_with_one_warning() {
@@ -111,7 +96,7 @@ fn a_module_wsgate_does_not_have_is_one_error_at_its_loadmodule_line() {
         ),
     )
     .unwrap();
-    let (code, stderr) = check(&conf, &[]);
+    let (code, stderr) = common::check_path(&conf, &[]);
     assert_eq!(code, 1, "{stderr}");
     let errors: Vec<&str> = stderr
         .lines()
@@ -216,7 +201,7 @@ fn debians_stock_tree_gives_exactly_the_pinned_gaps() {
     for d in ["log", "run", "lock"] {
         std::fs::create_dir_all(tmp.path().join(d)).unwrap();
     }
-    let (code, stderr) = check(&conf, &env);
+    let (code, stderr) = common::check_path(&conf, &env);
     assert_eq!(code, 1, "{stderr}");
     let gaps: Vec<String> = stderr
         .lines()

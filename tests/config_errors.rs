@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 const WSGATE: &str = env!("CARGO_BIN_EXE_wsgate");
 
 #[test]
@@ -178,14 +180,8 @@ fn every_error_is_reported_in_one_run() {
         ),
     )
     .unwrap();
-    let out = Command::new(WSGATE)
-        .arg("-t")
-        .arg("-f")
-        .arg(&main)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = common::check_path(&main, &[]);
+    assert_eq!(code, 1, "{stderr}");
     let places: Vec<&str> = stderr
         .lines()
         .filter(|l| !l.starts_with("  hint:"))
@@ -216,14 +212,8 @@ fn the_errors_reported_stop_at_fifty() {
         text.push_str(&format!("NoSuchDirective{i} x\n"));
     }
     std::fs::write(&main, text).unwrap();
-    let out = Command::new(WSGATE)
-        .arg("-t")
-        .arg("-f")
-        .arg(&main)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = common::check_path(&main, &[]);
+    assert_eq!(code, 1, "{stderr}");
     let errors = stderr
         .lines()
         .filter(|l| l.contains("NoSuchDirective"))

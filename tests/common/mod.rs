@@ -647,6 +647,22 @@ pub fn check_file(text: &str, configure: impl FnOnce(&mut Command)) -> std::proc
     cmd.arg("-f").arg(&conf).output().unwrap()
 }
 
+/// `wsgate -t -f PATH` with `env` added to its environment: the exit code
+/// and standard error.
+pub fn check_path(path: &std::path::Path, env: &[(&str, String)]) -> (i32, String) {
+    let out = Command::new(WSGATE)
+        .arg("-t")
+        .arg("-f")
+        .arg(path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// What `wsgate -t` says of `body` (after the `Listen` and `ServerName` that
 /// `Wsgate::start` adds): `Err` with the message, without its `FILE:LINE: `.
 pub fn config_check(body: &str) -> Result<(), String> {
