@@ -332,15 +332,25 @@ async fn expect_talking(ws: &mut Client, what: &str) {
     );
 }
 
-/// Lets tunnels that are not talked to be parked (quiet for 5 s), so that
-/// an order must reach parked tunnels as well as running ones.
-async fn let_some_park(talking: &mut [Client]) {
-    let until = Instant::now() + Duration::from_millis(5_600);
-    for ws in talking.iter_mut() {
-        ws.send(Message::text("still here")).await.unwrap();
-        ws.next().await.unwrap().unwrap();
+/// Keeps `talking` talking (every half second, so that they stay in the
+/// runtime) until the `quiet` others are parked, so that an order must
+/// reach parked tunnels as well as running ones.
+async fn let_the_quiet_park(w: &Wsgate, talking: &mut [Client], quiet: usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let parked = || w.stderr().matches("tunnel parked").count();
+    while parked() < quiet {
+        for ws in talking.iter_mut() {
+            ws.send(Message::text("still here")).await.unwrap();
+            ws.next().await.unwrap().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the quiet tunnels never parked: {}",
+            w.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tokio::time::sleep_until(until.into()).await;
+    assert_eq!(parked(), quiet, "only the quiet tunnels parked");
 }
 
 /// A balancer member set to Drain in the balancer manager: its tunnels,
@@ -354,6 +364,7 @@ async fn a_member_drained_in_the_balancer_manager_sends_its_tunnels_away_with_10
     let log = dir.path().join("access.log");
     let w = Wsgate::start(&format!(
         "GracefulShutdownTimeout 4
+         LogLevel debug
          <Proxy balancer://pool>
   BalancerMember ws://127.0.0.1:{pa}
   BalancerMember ws://127.0.0.1:{pb}
@@ -381,7 +392,8 @@ async fn a_member_drained_in_the_balancer_manager_sends_its_tunnels_away_with_10
     assert!(!on_a.is_empty() && !on_b.is_empty(), "byrequests spreads");
     // One tunnel of each member keeps talking; the rest are parked.
     let mut talking = vec![on_a.remove(0), on_b.remove(0)];
-    let_some_park(&mut talking).await;
+    let quiet = on_a.len() + on_b.len();
+    let_the_quiet_park(&w, &mut talking, quiet).await;
     on_a.push(talking.remove(0));
     on_b.push(talking.remove(0));
 
@@ -465,6 +477,7 @@ async fn a_reload_sends_away_the_tunnels_of_a_backend_it_removed() {
             "{}
 ServerName proxy.test
 GracefulShutdownTimeout 2
+             LogLevel debug
              ProxyPass /a/ ws://127.0.0.1:{first}/a/
              ProxyPass /b/ ws://127.0.0.1:{pb}/b/
              <IfModule wsgate_module>
@@ -485,7 +498,8 @@ GracefulShutdownTimeout 2
         on_b.push(ws);
     }
     let mut talking = vec![on_a.remove(0)];
-    let_some_park(&mut talking).await;
+    let quiet = on_a.len() + on_b.len();
+    let_the_quiet_park(&w, &mut talking, quiet).await;
     on_a.push(talking.remove(0));
     w.reload(&conf(pc)).await;
     let waits = on_a.iter_mut().enumerate().map(|(i, ws)| async move {

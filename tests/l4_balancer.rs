@@ -432,12 +432,18 @@ async fn a_stopped_instance_hands_its_websocket_clients_over_with_1001() {
         let echo = ws.next().await.unwrap().unwrap();
         assert_eq!(echo.to_text().unwrap(), "m1@w2:still", "w2's tunnel {i}");
     }
-    let closes: Vec<String> = m1
-        .seen
-        .all()
-        .into_iter()
-        .filter(|s| s.starts_with("close"))
-        .collect();
+    let closes = || -> Vec<String> {
+        m1.seen
+            .all()
+            .into_iter()
+            .filter(|s| s.starts_with("close"))
+            .collect()
+    };
+    common::eventually(Duration::from_secs(5), "member m1 saw three Closes", || {
+        closes().len() >= 3
+    })
+    .await;
+    let closes = closes();
     // Exactly the three going-away closes: the reconnections ended
     // without one (dropped), the other instance's tunnels are open.
     assert_eq!(closes, ["close 1001"; 3], "member m1's Closes");

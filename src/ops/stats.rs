@@ -36,10 +36,10 @@ pub struct Stats {
     /// Tunnels closed because a peer stopped answering (TCP keepalive,
     /// `TCP_USER_TIMEOUT` or `WsgateWebSocketPing`).
     pub dead_peers: AtomicU64,
-    /// Whether times are measured: durations, upgrade outcomes and the
-    /// histograms cost clock reads on every request and tunnel, paid only
-    /// while a status page or the metrics show them (as Apache's
-    /// scoreboard counts only with mod_status).
+    /// Whether times are measured: durations and the histograms cost
+    /// clock reads on every request and tunnel, paid only while a status
+    /// page or the metrics show them (as Apache's scoreboard times only
+    /// with mod_status). Counts run always.
     pub timed: std::sync::atomic::AtomicBool,
 }
 

@@ -15,7 +15,7 @@ use super::park::{self, Parkable};
 use super::request;
 use super::server::{ConnGuard, Current, Shared};
 use super::tls::TlsFacts;
-use super::tunnel::Tunnel;
+use super::tunnel::{Tunnel, Who};
 use crate::config::Config;
 use crate::http::h1::{self, RequestError};
 use crate::http::write::{local_answer, local_response_because};
@@ -256,6 +256,7 @@ where
         && (backend.write_all(&early_up, timeout).await.is_err()
             || backend.flush(timeout).await.is_err())
     {
+        logging::ended_early(log, Who::Backend);
         return None;
     }
     let early_down = backend.buf.split();
@@ -263,6 +264,7 @@ where
         && (client.write_all(&early_down, timeout).await.is_err()
             || client.flush(timeout).await.is_err())
     {
+        logging::ended_early(log, Who::Client);
         return None;
     }
     // Let the head-reading buffers go before the long wait: a partial move

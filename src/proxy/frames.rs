@@ -38,6 +38,8 @@ pub struct Frames {
     pub close: Option<u16>,
     /// Close frames seen.
     pub closes: u32,
+    /// Bytes followed so far (read from the sender).
+    pub seen: u64,
 }
 
 impl Frames {
@@ -58,6 +60,7 @@ impl Frames {
 
     /// Follows `bytes` of the stream.
     pub fn feed(&mut self, mut bytes: &[u8]) {
+        self.seen += bytes.len() as u64;
         while !bytes.is_empty() {
             if self.need > 0 {
                 let k = (self.need.min(bytes.len() as u64)) as usize;
@@ -242,8 +245,7 @@ impl Tracker {
     /// A tracker for a tunnel in the state `now`, with its Pings if any.
     pub fn boxed(ping: Option<WsPing>, now: &Resting) -> Box<Tracker> {
         Box::new(Tracker {
-            ping: ping
-                .map(|cfg| Pinger::new(cfg, now.last_activity, [now.bytes_up, now.bytes_down])),
+            ping: ping.map(|cfg| Pinger::new(cfg, now.last_activity)),
             ..Tracker::default()
         })
     }

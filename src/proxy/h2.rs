@@ -408,6 +408,7 @@ impl Stream {
             tunnel: info,
         } = start;
         let Some(send) = down.send else {
+            super::logging::ended_early(log, super::tunnel::Who::Client);
             return;
         };
         let mut client = H2Io {
@@ -424,6 +425,7 @@ impl Stream {
                 .await
                 .is_err()
             {
+                super::logging::ended_early(log, super::tunnel::Who::Client);
                 return;
             }
         }

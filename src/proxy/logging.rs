@@ -285,6 +285,20 @@ impl TunnelLog {
     }
 }
 
+/// A tunnel that failed before it ran (the bytes that came with the heads
+/// could not be passed on to `who`): its line says so.
+pub fn ended_early(log: Option<TunnelLog>, who: Who) {
+    if let Some(log) = log {
+        log.finish(&Summary {
+            end: End::Failed(who),
+            bytes_up: 0,
+            bytes_down: 0,
+            first_fin: None,
+            ws_close: None,
+        });
+    }
+}
+
 fn how_it_ended(s: &Summary) -> (&'static str, &'static str) {
     let who = |w: Who| match w {
         Who::Client => "client",

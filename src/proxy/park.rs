@@ -579,6 +579,10 @@ impl Parker {
         let slot = &mut table.slots[index as usize];
         slot.0 = slot.0.wrapping_add(1);
         let generation = slot.0;
+        // An order given while this tunnel was on its way here (it looked
+        // before; `wake_ordered` scanned the table before it came in) is
+        // seen now; one given after finds it in the table.
+        let ordered = parked.rest.frames && parked.life.ordered();
         slot.1 = Some(parked);
         table.parked += 1;
         table.parks_since_trim += 1;
@@ -605,9 +609,30 @@ impl Parker {
             wake |= earliest.is_none_or(|e| deadline < e);
         }
         drop(table);
+        if ordered {
+            if let Some(p) = self.take_current(index, generation) {
+                self.resume(p, true);
+            }
+            return;
+        }
         tracing::debug!(client = ?parked_peer, tls, "tunnel parked");
         if wake {
             self.wake.notify_one();
+        }
+    }
+
+    /// [`Parker::take`], if slot `index` still holds the tunnel parked as
+    /// `generation`.
+    fn take_current(&self, index: u32, generation: u32) -> Option<Parked> {
+        let current = self
+            .table()
+            .slots
+            .get(index as usize)
+            .is_some_and(|(g, p)| *g == generation && p.is_some());
+        if current {
+            self.take(index)
+        } else {
+            None
         }
     }
 

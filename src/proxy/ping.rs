@@ -39,14 +39,14 @@ pub struct Pinger {
 }
 
 impl Pinger {
-    /// For a tunnel whose sides were last heard at `last` (bytes from each
-    /// so far: `heard`).
-    pub fn new(cfg: WsPing, last: Instant, heard: [u64; 2]) -> Pinger {
+    /// For a tunnel whose sides were last heard at `last`, with a new
+    /// frame tracker (nothing read by it yet).
+    pub fn new(cfg: WsPing, last: Instant) -> Pinger {
         let first = (last + cfg.every()).max(Instant::now());
         Pinger {
             cfg,
             next: [first; 2],
-            heard,
+            heard: [0; 2],
             waiting: [false; 2],
             out: [None, None],
             timer: Box::pin(tokio::time::sleep_until(first)),
@@ -59,10 +59,18 @@ impl Pinger {
         self.out.iter().all(Option::is_none) && !self.waiting.iter().any(|w| *w)
     }
 
-    /// Looks at each side whose time came, with `heard` the bytes that came
-    /// from each so far: a side heard from since is alive; a silent one is
-    /// due a Ping, or — if it had one — dead (returned).
-    pub fn poll_check(&mut self, cx: &mut Context<'_>, heard: [u64; 2]) -> Option<usize> {
+    /// Looks at each side whose time came, with `heard` the bytes read from
+    /// each so far (by the tracker, which starts at 0 with the tunnel's
+    /// task) and `stuck` whether bytes wait for a side that does not read:
+    /// a side heard from since is alive; a silent one is due a Ping, or —
+    /// if it had one, or its Ping could not go for WAIT because bytes
+    /// toward it are stuck — dead (returned).
+    pub fn poll_check(
+        &mut self,
+        cx: &mut Context<'_>,
+        heard: [u64; 2],
+        stuck: [bool; 2],
+    ) -> Option<usize> {
         loop {
             if self.timer.as_mut().poll(cx).is_pending() {
                 return None;
@@ -80,7 +88,7 @@ impl Pinger {
                     if !self.holds(side) {
                         self.out[side] = None;
                     }
-                } else if self.waiting[side] {
+                } else if self.waiting[side] || (self.owes(side) && stuck[side]) {
                     return Some(side);
                 } else {
                     // Due now; if the stream toward the side stays in the
@@ -132,6 +140,11 @@ impl Pinger {
             }
         }
         Pin::new(&mut *to).poll_flush(cx)
+    }
+
+    /// Whether a Ping to either side is half written.
+    pub fn holds_any(&self) -> bool {
+        self.holds(CLIENT) || self.holds(BACKEND)
     }
 
     /// Whether a Ping is due to either side.

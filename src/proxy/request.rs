@@ -47,7 +47,7 @@ pub async fn handle<D: Downstream>(
     // Times only for a page that shows them (or the log's own clock).
     let timed = shared.stats.is_timed();
     let started = timed.then(std::time::Instant::now);
-    let upgrade = timed && head.headers.get_str("upgrade").is_some();
+    let upgrade = head.headers.get_str("upgrade").is_some();
     let mut watch = Watch::new(client, config);
     let mut trail = Trail::new(config);
     // One await of the routing's future, not a layer above it: a future
@@ -64,16 +64,18 @@ pub async fn handle<D: Downstream>(
             }
         }
     };
+    // Counts always (a page added by a reload reads them from the start);
+    // times only while a page shows them.
+    if upgrade {
+        shared
+            .stats
+            .upgrade(trail.upgrade.unwrap_or(Upgrade::NotProxied));
+    }
     if let Some(started) = started {
         let took = started.elapsed();
         shared.stats.add_duration(took);
-        if upgrade {
-            shared
-                .stats
-                .upgrade(trail.upgrade.unwrap_or(Upgrade::NotProxied));
-            if trail.upgrade == Some(Upgrade::Switched) {
-                shared.stats.handshake.observe(took);
-            }
+        if upgrade && trail.upgrade == Some(Upgrade::Switched) {
+            shared.stats.handshake.observe(took);
         }
     }
     let (Some(seen), Some(log), Some(visit)) = (watch.seen.as_deref(), trail.log.as_deref(), visit)

@@ -747,6 +747,13 @@ where
     fn poll_move_tracked(&mut self, cx: &mut Context<'_>) -> Poll<End> {
         if let Some(t) = self.tracker.as_deref_mut() {
             if t.poll_phase(cx) {
+                // A Ping half written goes out whole before any Close.
+                if t.ping.as_ref().is_some_and(Pinger::holds_any) {
+                    return match self.poll_pings(cx) {
+                        Err(end) => Poll::Ready(end),
+                        Ok(_) => Poll::Pending,
+                    };
+                }
                 return self.poll_drain(cx);
             }
         }
@@ -863,7 +870,11 @@ where
                 Who::Backend
             }
         };
-        if let Some(side) = p.poll_check(cx, [up.bytes, down.bytes]) {
+        // Heard: bytes read from each side (perhaps not yet written);
+        // stuck: bytes wait for a side that does not read them.
+        let heard = [t.frames[0].seen, t.frames[1].seen];
+        let stuck = [down.held.is_some(), up.held.is_some()];
+        if let Some(side) = p.poll_check(cx, heard, stuck) {
             return Err(End::PeerTimedOut(who(side)));
         }
         for side in [CLIENT, BACKEND] {
@@ -947,7 +958,8 @@ where
     W: AsyncRead + AsyncWrite + Unpin + AsTcp,
 {
     if !t.cut[d] {
-        if half.eof || half.shut {
+        // Bytes read with the sender's end of stream still go out first.
+        if half.ended() || half.shut {
             t.cut[d] = true;
         } else {
             let frames = &mut t.frames[d];
@@ -956,9 +968,9 @@ where
             }
             if half.held.is_none() && !half.needs_flush && t.frames[d].at_boundary() {
                 t.cut[d] = true;
-                // A Close already went this way: the receiver needs no
-                // second one.
-                if t.frames[d].closes == 0 {
+                // A Close already went this way, or the sender ended its
+                // stream: the receiver needs no Close from wsgate.
+                if t.frames[d].closes == 0 && !half.eof {
                     let close = if d == 0 {
                         close_from_client(GOING_AWAY, new_mask())
                     } else {

@@ -204,6 +204,7 @@ impl Shelved {
 
 impl Drop for Shelved {
     fn drop(&mut self) {
+        tracing::warn!("a tunnel's access log line was lost: the tunnel went without being logged");
         let (rack, i) = self.parts();
         match rack {
             1 => drop(lock(&SHELF.short).take(i)),
