@@ -173,6 +173,74 @@ fn ping_to(side: usize) -> ([u8; 6], u8, u8) {
 mod tests {
     use super::*;
     use crate::proxy::frames::Frames;
+    use std::future::poll_fn;
+    use std::num::NonZeroU16;
+    use std::time::Duration;
+    use tokio::time::advance;
+
+    /// Every 1 s, wait 0.5 s.
+    fn pinger() -> Pinger {
+        let cfg = WsPing {
+            every_ds: NonZeroU16::new(10).unwrap(),
+            wait_ds: NonZeroU16::new(5).unwrap(),
+        };
+        Pinger::new(cfg, Instant::now())
+    }
+
+    async fn check(p: &mut Pinger, heard: [u64; 2], stuck: [bool; 2]) -> Option<usize> {
+        poll_fn(|cx| Poll::Ready(p.poll_check(cx, heard, stuck))).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_side_gets_one_ping_and_is_dead_without_an_answer() {
+        let mut p = pinger();
+        assert_eq!(check(&mut p, [0, 0], [false; 2]).await, None);
+        assert!(!p.owes_any(), "nothing due before EVERY");
+        advance(Duration::from_millis(1000)).await;
+        assert_eq!(check(&mut p, [0, 0], [false; 2]).await, None);
+        assert!(p.owes(CLIENT) && p.owes(BACKEND));
+        let mut out = Vec::new();
+        poll_fn(|cx| p.poll_send(cx, CLIENT, &mut out))
+            .await
+            .unwrap();
+        assert_eq!(out, [0x89, 0x00]);
+        assert!(!p.is_quiet(), "waiting for the answer");
+        // The backend speaks (its Ping was never placed: it needs none);
+        // the client does not.
+        advance(Duration::from_millis(500)).await;
+        assert_eq!(check(&mut p, [0, 2], [false; 2]).await, Some(CLIENT));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_keeps_a_side_alive() {
+        let mut p = pinger();
+        advance(Duration::from_millis(1000)).await;
+        check(&mut p, [0, 0], [false; 2]).await;
+        let mut out = Vec::new();
+        poll_fn(|cx| p.poll_send(cx, BACKEND, &mut out))
+            .await
+            .unwrap();
+        assert_eq!(out[..2], [0x89, 0x80], "masked toward the backend");
+        advance(Duration::from_millis(500)).await;
+        // The backend's Pong was read (bytes from it), the client spoke.
+        assert_eq!(check(&mut p, [6, 2], [false; 2]).await, None);
+        assert!(!p.owes_any() && p.is_quiet());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_side_whose_ping_cannot_go_for_stuck_bytes_is_dead_but_not_one_mid_frame() {
+        let mut p = pinger();
+        advance(Duration::from_millis(1000)).await;
+        check(&mut p, [0, 0], [false; 2]).await;
+        assert!(p.owes(CLIENT));
+        // The Ping to the client cannot go: a frame toward it is in flight
+        // and flowing (not stuck): it waits, the client is not blamed.
+        advance(Duration::from_millis(500)).await;
+        assert_eq!(check(&mut p, [0, 1], [false; 2]).await, None);
+        // Bytes toward it stop being taken: then it is the dead one.
+        advance(Duration::from_millis(500)).await;
+        assert_eq!(check(&mut p, [0, 2], [true, false]).await, Some(CLIENT));
+    }
 
     #[test]
     fn the_pings_wsgate_sends_are_whole_ping_frames() {
