@@ -340,7 +340,10 @@ async fn metrics_count_the_tunnels_and_upgrades_the_test_made() {
         scrapes += 1;
         let text = get(&gate, "/metrics").await;
         let m = scrape(&text);
-        if value(&m, "wsgate_tunnel_duration_seconds_count", &[]) == 1.0 {
+        // Counted at its end, then given up: both must be seen.
+        if value(&m, "wsgate_tunnel_duration_seconds_count", &[]) == 1.0
+            && value(&m, "wsgate_tunnels_open", &[]) == 4.0
+        {
             break m;
         }
         assert!(
