@@ -46,6 +46,32 @@ impl Snapshot {
             .map_or(0, |d| d.as_secs())
     }
 
+    /// CPU seconds used per second up, in percent (both pages show it).
+    fn cpu_load(&self, up: u64) -> Option<f64> {
+        let cpu: f64 = self.cpu.iter().sum();
+        (cpu > 0.0 && up > 0).then(|| cpu / up as f64 * 100.0)
+    }
+
+    /// Requests and bytes per second up.
+    fn per_second(&self, up: u64) -> Option<(f64, f64)> {
+        (up > 0).then(|| {
+            let up = up as f64;
+            (self.requests as f64 / up, self.bytes() / up)
+        })
+    }
+
+    /// Bytes and milliseconds per request.
+    fn per_request(&self) -> Option<(f64, f64)> {
+        (self.requests > 0).then(|| {
+            let count = self.requests as f64;
+            (self.bytes() / count, self.duration_ms as f64 / count)
+        })
+    }
+
+    fn bytes(&self) -> f64 {
+        1024.0 * self.kbytes as f64
+    }
+
     fn idle(&self) -> usize {
         self.max_connections
             .map_or(0, |m| m.saturating_sub(self.connections))
@@ -84,19 +110,17 @@ pub fn auto(s: &Snapshot) -> String {
             g(cu, 6),
             g(cs, 6)
         );
-        let cpu = u + sy + cu + cs;
-        if cpu > 0.0 && up > 0 {
-            let _ = writeln!(o, "CPULoad: {}", g(cpu / up as f64 * 100.0, 6));
+        if let Some(load) = s.cpu_load(up) {
+            let _ = writeln!(o, "CPULoad: {}", g(load, 6));
         }
         let _ = writeln!(o, "Uptime: {up}");
-        let (count, bytes) = (s.requests as f64, 1024.0 * s.kbytes as f64);
-        if up > 0 {
-            let _ = writeln!(o, "ReqPerSec: {}", g(count / up as f64, 6));
-            let _ = writeln!(o, "BytesPerSec: {}", g(bytes / up as f64, 6));
+        if let Some((requests, bytes)) = s.per_second(up) {
+            let _ = writeln!(o, "ReqPerSec: {}", g(requests, 6));
+            let _ = writeln!(o, "BytesPerSec: {}", g(bytes, 6));
         }
-        if s.requests > 0 {
-            let _ = writeln!(o, "BytesPerReq: {}", g(bytes / count, 6));
-            let _ = writeln!(o, "DurationPerReq: {}", g(s.duration_ms as f64 / count, 6));
+        if let Some((bytes, ms)) = s.per_request() {
+            let _ = writeln!(o, "BytesPerReq: {}", g(bytes, 6));
+            let _ = writeln!(o, "DurationPerReq: {}", g(ms, 6));
         }
     }
     let _ = writeln!(
@@ -165,32 +189,27 @@ pub fn html(s: &Snapshot) -> String {
             g(cu, 6),
             g(cs, 6)
         );
-        let cpu = u + sy + cu + cs;
-        if cpu > 0.0 && up > 0 {
-            let _ = writeln!(o, " - {}% CPU load</dt>", g(cpu / up as f64 * 100.0, 3));
-        } else {
-            o.push_str("</dt>\n");
+        match s.cpu_load(up) {
+            Some(load) => {
+                let _ = writeln!(o, " - {}% CPU load</dt>", g(load, 3));
+            }
+            None => o.push_str("</dt>\n"),
         }
         o.push_str("<dt>");
-        let (count, bytes) = (s.requests as f64, 1024.0 * s.kbytes as f64);
-        if up > 0 {
+        let per_second = s.per_second(up);
+        if let Some((requests, bytes)) = per_second {
             let _ = write!(
                 o,
                 "{} requests/sec - {}/second",
-                g(count / up as f64, 3),
-                byte_out(bytes / up as f64)
+                g(requests, 3),
+                byte_out(bytes)
             );
         }
-        if s.requests > 0 {
-            if up > 0 {
+        if let Some((bytes, ms)) = s.per_request() {
+            if per_second.is_some() {
                 o.push_str(" - ");
             }
-            let _ = write!(
-                o,
-                "{}/request - {} ms/request",
-                byte_out(bytes / count),
-                g(s.duration_ms as f64 / count, 6)
-            );
+            let _ = write!(o, "{}/request - {} ms/request", byte_out(bytes), g(ms, 6));
         }
         o.push_str("</dt>\n");
     }
