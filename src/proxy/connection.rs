@@ -132,7 +132,7 @@ where
         // MaxKeepAliveRequests after it; the last answer says close.
         let max = config.max_keepalive_requests;
         let facts = ConnFacts {
-            keepalive: max == 0 || served <= max,
+            keepalive: config.keepalive && (max == 0 || served <= max),
             ..facts
         };
         match request::handle(
@@ -146,7 +146,7 @@ where
         )
         .await
         {
-            Outcome::KeepAlive if config.keepalive && facts.keepalive => {
+            Outcome::KeepAlive if facts.keepalive => {
                 if *shutdown.borrow() {
                     return None;
                 }

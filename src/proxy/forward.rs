@@ -205,7 +205,7 @@ pub async fn forward<D: Downstream>(
         plan: &plan,
         framing: req.framing,
         body_left: !body.reader.is_done() && req.framing != Framing::Empty,
-        keepalive: config.keepalive && req.facts.keepalive,
+        keepalive: req.facts.keepalive,
         policy: &policy,
         idle: t.tunnel_idle(),
     };

@@ -375,7 +375,10 @@ impl Stream {
             head,
             &current,
             &self.shared,
-            self.facts,
+            ConnFacts {
+                keepalive: current.generation.config.keepalive,
+                ..self.facts
+            },
             Some(&self.tls),
             visit.as_ref(),
         )

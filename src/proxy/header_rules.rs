@@ -26,8 +26,9 @@ pub struct ConnFacts {
     /// The balancer that named `peer` (the connection's own peer), when a
     /// PROXY protocol header did.
     pub via: Option<SocketAddr>,
-    /// The connection may stay open after this request: false once
-    /// `MaxKeepAliveRequests` is reached (set per request).
+    /// The connection may stay open after this request: `KeepAlive On`
+    /// and `MaxKeepAliveRequests` not reached (set per request; the one
+    /// place the plans read either).
     pub keepalive: bool,
 }
 

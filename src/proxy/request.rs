@@ -122,8 +122,7 @@ pub(super) fn checks(
     facts: ConnFacts,
     tls: Option<&TlsFacts>,
 ) -> Result<bool, Local> {
-    let wants_close =
-        plan::client_wants_close(head, generation.config.keepalive && facts.keepalive);
+    let wants_close = plan::client_wants_close(head, facts.keepalive);
     let close_after = plan::admit(head).map_err(|local| local.closing_if(wants_close))?;
     if let Some(tls) = tls {
         let host = head.headers.get_str("host");
@@ -183,7 +182,7 @@ async fn route_and_forward<'g, D: Downstream>(
     let t = config.timeout;
     // `explain` takes a request through these steps, without a socket:
     // a step added here belongs there too.
-    let wants_close = plan::client_wants_close(head, config.keepalive && facts.keepalive);
+    let wants_close = plan::client_wants_close(head, facts.keepalive);
     let (framing, max_forwards) = match plan::before_routing(head, config.limits.body) {
         Ok(x) => x,
         Err(local) => return answer_local(client, local.closing_if(wants_close), t).await,

@@ -215,7 +215,7 @@ fn run_at(
         local,
         https,
         via: None,
-        keepalive: true,
+        keepalive: config.keepalive,
     };
     out.line("client", question.describe_client());
     let mut head = match h1::parse_request(&asked.bytes(), &config.limits) {
