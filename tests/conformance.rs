@@ -297,6 +297,60 @@ impl FrontCertificates {
     }
 }
 
+/// The files both servers serve (`@DOCS@`): a document root, a folder
+/// beside it for an Alias, links, and fixed modification times so that
+/// both compute the same validators (and strong ones).
+struct DocTree {
+    dir: tempfile::TempDir,
+}
+
+impl DocTree {
+    fn new() -> DocTree {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let files: &[(&str, &[u8])] = &[
+            ("docs/index.html", b"<h1>home</h1>\n"),
+            ("docs/a.txt", b"hello\n"),
+            ("docs/digits.txt", b"0123456789abcdefghij\n"),
+            ("docs/sub/index.html", b"<p>sub</p>\n"),
+            ("docs/sub/page.html", b"<p>page</p>\n"),
+            ("docs/listed/one.txt", b"1\n"),
+            ("docs/listed/two.txt", b"2\n"),
+            ("docs/.htsecret", b"secret\n"),
+            ("docs/nolinks/real.txt", b"real\n"),
+            ("docs/app/index.html", b"<p>app</p>\n"),
+            ("outside/o.txt", b"outside\n"),
+        ];
+        for (path, body) in files {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, body).unwrap();
+        }
+        std::fs::create_dir_all(root.join("docs/empty")).unwrap();
+        std::os::unix::fs::symlink("../outside", root.join("docs/link")).unwrap();
+        std::os::unix::fs::symlink("../a.txt", root.join("docs/nolinks/l.txt")).unwrap();
+        // 2024-01-01T00:00:00Z.
+        let when = std::time::UNIX_EPOCH + Duration::from_secs(1_704_067_200);
+        for (path, _) in files {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(root.join(path))
+                .unwrap();
+            f.set_modified(when).unwrap();
+        }
+        // Apache's children run as nobody under root.
+        let _ = std::process::Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(root)
+            .status();
+        DocTree { dir }
+    }
+
+    fn fill(&self, config: &str) -> String {
+        config.replace("@DOCS@", &self.dir.path().display().to_string())
+    }
+}
+
 async fn run_all() -> Results {
     let mutant = tokio::task::spawn_blocking(build_mutant)
         .await
@@ -309,6 +363,7 @@ async fn run_all() -> Results {
     let control = start_forwarder(backend.addr).await;
     let logs = Arc::new([backend.log.clone(), tls_backend.log.clone()]);
     let front = FrontCertificates::new();
+    let docs = DocTree::new();
     let mut outcomes = Vec::new();
 
     for g in groups {
@@ -318,7 +373,7 @@ async fn run_all() -> Results {
             .replace("@TLSPORT@", &tls_backend.addr.port().to_string())
             .replace("@BPORT@", &backend.addr.port().to_string())
             .replace("@DEAD@", &dead.to_string());
-        let config = front.fill(&config);
+        let config = docs.fill(&front.fill(&config));
         let access = g.log.as_ref().map(|f| (AccessLogs::new(), f.clone()));
         let with_log = |server: &str| match &access {
             Some((a, format)) => format!("{config}{}", a.config(server, format)),

@@ -222,7 +222,7 @@ fn a_rewrite_rule_proxying_to_ws_names_its_line_its_conditions_and_the_tunnel() 
     let e = c.explain(&["GET", "/a/x"]);
     assert_eq!(
         e.line("decision"),
-        "404 Not Found: rewritten to a local path, and wsgate serves no files (/a/x)"
+        "404 Not Found: rewritten to a local path, which wsgate does not map to a file (/a/x)"
     );
     let e = c.explain(&["GET", "/pt/x"]);
     assert_eq!(

@@ -46,6 +46,7 @@ pub(super) fn proxy_section(
         server: &mut *at.server,
         location: None,
         proxy: Some(url),
+        section: None,
     };
     for child in children {
         let read = dispatch(b, &mut inner, child);

@@ -99,6 +99,7 @@ pub(super) fn virtual_host(
         server: &mut draft,
         location: None,
         proxy: None,
+        section: None,
     };
     for child in node.children.iter().flatten() {
         let read = dispatch(b, &mut inner, child);
@@ -153,6 +154,7 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
             server: &mut *at.server,
             location: Some(&mut loc),
             proxy: None,
+            section: None,
         };
         for child in node.children.iter().flatten() {
             let read = dispatch(b, &mut inner, child);

@@ -11,7 +11,7 @@ use super::lexer::Node;
 use super::model::Written;
 use super::{
     accesslog, balancer, core, headers, http2, liveness, proxy, remoteip, require, rewrite, ssl,
-    At, Builder,
+    static_files as files, At, Builder,
 };
 
 /// Where a directive is written.
@@ -23,6 +23,10 @@ pub enum Scope {
     LocationMatch,
     /// Inside `<Proxy balancer://…>`.
     Proxy,
+    /// `<Directory>` or `<DirectoryMatch>`.
+    Directory,
+    /// `<Files>` or `<FilesMatch>`.
+    Files,
 }
 
 impl Scope {
@@ -33,6 +37,8 @@ impl Scope {
             Scope::Location => "<Location>",
             Scope::LocationMatch => "<LocationMatch>",
             Scope::Proxy => "<Proxy>",
+            Scope::Directory => "<Directory>",
+            Scope::Files => "<Files>",
         }
     }
 
@@ -44,6 +50,8 @@ impl Scope {
             Scope::Location => "Location",
             Scope::LocationMatch => "LocationMatch",
             Scope::Proxy => "Proxy",
+            Scope::Directory => "Directory",
+            Scope::Files => "Files",
         }
     }
 }
@@ -75,7 +83,10 @@ pub struct Directive {
     pub(crate) apply: Option<Apply>,
 }
 
-use Scope::{Location as L, LocationMatch as LM, Proxy as P, Server as S, VirtualHost as V};
+use Scope::{
+    Directory as D, Files as F, Location as L, LocationMatch as LM, Proxy as P, Server as S,
+    VirtualHost as V,
+};
 
 const SERVER: &[Scope] = &[S];
 const SERVER_VHOST: &[Scope] = &[S, V];
@@ -84,7 +95,8 @@ const ANYWHERE: &[Scope] = &[S, V, L, LM];
 const WITH_LOCATION: &[Scope] = &[S, V, L];
 const BALANCER: &[Scope] = &[S, V, P];
 const RULES: &[Scope] = &[S, V, L, LM, P];
-const ACCESS: &[Scope] = &[L, LM, P];
+const ACCESS: &[Scope] = &[L, LM, P, D, F];
+const DIRECTORY: &[Scope] = &[S, V, D];
 const LOCATION: &[Scope] = &[L, LM];
 
 /// A directive with the usual defaults: one line, any number of
@@ -216,6 +228,34 @@ pub const DIRECTIVES: &[Directive] = &[
     one("SetHandler", "core", LOCATION, "SetHandler server-status|balancer-manager|wsgate-metrics|none", "answers requests no ProxyPass or [P] rule proxies with a page of wsgate's own: mod_status's (`?auto` for machines), the balancer manager, or Prometheus metrics (wsgate-metrics, an extension: inside <IfModule wsgate_module>)", require::set_handler),
     one("ExtendedStatus", "core", SERVER, "ExtendedStatus On|Off", "the request and traffic totals on the server-status page (On by default, as with mod_status loaded)", require::extended_status),
     one("PidFile", "core", SERVER, "PidFile FILE", "written at start, removed at exit", core::pid_file),
+    // static files: core, mod_alias, mod_dir, mod_mime, mod_autoindex
+    one("DocumentRoot", "core", SERVER_VHOST, "DocumentRoot DIRECTORY", "where requests no ProxyPass, [P] rule, Alias or SetHandler takes find their files (none when unset: 404)", files::document_root),
+    section("Directory", "core", SERVER_VHOST, "<Directory PATH> or <Directory ~ REGEX>", "settings for files in a directory and below (wildcards match one component), fewest components first", files::section),
+    section("DirectoryMatch", "core", SERVER_VHOST, "<DirectoryMatch REGEX>", "settings for directories whose path matches, after the <Directory> sections", files::section),
+    section("Files", "core", SERVER_VHOST, "<Files NAME> or <Files ~ REGEX>", "settings for files by name (wildcards), after <Directory>", files::section),
+    section("FilesMatch", "core", SERVER_VHOST, "<FilesMatch REGEX>", "settings for files whose name matches", files::section),
+    line("Options", "core", DIRECTORY, "Options [+|-]Indexes|FollowSymLinks|SymLinksIfOwnerMatch|None|All ...", "Indexes: a listing for a directory without an index file (403 otherwise); FollowSymLinks (the default): symbolic links are followed; SymLinksIfOwnerMatch: only to a file of the link's owner. ExecCGI, Includes and MultiViews are refused", files::options),
+    line("AllowOverride", "core", DIRECTORY, "AllowOverride None", "None only: wsgate reads no .htaccess files (anything else is an error, since ignoring them could let in whom they keep out)", files::allow_override),
+    line("AllowOverrideList", "core", DIRECTORY, "AllowOverrideList None", "None only, as AllowOverride", files::allow_override),
+    one("AddDefaultCharset", "core", SERVER_VHOST, "AddDefaultCharset On|Off|CHARSET", "a charset for text/plain and text/html files that have none", files::add_default_charset),
+    line("Alias", "mod_alias", SERVER_VHOST, "Alias URL-PATH FILE|DIRECTORY", "serves a url-path from elsewhere in the file system (checked after ProxyPass)", files::alias),
+    line("AliasMatch", "mod_alias", SERVER_VHOST, "AliasMatch REGEX FILE|DIRECTORY", "Alias by regex ($0-$9 in the path)", files::alias),
+    line("Redirect", "mod_alias", SERVER_VHOST, "Redirect [permanent|temp|seeother|gone|STATUS] URL-PATH [URL]", "redirects a url-path prefix (302 by default); the rest of the path and the query follow", files::redirect),
+    line("RedirectMatch", "mod_alias", SERVER_VHOST, "RedirectMatch [STATUS] REGEX [URL]", "Redirect by regex ($0-$9 in the url)", files::redirect),
+    line("RedirectPermanent", "mod_alias", SERVER_VHOST, "RedirectPermanent URL-PATH URL", "Redirect permanent", files::redirect),
+    line("RedirectTemp", "mod_alias", SERVER_VHOST, "RedirectTemp URL-PATH URL", "Redirect temp", files::redirect),
+    unlisted(line("ScriptAlias", "mod_alias", SERVER_VHOST, "ScriptAlias URL-PATH DIRECTORY", "refused: wsgate runs no CGI programs", files::script_alias)),
+    unlisted(line("ScriptAliasMatch", "mod_alias", SERVER_VHOST, "ScriptAliasMatch REGEX DIRECTORY", "refused: wsgate runs no CGI programs", files::script_alias)),
+    line("DirectoryIndex", "mod_dir", DIRECTORY, "DirectoryIndex NAME ...|disabled", "the files tried, in order, for a url ending in / (index.html by default)", files::directory_index),
+    one("DirectorySlash", "mod_dir", DIRECTORY, "DirectorySlash On|Off", "a directory asked for without its trailing slash is redirected to it (301; On by default)", files::directory_slash),
+    one("FallbackResource", "mod_dir", DIRECTORY, "FallbackResource URL-PATH|disabled", "what answers for a file that does not exist (a single-page application's index)", files::fallback_resource),
+    one("TypesConfig", "mod_mime", SERVER, "TypesConfig FILE", "the Content-Type of files by extension, in mime.types' format (e.g. /etc/mime.types)", files::types_config),
+    line("AddType", "mod_mime", SERVER_VHOST, "AddType MEDIA-TYPE EXTENSION ...", "a Content-Type for files with these extensions", files::add_mime),
+    line("AddCharset", "mod_mime", SERVER_VHOST, "AddCharset CHARSET EXTENSION ...", "a charset parameter for files with these extensions", files::add_mime),
+    line("AddEncoding", "mod_mime", SERVER_VHOST, "AddEncoding ENCODING EXTENSION ...", "a Content-Encoding for files with these extensions", files::add_mime),
+    line("AddLanguage", "mod_mime", SERVER_VHOST, "AddLanguage LANGUAGE EXTENSION ...", "a Content-Language for files with these extensions", files::add_mime),
+    line("AddHandler", "mod_mime", SERVER_VHOST, "AddHandler HANDLER EXTENSION ...", "files with these extensions need a handler wsgate does not have (a type map, a CGI program): they are refused (403), never sent as they are", files::add_mime),
+    line("IndexIgnore", "mod_autoindex", SERVER_VHOST, "IndexIgnore PATTERN ...", "names directory listings leave out (wildcards)", files::index_ignore),
     // mod_authz_core, mod_authz_host
     line("Require", "mod_authz_core", ACCESS, "Require [not] all granted|denied / ip ADDRESS ... / local", "who may make the request; several lines: any one of them (403 otherwise)", require::require),
     section("RequireAll", "mod_authz_core", ACCESS, "<RequireAll>", "every Require inside must grant and none refuse (`Require not …` refuses)", require::require_section),

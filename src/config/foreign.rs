@@ -28,21 +28,21 @@ const IGNORED: &[Ignored] = &[
         what: "mod_autoindex",
         module: Some("autoindex_module"),
         directives: &[],
-        why: "they dress directory listings, and wsgate writes none",
+        why: "they dress directory listings (icons, descriptions, columns); wsgate's listings are plain, and it honours IndexIgnore",
         in_vhost: false,
     },
     Ignored {
         what: "mod_negotiation",
         module: Some("negotiation_module"),
         directives: &[],
-        why: "they choose between files, and wsgate serves no files",
+        why: "they rank the variants content negotiation chooses from, and wsgate negotiates none (Options MultiViews is an error; a type map is refused)",
         in_vhost: false,
     },
     Ignored {
         what: "mod_mime",
         module: Some("mime_module"),
         directives: &[],
-        why: "they give files their type, encoding, language, handler and filters by extension; wsgate serves no files, and a proxied answer keeps the backend's Content-Type",
+        why: "wsgate reads TypesConfig, AddType, AddCharset, AddEncoding, AddLanguage and AddHandler (a file of a handler's extension is refused); these others name filters wsgate does not have or tune negotiation, which it does not do",
         in_vhost: false,
     },
     Ignored {
@@ -77,7 +77,7 @@ const IGNORED: &[Ignored] = &[
         what: "core",
         module: None,
         directives: &["AccessFileName"],
-        why: "it names the per-directory files Apache reads beside files it serves; wsgate serves no files and reads none",
+        why: "it names the per-directory files Apache reads beside the files it serves; wsgate reads none (AllowOverride other than None is an error)",
         in_vhost: false,
     },
     Ignored {

@@ -15,6 +15,7 @@ pub(crate) mod error;
 pub(crate) mod expr;
 mod foreign;
 pub mod headers;
+mod static_files;
 pub use accesslog::{parse_format, split_command};
 pub(crate) mod http2;
 pub(crate) mod include;
@@ -128,6 +129,8 @@ pub(crate) struct At<'a> {
     pub location: Option<&'a mut Location>,
     /// Inside `<Proxy balancer://…>`: its url.
     pub proxy: Option<&'a str>,
+    /// Inside `<Directory>` or `<Files>` (and their regex forms).
+    pub section: Option<&'a mut model::files::Section>,
 }
 
 /// A server's directives before they are merged with the main server's.
@@ -154,6 +157,7 @@ pub(crate) struct ServerDraft {
     rules: model::headers::Rules,
     reverse: Vec<ReverseRule>,
     log: accesslog::LogDraft,
+    files: static_files::FilesDraft,
     origin: Option<Origin>,
     written: Written,
 }
@@ -183,6 +187,7 @@ impl ServerDraft {
             rules: model::headers::Rules::default(),
             reverse: Vec::new(),
             log: accesslog::LogDraft::default(),
+            files: static_files::FilesDraft::default(),
             origin: None,
             written: Written::default(),
         }
@@ -220,6 +225,8 @@ pub(crate) struct Builder {
     errors: Vec<ConfigError>,
     /// Lines of other modules: ignored, or of a module not loaded here.
     foreign: foreign::Foreign,
+    /// `TypesConfig`'s table.
+    types: Option<std::collections::HashMap<String, String>>,
 }
 
 /// Builds the model from expanded directives; `main_file` is named in
@@ -257,6 +264,7 @@ pub fn build(
         proxy_protocol: ProxyProtocol::default(),
         errors: prior,
         foreign,
+        types: None,
     };
     let mut main = std::mem::replace(&mut b.main, ServerDraft::new(ServerKey::Main));
     let full = b.errors.len() >= error::MAX_ERRORS;
@@ -266,6 +274,7 @@ pub fn build(
             server: &mut main,
             location: None,
             proxy: None,
+            section: None,
         };
         let read = directives::dispatch(&mut b, &mut at, node);
         if b.go_on(read).is_err() {
@@ -431,7 +440,8 @@ impl Builder {
                 &mut self.warnings,
             )?
         };
-        let main = MainParts::take(&mut self.main, hostname, timeout);
+        let types = static_files::types_table(self.types.take());
+        let main = MainParts::take(&mut self.main, hostname, timeout, &types);
         let mut vhosts: Vec<Server> = std::mem::take(&mut self.vhosts)
             .into_iter()
             .zip(vhost_ssl)
@@ -541,11 +551,22 @@ struct MainParts {
     http2: http2::Http2Draft,
     liveness: liveness::LivenessDraft,
     written: Written,
+    files: model::files::Files,
+    files_draft: static_files::FilesDraft,
+    types: std::sync::Arc<model::files::Mime>,
 }
 
 impl MainParts {
-    fn take(main: &mut ServerDraft, hostname: String, timeout: Duration) -> MainParts {
+    fn take(
+        main: &mut ServerDraft,
+        hostname: String,
+        timeout: Duration,
+        types: &std::sync::Arc<model::files::Mime>,
+    ) -> MainParts {
         MainParts {
+            files: main.files.main(types),
+            files_draft: std::mem::take(&mut main.files),
+            types: types.clone(),
             name: main.server_name.clone().unwrap_or(hostname),
             timeout,
             settings: ProxySettings {
@@ -629,6 +650,9 @@ impl MainParts {
             http2: draft.http2.resolve(&self.http2),
             access_logs: Vec::new(),
             liveness: draft.liveness.resolve(&self.liveness),
+            files: draft
+                .files
+                .vhost(&self.files, &self.files_draft, &self.types),
             origin: draft.origin,
             written: draft.written,
         }
@@ -656,6 +680,7 @@ impl MainParts {
             http2: self.http2.resolve(&http2::Http2Draft::default()),
             access_logs: Vec::new(),
             liveness: self.liveness.resolve(&liveness::LivenessDraft::default()),
+            files: self.files,
             origin: None,
             written: self.written,
         }

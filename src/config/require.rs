@@ -41,9 +41,15 @@ fn requirements<'a>(
     at: &'a mut At<'_>,
     node: &Node,
 ) -> Result<&'a mut Require, ConfigError> {
-    let slot = match (at.scope, at.location.as_deref_mut(), at.proxy) {
-        (Scope::Proxy, _, Some(url)) => &mut b.balancers.get(url, &node.origin)?.draft.require,
-        (_, Some(loc), _) => &mut loc.require,
+    let slot = match (
+        at.scope,
+        at.location.as_deref_mut(),
+        at.proxy,
+        at.section.as_deref_mut(),
+    ) {
+        (Scope::Proxy, _, Some(url), _) => &mut b.balancers.get(url, &node.origin)?.draft.require,
+        (_, Some(loc), _, _) => &mut loc.require,
+        (_, _, _, Some(section)) => &mut section.settings.require,
         _ => {
             return Err(
                 ConfigError::new(&node.origin, format!("{} not allowed here", node.name))

@@ -11,11 +11,13 @@
 //! * `body` — framing: how a head frames its body, the decoder, the
 //!   encodings written toward the other side.
 //! * `write` — writing HTTP/1 heads and the answers wsgate makes itself.
+//! * `conditional` — validators, conditional requests and byte ranges.
 //!
 //! HTTP/2 (the `h2` crate) will be a second wire format producing the same
 //! heads; see the README's design notes.
 
 pub mod body;
+pub mod conditional;
 mod fields;
 pub mod h1;
 mod host;

@@ -37,6 +37,7 @@ mod connection;
 mod downstream;
 pub(crate) mod error;
 pub mod explain;
+mod files;
 mod forward;
 mod frames;
 mod h2;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::downstream::Downstream;
 use super::error::{Failure, ProxyError};
+use super::files;
 use super::forward::{self, Backend, BodyState, ChosenMember, Outcome};
 use super::handler;
 use super::header_rules::{self, ConnFacts};
@@ -214,7 +215,7 @@ async fn route_and_forward<'g, D: Downstream>(
     let mapped = match mapped {
         // `TraceEnable Off`: mod_proxy's handler (or the core's, for a
         // request nothing proxies) refuses TRACE, with an empty Allow.
-        Decision::Proxy(_) | Decision::NotFound if trace_refused => {
+        Decision::Proxy(_) | Decision::NotFound | Decision::File(_) if trace_refused => {
             tracing::info!(peer = %facts.peer, "AH01139: TRACE forbidden by server configuration");
             let bytes = header_rules::error_page_with(
                 head,
@@ -249,6 +250,18 @@ async fn route_and_forward<'g, D: Downstream>(
         Decision::Denied => {
             tracing::error!(peer = %facts.peer, "AH01630: client denied by server configuration: {}", head.target);
             return write_answer(client, &answer(head, env, 403, close), t).await;
+        }
+        Decision::File(file) => {
+            header_rules::fixups(head, cx, &file.location_rules, env);
+            let place = files::Place {
+                cx,
+                env,
+                close,
+                timeout: t,
+                locations: &file.location_rules,
+                filename: trail.log.as_deref_mut().map(|l| &mut l.filename),
+            };
+            return files::serve(client, head, &file, place).await;
         }
         Decision::Handler(h) => {
             let place = handler::Place {

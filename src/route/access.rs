@@ -82,6 +82,18 @@ pub(super) fn checked<'c, T: super::Trace + ?Sized>(
     if matches!(decision, Decision::Redirect { .. } | Decision::Status(_)) {
         return decision;
     }
+    // A file's access is the `<Directory>` and `<Files>` sections' with
+    // the `<Location>`'s over them: the file server, which knows where
+    // the file is, decides. A `SetHandler` page still wins.
+    if let Decision::File(mut f) = decision {
+        return match access.handler {
+            Some(h) if takes(h, method) => Decision::Handler(h),
+            _ => {
+                f.location_require = access.require;
+                Decision::File(f)
+            }
+        };
+    }
     let require = access.require.or(match &decision {
         Decision::Proxy(m) => match m.backend {
             Backend::Balanced(b) => config.balancer(b).require.as_ref(),
@@ -96,16 +108,20 @@ pub(super) fn checked<'c, T: super::Trace + ?Sized>(
             return Decision::Denied;
         }
     }
-    // mod_status answers GET (HEAD is a GET to Apache); the balancer
-    // manager takes its form by POST too.
-    let takes = |h: Handler| match h {
+    match (decision, access.handler) {
+        (Decision::NotFound, Some(h)) if takes(h, method) => Decision::Handler(h),
+        (d, _) => d,
+    }
+}
+
+/// Whether a `SetHandler` page answers `method`: mod_status answers GET
+/// (HEAD is a GET to Apache); the balancer manager takes its form by POST
+/// too.
+fn takes(h: Handler, method: &str) -> bool {
+    match h {
         Handler::None => false,
         Handler::BalancerManager => matches!(method, "GET" | "HEAD" | "POST"),
         _ => matches!(method, "GET" | "HEAD"),
-    };
-    match (decision, access.handler) {
-        (Decision::NotFound, Some(h)) if takes(h) => Decision::Handler(h),
-        (d, _) => d,
     }
 }
 

@@ -8,6 +8,7 @@
 //! stops the search.
 
 pub mod access;
+pub mod files;
 mod path;
 
 use std::borrow::Cow;
@@ -52,6 +53,10 @@ pub enum Decision<'c> {
     /// Nothing proxies the request and its `<Location>` names a page
     /// wsgate answers itself (`SetHandler`).
     Handler(crate::config::model::authz::Handler),
+    /// A file (or directory) under the `DocumentRoot` or an `Alias`: the
+    /// file server looks, checks the `<Directory>` sections' access and
+    /// answers.
+    File(files::FileMapped<'c>),
 }
 
 /// A request mapped to a backend.
@@ -285,7 +290,18 @@ pub fn decide_traced<'c, T: Trace + ?Sized>(
     req: &Request<'_>,
     trace: &mut T,
 ) -> Decision<'c> {
-    let (decision, access) = mapping(config, server, req, trace);
+    let (mut decision, access) = mapping(config, server, req, trace);
+    // A redirect of mod_alias's to a url-path goes to this server.
+    if let Decision::Redirect { location, .. } = &mut decision {
+        if location.starts_with('/') {
+            let vars = RewriteVars { req, server };
+            *location = format!(
+                "{}://{}{location}",
+                rewrite::Vars::scheme(&vars),
+                rewrite::Vars::self_authority(&vars)
+            );
+        }
+    }
     access::checked(
         config,
         decision,
@@ -673,6 +689,12 @@ fn map<'c, T: Trace + ?Sized>(
     trace: &mut T,
 ) -> (Decision<'c>, Access<'c>) {
     let (settings, location_pass, access) = settings_for(server, path, trace);
+    let files = &server.files;
+    let location_rules = if files.any() {
+        settings.location_rules.clone()
+    } else {
+        Vec::new()
+    };
     let decision = map_with(
         (config, server),
         path,
@@ -680,6 +702,25 @@ fn map<'c, T: Trace + ?Sized>(
         (settings, location_pass),
         trace,
     );
+    if !matches!(decision, Decision::NotFound) || !files.any() {
+        return (decision, access);
+    }
+    // mod_alias, then the DocumentRoot, for what nothing proxies.
+    let decision = match files::translate(files, path) {
+        None => Decision::NotFound,
+        Some(files::Translated::Redirect { status, location }) => {
+            Decision::Redirect { status, location }
+        }
+        Some(files::Translated::Status(s)) => Decision::Status(s),
+        Some(files::Translated::File(filename)) => Decision::File(files::FileMapped {
+            files,
+            filename,
+            uri: path.decoded.to_vec(),
+            query: path.query.as_ref().map(|q| q.to_string()),
+            location_require: None,
+            location_rules,
+        }),
+    };
     (decision, access)
 }
 

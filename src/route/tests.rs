@@ -72,7 +72,42 @@ pub(crate) fn describe(cfg: &Config, d: Decision<'_>) -> String {
         Decision::Status(s) => s.to_string(),
         Decision::Denied => "403 denied".into(),
         Decision::Handler(h) => format!("handler {}", h.name()),
+        Decision::File(f) => format!("file {}", String::from_utf8_lossy(&f.filename)),
     }
+}
+
+/// Apache's translate-name order: rewrite, ProxyPass, then mod_alias's
+/// redirects and aliases, then the DocumentRoot; a `SetHandler` page
+/// wins over a file, a `!` exclusion falls through to the files.
+#[test]
+fn files_come_after_proxypass_and_alias_order() {
+    let cfg = config(
+        "DocumentRoot /srv/www\nAlias /icons/ /usr/share/icons/\nAliasMatch ^/img/(.*)\\.png$ /srv/png/$1.png\n\
+         Redirect /old https://e.test/new\nRedirect gone /gone\nRedirectMatch 307 ^/rm/(.*) /m/$1\n\
+         ProxyPass /app/static !\nProxyPass /app/ http://b/app/\n\
+         <Location /status>\nSetHandler server-status\n</Location>\n",
+    );
+    assert_eq!(map(&cfg, "/index.html"), "file /srv/www/index.html");
+    assert_eq!(map(&cfg, "/a%20b/../c.txt"), "file /srv/www/c.txt");
+    assert_eq!(map(&cfg, "/icons/x.png"), "file /usr/share/icons/x.png");
+    assert_eq!(map(&cfg, "/icons"), "file /srv/www/icons");
+    assert_eq!(map(&cfg, "/img/a/b.png"), "file /srv/png/a/b.png");
+    assert_eq!(map(&cfg, "/old/x?y=1"), "302 https://e.test/new/x?y=1");
+    assert_eq!(map(&cfg, "/gone/x"), "410");
+    assert_eq!(map(&cfg, "/rm/q"), "307 http://proxy.test/m/q");
+    assert_eq!(map(&cfg, "/app/x"), "http://b/app/x");
+    assert_eq!(
+        map(&cfg, "/app/static/s.css"),
+        "file /srv/www/app/static/s.css"
+    );
+    assert_eq!(map(&cfg, "/status"), "handler server-status");
+}
+
+/// Without a DocumentRoot (or an Alias), nothing is a file: 404 as before.
+#[test]
+fn no_document_root_serves_no_files() {
+    let cfg = config("ProxyPass /app/ http://b/app/\n");
+    assert_eq!(map(&cfg, "/index.html"), "404");
 }
 
 #[test]

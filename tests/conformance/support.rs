@@ -975,6 +975,10 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                         "status" => "status",
                         "setenvif" => "setenvif",
                         "headers" => "headers",
+                        "alias" => "alias",
+                        "dir" => "dir",
+                        "mime" => "mime",
+                        "autoindex" => "autoindex",
                         other => panic!(
                             "{file}:{line_no}: modules: {other} is not one the harness knows"
                         ),

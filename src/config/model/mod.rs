@@ -8,6 +8,7 @@
 
 pub mod authz;
 pub mod balancer;
+pub mod files;
 pub mod headers;
 pub mod log;
 pub mod rewrite;
@@ -187,6 +188,8 @@ pub struct Server {
     pub access_logs: Vec<usize>,
     /// TCP keepalive and `TCP_USER_TIMEOUT` of its connections.
     pub liveness: Liveness,
+    /// Static files: `DocumentRoot`, aliases, `<Directory>`…
+    pub files: files::Files,
     pub origin: Option<Origin>,
     /// Where its own directives of [`Written::NOTED`] are (a vhost's
     /// only: what it inherits is in the main server's).

@@ -537,7 +537,9 @@ impl Steps<'_> {
             Decision::NotFound => {
                 let why = match self.seen.routes.last() {
                     Some((_, _, RouteStep::Excluded)) => "ProxyPass ! excludes it",
-                    _ if self.seen.local => "rewritten to a local path, and wsgate serves no files",
+                    _ if self.seen.local => {
+                        "rewritten to a local path, which wsgate does not map to a file"
+                    }
                     _ => "nothing proxies it",
                 };
                 format!("404 Not Found: {why} ({})", self.path.raw)
@@ -564,6 +566,10 @@ impl Steps<'_> {
                     .unwrap_or_default();
                 format!("handler {}{at}", h.name())
             }
+            Decision::File(f) => format!(
+                "file {} (DocumentRoot or Alias; <Directory> access is checked when it is served)",
+                String::from_utf8_lossy(&f.filename)
+            ),
         }
     }
 }

@@ -1,0 +1,631 @@
+//! Static files' directives: the core's `DocumentRoot`, `<Directory>`,
+//! `<DirectoryMatch>`, `<Files>`, `<FilesMatch>`, `Options`,
+//! `AllowOverride`, `AddDefaultCharset`; mod_alias; mod_dir; mod_mime's
+//! type tables; mod_autoindex's `IndexIgnore`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::directives::{arg, dispatch, Scope};
+use super::error::ConfigError;
+use super::lexer::Node;
+use super::model::files::{
+    Alias, AliasMatcher, DirSettings, Files, Mime, OptionsChange, Opts, Redirect, Section,
+    SectionMatcher,
+};
+use super::{proxy, values, At, Builder};
+
+/// A server's file directives before the vhost is merged over the main
+/// server.
+#[derive(Debug, Default)]
+pub(crate) struct FilesDraft {
+    document_root: Option<Vec<u8>>,
+    aliases: Vec<Alias>,
+    redirects: Vec<Redirect>,
+    directories: Vec<Section>,
+    files: Vec<Section>,
+    /// Written outside any section: under every section.
+    base: DirSettings,
+    mime: MimeDraft,
+    index_ignore: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct MimeDraft {
+    types: Vec<(String, String)>,
+    charsets: Vec<(String, String)>,
+    encodings: Vec<(String, String)>,
+    languages: Vec<(String, String)>,
+    handlers: Vec<(String, String)>,
+    default_charset: Option<Option<String>>,
+}
+
+impl FilesDraft {
+    /// The main server's files.
+    pub(crate) fn main(&self, types: &Arc<Mime>) -> Files {
+        Files::default().merged_with(self, types)
+    }
+
+    /// A vhost's: its own over `main`'s (`main_draft` holds the main
+    /// server's mime additions, applied under the vhost's).
+    pub(crate) fn vhost(&self, main: &Files, main_draft: &FilesDraft, types: &Arc<Mime>) -> Files {
+        let mut merged = main.clone();
+        merged.document_root = self.document_root.clone().or(merged.document_root);
+        // mod_alias: the vhost's aliases and redirects come first.
+        merged.aliases = self.aliases.iter().chain(&main.aliases).cloned().collect();
+        merged.redirects = self
+            .redirects
+            .iter()
+            .chain(&main.redirects)
+            .cloned()
+            .collect();
+        merged.directories.extend(self.directories.iter().cloned());
+        sort_directories(&mut merged.directories);
+        merged.files.extend(self.files.iter().cloned());
+        merged.base = merge_settings(&main.base, &self.base);
+        merged
+            .index_ignore
+            .extend(self.index_ignore.iter().cloned());
+        if !self.mime.is_empty() {
+            let mut mime = MimeDraft::default();
+            mime.absorb(&main_draft.mime);
+            mime.absorb(&self.mime);
+            merged.mime = Arc::new(mime.over(types));
+        }
+        merged
+    }
+}
+
+impl Files {
+    fn merged_with(mut self, draft: &FilesDraft, types: &Arc<Mime>) -> Files {
+        self.document_root = draft.document_root.clone();
+        self.aliases = draft.aliases.clone();
+        self.redirects = draft.redirects.clone();
+        self.directories = draft.directories.clone();
+        sort_directories(&mut self.directories);
+        self.files = draft.files.clone();
+        self.base = draft.base.clone();
+        self.index_ignore = draft.index_ignore.clone();
+        self.mime = if draft.mime.is_empty() {
+            types.clone()
+        } else {
+            Arc::new(draft.mime.over(types))
+        };
+        self
+    }
+}
+
+impl MimeDraft {
+    fn is_empty(&self) -> bool {
+        self.types.is_empty()
+            && self.charsets.is_empty()
+            && self.encodings.is_empty()
+            && self.languages.is_empty()
+            && self.handlers.is_empty()
+            && self.default_charset.is_none()
+    }
+
+    fn absorb(&mut self, other: &MimeDraft) {
+        self.types.extend(other.types.iter().cloned());
+        self.charsets.extend(other.charsets.iter().cloned());
+        self.encodings.extend(other.encodings.iter().cloned());
+        self.languages.extend(other.languages.iter().cloned());
+        self.handlers.extend(other.handlers.iter().cloned());
+        if other.default_charset.is_some() {
+            self.default_charset = other.default_charset.clone();
+        }
+    }
+
+    fn over(&self, base: &Mime) -> Mime {
+        let mut m = base.clone();
+        let put = |table: &mut std::collections::HashMap<String, String>,
+                   pairs: &[(String, String)]| {
+            for (ext, v) in pairs {
+                table.insert(ext.clone(), v.clone());
+            }
+        };
+        put(&mut m.types, &self.types);
+        put(&mut m.charsets, &self.charsets);
+        put(&mut m.encodings, &self.encodings);
+        put(&mut m.languages, &self.languages);
+        put(&mut m.handlers, &self.handlers);
+        if let Some(c) = &self.default_charset {
+            m.default_charset = c.clone();
+        }
+        m
+    }
+}
+
+/// Apache's order of `<Directory>` sections: plain ones by their number
+/// of components (stable), then the regex ones as written.
+fn sort_directories(dirs: &mut [Section]) {
+    dirs.sort_by_key(|s| match &s.matcher {
+        SectionMatcher::Wildcard(p) => (false, p.iter().filter(|&&b| b == b'/').count()),
+        SectionMatcher::Regex(_) => (true, 0),
+    });
+}
+
+/// `later` over `earlier`.
+pub(crate) fn merge_settings(earlier: &DirSettings, later: &DirSettings) -> DirSettings {
+    DirSettings {
+        options: match (earlier.options, later.options) {
+            (Some(a), Some(b)) => Some(OptionsChange {
+                replace: Some(b.apply(a.apply(Opts::DEFAULT))),
+                add: Opts(0),
+                remove: Opts(0),
+            }),
+            (a, b) => b.or(a),
+        },
+        require: later.require.clone().or_else(|| earlier.require.clone()),
+        directory_index: later
+            .directory_index
+            .clone()
+            .or_else(|| earlier.directory_index.clone()),
+        directory_slash: later.directory_slash.or(earlier.directory_slash),
+        fallback: later.fallback.clone().or_else(|| earlier.fallback.clone()),
+    }
+}
+
+/// Where a setting of a file directive goes: the section being read, or
+/// the server's base.
+fn settings<'a>(at: &'a mut At<'_>) -> &'a mut DirSettings {
+    match at.section.as_deref_mut() {
+        Some(s) => &mut s.settings,
+        None => &mut at.server.files.base,
+    }
+}
+
+pub(super) fn document_root(
+    b: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let path = b.root.join(arg(node));
+    if !path.is_dir() {
+        // Apache warns (AH00112) and starts.
+        b.warnings.push(format!(
+            "{}: DocumentRoot [{}] does not exist or is not a directory",
+            node.origin,
+            path.display()
+        ));
+    }
+    at.server.files.document_root = Some(trimmed_path(&path));
+    Ok(())
+}
+
+/// A path's bytes without trailing slashes (`/` stays `/`… as empty).
+fn trimmed_path(path: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut bytes = path.as_os_str().as_bytes().to_vec();
+    while bytes.last() == Some(&b'/') {
+        bytes.pop();
+    }
+    bytes
+}
+
+pub(super) fn alias(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    let regex = node.is("AliasMatch");
+    let [from, to] = node.args.as_slice() else {
+        return Err(ConfigError::new(
+            o,
+            format!(
+                "{} takes two arguments, a fakename and a realname",
+                node.name
+            ),
+        ));
+    };
+    let matcher = if regex {
+        AliasMatcher::Regex(proxy::compile_regex(o, from)?)
+    } else {
+        AliasMatcher::Prefix(from.as_bytes().to_vec())
+    };
+    let real = if regex {
+        to.as_bytes().to_vec()
+    } else {
+        use std::os::unix::ffi::OsStrExt;
+        b.root.join(to).as_os_str().as_bytes().to_vec()
+    };
+    at.server.files.aliases.push(Alias {
+        matcher,
+        real,
+        origin: o.clone(),
+    });
+    Ok(())
+}
+
+pub(super) fn redirect(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    let lower = node.name.to_ascii_lowercase();
+    let (fixed, regex) = match lower.as_str() {
+        "redirectpermanent" => (Some(301), false),
+        "redirecttemp" => (Some(302), false),
+        "redirectmatch" => (None, true),
+        _ => (None, false),
+    };
+    let mut args: &[String] = &node.args;
+    let mut status = fixed.unwrap_or(302);
+    if fixed.is_none() && args.len() > 1 {
+        if let Some(s) = status_word(&args[0]) {
+            status = s?;
+            args = &args[1..];
+        } else if args[0].bytes().all(|b| b.is_ascii_digit()) {
+            status = args[0].parse().unwrap_or(0);
+            if !(300..600).contains(&status) {
+                return Err(ConfigError::new(
+                    o,
+                    format!("{}: invalid status {}", node.name, args[0]),
+                ));
+            }
+            args = &args[1..];
+        }
+    }
+    let redirecting = (300..400).contains(&status);
+    let (from, url) = match (args, redirecting) {
+        ([from, url], true) => (from, Some(url.clone())),
+        ([from], false) => (from, None),
+        ([_, _], false) => {
+            return Err(ConfigError::new(
+                o,
+                format!("{}: a status of {status} takes no url", node.name),
+            ))
+        }
+        _ => {
+            return Err(
+                ConfigError::new(o, format!("{} takes [status] URL-path URL", node.name))
+                    .hint("e.g. Redirect permanent /old https://example.com/new"),
+            )
+        }
+    };
+    if let Some(u) = &url {
+        if !u.starts_with('/') && !u.contains("://") {
+            return Err(ConfigError::new(
+                o,
+                format!("{}: '{u}' is not a url or an absolute url-path", node.name),
+            ));
+        }
+    }
+    let matcher = if regex {
+        AliasMatcher::Regex(proxy::compile_regex(o, from)?)
+    } else {
+        AliasMatcher::Prefix(from.as_bytes().to_vec())
+    };
+    at.server.files.redirects.push(Redirect {
+        matcher,
+        status,
+        url,
+        origin: o.clone(),
+    });
+    Ok(())
+}
+
+fn status_word(word: &str) -> Option<Result<u16, ConfigError>> {
+    Some(Ok(match word.to_ascii_lowercase().as_str() {
+        "permanent" => 301,
+        "temp" => 302,
+        "seeother" => 303,
+        "gone" => 410,
+        _ => return None,
+    }))
+}
+
+/// `ScriptAlias`, `ScriptAliasMatch`: wsgate runs no programs.
+pub(super) fn script_alias(
+    _: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    Err(ConfigError::new(
+        &node.origin,
+        format!("{}: wsgate runs no CGI programs", node.name),
+    )
+    .hint("run them in a backend and ProxyPass to it, or keep the line for Apache only inside <IfModule cgi_module>"))
+}
+
+/// `<Directory>`, `<DirectoryMatch>`, `<Files>`, `<FilesMatch>`.
+pub(super) fn section(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    let lower = node.name.to_ascii_lowercase();
+    let directory = lower.starts_with("directory");
+    let (regex, pattern) = match (lower.as_str(), node.args.as_slice()) {
+        ("directory" | "files", [t, p]) if t == "~" => (true, p),
+        ("directory" | "files", [p]) => (false, p),
+        ("directorymatch" | "filesmatch", [p]) => (true, p),
+        _ => {
+            return Err(ConfigError::new(
+                o,
+                format!("<{}> takes one path, name or regex", node.name),
+            ))
+        }
+    };
+    let matcher = if regex {
+        SectionMatcher::Regex(proxy::compile_regex(o, pattern)?)
+    } else if directory {
+        use std::os::unix::ffi::OsStrExt;
+        let path = if pattern.starts_with('/') || pattern.contains(['*', '?', '[']) {
+            Path::new(pattern.as_str()).to_path_buf()
+        } else {
+            b.root.join(pattern)
+        };
+        let mut bytes = path.as_os_str().as_bytes().to_vec();
+        if bytes.last() != Some(&b'/') {
+            bytes.push(b'/');
+        }
+        SectionMatcher::Wildcard(bytes)
+    } else {
+        SectionMatcher::Wildcard(pattern.as_bytes().to_vec())
+    };
+    let mut section = Section {
+        matcher,
+        settings: DirSettings::default(),
+        origin: o.clone(),
+    };
+    {
+        let mut inner = At {
+            scope: if directory {
+                Scope::Directory
+            } else {
+                Scope::Files
+            },
+            server: &mut *at.server,
+            location: None,
+            proxy: None,
+            section: Some(&mut section),
+        };
+        for child in node.children.iter().flatten() {
+            let read = dispatch(b, &mut inner, child);
+            b.go_on(read)?;
+        }
+    }
+    let files = &mut at.server.files;
+    if directory {
+        files.directories.push(section);
+    } else {
+        files.files.push(section);
+    }
+    Ok(())
+}
+
+pub(super) fn options(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    let mut change = OptionsChange {
+        replace: None,
+        add: Opts(0),
+        remove: Opts(0),
+    };
+    let mut plain = Opts(0);
+    let (mut signed, mut unsigned) = (false, false);
+    for word in &node.args {
+        let (sign, name) = match word.as_bytes().first() {
+            Some(b'+') => (Some(true), &word[1..]),
+            Some(b'-') => (Some(false), &word[1..]),
+            _ => (None, word.as_str()),
+        };
+        let bits = match name.to_ascii_lowercase().as_str() {
+            "indexes" => Opts::INDEXES,
+            "followsymlinks" => Opts::FOLLOW_SYMLINKS,
+            "symlinksifownermatch" => Opts::SYMLINKS_IF_OWNER_MATCH,
+            "none" if sign.is_none() => Opts(0),
+            "all" if sign.is_none() => Opts(Opts::FOLLOW_SYMLINKS.0 | Opts::SYMLINKS_IF_OWNER_MATCH.0),
+            // Taking away what wsgate never does changes nothing.
+            "execcgi" | "includes" | "includesnoexec" | "multiviews" if sign == Some(false) => {
+                Opts(0)
+            }
+            "execcgi" | "includes" | "includesnoexec" => {
+                return Err(ConfigError::new(o, format!("Options {name}: wsgate runs no CGI programs or server-side includes"))
+                    .hint(format!("take it out (or write -{name}); run such programs in a backend and ProxyPass to it")))
+            }
+            "multiviews" => {
+                return Err(ConfigError::new(o, "Options MultiViews: wsgate does no content negotiation")
+                    .hint("take it out (or write -MultiViews), or keep it for Apache only inside <IfModule negotiation_module>"))
+            }
+            _ => {
+                return Err(ConfigError::new(o, format!("Illegal option {name}"))
+                    .hint("Indexes, FollowSymLinks, SymLinksIfOwnerMatch, None, All (and -ExecCGI, -Includes, -MultiViews)"))
+            }
+        };
+        match sign {
+            Some(true) => {
+                signed = true;
+                change.add.0 |= bits.0;
+                change.remove.0 &= !bits.0;
+            }
+            Some(false) => {
+                signed = true;
+                change.remove.0 |= bits.0;
+                change.add.0 &= !bits.0;
+            }
+            None => {
+                unsigned = true;
+                plain.0 |= bits.0;
+            }
+        }
+    }
+    if signed && unsigned {
+        // Apache 2.4 refuses the mix (AH00526's "Either all Options must
+        // start with + or -, or no Option may.").
+        return Err(ConfigError::new(
+            o,
+            "Either all Options must start with + or -, or no Option may.",
+        ));
+    }
+    if unsigned {
+        change.replace = Some(plain);
+    }
+    let slot = &mut settings(at).options;
+    *slot = Some(match *slot {
+        Some(before) => OptionsChange {
+            replace: Some(change.apply(before.apply(Opts::DEFAULT))),
+            add: Opts(0),
+            remove: Opts(0),
+        },
+        None => change,
+    });
+    Ok(())
+}
+
+/// `AllowOverride None` (and `AllowOverrideList None`): `.htaccess` files
+/// are not read, as wsgate never reads them.
+pub(super) fn allow_override(
+    _: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    match node.args.as_slice() {
+        [none] if none.eq_ignore_ascii_case("none") => Ok(()),
+        _ => Err(ConfigError::new(
+            &node.origin,
+            format!("{} {}: wsgate reads no .htaccess files", node.name, node.args.join(" ")),
+        )
+        .hint("move the .htaccess files' directives into the configuration and write AllowOverride None: ignoring them could let in whom they keep out")),
+    }
+}
+
+pub(super) fn directory_index(
+    _: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let names = match node.args.as_slice() {
+        [] => {
+            return Err(ConfigError::new(
+                &node.origin,
+                "DirectoryIndex takes at least one name",
+            ))
+        }
+        [d] if d.eq_ignore_ascii_case("disabled") => Vec::new(),
+        list => list.to_vec(),
+    };
+    settings(at).directory_index = Some(names);
+    Ok(())
+}
+
+pub(super) fn directory_slash(
+    _: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let on = values::on_off(&node.origin, "DirectorySlash", arg(node))?;
+    settings(at).directory_slash = Some(on);
+    Ok(())
+}
+
+pub(super) fn fallback_resource(
+    _: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let v = arg(node);
+    let fallback = if v.eq_ignore_ascii_case("disabled") {
+        None
+    } else {
+        Some(v.to_string())
+    };
+    settings(at).fallback = Some(fallback);
+    Ok(())
+}
+
+pub(super) fn types_config(
+    b: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let path = b.root.join(arg(node));
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ConfigError::new(
+            &node.origin,
+            format!(
+                "could not open mime types config file {}: {e}",
+                path.display()
+            ),
+        )
+    })?;
+    let mut types = std::collections::HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_ascii_whitespace();
+        let Some(ty) = words.next() else { continue };
+        for ext in words {
+            types.insert(ext.to_ascii_lowercase(), ty.to_string());
+        }
+    }
+    b.types = Some(types);
+    Ok(())
+}
+
+/// `AddType`, `AddCharset`, `AddEncoding`, `AddLanguage`.
+pub(super) fn add_mime(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let [value, exts @ ..] = node.args.as_slice() else {
+        return Err(ConfigError::new(
+            &node.origin,
+            format!("{} takes a value and extensions", node.name),
+        ));
+    };
+    if exts.is_empty() {
+        return Err(ConfigError::new(
+            &node.origin,
+            format!("{} takes a value and extensions", node.name),
+        ));
+    }
+    let mime = &mut at.server.files.mime;
+    let table = match node.name.to_ascii_lowercase().as_str() {
+        "addtype" => &mut mime.types,
+        "addcharset" => &mut mime.charsets,
+        "addencoding" => &mut mime.encodings,
+        "addhandler" => &mut mime.handlers,
+        _ => &mut mime.languages,
+    };
+    // mod_mime lower-cases the value of AddType and AddEncoding (and the
+    // extension, without its dot).
+    let value = if node.is("AddType") || node.is("AddEncoding") || node.is("AddHandler") {
+        value.to_ascii_lowercase()
+    } else {
+        value.clone()
+    };
+    for ext in exts {
+        let ext = ext.strip_prefix('.').unwrap_or(ext).to_ascii_lowercase();
+        table.push((ext, value.clone()));
+    }
+    Ok(())
+}
+
+pub(super) fn add_default_charset(
+    _: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let v = arg(node);
+    let charset = if v.eq_ignore_ascii_case("off") {
+        None
+    } else if v.eq_ignore_ascii_case("on") {
+        Some("iso-8859-1".to_string())
+    } else {
+        Some(v.to_string())
+    };
+    at.server.files.mime.default_charset = Some(charset);
+    Ok(())
+}
+
+pub(super) fn index_ignore(
+    _: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    at.server
+        .files
+        .index_ignore
+        .extend(node.args.iter().cloned());
+    Ok(())
+}
+
+/// The main server's table from `TypesConfig` (none written: empty, as
+/// wsgate has no compiled-in path to read).
+pub(crate) fn types_table(types: Option<std::collections::HashMap<String, String>>) -> Arc<Mime> {
+    Arc::new(Mime {
+        types: types.unwrap_or_default(),
+        ..Mime::default()
+    })
+}

@@ -1,0 +1,737 @@
+//! The file server: what Apache's core, mod_dir and mod_autoindex do with
+//! a request mapped to the file system. It walks the path a component at
+//! a time as Apache's directory walk does (a symbolic link only where
+//! `Options` allows it), checks access with the `<Directory>` and
+//! `<Files>` sections' `Require` under the `<Location>`'s, redirects a
+//! directory to its trailing slash, tries the `DirectoryIndex` names,
+//! lists a directory where `Options Indexes` allows, falls back to
+//! `FallbackResource`, and sends a file with its validators, answering
+//! conditional and range requests.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::io::AsyncReadExt;
+
+use super::downstream::Downstream;
+use super::forward::Outcome;
+use super::header_rules::{self, Context};
+use super::headers::{BodyHeader, ClientResponse};
+use crate::config::model::files::{Files, Merged, Opts};
+use crate::http::body::Encoding;
+use crate::http::conditional::{self, Precondition, Ranges, Validators};
+use crate::http::{canonical_reason, FieldValue, HeaderFields, Headers, RequestHead, ResponseHead};
+use crate::route::access::{evaluate, Authz};
+use crate::route::files::{self as map, FileMapped, Translated};
+use crate::route::{encode_path, RequestPath};
+use crate::rules::Env;
+
+/// Internal redirects (an index file, the fallback) one request may take.
+const MAX_HOPS: usize = 10;
+/// The piece of a file read and sent at a time.
+const PIECE: usize = 64 * 1024;
+
+/// What the walk found at a mapped path.
+#[derive(Debug)]
+enum Look {
+    File {
+        path: PathBuf,
+        meta: std::fs::Metadata,
+        /// Path components followed the file (Apache's path info).
+        path_info: bool,
+    },
+    Dir,
+    /// The first component that does not exist, in directory `dir`.
+    Missing {
+        dir: Vec<u8>,
+        name: Vec<u8>,
+    },
+    /// A symbolic link `Options` does not allow, something neither file
+    /// nor directory, or a component the server may not read.
+    Forbidden(&'static str),
+}
+
+/// Where an answer goes and what it may use.
+pub struct Place<'a> {
+    pub cx: Context<'a>,
+    pub env: &'a Env,
+    pub close: bool,
+    pub timeout: Duration,
+    /// The matching `<Location>` sections' header rules.
+    pub locations: &'a [&'a crate::config::model::headers::Rules],
+    /// The access log's `%f`.
+    pub filename: Option<&'a mut Option<String>>,
+}
+
+/// Answers a request `route` mapped to the file system.
+pub async fn serve<D: Downstream>(
+    client: &mut D,
+    head: &RequestHead,
+    file: &FileMapped<'_>,
+    mut place: Place<'_>,
+) -> Outcome {
+    let files = file.files;
+    let mut filename = file.filename.clone();
+    let mut uri = file.uri.clone();
+    let mut fallen_back = false;
+    for _ in 0..MAX_HOPS {
+        let look = look_at(files, &filename).await;
+        let (dir, name) = split_dir(&filename);
+        if let Some(f) = place.filename.as_deref_mut() {
+            *f = Some(String::from_utf8_lossy(&filename).into_owned());
+        }
+        let (dir, name) = match &look {
+            Look::Missing { dir, name } => (dir.clone(), Some(name.clone())),
+            Look::Dir => (with_slash(&filename), None),
+            _ => (dir, Some(name)),
+        };
+        let merged = map::merged(files, &dir, name.as_deref());
+        if let Look::Forbidden(why) = look {
+            tracing::error!(peer = %place.cx.facts.peer, "{why}: {}", String::from_utf8_lossy(&filename));
+            return status_page(client, head, &place, 403, &[]).await;
+        }
+        if !allowed(file, &merged, &place) {
+            tracing::error!(peer = %place.cx.facts.peer, "AH01630: client denied by server configuration: {}", String::from_utf8_lossy(&filename));
+            return status_page(client, head, &place, 403, &[]).await;
+        }
+        match look {
+            Look::Forbidden(_) => unreachable!("answered above"),
+            Look::Missing { .. } => {
+                // mod_dir's FallbackResource, once.
+                if let (Some(url), false) = (merged.fallback, fallen_back) {
+                    let path = fallback_path(url, &uri);
+                    if let Some(Translated::File(f)) = map::translate(files, &path) {
+                        fallen_back = true;
+                        filename = f;
+                        uri = path.decoded.to_vec();
+                        continue;
+                    }
+                }
+                tracing::info!(peer = %place.cx.facts.peer, "AH00128: File does not exist: {}", String::from_utf8_lossy(&filename));
+                return status_page(client, head, &place, 404, &[]).await;
+            }
+            Look::File {
+                path_info: true, ..
+            } => {
+                tracing::info!(peer = %place.cx.facts.peer, "AH00130: File does not exist: {}", String::from_utf8_lossy(&file.filename));
+                return status_page(client, head, &place, 404, &[]).await;
+            }
+            Look::File { path, meta, .. } => {
+                return send_file(client, head, file, (&path, &meta), &place).await;
+            }
+            Look::Dir if !uri.ends_with(b"/") => {
+                if !merged.directory_slash {
+                    return status_page(client, head, &place, 404, &[]).await;
+                }
+                return slash_redirect(client, head, &uri, file.query.as_deref(), &place).await;
+            }
+            Look::Dir => match index_file(&merged, &filename).await {
+                Some(index) => {
+                    uri.extend_from_slice(&index);
+                    filename = with_slash(&filename);
+                    filename.extend_from_slice(&index);
+                    continue;
+                }
+                None if merged.options.has(Opts::INDEXES) => {
+                    return listing(client, head, file, (&filename, &uri), &place).await;
+                }
+                None => {
+                    tracing::error!(peer = %place.cx.facts.peer, "AH01276: Cannot serve directory {}: No matching DirectoryIndex found, and server-generated directory index forbidden by Options directive", String::from_utf8_lossy(&with_slash(&filename)));
+                    return status_page(client, head, &place, 403, &[]).await;
+                }
+            },
+        }
+    }
+    status_page(client, head, &place, 500, &[]).await
+}
+
+/// `Require` of the `<Location>`, else of the file sections; none: granted.
+fn allowed(file: &FileMapped<'_>, merged: &Merged<'_>, place: &Place<'_>) -> bool {
+    match file.location_require.or(merged.require) {
+        None => true,
+        Some(r) => {
+            let facts = place.cx.facts;
+            evaluate(r, facts.peer.ip(), facts.local.ip()) == Authz::Granted
+        }
+    }
+}
+
+/// The fallback's url-path (relative ones from the request's directory).
+fn fallback_path(url: &str, uri: &[u8]) -> RequestPath {
+    let mut path = if url.starts_with('/') {
+        Vec::new()
+    } else {
+        let end = uri.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+        uri[..end].to_vec()
+    };
+    path.extend_from_slice(url.as_bytes());
+    let mut raw = String::new();
+    encode_path(&path, &mut raw);
+    RequestPath {
+        decoded: path.into(),
+        raw: raw.into(),
+        query: None,
+    }
+}
+
+/// The first `DirectoryIndex` name that is a file in `dir`.
+async fn index_file(merged: &Merged<'_>, dir: &[u8]) -> Option<Vec<u8>> {
+    let names: Vec<Vec<u8>> = merged
+        .index_names()
+        .filter(|n| !n.contains('/'))
+        .map(|n| n.as_bytes().to_vec())
+        .collect();
+    let dir = with_slash(dir);
+    tokio::task::spawn_blocking(move || {
+        names.into_iter().find(|n| {
+            let mut p = dir.clone();
+            p.extend_from_slice(n);
+            std::fs::metadata(OsStr::from_bytes(&p)).is_ok_and(|m| m.is_file())
+        })
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Walks `filename` from `/`, off the runtime's threads.
+async fn look_at(files: &Files, filename: &[u8]) -> Look {
+    // The walk needs each directory's Options: computed here, where the
+    // configuration is borrowed, for the directories on the path.
+    let mut options = Vec::new();
+    let mut dir = b"/".to_vec();
+    for comp in filename.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        options.push(map::merged(files, &dir, None).options);
+        dir.extend_from_slice(comp);
+        dir.push(b'/');
+    }
+    let filename = filename.to_vec();
+    tokio::task::spawn_blocking(move || walk(&filename, &options))
+        .await
+        .unwrap_or(Look::Forbidden("the file system could not be read"))
+}
+
+/// Apache's directory walk: each component looked at without following
+/// it, a symbolic link followed only as its directory's `Options` allow.
+fn walk(filename: &[u8], options: &[Opts]) -> Look {
+    let comps: Vec<&[u8]> = filename
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    let mut cur = b"/".to_vec();
+    for (i, comp) in comps.iter().enumerate() {
+        if *comp == b".." || *comp == b"." || comp.contains(&0) {
+            return Look::Forbidden("a path component is . or ..");
+        }
+        let mut path = cur.clone();
+        path.extend_from_slice(comp);
+        let p = Path::new(OsStr::from_bytes(&path));
+        let meta = match std::fs::symlink_metadata(p) {
+            Ok(m) => m,
+            Err(e) if is_missing(&e) => {
+                return Look::Missing {
+                    dir: cur,
+                    name: comp.to_vec(),
+                }
+            }
+            Err(_) => return Look::Forbidden("AH00035: access denied because search permissions are missing on a component of the path"),
+        };
+        let meta = if meta.file_type().is_symlink() {
+            let opts = options.get(i).copied().unwrap_or(Opts::DEFAULT);
+            match std::fs::metadata(p) {
+                Ok(target)
+                    if opts.has(Opts::FOLLOW_SYMLINKS)
+                        || (opts.has(Opts::SYMLINKS_IF_OWNER_MATCH)
+                            && target.uid() == meta.uid()) =>
+                {
+                    target
+                }
+                _ => {
+                    return Look::Forbidden(
+                        "AH00037: Symbolic link not allowed or link target not accessible",
+                    )
+                }
+            }
+        } else {
+            meta
+        };
+        if meta.is_file() {
+            return Look::File {
+                path: p.to_path_buf(),
+                meta,
+                path_info: i + 1 < comps.len(),
+            };
+        }
+        if !meta.is_dir() {
+            return Look::Forbidden("AH00038: Forbidden: it is neither a file nor a directory");
+        }
+        cur = path;
+        cur.push(b'/');
+    }
+    Look::Dir
+}
+
+fn is_missing(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
+/// `filename`'s directory (with its slash) and last component.
+fn split_dir(filename: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    match filename.iter().rposition(|&b| b == b'/') {
+        Some(i) => (filename[..=i].to_vec(), filename[i + 1..].to_vec()),
+        None => (b"/".to_vec(), filename.to_vec()),
+    }
+}
+
+fn with_slash(path: &[u8]) -> Vec<u8> {
+    let mut p = path.to_vec();
+    if p.last() != Some(&b'/') {
+        p.push(b'/');
+    }
+    p
+}
+
+/// mod_dir's redirect of a directory to its trailing slash.
+async fn slash_redirect<D: Downstream>(
+    client: &mut D,
+    head: &RequestHead,
+    uri: &[u8],
+    query: Option<&str>,
+    place: &Place<'_>,
+) -> Outcome {
+    let mut location = format!(
+        "{}://{}",
+        if place.cx.facts.https {
+            "https"
+        } else {
+            "http"
+        },
+        head.headers
+            .get_str("host")
+            .unwrap_or(&place.cx.server.server_name)
+    );
+    encode_path(uri, &mut location);
+    location.push('/');
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
+    }
+    status_page(client, head, place, 301, &[("Location", &location)]).await
+}
+
+/// An answer wsgate writes itself, with the server's `Header always`
+/// rules.
+async fn status_page<D: Downstream>(
+    client: &mut D,
+    head: &RequestHead,
+    place: &Place<'_>,
+    status: u16,
+    extra: &[(&str, &str)],
+) -> Outcome {
+    let close = place.close || status >= 500;
+    let answer = header_rules::error_page_with(
+        head,
+        place.cx,
+        place.env,
+        status,
+        canonical_reason(status),
+        close,
+        extra,
+    );
+    match client.send_answer(&answer, place.timeout).await {
+        Ok(()) if !close => Outcome::KeepAlive,
+        _ => Outcome::Close,
+    }
+}
+
+/// The core's default handler: GET, HEAD and POST get the file; OPTIONS
+/// the methods; others 405.
+async fn send_file<D: Downstream>(
+    client: &mut D,
+    head: &RequestHead,
+    file: &FileMapped<'_>,
+    (path, meta): (&Path, &std::fs::Metadata),
+    place: &Place<'_>,
+) -> Outcome {
+    let name = path.file_name().map_or(&b""[..], |n| n.as_bytes());
+    let ty = map::file_type(&file.files.mime, name);
+    if let Some(handler) = ty.handler {
+        tracing::error!(peer = %place.cx.facts.peer, "{}: needs the handler \"{handler}\" (AddHandler), which wsgate does not have", path.display());
+        return status_page(client, head, place, 403, &[]).await;
+    }
+    let content_type =
+        ty.content_type.map(
+            |t| match ty.charset.or(default_charset(&file.files.mime, t)) {
+                Some(c) if !t.contains("charset") => format!("{t}; charset={c}"),
+                _ => t.to_string(),
+            },
+        );
+    let push = |fields: &mut HeaderFields, n: &'static str, v: String| {
+        fields.push((n.into(), FieldValue::copy_from_slice(v.as_bytes())));
+    };
+    let mut fields: HeaderFields = vec![("Server".into(), FieldValue::from_static(b"wsgate"))];
+    let allow = if place.cx.server.settings.trace_enable {
+        "OPTIONS,HEAD,GET,POST,TRACE"
+    } else {
+        "OPTIONS,HEAD,GET,POST"
+    };
+    match head.method.as_str() {
+        "GET" | "HEAD" | "POST" => {}
+        // The core's OPTIONS answer: the methods, and the file's type.
+        "OPTIONS" => {
+            push(&mut fields, "Allow", allow.into());
+            if let Some(t) = content_type {
+                push(&mut fields, "Content-Type", t);
+            }
+            return send(client, head, place, (200, fields), Body::Bytes(Vec::new())).await;
+        }
+        _ => return status_page(client, head, place, 405, &[("Allow", allow)]).await,
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mtime_usec = u64::try_from(meta.mtime()).unwrap_or(0) * 1_000_000
+        + u64::try_from(meta.mtime_nsec()).unwrap_or(0) / 1000;
+    let size = meta.len();
+    let v = Validators::of_file(size, mtime_usec, now);
+    push(
+        &mut fields,
+        "Last-Modified",
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(v.modified)),
+    );
+    push(&mut fields, "ETag", v.etag.clone());
+    push(&mut fields, "Accept-Ranges", "bytes".into());
+    match conditional::evaluate(&head.method, &head.headers, &v, now) {
+        Precondition::Proceed => {}
+        // As Apache: the validators, no type, no body.
+        Precondition::NotModified => {
+            return send(client, head, place, (304, fields), Body::None).await;
+        }
+        // As Apache: the file's head with an empty body.
+        Precondition::Failed => {
+            if let Some(t) = content_type {
+                push(&mut fields, "Content-Type", t);
+            }
+            return send(client, head, place, (412, fields), Body::Bytes(Vec::new())).await;
+        }
+    }
+    if let Some(e) = ty.encoding {
+        push(&mut fields, "Content-Encoding", e.to_string());
+    }
+    if let Some(l) = ty.language {
+        push(&mut fields, "Content-Language", l.to_string());
+    }
+    let ranges = if head.method == "POST" {
+        Ranges::Whole
+    } else {
+        conditional::ranges(&head.headers, size, &v)
+    };
+    match ranges {
+        Ranges::Whole => {
+            if let Some(t) = content_type {
+                push(&mut fields, "Content-Type", t);
+            }
+            send(
+                client,
+                head,
+                place,
+                (200, fields),
+                Body::File(path, vec![(0, size)], None),
+            )
+            .await
+        }
+        // As Apache: an error page (without a Content-Range).
+        Ranges::Unsatisfiable => status_page(client, head, place, 416, &[]).await,
+        Ranges::Parts(parts) if parts.len() == 1 => {
+            let (s, e) = parts[0];
+            push(
+                &mut fields,
+                "Content-Range",
+                format!("bytes {s}-{e}/{size}"),
+            );
+            if let Some(t) = content_type {
+                push(&mut fields, "Content-Type", t);
+            }
+            send(
+                client,
+                head,
+                place,
+                (206, fields),
+                Body::File(path, vec![(s, e + 1 - s)], None),
+            )
+            .await
+        }
+        Ranges::Parts(parts) => {
+            let boundary = format!("{:x}{:x}", now, mtime_usec ^ size);
+            push(
+                &mut fields,
+                "Content-Type",
+                format!("multipart/byteranges; boundary={boundary}"),
+            );
+            let parts = parts.iter().map(|&(s, e)| (s, e + 1 - s)).collect();
+            let multi = Multipart {
+                boundary,
+                content_type,
+                size,
+            };
+            send(
+                client,
+                head,
+                place,
+                (206, fields),
+                Body::File(path, parts, Some(multi)),
+            )
+            .await
+        }
+    }
+}
+
+fn default_charset<'c>(mime: &'c crate::config::model::files::Mime, ty: &str) -> Option<&'c str> {
+    let textual = ty.eq_ignore_ascii_case("text/plain") || ty.eq_ignore_ascii_case("text/html");
+    mime.default_charset.as_deref().filter(|_| textual)
+}
+
+/// How a multi-range answer's parts are introduced.
+struct Multipart {
+    boundary: String,
+    content_type: Option<String>,
+    size: u64,
+}
+
+impl Multipart {
+    fn part_head(&self, start: u64, len: u64) -> String {
+        let mut h = format!("\r\n--{}\r\n", self.boundary);
+        if let Some(t) = &self.content_type {
+            h.push_str(&format!("Content-type: {t}\r\n"));
+        }
+        h.push_str(&format!(
+            "Content-range: bytes {start}-{}/{}\r\n\r\n",
+            start + len - 1,
+            self.size
+        ));
+        h
+    }
+
+    fn tail(&self) -> String {
+        format!("\r\n--{}--\r\n", self.boundary)
+    }
+
+    fn length(&self, parts: &[(u64, u64)]) -> u64 {
+        let heads: u64 = parts
+            .iter()
+            .map(|&(s, l)| self.part_head(s, l).len() as u64 + l)
+            .sum();
+        heads + self.tail().len() as u64
+    }
+}
+
+enum Body<'p> {
+    None,
+    /// Pieces (start, length) of a file, as one body or as multipart
+    /// parts.
+    File(&'p Path, Vec<(u64, u64)>, Option<Multipart>),
+    Bytes(Vec<u8>),
+}
+
+/// Sends an answer with the `Header` rules of the server and locations.
+async fn send<D: Downstream>(
+    client: &mut D,
+    head: &RequestHead,
+    place: &Place<'_>,
+    (status, mut fields): (u16, HeaderFields),
+    body: Body<'_>,
+) -> Outcome {
+    let length = match &body {
+        Body::None => None,
+        Body::File(_, parts, None) => Some(parts.iter().map(|p| p.1).sum()),
+        Body::File(_, parts, Some(m)) => Some(m.length(parts)),
+        Body::Bytes(b) => Some(b.len() as u64),
+    };
+    header_rules::response(
+        head,
+        place.cx,
+        place.locations,
+        place.env,
+        status,
+        &mut fields,
+    );
+    let resp = ResponseHead {
+        version: crate::http::Version::HTTP_11,
+        status,
+        reason: canonical_reason(status).into(),
+        headers: Headers { fields },
+    };
+    let c = ClientResponse {
+        body: length.map_or(BodyHeader::None, BodyHeader::Length),
+        close: place.close,
+        upgrade: None,
+        public_host: "",
+        reverse: &[],
+    };
+    let t = place.timeout;
+    if client.send_head(&resp, &c, None, t).await.is_err() {
+        return Outcome::Close;
+    }
+    let sent = if head.method == "HEAD" {
+        Ok(())
+    } else {
+        match body {
+            Body::None => Ok(()),
+            Body::Bytes(b) => {
+                client
+                    .send_piece(&Bytes::from(b), Encoding::Length, t)
+                    .await
+            }
+            Body::File(path, parts, multi) => {
+                send_parts(client, path, &parts, multi.as_ref(), t).await
+            }
+        }
+    };
+    match sent {
+        Ok(()) if !place.close => Outcome::KeepAlive,
+        _ => Outcome::Close,
+    }
+}
+
+/// A file's pieces, read a piece at a time.
+async fn send_parts<D: Downstream>(
+    client: &mut D,
+    path: &Path,
+    parts: &[(u64, u64)],
+    multi: Option<&Multipart>,
+    t: Duration,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncSeekExt;
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut buf = vec![0u8; PIECE];
+    for &(start, len) in parts {
+        if let Some(m) = multi {
+            let h = Bytes::from(m.part_head(start, len));
+            client.send_piece(&h, Encoding::Length, t).await?;
+        }
+        f.seek(std::io::SeekFrom::Start(start)).await?;
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left.min(PIECE as u64)).unwrap_or(PIECE);
+            let n = f.read(&mut buf[..want]).await?;
+            if n == 0 {
+                // The file shrank since its length was sent: the answer
+                // cannot be finished.
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            client
+                .send_piece(&Bytes::copy_from_slice(&buf[..n]), Encoding::Length, t)
+                .await?;
+            left -= n as u64;
+        }
+    }
+    if let Some(m) = multi {
+        client
+            .send_piece(&Bytes::from(m.tail()), Encoding::Length, t)
+            .await?;
+    }
+    client.finish(Encoding::Length, t).await
+}
+
+/// mod_autoindex's plain listing: the entries an `IndexIgnore` or a
+/// `Require` does not hide, sorted by name, directories with a slash.
+async fn listing<D: Downstream>(
+    client: &mut D,
+    head: &RequestHead,
+    file: &FileMapped<'_>,
+    (dir, uri): (&[u8], &[u8]),
+    place: &Place<'_>,
+) -> Outcome {
+    if !matches!(head.method.as_str(), "GET" | "HEAD") {
+        return status_page(client, head, place, 405, &[("Allow", "GET,HEAD")]).await;
+    }
+    let dir_path = with_slash(dir);
+    let read_from = dir_path.clone();
+    let entries = tokio::task::spawn_blocking(move || read_dir(&read_from))
+        .await
+        .unwrap_or_default();
+    let mut shown: Vec<(Vec<u8>, bool)> = entries
+        .into_iter()
+        .filter(|(name, _)| !map::ignored_in_listing(file.files, name))
+        .filter(|(name, is_dir)| {
+            let m = if *is_dir {
+                let mut d = dir_path.clone();
+                d.extend_from_slice(name);
+                d.push(b'/');
+                map::merged(file.files, &d, None)
+            } else {
+                map::merged(file.files, &dir_path, Some(name))
+            };
+            allowed(file, &m, place)
+        })
+        .collect();
+    shown.sort();
+    let title = html_escape(&String::from_utf8_lossy(uri));
+    let mut page = format!(
+        "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 3.2 Final//EN\">\n<html>\n <head>\n  <title>Index of {title}</title>\n </head>\n <body>\n<h1>Index of {title}</h1>\n<ul>"
+    );
+    if uri != b"/" {
+        page.push_str("<li><a href=\"../\"> Parent Directory</a></li>\n");
+    }
+    for (name, is_dir) in &shown {
+        let mut href = String::new();
+        encode_path(name, &mut href);
+        let text = html_escape(&String::from_utf8_lossy(name));
+        let slash = if *is_dir { "/" } else { "" };
+        page.push_str(&format!(
+            "<li><a href=\"{href}{slash}\"> {text}{slash}</a></li>\n"
+        ));
+    }
+    page.push_str("</ul>\n</body></html>\n");
+    let fields = vec![
+        ("Server".into(), FieldValue::from_static(b"wsgate")),
+        (
+            "Content-Type".into(),
+            FieldValue::from_static(b"text/html;charset=UTF-8"),
+        ),
+    ];
+    send(
+        client,
+        head,
+        place,
+        (200, fields),
+        Body::Bytes(page.into_bytes()),
+    )
+    .await
+}
+
+/// A directory's entries: names and whether each is a directory
+/// (following links).
+fn read_dir(dir: &[u8]) -> Vec<(Vec<u8>, bool)> {
+    let Ok(entries) = std::fs::read_dir(OsStr::from_bytes(dir)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let is_dir = std::fs::metadata(e.path()).is_ok_and(|m| m.is_dir());
+            (e.file_name().as_bytes().to_vec(), is_dir)
+        })
+        .collect()
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
