@@ -534,6 +534,15 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> 
     read_until_close(&mut s, limit).await
 }
 
+/// [`raw_exchange`], the answer as bytes.
+pub async fn raw_exchange_bytes(addr: SocketAddr, request: &[u8], limit: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(limit, s.read_to_end(&mut out)).await;
+    out
+}
+
 /// Reads until the peer closes or `limit` passes.
 pub async fn read_until_close(s: &mut TcpStream, limit: Duration) -> String {
     let mut out = Vec::new();
