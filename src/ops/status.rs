@@ -411,7 +411,8 @@ pub fn apache_time(t: SystemTime) -> String {
     )
 }
 
-fn escape(s: &str) -> String {
+/// Text made safe inside HTML (and its attributes).
+pub fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

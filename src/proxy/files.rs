@@ -85,22 +85,21 @@ pub async fn serve<D: Downstream>(
             *f = Some(String::from_utf8_lossy(&filename).into_owned());
         }
         let (dir, name) = match &look {
+            Look::Forbidden(why) => {
+                tracing::error!(peer = %place.cx.facts.peer, "{why}: {}", String::from_utf8_lossy(&filename));
+                return status_page(client, head, &place, 403, &[]).await;
+            }
             Look::Missing { dir, name } => (dir.clone(), Some(name.clone())),
             Look::Dir => (with_slash(&filename), None),
-            _ => (dir, Some(name)),
+            Look::File { .. } => (dir, Some(name)),
         };
         let merged = map::merged(files, &dir, name.as_deref());
-        if let Look::Forbidden(why) = look {
-            tracing::error!(peer = %place.cx.facts.peer, "{why}: {}", String::from_utf8_lossy(&filename));
-            return status_page(client, head, &place, 403, &[]).await;
-        }
         if !allowed(file, &merged, &place) {
             tracing::error!(peer = %place.cx.facts.peer, "AH01630: client denied by server configuration: {}", String::from_utf8_lossy(&filename));
             return status_page(client, head, &place, 403, &[]).await;
         }
         match look {
-            Look::Forbidden(_) => unreachable!("answered above"),
-            Look::Missing { .. } => {
+            Look::Missing { .. } | Look::Forbidden(_) => {
                 // mod_dir's FallbackResource, once.
                 if let (Some(url), false) = (merged.fallback, fallen_back) {
                     let path = fallback_path(url, &uri);
@@ -673,7 +672,7 @@ async fn listing<D: Downstream>(
         })
         .collect();
     shown.sort();
-    let title = html_escape(&String::from_utf8_lossy(uri));
+    let title = crate::ops::status::escape(&String::from_utf8_lossy(uri));
     let mut page = format!(
         "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 3.2 Final//EN\">\n<html>\n <head>\n  <title>Index of {title}</title>\n </head>\n <body>\n<h1>Index of {title}</h1>\n<ul>"
     );
@@ -683,7 +682,7 @@ async fn listing<D: Downstream>(
     for (name, is_dir) in &shown {
         let mut href = String::new();
         encode_path(name, &mut href);
-        let text = html_escape(&String::from_utf8_lossy(name));
+        let text = crate::ops::status::escape(&String::from_utf8_lossy(name));
         let slash = if *is_dir { "/" } else { "" };
         page.push_str(&format!(
             "<li><a href=\"{href}{slash}\"> {text}{slash}</a></li>\n"
@@ -720,18 +719,4 @@ fn read_dir(dir: &[u8]) -> Vec<(Vec<u8>, bool)> {
             (e.file_name().as_bytes().to_vec(), is_dir)
         })
         .collect()
-}
-
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
 }

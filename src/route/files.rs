@@ -11,6 +11,7 @@ use crate::config::model::files::{
 use crate::config::model::headers::Rules;
 
 use super::path::{encode_path, RequestPath};
+use super::substitute;
 
 /// A request mapped to a file system path.
 #[derive(Debug)]
@@ -131,32 +132,6 @@ fn prefix_len(alias: &[u8], uri: &[u8]) -> Option<usize> {
         return None;
     }
     Some(u)
-}
-
-/// `$0`–`$9` replaced by captures.
-fn substitute(template: &[u8], captures: Option<&regex::bytes::Captures<'_>>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(template.len() + 32);
-    let mut i = 0;
-    while i < template.len() {
-        match (template[i], template.get(i + 1)) {
-            (b'$', Some(d)) if d.is_ascii_digit() => {
-                let n = usize::from(d - b'0');
-                if let Some(m) = captures.and_then(|c| c.get(n)) {
-                    out.extend_from_slice(m.as_bytes());
-                }
-                i += 2;
-            }
-            (b'\\', Some(&next)) if next == b'$' || next == b'\\' => {
-                out.push(next);
-                i += 2;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// The settings for a file in directory `dir` (absolute, with its

@@ -1001,7 +1001,10 @@ fn captures_if_match<'p>(
 
 /// `$0`–`$9` replaced by captures (a group that did not take part gives
 /// nothing); `\x` gives a literal `x` (S18).
-fn substitute(template: &[u8], captures: Option<&regex::bytes::Captures<'_>>) -> Vec<u8> {
+pub(super) fn substitute(
+    template: &[u8],
+    captures: Option<&regex::bytes::Captures<'_>>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(template.len() + 32);
     let mut i = 0;
     while i < template.len() {
