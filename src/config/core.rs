@@ -191,6 +191,22 @@ pub(super) fn max_keepalive_requests(
     Ok(())
 }
 
+pub(super) fn deflate_level(
+    b: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let n = values::number(&node.origin, &node.name, arg(node))?;
+    if !(1..=9).contains(&n) {
+        return Err(ConfigError::new(
+            &node.origin,
+            "DeflateCompressionLevel must be between 1 and 9",
+        ));
+    }
+    b.deflate_level = u32::try_from(n).unwrap_or(6);
+    Ok(())
+}
+
 /// `TraceEnable On|Off` (`extended`, which lets TRACE carry a body, is
 /// refused: wsgate would not read that body as Apache does).
 pub(super) fn trace_enable(

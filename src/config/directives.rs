@@ -256,6 +256,10 @@ pub const DIRECTIVES: &[Directive] = &[
     line("AddLanguage", "mod_mime", SERVER_VHOST, "AddLanguage LANGUAGE EXTENSION ...", "a Content-Language for files with these extensions", files::add_mime),
     line("AddHandler", "mod_mime", SERVER_VHOST, "AddHandler HANDLER EXTENSION ...", "files with these extensions need a handler wsgate does not have (a type map, a CGI program): they are refused (403), never sent as they are", files::add_mime),
     line("IndexIgnore", "mod_autoindex", SERVER_VHOST, "IndexIgnore PATTERN ...", "names directory listings leave out (wildcards)", files::index_ignore),
+    // mod_deflate, mod_filter
+    line("AddOutputFilterByType", "mod_filter", ANYWHERE, "AddOutputFilterByType DEFLATE MEDIA-TYPE ...", "compresses answers of these types (gzip) for clients that take it: proxied answers and files, never a 101 or a tunnel", headers::output_filter),
+    one("SetOutputFilter", "core", ANYWHERE, "SetOutputFilter DEFLATE", "compresses answers of every type (gzip) for clients that take it", headers::output_filter),
+    one("DeflateCompressionLevel", "mod_deflate", SERVER, "DeflateCompressionLevel 1-9", "how hard gzip works (6 when unset)", core::deflate_level),
     // mod_authz_core, mod_authz_host
     line("Require", "mod_authz_core", ACCESS, "Require [not] all granted|denied / ip ADDRESS ... / local", "who may make the request; several lines: any one of them (403 otherwise)", require::require),
     section("RequireAll", "mod_authz_core", ACCESS, "<RequireAll>", "every Require inside must grant and none refuse (`Require not …` refuses)", require::require_section),

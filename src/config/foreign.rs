@@ -107,6 +107,13 @@ const IGNORED: &[Ignored] = &[
         in_vhost: true,
     },
     Ignored {
+        what: "mod_deflate",
+        module: None,
+        directives: &["DeflateBufferSize", "DeflateMemLevel", "DeflateWindowSize", "DeflateFilterNote"],
+        why: "zlib's buffer and window sizes and the compression ratio noted for logs: wsgate's gzip streams size their own buffers, and the answers are the same gzip either way",
+        in_vhost: false,
+    },
+    Ignored {
         what: "mod_socache_shmcb",
         module: Some("socache_shmcb_module"),
         directives: &[],

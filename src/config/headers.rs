@@ -29,6 +29,54 @@ pub(super) fn header_rule(
         _ => at.server.rules.directive(node, &lower, false),
     }
 }
+/// mod_filter's `AddOutputFilterByType` and the core's `SetOutputFilter`:
+/// the DEFLATE filter (the one output filter wsgate has) for some media
+/// types or all, in the context they are written in.
+pub(super) fn output_filter(
+    _: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    let by_type = node.is("AddOutputFilterByType");
+    let (filters, types) = match (node.args.as_slice(), by_type) {
+        ([f, types @ ..], true) if !types.is_empty() => (f, types),
+        ([f], false) => (f, &[][..]),
+        _ => {
+            return Err(ConfigError::new(
+                o,
+                format!(
+                    "{} takes {}",
+                    node.name,
+                    if by_type {
+                        "FILTER[;FILTER…] MEDIA-TYPE …"
+                    } else {
+                        "FILTER[;FILTER…]"
+                    }
+                ),
+            ))
+        }
+    };
+    for f in filters.split(';').filter(|f| !f.is_empty()) {
+        if !f.eq_ignore_ascii_case("DEFLATE") {
+            return Err(ConfigError::new(o, format!("{}: wsgate has no {f} filter", node.name))
+                .hint(format!("DEFLATE is the one output filter wsgate has; keep this line for Apache only inside <IfModule> of the module that provides {f}")));
+        }
+    }
+    let rules = match at.location.as_deref_mut() {
+        Some(loc) => &mut loc.rules,
+        None => &mut at.server.rules,
+    };
+    if by_type {
+        rules
+            .deflate
+            .extend(types.iter().map(|t| t.to_ascii_lowercase()));
+    } else {
+        rules.deflate.push("*".into());
+    }
+    Ok(())
+}
+
 use super::model::headers::{
     Action, Attribute, Condition, HeaderRule, Piece, Rules, SetEnvIf, Value,
 };

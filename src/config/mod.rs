@@ -204,6 +204,7 @@ pub(crate) struct Builder {
     timeout: Option<Duration>,
     keepalive: bool,
     max_keepalive_requests: u32,
+    deflate_level: u32,
     keepalive_timeout: Duration,
     graceful_shutdown: Option<Option<Duration>>,
     max_connections: Option<usize>,
@@ -247,6 +248,7 @@ pub fn build(
         timeout: None,
         keepalive: true,
         max_keepalive_requests: 100,
+        deflate_level: 6,
         keepalive_timeout: Duration::from_secs(5),
         graceful_shutdown: None,
         max_connections: None,
@@ -472,6 +474,7 @@ impl Builder {
             timeout,
             keepalive: self.keepalive,
             max_keepalive_requests: self.max_keepalive_requests,
+            deflate_level: self.deflate_level,
             keepalive_timeout: self.keepalive_timeout,
             graceful_shutdown: self
                 .graceful_shutdown

@@ -12,6 +12,7 @@
 //!   encodings written toward the other side.
 //! * `write` — writing HTTP/1 heads and the answers wsgate makes itself.
 //! * `conditional` — validators, conditional requests and byte ranges.
+//! * `gzip` — mod_deflate's pieces: who takes gzip, the stream.
 //!
 //! HTTP/2 (the `h2` crate) will be a second wire format producing the same
 //! heads; see the README's design notes.
@@ -19,6 +20,7 @@
 pub mod body;
 pub mod conditional;
 mod fields;
+pub mod gzip;
 pub mod h1;
 mod host;
 mod message;

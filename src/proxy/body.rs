@@ -67,6 +67,19 @@ impl BodyReader {
         self.decoder.finish();
     }
 
+    /// The next piece already in `buf`, without reading: `Some(None)` once
+    /// the body has ended, `None` when more must be read first.
+    pub fn next_buffered(
+        &mut self,
+        buf: &mut bytes::BytesMut,
+    ) -> Result<Option<Option<Bytes>>, BodyError> {
+        if let Some(piece) = self.decoder.decode(buf)? {
+            self.read += piece.len() as u64;
+            return Ok(Some(Some(piece)));
+        }
+        Ok(self.decoder.is_done().then_some(None))
+    }
+
     /// The next piece of decoded body, or `None` once the body has ended.
     pub async fn next<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,

@@ -11,6 +11,7 @@ use rustls::pki_types::ServerName;
 
 use super::body::{BodyError, BodyReader};
 use super::conn::{Conn, HeadError};
+use super::deflate::{self, Deflate};
 use super::downstream::Downstream;
 use super::error::{Failure, ProxyError};
 use super::header_rules::{self, ConnFacts};
@@ -22,6 +23,7 @@ use crate::balancer::{self, Busy};
 use crate::config::model::balancer::BalancerIdx;
 use crate::config::{Config, Server, SslIdx, TcpLiveness, WorkerParams};
 use crate::http::body::{self, Encoding, Framing};
+use crate::http::gzip::Gzip;
 use crate::http::h1::{self, ResponseError, RESPONSE_FIELD_SIZE};
 use crate::http::write::local_answer;
 use crate::http::{RequestHead, ResponseHead, TargetUrl, Version};
@@ -224,7 +226,7 @@ pub async fn forward<D: Downstream>(
         .headers
         .get_str("host")
         .unwrap_or(&req.server.server_name);
-    let relay = match plan::response_plan(&exchange, &resp) {
+    let mut relay = match plan::response_plan(&exchange, &resp) {
         Ok(ResponsePlan::Relay(relay)) => relay,
         Ok(ResponsePlan::Tunnel { upgrade, mode }) => {
             let switched = Switched {
@@ -259,13 +261,21 @@ pub async fn forward<D: Downstream>(
         }
     };
     fail_on_status(generation, target, resp.status);
+    let gzip = compression(
+        req,
+        settings,
+        env,
+        &mut resp,
+        &mut relay,
+        config.deflate_level,
+    );
     let relayed = Relayed {
         resp: &resp,
         relay: &relay,
         public_host,
         settings,
     };
-    let backend_read = relay_response(client, &mut backend, &relayed, t).await?;
+    let backend_read = relay_response(client, &mut backend, &relayed, gzip, t).await?;
     if let Some(m) = target.member {
         // bytraffic: bytes to and from the member (tunnels do not count).
         let bytes = request_head.len() as u64 + body.reader.read + backend_read;
@@ -715,6 +725,37 @@ async fn final_response<D: Downstream>(
     }
 }
 
+/// mod_deflate on a relayed answer with a body: its head changed, the
+/// framing toward the client made length-less, and the stream to write
+/// the body through.
+fn compression(
+    req: &Request<'_>,
+    settings: &Settings<'_>,
+    env: &Env,
+    resp: &mut ResponseHead,
+    relay: &mut Relay,
+    level: u32,
+) -> Option<Gzip> {
+    if matches!(relay.backend, Framing::Empty | Framing::Length(0)) {
+        return None;
+    }
+    let rules = std::iter::once(&req.server.rules).chain(settings.location_rules.iter().copied());
+    let what = deflate::decide(req.head, env, rules, resp.status, &resp.headers.fields);
+    deflate::adjust(&mut resp.headers.fields, what);
+    if what != Deflate::Gzip {
+        return None;
+    }
+    if deflate::client_is_http11(req.head) {
+        relay.client = BodyHeader::Chunked;
+        relay.encoding = Encoding::Chunked;
+    } else {
+        relay.client = BodyHeader::None;
+        relay.encoding = Encoding::Raw;
+        relay.close = true;
+    }
+    Some(Gzip::new(level))
+}
+
 /// A response on its way to the client.
 struct Relayed<'a> {
     resp: &'a ResponseHead,
@@ -729,48 +770,126 @@ async fn relay_response<D: Downstream>(
     client: &mut D,
     backend: &mut Conn<BackendStream>,
     r: &Relayed<'_>,
+    mut gzip: Option<Gzip>,
     t: Timeouts,
 ) -> Result<u64, Failure> {
     let relay = r.relay;
-    let toward_client = ClientResponse {
-        body: relay.client,
-        close: relay.close,
-        upgrade: relay.upgrade_offer.as_deref(),
-        public_host: r.public_host,
-        reverse: &r.settings.reverse,
-    };
     let mut reader = BodyReader::new(relay.backend);
+    let (mut body_header, mut encoding) = (relay.client, relay.encoding);
     // A small body that came with the head goes out with it (one send
-    // instead of two per response).
+    // instead of two per response); compressed, a body that is all here
+    // already goes out whole with its length, as Apache's does.
     let mut first = None;
-    if let (Framing::Length(n), Encoding::Length) = (relay.backend, relay.encoding) {
+    if let Some(g) = gzip.take() {
+        match compress_ahead(&mut reader, backend, g)? {
+            Ok(whole) => {
+                body_header = BodyHeader::Length(whole.len() as u64);
+                encoding = Encoding::Length;
+                first = Some(whole);
+            }
+            Err((g, ahead)) => {
+                first = ahead;
+                gzip = Some(g);
+            }
+        }
+    } else if let (Framing::Length(n), Encoding::Length) = (relay.backend, relay.encoding) {
         if n <= INLINE_BODY && backend.buf.len() as u64 >= n {
             if let Ok(Some(piece)) = reader.next(backend, t.backend).await {
                 first = Some(piece);
             }
         }
     }
+    let toward_client = ClientResponse {
+        body: body_header,
+        close: relay.close,
+        upgrade: relay.upgrade_offer.as_deref(),
+        public_host: r.public_host,
+        reverse: &r.settings.reverse,
+    };
+    // Only an unframed body goes with the head; a chunk after it.
+    let (with_head, after_head) = match encoding {
+        Encoding::Length => (first, None),
+        _ => (None, first),
+    };
     client
-        .send_head(r.resp, &toward_client, first, t.client)
+        .send_head(r.resp, &toward_client, with_head, t.client)
         .await
         .map_err(|e| Failure::client(e, true))?;
+    if let Some(piece) = after_head {
+        client
+            .send_piece(&piece, encoding, t.client)
+            .await
+            .map_err(|e| Failure::client(e, true))?;
+    }
     loop {
         match reader.next(backend, t.backend).await {
-            Ok(Some(piece)) => client
-                .send_piece(&piece, relay.encoding, t.client)
-                .await
-                .map_err(|e| Failure::client(e, true))?,
+            Ok(Some(piece)) => {
+                // Compressed, flushed whenever the backend pauses (as
+                // mod_proxy_http flushes mod_deflate).
+                let piece = match gzip.as_mut() {
+                    None => Some(piece),
+                    Some(g) => g.push(&piece, backend.buf.is_empty()),
+                };
+                if let Some(piece) = piece {
+                    client
+                        .send_piece(&piece, encoding, t.client)
+                        .await
+                        .map_err(|e| Failure::client(e, true))?;
+                }
+            }
             Ok(None) => break,
             // Mid-body failure: the client connection is cut, with no chunk
             // terminator, so it cannot take a partial body for a whole one (S82).
             Err(e) => return Err(Failure::after(backend_body_error(e))),
         }
     }
+    if let Some(g) = gzip {
+        client
+            .send_piece(&g.finish(), encoding, t.client)
+            .await
+            .map_err(|e| Failure::client(e, true))?;
+    }
     client
-        .finish(relay.encoding, t.client)
+        .finish(encoding, t.client)
         .await
         .map_err(|e| Failure::client(e, true))?;
     Ok(reader.read)
+}
+
+/// Most compressed input taken before the head is sent.
+const GZIP_AHEAD: usize = 256 * 1024;
+
+/// Compresses what of the body is in the buffer already: the whole
+/// stream when the body ended there (`Ok`), else the stream so far
+/// (flushed) and the compressor to go on with.
+#[allow(clippy::type_complexity)]
+fn compress_ahead(
+    reader: &mut BodyReader,
+    backend: &mut Conn<BackendStream>,
+    mut g: Gzip,
+) -> Result<Result<bytes::Bytes, (Gzip, Option<bytes::Bytes>)>, Failure> {
+    let mut out = Vec::new();
+    let mut taken = 0;
+    while taken < GZIP_AHEAD {
+        match reader.next_buffered(&mut backend.buf) {
+            Ok(Some(Some(piece))) => {
+                taken += piece.len();
+                if let Some(c) = g.push(&piece, false) {
+                    out.extend_from_slice(&c);
+                }
+            }
+            Ok(Some(None)) => {
+                out.extend_from_slice(&g.finish());
+                return Ok(Ok(bytes::Bytes::from(out)));
+            }
+            Ok(None) => break,
+            Err(e) => return Err(Failure::before(backend_body_error(e))),
+        }
+    }
+    if let Some(c) = g.push(&[], true) {
+        out.extend_from_slice(&c);
+    }
+    Ok(Err((g, (!out.is_empty()).then(|| bytes::Bytes::from(out)))))
 }
 
 async fn read_response_head(

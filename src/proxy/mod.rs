@@ -34,6 +34,7 @@
 mod body;
 pub(crate) mod conn;
 mod connection;
+mod deflate;
 mod downstream;
 pub(crate) mod error;
 pub mod explain;

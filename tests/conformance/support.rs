@@ -444,6 +444,14 @@ async fn serve(c: Conn, log: Log) -> Option<usize> {
             header_of(&log_lines(&log, i), "host").unwrap_or("")
         )
         .into_bytes(),
+        // Answers for mod_deflate: text of a type it may compress, one
+        // already encoded, one that forbids transforms, one with a Vary.
+        "text" => text_answer("Content-Type: text/plain\r\nETag: \"t1\"\r\n", false),
+        "htmlchunked" => text_answer("Content-Type: text/html; charset=utf-8\r\n", true),
+        "json" => text_answer("Content-Type: application/json\r\n", false),
+        "encoded" => text_answer("Content-Type: text/plain\r\nContent-Encoding: br\r\n", false),
+        "notransform" => text_answer("Content-Type: text/plain\r\nCache-Control: no-transform\r\n", false),
+        "vary" => text_answer("Content-Type: text/plain\r\nVary: Cookie\r\n", false),
         "status500" => b"HTTP/1.1 500 Backend Broke\r\nContent-Length: 4\r\nConnection: close\r\n\r\noops".to_vec(),
         // Three 6000-byte fields: one HTTP/2 header block beyond the
         // default 16 KiB frame (CONTINUATION), each field under Apache's
@@ -464,6 +472,22 @@ async fn serve(c: Conn, log: Log) -> Option<usize> {
     let _ = c.io.shutdown().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     Some(i)
+}
+
+/// A 200 with `fields` and a body of repeated text, by length or chunked.
+fn text_answer(fields: &str, chunked: bool) -> Vec<u8> {
+    let body = "the quick brown fox jumps over the lazy dog; ".repeat(20);
+    let mut r = format!("HTTP/1.1 200 OK\r\n{fields}Connection: close\r\n").into_bytes();
+    if chunked {
+        r.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+        for part in [&body[..400], &body[400..]] {
+            r.extend_from_slice(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes());
+        }
+        r.extend_from_slice(b"0\r\n\r\n");
+    } else {
+        r.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    }
+    r
 }
 
 fn log_lines(log: &Log, i: usize) -> Vec<String> {
@@ -975,6 +999,8 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                         "status" => "status",
                         "setenvif" => "setenvif",
                         "headers" => "headers",
+                        "deflate" => "deflate",
+                        "filter" => "filter",
                         "alias" => "alias",
                         "dir" => "dir",
                         "mime" => "mime",
@@ -1703,6 +1729,13 @@ fn record_final(
     framing: &str,
     end: End,
 ) {
+    // A gzip body is compared by what it holds: two zlib builds make
+    // different bytes of the same text, so its length is not compared.
+    let gunzipped = gunzip(body);
+    if gunzipped.is_some() {
+        fields.retain(|h| !h.to_ascii_lowercase().starts_with("content-length:"));
+    }
+    let body = gunzipped.as_deref().unwrap_or(body);
     let lower = String::from_utf8_lossy(&body[..body.len().min(300)]).to_ascii_lowercase();
     let error_page = lower.contains("<html") || lower.contains("<!doctype");
     t.push(format!("client: {status_line}"));
@@ -1728,14 +1761,32 @@ fn record_final(
         t.push("client: body: error page".to_string());
     } else {
         t.push(format!(
-            "client: body {} bytes ({framing}) \"{}\"",
+            "client: body {} bytes{} ({framing}) \"{}\"",
             body.len(),
+            if gunzipped.is_some() {
+                " gunzipped"
+            } else {
+                ""
+            },
             preview(body)
         ));
     }
     if end != End::Done {
         t.push(format!("client: body ended early: {}", end_word(end)));
     }
+}
+
+/// A gzip stream's content, if `body` is one.
+fn gunzip(body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    if !body.starts_with(b"\x1f\x8b") {
+        return None;
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
 }
 
 async fn read_response(c: &mut Conn, method: &str, limit: Duration, t: &mut Vec<String>) {

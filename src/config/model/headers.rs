@@ -18,6 +18,10 @@ pub struct Rules {
     /// `SetEnv NAME VALUE` (`Some`) and `UnsetEnv NAME` (`None`), in order.
     pub setenv: Vec<(String, Option<String>)>,
     pub setenvif: Vec<SetEnvIf>,
+    /// mod_deflate's filter: the media types it compresses
+    /// (`AddOutputFilterByType DEFLATE …`), `*` for every type
+    /// (`SetOutputFilter DEFLATE`). Lower-case.
+    pub deflate: Vec<String>,
 }
 
 impl Rules {
@@ -26,6 +30,7 @@ impl Rules {
             && self.request.is_empty()
             && self.setenv.is_empty()
             && self.setenvif.is_empty()
+            && self.deflate.is_empty()
     }
 
     /// `self` followed by `more`, as Apache merges a context over another.
@@ -35,6 +40,7 @@ impl Rules {
         r.request.extend(more.request.iter().cloned());
         r.setenv.extend(more.setenv.iter().cloned());
         r.setenvif.extend(more.setenvif.iter().cloned());
+        r.deflate.extend(more.deflate.iter().cloned());
         r
     }
 }

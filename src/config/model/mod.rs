@@ -45,6 +45,8 @@ pub struct Config {
     /// `MaxKeepAliveRequests`: requests on one connection, after the first,
     /// that may keep it open (0: no limit).
     pub max_keepalive_requests: u32,
+    /// `DeflateCompressionLevel` (zlib's default, 6, when unset).
+    pub deflate_level: u32,
     /// `None` means wait for ever (`GracefulShutdownTimeout 0`).
     pub graceful_shutdown: Option<Duration>,
     /// `MaxRequestWorkers`: at most this many client connections at once.
