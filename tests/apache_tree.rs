@@ -130,8 +130,6 @@ const DEBIAN_GAPS: &[&str] = &[
     "LoadModule authn_core_module",
     "LoadModule authn_file_module",
     "LoadModule authz_user_module",
-    "LoadModule deflate_module",
-    "LoadModule filter_module",
     "LoadModule reqtimeout_module",
     "directive User",
     "directive Group",

@@ -297,6 +297,9 @@ impl FrontCertificates {
     }
 }
 
+/// Text long enough for mod_deflate to compress.
+const LONG_TEXT: &[u8] = b"Static text for mod_deflate: it is long enough to be compressed, and it says so more than once. Static text for mod_deflate: it is long enough to be compressed.\n";
+
 /// The files both servers serve (`@DOCS@`): a document root, a folder
 /// beside it for an Alias, links, and fixed modification times so that
 /// both compute the same validators (and strong ones).
@@ -312,6 +315,9 @@ impl DocTree {
             ("docs/index.html", b"<h1>home</h1>\n"),
             ("docs/a.txt", b"hello\n"),
             ("docs/digits.txt", b"0123456789abcdefghij\n"),
+            ("docs/len68.txt", &[b'6'; 68]),
+            ("docs/len69.txt", &[b'9'; 69]),
+            ("docs/long.txt", LONG_TEXT),
             ("docs/sub/index.html", b"<p>sub</p>\n"),
             ("docs/sub/page.html", b"<p>page</p>\n"),
             ("docs/listed/one.txt", b"1\n"),

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 
+use super::deflate::{self, Deflate};
 use super::downstream::Downstream;
 use super::forward::Outcome;
 use super::header_rules::{self, Context};
@@ -24,6 +25,7 @@ use super::headers::{BodyHeader, ClientResponse};
 use crate::config::model::files::{Files, Merged, Opts};
 use crate::http::body::Encoding;
 use crate::http::conditional::{self, Precondition, Ranges, Validators};
+use crate::http::gzip::Gzip;
 use crate::http::{canonical_reason, FieldValue, HeaderFields, Headers, RequestHead, ResponseHead};
 use crate::route::access::{evaluate, Authz};
 use crate::route::files::{self as map, FileMapped, Translated};
@@ -63,6 +65,8 @@ pub struct Place<'a> {
     pub timeout: Duration,
     /// The matching `<Location>` sections' header rules.
     pub locations: &'a [&'a crate::config::model::headers::Rules],
+    /// `DeflateCompressionLevel`.
+    pub deflate_level: u32,
     /// The access log's `%f`.
     pub filename: Option<&'a mut Option<String>>,
 }
@@ -427,6 +431,31 @@ async fn send_file<D: Downstream>(
     if let Some(l) = ty.language {
         push(&mut fields, "Content-Language", l.to_string());
     }
+    if let Some(t) = &content_type {
+        push(&mut fields, "Content-Type", t.clone());
+    }
+    // mod_deflate runs before the byte ranges, as Apache's filters do: a
+    // range of a compressed answer is a range of the gzip.
+    let rules = std::iter::once(&place.cx.server.rules).chain(place.locations.iter().copied());
+    let what = deflate::decide(head, place.env, rules, (200, Some(size)), &fields);
+    deflate::adjust(&mut fields, what);
+    let source = match what {
+        Deflate::Gzip if size > GZIP_WHOLE => {
+            let g = Gzip::new(place.deflate_level);
+            return send_gzip_stream(client, head, place, (200, fields), path, g).await;
+        }
+        Deflate::Gzip => match tokio::fs::read(path).await {
+            Ok(data) => {
+                let mut g = Gzip::new(place.deflate_level);
+                let mut out = g.push(&data, false).map(|b| b.to_vec()).unwrap_or_default();
+                out.extend_from_slice(&g.finish());
+                Source::Memory(out)
+            }
+            Err(_) => return status_page(client, head, place, 403, &[]).await,
+        },
+        _ => Source::File(path),
+    };
+    let size = source.len(size);
     let ranges = if head.method == "POST" {
         Ranges::Whole
     } else {
@@ -434,17 +463,8 @@ async fn send_file<D: Downstream>(
     };
     match ranges {
         Ranges::Whole => {
-            if let Some(t) = content_type {
-                push(&mut fields, "Content-Type", t);
-            }
-            send(
-                client,
-                head,
-                place,
-                (200, fields),
-                Body::File(path, vec![(0, size)], None),
-            )
-            .await
+            let body = Body::Parts(source, vec![(0, size)], None);
+            send(client, head, place, (200, fields), body).await
         }
         // As Apache: an error page (without a Content-Range).
         Ranges::Unsatisfiable => status_page(client, head, place, 416, &[]).await,
@@ -455,20 +475,12 @@ async fn send_file<D: Downstream>(
                 "Content-Range",
                 format!("bytes {s}-{e}/{size}"),
             );
-            if let Some(t) = content_type {
-                push(&mut fields, "Content-Type", t);
-            }
-            send(
-                client,
-                head,
-                place,
-                (206, fields),
-                Body::File(path, vec![(s, e + 1 - s)], None),
-            )
-            .await
+            let body = Body::Parts(source, vec![(s, e + 1 - s)], None);
+            send(client, head, place, (206, fields), body).await
         }
         Ranges::Parts(parts) => {
             let boundary = format!("{:x}{:x}", now, mtime_usec ^ size);
+            fields.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
             push(
                 &mut fields,
                 "Content-Type",
@@ -480,14 +492,24 @@ async fn send_file<D: Downstream>(
                 content_type,
                 size,
             };
-            send(
-                client,
-                head,
-                place,
-                (206, fields),
-                Body::File(path, parts, Some(multi)),
-            )
-            .await
+            let body = Body::Parts(source, parts, Some(multi));
+            send(client, head, place, (206, fields), body).await
+        }
+    }
+}
+
+/// Where an answer's bytes come from: the file, or its gzip in memory.
+enum Source<'p> {
+    File(&'p Path),
+    Memory(Vec<u8>),
+}
+
+impl Source<'_> {
+    /// The representation's length (`file`: the file's).
+    fn len(&self, file: u64) -> u64 {
+        match self {
+            Source::File(_) => file,
+            Source::Memory(m) => m.len() as u64,
         }
     }
 }
@@ -533,9 +555,9 @@ impl Multipart {
 
 enum Body<'p> {
     None,
-    /// Pieces (start, length) of a file, as one body or as multipart
-    /// parts.
-    File(&'p Path, Vec<(u64, u64)>, Option<Multipart>),
+    /// Pieces (start, length) of the representation, as one body or as
+    /// multipart parts.
+    Parts(Source<'p>, Vec<(u64, u64)>, Option<Multipart>),
     Bytes(Vec<u8>),
 }
 
@@ -545,12 +567,31 @@ async fn send<D: Downstream>(
     head: &RequestHead,
     place: &Place<'_>,
     (status, mut fields): (u16, HeaderFields),
-    body: Body<'_>,
+    mut body: Body<'_>,
 ) -> Outcome {
+    // mod_deflate on a page of wsgate's (a listing); files are
+    // compressed where their ranges are read.
+    if let (200, Body::Bytes(b), false) = (status, &body, head.method == "HEAD") {
+        let rules = std::iter::once(&place.cx.server.rules).chain(place.locations.iter().copied());
+        let what = deflate::decide(
+            head,
+            place.env,
+            rules,
+            (status, Some(b.len() as u64)),
+            &fields,
+        );
+        deflate::adjust(&mut fields, what);
+        if what == Deflate::Gzip {
+            let mut g = Gzip::new(place.deflate_level);
+            let mut out = g.push(b, false).map(|b| b.to_vec()).unwrap_or_default();
+            out.extend_from_slice(&g.finish());
+            body = Body::Bytes(out);
+        }
+    }
     let length = match &body {
         Body::None => None,
-        Body::File(_, parts, None) => Some(parts.iter().map(|p| p.1).sum()),
-        Body::File(_, parts, Some(m)) => Some(m.length(parts)),
+        Body::Parts(_, parts, None) => Some(parts.iter().map(|p| p.1).sum()),
+        Body::Parts(_, parts, Some(m)) => Some(m.length(parts)),
         Body::Bytes(b) => Some(b.len() as u64),
     };
     header_rules::response(
@@ -588,8 +629,8 @@ async fn send<D: Downstream>(
                     .send_piece(&Bytes::from(b), Encoding::Length, t)
                     .await
             }
-            Body::File(path, parts, multi) => {
-                send_parts(client, path, &parts, multi.as_ref(), t).await
+            Body::Parts(source, parts, multi) => {
+                send_parts(client, &source, &parts, multi.as_ref(), t).await
             }
         }
     };
@@ -599,22 +640,97 @@ async fn send<D: Downstream>(
     }
 }
 
-/// A file's pieces, read a piece at a time.
+/// Files up to this size are compressed whole and sent with a length;
+/// larger ones stream chunked.
+const GZIP_WHOLE: u64 = 256 * 1024;
+
+/// A large file compressed as it is read, chunked (HTTP/1.0: until the
+/// connection closes).
+async fn send_gzip_stream<D: Downstream>(
+    client: &mut D,
+    head: &RequestHead,
+    place: &Place<'_>,
+    (status, mut fields): (u16, HeaderFields),
+    path: &Path,
+    mut g: Gzip,
+) -> Outcome {
+    header_rules::response(
+        head,
+        place.cx,
+        place.locations,
+        place.env,
+        status,
+        &mut fields,
+    );
+    let http11 = deflate::client_is_http11(head);
+    let (encoding, header, close) = if http11 {
+        (Encoding::Chunked, BodyHeader::Chunked, place.close)
+    } else {
+        (Encoding::Raw, BodyHeader::None, true)
+    };
+    let resp = ResponseHead {
+        version: crate::http::Version::HTTP_11,
+        status,
+        reason: canonical_reason(status).into(),
+        headers: Headers { fields },
+    };
+    let c = ClientResponse {
+        body: header,
+        close,
+        upgrade: None,
+        public_host: "",
+        reverse: &[],
+    };
+    let t = place.timeout;
+    let sent = async {
+        client.send_head(&resp, &c, None, t).await?;
+        let mut f = tokio::fs::File::open(path).await?;
+        let mut buf = vec![0u8; PIECE];
+        loop {
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            if let Some(out) = g.push(&buf[..n], false) {
+                client.send_piece(&out, encoding, t).await?;
+            }
+        }
+        client.send_piece(&g.finish(), encoding, t).await?;
+        client.finish(encoding, t).await
+    };
+    match sent.await {
+        Ok(()) if !close => Outcome::KeepAlive,
+        _ => Outcome::Close,
+    }
+}
+
+/// A representation's pieces, a file's read a piece at a time.
 async fn send_parts<D: Downstream>(
     client: &mut D,
-    path: &Path,
+    source: &Source<'_>,
     parts: &[(u64, u64)],
     multi: Option<&Multipart>,
     t: Duration,
 ) -> std::io::Result<()> {
     use tokio::io::AsyncSeekExt;
-    let mut f = tokio::fs::File::open(path).await?;
+    let mut file = match source {
+        Source::File(path) => Some(tokio::fs::File::open(path).await?),
+        Source::Memory(_) => None,
+    };
     let mut buf = vec![0u8; PIECE];
     for &(start, len) in parts {
         if let Some(m) = multi {
             let h = Bytes::from(m.part_head(start, len));
             client.send_piece(&h, Encoding::Length, t).await?;
         }
+        let (Some(f), Source::File(_)) = (file.as_mut(), source) else {
+            if let Source::Memory(m) = source {
+                let (s, e) = (start as usize, (start + len) as usize);
+                let piece = Bytes::copy_from_slice(m.get(s..e).unwrap_or_default());
+                client.send_piece(&piece, Encoding::Length, t).await?;
+            }
+            continue;
+        };
         f.seek(std::io::SeekFrom::Start(start)).await?;
         let mut left = len;
         while left > 0 {

@@ -740,7 +740,17 @@ fn compression(
         return None;
     }
     let rules = std::iter::once(&req.server.rules).chain(settings.location_rules.iter().copied());
-    let what = deflate::decide(req.head, env, rules, resp.status, &resp.headers.fields);
+    let length = match relay.backend {
+        Framing::Length(n) => Some(n),
+        _ => None,
+    };
+    let what = deflate::decide(
+        req.head,
+        env,
+        rules,
+        (resp.status, length),
+        &resp.headers.fields,
+    );
     deflate::adjust(&mut resp.headers.fields, what);
     if what != Deflate::Gzip {
         return None;

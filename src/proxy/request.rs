@@ -259,6 +259,7 @@ async fn route_and_forward<'g, D: Downstream>(
                 close,
                 timeout: t,
                 locations: &file.location_rules,
+                deflate_level: config.deflate_level,
                 filename: trail.log.as_deref_mut().map(|l| &mut l.filename),
             };
             return files::serve(client, head, &file, place).await;
