@@ -25,6 +25,12 @@ pub struct Expander {
 }
 
 impl Expander {
+    /// `ServerRoot` as the files set it (where they were read from when
+    /// none does): relative paths of every directive resolve against it.
+    pub fn server_root(&self) -> &Path {
+        &self.server_root
+    }
+
     /// `defines` are the `-D NAME` given on the command line; relative
     /// `Include` paths resolve against `server_root` until `ServerRoot` says
     /// otherwise.

@@ -52,6 +52,9 @@ pub fn load(path: &Path, defines: &[String]) -> Result<Config, ConfigError> {
     let nodes = expander.read_file(path);
     let prior = std::mem::take(&mut expander.errors);
     let foreign = foreign::Foreign::new(std::mem::take(&mut expander.loaded_missing));
+    // Relative paths (logs, keys, the document root) resolve against
+    // ServerRoot, as Apache's do, not the main file's folder.
+    let root = expander.server_root().to_path_buf();
     build(expanded(nodes, &prior)?, &root, path, (prior, foreign))
 }
 
