@@ -81,10 +81,7 @@ async fn no_request_reads_a_file_outside_the_root() {
         let answer = get(&w, a).await;
         assert!(!answer.contains(SECRET), "{a} read the secret: {answer}");
         let status = status_of(&answer);
-        assert!(
-            matches!(status, 400 | 403 | 404),
-            "{a}: {status}: {answer}"
-        );
+        assert!(matches!(status, 400 | 403 | 404), "{a}: {status}: {answer}");
     }
     // A link in a directory without FollowSymLinks is refused as such.
     let locked = get(&w, "/locked/out.txt").await;

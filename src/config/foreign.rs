@@ -162,21 +162,46 @@ struct Missing {
     uses: Vec<(String, Origin)>,
 }
 
+/// Modules that change what Apache serves with no line of configuration:
+/// loading one is an error even when nothing names it.
+const ACT_UNCONFIGURED: &[&str] = &[
+    // `UserDir public_html` is its default: /~user/ serves home folders.
+    "userdir_module",
+    // Sets UNIQUE_ID for every request, which logs and headers may use.
+    "unique_id_module",
+];
+
 impl Foreign {
-    /// `LoadModule NAME FILE` lines for modules wsgate does not have.
-    pub fn new(loaded_missing: Vec<(String, Origin)>) -> Foreign {
+    /// `LoadModule NAME FILE` lines for modules wsgate does not have, and
+    /// the `<IfModule>` blocks skipped for lack of a module (bare names):
+    /// a block of a loaded module is a use of it.
+    pub fn new(loaded_missing: Vec<(String, Origin)>, skipped: &[(String, Origin)]) -> Foreign {
         Foreign {
             ignored: Vec::new(),
             missing: loaded_missing
                 .into_iter()
-                .map(|(name, origin)| Missing {
-                    module: apache_modules::by_name(&name),
-                    name,
-                    origin,
-                    uses: Vec::new(),
+                .map(|(name, origin)| {
+                    let bare = super::include::bare_module(&name).to_string();
+                    let uses = skipped
+                        .iter()
+                        .filter(|(m, _)| *m == bare)
+                        .map(|(_, o)| ("<IfModule>".to_string(), o.clone()))
+                        .collect();
+                    Missing {
+                        module: apache_modules::by_name(&name),
+                        name,
+                        origin,
+                        uses,
+                    }
                 })
                 .collect(),
         }
+    }
+
+    /// A missing module that nothing uses and that does nothing unless
+    /// configured: read and ignored, named in the warning.
+    fn unused(m: &Missing) -> bool {
+        m.uses.is_empty() && !ACT_UNCONFIGURED.contains(&m.name.as_str())
     }
 
     /// Takes a line wsgate has no directive for, if it is one to ignore
@@ -223,12 +248,24 @@ impl Foreign {
 
     /// The one warning for every ignored line, if any.
     pub fn warning(&self) -> Option<String> {
-        if self.ignored.is_empty() {
+        let unused: Vec<&str> = self
+            .missing
+            .iter()
+            .filter(|m| Foreign::unused(m))
+            .map(|m| m.name.as_str())
+            .collect();
+        if self.ignored.is_empty() && unused.is_empty() {
             return None;
         }
         let mut out = String::from(
             "read and ignored (ignoring them cannot change who gets in or what is served):",
         );
+        if !unused.is_empty() {
+            out.push_str(&format!(
+                "\n  LoadModule: {}: wsgate does not have these modules, and no line of this configuration uses them (no directive, no <IfModule> block), so Apache would do nothing with them that wsgate does not",
+                unused.join(", ")
+            ));
+        }
         for (g, group) in IGNORED.iter().enumerate() {
             let names: Vec<String> = self
                 .ignored
@@ -256,6 +293,7 @@ impl Foreign {
     pub fn errors(&self) -> Vec<ConfigError> {
         self.missing
             .iter()
+            .filter(|m| !Foreign::unused(m))
             .map(|m| {
                 let file = m.module.map_or(m.name.as_str(), |module| module.file);
                 let used = if m.uses.is_empty() {
@@ -283,7 +321,7 @@ impl Foreign {
                     format!("LoadModule {}: wsgate does not have {file}{used}", m.name),
                 )
                 .hint(format!(
-                    "remove this line and those directives, or keep them inside <IfModule {}> … </IfModule> so that a file shared with Apache keeps them for Apache only",
+                    "wsgate cannot do what those lines ask: remove them with this line, or, in a file shared with Apache, keep this line inside <IfModule !wsgate_module> … </IfModule> and those lines inside <IfModule {}> … </IfModule>",
                     m.name
                 ))
             })
@@ -335,19 +373,36 @@ mod tests {
     #[test]
     fn a_missing_loaded_module_is_one_error_naming_its_lines() {
         let o = node("x", 3).origin;
-        let mut f = Foreign::new(vec![("php_module".into(), o)]);
+        let mut f = Foreign::new(
+            vec![
+                ("php_module".into(), o.clone()),
+                ("echo_module".into(), o.clone()),
+                ("mime_magic_module".into(), o.clone()),
+                ("unique_id_module".into(), o.clone()),
+            ],
+            &[("mime_magic".to_string(), node("x", 20).origin)],
+        );
         assert!(f.take(&node("php_value", 10)));
         assert!(f.take(&node("php_admin_flag", 11)));
         assert!(!f.take(&node("WSGIDaemonProcess", 12)), "not loaded");
         let errors = f.errors();
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].origin.line, 3);
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        // php: its directives; mime_magic: an <IfModule> block Apache
+        // would read; unique_id: acts unconfigured. echo: nothing uses it.
+        assert_eq!(errors.len(), 3, "{messages:?}");
         assert!(
-            errors[0]
-                .message
-                .contains("t.conf:10 (php_value), t.conf:11 (php_admin_flag)"),
-            "{}",
-            errors[0].message
+            messages[0].contains("t.conf:10 (php_value), t.conf:11 (php_admin_flag)"),
+            "{messages:?}"
         );
+        assert!(
+            messages[1].contains("t.conf:20 (<IfModule>)"),
+            "{messages:?}"
+        );
+        assert!(
+            messages[2].starts_with("LoadModule unique_id_module"),
+            "{messages:?}"
+        );
+        let w = f.warning().unwrap();
+        assert!(w.contains("\n  LoadModule: echo_module: "), "{w}");
     }
 }

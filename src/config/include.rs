@@ -22,6 +22,18 @@ pub struct Expander {
     pub errors: Vec<ConfigError>,
     /// `LoadModule` lines of modules wsgate does not have (`foreign`).
     pub loaded_missing: Vec<(String, Origin)>,
+    /// `<IfModule NAME>` blocks skipped because wsgate lacks NAME (the
+    /// name without `mod_`, `.c` or `_module`): what they hold would apply
+    /// in Apache with the module loaded.
+    pub skipped_blocks: Vec<(String, Origin)>,
+}
+
+/// A module's name as `<IfModule>` and `LoadModule` write it (`mod_x.c`,
+/// `mod_x`, `x_module`), bare (`x`).
+pub fn bare_module(name: &str) -> &str {
+    let n = name.strip_suffix(".c").unwrap_or(name);
+    let n = n.strip_prefix("mod_").unwrap_or(n);
+    n.strip_suffix("_module").unwrap_or(n)
 }
 
 impl Expander {
@@ -46,6 +58,7 @@ impl Expander {
             server_root,
             errors: Vec::new(),
             loaded_missing: Vec::new(),
+            skipped_blocks: Vec::new(),
         }
     }
 
@@ -166,6 +179,9 @@ impl Expander {
                     };
                     if holds != negate {
                         self.expand(children, out, depth)?;
+                    } else if lower == "ifmodule" && !negate && !children.is_empty() {
+                        self.skipped_blocks
+                            .push((bare_module(name).to_string(), node.origin.clone()));
                     }
                 }
                 "include" | "includeoptional" => {

@@ -51,7 +51,10 @@ pub fn load(path: &Path, defines: &[String]) -> Result<Config, ConfigError> {
     let mut expander = include::Expander::new(defines, root.clone());
     let nodes = expander.read_file(path);
     let prior = std::mem::take(&mut expander.errors);
-    let foreign = foreign::Foreign::new(std::mem::take(&mut expander.loaded_missing));
+    let foreign = foreign::Foreign::new(
+        std::mem::take(&mut expander.loaded_missing),
+        &expander.skipped_blocks,
+    );
     // Relative paths (logs, keys, the document root) resolve against
     // ServerRoot, as Apache's do, not the main file's folder.
     let root = expander.server_root().to_path_buf();
@@ -73,7 +76,10 @@ pub fn from_str(text: &str, name: &str) -> Result<Config, ConfigError> {
     let mut expander = include::Expander::new(&[], root.clone());
     let nodes = expander.expand_text(text, Path::new(name), 0);
     let prior = std::mem::take(&mut expander.errors);
-    let foreign = foreign::Foreign::new(std::mem::take(&mut expander.loaded_missing));
+    let foreign = foreign::Foreign::new(
+        std::mem::take(&mut expander.loaded_missing),
+        &expander.skipped_blocks,
+    );
     build(
         expanded(nodes, &prior)?,
         &root,
