@@ -250,6 +250,21 @@ struct View<'a> {
     status: Option<u16>,
 }
 
+/// The request's variables for a condition outside header rules
+/// (`Require expr`).
+pub fn expr_view<'a>(
+    head: &'a RequestHead,
+    cx: Context<'a>,
+    env: &'a Env,
+) -> impl rules::expr::Context + 'a {
+    View {
+        head,
+        cx,
+        env,
+        status: None,
+    }
+}
+
 impl View<'_> {
     fn facts(&self) -> rules::Facts<'_> {
         let cx = &self.cx;

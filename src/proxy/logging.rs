@@ -70,6 +70,7 @@ impl Visit {
             filename: None,
             handler: None,
             backend: None,
+            user: None,
             ssl: None,
             tunnel: status == 101,
         }
@@ -103,6 +104,8 @@ pub struct LogTrail {
     pub backend: Option<String>,
     /// `proxy:URL` for a proxied request.
     pub filename: Option<String>,
+    /// The user Basic credentials named (`%u`).
+    pub user: Option<String>,
 }
 
 impl Trail<'_> {

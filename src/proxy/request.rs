@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::downstream::Downstream;
 use super::error::{Failure, ProxyError};
 use super::forward::{self, Backend, BodyState, ChosenMember, Outcome};
+use super::gate;
 use super::handler;
 use super::header_rules::{self, ConnFacts};
 use super::logging::{self, Trail, Visit, Watch};
@@ -100,6 +101,7 @@ pub async fn handle<D: Downstream>(
         filename: log.filename.as_deref(),
         handler: log.filename.as_ref().map(|_| "proxy-server"),
         backend: log.backend.as_deref(),
+        user: log.user.as_deref(),
         ssl: tls.map(|t| SslVars {
             protocol: "",
             cipher: "",
@@ -202,10 +204,47 @@ async fn route_and_forward<'g, D: Downstream>(
     trail.server = Some(server);
     let env = &mut trail.env;
     let cx = header_rules::post_read(head, &path, facts, server, env);
-    let mapped = {
-        let request = route::Request::from_head(head, &path, facts.peer, facts.local, facts.https);
+    let mut found = gate::Found::default();
+    let mut mapped = {
+        let view = header_rules::expr_view(head, cx, env);
+        let mut request =
+            route::Request::from_head(head, &path, facts.peer, facts.local, facts.https);
+        request.access = access_facts(env, &view, &found);
         route::decide(config, server, &request)
     };
+    // Access control waiting for a host name or a user: find it out,
+    // then decide again with it.
+    while let Decision::Pending(pending) = mapped {
+        match &pending.need {
+            route::Need::Host => {
+                found.remote_host = Some(gate::remote_host(facts.peer.ip()).await);
+            }
+            route::Need::User { realm, user_file } => {
+                let authn = gate::authenticate(head, *user_file, facts.peer, &mut found).await;
+                if let Some(log) = trail.log.as_deref_mut() {
+                    log.user = found.sent_user.clone();
+                }
+                let status = match authn {
+                    gate::Authn::User(user) => {
+                        found.user = Some(user);
+                        None
+                    }
+                    gate::Authn::Unauthorized => Some(401),
+                    gate::Authn::Error => Some(500),
+                };
+                if let Some(status) = status {
+                    let page = refusal(head, cx, &trail.env, status, realm, close);
+                    return write_answer(client, &page, t).await;
+                }
+            }
+        }
+        let view = header_rules::expr_view(head, cx, &trail.env);
+        let mut request =
+            route::Request::from_head(head, &path, facts.peer, facts.local, facts.https);
+        request.access = access_facts(&trail.env, &view, &found);
+        mapped = route::access::resume(*pending, &request.asked(), &mut ());
+    }
+    let env = &mut trail.env;
     // Answers made from here get the server's `Header always` rules.
     let answer = |head: &RequestHead, env: &Env, status: u16, close: bool| {
         header_rules::error_page(head, cx, env, status, canonical_reason(status), close)
@@ -250,6 +289,16 @@ async fn route_and_forward<'g, D: Downstream>(
             tracing::error!(peer = %facts.peer, "AH01630: client denied by server configuration: {}", head.target);
             return write_answer(client, &answer(head, env, 403, close), t).await;
         }
+        Decision::Unauthorized { realm } => {
+            tracing::error!(peer = %facts.peer, "AH01631: user {}: authorization failure for \"{}\"", found.user.as_deref().unwrap_or("-"), head.target);
+            let page = refusal(head, cx, env, 401, realm, close);
+            return write_answer(client, &page, t).await;
+        }
+        Decision::AccessError(why) => {
+            tracing::error!(peer = %facts.peer, "{why}: {}", head.target);
+            return write_answer(client, &answer(head, env, 500, true), t).await;
+        }
+        Decision::Pending(_) => unreachable!("pending access is settled above"),
         Decision::Handler(h) => {
             let place = handler::Place {
                 server_name: &server.server_name,
@@ -300,6 +349,47 @@ async fn route_and_forward<'g, D: Downstream>(
             Outcome::Close
         }
     }
+}
+
+/// What access control reads of the request beyond its head.
+fn access_facts<'a>(
+    env: &'a Env,
+    view: &'a dyn crate::rules::expr::Context,
+    found: &'a gate::Found,
+) -> route::access::Facts<'a> {
+    route::access::Facts {
+        env: Some(env),
+        expr: Some(view),
+        remote_host: found.remote_host.as_ref().map(Option::as_deref),
+        user: found.user.as_deref(),
+    }
+}
+
+/// A 401 asking for Basic credentials of `realm` (mod_auth_basic's
+/// `note_basic_auth_failure`), or a 500 when they could not be checked
+/// (that one closes the connection, as Apache's does).
+fn refusal(
+    head: &RequestHead,
+    cx: header_rules::Context<'_>,
+    env: &Env,
+    status: u16,
+    realm: &str,
+    close: bool,
+) -> LocalAnswer {
+    let reason = canonical_reason(status);
+    if status != 401 {
+        return header_rules::error_page(head, cx, env, status, reason, true);
+    }
+    let challenge = format!("Basic realm=\"{realm}\"");
+    header_rules::error_page_with(
+        head,
+        cx,
+        env,
+        401,
+        reason,
+        close,
+        &[("WWW-Authenticate", challenge.as_str())],
+    )
 }
 
 /// Proxies a mapped request: to its worker, or to balancer members in

@@ -452,6 +452,7 @@ impl Steps<'_> {
             let verdict = match verdict {
                 Authz::Granted => "granted",
                 Authz::Denied => "denied",
+                Authz::DeniedNoUser => "denied without a user",
                 Authz::Neutral => "not granted (a negation alone grants nothing)",
             };
             let place = match origin {
@@ -551,7 +552,19 @@ impl Steps<'_> {
                 )
             }
             Decision::Status(s) => format!("{s} {} (a rewrite rule)", canonical_reason(*s)),
-            Decision::Denied => "403 Forbidden: Require denies the client".into(),
+            Decision::Denied => "403 Forbidden: Require (or Allow/Deny) denies the client".into(),
+            Decision::Unauthorized { realm } => {
+                format!("401 Unauthorized: the user may not enter realm \"{realm}\"")
+            }
+            Decision::AccessError(why) => format!("500 Internal Server Error: {why}"),
+            Decision::Pending(p) => match &p.need {
+                route::Need::Host => {
+                    "access depends on the client's host name (explain looks up no names)".into()
+                }
+                route::Need::User { realm, .. } => format!(
+                    "401 Unauthorized unless the request carries a user and password of realm \"{realm}\" that the AuthUserFile accepts and Require lets in (explain checks no passwords)"
+                ),
+            },
             Decision::Handler(h) => {
                 let at = self
                     .seen
