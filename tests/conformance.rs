@@ -312,8 +312,27 @@ async fn run_all() -> Results {
     let mut outcomes = Vec::new();
 
     for g in groups {
-        let config = g
-            .config
+        let passwords = if g.users.is_empty() {
+            None
+        } else {
+            match support::write_htpasswd(&g.users) {
+                Some(dir) => Some(dir),
+                None => {
+                    say(&format!(
+                        "SKIP: group {} needs htpasswd (apt-get install apache2-utils)",
+                        g.name
+                    ));
+                    continue;
+                }
+            }
+        };
+        let config = match &passwords {
+            Some(dir) => g
+                .config
+                .replace("@HTPASSWD@", &dir.path().join("htpasswd").display().to_string()),
+            None => g.config.clone(),
+        };
+        let config = config
             .replace("@B@", &backend.addr.to_string())
             .replace("@TLSPORT@", &tls_backend.addr.port().to_string())
             .replace("@BPORT@", &backend.addr.port().to_string())
