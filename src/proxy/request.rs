@@ -204,6 +204,7 @@ async fn route_and_forward<'g, D: Downstream>(
     trail.server = Some(server);
     let env = &mut trail.env;
     let cx = header_rules::post_read(head, &path, facts, server, env);
+    header_rules::header_parser(head, cx, &route::location_setenvif(server, &path), env);
     let mut found = gate::Found::default();
     let mut mapped = {
         let view = header_rules::expr_view(head, cx, env);

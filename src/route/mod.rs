@@ -686,6 +686,16 @@ fn settings_for<'c, 'p, T: Trace + ?Sized>(
     (settings, location_pass, access)
 }
 
+/// The header and environment rules of the `<Location>` sections that
+/// match `path`, in order, when one of them has `SetEnvIf` lines (whose
+/// variables access control reads: they run before it).
+pub fn location_setenvif<'c>(server: &'c Server, path: &RequestPath) -> Vec<&'c Rules> {
+    if server.locations.iter().all(|l| l.rules.setenvif.is_empty()) {
+        return Vec::new();
+    }
+    settings_for(server, path, &mut ()).0.location_rules
+}
+
 /// ProxyPass mapping (after rewriting). `has_upgrade` says whether the client
 /// sent an Upgrade header, which legacy mode (fallback Off) needs to pick a
 /// ws route.

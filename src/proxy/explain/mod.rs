@@ -261,6 +261,12 @@ fn run_at(
     vhost_line(out, config, server, local, head.headers.get_str("host"));
     let mut env = Env::default();
     let cx = header_rules::post_read(&mut head, &path, facts, server, &mut env);
+    header_rules::header_parser(
+        &head,
+        cx,
+        &route::location_setenvif(server, &path),
+        &mut env,
+    );
     let mut seen = Seen::default();
     let decision = {
         let request = route::Request::from_head(&head, &path, facts.peer, local, https);
