@@ -56,15 +56,11 @@ pub(super) fn allow_deny(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Resul
             return Err(ConfigError::new(
                 o,
                 format!(
-                    "{} '{}' followed by hostnames or IP-address wildcards",
-                    node.name.to_ascii_lowercase(),
-                    "from"
+                    "{} requires at least two arguments, 'from' followed by hostnames or IP-address wildcards",
+                    node.name.to_ascii_lowercase()
                 ),
             )
-            .hint(format!(
-                "e.g. {} from 192.168.1 or {} from all",
-                node.name, node.name
-            )))
+            .hint(format!("e.g. {} from 192.168.1 or {} from all", node.name, node.name)))
         }
     };
     if !first.eq_ignore_ascii_case("from") {
