@@ -206,45 +206,23 @@ async fn route_and_forward<'g, D: Downstream>(
     let cx = header_rules::post_read(head, &path, facts, server, env);
     header_rules::header_parser(head, cx, &route::location_setenvif(server, &path), env);
     let mut found = gate::Found::default();
-    let mut mapped = {
-        let view = header_rules::expr_view(head, cx, env);
-        let mut request =
-            route::Request::from_head(head, &path, facts.peer, facts.local, facts.https);
-        request.access = access_facts(env, &view, &found);
-        route::decide(config, server, &request)
+    let asked = Asked {
+        head,
+        path: &path,
+        facts,
+        cx,
     };
-    // Access control waiting for a host name or a user: find it out,
-    // then decide again with it.
-    while let Decision::Pending(pending) = mapped {
-        match &pending.need {
-            route::Need::Host => {
-                found.remote_host = Some(gate::remote_host(facts.peer.ip()).await);
-            }
-            route::Need::User { realm, user_file } => {
-                let authn = gate::authenticate(head, *user_file, facts.peer, &mut found).await;
-                if let Some(log) = trail.log.as_deref_mut() {
-                    log.user = found.sent_user.clone();
-                }
-                let status = match authn {
-                    gate::Authn::User(user) => {
-                        found.user = Some(user);
-                        None
-                    }
-                    gate::Authn::Unauthorized => Some(401),
-                    gate::Authn::Error => Some(500),
-                };
-                if let Some(status) = status {
-                    let page = refusal(head, cx, &trail.env, status, realm, close);
-                    return write_answer(client, &page, t).await;
-                }
-            }
-        }
-        let view = header_rules::expr_view(head, cx, &trail.env);
-        let mut request =
-            route::Request::from_head(head, &path, facts.peer, facts.local, facts.https);
-        request.access = access_facts(&trail.env, &view, &found);
-        mapped = route::access::resume(*pending, &request.asked(), &mut ());
+    let settled = settle_access(&asked, (config, server), &trail.env, &mut found).await;
+    if let Some(log) = trail.log.as_deref_mut() {
+        log.user = found.sent_user.clone();
     }
+    let mapped = match settled {
+        Ok(mapped) => mapped,
+        Err((status, realm)) => {
+            let page = refusal(head, cx, &trail.env, status, realm, close);
+            return write_answer(client, &page, t).await;
+        }
+    };
     let env = &mut trail.env;
     // Answers made from here get the server's `Header always` rules.
     let answer = |head: &RequestHead, env: &Env, status: u16, close: bool| {
@@ -290,16 +268,9 @@ async fn route_and_forward<'g, D: Downstream>(
             tracing::error!(peer = %facts.peer, "AH01630: client denied by server configuration: {}", head.target);
             return write_answer(client, &answer(head, env, 403, close), t).await;
         }
-        Decision::Unauthorized { realm } => {
-            tracing::error!(peer = %facts.peer, "AH01631: user {}: authorization failure for \"{}\"", found.user.as_deref().unwrap_or("-"), head.target);
-            let page = refusal(head, cx, env, 401, realm, close);
-            return write_answer(client, &page, t).await;
+        Decision::Unauthorized { .. } | Decision::AccessError(_) | Decision::Pending(_) => {
+            unreachable!("settle_access answers these")
         }
-        Decision::AccessError(why) => {
-            tracing::error!(peer = %facts.peer, "{why}: {}", head.target);
-            return write_answer(client, &answer(head, env, 500, true), t).await;
-        }
-        Decision::Pending(_) => unreachable!("pending access is settled above"),
         Decision::Handler(h) => {
             let place = handler::Place {
                 server_name: &server.server_name,
@@ -349,6 +320,68 @@ async fn route_and_forward<'g, D: Downstream>(
             }
             Outcome::Close
         }
+    }
+}
+
+/// A request as routing and access control read it.
+struct Asked<'a> {
+    head: &'a RequestHead,
+    path: &'a route::RequestPath,
+    facts: ConnFacts,
+    cx: header_rules::Context<'a>,
+}
+
+/// Routes a request, then settles access control that waits for a host
+/// name or a user: finds it out and decides again with it. `Err`: a 401
+/// for the realm (no user, or one not let in) or a 500 (the credentials
+/// could not be checked, or access control Apache cannot apply either).
+async fn settle_access<'c>(
+    asked: &Asked<'_>,
+    (config, server): (&'c crate::config::Config, &'c crate::config::Server),
+    env: &Env,
+    found: &mut gate::Found,
+) -> Result<Decision<'c>, (u16, &'c str)> {
+    let Asked {
+        head,
+        path,
+        facts,
+        cx,
+    } = *asked;
+    let request = || route::Request::from_head(head, path, facts.peer, facts.local, facts.https);
+    let view = header_rules::expr_view(head, cx, env);
+    let mut mapped = {
+        let mut r = request();
+        r.access = access_facts(env, &view, found);
+        route::decide(config, server, &r)
+    };
+    while let Decision::Pending(pending) = mapped {
+        match &pending.need {
+            route::Need::Host => {
+                found.remote_host = Some(gate::remote_host(facts.peer.ip()).await);
+            }
+            route::Need::User { realm, user_file } => {
+                match gate::authenticate(head, *user_file, facts.peer, found).await {
+                    gate::Authn::User(user) => found.user = Some(user),
+                    gate::Authn::Unauthorized => return Err((401, realm)),
+                    gate::Authn::Error => return Err((500, realm)),
+                }
+            }
+        }
+        let mut r = request();
+        r.access = access_facts(env, &view, found);
+        mapped = route::access::resume(*pending, &r.asked(), &mut ());
+    }
+    match mapped {
+        Decision::Unauthorized { realm } => {
+            let user = found.user.as_deref().unwrap_or("-");
+            tracing::error!(peer = %facts.peer, "AH01631: user {user}: authorization failure for \"{}\"", head.target);
+            Err((401, realm))
+        }
+        Decision::AccessError(why) => {
+            tracing::error!(peer = %facts.peer, "{why}: {}", head.target);
+            Err((500, ""))
+        }
+        d => Ok(d),
     }
 }
 
