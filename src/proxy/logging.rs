@@ -71,6 +71,7 @@ impl Visit {
             handler: None,
             backend: None,
             user: None,
+            remote_host: None,
             ssl: None,
             tunnel: status == 101,
         }
@@ -106,6 +107,8 @@ pub struct LogTrail {
     pub filename: Option<String>,
     /// The user Basic credentials named (`%u`).
     pub user: Option<String>,
+    /// The client's name, if access control looked it up (`%h`).
+    pub remote_host: Option<String>,
 }
 
 impl Trail<'_> {

@@ -102,6 +102,7 @@ pub async fn handle<D: Downstream>(
         handler: log.filename.as_ref().map(|_| "proxy-server"),
         backend: log.backend.as_deref(),
         user: log.user.as_deref(),
+        remote_host: log.remote_host.as_deref(),
         ssl: tls.map(|t| SslVars {
             protocol: "",
             cipher: "",
@@ -215,6 +216,7 @@ async fn route_and_forward<'g, D: Downstream>(
     let settled = settle_access(&asked, (config, server), &trail.env, &mut found).await;
     if let Some(log) = trail.log.as_deref_mut() {
         log.user = found.sent_user.clone();
+        log.remote_host = found.remote_host.clone().flatten();
     }
     let mapped = match settled {
         Ok(mapped) => mapped,

@@ -68,6 +68,8 @@ pub struct Entry<'a> {
     pub backend: Option<&'a str>,
     /// The user of the request's credentials (`%u`), let in or not.
     pub user: Option<&'a str>,
+    /// The client's name, when access control looked it up (`%h`).
+    pub remote_host: Option<&'a str>,
     /// mod_ssl's variables: protocol, cipher, SNI.
     pub ssl: Option<SslVars<'a>>,
     /// A tunnel: the fields known at its end are left as holes.
@@ -281,6 +283,9 @@ fn field(out: &mut String, f: &Field, e: &Entry<'_>) {
     let head = e.head;
     match f.code {
         Code::RemoteAddr if arg == Some("c") => push_ip(out, e.via.unwrap_or(e.peer)),
+        // Apache's %h is the client's name once a lookup found it (for
+        // `Require host` or `Allow from NAME`, even with HostnameLookups Off).
+        Code::RemoteHost if e.remote_host.is_some() => push_escaped(out, e.remote_host),
         Code::RemoteAddr | Code::RemoteHost => push_ip(out, e.peer),
         Code::LocalAddr => push_ip(out, e.local),
         Code::BodyBytesClf if e.body_bytes == 0 => out.push('-'),
