@@ -79,8 +79,8 @@ pub struct Compat {
     pub order: Order,
     pub allow: Vec<From>,
     pub deny: Vec<From>,
-    /// `None`: not written (what `Satisfy All` does, with one exception
-    /// Apache does not make either).
+    /// `Satisfy Any` (true) or `All`; `None`: not written, which acts as
+    /// `All`.
     pub satisfy_any: Option<bool>,
 }
 
