@@ -558,7 +558,10 @@ impl Steps<'_> {
                 )
             }
             Decision::Status(s) => format!("{s} {} (a rewrite rule)", canonical_reason(*s)),
-            Decision::Denied => "403 Forbidden: Require (or Allow/Deny) denies the client".into(),
+            Decision::Denied if self.seen.require.is_some() => {
+                "403 Forbidden: Require denies the client".into()
+            }
+            Decision::Denied => "403 Forbidden: Allow/Deny (mod_access_compat) refuse the client".into(),
             Decision::Unauthorized { realm } => {
                 format!("401 Unauthorized: the user may not enter realm \"{realm}\"")
             }
