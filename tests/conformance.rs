@@ -327,9 +327,10 @@ async fn run_all() -> Results {
             }
         };
         let config = match &passwords {
-            Some(dir) => g
-                .config
-                .replace("@HTPASSWD@", &dir.path().join("htpasswd").display().to_string()),
+            Some(dir) => g.config.replace(
+                "@HTPASSWD@",
+                &dir.path().join("htpasswd").display().to_string(),
+            ),
             None => g.config.clone(),
         };
         let config = config

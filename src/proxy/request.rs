@@ -207,13 +207,8 @@ async fn route_and_forward<'g, D: Downstream>(
     let cx = header_rules::post_read(head, &path, facts, server, env);
     header_rules::header_parser(head, cx, &route::location_setenvif(server, &path), env);
     let mut found = gate::Found::default();
-    let asked = Asked {
-        head,
-        path: &path,
-        facts,
-        cx,
-    };
-    let settled = settle_access(&asked, (config, server), &trail.env, &mut found).await;
+    let asked = (&*head, &path, facts, cx);
+    let settled = settle_access(asked, (config, server), &trail.env, &mut found).await;
     if let Some(log) = trail.log.as_deref_mut() {
         log.user = found.sent_user.clone();
         log.remote_host = found.remote_host.clone().flatten();
@@ -325,30 +320,21 @@ async fn route_and_forward<'g, D: Downstream>(
     }
 }
 
-/// A request as routing and access control read it.
-struct Asked<'a> {
-    head: &'a RequestHead,
-    path: &'a route::RequestPath,
-    facts: ConnFacts,
-    cx: header_rules::Context<'a>,
-}
-
 /// Routes a request, then settles access control that waits for a host
 /// name or a user: finds it out and decides again with it. `Err`: a 401
 /// for the realm (no user, or one not let in) or a 500 (the credentials
 /// could not be checked, or access control Apache cannot apply either).
 async fn settle_access<'c>(
-    asked: &Asked<'_>,
+    (head, path, facts, cx): (
+        &RequestHead,
+        &route::RequestPath,
+        ConnFacts,
+        header_rules::Context<'_>,
+    ),
     (config, server): (&'c crate::config::Config, &'c crate::config::Server),
     env: &Env,
     found: &mut gate::Found,
 ) -> Result<Decision<'c>, (u16, &'c str)> {
-    let Asked {
-        head,
-        path,
-        facts,
-        cx,
-    } = *asked;
     let request = || route::Request::from_head(head, path, facts.peer, facts.local, facts.https);
     let view = header_rules::expr_view(head, cx, env);
     let mut mapped = {
