@@ -73,6 +73,7 @@ fn benches(c: &mut Criterion) {
                 remote: "127.0.0.1:40000".parse().expect("literal"),
                 local,
                 https: false,
+                access: Default::default(),
             };
             black_box(matches!(
                 decide(&config, server, &req),

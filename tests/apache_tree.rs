@@ -243,7 +243,6 @@ const RHEL_GAPS: &[&str] = &[
     "other Options MultiViews: wsgate does no content negotiation",
     "other AllowOverride FileInfo AuthConfig Limit Indexes: wsgate reads no .htaccess files",
     "other Options MultiViews: wsgate does no content negotiation",
-    "other Unknown Authz provider: method",
     "other Options not allowed in <LocationMatch>",
     "directive ErrorDocument",
 ];

@@ -154,6 +154,8 @@ pub struct BalancerDraft {
     pub rules: super::model::headers::Rules,
     /// `Require` inside its `<Proxy>` section.
     pub require: Option<super::model::authz::Require>,
+    /// mod_access_compat's and the authentication modules' directives.
+    pub auth: Option<Box<super::model::authz::Auth>>,
 }
 
 #[derive(Debug)]
@@ -243,6 +245,7 @@ impl Balancers {
                     origin: origin.clone(),
                     rules: super::model::headers::Rules::default(),
                     require: None,
+                    auth: None,
                 });
                 self.drafts.len() - 1
             }
@@ -364,6 +367,7 @@ impl Balancers {
                 members,
                 rules: d.rules.clone(),
                 require: d.require.clone(),
+                auth: d.auth.clone(),
                 origin: d.origin.clone(),
             });
         }

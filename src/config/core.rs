@@ -140,6 +140,7 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         ping: None,
         reverse: Vec::new(),
         require: None,
+        auth: None,
         handler: None,
         origin: o.clone(),
         written: model::Written::default(),

@@ -7,6 +7,7 @@
 
 mod accesslog;
 pub(crate) mod apache_modules;
+mod auth;
 pub mod balancer;
 pub(crate) mod ciphers;
 mod core;

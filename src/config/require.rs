@@ -16,7 +16,7 @@ use super::model::authz::{Handler, Require, Subnet, Test};
 use super::{values, At, Builder};
 
 const PROVIDERS_HINT: &str =
-    "wsgate has `Require all granted|denied`, `Require ip ADDRESS ...` and `Require local` (user, group, host, env and expr need modules wsgate does not have)";
+    "wsgate has `Require all granted|denied`, `ip ADDRESS ...`, `local`, `host NAME ...`, `env VAR ...`, `method NAME ...`, `expr EXPRESSION`, `valid-user` and `user NAME ...` (group, file-owner, ldap and dbm need modules wsgate does not have)";
 
 /// `Require [not] PROVIDER ARGS…`.
 pub(super) fn require(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
@@ -200,6 +200,12 @@ fn parse_line(node: &Node) -> Result<Require, ConfigError> {
                 .collect::<Result<_, _>>()?;
             Test::Ip(subnets)
         }
+        "valid-user" => Test::ValidUser,
+        "user" => Test::User(literal_words(o, &rest)?),
+        "host" => Test::Host(host_names(o, &rest)?),
+        "env" => Test::Env(rest.iter().map(|w| w.to_string()).collect()),
+        "method" => Test::Method(methods(o, &rest)?),
+        "expr" => Test::Expr(Box::new(expr(o, &rest)?)),
         "" => {
             return Err(
                 ConfigError::new(o, "Require needs an authorization provider").hint(PROVIDERS_HINT),
@@ -215,38 +221,153 @@ fn parse_line(node: &Node) -> Result<Require, ConfigError> {
     Ok(Require { negate, test })
 }
 
+/// The names of `Require user`: string expressions in Apache, taken as
+/// the plain names nearly every configuration writes.
+fn literal_words(o: &super::Origin, rest: &[&str]) -> Result<Vec<String>, ConfigError> {
+    if let Some(w) = rest.iter().find(|w| w.contains("%{")) {
+        return Err(ConfigError::new(
+            o,
+            format!("Require: '{w}': wsgate reads user and host names as plain text, without %{{…}} variables"),
+        ));
+    }
+    Ok(rest.iter().map(|w| w.to_string()).collect())
+}
+
+/// `Require host`'s names: a `#` starts a comment, as mod_authz_host
+/// reads them (a line of only a comment grants nobody).
+fn host_names(o: &super::Origin, rest: &[&str]) -> Result<Vec<String>, ConfigError> {
+    let mut names = Vec::new();
+    for w in literal_words(o, rest)? {
+        match w.split_once('#') {
+            Some((before, _)) => {
+                if !before.is_empty() {
+                    names.push(before.to_string());
+                }
+                break;
+            }
+            None => names.push(w),
+        }
+    }
+    Ok(names)
+}
+
+/// The methods Apache numbers (`ap_method_number_of`); HEAD is GET.
+const METHODS: &[&str] = &[
+    "GET",
+    "PUT",
+    "POST",
+    "DELETE",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+    "PATCH",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+    "VERSION-CONTROL",
+    "CHECKOUT",
+    "UNCHECKOUT",
+    "CHECKIN",
+    "UPDATE",
+    "LABEL",
+    "REPORT",
+    "MKWORKSPACE",
+    "MKACTIVITY",
+    "BASELINE-CONTROL",
+    "MERGE",
+];
+
+fn methods(o: &super::Origin, rest: &[&str]) -> Result<Vec<String>, ConfigError> {
+    rest.iter()
+        .map(|w| match *w {
+            "HEAD" => Ok("GET".to_string()),
+            m if METHODS.contains(&m) => Ok(m.to_string()),
+            m => Err(ConfigError::new(o, format!("Invalid Method '{m}'"))
+                .hint("methods are upper case: GET, POST, PUT, DELETE, OPTIONS, …")),
+        })
+        .collect()
+}
+
+/// `Require expr`: the rest of the line (Apache drops the double quotes
+/// around a quoted one).
+fn expr(
+    o: &super::Origin,
+    rest: &[&str],
+) -> Result<super::model::headers::expr::Cond, ConfigError> {
+    let text = rest.join(" ");
+    super::expr::parse_cond(&text).map_err(|e| {
+        let err = ConfigError::new(o, format!("Cannot parse expression in require line: {e}"));
+        if rest.len() > 1 {
+            err.hint("put the whole expression in double quotes: Require expr \"%{REMOTE_ADDR} -ipmatch '10.0.0.0/8'\"")
+        } else {
+            err
+        }
+    })
+}
+
 /// An address as `apr_ipsubnet_create` reads it: a full IPv4 or IPv6
 /// address with an optional `/bits` (or, for IPv4, `/netmask`), or without
 /// a mask the leading octets of an IPv4 network (`10.1` or `10.1.`).
-/// Errors are Apache's messages.
+/// Errors are Apache's messages for `Require ip`.
 pub fn subnet(w: &str) -> Result<Subnet, String> {
     let (addr, mask) = match w.split_once('/') {
         Some((a, m)) => (a, Some(m)),
         None => (w, None),
     };
+    subnet_parts(addr, mask).map_err(|e| match e {
+        SubnetError::NotAnAddress => format!("ip address '{w}' appears to be invalid"),
+        e => format!(
+            "ip address '{w}' appears to be invalid: {}",
+            e.apr_message()
+        ),
+    })
+}
+
+/// Why `apr_ipsubnet_create` refused an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubnetError {
+    /// It does not look like an address at all (APR's `EINVAL`: mod_access_compat
+    /// then takes it for a host name).
+    NotAnAddress,
+    BadAddress,
+    BadMask,
+}
+
+impl SubnetError {
+    /// APR's text for the error.
+    pub fn apr_message(self) -> &'static str {
+        match self {
+            SubnetError::NotAnAddress => "Invalid argument",
+            SubnetError::BadAddress => "The specified IP address is invalid.",
+            SubnetError::BadMask => "The specified network mask is invalid.",
+        }
+    }
+}
+
+/// `apr_ipsubnet_create(addr, mask)`.
+pub fn subnet_parts(addr: &str, mask: Option<&str>) -> Result<Subnet, SubnetError> {
     let looks_like_ip = !addr.is_empty()
         && (addr.contains(':') || addr.bytes().all(|c| c == b'.' || c.is_ascii_digit()));
     if !looks_like_ip {
-        return Err(format!("ip address '{w}' appears to be invalid"));
+        return Err(SubnetError::NotAnAddress);
     }
-    let bad_ip =
-        || format!("ip address '{w}' appears to be invalid: The specified IP address is invalid.");
-    let bad_mask = || {
-        format!("ip address '{w}' appears to be invalid: The specified network mask is invalid.")
-    };
     let (v6, addr, mut netmask) = if let Ok(a) = addr.parse::<Ipv6Addr>() {
         // APR keeps IPv4-mapped addresses out of IPv6 subnets.
         if a.to_ipv4_mapped().is_some() {
-            return Err(bad_ip());
+            return Err(SubnetError::BadAddress);
         }
         (true, u128::from(a), u128::MAX)
     } else if let Ok(a) = addr.parse::<Ipv4Addr>() {
         (false, u128::from(u32::from(a)), u128::from(u32::MAX))
     } else if mask.is_none() {
-        let (a, m) = ipv4_network(addr).ok_or_else(bad_ip)?;
+        let (a, m) = ipv4_network(addr).ok_or(SubnetError::BadAddress)?;
         (false, u128::from(a), u128::from(m))
     } else {
-        return Err(bad_ip());
+        return Err(SubnetError::BadAddress);
     };
     if let Some(mask) = mask {
         let max = if v6 { 128 } else { 32 };
@@ -257,7 +378,7 @@ pub fn subnet(w: &str) -> Result<Subnet, String> {
             }
             _ => match mask.parse::<Ipv4Addr>() {
                 Ok(m) if !v6 => u128::from(u32::from(m)),
-                _ => return Err(bad_mask()),
+                _ => return Err(SubnetError::BadMask),
             },
         };
     }

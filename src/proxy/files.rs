@@ -27,7 +27,7 @@ use crate::http::body::Encoding;
 use crate::http::conditional::{self, Precondition, Ranges, Validators};
 use crate::http::gzip::Gzip;
 use crate::http::{canonical_reason, FieldValue, HeaderFields, Headers, RequestHead, ResponseHead};
-use crate::route::access::{evaluate, Authz};
+use crate::route::access::{evaluate, Asked, Authz};
 use crate::route::files::{self as map, FileMapped, Translated};
 use crate::route::{encode_path, RequestPath};
 use crate::rules::Env;
@@ -98,7 +98,7 @@ pub async fn serve<D: Downstream>(
             Look::File { .. } => (dir, Some(name)),
         };
         let merged = map::merged(files, &dir, name.as_deref());
-        if !allowed(file, &merged, &place) {
+        if !allowed(file, &merged, &head.method, &place) {
             tracing::error!(peer = %place.cx.facts.peer, "AH01630: client denied by server configuration: {}", String::from_utf8_lossy(&filename));
             return status_page(client, head, &place, 403, &[]).await;
         }
@@ -152,13 +152,18 @@ pub async fn serve<D: Downstream>(
     status_page(client, head, &place, 500, &[]).await
 }
 
-/// `Require` of the `<Location>`, else of the file sections; none: granted.
-fn allowed(file: &FileMapped<'_>, merged: &Merged<'_>, place: &Place<'_>) -> bool {
-    match file.location_require.or(merged.require) {
+/// The file sections' `Require` (none: granted). A `<Location>`'s
+/// replaces theirs, and routing's access control has checked it already.
+fn allowed(file: &FileMapped<'_>, merged: &Merged<'_>, method: &str, place: &Place<'_>) -> bool {
+    if file.location_require.is_some() {
+        return true;
+    }
+    match merged.require {
         None => true,
         Some(r) => {
             let facts = place.cx.facts;
-            evaluate(r, facts.peer.ip(), facts.local.ip()) == Authz::Granted
+            let asked = Asked::bare(method, facts.peer.ip(), facts.local.ip());
+            evaluate(r, &asked) == Authz::Granted
         }
     }
 }
@@ -784,7 +789,7 @@ async fn listing<D: Downstream>(
             } else {
                 map::merged(file.files, &dir_path, Some(name))
             };
-            allowed(file, &m, place)
+            allowed(file, &m, &head.method, place)
         })
         .collect();
     shown.sort();

@@ -71,14 +71,20 @@ pub fn post_read<'a>(
     cx
 }
 
-/// Fixups, after mapping: the matching Locations' `SetEnvIf` (on the
-/// decoded path), then `SetEnv`/`UnsetEnv`, then `RequestHeader` rules,
-/// the server's before the Locations'.
-pub fn fixups(head: &mut RequestHead, cx: Context<'_>, locations: &[&Rules], env: &mut Env) {
-    let server = cx.server;
+/// Header parsing, before access control: the matching Locations'
+/// `SetEnvIf` (on the decoded path), so that `Require env` and `Allow
+/// from env=` see what they set, as mod_setenvif's header-parser hook
+/// does in Apache.
+pub fn header_parser(head: &RequestHead, cx: Context<'_>, locations: &[&Rules], env: &mut Env) {
     for loc in locations {
         set_env_if(&loc.setenvif, head, &cx.path.decoded, cx.facts, env);
     }
+}
+
+/// Fixups, after mapping and access control: `SetEnv`/`UnsetEnv`, then
+/// `RequestHeader` rules, the server's before the Locations'.
+pub fn fixups(head: &mut RequestHead, cx: Context<'_>, locations: &[&Rules], env: &mut Env) {
+    let server = cx.server;
     for (name, value) in server
         .rules
         .setenv
@@ -248,6 +254,21 @@ struct View<'a> {
     cx: Context<'a>,
     env: &'a Env,
     status: Option<u16>,
+}
+
+/// The request's variables for a condition outside header rules
+/// (`Require expr`).
+pub fn expr_view<'a>(
+    head: &'a RequestHead,
+    cx: Context<'a>,
+    env: &'a Env,
+) -> impl rules::expr::Context + 'a {
+    View {
+        head,
+        cx,
+        env,
+        status: None,
+    }
 }
 
 impl View<'_> {

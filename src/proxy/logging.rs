@@ -70,6 +70,8 @@ impl Visit {
             filename: None,
             handler: None,
             backend: None,
+            user: None,
+            remote_host: None,
             ssl: None,
             tunnel: status == 101,
         }
@@ -103,6 +105,10 @@ pub struct LogTrail {
     pub backend: Option<String>,
     /// `proxy:URL` for a proxied request.
     pub filename: Option<String>,
+    /// The user Basic credentials named (`%u`).
+    pub user: Option<String>,
+    /// The client's name, if access control looked it up (`%h`).
+    pub remote_host: Option<String>,
 }
 
 impl Trail<'_> {

@@ -12,6 +12,7 @@ use super::downstream::Downstream;
 use super::error::{Failure, ProxyError};
 use super::files;
 use super::forward::{self, Backend, BodyState, ChosenMember, Outcome};
+use super::gate;
 use super::handler;
 use super::header_rules::{self, ConnFacts};
 use super::logging::{self, Trail, Visit, Watch};
@@ -101,6 +102,8 @@ pub async fn handle<D: Downstream>(
         filename: log.filename.as_deref(),
         handler: log.filename.as_ref().map(|_| "proxy-server"),
         backend: log.backend.as_deref(),
+        user: log.user.as_deref(),
+        remote_host: log.remote_host.as_deref(),
         ssl: tls.map(|t| SslVars {
             protocol: "",
             cipher: "",
@@ -203,10 +206,22 @@ async fn route_and_forward<'g, D: Downstream>(
     trail.server = Some(server);
     let env = &mut trail.env;
     let cx = header_rules::post_read(head, &path, facts, server, env);
-    let mapped = {
-        let request = route::Request::from_head(head, &path, facts.peer, facts.local, facts.https);
-        route::decide(config, server, &request)
+    header_rules::header_parser(head, cx, &route::location_setenvif(server, &path), env);
+    let mut found = gate::Found::default();
+    let asked = (&*head, &path, facts, cx);
+    let settled = settle_access(asked, (config, server), &trail.env, &mut found).await;
+    if let Some(log) = trail.log.as_deref_mut() {
+        log.user = found.sent_user.clone();
+        log.remote_host = found.remote_host.clone().flatten();
+    }
+    let mapped = match settled {
+        Ok(mapped) => mapped,
+        Err((status, realm)) => {
+            let page = refusal(head, cx, &trail.env, status, realm, close);
+            return write_answer(client, &page, t).await;
+        }
     };
+    let env = &mut trail.env;
     // Answers made from here get the server's `Header always` rules.
     let answer = |head: &RequestHead, env: &Env, status: u16, close: bool| {
         header_rules::error_page(head, cx, env, status, canonical_reason(status), close)
@@ -264,6 +279,9 @@ async fn route_and_forward<'g, D: Downstream>(
             };
             return files::serve(client, head, &file, place).await;
         }
+        Decision::Unauthorized { .. } | Decision::AccessError(_) | Decision::Pending(_) => {
+            unreachable!("settle_access answers these")
+        }
         Decision::Handler(h) => {
             let place = handler::Place {
                 server_name: &server.server_name,
@@ -314,6 +332,100 @@ async fn route_and_forward<'g, D: Downstream>(
             Outcome::Close
         }
     }
+}
+
+/// Routes a request, then settles access control that waits for a host
+/// name or a user: finds it out and decides again with it. `Err`: a 401
+/// for the realm (no user, or one not let in) or a 500 (the credentials
+/// could not be checked, or access control Apache cannot apply either).
+async fn settle_access<'c>(
+    (head, path, facts, cx): (
+        &RequestHead,
+        &route::RequestPath,
+        ConnFacts,
+        header_rules::Context<'_>,
+    ),
+    (config, server): (&'c crate::config::Config, &'c crate::config::Server),
+    env: &Env,
+    found: &mut gate::Found,
+) -> Result<Decision<'c>, (u16, &'c str)> {
+    let request = || route::Request::from_head(head, path, facts.peer, facts.local, facts.https);
+    let view = header_rules::expr_view(head, cx, env);
+    let mut mapped = {
+        let mut r = request();
+        r.access = access_facts(env, &view, found);
+        route::decide(config, server, &r)
+    };
+    while let Decision::Pending(pending) = mapped {
+        match &pending.need {
+            route::Need::Host => {
+                found.remote_host = Some(gate::remote_host(facts.peer.ip()).await);
+            }
+            route::Need::User { realm, user_file } => {
+                match gate::authenticate(head, *user_file, facts.peer, found).await {
+                    gate::Authn::User(user) => found.user = Some(user),
+                    gate::Authn::Unauthorized => return Err((401, realm)),
+                    gate::Authn::Error => return Err((500, realm)),
+                }
+            }
+        }
+        let mut r = request();
+        r.access = access_facts(env, &view, found);
+        mapped = route::access::resume(*pending, &r.asked(), &mut ());
+    }
+    match mapped {
+        Decision::Unauthorized { realm } => {
+            let user = found.user.as_deref().unwrap_or("-");
+            tracing::error!(peer = %facts.peer, "AH01631: user {user}: authorization failure for \"{}\"", head.target);
+            Err((401, realm))
+        }
+        Decision::AccessError(why) => {
+            tracing::error!(peer = %facts.peer, "{why}: {}", head.target);
+            Err((500, ""))
+        }
+        d => Ok(d),
+    }
+}
+
+/// What access control reads of the request beyond its head.
+fn access_facts<'a>(
+    env: &'a Env,
+    view: &'a dyn crate::rules::expr::Context,
+    found: &'a gate::Found,
+) -> route::access::Facts<'a> {
+    route::access::Facts {
+        env: Some(env),
+        expr: Some(view),
+        remote_host: found.remote_host.as_ref().map(Option::as_deref),
+        user: found.user.as_deref(),
+    }
+}
+
+/// A 401 asking for Basic credentials of `realm` (mod_auth_basic's
+/// `note_basic_auth_failure`), or a 500 when they could not be checked
+/// (that one closes the connection, as Apache's does).
+fn refusal(
+    head: &RequestHead,
+    cx: header_rules::Context<'_>,
+    env: &Env,
+    status: u16,
+    realm: &str,
+    close: bool,
+) -> LocalAnswer {
+    let reason = canonical_reason(status);
+    if status != 401 {
+        return header_rules::error_page(head, cx, env, status, reason, true);
+    }
+    let challenge = format!("Basic realm=\"{realm}\"");
+    header_rules::error_page_with(
+        head,
+        cx,
+        env,
+        401,
+        reason,
+        close,
+        &[("WWW-Authenticate", challenge.as_str())],
+    )
 }
 
 /// Proxies a mapped request: to its worker, or to balancer members in

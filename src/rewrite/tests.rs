@@ -230,6 +230,7 @@ fn p_uses_the_parameters_of_the_matching_worker() {
         remote: "127.0.0.1:1".parse().unwrap(),
         local: "127.0.0.1:80".parse().unwrap(),
         https: false,
+        access: Default::default(),
     };
     let params = |w: &crate::config::WorkerRef| match w {
         crate::config::WorkerRef::Configured(i) => c.worker(*i).params.clone(),
@@ -288,6 +289,7 @@ fn vhosts_inherit_the_engine_but_not_the_rules_unless_asked() {
             remote: "127.0.0.1:1".parse().unwrap(),
             local: "127.0.0.1:80".parse().unwrap(),
             https: false,
+            access: Default::default(),
         };
         crate::route::tests::describe(&c, crate::route::decide(&c, &c.vhosts[vhost], &req))
     };

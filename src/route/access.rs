@@ -1,34 +1,156 @@
-//! Access control after mapping, in Apache's order: mod_authz_core's
-//! `Require` (the last matching `<Location>` that has any, else the
-//! `<Proxy>` section of the balancer a request goes to), then the proxy
-//! handler, then a `SetHandler` page for what nothing proxies.
+//! Access control after mapping, in Apache 2.4's order (`request.c`):
+//! mod_access_compat's `Allow`/`Deny` (the access checker), then
+//! mod_authz_core's `Require` without a user; where a user could change
+//! the answer, authentication (mod_auth_basic: the proxy reads the
+//! `AuthUserFile` and comes back with the user) and `Require` again with
+//! the user. `Satisfy Any` lets in a client `Allow`/`Deny` admit without
+//! asking for one. Then the proxy handler, then a `SetHandler` page for
+//! what nothing proxies.
+//!
+//! The sections that matter are the last matching `<Location>` with a
+//! `Require` (else the `<Proxy>` section of the balancer a request goes
+//! to), and each authentication setting as the last section that writes
+//! it says (the `<Proxy>` section's first).
 
 use std::net::IpAddr;
+use std::path::Path;
 
-use crate::config::model::authz::{Handler, Require, Test};
+use crate::config::model::authz::{Auth, Compat, From, Handler, Order, Require, Test};
 use crate::config::Config;
+use crate::rules::{expr::Context, Env};
 
 use super::{Backend, Decision};
 
-/// What the matching `<Location>` sections say about a request.
+/// What the matching sections say about a request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Access<'c> {
     pub require: Option<&'c Require>,
     pub handler: Option<Handler>,
+    pub auth: Policy<'c>,
 }
 
-/// A test's result, mod_authz_core's three values.
+/// The authentication settings of the matching sections, merged as their
+/// modules merge them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy<'c> {
+    pub compat: Option<&'c Compat>,
+    /// `AuthType Basic` (true) or `None`.
+    pub basic: Option<bool>,
+    pub realm: Option<&'c str>,
+    pub user_file: Option<&'c Path>,
+}
+
+impl<'c> Policy<'c> {
+    /// A later section's settings over these.
+    pub fn add(&mut self, a: &'c Auth) {
+        if let Some(c) = &a.compat {
+            self.compat = Some(c);
+        }
+        if a.basic.is_some() {
+            self.basic = a.basic;
+        }
+        if let Some(r) = &a.realm {
+            self.realm = Some(r);
+        }
+        if let Some(f) = &a.user_file {
+            self.user_file = Some(f);
+        }
+    }
+
+    /// These settings over an earlier section's.
+    fn over(self, earlier: Option<&'c Auth>) -> Policy<'c> {
+        let Some(a) = earlier else { return self };
+        let mut merged = Policy::default();
+        merged.add(a);
+        Policy {
+            compat: self.compat.or(merged.compat),
+            basic: self.basic.or(merged.basic),
+            realm: self.realm.or(merged.realm),
+            user_file: self.user_file.or(merged.user_file),
+        }
+    }
+}
+
+/// What access control reads of a request beyond its head and addresses,
+/// which the proxy gathers.
+#[derive(Clone, Copy, Default)]
+pub struct Facts<'a> {
+    /// The request's environment as access control sees it (`SetEnvIf`
+    /// and rewrite rules' `E=` have run; `SetEnv` runs after).
+    pub env: Option<&'a Env>,
+    /// The request's variables, for `Require expr`.
+    pub expr: Option<&'a dyn Context>,
+    /// The client's host name once looked up (`Some(None)`: it has none
+    /// that its forward lookup confirms).
+    pub remote_host: Option<Option<&'a str>>,
+    /// The user, once authenticated.
+    pub user: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Facts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Facts")
+            .field("remote_host", &self.remote_host)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A test's result, mod_authz_core's four values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Authz {
     Granted,
     Denied,
+    /// Denied for want of a user: authenticating may change it.
+    DeniedNoUser,
     /// A negation whose test did not grant: it neither grants nor refuses.
     Neutral,
 }
 
-/// Evaluates a requirement for a client at `client` reaching the server's
-/// address `local`, as `apply_authz_sections` does.
-pub fn evaluate(r: &Require, client: IpAddr, local: IpAddr) -> Authz {
+/// A request as a test sees it.
+#[derive(Clone, Copy)]
+pub struct Asked<'a> {
+    pub method: &'a str,
+    pub client: IpAddr,
+    pub local: IpAddr,
+    pub facts: Facts<'a>,
+    /// The user the tests see: none in the pass before authentication.
+    pub user: Option<&'a str>,
+}
+
+impl<'a> Asked<'a> {
+    /// A request without environment, variables, host name or user.
+    pub fn bare(method: &'a str, client: IpAddr, local: IpAddr) -> Asked<'a> {
+        Asked {
+            method,
+            client,
+            local,
+            facts: Facts::default(),
+            user: None,
+        }
+    }
+
+    fn env(&self, name: &str) -> bool {
+        self.facts.env.is_some_and(|e| e.get(name).is_some())
+    }
+
+    fn host_in(&self, domain: &str) -> bool {
+        matches!(self.facts.remote_host, Some(Some(h)) if in_domain(domain, h))
+    }
+}
+
+/// mod_authz_host's `in_domain`: `what` is `domain`, or ends in it at a
+/// dot (`good.com` does not match `nogood.com`).
+fn in_domain(domain: &str, what: &str) -> bool {
+    let (d, w) = (domain.as_bytes(), what.as_bytes());
+    if w.len() < d.len() || !w[w.len() - d.len()..].eq_ignore_ascii_case(d) {
+        return false;
+    }
+    w.len() == d.len() || d.first() == Some(&b'.') || w[w.len() - d.len() - 1] == b'.'
+}
+
+/// Evaluates a requirement as `apply_authz_sections` does.
+pub fn evaluate(r: &Require, q: &Asked<'_>) -> Authz {
     let verdict = |granted: bool| {
         if granted {
             Authz::Granted
@@ -36,25 +158,53 @@ pub fn evaluate(r: &Require, client: IpAddr, local: IpAddr) -> Authz {
             Authz::Denied
         }
     };
+    let needs_user = |test: &dyn Fn(&str) -> bool| match q.user {
+        None => Authz::DeniedNoUser,
+        Some(u) => verdict(test(u)),
+    };
     let result = match &r.test {
         Test::All(granted) => verdict(*granted),
-        Test::Ip(subnets) => verdict(subnets.iter().any(|s| s.contains(client))),
+        Test::Ip(subnets) => verdict(subnets.iter().any(|s| s.contains(q.client))),
         Test::Local => {
-            let c = client.to_canonical();
-            verdict(c == local.to_canonical() || c.is_loopback())
+            let c = q.client.to_canonical();
+            verdict(c == q.local.to_canonical() || c.is_loopback())
         }
+        Test::User(names) => needs_user(&|u| names.iter().any(|n| n == u)),
+        Test::ValidUser => needs_user(&|_| true),
+        Test::Host(names) => verdict(names.iter().any(|n| q.host_in(n))),
+        Test::Env(vars) => verdict(vars.iter().any(|v| q.env(v))),
+        Test::Method(methods) => {
+            let m = if q.method == "HEAD" { "GET" } else { q.method };
+            verdict(methods.iter().any(|x| x == m))
+        }
+        Test::Expr(cond) => verdict(q.facts.expr.is_some_and(|cx| cond.eval(cx))),
         Test::Section { all, children } => {
             let mut result = Authz::Neutral;
             for child in children {
-                let child = evaluate(child, client, local);
-                match (child, *all) {
-                    (Authz::Neutral, _) => {}
-                    (Authz::Denied, true) | (Authz::Granted, false) => {
+                let child = evaluate(child, q);
+                if child == Authz::Neutral {
+                    continue;
+                }
+                if *all {
+                    if child == Authz::Denied {
                         result = child;
                         break;
                     }
-                    (other, _) if result == Authz::Neutral => result = other,
-                    _ => {}
+                    if (child == Authz::DeniedNoUser && result != Authz::Denied)
+                        || result == Authz::Neutral
+                    {
+                        result = child;
+                    }
+                } else {
+                    if child == Authz::Granted {
+                        result = child;
+                        break;
+                    }
+                    if (child == Authz::DeniedNoUser && result == Authz::Denied)
+                        || result == Authz::Neutral
+                    {
+                        result = child;
+                    }
                 }
             }
             result
@@ -67,6 +217,129 @@ pub fn evaluate(r: &Require, client: IpAddr, local: IpAddr) -> Authz {
     }
 }
 
+/// mod_access_compat's `check_dir_access`: whether `Allow`/`Deny` let the
+/// client in.
+pub fn compat_allows(c: &Compat, q: &Asked<'_>) -> bool {
+    let hit = |list: &[From]| {
+        list.iter().any(|f| match f {
+            From::All => true,
+            From::Ip(s) => s.contains(q.client),
+            From::Env(v) => q.env(v),
+            From::NotEnv(v) => !q.env(v),
+            From::Host(d) => q.host_in(d),
+        })
+    };
+    match c.order {
+        Order::DenyAllow => hit(&c.allow) || !hit(&c.deny),
+        // Both refuse unless allowed and not denied (in 2.4 they agree).
+        Order::AllowDeny | Order::MutualFailure => hit(&c.allow) && !hit(&c.deny),
+    }
+}
+
+/// What the proxy must find out before access can be decided.
+#[derive(Debug)]
+pub enum Need<'c> {
+    /// The client's host name (`Require host`, `Allow from NAME`).
+    Host,
+    /// The user, from the request's Basic credentials checked against the
+    /// file (mod_auth_basic, mod_authn_file).
+    User {
+        realm: &'c str,
+        user_file: Option<&'c Path>,
+    },
+}
+
+/// A decision waiting for what access control needs: the proxy finds it
+/// out, puts it in the request's [`Facts`] and calls [`resume`].
+#[derive(Debug)]
+pub struct Pending<'c> {
+    pub need: Need<'c>,
+    then: Decision<'c>,
+    access: Access<'c>,
+}
+
+/// Why access control stops a request.
+enum Stop<'c> {
+    /// 403.
+    Denied,
+    /// 401, with the realm.
+    Unauthorized(&'c str),
+    /// 500: a configuration Apache accepts but cannot apply; the log line.
+    Error(&'static str),
+    Need(Need<'c>),
+}
+
+/// Apache's access phase for one request (`ap_process_request_internal`).
+fn gate<'c, T: super::Trace + ?Sized>(
+    access: &Access<'c>,
+    q: &Asked<'_>,
+    trace: &mut T,
+) -> Result<(), Stop<'c>> {
+    let policy = &access.auth;
+    let needs_host = access.require.is_some_and(Require::needs_host)
+        || policy.compat.is_some_and(Compat::needs_host);
+    if needs_host && q.facts.remote_host.is_none() {
+        return Err(Stop::Need(Need::Host));
+    }
+    let any = policy.compat.and_then(|c| c.satisfy_any) == Some(true);
+    let compat_ok = policy.compat.is_none_or(|c| compat_allows(c, q));
+    if any && compat_ok {
+        return Ok(());
+    }
+    if !compat_ok && !any {
+        return Err(Stop::Denied);
+    }
+    let basic = policy.basic == Some(true);
+    let Some(require) = access.require else {
+        return if basic {
+            Err(Stop::Error(
+                "AH01627: AuthType configured with no corresponding authorization directives",
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    // Without a user first (`authorize_userless`).
+    let userless = evaluate(require, &Asked { user: None, ..*q });
+    match userless {
+        Authz::Granted => {
+            trace.require(require, userless);
+            return Ok(());
+        }
+        Authz::DeniedNoUser => {}
+        Authz::Denied | Authz::Neutral => {
+            trace.require(require, userless);
+            return Err(Stop::Denied);
+        }
+    }
+    // Authentication (`check_user_id`).
+    if !basic {
+        return Err(Stop::Error("AH00027: No authentication done but request not allowed without authentication. Authentication not configured?"));
+    }
+    let Some(realm) = policy.realm else {
+        return Err(Stop::Error("AH01615: need AuthName"));
+    };
+    let Some(user) = q.facts.user else {
+        return Err(Stop::Need(Need::User {
+            realm,
+            user_file: policy.user_file,
+        }));
+    };
+    // With the user (`authorize_user`): a refusal asks again.
+    let verdict = evaluate(
+        require,
+        &Asked {
+            user: Some(user),
+            ..*q
+        },
+    );
+    trace.require(require, verdict);
+    match verdict {
+        Authz::Granted => Ok(()),
+        _ => Err(Stop::Unauthorized(realm)),
+    }
+}
+
 /// The decision once access is checked: a refusal replaces any mapping
 /// (but not a rewrite's redirect or status, which Apache's rewriting makes
 /// before access is checked); a request nothing proxies gets the
@@ -75,53 +348,80 @@ pub fn evaluate(r: &Require, client: IpAddr, local: IpAddr) -> Authz {
 pub(super) fn checked<'c, T: super::Trace + ?Sized>(
     config: &'c Config,
     decision: Decision<'c>,
-    access: Access<'c>,
-    (method, client, local): (&str, IpAddr, IpAddr),
+    mut access: Access<'c>,
+    q: &Asked<'_>,
     trace: &mut T,
 ) -> Decision<'c> {
     if matches!(decision, Decision::Redirect { .. } | Decision::Status(_)) {
         return decision;
     }
-    // A file's access is the `<Directory>` and `<Files>` sections' with
-    // the `<Location>`'s over them: the file server, which knows where
-    // the file is, decides. A `SetHandler` page still wins.
-    if let Decision::File(mut f) = decision {
-        return match access.handler {
-            Some(h) if takes(h, method) => Decision::Handler(h),
-            _ => {
-                f.location_require = access.require;
-                Decision::File(f)
-            }
-        };
-    }
-    let require = access.require.or(match &decision {
-        Decision::Proxy(m) => match m.backend {
-            Backend::Balanced(b) => config.balancer(b).require.as_ref(),
-            Backend::Single { .. } => None,
-        },
-        _ => None,
-    });
-    if let Some(r) = require {
-        let verdict = evaluate(r, client, local);
-        trace.require(r, verdict);
-        if verdict != Authz::Granted {
-            return Decision::Denied;
+    // A file: the `<Location>`'s access is checked here like any other
+    // request's; the `<Directory>` and `<Files>` sections' `Require` (which
+    // a `<Location>`'s replaces) by the file server, which knows where the
+    // file is.
+    let decision = match decision {
+        Decision::File(mut f) => {
+            f.location_require = access.require;
+            Decision::File(f)
+        }
+        d => d,
+    };
+    // The balancer's `<Proxy>` section comes before the Locations.
+    if let Decision::Proxy(m) = &decision {
+        if let Backend::Balanced(b) = m.backend {
+            let balancer = config.balancer(b);
+            access.require = access.require.or(balancer.require.as_ref());
+            access.auth = access.auth.over(balancer.auth.as_deref());
         }
     }
-    match (decision, access.handler) {
-        (Decision::NotFound, Some(h)) if takes(h, method) => Decision::Handler(h),
-        (d, _) => d,
-    }
+    guard(decision, access, q, trace)
 }
 
-/// Whether a `SetHandler` page answers `method`: mod_status answers GET
-/// (HEAD is a GET to Apache); the balancer manager takes its form by POST
-/// too.
-fn takes(h: Handler, method: &str) -> bool {
-    match h {
+/// Goes on with a pending decision once the proxy has put what it needed
+/// in the request's facts.
+pub fn resume<'c, T: super::Trace + ?Sized>(
+    pending: Pending<'c>,
+    q: &Asked<'_>,
+    trace: &mut T,
+) -> Decision<'c> {
+    guard(pending.then, pending.access, q, trace)
+}
+
+fn guard<'c, T: super::Trace + ?Sized>(
+    decision: Decision<'c>,
+    access: Access<'c>,
+    q: &Asked<'_>,
+    trace: &mut T,
+) -> Decision<'c> {
+    let unguarded =
+        access.require.is_none() && access.auth.compat.is_none() && access.auth.basic != Some(true);
+    if !unguarded {
+        match gate(&access, q, trace) {
+            Ok(()) => {}
+            Err(Stop::Denied) => return Decision::Denied,
+            Err(Stop::Unauthorized(realm)) => return Decision::Unauthorized { realm },
+            Err(Stop::Error(why)) => return Decision::AccessError(why),
+            Err(Stop::Need(need)) => {
+                return Decision::Pending(Box::new(Pending {
+                    need,
+                    then: decision,
+                    access,
+                }))
+            }
+        }
+    }
+    // mod_status answers GET (HEAD is a GET to Apache); the balancer
+    // manager takes its form by POST too.
+    let method = q.method;
+    let takes = |h: Handler| match h {
         Handler::None => false,
         Handler::BalancerManager => matches!(method, "GET" | "HEAD" | "POST"),
         _ => matches!(method, "GET" | "HEAD"),
+    };
+    // A `SetHandler` page wins over a file, as over nothing.
+    match (decision, access.handler) {
+        (Decision::NotFound | Decision::File(_), Some(h)) if takes(h) => Decision::Handler(h),
+        (d, _) => d,
     }
 }
 
@@ -130,15 +430,19 @@ mod tests {
     use super::*;
     use crate::config::model::authz::Subnet;
 
-    fn ip(net: u32, mask: u32) -> Require {
+    fn req(test: Test) -> Require {
         Require {
             negate: false,
-            test: Test::Ip(vec![Subnet {
-                v6: false,
-                addr: net.into(),
-                mask: mask.into(),
-            }]),
+            test,
         }
+    }
+
+    fn ip(net: u32, mask: u32) -> Require {
+        req(Test::Ip(vec![Subnet {
+            v6: false,
+            addr: net.into(),
+            mask: mask.into(),
+        }]))
     }
 
     fn not(r: Require) -> Require {
@@ -149,44 +453,160 @@ mod tests {
     }
 
     fn section(all: bool, children: Vec<Require>) -> Require {
-        Require {
-            negate: false,
-            test: Test::Section { all, children },
-        }
+        req(Test::Section { all, children })
+    }
+
+    fn at(client: &str) -> Asked<'static> {
+        Asked::bare("GET", client.parse().unwrap(), "10.9.9.9".parse().unwrap())
     }
 
     #[test]
     fn three_valued_logic_as_mod_authz_core() {
         let ten = ip(0x0a00_0000, 0xff00_0000);
-        let (inside, outside): (IpAddr, IpAddr) =
-            ("10.1.2.3".parse().unwrap(), "192.0.2.1".parse().unwrap());
-        let local: IpAddr = "10.9.9.9".parse().unwrap();
+        let (inside, outside, local) = (at("10.1.2.3"), at("192.0.2.1"), at("10.9.9.9"));
         // A negation never grants.
-        assert_eq!(evaluate(&not(ten.clone()), outside, local), Authz::Neutral);
-        assert_eq!(evaluate(&not(ten.clone()), inside, local), Authz::Denied);
+        assert_eq!(evaluate(&not(ten.clone()), &outside), Authz::Neutral);
+        assert_eq!(evaluate(&not(ten.clone()), &inside), Authz::Denied);
         // All: one denial refuses; neutral children are skipped.
-        let all_granted = Require {
-            negate: false,
-            test: Test::All(true),
-        };
-        let guarded = section(true, vec![all_granted.clone(), not(ten.clone())]);
-        assert_eq!(evaluate(&guarded, outside, local), Authz::Granted);
-        assert_eq!(evaluate(&guarded, inside, local), Authz::Denied);
+        let guarded = section(true, vec![req(Test::All(true)), not(ten.clone())]);
+        assert_eq!(evaluate(&guarded, &outside), Authz::Granted);
+        assert_eq!(evaluate(&guarded, &inside), Authz::Denied);
         // Any: a denial is the result only when nothing grants.
-        let any = section(
-            false,
-            vec![
-                ten.clone(),
-                Require {
-                    negate: false,
-                    test: Test::Local,
-                },
-            ],
-        );
-        assert_eq!(evaluate(&any, local, local), Authz::Granted);
-        assert_eq!(evaluate(&any, outside, local), Authz::Denied);
+        let any = section(false, vec![ten.clone(), req(Test::Local)]);
+        assert_eq!(evaluate(&any, &local), Authz::Granted);
+        assert_eq!(evaluate(&any, &outside), Authz::Denied);
         // An IPv4-mapped client is its IPv4 address.
-        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
-        assert_eq!(evaluate(&ten, mapped, local), Authz::Granted);
+        assert_eq!(evaluate(&ten, &at("::ffff:10.1.2.3")), Authz::Granted);
+    }
+
+    #[test]
+    fn user_tests_ask_for_a_user_until_there_is_one() {
+        let alice = req(Test::User(vec!["alice".into(), "bob".into()]));
+        let anon = at("192.0.2.1");
+        assert_eq!(evaluate(&alice, &anon), Authz::DeniedNoUser);
+        assert_eq!(evaluate(&req(Test::ValidUser), &anon), Authz::DeniedNoUser);
+        let as_bob = Asked {
+            user: Some("bob"),
+            ..anon
+        };
+        let as_carol = Asked {
+            user: Some("carol"),
+            ..anon
+        };
+        assert_eq!(evaluate(&alice, &as_bob), Authz::Granted);
+        assert_eq!(evaluate(&alice, &as_carol), Authz::Denied);
+        assert_eq!(evaluate(&req(Test::ValidUser), &as_carol), Authz::Granted);
+        // Any of (ip, valid-user): without a user, "no user" wins over a
+        // plain denial, so authentication is asked for.
+        let either = section(
+            false,
+            vec![ip(0x0a00_0000, 0xff00_0000), req(Test::ValidUser)],
+        );
+        assert_eq!(evaluate(&either, &anon), Authz::DeniedNoUser);
+        assert_eq!(evaluate(&either, &at("10.0.0.1")), Authz::Granted);
+        // All of (ip, valid-user): a plain denial ends it.
+        let both = section(
+            true,
+            vec![ip(0x0a00_0000, 0xff00_0000), req(Test::ValidUser)],
+        );
+        assert_eq!(evaluate(&both, &anon), Authz::Denied);
+        assert_eq!(evaluate(&both, &at("10.0.0.1")), Authz::DeniedNoUser);
+        // `not user`: neutral until there is a user.
+        assert_eq!(evaluate(&not(alice.clone()), &anon), Authz::Neutral);
+        assert_eq!(evaluate(&not(alice), &as_bob), Authz::Denied);
+    }
+
+    #[test]
+    fn method_env_and_host_tests() {
+        let get = req(Test::Method(vec!["GET".into()]));
+        let head = Asked {
+            method: "HEAD",
+            ..at("192.0.2.1")
+        };
+        let post = Asked {
+            method: "POST",
+            ..at("192.0.2.1")
+        };
+        assert_eq!(evaluate(&get, &head), Authz::Granted);
+        assert_eq!(evaluate(&get, &post), Authz::Denied);
+        let mut env = Env::default();
+        env.set("trusted", "1");
+        let with_env = Asked {
+            facts: Facts {
+                env: Some(&env),
+                ..Facts::default()
+            },
+            ..at("192.0.2.1")
+        };
+        let trusted = req(Test::Env(vec!["other".into(), "trusted".into()]));
+        assert_eq!(evaluate(&trusted, &with_env), Authz::Granted);
+        assert_eq!(evaluate(&trusted, &at("192.0.2.1")), Authz::Denied);
+        let named = |h: Option<&'static str>| Asked {
+            facts: Facts {
+                remote_host: Some(h),
+                ..Facts::default()
+            },
+            ..at("192.0.2.1")
+        };
+        let example = req(Test::Host(vec!["example.org".into()]));
+        assert_eq!(
+            evaluate(&example, &named(Some("www.example.org"))),
+            Authz::Granted
+        );
+        assert_eq!(
+            evaluate(&example, &named(Some("example.org"))),
+            Authz::Granted
+        );
+        assert_eq!(
+            evaluate(&example, &named(Some("notexample.org"))),
+            Authz::Denied
+        );
+        assert_eq!(evaluate(&example, &named(None)), Authz::Denied);
+    }
+
+    #[test]
+    fn allow_and_deny_in_each_order() {
+        let ten = From::Ip(Subnet {
+            v6: false,
+            addr: 0x0a00_0000,
+            mask: 0xff00_0000,
+        });
+        let compat = |order, allow: Vec<From>, deny: Vec<From>| Compat {
+            order,
+            allow,
+            deny,
+            satisfy_any: None,
+        };
+        let (inside, outside) = (at("10.1.1.1"), at("192.0.2.1"));
+        // Deny,Allow: allowed unless denied and not allowed.
+        let c = compat(Order::DenyAllow, vec![ten.clone()], vec![From::All]);
+        assert!(compat_allows(&c, &inside));
+        assert!(!compat_allows(&c, &outside));
+        assert!(compat_allows(
+            &compat(Order::DenyAllow, vec![], vec![]),
+            &outside
+        ));
+        // Allow,Deny: refused unless allowed and not denied.
+        let c = compat(Order::AllowDeny, vec![From::All], vec![ten.clone()]);
+        assert!(!compat_allows(&c, &inside));
+        assert!(compat_allows(&c, &outside));
+        assert!(!compat_allows(
+            &compat(Order::AllowDeny, vec![], vec![]),
+            &outside
+        ));
+        let c = compat(Order::MutualFailure, vec![From::All], vec![ten]);
+        assert!(!compat_allows(&c, &inside));
+        // env= and env=!.
+        let c = compat(Order::AllowDeny, vec![From::NotEnv("bad".into())], vec![]);
+        assert!(compat_allows(&c, &outside));
+    }
+
+    #[test]
+    fn domains_match_whole_labels() {
+        assert!(in_domain("example.org", "example.org"));
+        assert!(in_domain("example.org", "a.EXAMPLE.org"));
+        assert!(in_domain(".example.org", "a.example.org"));
+        assert!(!in_domain("example.org", "badexample.org"));
+        assert!(!in_domain("www.example.org", "example.org"));
     }
 }

@@ -27,7 +27,7 @@ use crate::http::{
 };
 use crate::rewrite::{self, Outcome};
 use access::Access;
-pub use access::Authz;
+pub use access::{Authz, Need, Pending};
 pub use path::{encode_path, normalize, PathError, RequestPath};
 pub use rewrite::Step as RewriteStep;
 
@@ -48,8 +48,20 @@ pub enum Decision<'c> {
     },
     /// A rewrite rule's status (`[F]`, `[G]`, `R=4xx`, a safety check).
     Status(u16),
-    /// `Require` refused the client: 403.
+    /// `Require` or `Allow`/`Deny` refused the client: 403.
     Denied,
+    /// A user is needed and the one given (if any) is not let in: 401,
+    /// asking for credentials for this realm.
+    Unauthorized {
+        realm: &'c str,
+    },
+    /// 500: access control Apache accepts but cannot apply (an `AuthType`
+    /// without `Require`, a `Require` needing a user without `AuthType`,
+    /// no `AuthName`); the log line says which.
+    AccessError(&'static str),
+    /// Access control needs something the proxy finds out (the client's
+    /// host name, the user): then [`access::resume`].
+    Pending(Box<Pending<'c>>),
     /// Nothing proxies the request and its `<Location>` names a page
     /// wsgate answers itself (`SetHandler`).
     Handler(crate::config::model::authz::Handler),
@@ -242,6 +254,9 @@ pub struct Request<'a> {
     pub remote: SocketAddr,
     pub local: SocketAddr,
     pub https: bool,
+    /// What access control reads beyond the head, as far as the proxy
+    /// has gathered it.
+    pub access: access::Facts<'a>,
 }
 
 impl<'a> Request<'a> {
@@ -266,6 +281,18 @@ impl<'a> Request<'a> {
             remote,
             local,
             https,
+            access: access::Facts::default(),
+        }
+    }
+
+    /// The request as access control's tests see it.
+    pub fn asked(&self) -> access::Asked<'_> {
+        access::Asked {
+            method: self.method,
+            client: self.remote.ip(),
+            local: self.local.ip(),
+            facts: self.access,
+            user: self.access.user,
         }
     }
 
@@ -302,13 +329,7 @@ pub fn decide_traced<'c, T: Trace + ?Sized>(
             );
         }
     }
-    access::checked(
-        config,
-        decision,
-        access,
-        (req.method, req.remote.ip(), req.local.ip()),
-        trace,
-    )
+    access::checked(config, decision, access, &req.asked(), trace)
 }
 
 fn mapping<'c, T: Trace + ?Sized>(
@@ -648,6 +669,9 @@ fn settings_for<'c, 'p, T: Trace + ?Sized>(
         if let Some(h) = loc.handler {
             access.handler = Some(h);
         }
+        if let Some(a) = &loc.auth {
+            access.auth.add(a);
+        }
         if let Some(v) = loc.preserve_host {
             settings.preserve_host = v;
         }
@@ -676,6 +700,16 @@ fn settings_for<'c, 'p, T: Trace + ?Sized>(
         }
     }
     (settings, location_pass, access)
+}
+
+/// The header and environment rules of the `<Location>` sections that
+/// match `path`, in order, when one of them has `SetEnvIf` lines (whose
+/// variables access control reads: they run before it).
+pub fn location_setenvif<'c>(server: &'c Server, path: &RequestPath) -> Vec<&'c Rules> {
+    if server.locations.iter().all(|l| l.rules.setenvif.is_empty()) {
+        return Vec::new();
+    }
+    settings_for(server, path, &mut ()).0.location_rules
 }
 
 /// ProxyPass mapping (after rewriting). `has_upgrade` says whether the client

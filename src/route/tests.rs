@@ -48,6 +48,7 @@ pub(crate) fn map_request(
         remote: "127.0.0.1:5555".parse().unwrap(),
         local: "127.0.0.1:80".parse().unwrap(),
         https: false,
+        access: Default::default(),
     };
     describe(cfg, decide(cfg, &cfg.main, &req))
 }
@@ -71,6 +72,12 @@ pub(crate) fn describe(cfg: &Config, d: Decision<'_>) -> String {
         Decision::Redirect { status, location } => format!("{status} {location}"),
         Decision::Status(s) => s.to_string(),
         Decision::Denied => "403 denied".into(),
+        Decision::Unauthorized { realm } => format!("401 {realm}"),
+        Decision::AccessError(why) => format!("500 {why}"),
+        Decision::Pending(p) => match p.need {
+            crate::route::Need::Host => "pending host".into(),
+            crate::route::Need::User { realm, .. } => format!("pending user {realm}"),
+        },
         Decision::Handler(h) => format!("handler {}", h.name()),
         Decision::File(f) => format!("file {}", String::from_utf8_lossy(&f.filename)),
     }
@@ -326,6 +333,7 @@ fn vhosts_by_name_and_main_routes_first() {
         remote: local,
         local,
         https: false,
+        access: Default::default(),
     };
     match decide(&c, a, &req) {
         Decision::Proxy(Mapped {

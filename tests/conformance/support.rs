@@ -773,6 +773,9 @@ pub struct Group {
     pub log: Option<String>,
     /// `modules NAME...`: more Apache modules the snippet needs.
     pub modules: Vec<&'static str>,
+    /// `htpasswd FLAG USER PASSWORD`: users of the group's password file
+    /// (`@HTPASSWD@`), each hashed by the real `htpasswd` with FLAG.
+    pub users: Vec<[String; 3]>,
     pub cases: Vec<Case>,
 }
 
@@ -984,6 +987,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                     h2: false,
                     log: None,
                     modules: Vec::new(),
+                    users: Vec::new(),
                     cases: Vec::new(),
                 });
             }
@@ -1005,12 +1009,32 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                         "dir" => "dir",
                         "mime" => "mime",
                         "autoindex" => "autoindex",
+                        "access_compat" => "access_compat",
+                        "auth_basic" => "auth_basic",
+                        "authn_core" => "authn_core",
+                        "authn_file" => "authn_file",
+                        "authz_user" => "authz_user",
                         other => panic!(
                             "{file}:{line_no}: modules: {other} is not one the harness knows"
                         ),
                     };
                     groups.last_mut().unwrap().modules.push(m);
                 }
+            }
+            "htpasswd" => {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let [flag, user, password] = words[..] else {
+                    panic!("{file}:{line_no}: htpasswd FLAG USER PASSWORD");
+                };
+                assert!(
+                    ["-B", "-m", "-s", "-d", "-2", "-5", "-p"].contains(&flag),
+                    "{file}:{line_no}: htpasswd: {flag} is not one of htpasswd's hash flags"
+                );
+                groups
+                    .last_mut()
+                    .unwrap()
+                    .users
+                    .push([flag, user, password].map(String::from));
             }
             "case" => {
                 finish(&mut groups, &mut case, &mut req);
@@ -1847,6 +1871,34 @@ async fn read_response(c: &mut Conn, method: &str, limit: Duration, t: &mut Vec<
 }
 
 // ---------------------------------------------------------------- servers
+
+/// Writes a group's password file with the real `htpasswd` (Debian's
+/// apache2-utils), in a folder Apache's children (nobody, under root) can
+/// read; `None` when `htpasswd` is missing (which fails under CI=true).
+pub fn write_htpasswd(users: &[[String; 3]]) -> Option<tempfile::TempDir> {
+    if !crate::common::require_program("htpasswd", "apache2-utils") {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("htpasswd");
+    for (i, [flag, user, password]) in users.iter().enumerate() {
+        let mut flags = format!("-b{}", flag.trim_start_matches('-'));
+        if i == 0 {
+            flags.push('c');
+        }
+        let out = Command::new("htpasswd")
+            .arg(flags)
+            .arg(&file)
+            .arg(user)
+            .arg(password)
+            .output()
+            .expect("run htpasswd");
+        assert!(out.status.success(), "htpasswd {flag} {user}: {out:?}");
+    }
+    let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
+    let _ = Command::new("chmod").arg("644").arg(&file).status();
+    Some(dir)
+}
 
 pub const APACHE: &str = "/usr/sbin/apache2";
 pub const MODULES: &str = "/usr/lib/apache2/modules";

@@ -45,6 +45,9 @@ pub struct Balancer {
     /// `Require` in its `<Proxy>` section: applies to requests proxied to
     /// it unless a matching `<Location>` has its own.
     pub require: Option<super::authz::Require>,
+    /// mod_access_compat's and the authentication modules' directives in
+    /// its `<Proxy>` section: a matching `<Location>`'s come after them.
+    pub auth: Option<Box<super::authz::Auth>>,
     /// Where it is first named (its `<Proxy>` or a ProxyPass line).
     pub origin: crate::config::Origin,
 }

@@ -442,6 +442,8 @@ pub struct Location {
     /// `Require` lines and sections: replace those of earlier matching
     /// sections (Apache's `AuthMerging Off`).
     pub require: Option<authz::Require>,
+    /// mod_access_compat's and the authentication modules' directives.
+    pub auth: Option<Box<authz::Auth>>,
     /// `SetHandler`.
     pub handler: Option<authz::Handler>,
     pub origin: Origin,

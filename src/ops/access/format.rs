@@ -66,6 +66,10 @@ pub struct Entry<'a> {
     pub handler: Option<&'a str>,
     /// The backend (worker or member) the request went to.
     pub backend: Option<&'a str>,
+    /// The user of the request's credentials (`%u`), let in or not.
+    pub user: Option<&'a str>,
+    /// The client's name, when access control looked it up (`%h`).
+    pub remote_host: Option<&'a str>,
     /// mod_ssl's variables: protocol, cipher, SNI.
     pub ssl: Option<SslVars<'a>>,
     /// A tunnel: the fields known at its end are left as holes.
@@ -279,6 +283,9 @@ fn field(out: &mut String, f: &Field, e: &Entry<'_>) {
     let head = e.head;
     match f.code {
         Code::RemoteAddr if arg == Some("c") => push_ip(out, e.via.unwrap_or(e.peer)),
+        // Apache's %h is the client's name once a lookup found it (for
+        // `Require host` or `Allow from NAME`, even with HostnameLookups Off).
+        Code::RemoteHost if e.remote_host.is_some() => push_escaped(out, e.remote_host),
         Code::RemoteAddr | Code::RemoteHost => push_ip(out, e.peer),
         Code::LocalAddr => push_ip(out, e.local),
         Code::BodyBytesClf if e.body_bytes == 0 => out.push('-'),
@@ -307,7 +314,12 @@ fn field(out: &mut String, f: &Field, e: &Entry<'_>) {
             push_escaped(out, v)
         }
         Code::Keepalives => push_num(out, u64::from(e.keepalives)),
-        Code::RemoteLogname | Code::User | Code::LogId | Code::Trailer => out.push('-'),
+        Code::User => match e.user {
+            // mod_log_config's `log_remote_user`.
+            Some("") => out.push_str("\"\""),
+            user => push_escaped(out, user),
+        },
+        Code::RemoteLogname | Code::LogId | Code::Trailer => out.push('-'),
         Code::Method => push_escaped(out, head.map(|h| h.method.as_str()).or(word(e, 0))),
         Code::Note => note(out, arg.unwrap_or(""), e),
         Code::ResponseHeader => {

@@ -261,6 +261,12 @@ fn run_at(
     vhost_line(out, config, server, local, head.headers.get_str("host"));
     let mut env = Env::default();
     let cx = header_rules::post_read(&mut head, &path, facts, server, &mut env);
+    header_rules::header_parser(
+        &head,
+        cx,
+        &route::location_setenvif(server, &path),
+        &mut env,
+    );
     let mut seen = Seen::default();
     let decision = {
         let request = route::Request::from_head(&head, &path, facts.peer, local, https);
@@ -452,6 +458,7 @@ impl Steps<'_> {
             let verdict = match verdict {
                 Authz::Granted => "granted",
                 Authz::Denied => "denied",
+                Authz::DeniedNoUser => "denied without a user",
                 Authz::Neutral => "not granted (a negation alone grants nothing)",
             };
             let place = match origin {
@@ -553,7 +560,22 @@ impl Steps<'_> {
                 )
             }
             Decision::Status(s) => format!("{s} {} (a rewrite rule)", canonical_reason(*s)),
-            Decision::Denied => "403 Forbidden: Require denies the client".into(),
+            Decision::Denied if self.seen.require.is_some() => {
+                "403 Forbidden: Require denies the client".into()
+            }
+            Decision::Denied => "403 Forbidden: Allow/Deny (mod_access_compat) refuse the client".into(),
+            Decision::Unauthorized { realm } => {
+                format!("401 Unauthorized: the user may not enter realm \"{realm}\"")
+            }
+            Decision::AccessError(why) => format!("500 Internal Server Error: {why}"),
+            Decision::Pending(p) => match &p.need {
+                route::Need::Host => {
+                    "access depends on the client's host name (explain looks up no names)".into()
+                }
+                route::Need::User { realm, .. } => format!(
+                    "401 Unauthorized unless the request carries a user and password of realm \"{realm}\" that the AuthUserFile accepts and Require lets in (explain checks no passwords)"
+                ),
+            },
             Decision::Handler(h) => {
                 let at = self
                     .seen
