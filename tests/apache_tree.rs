@@ -133,17 +133,13 @@ const DEBIAN_GAPS: &[&str] = &[
     "LoadModule deflate_module",
     "LoadModule dir_module",
     "LoadModule filter_module",
-    "LoadModule reqtimeout_module",
     "directive User",
     "directive Group",
     "directive <Directory>",
-    "directive ProxyStatus",
     "directive <Directory>",
     "directive <Directory>",
     "directive <Directory>",
     "directive <FilesMatch>",
-    "directive ServerTokens",
-    "directive ServerSignature",
     "directive DocumentRoot",
 ];
 

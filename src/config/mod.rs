@@ -8,6 +8,7 @@
 mod accesslog;
 pub(crate) mod apache_modules;
 pub mod balancer;
+mod banner;
 pub(crate) mod ciphers;
 mod core;
 pub(crate) mod directives;
@@ -15,6 +16,7 @@ pub(crate) mod error;
 pub(crate) mod expr;
 mod foreign;
 pub mod headers;
+mod reqtimeout;
 pub use accesslog::{parse_format, split_command};
 pub(crate) mod http2;
 pub(crate) mod include;
@@ -156,6 +158,9 @@ pub(crate) struct ServerDraft {
     log: accesslog::LogDraft,
     origin: Option<Origin>,
     written: Written,
+    signature: Option<model::identity::ServerSignature>,
+    admin: Option<String>,
+    read_timeouts: reqtimeout::ReadTimeoutsDraft,
 }
 
 impl ServerDraft {
@@ -185,6 +190,9 @@ impl ServerDraft {
             log: accesslog::LogDraft::default(),
             origin: None,
             written: Written::default(),
+            signature: None,
+            admin: None,
+            read_timeouts: reqtimeout::ReadTimeoutsDraft::default(),
         }
     }
 }
@@ -220,6 +228,8 @@ pub(crate) struct Builder {
     errors: Vec<ConfigError>,
     /// Lines of other modules: ignored, or of a module not loaded here.
     foreign: foreign::Foreign,
+    server_tokens: model::identity::ServerTokens,
+    proxy_status: model::identity::ProxyStatus,
 }
 
 /// Builds the model from expanded directives; `main_file` is named in
@@ -257,6 +267,8 @@ pub fn build(
         proxy_protocol: ProxyProtocol::default(),
         errors: prior,
         foreign,
+        server_tokens: Default::default(),
+        proxy_status: Default::default(),
     };
     let mut main = std::mem::replace(&mut b.main, ServerDraft::new(ServerKey::Main));
     let full = b.errors.len() >= error::MAX_ERRORS;
@@ -479,6 +491,8 @@ impl Builder {
             status_page,
             shows_counts,
             proxy_protocol: self.proxy_protocol,
+            banner: self.server_tokens.banner(env!("CARGO_PKG_VERSION")),
+            proxy_status: self.proxy_status,
         })
     }
 
@@ -541,6 +555,8 @@ struct MainParts {
     http2: http2::Http2Draft,
     liveness: liveness::LivenessDraft,
     written: Written,
+    signature: model::identity::Signature,
+    read_timeouts: model::identity::ReadTimeouts,
 }
 
 impl MainParts {
@@ -567,6 +583,11 @@ impl MainParts {
             http2: main.http2.clone(),
             liveness: main.liveness.clone(),
             written: std::mem::take(&mut main.written),
+            signature: model::identity::Signature {
+                mode: main.signature.unwrap_or_default(),
+                admin: main.admin.clone(),
+            },
+            read_timeouts: main.read_timeouts.resolve(&Default::default()),
         }
     }
 
@@ -631,6 +652,11 @@ impl MainParts {
             liveness: draft.liveness.resolve(&self.liveness),
             origin: draft.origin,
             written: draft.written,
+            signature: model::identity::Signature {
+                mode: draft.signature.unwrap_or(self.signature.mode),
+                admin: draft.admin.or_else(|| self.signature.admin.clone()),
+            },
+            read_timeouts: draft.read_timeouts.resolve(&self.read_timeouts),
         }
     }
 
@@ -658,6 +684,8 @@ impl MainParts {
             liveness: self.liveness.resolve(&liveness::LivenessDraft::default()),
             origin: None,
             written: self.written,
+            signature: self.signature,
+            read_timeouts: self.read_timeouts,
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct MemberView {
     pub load: i64,
     /// Bytes to and from the member by requests (not tunnels).
     pub traffic: u64,
+    /// Of those, the bytes from the member.
+    pub read: u64,
     /// Tunnels open to it.
     pub tunnels: u64,
 }

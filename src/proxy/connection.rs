@@ -14,6 +14,7 @@ use super::logging::{self, Visit};
 use super::park::{self, Parkable};
 use super::request;
 use super::server::{ConnGuard, Current, Shared};
+use super::signature;
 use super::tls::TlsFacts;
 use super::tunnel::{Tunnel, Who};
 use crate::config::Config;
@@ -169,7 +170,9 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let visit = Visit::now(0, "HTTP/1.1", before);
     let config = &current.generation.config;
-    let answer = local_answer(status, reason, &[], true, &mut |_| {});
+    let server = crate::route::select_server(config, facts.local, None);
+    let signed = signature::signed(config, server, None, facts.https);
+    let answer = local_answer(status, reason, &[], true, &signed, &mut |_| {});
     let _ = client.write_all(&answer.to_h1(), config.timeout).await;
     let body = answer.body.len() as u64;
     let traffic = client.traffic();
@@ -199,6 +202,11 @@ fn protocol(head: &crate::http::RequestHead) -> &'static str {
 /// closes (after reading what the client still sends, for a while, so that
 /// the answer is not lost to a reset).
 pub async fn refuse_plain_http(stream: TcpStream, config: &Config) {
+    let server = match stream.local_addr() {
+        Ok(local) => crate::route::select_server(config, local, None),
+        Err(_) => &config.main,
+    };
+    let signed = signature::signed(config, server, None, true);
     let mut client = Conn::new(stream);
     let t = config.timeout;
     let answer = local_response_because(
@@ -206,6 +214,7 @@ pub async fn refuse_plain_http(stream: TcpStream, config: &Config) {
         "Bad Request",
         "Your browser sent a request that this server could not understand.<br />\nReason: You're speaking plain HTTP to an SSL-enabled server port.<br />\n Instead use the HTTPS scheme to access this URL, please.",
         true,
+        &signed,
     );
     if client.write_all(&answer, t).await.is_err() {
         return;

@@ -16,12 +16,13 @@ use super::header_rules::{self, ConnFacts};
 use super::logging::{self, Trail, Visit, Watch};
 use super::plan::{self, Local};
 use super::server::{Current, Shared};
+use super::signature;
 use super::tls::{self, TlsFacts};
 use crate::balancer::{self, Busy};
 use crate::config::model::balancer::Balancer;
 use crate::config::WorkerRef;
 use crate::http::body::Framing;
-use crate::http::write::{local_answer, LocalAnswer};
+use crate::http::write::{local_answer, LocalAnswer, Signed};
 use crate::http::{canonical_reason, RequestHead};
 use crate::ops::access::{ConnStatus, Entry, SslVars};
 use crate::ops::stats::Upgrade;
@@ -54,7 +55,12 @@ pub async fn handle<D: Downstream>(
     // that awaits another holds it whole, and the request's is moved into
     // its connection's task for every request.
     let mut outcome = match checks(&mut head, generation, facts, tls) {
-        Err(local) => answer_local(&mut watch, local, config.timeout).await,
+        Err(local) => {
+            let server = route::select_server(config, facts.local, head.headers.get_str("host"));
+            let signed =
+                signature::signed(config, server, head.headers.get_str("host"), facts.https);
+            answer_local(&mut watch, local, config.timeout, &signed).await
+        }
         Ok(close_after) => {
             match route_and_forward(&mut watch, &mut head, generation, facts, &mut trail, shared)
                 .await
@@ -145,12 +151,20 @@ pub async fn answer_local<D: Downstream>(
     client: &mut D,
     local: Local,
     timeout: Duration,
+    signed: &Signed<'_>,
 ) -> Outcome {
     let extra: &[(&str, &str)] = match &local.extra {
         Some(e) => std::slice::from_ref(e),
         None => &[],
     };
-    let answer = local_answer(local.status, local.reason, extra, local.close, &mut |_| {});
+    let answer = local_answer(
+        local.status,
+        local.reason,
+        extra,
+        local.close,
+        signed,
+        &mut |_| {},
+    );
     write_answer(client, &answer, timeout).await
 }
 
@@ -183,22 +197,25 @@ async fn route_and_forward<'g, D: Downstream>(
     // `explain` takes a request through these steps, without a socket:
     // a step added here belongs there too.
     let wants_close = plan::client_wants_close(head, facts.keepalive);
+    let server = route::select_server(config, facts.local, head.headers.get_str("host"));
+    let signed = signature::signed(config, server, head.headers.get_str("host"), facts.https);
     let (framing, max_forwards) = match plan::before_routing(head, config.limits.body) {
         Ok(x) => x,
-        Err(local) => return answer_local(client, local.closing_if(wants_close), t).await,
+        Err(local) => return answer_local(client, local.closing_if(wants_close), t, &signed).await,
     };
     // A local answer leaves the request's body unread: the connection
     // closes after it, as after any answer the client asked to close.
     let close = framing != Framing::Empty || wants_close;
     let path = match route::normalize(&head.target) {
         Ok(p) => p,
-        Err(PathError::BadRequest) => return answer_local(client, Local::BAD_REQUEST, t).await,
+        Err(PathError::BadRequest) => {
+            return answer_local(client, Local::BAD_REQUEST, t, &signed).await
+        }
         Err(PathError::NotFound) => {
-            let not_found = local_answer(404, "Not Found", &[], close, &mut |_| {});
+            let not_found = local_answer(404, "Not Found", &[], close, &signed, &mut |_| {});
             return write_answer(client, &not_found, t).await;
         }
     };
-    let server = route::select_server(config, facts.local, head.headers.get_str("host"));
     trail.server = Some(server);
     let env = &mut trail.env;
     let cx = header_rules::post_read(head, &path, facts, server, env);
@@ -208,7 +225,15 @@ async fn route_and_forward<'g, D: Downstream>(
     };
     // Answers made from here get the server's `Header always` rules.
     let answer = |head: &RequestHead, env: &Env, status: u16, close: bool| {
-        header_rules::error_page(head, cx, env, status, canonical_reason(status), close)
+        header_rules::error_page(
+            head,
+            cx,
+            env,
+            status,
+            canonical_reason(status),
+            close,
+            &signed,
+        )
     };
     let trace_refused = head.method == "TRACE" && !server.settings.trace_enable;
     let mapped = match mapped {
@@ -224,6 +249,7 @@ async fn route_and_forward<'g, D: Downstream>(
                 canonical_reason(405),
                 close,
                 &[("Allow", "")],
+                &signed,
             );
             return write_answer(client, &bytes, t).await;
         }
@@ -240,7 +266,7 @@ async fn route_and_forward<'g, D: Downstream>(
         Decision::Redirect { status, location } => {
             let reason = canonical_reason(status);
             let extra = [("Location", location.as_str())];
-            let redirect = local_answer(status, reason, &extra, close, &mut |_| {});
+            let redirect = local_answer(status, reason, &extra, close, &signed, &mut |_| {});
             return write_answer(client, &redirect, t).await;
         }
         Decision::Status(status) => {
@@ -253,6 +279,7 @@ async fn route_and_forward<'g, D: Downstream>(
         Decision::Handler(h) => {
             let place = handler::Place {
                 server_name: &server.server_name,
+                signed: &signed,
                 local: facts.local,
                 framing,
             };
@@ -294,7 +321,8 @@ async fn route_and_forward<'g, D: Downstream>(
                 tracing::debug!(peer = %facts.peer, "{e}");
             }
             if let (false, Some(a)) = (failure.answered, e.answer()) {
-                let page = header_rules::error_page(head, cx, env, a.status, a.reason, true);
+                let page =
+                    header_rules::error_page(head, cx, env, a.status, a.reason, true, &signed);
                 let _ = client.send_answer(&page, t).await;
             }
             Outcome::Close

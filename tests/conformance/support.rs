@@ -444,6 +444,7 @@ async fn serve(c: Conn, log: Log) -> Option<usize> {
             header_of(&log_lines(&log, i), "host").unwrap_or("")
         )
         .into_bytes(),
+        "server" => b"HTTP/1.1 200 OK\r\nServer: backend/1.0\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec(),
         "status500" => b"HTTP/1.1 500 Backend Broke\r\nContent-Length: 4\r\nConnection: close\r\n\r\noops".to_vec(),
         // Three 6000-byte fields: one HTTP/2 header block beyond the
         // default 16 KiB frame (CONTINUATION), each field under Apache's
@@ -710,6 +711,9 @@ pub struct Case {
     pub tls: Option<Option<String>>,
     /// `h2`: the request goes as an HTTP/2 stream instead of `request`.
     pub h2: Option<H2Request>,
+    /// `identity`: the `Server` field and an error page's signature line
+    /// are compared too (lines marked [`IDENTITY_MARK`]).
+    pub identity: bool,
 }
 
 /// A case's request as an HTTP/2 client sends it (keyword `h2`).
@@ -996,6 +1000,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                     method: String::new(),
                     tls: None,
                     h2: None,
+                    identity: false,
                 });
                 req = Some(ReqBuilder::default());
             }
@@ -1054,6 +1059,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                         r.payload.extend_from_slice(&data);
                     }
                     "raw" => r.raw = Some(unescape(rest)),
+                    "identity" => c.identity = true,
                     "second" => c.second = Some(unescape(rest)),
                     "steps" => c.steps = rest.split_whitespace().map(parse_step).collect(),
                     "deliberate" => {
@@ -1664,13 +1670,18 @@ fn replace_tag(b: &[u8], tag: &str) -> Vec<u8> {
 pub const ERROR_PAGE_MARK: &str = "[error page]";
 
 /// Response headers whose presence or value is not part of the contract:
-/// Date and Server are the proxy's own.
-const IGNORED_RESPONSE_HEADERS: &[&str] = &["date", "server"];
+/// Date is the proxy's own.
+const IGNORED_RESPONSE_HEADERS: &[&str] = &["date"];
+
+/// Marks the lines that say who answered: the `Server` field and an error
+/// page's signature line (`ServerSignature`). Dropped from the comparison
+/// unless the case says `identity`.
+pub const IDENTITY_MARK: &str = "[identity]";
 
 /// Response header lines as they are compared: without the ignored ones
-/// (Date, Server), fields with different names in name order (they may
-/// come in any order, RFC 9110 §5.3); same-name fields keep their relative
-/// order (the sort is stable).
+/// (Date), `Server` marked [`IDENTITY_MARK`], fields with different names
+/// in name order (they may come in any order, RFC 9110 §5.3); same-name
+/// fields keep their relative order (the sort is stable).
 fn comparable_fields(lines: impl IntoIterator<Item = String>) -> Vec<String> {
     let name = |l: &str| {
         l.split(':')
@@ -1684,6 +1695,11 @@ fn comparable_fields(lines: impl IntoIterator<Item = String>) -> Vec<String> {
         .filter(|l| !IGNORED_RESPONSE_HEADERS.contains(&name(l).as_str()))
         .collect();
     fields.sort_by_key(|l| name(l));
+    for f in &mut fields {
+        if name(f) == "server" {
+            *f = format!("{IDENTITY_MARK} {f}");
+        }
+    }
     fields
 }
 
@@ -1722,6 +1738,11 @@ fn record_final(
     }
     if error_page {
         t.push("client: body: error page".to_string());
+        let text = String::from_utf8_lossy(body);
+        if let Some(at) = text.find("<address>") {
+            let line = text[at..].lines().next().unwrap_or("");
+            t.push(format!("client: {IDENTITY_MARK} signature: {line}"));
+        }
     } else {
         t.push(format!(
             "client: body {} bytes ({framing}) \"{}\"",

@@ -9,6 +9,7 @@
 pub mod authz;
 pub mod balancer;
 pub mod headers;
+pub mod identity;
 pub mod log;
 pub mod rewrite;
 
@@ -73,6 +74,11 @@ pub struct Config {
     pub shows_counts: bool,
     /// mod_remoteip's `RemoteIPProxyProtocol`.
     pub proxy_protocol: ProxyProtocol,
+    /// The `Server` field of wsgate's own answers (`ServerTokens`).
+    pub banner: String,
+    /// mod_proxy's `ProxyStatus`: what the server-status page shows of
+    /// the balancers.
+    pub proxy_status: identity::ProxyStatus,
 }
 
 /// Where clients come through a load balancer that sends the PROXY
@@ -191,6 +197,10 @@ pub struct Server {
     /// Where its own directives of [`Written::NOTED`] are (a vhost's
     /// only: what it inherits is in the main server's).
     pub written: Written,
+    /// `ServerSignature` and `ServerAdmin`.
+    pub signature: identity::Signature,
+    /// `RequestReadTimeout`.
+    pub read_timeouts: identity::ReadTimeouts,
 }
 
 /// Where the directives that set timeouts and the upgrade behaviour were
