@@ -151,8 +151,10 @@ mod tests {
     #[test]
     fn a_vhost_stage_not_written_is_the_main_servers() {
         let base = ReadTimeouts::default();
-        let mut draft = ReadTimeoutsDraft::default();
-        draft.body = Some(ReadStage::OFF);
+        let draft = ReadTimeoutsDraft {
+            body: Some(ReadStage::OFF),
+            ..Default::default()
+        };
         let merged = draft.resolve(&base);
         assert_eq!(merged.header, base.header);
         assert!(merged.body.is_off());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::conn::{Conn, HeadError};
+use super::conn::{Conn, HeadError, HeadTimes};
 use super::forward::{Outcome, TunnelStart};
 pub use super::header_rules::ConnFacts;
 use super::logging::{self, Visit};
@@ -17,19 +17,19 @@ use super::server::{ConnGuard, Current, Shared};
 use super::signature;
 use super::tls::TlsFacts;
 use super::tunnel::{Tunnel, Who};
+use crate::config::model::identity::ReadStage;
 use crate::config::Config;
 use crate::http::h1::{self, RequestError};
 use crate::http::write::{local_answer, local_response_because};
+use std::net::SocketAddr;
 use tokio::net::TcpStream;
 
-/// How long the rest of a head may take once its first byte arrived
-/// (mod_reqtimeout's default `header=20`).
-const HEAD_COMPLETION: Duration = Duration::from_secs(20);
-
-/// How long the rest of a head may take once its first byte arrived:
-/// mod_reqtimeout's default, at most `Timeout` (and at least a second).
-pub(super) fn head_completion(config: &Config) -> Duration {
-    HEAD_COMPLETION.min(config.timeout.max(Duration::from_secs(1)))
+/// mod_reqtimeout's header stage for a connection to `local`: its
+/// address's server's (`c->base_server`), none when that server turns
+/// every stage off.
+pub(crate) fn header_stage(config: &Config, local: SocketAddr) -> Option<ReadStage> {
+    let t = &crate::route::select_server(config, local, None).read_timeouts;
+    (t.any() && !t.header.is_off()).then_some(t.header)
 }
 
 /// Serves one client connection: requests until it closes, or until a
@@ -55,32 +55,52 @@ where
         let generation = &current.generation;
         let config = &generation.config;
         let before = client.traffic();
-        let wait = if first {
-            config.timeout
-        } else {
-            config.keepalive_timeout
+        let times = HeadTimes {
+            idle: (!first).then_some(config.keepalive_timeout),
+            stage: header_stage(config, facts.local),
+            per_read: config.timeout,
         };
         let max_head = config.limits.max_head();
         let head_bytes = tokio::select! {
-            r = client.read_head(max_head, wait, head_completion(config)) => r,
+            r = client.read_request_head(max_head, &times) => r,
             _ = shutdown.changed(), if !first && client.buf.is_empty() => return None,
         };
         let head_bytes = match head_bytes {
             Ok(h) => h,
             Err(HeadError::Closed | HeadError::Truncated | HeadError::Io(_)) => return None,
-            Err(HeadError::Timeout { started: false }) => return None,
-            Err(HeadError::Timeout { started: true }) => {
+            // KeepAliveTimeout: no request began.
+            Err(HeadError::Timeout { waiting: true, .. }) => return None,
+            // As Apache: a head whose request line came gets 408; without
+            // one the connection closes unanswered, logged as a 408 with
+            // no request line when it was the connection's first.
+            Err(HeadError::Timeout { .. }) => {
+                tracing::info!(peer = %facts.peer, "AH01382: Request header read timeout");
                 let raw = client.buf.split().freeze();
-                refuse(
-                    &mut client,
-                    408,
-                    "Request Timeout",
-                    &raw,
-                    &current,
-                    facts,
-                    before,
-                )
-                .await;
+                if has_request_line(&raw) {
+                    refuse(
+                        &mut client,
+                        408,
+                        "Request Timeout",
+                        &raw,
+                        &current,
+                        facts,
+                        before,
+                    )
+                    .await;
+                } else if first {
+                    let visit = Visit::now(0, "HTTP/1.1", before);
+                    let traffic = client.traffic();
+                    logging::write_unread(
+                        config,
+                        &current.logs,
+                        facts,
+                        &visit,
+                        408,
+                        b"",
+                        0,
+                        traffic,
+                    );
+                }
                 return None;
             }
             Err(HeadError::TooLarge) => {
@@ -186,6 +206,16 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
         body,
         traffic,
     );
+}
+
+/// Whether a whole request line came (after the empty lines Apache skips
+/// before one).
+fn has_request_line(raw: &[u8]) -> bool {
+    let start = raw
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(raw.len());
+    raw[start..].contains(&b'\n')
 }
 
 /// `%H`: the request's protocol as written.

@@ -804,7 +804,8 @@ async fn read_response_head(
 fn client_body_error(e: BodyError) -> ProxyError {
     match e {
         BodyError::Malformed(why) => ProxyError::BadRequest(why),
-        BodyError::Timeout => ProxyError::ClientTimeout,
+        BodyError::Timeout => ProxyError::ClientTooSlow,
+        BodyError::Stalled => ProxyError::ClientTimeout,
         BodyError::Truncated => ProxyError::ClientIo("client closed mid-body".into()),
         BodyError::Io(e) => ProxyError::ClientIo(e.to_string()),
     }
@@ -813,7 +814,7 @@ fn client_body_error(e: BodyError) -> ProxyError {
 fn backend_body_error(e: BodyError) -> ProxyError {
     match e {
         BodyError::Malformed(why) => ProxyError::BadResponse(why),
-        BodyError::Timeout => ProxyError::BackendTimeout,
+        BodyError::Timeout | BodyError::Stalled => ProxyError::BackendTimeout,
         BodyError::Truncated => ProxyError::BackendClosed,
         BodyError::Io(e) => ProxyError::BackendIo(e.to_string()),
     }

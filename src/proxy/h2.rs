@@ -695,7 +695,7 @@ impl Downstream for H2Downstream {
         }
         let timeout = self.wait(timeout);
         match tokio::time::timeout(timeout, self.recv.data()).await {
-            Err(_) => Err(BodyError::Timeout),
+            Err(_) => Err(BodyError::Stalled),
             Ok(None) => {
                 reader.ended();
                 Ok(None)

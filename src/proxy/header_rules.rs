@@ -183,7 +183,7 @@ pub fn error_page(
     close: bool,
     signed: &Signed<'_>,
 ) -> LocalAnswer {
-    error_page_with(head, cx, env, status, reason, close, &[], signed)
+    error_page_with(head, cx, env, (status, reason), close, &[], signed)
 }
 
 /// [`error_page`] with `extra` fields of its own (a 405's `Allow`).
@@ -191,8 +191,7 @@ pub fn error_page_with(
     head: &RequestHead,
     cx: Context<'_>,
     env: &Env,
-    status: u16,
-    reason: &str,
+    (status, reason): (u16, &str),
     close: bool,
     extra: &[(&str, &str)],
     signed: &Signed<'_>,

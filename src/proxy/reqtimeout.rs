@@ -53,6 +53,7 @@ impl ReadClock {
         };
     }
 
+    #[cfg(test)]
     pub fn deadline(&self) -> Instant {
         self.deadline
     }

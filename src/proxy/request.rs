@@ -245,8 +245,7 @@ async fn route_and_forward<'g, D: Downstream>(
                 head,
                 cx,
                 env,
-                405,
-                canonical_reason(405),
+                (405, canonical_reason(405)),
                 close,
                 &[("Allow", "")],
                 &signed,
@@ -343,6 +342,9 @@ async fn attempts<D: Downstream>(
 ) -> Result<Outcome, Failure> {
     let config = &generation.config;
     let mut body = BodyState::new(req.framing);
+    if let Some(stage) = body_stage(config, req) {
+        body.reader = super::body::BodyReader::new(req.framing).timed(stage);
+    }
     let mut tried: Vec<usize> = Vec::new();
     loop {
         let backend = choose_backend(generation, mapped, req.head, req.rules.path, &tried)
@@ -401,6 +403,17 @@ async fn attempts<D: Downstream>(
         }
         return outcome;
     }
+}
+
+/// mod_reqtimeout's body stage: the request's server's, when the
+/// connection's server has the module on (`reqtimeout_init`).
+fn body_stage(
+    config: &crate::config::Config,
+    req: &forward::Request<'_>,
+) -> Option<crate::config::model::identity::ReadStage> {
+    let base = route::select_server(config, req.facts.local, None);
+    let stage = req.server.read_timeouts.body;
+    (base.read_timeouts.any() && !stage.is_off()).then_some(stage)
 }
 
 /// S103: what the balancer tells header rules and logs.

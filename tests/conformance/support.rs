@@ -979,6 +979,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                         "status" => "status",
                         "setenvif" => "setenvif",
                         "headers" => "headers",
+                        "reqtimeout" => "reqtimeout",
                         other => panic!(
                             "{file}:{line_no}: modules: {other} is not one the harness knows"
                         ),

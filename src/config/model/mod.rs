@@ -224,6 +224,7 @@ impl Written {
         "WsgateTCPKeepAlive",
         "WsgateTCPUserTimeout",
         "H2StreamTimeout",
+        "RequestReadTimeout",
         "RewriteEngine",
         "Require",
         "SetHandler",
