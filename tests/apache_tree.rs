@@ -67,7 +67,6 @@ fn directives_that_cannot_change_access_or_answers_pass_with_one_warning() {
         "  mod_mime: TypesConfig, AddType: ",
         "  the MPM: StartServers, ThreadsPerChild: ",
         "  core: DefaultRuntimeDir, Mutex: ",
-        "  core: ServerAdmin: ",
         "  mod_ssl: SSLRandomSeed, SSLSessionCache: ",
         "  <VirtualHost>: ErrorLog: wsgate writes one error log",
     ] {
