@@ -36,14 +36,18 @@ pub(super) fn server_tokens(
     Ok(())
 }
 
-/// `ServerSignature On|Off|EMail`, per server.
+/// `ServerSignature On|Off|EMail`, per server and `<Location>`.
 pub(super) fn server_signature(
     _: &mut Builder,
     at: &mut At<'_>,
     node: &Node,
 ) -> Result<(), ConfigError> {
     let v = arg(node);
-    at.server.signature = Some(if v.eq_ignore_ascii_case("on") {
+    let slot = match &mut at.location {
+        Some(loc) => &mut loc.signature,
+        None => &mut at.server.signature,
+    };
+    *slot = Some(if v.eq_ignore_ascii_case("on") {
         ServerSignature::On
     } else if v.eq_ignore_ascii_case("off") {
         ServerSignature::Off

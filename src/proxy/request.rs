@@ -217,6 +217,9 @@ async fn route_and_forward<'g, D: Downstream>(
         }
     };
     trail.server = Some(server);
+    let mode = route::signature_for(server, &path);
+    let host = head.headers.get_str("host");
+    let signed = signature::signed_as(config, server, host, facts.https, mode);
     let env = &mut trail.env;
     let cx = header_rules::post_read(head, &path, facts, server, env);
     let mapped = {

@@ -16,8 +16,20 @@ pub fn signed<'a>(
     host: Option<&str>,
     https: bool,
 ) -> Signed<'a> {
+    signed_as(config, server, host, https, server.signature.mode)
+}
+
+/// [`signed`] with `mode` for the server's `ServerSignature` (a
+/// `<Location>`'s).
+pub fn signed_as<'a>(
+    config: &'a Config,
+    server: &'a Server,
+    host: Option<&str>,
+    https: bool,
+    mode: ServerSignature,
+) -> Signed<'a> {
     let sig = &server.signature;
-    let footer = (sig.mode != ServerSignature::Off).then(|| {
+    let footer = (mode != ServerSignature::Off).then(|| {
         let given = host.map(str::trim).filter(|h| !h.is_empty());
         let name = given.map(host_without_port).filter(|h| !h.is_empty());
         // The Host's port, else the scheme's (ServerName's port is not
@@ -30,7 +42,7 @@ pub fn signed<'a>(
         Footer {
             host: name.unwrap_or(&server.server_name).to_ascii_lowercase(),
             port,
-            mailto: (sig.mode == ServerSignature::Email)
+            mailto: (mode == ServerSignature::Email)
                 .then(|| sig.admin.as_deref().unwrap_or(NO_ADMIN)),
         }
     });

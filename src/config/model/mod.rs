@@ -453,6 +453,8 @@ pub struct Location {
     pub origin: Origin,
     /// Where its directives of [`Written::NOTED`] are.
     pub written: Written,
+    /// `ServerSignature`.
+    pub signature: Option<identity::ServerSignature>,
 }
 
 #[derive(Debug, Clone)]
