@@ -345,7 +345,8 @@ async fn attempts<D: Downstream>(
 ) -> Result<Outcome, Failure> {
     let config = &generation.config;
     let mut body = BodyState::new(req.framing);
-    if let Some(stage) = body_stage(config, req) {
+    let timed = (req.framing != Framing::Empty).then(|| body_stage(config, req));
+    if let Some(stage) = timed.flatten() {
         body.reader = super::body::BodyReader::new(req.framing).timed(stage);
     }
     let mut tried: Vec<usize> = Vec::new();
