@@ -199,6 +199,7 @@ fn manage(
             .map(|i| balancer_view(generation, crate::config::model::balancer::BalancerIdx(i)))
             .collect(),
         selected: bsel.map(|b| (b.0, wsel)),
+        signature: place.signed.footer_html(""),
     };
     balancer_manager::html(&page)
 }
