@@ -2,6 +2,7 @@
 //! and loop while keep-alive allows; after a protocol switch, hand the
 //! connection's task a tunnel.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,13 +22,12 @@ use crate::config::model::identity::ReadStage;
 use crate::config::Config;
 use crate::http::h1::{self, RequestError};
 use crate::http::write::{local_answer, local_response_because};
-use std::net::SocketAddr;
 use tokio::net::TcpStream;
 
 /// mod_reqtimeout's header stage for a connection to `local`: its
 /// address's server's (`c->base_server`), none when that server turns
 /// every stage off.
-pub(crate) fn header_stage(config: &Config, local: SocketAddr) -> Option<ReadStage> {
+fn header_stage(config: &Config, local: SocketAddr) -> Option<ReadStage> {
     let t = &crate::route::select_server(config, local, None).read_timeouts;
     (t.any() && !t.header.is_off()).then_some(t.header)
 }
