@@ -247,6 +247,34 @@ GlobalLog {global} short
     assert_eq!(lines(&p("own.log")), ["own.test 200 /p/c yes"]);
 }
 
+/// mod_reqtimeout's header stage, logged as Apache logs it: a head cut
+/// off before its request line came is a 408 with no request line ("-")
+/// and no answer; one cut off after it, a 408 with that line and the page.
+#[tokio::test]
+async fn heads_cut_off_by_the_header_stage_are_logged_as_apaches_408s() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let w = Wsgate::start(&format!(
+        "RequestReadTimeout header=1\nCustomLog {} \"%>s \\\"%r\\\" %b\"\n",
+        log.display()
+    ));
+    let unanswered = raw_exchange(w.addr, b"GET /half HT", Duration::from_secs(10)).await;
+    assert_eq!(unanswered, "", "no answer without a request line");
+    assert_eq!(wait_lines(&log, 1).await, ["408 \"-\" -"]);
+    let answered = raw_exchange(
+        w.addr,
+        b"GET /line HTTP/1.1\r\nHost: h.test\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(status_of(&answered), 408, "{answered}");
+    let logged = wait_lines(&log, 2).await;
+    assert!(
+        logged[1].starts_with("408 \"GET /line HTTP/1.1\" "),
+        "{logged:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_piped_log_is_started_once_and_again_when_it_dies() {
     let backend = common::http_backend("b").await;

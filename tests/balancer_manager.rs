@@ -75,7 +75,8 @@ async fn the_form_changes_members_only_with_nonce_and_referer_and_a_reload_reset
     let a = http_backend("a").await;
     let b = http_backend("b").await;
     let body = format!(
-        "ProxyPass /balancer-manager !
+        "ServerSignature On
+ProxyPass /balancer-manager !
 ProxyPass /pool/ balancer://pool/
 <Proxy balancer://pool>
     BalancerMember http://{a}/a
@@ -91,6 +92,14 @@ ProxyPass /pool/ balancer://pool/
     let url_a = format!("http://{a}/a");
     let first = page(&gate).await;
     assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
+    // Signed as Apache's page is (ServerSignature On).
+    let banner = format!("wsgate/{} (Unix)", env!("CARGO_PKG_VERSION"));
+    assert!(
+        first.ends_with(&format!(
+            "<address>{banner} Server at proxy.test Port 80</address>\n</body></html>\n"
+        )),
+        "{first}"
+    );
     assert!(
         member_row(&first, &url_a).contains("<td>Init Ok </td>"),
         "{first}"

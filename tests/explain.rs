@@ -313,7 +313,18 @@ fn every_timeout_names_its_line_or_default() {
     assert!(e
         .line("timeout GracefulShutdownTimeout")
         .starts_with("10 s (default)"));
-    assert!(e.line("timeout head completion").starts_with("20 s"));
+    assert_eq!(
+        e.line("timeout RequestReadTimeout header"),
+        "20 s from the first read, 500 bytes a second more, up to 40 s (default)"
+    );
+    assert_eq!(
+        e.line("timeout RequestReadTimeout body"),
+        "20 s from the first read, 500 bytes a second more, without end (default)"
+    );
+    assert_eq!(
+        e.line("timeout RequestReadTimeout handshake"),
+        "off, each read within Timeout (default)"
+    );
     assert_eq!(e.line("timeout TCP keepalive client"), "off (default)");
     assert_eq!(e.line("timeout TCP_USER_TIMEOUT backend"), "off (default)");
 

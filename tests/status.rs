@@ -430,3 +430,65 @@ async fn metrics_count_the_tunnels_and_upgrades_the_test_made() {
     }
     backend.finish().await;
 }
+
+/// `ProxyStatus On` adds mod_proxy's table per balancer (each member's
+/// scheme, host, status, route, factor, set, uses) and its `?auto` lines;
+/// `ServerSignature On` signs the page; the `Server` field follows
+/// `ServerTokens`. Off (the default) shows none of the balancers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_status_shows_the_balancers_and_the_page_is_signed() {
+    let backend = http_backend("m").await;
+    let conf = format!(
+        "ServerTokens Prod\nServerSignature On\nProxyStatus On\n<Proxy balancer://app>\n    BalancerMember http://127.0.0.1:{port}/m1 route=r1\n    BalancerMember http://127.0.0.1:{port}/m2 loadfactor=2\n    ProxySet stickysession=ROUTEID\n</Proxy>\nProxyPass /app/ balancer://app/\n<Location /server-status>\n    SetHandler server-status\n</Location>\n",
+        port = backend.port()
+    );
+    let gate = Wsgate::start(&conf);
+    for _ in 0..2 {
+        assert_eq!(status_of(&get(&gate, "/app/x").await), 200);
+    }
+    let page = get(&gate, "/server-status").await;
+    assert!(page.contains("\r\nServer: wsgate\r\n"), "{page}");
+    assert!(
+        page.contains("<h1>Proxy LoadBalancer Status for balancer://app</h1>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<tr><td>ROUTEID</td><td>0</td><td>byrequests</td>"),
+        "{page}"
+    );
+    let member = regex::Regex::new(
+        r"<td>http</td><td>127\.0\.0\.1</td><td>Init Ok </td><td>r1</td><td></td><td>1\.00</td><td>0</td><td>1</td><td>0</td>",
+    )
+    .unwrap();
+    assert!(member.is_match(&page), "{page}");
+    assert!(
+        page.contains("<td></td><td></td><td>2.00</td><td>0</td><td>1</td>"),
+        "{page}"
+    );
+    assert!(page.ends_with(
+        "</table><hr />\n<address>wsgate Server at proxy.test Port 80</address>\n</body></html>\n"
+    ));
+    let auto = get(&gate, "/server-status?auto").await;
+    assert!(
+        auto.contains("\nProxyBalancer[0]Name: balancer://app\n"),
+        "{auto}"
+    );
+    assert_eq!(
+        field(&auto, "ProxyBalancer[0]Worker[1]Name"),
+        format!("http://127.0.0.1:{}/m2", backend.port())
+    );
+    assert_eq!(field(&auto, "ProxyBalancer[0]Worker[0]Elected"), "1");
+
+    // Off: nothing of the balancers.
+    gate.reload(&format!(
+        "{LISTEN}\nServerName proxy.test\n{}",
+        conf.replace("ProxyStatus On", "ProxyStatus Off")
+    ))
+    .await;
+    let page = get(&gate, "/server-status").await;
+    assert!(!page.contains("Proxy LoadBalancer"), "{page}");
+    assert!(!get(&gate, "/server-status?auto")
+        .await
+        .contains("ProxyBalancer"));
+    backend.finish().await;
+}

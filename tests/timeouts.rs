@@ -235,17 +235,115 @@ async fn a_client_that_sends_nothing_is_closed_after_timeout() {
     );
 }
 
-/// mod_reqtimeout's `header=20`: a head begun but not finished within
-/// 20 s gets a 408.
+/// mod_reqtimeout's defaults (`header=20-40,MinRate=500`): a head whose
+/// request line came but not its end gets a 408 20 s after the
+/// connection's first read, plus 2 ms for each of its 34 bytes.
 #[tokio::test(start_paused = true)]
-async fn a_head_that_stops_halfway_gets_408_after_20_seconds() {
+async fn a_head_that_stops_halfway_gets_408_after_20_seconds_and_its_bytes_worth() {
     let h = proxy(&Arc::new(MemoryNet::default()), "");
     let mut c = client(&h);
     send_then_expect(
         &mut c,
         b"GET / HTTP/1.1\r\nHost: proxy.test\r\n",
         "HTTP/1.1 408 Request Timeout\r\n",
-        Duration::from_secs(20),
+        Duration::from_millis(20_000 + 34 * 2),
+    )
+    .await;
+}
+
+/// A slowloris that keeps above MinRate (1000 bytes, 2 s of credit, every
+/// 1.9 s) is still cut at the stage's maximum, 40 s after its first read;
+/// without a whole request line it gets no answer, as from Apache.
+#[tokio::test(start_paused = true)]
+async fn a_head_that_keeps_up_the_rate_is_cut_at_the_maximum_without_an_answer() {
+    let h = proxy(&Arc::new(MemoryNet::default()), "");
+    let mut c = client(&h);
+    let opened = Instant::now();
+    c.write_all(b"GET /").await.unwrap();
+    let drip = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1900)).await;
+            if c.write_all(&[b'a'; 1000]).await.is_err() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(60), drip).await;
+    let (rest, closed) = until_closed(&mut c).await;
+    assert_eq!(rest, "", "no answer without a request line");
+    // Closed at 40 s: the first write after it failed, at most 1.9 s on.
+    let took = closed - opened;
+    assert!(
+        took >= Duration::from_secs(40) && took <= Duration::from_millis(41_900),
+        "closed after {took:?}"
+    );
+}
+
+/// The header stage counts from the connection's first read: a client
+/// that sends nothing is closed unanswered after 20 s (Timeout is 60 s).
+#[tokio::test(start_paused = true)]
+async fn a_client_that_sends_nothing_is_closed_at_the_header_stage() {
+    let h = proxy(&Arc::new(MemoryNet::default()), "");
+    let opened = Instant::now();
+    let mut c = client(&h);
+    let (rest, closed) = until_closed(&mut c).await;
+    assert_eq!(rest, "");
+    assert_after(opened, closed, Duration::from_secs(20), "the header stage");
+}
+
+/// `header=0`: no stage; only each read is bounded by Timeout, so a head
+/// that comes a byte every 5 s for a minute is still served.
+#[tokio::test(start_paused = true)]
+async fn header_zero_leaves_a_slow_head_to_timeout_per_read() {
+    let net = Arc::new(MemoryNet::default());
+    let _tasks = backend(&net, BACKEND, ok_backend);
+    let h = proxy(
+        &net,
+        &format!("Timeout 7\nRequestReadTimeout header=0\nProxyPass / http://{BACKEND}/\n"),
+    );
+    let mut c = client(&h);
+    for b in b"GET / HTTP/1.1\r\nHost: p\r\n" {
+        c.write_all(&[*b]).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    c.write_all(b"\r\n").await.unwrap();
+    let head = read_head(&mut c).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+}
+
+/// The body stage (`body=20,MinRate=500` by default) counts from the
+/// body's first read, which takes the 10 bytes that came with the head.
+#[tokio::test(start_paused = true)]
+async fn a_body_too_slow_gets_408_from_its_first_read() {
+    let net = Arc::new(MemoryNet::default());
+    let _tasks = backend(&net, BACKEND, ok_backend);
+    let h = proxy(&net, &format!("ProxyPass / http://{BACKEND}/\n"));
+    let mut c = client(&h);
+    send_then_expect(
+        &mut c,
+        b"POST / HTTP/1.1\r\nHost: proxy.test\r\nContent-Length: 100\r\n\r\n0123456789",
+        "HTTP/1.1 408 Request Timeout\r\n",
+        Duration::from_millis(20_000 + 10 * 2),
+    )
+    .await;
+}
+
+/// A vhost's own stage holds for requests to it (the body stage is the
+/// request's server's, as `r->server` in mod_reqtimeout).
+#[tokio::test(start_paused = true)]
+async fn a_vhosts_body_stage_holds_for_its_requests() {
+    let net = Arc::new(MemoryNet::default());
+    let _tasks = backend(&net, BACKEND, ok_backend);
+    let h = proxy(
+        &net,
+        &format!("<VirtualHost *:80>\nServerName proxy.test\nRequestReadTimeout body=3\nProxyPass / http://{BACKEND}/\n</VirtualHost>\n"),
+    );
+    let mut c = client(&h);
+    send_then_expect(
+        &mut c,
+        b"POST / HTTP/1.1\r\nHost: proxy.test\r\nContent-Length: 100\r\n\r\n0123456789",
+        "HTTP/1.1 408 Request Timeout\r\n",
+        Duration::from_secs(3),
     )
     .await;
 }

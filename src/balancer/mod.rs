@@ -24,6 +24,8 @@ pub struct MemberState {
     pub busy: AtomicU64,
     /// Bytes to and from the member, tunnels excluded (bytraffic).
     pub traffic: AtomicU64,
+    /// Of those, the bytes from the member (mod_status's "Rd").
+    pub read: AtomicU64,
     pub disabled: AtomicBool,
     pub stopped: AtomicBool,
     pub drain: AtomicBool,

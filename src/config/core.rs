@@ -144,6 +144,7 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         handler: None,
         origin: o.clone(),
         written: model::Written::default(),
+        signature: None,
     };
     {
         let mut inner = At {

@@ -10,8 +10,8 @@ use super::error::{self, ConfigError};
 use super::lexer::Node;
 use super::model::Written;
 use super::{
-    accesslog, auth, balancer, core, headers, http2, liveness, proxy, remoteip, require, rewrite,
-    ssl, static_files as files, At, Builder,
+    accesslog, auth, balancer, banner, core, headers, http2, liveness, proxy, remoteip, reqtimeout,
+    require, rewrite, ssl, static_files as files, At, Builder,
 };
 
 /// Where a directive is written.
@@ -212,6 +212,10 @@ pub const DIRECTIVES: &[Directive] = &[
     one("KeepAliveTimeout", "core", SERVER, "KeepAliveTimeout SECONDS", "how long an idle client connection waits for its next request", core::keepalive_timeout),
     one("MaxKeepAliveRequests", "core", SERVER, "MaxKeepAliveRequests N", "a client connection closes after its Nth request's answer following the first (0: never; 100 when unset)", core::max_keepalive_requests),
     one("TraceEnable", "core", SERVER_VHOST, "TraceEnable On|Off", "Off answers TRACE with 405 instead of proxying it", core::trace_enable),
+    one("ServerTokens", "core", SERVER, "ServerTokens Prod|Major|Minor|Min|OS|Full", "how much the Server field of wsgate's own answers and its error pages' signature tell: wsgate, wsgate/0, wsgate/0.1, wsgate/0.1.0, or that and (Unix) (OS and Full, the default)", banner::server_tokens),
+    one("ServerSignature", "core", ANYWHERE, "ServerSignature On|Off|EMail", "a line at the foot of wsgate's error pages, status page and balancer manager: the ServerTokens banner, the host and port (EMail: the host links to ServerAdmin); Off by default; a <Location>'s holds for its paths", banner::server_signature),
+    one("ServerAdmin", "core", SERVER_VHOST, "ServerAdmin EMAIL|URL", "the address ServerSignature EMail links to", banner::server_admin),
+    line("RequestReadTimeout", "mod_reqtimeout", SERVER_VHOST, "RequestReadTimeout [handshake=T[-MAX][,MinRate=R]] [header=…] [body=…]", "how long a client may take over its TLS handshake, request head and body, extended by MinRate bytes per second up to MAX (header=20-40,MinRate=500 body=20,MinRate=500 when unset; 0 turns a stage off); a head too slow is closed (408 once its request line came), a body too slow gets 408", reqtimeout::request_read_timeout),
     one("HostnameLookups", "core", SERVER_VHOST, "HostnameLookups Off", "client names are never looked up (On and Double are refused)", core::hostname_lookups),
     one("LimitRequestLine", "core", SERVER, "LimitRequestLine BYTES", "longest request line (414 beyond)", core::limit),
     one("LimitRequestFieldSize", "core", SERVER, "LimitRequestFieldSize BYTES", "longest header line (400 beyond)", core::limit),
@@ -284,6 +288,7 @@ pub const DIRECTIVES: &[Directive] = &[
     one("ProxyPreserveHost", "mod_proxy", ANYWHERE, "ProxyPreserveHost On|Off", "send the client's Host to the backend", proxy::proxy_flag),
     one("ProxyAddHeaders", "mod_proxy", ANYWHERE, "ProxyAddHeaders On|Off", "add X-Forwarded-For, -Host and -Server", proxy::proxy_flag),
     one("ProxyTimeout", "mod_proxy", SERVER_VHOST, "ProxyTimeout SECONDS", "backend timeout when the worker sets none", proxy::proxy_timeout),
+    one("ProxyStatus", "mod_proxy", SERVER_VHOST, "ProxyStatus Off|On|Full", "the server-status page shows each balancer and its members (as mod_proxy's status hook: On and Full alike; Off by default)", require::proxy_status),
     one("ProxyRequests", "mod_proxy", SERVER_VHOST, "ProxyRequests Off", "Off only: wsgate is no forward proxy", proxy::proxy_requests),
     section("Proxy", "mod_proxy", SERVER_VHOST, "<Proxy balancer://NAME>", "a balancer's members, parameters and header rules", balancer::proxy_section),
     line("BalancerMember", "mod_proxy_balancer", BALANCER, "BalancerMember [balancer://NAME] URL [key=value ...]", "a member of a balancer, with worker and member parameters", balancer::balancer_member),
@@ -366,7 +371,6 @@ const MODULES_WITHOUT_DIRECTIVES: &[&str] = &[
 const NOT_YET: &[(&str, &str)] = &[
     ("ProxyMatch", "mod_proxy (<ProxyMatch> sections)"),
     ("ProxyHCTemplate", "mod_proxy_hcheck (templates)"),
-    ("RequestReadTimeout", "mod_reqtimeout"),
     (
         "RemoteIPHeader",
         "mod_remoteip (client addresses from a header)",

@@ -81,13 +81,6 @@ const IGNORED: &[Ignored] = &[
         in_vhost: false,
     },
     Ignored {
-        what: "core",
-        module: None,
-        directives: &["ServerAdmin"],
-        why: "the address Apache's own error pages give; wsgate's error pages name no one",
-        in_vhost: false,
-    },
-    Ignored {
         what: "mod_ssl",
         module: None,
         directives: &[

@@ -9,6 +9,7 @@ mod accesslog;
 pub(crate) mod apache_modules;
 mod auth;
 pub mod balancer;
+mod banner;
 pub(crate) mod ciphers;
 mod core;
 pub(crate) mod directives;
@@ -16,6 +17,7 @@ pub(crate) mod error;
 pub(crate) mod expr;
 mod foreign;
 pub mod headers;
+mod reqtimeout;
 mod static_files;
 pub use accesslog::{parse_format, split_command};
 pub(crate) mod http2;
@@ -170,6 +172,9 @@ pub(crate) struct ServerDraft {
     files: static_files::FilesDraft,
     origin: Option<Origin>,
     written: Written,
+    signature: Option<model::identity::ServerSignature>,
+    admin: Option<String>,
+    read_timeouts: reqtimeout::ReadTimeoutsDraft,
 }
 
 impl ServerDraft {
@@ -200,6 +205,9 @@ impl ServerDraft {
             files: static_files::FilesDraft::default(),
             origin: None,
             written: Written::default(),
+            signature: None,
+            admin: None,
+            read_timeouts: reqtimeout::ReadTimeoutsDraft::default(),
         }
     }
 }
@@ -238,6 +246,8 @@ pub(crate) struct Builder {
     foreign: foreign::Foreign,
     /// `TypesConfig`'s table.
     types: Option<std::collections::HashMap<String, String>>,
+    server_tokens: model::identity::ServerTokens,
+    proxy_status: model::identity::ProxyStatus,
 }
 
 /// Builds the model from expanded directives; `main_file` is named in
@@ -277,6 +287,8 @@ pub fn build(
         errors: prior,
         foreign,
         types: None,
+        server_tokens: Default::default(),
+        proxy_status: Default::default(),
     };
     let mut main = std::mem::replace(&mut b.main, ServerDraft::new(ServerKey::Main));
     let full = b.errors.len() >= error::MAX_ERRORS;
@@ -502,6 +514,8 @@ impl Builder {
             status_page,
             shows_counts,
             proxy_protocol: self.proxy_protocol,
+            banner: self.server_tokens.banner(env!("CARGO_PKG_VERSION")),
+            proxy_status: self.proxy_status,
         })
     }
 
@@ -567,6 +581,8 @@ struct MainParts {
     files: model::files::Files,
     files_draft: static_files::FilesDraft,
     types: std::sync::Arc<model::files::Mime>,
+    signature: model::identity::Signature,
+    read_timeouts: model::identity::ReadTimeouts,
 }
 
 impl MainParts {
@@ -601,6 +617,11 @@ impl MainParts {
             http2: main.http2.clone(),
             liveness: main.liveness.clone(),
             written: std::mem::take(&mut main.written),
+            signature: model::identity::Signature {
+                mode: main.signature.unwrap_or_default(),
+                admin: main.admin.clone(),
+            },
+            read_timeouts: main.read_timeouts.resolve(&Default::default()),
         }
     }
 
@@ -668,6 +689,11 @@ impl MainParts {
                 .vhost(&self.files, &self.files_draft, &self.types),
             origin: draft.origin,
             written: draft.written,
+            signature: model::identity::Signature {
+                mode: draft.signature.unwrap_or(self.signature.mode),
+                admin: draft.admin.or_else(|| self.signature.admin.clone()),
+            },
+            read_timeouts: draft.read_timeouts.resolve(&self.read_timeouts),
         }
     }
 
@@ -696,6 +722,8 @@ impl MainParts {
             files: self.files,
             origin: None,
             written: self.written,
+            signature: self.signature,
+            read_timeouts: self.read_timeouts,
         }
     }
 }

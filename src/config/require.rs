@@ -446,6 +446,30 @@ pub(super) fn extended_status(
     Ok(())
 }
 
+/// `ProxyStatus Off|On|Full`: read for the whole process (Apache's is
+/// per server; wsgate's status page shows every balancer).
+pub(super) fn proxy_status(
+    b: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    use super::model::identity::ProxyStatus;
+    let v = arg(node);
+    b.proxy_status = if v.eq_ignore_ascii_case("off") {
+        ProxyStatus::Off
+    } else if v.eq_ignore_ascii_case("on") {
+        ProxyStatus::On
+    } else if v.eq_ignore_ascii_case("full") {
+        ProxyStatus::Full
+    } else {
+        return Err(ConfigError::new(
+            &node.origin,
+            format!("ProxyStatus '{v}': ProxyStatus must be one of: off | on | full"),
+        ));
+    };
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::subnet;

@@ -54,29 +54,99 @@ pub fn push(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// What an answer wsgate makes says about wsgate: the `Server` field
+/// (`ServerTokens`) and, on an error page, the signature line
+/// (`ServerSignature`).
+#[derive(Debug, Clone)]
+pub struct Signed<'a> {
+    pub banner: &'a str,
+    pub footer: Option<Footer<'a>>,
+}
+
+impl Signed<'_> {
+    /// wsgate's name alone, and no signature line.
+    pub const PLAIN: Signed<'static> = Signed {
+        banner: "wsgate",
+        footer: None,
+    };
+
+    /// The signature line, with `prefix` before it (Apache's
+    /// `ap_psignature`); empty without one.
+    pub fn footer_html(&self, prefix: &str) -> String {
+        let Some(f) = &self.footer else {
+            return String::new();
+        };
+        let host = escape_html(&f.host);
+        let port = f.port;
+        let banner = self.banner;
+        match f.mailto {
+            Some(admin) => {
+                let scheme = if is_url(admin) { "" } else { "mailto:" };
+                let admin = escape_html(admin);
+                format!("{prefix}<address>{banner} Server at <a href=\"{scheme}{admin}\">{host}</a> Port {port}</address>\n")
+            }
+            None => format!("{prefix}<address>{banner} Server at {host} Port {port}</address>\n"),
+        }
+    }
+}
+
+/// The signature line's facts: the name and port the client used for us
+/// and, for `ServerSignature EMail`, the `ServerAdmin` the name links to.
+#[derive(Debug, Clone)]
+pub struct Footer<'a> {
+    /// Lower-case.
+    pub host: String,
+    pub port: u16,
+    pub mailto: Option<&'a str>,
+}
+
+/// `ap_is_url`: a scheme (letters, digits, `+`, `-`, `.`) then `:`.
+fn is_url(s: &str) -> bool {
+    match s.split_once(':') {
+        Some((scheme, _)) => {
+            !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        }
+        None => false,
+    }
+}
+
+/// `ap_escape_html`: `<`, `>`, `&` and `"` as entities.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A complete response wsgate makes itself: the status, `Date`, `Server`,
 /// `extra` fields, and for anything but a 200 a short HTML page. The page
-/// names only the status, never anything from the request (CVE-2019-10092).
+/// names only the status, never anything from the request (CVE-2019-10092)
+/// but the host name in its signature line, escaped as Apache escapes it.
+#[cfg(test)]
 pub fn local_response(status: u16, reason: &str, extra: &[(&str, &str)], close: bool) -> Vec<u8> {
-    local_answer(status, reason, extra, close, &mut |_| {}).to_h1()
+    local_answer(status, reason, extra, close, &Signed::PLAIN, &mut |_| {}).to_h1()
 }
 
-/// [`local_response`], with `adjust` applied to its header fields (the
-/// `Header always` rules) before they are written.
-pub fn local_response_with(
+/// An answer whose page says `why` (plain text) instead of the status's
+/// usual sentence.
+pub fn local_response_because(
     status: u16,
     reason: &str,
-    extra: &[(&str, &str)],
+    why: &str,
     close: bool,
-    adjust: &mut dyn FnMut(&mut HeaderFields),
+    signed: &Signed<'_>,
 ) -> Vec<u8> {
-    local_answer(status, reason, extra, close, adjust).to_h1()
-}
-
-/// [`local_response`] whose page says `why` (plain text) instead of the
-/// status's usual sentence.
-pub fn local_response_because(status: u16, reason: &str, why: &str, close: bool) -> Vec<u8> {
-    page(status, reason, why, &[], close, &mut |_| {}).to_h1()
+    page(status, reason, why, &[], close, signed, &mut |_| {}).to_h1()
 }
 
 /// An answer wsgate makes itself, before it is written in a wire format:
@@ -110,15 +180,25 @@ impl LocalAnswer {
     }
 }
 
-/// [`local_response_with`], not yet written.
+/// An answer wsgate makes itself, not yet written: `adjust` is applied to
+/// its header fields (the `Header always` rules).
 pub fn local_answer(
     status: u16,
     reason: &str,
     extra: &[(&str, &str)],
     close: bool,
+    signed: &Signed<'_>,
     adjust: &mut dyn FnMut(&mut HeaderFields),
 ) -> LocalAnswer {
-    page(status, reason, explain(status), extra, close, adjust)
+    page(
+        status,
+        reason,
+        explain(status),
+        extra,
+        close,
+        signed,
+        adjust,
+    )
 }
 
 fn page(
@@ -127,16 +207,21 @@ fn page(
     why: &str,
     extra: &[(&str, &str)],
     close: bool,
+    signed: &Signed<'_>,
     adjust: &mut dyn FnMut(&mut HeaderFields),
 ) -> LocalAnswer {
     let body = if status == 200 {
         String::new()
     } else {
+        let footer = signed.footer_html("<hr>\n");
         format!(
-            "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n<body><h1>{status} {reason}</h1>\n<p>{why}</p>\n</body></html>\n"
+            "<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n<body><h1>{status} {reason}</h1>\n<p>{why}</p>\n{footer}</body></html>\n"
         )
     };
-    let mut fields: HeaderFields = vec![("Server".into(), FieldValue::from_static(b"wsgate"))];
+    let mut fields: HeaderFields = vec![(
+        "Server".into(),
+        FieldValue::copy_from_slice(signed.banner.as_bytes()),
+    )];
     fields.extend(
         extra
             .iter()
@@ -168,6 +253,7 @@ fn explain(status: u16) -> &'static str {
         403 => "You don't have permission to access this resource.",
         404 => "The requested URL was not found on this server.",
         405 => "The method is not allowed here.",
+        408 => "Server timeout waiting for the HTTP request from the client.",
         410 => "The requested resource is no longer available on this server.",
         413 => "The request body is larger than this server accepts.",
         414 => "The request line is longer than this server accepts.",
@@ -211,5 +297,40 @@ mod tests {
         );
         let ok = String::from_utf8(local_response(200, "OK", &[], false)).unwrap();
         assert!(ok.ends_with("Content-Length: 0\r\n\r\n"), "{ok}");
+    }
+
+    #[test]
+    fn the_signature_line_escapes_the_host_and_links_the_admin_as_apache() {
+        let mut signed = Signed {
+            banner: "wsgate/1.2.3 (Unix)",
+            footer: Some(Footer {
+                host: "a<b>.test".into(),
+                port: 80,
+                mailto: None,
+            }),
+        };
+        assert_eq!(
+            signed.footer_html("<hr>\n"),
+            "<hr>\n<address>wsgate/1.2.3 (Unix) Server at a&lt;b&gt;.test Port 80</address>\n"
+        );
+        if let Some(f) = &mut signed.footer {
+            f.mailto = Some("root@x.test");
+        }
+        assert!(signed
+            .footer_html("")
+            .contains("<a href=\"mailto:root@x.test\">a&lt;b&gt;.test</a> Port 80"));
+        if let Some(f) = &mut signed.footer {
+            f.mailto = Some("https://help.test/");
+        }
+        assert!(signed
+            .footer_html("")
+            .contains("<a href=\"https://help.test/\">"));
+        let page = local_answer(404, "Not Found", &[], false, &signed, &mut |_| {});
+        let text = String::from_utf8(page.body).unwrap();
+        assert!(text.ends_with("</address>\n</body></html>\n"), "{text}");
+        assert!(page
+            .fields
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case("server") && &v[..] == b"wsgate/1.2.3 (Unix)"));
     }
 }

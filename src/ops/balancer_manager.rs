@@ -35,6 +35,8 @@ pub struct MemberView {
     pub load: i64,
     /// Bytes to and from the member by requests (not tunnels).
     pub traffic: u64,
+    /// Of those, the bytes from the member.
+    pub read: u64,
     /// Tunnels open to it.
     pub tunnels: u64,
 }
@@ -50,6 +52,8 @@ pub struct Page {
     /// A balancer (and member) chosen by `b=` and `w=` with a good
     /// Referer: its edit form is shown.
     pub selected: Option<(usize, Option<usize>)>,
+    /// The signature line (`ServerSignature`; empty when Off).
+    pub signature: String,
 }
 
 /// The changes to a member the form asks for, as Apache reads them;
@@ -194,6 +198,7 @@ pub fn html(p: &Page) -> String {
             }
         }
     }
+    o.push_str(&p.signature);
     o.push_str("</body></html>\n");
     o
 }

@@ -37,6 +37,10 @@ pub struct Snapshot {
     pub max_connections: Option<usize>,
     /// The open tunnels (empty when the registry is off).
     pub tunnels: Vec<Entry>,
+    /// The signature line, with its rule (`ServerSignature`; empty when Off).
+    pub signature: String,
+    /// The balancers mod_proxy's part shows (`ProxyStatus`; empty when Off).
+    pub balancers: Vec<super::balancer_manager::BalancerView>,
 }
 
 impl Snapshot {
@@ -141,6 +145,7 @@ pub fn auto(s: &Snapshot) -> String {
         "W".repeat(s.connections),
         "_".repeat(s.idle())
     );
+    super::proxy_status::auto(&mut o, &s.balancers);
     o
 }
 
@@ -221,6 +226,8 @@ pub fn html(s: &Snapshot) -> String {
     );
     let _ = writeln!(o, "<dt>{} tunnels open</dt>\n</dl>", s.tunnels_open);
     tunnel_table(&mut o, s);
+    super::proxy_status::html(&mut o, &s.balancers);
+    o.push_str(&s.signature);
     o.push_str("</body></html>\n");
     o
 }
@@ -462,6 +469,8 @@ mod tests {
             tunnels_open: 0,
             max_connections: Some(40),
             tunnels: Vec::new(),
+            signature: String::new(),
+            balancers: Vec::new(),
         }
     }
 

@@ -9,12 +9,17 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::Conn;
+use super::reqtimeout::ReadClock;
+use crate::config::model::identity::ReadStage;
 use crate::http::body::{DecodeError, Decoder, Framing};
 
 #[derive(Debug)]
 pub enum BodyError {
     Io(io::Error),
+    /// A read past its deadline (`Timeout`, or mod_reqtimeout's stage).
     Timeout,
+    /// An HTTP/2 stream's body stalled past `H2StreamTimeout`.
+    Stalled,
     /// Ended before the framing said it would.
     Truncated,
     Malformed(&'static str),
@@ -43,6 +48,9 @@ pub struct BodyReader {
     decoder: Decoder,
     /// Decoded bytes so far.
     pub read: u64,
+    /// mod_reqtimeout's body stage, until the first read starts its clock.
+    stage: Option<ReadStage>,
+    clock: Option<ReadClock>,
 }
 
 impl BodyReader {
@@ -50,7 +58,16 @@ impl BodyReader {
         BodyReader {
             decoder: Decoder::new(framing),
             read: 0,
+            stage: None,
+            clock: None,
         }
+    }
+
+    /// The body must come within `stage` (`RequestReadTimeout body=`),
+    /// counted from its first read.
+    pub fn timed(mut self, stage: ReadStage) -> Self {
+        self.stage = (!stage.is_off()).then_some(stage);
+        self
     }
 
     pub fn is_done(&self) -> bool {
@@ -86,6 +103,15 @@ impl BodyReader {
         conn: &mut Conn<S>,
         timeout: Duration,
     ) -> Result<Option<Bytes>, BodyError> {
+        if let Some(stage) = self.stage.take() {
+            // The stage starts at the body's first read, which takes the
+            // bytes that came with the head first (and counts them, as
+            // mod_reqtimeout does).
+            self.clock = ReadClock::start(&stage, tokio::time::Instant::now()).map(|mut c| {
+                c.extend(conn.buf.len());
+                c
+            });
+        }
         loop {
             if let Some(piece) = self.decoder.decode(&mut conn.buf)? {
                 self.read += piece.len() as u64;
@@ -94,7 +120,17 @@ impl BodyReader {
             if self.decoder.is_done() {
                 return Ok(None);
             }
-            if conn.fill(timeout).await? == 0 {
+            let n = match &self.clock {
+                Some(c) => {
+                    let now = tokio::time::Instant::now();
+                    conn.fill_until(c.read_deadline(now, timeout)).await?
+                }
+                None => conn.fill(timeout).await?,
+            };
+            if let Some(c) = &mut self.clock {
+                c.extend(n);
+            }
+            if n == 0 {
                 return if self.decoder.at_close() {
                     Ok(None)
                 } else {

@@ -11,8 +11,24 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use super::reqtimeout::ReadClock;
+use crate::config::model::identity::ReadStage;
 use crate::http::h1 as head;
 use crate::upstream::ReadTimer;
+
+/// How long a client's request head may take: mod_reqtimeout's header
+/// stage, each read within `Timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadTimes {
+    /// Between requests: how long the first byte may take
+    /// (`KeepAliveTimeout`) before the stage starts; `None` for a
+    /// connection's first request, whose stage starts at once.
+    pub idle: Option<Duration>,
+    /// `RequestReadTimeout header=`; `None`: no limit but each read's.
+    pub stage: Option<ReadStage>,
+    /// `Timeout`: the longest one read may wait.
+    pub per_read: Duration,
+}
 
 /// How much to read at a time while parsing heads and bodies.
 const READ_CHUNK: usize = 8192;
@@ -38,7 +54,9 @@ pub enum HeadError {
     Truncated,
     /// Nothing, or not all of it, arrived in time.
     Timeout {
-        started: bool,
+        /// Still waiting between requests (`KeepAliveTimeout`), before
+        /// the head's time began.
+        waiting: bool,
     },
     /// More than `max` bytes without the end of a head.
     TooLarge,
@@ -135,7 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// [`Conn::fill`] with a deadline rather than a timeout.
     /// One future, not a counting layer around another: this is awaited
     /// for every read of every connection.
-    async fn fill_until(&mut self, deadline: Instant) -> io::Result<usize> {
+    pub(super) async fn fill_until(&mut self, deadline: Instant) -> io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(READ_CHUNK);
         }
@@ -206,7 +224,67 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Ok(0) => return Err(HeadError::Closed),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(HeadError::Timeout { started })
+                    return Err(HeadError::Timeout { waiting: false })
+                }
+                Err(e) => return Err(HeadError::Io(e)),
+            }
+        }
+    }
+
+    /// Reads a client's request head (see [`HeadTimes`]) and splits it
+    /// off.
+    pub async fn read_request_head(
+        &mut self,
+        max: usize,
+        times: &HeadTimes,
+    ) -> Result<BytesMut, HeadError> {
+        // Between requests the stage starts with the first byte (bytes
+        // already here, pipelined, are that byte); on a new connection at
+        // once, as mod_reqtimeout starts it at the first read.
+        let mut staged = times.idle.is_none() || !self.buf.is_empty();
+        let mut clock = staged
+            .then(|| {
+                times
+                    .stage
+                    .and_then(|s| ReadClock::start(&s, Instant::now()))
+            })
+            .flatten();
+        if let Some(c) = &mut clock {
+            c.extend(self.buf.len());
+        }
+        let mut scanned: usize = 0;
+        loop {
+            let from = scanned.saturating_sub(3);
+            if let Some(end) = head::head_end(&self.buf[from..]) {
+                return Ok(self.buf.split_to(from + end));
+            }
+            scanned = self.buf.len();
+            if self.buf.len() > max {
+                return Err(HeadError::TooLarge);
+            }
+            let now = Instant::now();
+            let deadline = match (staged, &clock, times.idle) {
+                (false, _, Some(idle)) => now + idle,
+                (_, Some(c), _) => c.read_deadline(now, times.per_read),
+                _ => now + times.per_read,
+            };
+            let started = !self.buf.is_empty();
+            match self.fill_until(deadline).await {
+                Ok(0) if started => return Err(HeadError::Truncated),
+                Ok(0) => return Err(HeadError::Closed),
+                Ok(n) => {
+                    if !staged {
+                        staged = true;
+                        clock = times
+                            .stage
+                            .and_then(|s| ReadClock::start(&s, Instant::now()));
+                    }
+                    if let Some(c) = &mut clock {
+                        c.extend(n);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(HeadError::Timeout { waiting: !staged })
                 }
                 Err(e) => return Err(HeadError::Io(e)),
             }

@@ -2,33 +2,34 @@
 //! and loop while keep-alive allows; after a protocol switch, hand the
 //! connection's task a tunnel.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::conn::{Conn, HeadError};
+use super::conn::{Conn, HeadError, HeadTimes};
 use super::forward::{Outcome, TunnelStart};
 pub use super::header_rules::ConnFacts;
 use super::logging::{self, Visit};
 use super::park::{self, Parkable};
 use super::request;
 use super::server::{ConnGuard, Current, Shared};
+use super::signature;
 use super::tls::TlsFacts;
 use super::tunnel::{Tunnel, Who};
+use crate::config::model::identity::ReadStage;
 use crate::config::Config;
 use crate::http::h1::{self, RequestError};
 use crate::http::write::{local_answer, local_response_because};
 use tokio::net::TcpStream;
 
-/// How long the rest of a head may take once its first byte arrived
-/// (mod_reqtimeout's default `header=20`).
-const HEAD_COMPLETION: Duration = Duration::from_secs(20);
-
-/// How long the rest of a head may take once its first byte arrived:
-/// mod_reqtimeout's default, at most `Timeout` (and at least a second).
-pub(super) fn head_completion(config: &Config) -> Duration {
-    HEAD_COMPLETION.min(config.timeout.max(Duration::from_secs(1)))
+/// mod_reqtimeout's header stage for a connection to `local`: its
+/// address's server's (`c->base_server`), none when that server turns
+/// every stage off.
+fn header_stage(config: &Config, local: SocketAddr) -> Option<ReadStage> {
+    let t = &crate::route::select_server(config, local, None).read_timeouts;
+    (t.any() && !t.header.is_off()).then_some(t.header)
 }
 
 /// Serves one client connection: requests until it closes, or until a
@@ -54,32 +55,52 @@ where
         let generation = &current.generation;
         let config = &generation.config;
         let before = client.traffic();
-        let wait = if first {
-            config.timeout
-        } else {
-            config.keepalive_timeout
+        let times = HeadTimes {
+            idle: (!first).then_some(config.keepalive_timeout),
+            stage: header_stage(config, facts.local),
+            per_read: config.timeout,
         };
         let max_head = config.limits.max_head();
         let head_bytes = tokio::select! {
-            r = client.read_head(max_head, wait, head_completion(config)) => r,
+            r = client.read_request_head(max_head, &times) => r,
             _ = shutdown.changed(), if !first && client.buf.is_empty() => return None,
         };
         let head_bytes = match head_bytes {
             Ok(h) => h,
             Err(HeadError::Closed | HeadError::Truncated | HeadError::Io(_)) => return None,
-            Err(HeadError::Timeout { started: false }) => return None,
-            Err(HeadError::Timeout { started: true }) => {
+            // KeepAliveTimeout: no request began.
+            Err(HeadError::Timeout { waiting: true, .. }) => return None,
+            // As Apache: a head whose request line came gets 408; without
+            // one the connection closes unanswered, logged as a 408 with
+            // no request line when it was the connection's first.
+            Err(HeadError::Timeout { .. }) => {
+                tracing::info!(peer = %facts.peer, "AH01382: Request header read timeout");
                 let raw = client.buf.split().freeze();
-                refuse(
-                    &mut client,
-                    408,
-                    "Request Timeout",
-                    &raw,
-                    &current,
-                    facts,
-                    before,
-                )
-                .await;
+                if has_request_line(&raw) {
+                    refuse(
+                        &mut client,
+                        408,
+                        "Request Timeout",
+                        &raw,
+                        &current,
+                        facts,
+                        before,
+                    )
+                    .await;
+                } else if first {
+                    let visit = Visit::now(0, "HTTP/1.1", before);
+                    let traffic = client.traffic();
+                    logging::write_unread(
+                        config,
+                        &current.logs,
+                        facts,
+                        &visit,
+                        408,
+                        b"",
+                        0,
+                        traffic,
+                    );
+                }
                 return None;
             }
             Err(HeadError::TooLarge) => {
@@ -169,7 +190,9 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let visit = Visit::now(0, "HTTP/1.1", before);
     let config = &current.generation.config;
-    let answer = local_answer(status, reason, &[], true, &mut |_| {});
+    let server = crate::route::select_server(config, facts.local, None);
+    let signed = signature::signed(config, server, None, facts.https);
+    let answer = local_answer(status, reason, &[], true, &signed, &mut |_| {});
     let _ = client.write_all(&answer.to_h1(), config.timeout).await;
     let body = answer.body.len() as u64;
     let traffic = client.traffic();
@@ -183,6 +206,16 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
         body,
         traffic,
     );
+}
+
+/// Whether a whole request line came (after the empty lines Apache skips
+/// before one).
+fn has_request_line(raw: &[u8]) -> bool {
+    let start = raw
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(raw.len());
+    raw[start..].contains(&b'\n')
 }
 
 /// `%H`: the request's protocol as written.
@@ -199,6 +232,11 @@ fn protocol(head: &crate::http::RequestHead) -> &'static str {
 /// closes (after reading what the client still sends, for a while, so that
 /// the answer is not lost to a reset).
 pub async fn refuse_plain_http(stream: TcpStream, config: &Config) {
+    let server = match stream.local_addr() {
+        Ok(local) => crate::route::select_server(config, local, None),
+        Err(_) => &config.main,
+    };
+    let signed = signature::signed(config, server, None, true);
     let mut client = Conn::new(stream);
     let t = config.timeout;
     let answer = local_response_because(
@@ -206,6 +244,7 @@ pub async fn refuse_plain_http(stream: TcpStream, config: &Config) {
         "Bad Request",
         "Your browser sent a request that this server could not understand.<br />\nReason: You're speaking plain HTTP to an SSL-enabled server port.<br />\n Instead use the HTTPS scheme to access this URL, please.",
         true,
+        &signed,
     );
     if client.write_all(&answer, t).await.is_err() {
         return;

@@ -101,6 +101,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Downstream for Conn<S> {
                 upgrade: None,
                 public_host: "",
                 reverse: &[],
+                banner: "",
             },
         );
         self.write_all(&bytes, timeout).await

@@ -10,8 +10,13 @@ pub enum ProxyError {
     BodyTooLarge,
     #[error("client went away: {0}")]
     ClientIo(String),
+    /// An HTTP/2 stream whose body stalled (`H2StreamTimeout`): reset.
     #[error("client timed out")]
     ClientTimeout,
+    /// A body too slow (`RequestReadTimeout body=`, or a read past
+    /// `Timeout`): Apache's 408.
+    #[error("request body read timeout")]
+    ClientTooSlow,
 
     // The backend's fault.
     #[error("DNS lookup failure for: {0} ({1})")]
@@ -54,7 +59,8 @@ impl ProxyError {
             ProxyError::BadRequest(_)
             | ProxyError::BodyTooLarge
             | ProxyError::ClientIo(_)
-            | ProxyError::ClientTimeout => Upgrade::ClientError,
+            | ProxyError::ClientTimeout
+            | ProxyError::ClientTooSlow => Upgrade::ClientError,
             ProxyError::Dns(..)
             | ProxyError::Connect(_)
             | ProxyError::PoolExhausted
@@ -120,6 +126,7 @@ impl ProxyError {
             BadRequest(_) => (400, "Bad Request"),
             BodyTooLarge => (413, "Content Too Large"),
             ClientIo(_) | ClientTimeout => return None,
+            ClientTooSlow => (408, "Request Timeout"),
             Connect(_) | PoolExhausted | NoMember(_) => (503, "Service Unavailable"),
             TlsHandshake(_) | Dns(..) => (500, "Proxy Error"),
             BackendTimeout | BackendClosed | BackendIo(_) | BadUpgrade(_) | TooManyInterim
@@ -139,6 +146,7 @@ impl ProxyError {
                 | ProxyError::BodyTooLarge
                 | ProxyError::ClientIo(_)
                 | ProxyError::ClientTimeout
+                | ProxyError::ClientTooSlow
         )
     }
 }

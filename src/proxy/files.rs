@@ -26,6 +26,7 @@ use crate::config::model::files::{Files, Merged, Opts};
 use crate::http::body::Encoding;
 use crate::http::conditional::{self, Precondition, Ranges, Validators};
 use crate::http::gzip::Gzip;
+use crate::http::write::Signed;
 use crate::http::{canonical_reason, FieldValue, HeaderFields, Headers, RequestHead, ResponseHead};
 use crate::route::access::{evaluate, Asked, Authz};
 use crate::route::files::{self as map, FileMapped, Translated};
@@ -67,6 +68,8 @@ pub struct Place<'a> {
     pub locations: &'a [&'a crate::config::model::headers::Rules],
     /// `DeflateCompressionLevel`.
     pub deflate_level: u32,
+    /// `ServerTokens` and `ServerSignature` for this request.
+    pub signed: &'a Signed<'a>,
     /// The access log's `%f`.
     pub filename: Option<&'a mut Option<String>>,
 }
@@ -348,10 +351,10 @@ async fn status_page<D: Downstream>(
         head,
         place.cx,
         place.env,
-        status,
-        canonical_reason(status),
+        (status, canonical_reason(status)),
         close,
         extra,
+        place.signed,
     );
     match client.send_answer(&answer, place.timeout).await {
         Ok(()) if !close => Outcome::KeepAlive,
@@ -384,7 +387,7 @@ async fn send_file<D: Downstream>(
     let push = |fields: &mut HeaderFields, n: &'static str, v: String| {
         fields.push((n.into(), FieldValue::copy_from_slice(v.as_bytes())));
     };
-    let mut fields: HeaderFields = vec![("Server".into(), FieldValue::from_static(b"wsgate"))];
+    let mut fields: HeaderFields = Vec::new();
     let allow = if place.cx.server.settings.trace_enable {
         "OPTIONS,HEAD,GET,POST,TRACE"
     } else {
@@ -619,6 +622,7 @@ async fn send<D: Downstream>(
         upgrade: None,
         public_host: "",
         reverse: &[],
+        banner: place.signed.banner,
     };
     let t = place.timeout;
     if client.send_head(&resp, &c, None, t).await.is_err() {
@@ -685,6 +689,7 @@ async fn send_gzip_stream<D: Downstream>(
         upgrade: None,
         public_host: "",
         reverse: &[],
+        banner: place.signed.banner,
     };
     let t = place.timeout;
     let sent = async {

@@ -170,7 +170,9 @@ pub async fn forward<D: Downstream>(
     let policy = params.upgrade_policy(target.url.scheme);
     let plan = request_plan(req, target, &policy);
     if let Plan::Refuse { offer } = &plan.upgrade {
-        return refuse_upgrade(client, offer, req.framing, t.client).await;
+        let host = head.headers.get_str("host");
+        let signed = super::signature::signed(config, req.server, host, req.facts.https);
+        return refuse_upgrade(client, offer, req.framing, t.client, &signed).await;
     }
     if !plan.stream_body {
         prefetch(client, body, config.limits.body, t.client).await?;
@@ -270,6 +272,7 @@ pub async fn forward<D: Downstream>(
         config.deflate_level,
     );
     let relayed = Relayed {
+        banner: &config.banner,
         resp: &resp,
         relay: &relay,
         public_host,
@@ -279,9 +282,9 @@ pub async fn forward<D: Downstream>(
     if let Some(m) = target.member {
         // bytraffic: bytes to and from the member (tunnels do not count).
         let bytes = request_head.len() as u64 + body.reader.read + backend_read;
-        generation.balancer(m.balancer).members[m.index]
-            .traffic
-            .fetch_add(bytes, Ordering::Relaxed);
+        let state = &generation.balancer(m.balancer).members[m.index];
+        state.traffic.fetch_add(bytes, Ordering::Relaxed);
+        state.read.fetch_add(backend_read, Ordering::Relaxed);
     }
     if let (Some(key), true) = (key, relay.backend_reusable && backend.buf.is_empty()) {
         let (stream, timer) = backend.into_parts();
@@ -385,6 +388,7 @@ async fn switch<D: Downstream>(
         upgrade: Some(s.upgrade),
         public_host: s.public_host,
         reverse: &s.settings.reverse,
+        banner: "",
     };
     client
         .send_head(s.resp, &switched, None, t.client)
@@ -413,6 +417,7 @@ async fn refuse_upgrade<D: Downstream>(
     offer: &str,
     framing: Framing,
     timeout: Duration,
+    signed: &crate::http::write::Signed<'_>,
 ) -> Result<Outcome, Failure> {
     let has_body = framing != Framing::Empty;
     let answer = local_answer(
@@ -420,6 +425,7 @@ async fn refuse_upgrade<D: Downstream>(
         "Upgrade Required",
         &[("Upgrade", offer), ("Connection", "Upgrade")],
         has_body,
+        signed,
         &mut |_| {},
     );
     client
@@ -772,6 +778,8 @@ struct Relayed<'a> {
     relay: &'a Relay,
     public_host: &'a str,
     settings: &'a Settings<'a>,
+    /// `Server` for a response without one.
+    banner: &'a str,
 }
 
 /// Writes the response head and its body, re-framed for the client.
@@ -815,6 +823,7 @@ async fn relay_response<D: Downstream>(
         upgrade: relay.upgrade_offer.as_deref(),
         public_host: r.public_host,
         reverse: &r.settings.reverse,
+        banner: r.banner,
     };
     // Only an unframed body goes with the head; a chunk after it.
     let (with_head, after_head) = match encoding {
@@ -924,7 +933,8 @@ async fn read_response_head(
 fn client_body_error(e: BodyError) -> ProxyError {
     match e {
         BodyError::Malformed(why) => ProxyError::BadRequest(why),
-        BodyError::Timeout => ProxyError::ClientTimeout,
+        BodyError::Timeout => ProxyError::ClientTooSlow,
+        BodyError::Stalled => ProxyError::ClientTimeout,
         BodyError::Truncated => ProxyError::ClientIo("client closed mid-body".into()),
         BodyError::Io(e) => ProxyError::ClientIo(e.to_string()),
     }
@@ -933,7 +943,7 @@ fn client_body_error(e: BodyError) -> ProxyError {
 fn backend_body_error(e: BodyError) -> ProxyError {
     match e {
         BodyError::Malformed(why) => ProxyError::BadResponse(why),
-        BodyError::Timeout => ProxyError::BackendTimeout,
+        BodyError::Timeout | BodyError::Stalled => ProxyError::BackendTimeout,
         BodyError::Truncated => ProxyError::BackendClosed,
         BodyError::Io(e) => ProxyError::BackendIo(e.to_string()),
     }

@@ -362,7 +362,10 @@ impl Stream {
         };
         if let Some((answer, why)) = refused {
             tracing::info!(peer = %self.facts.peer, "{why}: {}", answer.status);
-            request::answer_local(&mut down, answer, config.timeout).await;
+            let host = parts.uri.authority().map(|a| a.as_str());
+            let server = crate::route::select_server(config, self.facts.local, host);
+            let signed = super::signature::signed(config, server, host, true);
+            request::answer_local(&mut down, answer, config.timeout, &signed).await;
             self.tally.answered.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -692,7 +695,7 @@ impl Downstream for H2Downstream {
         }
         let timeout = self.wait(timeout);
         match tokio::time::timeout(timeout, self.recv.data()).await {
-            Err(_) => Err(BodyError::Timeout),
+            Err(_) => Err(BodyError::Stalled),
             Ok(None) => {
                 reader.ended();
                 Ok(None)

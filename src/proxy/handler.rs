@@ -10,6 +10,7 @@ use super::downstream::Downstream;
 use super::forward::Outcome;
 use super::server::Shared;
 use crate::config::model::authz::Handler;
+use crate::config::model::identity::ProxyStatus;
 use crate::http::body::Framing;
 use crate::http::write::LocalAnswer;
 use crate::http::{host_without_port, FieldValue, RequestHead};
@@ -19,6 +20,8 @@ use crate::upstream::Generation;
 /// Where the request is answered from.
 pub struct Place<'a> {
     pub server_name: &'a str,
+    /// The `Server` field and the status page's signature line.
+    pub signed: &'a crate::http::write::Signed<'a>,
     pub local: std::net::SocketAddr,
     /// The request's body (the balancer manager's form may come in one).
     pub framing: Framing,
@@ -64,7 +67,8 @@ pub async fn serve<D: Downstream>(
         ),
         Handler::None => unreachable!("routing gives no page for SetHandler none"),
     };
-    let mut fields = vec![("Server".into(), FieldValue::from_static(b"wsgate"))];
+    let banner = FieldValue::copy_from_slice(place.signed.banner.as_bytes());
+    let mut fields = vec![("Server".into(), banner)];
     for (n, v) in &extra {
         fields.push(((*n).into(), FieldValue::copy_from_slice(v.as_bytes())));
     }
@@ -195,6 +199,7 @@ fn manage(
             .map(|i| balancer_view(generation, crate::config::model::balancer::BalancerIdx(i)))
             .collect(),
         selected: bsel.map(|b| (b.0, wsel)),
+        signature: place.signed.footer_html(""),
     };
     balancer_manager::html(&page)
 }
@@ -254,6 +259,7 @@ fn balancer_view(
                 busy: s.busy.load(Ordering::Relaxed),
                 load: s.lbstatus.load(Ordering::Relaxed),
                 traffic: s.traffic.load(Ordering::Relaxed),
+                read: s.read.load(Ordering::Relaxed),
                 tunnels: generation
                     .worker_state(m.worker)
                     .limit
@@ -331,6 +337,14 @@ fn snapshot(
         tunnels_open: stats.tunnels.load(Ordering::Relaxed),
         max_connections: config.max_connections,
         tunnels,
+        signature: place.signed.footer_html("<hr />\n"),
+        balancers: if config.proxy_status == ProxyStatus::Off {
+            Vec::new()
+        } else {
+            (0..config.balancers.len())
+                .map(|i| balancer_view(generation, crate::config::model::balancer::BalancerIdx(i)))
+                .collect()
+        },
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::config::model::headers::Rules;
 use crate::config::Server;
-use crate::http::write::{local_answer, LocalAnswer};
+use crate::http::write::{local_answer, LocalAnswer, Signed};
 use crate::http::{FieldValue, HeaderFields, RequestHead, Text, Version};
 use crate::route::RequestPath;
 use crate::rules::{self, Env};
@@ -187,8 +187,9 @@ pub fn error_page(
     status: u16,
     reason: &str,
     close: bool,
+    signed: &Signed<'_>,
 ) -> LocalAnswer {
-    error_page_with(head, cx, env, status, reason, close, &[])
+    error_page_with(head, cx, env, (status, reason), close, &[], signed)
 }
 
 /// [`error_page`] with `extra` fields of its own (a 405's `Allow`).
@@ -196,10 +197,10 @@ pub fn error_page_with(
     head: &RequestHead,
     cx: Context<'_>,
     env: &Env,
-    status: u16,
-    reason: &str,
+    (status, reason): (u16, &str),
     close: bool,
     extra: &[(&str, &str)],
+    signed: &Signed<'_>,
 ) -> LocalAnswer {
     let view = View {
         head,
@@ -215,7 +216,7 @@ pub fn error_page_with(
             }
         }
     };
-    local_answer(status, reason, extra, close, &mut adjust)
+    local_answer(status, reason, extra, close, signed, &mut adjust)
 }
 
 /// `SetEnvIf` rules; `uri` is the raw path at server level and the decoded

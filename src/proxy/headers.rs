@@ -268,6 +268,9 @@ pub struct ClientResponse<'a> {
     /// For ProxyPassReverse: the client's Host (or the server name).
     pub public_host: &'a str,
     pub reverse: &'a [&'a ReverseRule],
+    /// `Server` for a final response the backend sent without one (as
+    /// Apache adds its banner; a backend's own is kept).
+    pub banner: &'a str,
 }
 
 /// The response head for the client: the backend's fields minus hop-by-hop
@@ -288,6 +291,9 @@ pub fn client_response(resp: &ResponseHead, c: &ClientResponse<'_>) -> Vec<u8> {
     }
     if resp.status >= 200 && !resp.headers.contains("date") {
         push_date(&mut out);
+    }
+    if resp.status >= 200 && !c.banner.is_empty() && !resp.headers.contains("server") {
+        push(&mut out, "Server", c.banner.as_bytes());
     }
     match c.body {
         BodyHeader::None => {}
@@ -348,6 +354,12 @@ pub fn client_fields(resp: &ResponseHead, c: &ClientResponse<'_>, date: &[u8]) -
     }
     if resp.status >= 200 && !resp.headers.contains("date") {
         fields.push(("date".into(), FieldValue::copy_from_slice(date)));
+    }
+    if resp.status >= 200 && !c.banner.is_empty() && !resp.headers.contains("server") {
+        fields.push((
+            "server".into(),
+            FieldValue::copy_from_slice(c.banner.as_bytes()),
+        ));
     }
     if let BodyHeader::Length(n) = c.body {
         fields.push(("content-length".into(), n.to_string().into()));
@@ -519,6 +531,7 @@ mod tests {
                 upgrade: Some("websocket"),
                 public_host: "h",
                 reverse: &[],
+                banner: "",
             },
         ));
         assert_eq!(out, "HTTP/1.1 101 Switching\r\nSec-WebSocket-Accept: abc\r\nSet-Cookie: a=b\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
@@ -536,6 +549,7 @@ mod tests {
             upgrade: None,
             public_host: "h",
             reverse: &[],
+            banner: "",
         };
         let date = |out: String| -> std::time::SystemTime {
             let line = out

@@ -18,12 +18,13 @@ use super::header_rules::{self, ConnFacts};
 use super::logging::{self, Trail, Visit, Watch};
 use super::plan::{self, Local};
 use super::server::{Current, Shared};
+use super::signature;
 use super::tls::{self, TlsFacts};
 use crate::balancer::{self, Busy};
 use crate::config::model::balancer::Balancer;
 use crate::config::WorkerRef;
 use crate::http::body::Framing;
-use crate::http::write::{local_answer, LocalAnswer};
+use crate::http::write::{local_answer, LocalAnswer, Signed};
 use crate::http::{canonical_reason, RequestHead};
 use crate::ops::access::{ConnStatus, Entry, SslVars};
 use crate::ops::stats::Upgrade;
@@ -56,7 +57,12 @@ pub async fn handle<D: Downstream>(
     // that awaits another holds it whole, and the request's is moved into
     // its connection's task for every request.
     let mut outcome = match checks(&mut head, generation, facts, tls) {
-        Err(local) => answer_local(&mut watch, local, config.timeout).await,
+        Err(local) => {
+            let server = route::select_server(config, facts.local, head.headers.get_str("host"));
+            let signed =
+                signature::signed(config, server, head.headers.get_str("host"), facts.https);
+            answer_local(&mut watch, local, config.timeout, &signed).await
+        }
         Ok(close_after) => {
             match route_and_forward(&mut watch, &mut head, generation, facts, &mut trail, shared)
                 .await
@@ -149,12 +155,20 @@ pub async fn answer_local<D: Downstream>(
     client: &mut D,
     local: Local,
     timeout: Duration,
+    signed: &Signed<'_>,
 ) -> Outcome {
     let extra: &[(&str, &str)] = match &local.extra {
         Some(e) => std::slice::from_ref(e),
         None => &[],
     };
-    let answer = local_answer(local.status, local.reason, extra, local.close, &mut |_| {});
+    let answer = local_answer(
+        local.status,
+        local.reason,
+        extra,
+        local.close,
+        signed,
+        &mut |_| {},
+    );
     write_answer(client, &answer, timeout).await
 }
 
@@ -187,23 +201,29 @@ async fn route_and_forward<'g, D: Downstream>(
     // `explain` takes a request through these steps, without a socket:
     // a step added here belongs there too.
     let wants_close = plan::client_wants_close(head, facts.keepalive);
+    let server = route::select_server(config, facts.local, head.headers.get_str("host"));
+    let signed = signature::signed(config, server, head.headers.get_str("host"), facts.https);
     let (framing, max_forwards) = match plan::before_routing(head, config.limits.body) {
         Ok(x) => x,
-        Err(local) => return answer_local(client, local.closing_if(wants_close), t).await,
+        Err(local) => return answer_local(client, local.closing_if(wants_close), t, &signed).await,
     };
     // A local answer leaves the request's body unread: the connection
     // closes after it, as after any answer the client asked to close.
     let close = framing != Framing::Empty || wants_close;
     let path = match route::normalize(&head.target) {
         Ok(p) => p,
-        Err(PathError::BadRequest) => return answer_local(client, Local::BAD_REQUEST, t).await,
+        Err(PathError::BadRequest) => {
+            return answer_local(client, Local::BAD_REQUEST, t, &signed).await
+        }
         Err(PathError::NotFound) => {
-            let not_found = local_answer(404, "Not Found", &[], close, &mut |_| {});
+            let not_found = local_answer(404, "Not Found", &[], close, &signed, &mut |_| {});
             return write_answer(client, &not_found, t).await;
         }
     };
-    let server = route::select_server(config, facts.local, head.headers.get_str("host"));
     trail.server = Some(server);
+    let mode = route::signature_for(server, &path);
+    let host = head.headers.get_str("host");
+    let signed = signature::signed_as(config, server, host, facts.https, mode);
     let env = &mut trail.env;
     let cx = header_rules::post_read(head, &path, facts, server, env);
     header_rules::header_parser(head, cx, &route::location_setenvif(server, &path), env);
@@ -217,14 +237,22 @@ async fn route_and_forward<'g, D: Downstream>(
     let mapped = match settled {
         Ok(mapped) => mapped,
         Err((status, realm)) => {
-            let page = refusal(head, cx, &trail.env, status, realm, close);
+            let page = refusal(head, cx, &trail.env, (status, realm, close), &signed);
             return write_answer(client, &page, t).await;
         }
     };
     let env = &mut trail.env;
     // Answers made from here get the server's `Header always` rules.
     let answer = |head: &RequestHead, env: &Env, status: u16, close: bool| {
-        header_rules::error_page(head, cx, env, status, canonical_reason(status), close)
+        header_rules::error_page(
+            head,
+            cx,
+            env,
+            status,
+            canonical_reason(status),
+            close,
+            &signed,
+        )
     };
     let trace_refused = head.method == "TRACE" && !server.settings.trace_enable;
     let mapped = match mapped {
@@ -236,10 +264,10 @@ async fn route_and_forward<'g, D: Downstream>(
                 head,
                 cx,
                 env,
-                405,
-                canonical_reason(405),
+                (405, canonical_reason(405)),
                 close,
                 &[("Allow", "")],
+                &signed,
             );
             return write_answer(client, &bytes, t).await;
         }
@@ -256,7 +284,7 @@ async fn route_and_forward<'g, D: Downstream>(
         Decision::Redirect { status, location } => {
             let reason = canonical_reason(status);
             let extra = [("Location", location.as_str())];
-            let redirect = local_answer(status, reason, &extra, close, &mut |_| {});
+            let redirect = local_answer(status, reason, &extra, close, &signed, &mut |_| {});
             return write_answer(client, &redirect, t).await;
         }
         Decision::Status(status) => {
@@ -275,6 +303,7 @@ async fn route_and_forward<'g, D: Downstream>(
                 timeout: t,
                 locations: &file.location_rules,
                 deflate_level: config.deflate_level,
+                signed: &signed,
                 filename: trail.log.as_deref_mut().map(|l| &mut l.filename),
             };
             return files::serve(client, head, &file, place).await;
@@ -285,6 +314,7 @@ async fn route_and_forward<'g, D: Downstream>(
         Decision::Handler(h) => {
             let place = handler::Place {
                 server_name: &server.server_name,
+                signed: &signed,
                 local: facts.local,
                 framing,
             };
@@ -326,7 +356,8 @@ async fn route_and_forward<'g, D: Downstream>(
                 tracing::debug!(peer = %facts.peer, "{e}");
             }
             if let (false, Some(a)) = (failure.answered, e.answer()) {
-                let page = header_rules::error_page(head, cx, env, a.status, a.reason, true);
+                let page =
+                    header_rules::error_page(head, cx, env, a.status, a.reason, true, &signed);
                 let _ = client.send_answer(&page, t).await;
             }
             Outcome::Close
@@ -408,23 +439,22 @@ fn refusal(
     head: &RequestHead,
     cx: header_rules::Context<'_>,
     env: &Env,
-    status: u16,
-    realm: &str,
-    close: bool,
+    (status, realm, close): (u16, &str, bool),
+    signed: &Signed<'_>,
 ) -> LocalAnswer {
     let reason = canonical_reason(status);
     if status != 401 {
-        return header_rules::error_page(head, cx, env, status, reason, true);
+        return header_rules::error_page(head, cx, env, status, reason, true, signed);
     }
     let challenge = format!("Basic realm=\"{realm}\"");
     header_rules::error_page_with(
         head,
         cx,
         env,
-        401,
-        reason,
+        (401, reason),
         close,
         &[("WWW-Authenticate", challenge.as_str())],
+        signed,
     )
 }
 
@@ -441,6 +471,10 @@ async fn attempts<D: Downstream>(
 ) -> Result<Outcome, Failure> {
     let config = &generation.config;
     let mut body = BodyState::new(req.framing);
+    let timed = (req.framing != Framing::Empty).then(|| body_stage(config, req));
+    if let Some(stage) = timed.flatten() {
+        body.reader = super::body::BodyReader::new(req.framing).timed(stage);
+    }
     let mut tried: Vec<usize> = Vec::new();
     loop {
         let backend = choose_backend(generation, mapped, req.head, req.rules.path, &tried)
@@ -499,6 +533,17 @@ async fn attempts<D: Downstream>(
         }
         return outcome;
     }
+}
+
+/// mod_reqtimeout's body stage: the request's server's, when the
+/// connection's server has the module on (`reqtimeout_init`).
+fn body_stage(
+    config: &crate::config::Config,
+    req: &forward::Request<'_>,
+) -> Option<crate::config::model::identity::ReadStage> {
+    let base = route::select_server(config, req.facts.local, None);
+    let stage = req.server.read_timeouts.body;
+    (base.read_timeouts.any() && !stage.is_off()).then_some(stage)
 }
 
 /// S103: what the balancer tells header rules and logs.

@@ -601,6 +601,20 @@ fn client_liveness(stream: &TcpStream, liveness: &TcpLiveness, peer: SocketAddr)
     }
 }
 
+/// How long a TLS handshake may take: `Timeout`, or mod_reqtimeout's
+/// handshake stage of the address's server if shorter. The stage's
+/// initial time only: wsgate counts no handshake bytes to extend it by
+/// `MinRate` (a handshake's few hundred bytes are worth less than a
+/// second at any sensible rate).
+fn handshake_time(config: &Config, local: SocketAddr) -> Duration {
+    let t = &crate::route::select_server(config, local, None).read_timeouts;
+    if t.handshake.is_off() {
+        config.timeout
+    } else {
+        config.timeout.min(t.handshake.timeout)
+    }
+}
+
 /// A connection to an address whose server speaks TLS: the handshake in the
 /// connection's own task, then the same service as over plain TCP.
 fn spawn_tls_connection(
@@ -614,7 +628,7 @@ fn spawn_tls_connection(
     let shared = shared.clone();
     tokio::spawn(async move {
         let config = &current.generation.config;
-        let timeout = config.timeout;
+        let timeout = handshake_time(config, facts.local);
         match tls::handshake(stream, config, &current.edge, facts.local, timeout).await {
             Handshake::Done(stream, tls) => {
                 drop(current);

@@ -712,6 +712,25 @@ pub fn location_setenvif<'c>(server: &'c Server, path: &RequestPath) -> Vec<&'c 
     settings_for(server, path, &mut ()).0.location_rules
 }
 
+/// `ServerSignature` for a request to `path`: the last matching
+/// `<Location>` that sets it, else the server's (Apache's per-directory
+/// merge, by the request's path).
+pub fn signature_for(
+    server: &Server,
+    path: &RequestPath,
+) -> crate::config::model::identity::ServerSignature {
+    server
+        .locations
+        .iter()
+        .filter(|loc| match &loc.matcher {
+            LocationMatcher::Prefix(p) => prefix_match(p, &path.decoded).is_some(),
+            LocationMatcher::Regex(r) => r.is_match(&path.decoded),
+        })
+        .filter_map(|loc| loc.signature)
+        .last()
+        .unwrap_or(server.signature.mode)
+}
+
 /// ProxyPass mapping (after rewriting). `has_upgrade` says whether the client
 /// sent an Upgrade header, which legacy mode (fallback Off) needs to pick a
 /// ws route.

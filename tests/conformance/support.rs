@@ -452,6 +452,7 @@ async fn serve(c: Conn, log: Log) -> Option<usize> {
         "encoded" => text_answer("Content-Type: text/plain\r\nContent-Encoding: br\r\n", false),
         "notransform" => text_answer("Content-Type: text/plain\r\nCache-Control: no-transform\r\n", false),
         "vary" => text_answer("Content-Type: text/plain\r\nVary: Cookie\r\n", false),
+        "server" => b"HTTP/1.1 200 OK\r\nServer: backend/1.0\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec(),
         "status500" => b"HTTP/1.1 500 Backend Broke\r\nContent-Length: 4\r\nConnection: close\r\n\r\noops".to_vec(),
         // Three 6000-byte fields: one HTTP/2 header block beyond the
         // default 16 KiB frame (CONTINUATION), each field under Apache's
@@ -734,6 +735,9 @@ pub struct Case {
     pub tls: Option<Option<String>>,
     /// `h2`: the request goes as an HTTP/2 stream instead of `request`.
     pub h2: Option<H2Request>,
+    /// `identity`: the `Server` field and an error page's signature line
+    /// are compared too (lines marked [`IDENTITY_MARK`]).
+    pub identity: bool,
 }
 
 /// A case's request as an HTTP/2 client sends it (keyword `h2`).
@@ -1014,6 +1018,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                         "authn_core" => "authn_core",
                         "authn_file" => "authn_file",
                         "authz_user" => "authz_user",
+                        "reqtimeout" => "reqtimeout",
                         other => panic!(
                             "{file}:{line_no}: modules: {other} is not one the harness knows"
                         ),
@@ -1050,6 +1055,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                     method: String::new(),
                     tls: None,
                     h2: None,
+                    identity: false,
                 });
                 req = Some(ReqBuilder::default());
             }
@@ -1108,6 +1114,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                         r.payload.extend_from_slice(&data);
                     }
                     "raw" => r.raw = Some(unescape(rest)),
+                    "identity" => c.identity = true,
                     "second" => c.second = Some(unescape(rest)),
                     "steps" => c.steps = rest.split_whitespace().map(parse_step).collect(),
                     "deliberate" => {
@@ -1718,13 +1725,18 @@ fn replace_tag(b: &[u8], tag: &str) -> Vec<u8> {
 pub const ERROR_PAGE_MARK: &str = "[error page]";
 
 /// Response headers whose presence or value is not part of the contract:
-/// Date and Server are the proxy's own.
-const IGNORED_RESPONSE_HEADERS: &[&str] = &["date", "server"];
+/// Date is the proxy's own.
+const IGNORED_RESPONSE_HEADERS: &[&str] = &["date"];
+
+/// Marks the lines that say who answered: the `Server` field and an error
+/// page's signature line (`ServerSignature`). Dropped from the comparison
+/// unless the case says `identity`.
+pub const IDENTITY_MARK: &str = "[identity]";
 
 /// Response header lines as they are compared: without the ignored ones
-/// (Date, Server), fields with different names in name order (they may
-/// come in any order, RFC 9110 §5.3); same-name fields keep their relative
-/// order (the sort is stable).
+/// (Date), `Server` marked [`IDENTITY_MARK`], fields with different names
+/// in name order (they may come in any order, RFC 9110 §5.3); same-name
+/// fields keep their relative order (the sort is stable).
 fn comparable_fields(lines: impl IntoIterator<Item = String>) -> Vec<String> {
     let name = |l: &str| {
         l.split(':')
@@ -1738,6 +1750,11 @@ fn comparable_fields(lines: impl IntoIterator<Item = String>) -> Vec<String> {
         .filter(|l| !IGNORED_RESPONSE_HEADERS.contains(&name(l).as_str()))
         .collect();
     fields.sort_by_key(|l| name(l));
+    for f in &mut fields {
+        if name(f) == "server" {
+            *f = format!("{IDENTITY_MARK} {f}");
+        }
+    }
     fields
 }
 
@@ -1783,6 +1800,11 @@ fn record_final(
     }
     if error_page {
         t.push("client: body: error page".to_string());
+        let text = String::from_utf8_lossy(body);
+        if let Some(at) = text.find("<address>") {
+            let line = text[at..].lines().next().unwrap_or("");
+            t.push(format!("client: {IDENTITY_MARK} signature: {line}"));
+        }
     } else {
         t.push(format!(
             "client: body {} bytes{} ({framing}) \"{}\"",

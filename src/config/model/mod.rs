@@ -10,6 +10,7 @@ pub mod authz;
 pub mod balancer;
 pub mod files;
 pub mod headers;
+pub mod identity;
 pub mod log;
 pub mod rewrite;
 
@@ -76,6 +77,11 @@ pub struct Config {
     pub shows_counts: bool,
     /// mod_remoteip's `RemoteIPProxyProtocol`.
     pub proxy_protocol: ProxyProtocol,
+    /// The `Server` field of wsgate's own answers (`ServerTokens`).
+    pub banner: String,
+    /// mod_proxy's `ProxyStatus`: what the server-status page shows of
+    /// the balancers.
+    pub proxy_status: identity::ProxyStatus,
 }
 
 /// Where clients come through a load balancer that sends the PROXY
@@ -196,6 +202,10 @@ pub struct Server {
     /// Where its own directives of [`Written::NOTED`] are (a vhost's
     /// only: what it inherits is in the main server's).
     pub written: Written,
+    /// `ServerSignature` and `ServerAdmin`.
+    pub signature: identity::Signature,
+    /// `RequestReadTimeout`.
+    pub read_timeouts: identity::ReadTimeouts,
 }
 
 /// Where the directives that set timeouts and the upgrade behaviour were
@@ -219,6 +229,7 @@ impl Written {
         "WsgateTCPKeepAlive",
         "WsgateTCPUserTimeout",
         "H2StreamTimeout",
+        "RequestReadTimeout",
         "RewriteEngine",
         "Require",
         "SetHandler",
@@ -449,6 +460,8 @@ pub struct Location {
     pub origin: Origin,
     /// Where its directives of [`Written::NOTED`] are.
     pub written: Written,
+    /// `ServerSignature`.
+    pub signature: Option<identity::ServerSignature>,
 }
 
 #[derive(Debug, Clone)]

@@ -68,13 +68,36 @@ pub(super) fn global(
             place(main.written.last("KeepAliveTimeout"))
         ),
     );
-    out.line(
-        "timeout head completion",
-        format!(
-            "{} (mod_reqtimeout's default header=20, at most Timeout): a head whose first byte arrived must be complete within this; RequestReadTimeout is not supported",
-            duration(crate::proxy::connection::head_completion(config))
-        ),
-    );
+    let at = local.map_or(main, |l| crate::route::select_server(config, l, None));
+    let stages = &at.read_timeouts;
+    let written = at
+        .written
+        .last("RequestReadTimeout")
+        .or_else(|| main.written.last("RequestReadTimeout"));
+    for (name, stage) in [
+        ("handshake", &stages.handshake),
+        ("header", &stages.header),
+        ("body", &stages.body),
+    ] {
+        let text = if stage.is_off() || !stages.any() {
+            "off, each read within Timeout".to_string()
+        } else {
+            let mut t = duration(stage.timeout);
+            if let Some(rate) = stage.min_rate {
+                let max = stage.max.map_or(", without end".into(), |m| {
+                    format!(", up to {}", duration(m))
+                });
+                t.push_str(&format!(
+                    " from the first read, {rate} bytes a second more{max}"
+                ));
+            }
+            t
+        };
+        out.line(
+            &format!("timeout RequestReadTimeout {name}"),
+            format!("{text} ({})", place(written)),
+        );
+    }
     let grace = match config.graceful_shutdown {
         Some(d) => duration(d),
         None => "none, waits for ever".into(),
