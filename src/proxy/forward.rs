@@ -213,17 +213,7 @@ pub async fn forward<D: Downstream>(
         policy: &policy,
         idle: t.tunnel_idle(),
     };
-    // mod_headers' Header rules; Apache leaves a 101 alone.
-    if resp.status != 101 {
-        header_rules::response(
-            head,
-            req.rules,
-            &settings.location_rules,
-            env,
-            resp.status,
-            &mut resp.headers.fields,
-        );
-    }
+    response_rules(req, settings, env, &mut resp);
     let public_host = head
         .headers
         .get_str("host")
@@ -728,6 +718,21 @@ async fn final_response<D: Downstream>(
                 .await
                 .map_err(|e| Failure::client(e, true))?;
         }
+    }
+}
+
+/// mod_headers' `Header` rules on a backend's answer; Apache leaves a 101
+/// alone.
+fn response_rules(req: &Request<'_>, settings: &Settings<'_>, env: &Env, resp: &mut ResponseHead) {
+    if resp.status != 101 {
+        header_rules::response(
+            req.head,
+            req.rules,
+            &settings.location_rules,
+            env,
+            resp.status,
+            &mut resp.headers.fields,
+        );
     }
 }
 

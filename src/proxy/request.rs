@@ -331,8 +331,23 @@ async fn route_and_forward<'g, D: Downstream>(
         facts,
         rules: cx,
     };
+    proxy_mapped(client, &req, &mapped, trail, generation, &signed).await
+}
+
+/// Proxies a mapped request, notes where it went for the log, and answers
+/// a failure the client has not been told of yet.
+async fn proxy_mapped<'g, D: Downstream>(
+    client: &mut D,
+    req: &forward::Request<'_>,
+    mapped: &Mapped<'_>,
+    trail: &mut Trail<'g>,
+    generation: &'g Arc<Generation>,
+    signed: &Signed<'_>,
+) -> Outcome {
+    let (config, facts) = (&generation.config, req.facts);
+    let env = &mut trail.env;
     let filename = trail.log.as_deref_mut().map(|l| &mut l.filename);
-    let result = attempts(client, &req, &mapped, env, generation, filename).await;
+    let result = attempts(client, req, mapped, env, generation, filename).await;
     if let Some(log) = trail.log.as_deref_mut() {
         log.backend = Some(match env.get("BALANCER_WORKER_NAME") {
             Some(member) => member.to_string(),
@@ -356,9 +371,10 @@ async fn route_and_forward<'g, D: Downstream>(
                 tracing::debug!(peer = %facts.peer, "{e}");
             }
             if let (false, Some(a)) = (failure.answered, e.answer()) {
-                let page =
-                    header_rules::error_page(head, cx, env, a.status, a.reason, true, &signed);
-                let _ = client.send_answer(&page, t).await;
+                let page = header_rules::error_page(
+                    req.head, req.rules, env, a.status, a.reason, true, signed,
+                );
+                let _ = client.send_answer(&page, config.timeout).await;
             }
             Outcome::Close
         }
