@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         remote: "127.0.0.1:1".parse().expect("a literal address"),
         local: "127.0.0.1:80".parse().expect("a literal address"),
         https: false,
+        access: Default::default(),
     };
     if let Decision::Proxy(m) = decide(&config, &config.main, &req) {
         assert!(
