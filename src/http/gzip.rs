@@ -79,6 +79,13 @@ impl Gzip {
         Some(Bytes::from(std::mem::take(out)))
     }
 
+    /// `data` compressed as one whole stream.
+    pub fn whole(level: u32, data: &[u8]) -> Vec<u8> {
+        let mut g = Gzip::new(level);
+        let _ = g.encoder.write_all(data);
+        g.encoder.finish().unwrap_or_default()
+    }
+
     /// The rest of the stream, trailer included.
     pub fn finish(self) -> Bytes {
         Bytes::from(self.encoder.finish().unwrap_or_default())
@@ -136,5 +143,10 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "hello gzip world");
+        let mut whole = String::new();
+        flate2::read::GzDecoder::new(&Gzip::whole(6, b"hello gzip world")[..])
+            .read_to_string(&mut whole)
+            .unwrap();
+        assert_eq!(whole, "hello gzip world");
     }
 }

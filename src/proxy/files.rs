@@ -453,12 +453,7 @@ async fn send_file<D: Downstream>(
             return send_gzip_stream(client, head, place, (200, fields), path, g).await;
         }
         Deflate::Gzip => match tokio::fs::read(path).await {
-            Ok(data) => {
-                let mut g = Gzip::new(place.deflate_level);
-                let mut out = g.push(&data, false).map(|b| b.to_vec()).unwrap_or_default();
-                out.extend_from_slice(&g.finish());
-                Source::Memory(out)
-            }
+            Ok(data) => Source::Memory(Gzip::whole(place.deflate_level, &data)),
             Err(_) => return status_page(client, head, place, 403, &[]).await,
         },
         _ => Source::File(path),
@@ -590,10 +585,7 @@ async fn send<D: Downstream>(
         );
         deflate::adjust(&mut fields, what);
         if what == Deflate::Gzip {
-            let mut g = Gzip::new(place.deflate_level);
-            let mut out = g.push(b, false).map(|b| b.to_vec()).unwrap_or_default();
-            out.extend_from_slice(&g.finish());
-            body = Body::Bytes(out);
+            body = Body::Bytes(Gzip::whole(place.deflate_level, b));
         }
     }
     let length = match &body {
@@ -602,30 +594,18 @@ async fn send<D: Downstream>(
         Body::Parts(_, parts, Some(m)) => Some(m.length(parts)),
         Body::Bytes(b) => Some(b.len() as u64),
     };
-    header_rules::response(
-        head,
-        place.cx,
-        place.locations,
-        place.env,
-        status,
-        &mut fields,
-    );
-    let resp = ResponseHead {
-        version: crate::http::Version::HTTP_11,
-        status,
-        reason: canonical_reason(status).into(),
-        headers: Headers { fields },
-    };
-    let c = ClientResponse {
-        body: length.map_or(BodyHeader::None, BodyHeader::Length),
-        close: place.close,
-        upgrade: None,
-        public_host: "",
-        reverse: &[],
-        banner: place.signed.banner,
-    };
+    let framing = length.map_or(BodyHeader::None, BodyHeader::Length);
     let t = place.timeout;
-    if client.send_head(&resp, &c, None, t).await.is_err() {
+    if send_head(
+        client,
+        head,
+        place,
+        (status, fields),
+        (framing, place.close),
+    )
+    .await
+    .is_err()
+    {
         return Outcome::Close;
     }
     let sent = if head.method == "HEAD" {
@@ -649,6 +629,40 @@ async fn send<D: Downstream>(
     }
 }
 
+/// An answer's head, with the `Header` rules of the server and the
+/// matching locations, and the server's banner unless a rule set one.
+async fn send_head<D: Downstream>(
+    client: &mut D,
+    head: &RequestHead,
+    place: &Place<'_>,
+    (status, mut fields): (u16, HeaderFields),
+    (body, close): (BodyHeader, bool),
+) -> std::io::Result<()> {
+    header_rules::response(
+        head,
+        place.cx,
+        place.locations,
+        place.env,
+        status,
+        &mut fields,
+    );
+    let resp = ResponseHead {
+        version: crate::http::Version::HTTP_11,
+        status,
+        reason: canonical_reason(status).into(),
+        headers: Headers { fields },
+    };
+    let c = ClientResponse {
+        body,
+        close,
+        upgrade: None,
+        public_host: "",
+        reverse: &[],
+        banner: place.signed.banner,
+    };
+    client.send_head(&resp, &c, None, place.timeout).await
+}
+
 /// Files up to this size are compressed whole and sent with a length;
 /// larger ones stream chunked.
 const GZIP_WHOLE: u64 = 256 * 1024;
@@ -659,41 +673,19 @@ async fn send_gzip_stream<D: Downstream>(
     client: &mut D,
     head: &RequestHead,
     place: &Place<'_>,
-    (status, mut fields): (u16, HeaderFields),
+    (status, fields): (u16, HeaderFields),
     path: &Path,
     mut g: Gzip,
 ) -> Outcome {
-    header_rules::response(
-        head,
-        place.cx,
-        place.locations,
-        place.env,
-        status,
-        &mut fields,
-    );
     let http11 = deflate::client_is_http11(head);
     let (encoding, header, close) = if http11 {
         (Encoding::Chunked, BodyHeader::Chunked, place.close)
     } else {
         (Encoding::Raw, BodyHeader::None, true)
     };
-    let resp = ResponseHead {
-        version: crate::http::Version::HTTP_11,
-        status,
-        reason: canonical_reason(status).into(),
-        headers: Headers { fields },
-    };
-    let c = ClientResponse {
-        body: header,
-        close,
-        upgrade: None,
-        public_host: "",
-        reverse: &[],
-        banner: place.signed.banner,
-    };
     let t = place.timeout;
     let sent = async {
-        client.send_head(&resp, &c, None, t).await?;
+        send_head(client, head, place, (status, fields), (header, close)).await?;
         let mut f = tokio::fs::File::open(path).await?;
         let mut buf = vec![0u8; PIECE];
         loop {

@@ -11,7 +11,7 @@ use crate::config::model::files::{
 use crate::config::model::headers::Rules;
 
 use super::path::{encode_path, RequestPath};
-use super::substitute;
+use super::{prefix_match, substitute};
 
 /// A request mapped to a file system path.
 #[derive(Debug)]
@@ -99,39 +99,10 @@ fn matches<'u>(
     uri: &'u [u8],
 ) -> Option<(usize, Option<regex::bytes::Captures<'u>>)> {
     match m {
-        AliasMatcher::Prefix(p) => prefix_len(p, uri).map(|l| (l, None)),
+        // mod_alias's match is ProxyPass's: slash runs, whole segments.
+        AliasMatcher::Prefix(p) => prefix_match(p, uri).map(|l| (l, None)),
         AliasMatcher::Regex(r) => r.captures(uri).map(|c| (0, Some(c))),
     }
-}
-
-/// mod_alias's prefix match: a run of slashes in the alias matches a run
-/// in the url-path, and the alias must end at a segment's end.
-fn prefix_len(alias: &[u8], uri: &[u8]) -> Option<usize> {
-    let (mut a, mut u) = (0, 0);
-    while a < alias.len() {
-        if alias[a] == b'/' {
-            if uri.get(u) != Some(&b'/') {
-                return None;
-            }
-            while alias.get(a) == Some(&b'/') {
-                a += 1;
-            }
-            while uri.get(u) == Some(&b'/') {
-                u += 1;
-            }
-        } else {
-            if uri.get(u) != Some(&alias[a]) {
-                return None;
-            }
-            a += 1;
-            u += 1;
-        }
-    }
-    let ends_in_slash = alias.last() == Some(&b'/');
-    if !ends_in_slash && u < uri.len() && uri[u] != b'/' {
-        return None;
-    }
-    Some(u)
 }
 
 /// The settings for a file in directory `dir` (absolute, with its
@@ -325,12 +296,12 @@ mod tests {
 
     #[test]
     fn alias_prefixes_match_runs_of_slashes_and_whole_segments() {
-        assert_eq!(prefix_len(b"/icons/", b"/icons/a.png"), Some(7));
-        assert_eq!(prefix_len(b"/icons/", b"/icons"), None);
-        assert_eq!(prefix_len(b"/icons", b"/icons"), Some(6));
-        assert_eq!(prefix_len(b"/icons", b"/iconsx"), None);
-        assert_eq!(prefix_len(b"/icons", b"/icons/x"), Some(6));
-        assert_eq!(prefix_len(b"/a//b", b"/a/b/c"), Some(4));
+        assert_eq!(prefix_match(b"/icons/", b"/icons/a.png"), Some(7));
+        assert_eq!(prefix_match(b"/icons/", b"/icons"), None);
+        assert_eq!(prefix_match(b"/icons", b"/icons"), Some(6));
+        assert_eq!(prefix_match(b"/icons", b"/iconsx"), None);
+        assert_eq!(prefix_match(b"/icons", b"/icons/x"), Some(6));
+        assert_eq!(prefix_match(b"/a//b", b"/a/b/c"), Some(4));
     }
 
     #[test]
