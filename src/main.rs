@@ -8,6 +8,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use wsgate::config;
 use wsgate::ops::notify::Notifier;
+use wsgate::ops::privilege;
 use wsgate::ops::Logging;
 use wsgate::proxy::handover;
 use wsgate::proxy::server::Handle;
@@ -119,7 +120,11 @@ fn main() -> ExitCode {
         },
         None => None,
     };
-    let config = match config::load(&file, &args.defines) {
+    // A successor of a binary upgrade reads root's files through its
+    // predecessor's opener (its configuration's keys, say).
+    let adopted = privilege::adopt_from_env();
+    let (loaded, read) = config::source::recording(|| config::load(&file, &args.defines));
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -137,8 +142,32 @@ fn main() -> ExitCode {
         println!("Syntax OK");
         return ExitCode::from(EXIT_OK);
     }
+    // `User`: the opener keeps root's powers for reloads; forked now, while
+    // this process has one thread.
+    let run_as = match &config.run_as {
+        Some(r) if privilege::is_root() && !adopted => {
+            if let Err(e) = privilege::start(&file, &args.defines, &config, read) {
+                eprintln!(
+                    "wsgate: cannot start the privileged opener for User {}: {e}",
+                    r.user
+                );
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+            Some(r.clone())
+        }
+        _ => None,
+    };
     let logging = Logging::init(config.log_level, config.error_log.as_deref());
+    if let (Some(r), false, None) = (&config.run_as, privilege::is_root(), &run_as) {
+        tracing::info!(
+            "not started as root: serving as uid {} (User {} applies when started as root)",
+            // SAFETY: getuid has no preconditions.
+            unsafe { libc::getuid() },
+            r.user
+        );
+    }
     run_runtime(serve(
+        run_as,
         config,
         file,
         args.defines,
@@ -169,6 +198,7 @@ fn run_runtime(f: impl std::future::Future<Output = u8>) -> ExitCode {
 }
 
 async fn serve(
+    run_as: Option<config::RunAs>,
     config: config::Config,
     file: PathBuf,
     defines: Vec<String>,
@@ -178,7 +208,7 @@ async fn serve(
     let pid_file = config.pid_file.clone();
     // Written before listening, so that whoever sees the port open finds it.
     if let Some(p) = &pid_file {
-        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+        if let Err(e) = privilege::write_pid(p) {
             tracing::error!("cannot write PidFile {}: {e}", p.display());
         }
     }
@@ -187,11 +217,35 @@ async fn serve(
         Err(e) => {
             eprintln!("wsgate: {e}");
             if let Some(p) = &pid_file {
-                let _ = std::fs::remove_file(p);
+                privilege::remove_pid(p);
             }
             return EXIT_RUNTIME;
         }
     };
+    // Listening, logs open, keys read: from here on as `User`.
+    if let Some(r) = &run_as {
+        if let Err(e) = privilege::drop_to(r) {
+            eprintln!(
+                "wsgate: cannot change to User {} and group {}: {e}",
+                r.user, r.gid
+            );
+            tracing::error!(
+                "cannot change to User {} and group {}: {e}; not serving as root",
+                r.user,
+                r.gid
+            );
+            if let Some(p) = &pid_file {
+                privilege::remove_pid(p);
+            }
+            return EXIT_RUNTIME;
+        }
+        tracing::info!(
+            "serving as user {} (uid {}), group {}",
+            r.user,
+            r.uid,
+            r.gid
+        );
+    }
     let signals = (|| -> std::io::Result<_> {
         Ok((
             signal(SignalKind::hangup())?,
@@ -280,11 +334,7 @@ async fn serve(
     }
     // Only if it is still ours: after a hand-over, it names the successor.
     if let Some(p) = &pid_file {
-        let ours = std::fs::read_to_string(p)
-            .is_ok_and(|text| text.trim() == std::process::id().to_string());
-        if ours {
-            let _ = std::fs::remove_file(p);
-        }
+        privilege::remove_pid(p);
     }
     EXIT_OK
 }

@@ -359,6 +359,9 @@ pub(super) fn directory_exists(o: &Origin, what: &str, file: &Path) -> Result<()
     };
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
+        // Reloading as `User`: root's folder, which the privileged opener
+        // opens the file in.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(()),
         Ok(_) => Err(ConfigError::new(
             o,
             format!(

@@ -11,7 +11,7 @@ use super::lexer::Node;
 use super::model::Written;
 use super::{
     accesslog, auth, balancer, banner, core, headers, http2, liveness, proxy, remoteip, reqtimeout,
-    require, rewrite, ssl, static_files as files, At, Builder,
+    require, rewrite, ssl, static_files as files, unixd, At, Builder,
 };
 
 /// Where a directive is written.
@@ -233,6 +233,8 @@ pub const DIRECTIVES: &[Directive] = &[
     line("LogLevel", "core", SERVER, "LogLevel LEVEL [MODULE:LEVEL ...]", "how much is logged (per-module levels apply to the whole process)", core::log_level),
     one("SetHandler", "core", LOCATION, "SetHandler server-status|balancer-manager|wsgate-metrics|none", "answers requests no ProxyPass or [P] rule proxies with a page of wsgate's own: mod_status's (`?auto` for machines), the balancer manager, or Prometheus metrics (wsgate-metrics, an extension: inside <IfModule wsgate_module>)", require::set_handler),
     one("ExtendedStatus", "core", SERVER, "ExtendedStatus On|Off", "the request and traffic totals on the server-status page (On by default, as with mod_status loaded)", require::extended_status),
+    one("User", "mod_unixd", SERVER, "User NAME|#UID", "started as root, wsgate binds its ports, opens its logs and reads its keys, then serves as this user; a privileged helper process opens what a reload needs (never root: an error, as in Apache)", unixd::user),
+    one("Group", "mod_unixd", SERVER, "Group NAME|#GID", "the group to serve as, with User (the user's own group when unset)", unixd::group),
     one("PidFile", "core", SERVER, "PidFile FILE", "written at start, removed at exit", core::pid_file),
     // static files: core, mod_alias, mod_dir, mod_mime, mod_autoindex
     one("DocumentRoot", "core", SERVER_VHOST, "DocumentRoot DIRECTORY", "where requests no ProxyPass, [P] rule, Alias or SetHandler takes find their files (none when unset: 404)", files::document_root),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::{unreadable, ConfigError, Origin, MAX_ERRORS};
 use super::lexer::{self, Node};
+use super::source;
 
 /// Apache's own limit on nested includes; deeper means a loop.
 const MAX_INCLUDE_DEPTH: usize = 128;
@@ -63,7 +64,7 @@ impl Expander {
     }
 
     pub fn read_file(&mut self, path: &Path) -> Result<Vec<Node>, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| unreadable(path, &e))?;
+        let text = source::read_to_string(path).map_err(|e| unreadable(path, &e))?;
         self.expand_text(&text, path, 0)
     }
 
@@ -199,7 +200,7 @@ impl Expander {
                         ));
                     }
                     for file in self.include_files(pattern, optional, &node.origin)? {
-                        let text = std::fs::read_to_string(&file).map_err(|e| {
+                        let text = source::read_to_string(&file).map_err(|e| {
                             ConfigError::new(
                                 &node.origin,
                                 format!("{}: cannot read '{}': {e}", node.name, file.display()),
@@ -308,7 +309,7 @@ impl Expander {
                 files.sort();
                 return Ok(files);
             }
-            if path.is_file() {
+            if source::is_file(&path) {
                 return Ok(vec![path]);
             }
             if optional {

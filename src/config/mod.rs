@@ -18,7 +18,9 @@ pub(crate) mod expr;
 mod foreign;
 pub mod headers;
 mod reqtimeout;
+pub mod source;
 mod static_files;
+mod unixd;
 pub use accesslog::{parse_format, split_command};
 pub(crate) mod http2;
 pub(crate) mod include;
@@ -230,6 +232,9 @@ pub(crate) struct Builder {
     error_log: Option<PathBuf>,
     log_level: tracing::Level,
     pid_file: Option<PathBuf>,
+    /// `User` and `Group`.
+    user: Option<unixd::Named>,
+    group: Option<unixd::Named>,
     warnings: Vec<String>,
     root: PathBuf,
     /// Worker urls defined so far, for the S30 warning.
@@ -276,6 +281,8 @@ pub fn build(
         error_log: None,
         log_level: tracing::Level::WARN,
         pid_file: None,
+        user: None,
+        group: None,
         warnings: Vec::new(),
         root: root.to_path_buf(),
         worker_names: Vec::new(),
@@ -418,6 +425,7 @@ impl Builder {
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
         // Every server's SSLProxy* settings first: balancers' health checks
         // take those of a server that proxies to them.
+        let run_as = unixd::run_as(self.user.take(), self.group.take())?;
         let (ssl_proxies, vhost_ssl) = self.ssl_proxies()?;
         let balancers = self.balancers(&ssl_proxies, &vhost_ssl)?;
         for draft in std::iter::once(&self.main).chain(self.vhosts.iter()) {
@@ -505,6 +513,7 @@ impl Builder {
             error_log: self.error_log,
             log_level: self.log_level,
             pid_file: self.pid_file,
+            run_as,
             warnings: self.warnings,
             workers: self.workers.list,
             balancers,

@@ -16,6 +16,7 @@ pub(super) fn ssl_proxy(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result
 }
 use super::ciphers;
 use super::model::{CipherSuite, KxGroup, ServerTls, SniPolicy, SslProxy, TlsVersions};
+use super::source;
 use super::values;
 
 /// The `SSLProxy*` directives of one server before merging.
@@ -71,7 +72,7 @@ impl SslDraft {
             }
             "sslproxycacertificatefile" => {
                 let path = root.join(value);
-                if !path.is_file() {
+                if !source::is_file(&path) {
                     return Err(ConfigError::new(
                         o,
                         format!(
@@ -130,7 +131,7 @@ impl SslDraft {
 /// The certificates of a PEM file, each checked to be usable as a trust
 /// anchor.
 fn trust_anchors(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
+    let pem = source::read(path).map_err(|e| format!("cannot read '{}': {e}", path.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     let mut certificates = Vec::new();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -445,7 +446,7 @@ impl TlsDraft {
             )
             .hint("add `WsgateStaplingFile FILE` inside <IfModule wsgate_module> (a DER response, e.g. from `openssl ocsp -issuer CA -cert CERT -url URL -respout FILE`, renewed by cron and a reload)"));
         };
-        let response = std::fs::read(file).map_err(|e| {
+        let response = source::read(file).map_err(|e| {
             ConfigError::new(
                 origin,
                 format!("WsgateStaplingFile: cannot read '{}': {e}", file.display()),
@@ -562,7 +563,7 @@ fn readable_file(
     root: &Path,
 ) -> Result<PathBuf, ConfigError> {
     let path = root.join(value);
-    if !path.is_file() {
+    if !source::is_file(&path) {
         return Err(ConfigError::new(
             o,
             format!(
@@ -580,7 +581,7 @@ fn read_certificates(
     directive: &str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
-    let pem = std::fs::read(path).map_err(|e| {
+    let pem = source::read(path).map_err(|e| {
         ConfigError::new(
             o,
             format!("{directive}: cannot read '{}': {e}", path.display()),
@@ -608,7 +609,7 @@ fn read_private_key(
     o: &Origin,
     path: &Path,
 ) -> Result<rustls::pki_types::PrivateKeyDer<'static>, ConfigError> {
-    let pem = std::fs::read(path)
+    let pem = source::read(path)
         .map_err(|e| ConfigError::new(o, format!("cannot read '{}': {e}", path.display())))?;
     let text = String::from_utf8_lossy(&pem);
     if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")

@@ -13,6 +13,7 @@ use super::model::files::{
     Alias, AliasMatcher, DirSettings, Files, Mime, OptionsChange, Opts, Redirect, Section,
     SectionMatcher,
 };
+use super::source;
 use super::{proxy, values, At, Builder};
 
 /// A server's file directives before the vhost is merged over the main
@@ -531,7 +532,7 @@ pub(super) fn types_config(
     node: &Node,
 ) -> Result<(), ConfigError> {
     let path = b.root.join(arg(node));
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = source::read_to_string(&path).map_err(|e| {
         ConfigError::new(
             &node.origin,
             format!(

@@ -75,8 +75,10 @@ pub struct Logging {
     level: reload::Handle<LevelFilter, Registry>,
 }
 
+/// Opened here, or by the privileged opener where this process, serving
+/// as `User`, may not (root's log directory).
 fn open(path: &Path) -> io::Result<File> {
-    File::options().create(true).append(true).open(path)
+    super::privilege::open_append(path)
 }
 
 impl Logging {

@@ -8,6 +8,7 @@ pub mod balancer_manager;
 pub mod log;
 pub mod metrics;
 pub mod notify;
+pub mod privilege;
 pub mod proxy_status;
 pub mod stats;
 pub mod status;

@@ -271,6 +271,14 @@ fn walk(filename: &[u8], options: &[Opts]) -> Look {
             meta
         };
         if meta.is_file() {
+            // As Apache's default handler, which opens the file before it
+            // answers: one this process may not read (serving as `User`)
+            // is 403, not a 200 head with no body.
+            let unreadable = std::fs::File::open(p)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+            if unreadable && i + 1 == comps.len() {
+                return Look::Forbidden("AH00132: file permissions deny server access");
+            }
             return Look::File {
                 path: p.to_path_buf(),
                 meta,

@@ -9,7 +9,9 @@
 //! connections queue on them throughout; the old process stops accepting
 //! and finishes its requests and tunnels within `GracefulShutdownTimeout`.
 //! A successor that fails to start, or is not ready in time, is stopped,
-//! and the running process goes on as before.
+//! and the running process goes on as before. Serving as `User`, the
+//! successor also gets the privileged opener's descriptor (after the
+//! sockets, named by `WSGATE_OPENER_FD`), and asks it what it cannot open.
 
 use std::ffi::OsString;
 use std::io;
@@ -34,7 +36,11 @@ pub async fn hand_over(
     let sockets = handle.listening_sockets()?;
     let names: Vec<String> = sockets.iter().map(|(a, _)| a.to_string()).collect();
     let (notify, name) = notify_socket()?;
-    let sources: Vec<i32> = sockets.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+    let mut sources: Vec<i32> = sockets.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+    // Serving as `User`: the successor asks the same opener for what it
+    // cannot open itself; its descriptor follows the sockets.
+    let opener = crate::ops::privilege::connection_for_successor();
+    sources.extend(opener.as_ref().map(AsRawFd::as_raw_fd));
     // Room for the descriptors on their way to 3.., made before the fork.
     let mut moved = vec![0i32; sources.len()];
     let mut cmd = std::process::Command::new(program);
@@ -43,7 +49,14 @@ pub async fn hand_over(
         .env(crate::ops::notify::HANDOVER, format!("@{name}"))
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
+        .env_remove(crate::ops::privilege::OPENER_FD)
         .stdin(std::process::Stdio::null());
+    if opener.is_some() {
+        cmd.env(
+            crate::ops::privilege::OPENER_FD,
+            (3 + sockets.len()).to_string(),
+        );
+    }
     // SAFETY: between fork and exec only fcntl, dup2 and close, which are
     // async-signal-safe, on descriptors this process holds open; nothing
     // allocates.
@@ -67,6 +80,8 @@ pub async fn hand_over(
         });
     }
     let mut child = cmd.spawn()?;
+    // The successor's end of its connection to the opener is its own now.
+    drop(opener);
     let pid = child.id();
     let ready = tokio::time::timeout(ready_within, async {
         let mut buf = [0u8; 512];

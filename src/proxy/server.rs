@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::io::DuplexStream;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::task::JoinHandle;
 
@@ -30,9 +30,6 @@ use crate::ops::Stats;
 use crate::upstream::memory::MemoryNet;
 use crate::upstream::order::Order;
 use crate::upstream::{health, Generation, Network, Runtime};
-
-/// Listen backlog: enough for thousands of clients connecting at once.
-const BACKLOG: u32 = 4096;
 
 /// What new connections and requests run on: the configuration bound to
 /// the runtime, and its TLS servers' rustls configurations, swapped
@@ -494,17 +491,12 @@ fn take_passed(
     passed.remove(&other)
 }
 
+/// Binds here, or by the privileged opener where this process, serving
+/// as `User`, may not (a port below 1024 a reload added).
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket
-        .bind(addr)
-        .map_err(|e| io::Error::new(e.kind(), format!("could not bind to address {addr}: {e}")))?;
-    socket.listen(BACKLOG)
+    let listener = crate::ops::privilege::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {

@@ -30,6 +30,16 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// (Apache waits for ever; a supervisor would kill us first).
 pub const DEFAULT_GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 
+/// `User` and `Group` (mod_unixd), resolved: never root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub uid: u32,
+    /// As `Group` wrote it; `None` when the user's own group is taken.
+    pub group: Option<String>,
+    pub gid: u32,
+}
+
 #[derive(Debug)]
 pub struct Config {
     pub listeners: Vec<Listener>,
@@ -55,6 +65,8 @@ pub struct Config {
     pub error_log: Option<PathBuf>,
     pub log_level: tracing::Level,
     pub pid_file: Option<PathBuf>,
+    /// `User` and `Group`: whom to serve as when started as root.
+    pub run_as: Option<RunAs>,
     /// Things that work but that an operator should know, printed by `-t` and
     /// logged at startup.
     pub warnings: Vec<String>,

@@ -14,7 +14,7 @@ pub mod shelf;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -181,7 +181,12 @@ fn start(target: LogTarget) -> Arc<Sink> {
 enum Output {
     None,
     File(File),
-    Pipe { child: Child, stdin: ChildStdin },
+    /// `child` is `None` when the privileged opener runs the program (as
+    /// root, as Apache's parent does): its end shows as a failed write.
+    Pipe {
+        child: Option<Child>,
+        stdin: File,
+    },
 }
 
 struct Writer {
@@ -248,11 +253,7 @@ impl Writer {
 
     fn open(&mut self) {
         let result = match &self.target {
-            LogTarget::File(path) => File::options()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map(Output::File),
+            LogTarget::File(path) => super::privilege::open_append(path).map(Output::File),
             LogTarget::Pipe { command, shell } => {
                 self.started = Some(Instant::now());
                 spawn(command, *shell)
@@ -271,7 +272,9 @@ impl Writer {
     /// second).
     fn check_child(&mut self) {
         let exited = match &mut self.out {
-            Output::Pipe { child, .. } => match child.try_wait() {
+            Output::Pipe {
+                child: Some(child), ..
+            } => match child.try_wait() {
                 Ok(Some(status)) => Some(status.to_string()),
                 Ok(None) => None,
                 Err(e) => Some(e.to_string()),
@@ -327,7 +330,11 @@ impl Writer {
 
     /// Lets a piped program see the end of its input and exit.
     fn close(&mut self) {
-        if let Output::Pipe { mut child, stdin } = std::mem::replace(&mut self.out, Output::None) {
+        if let Output::Pipe {
+            child: Some(mut child),
+            stdin,
+        } = std::mem::replace(&mut self.out, Output::None)
+        {
             drop(stdin);
             let deadline = Instant::now() + Duration::from_secs(2);
             while Instant::now() < deadline {
@@ -341,23 +348,19 @@ impl Writer {
 }
 
 fn spawn(command: &str, shell: bool) -> io::Result<Output> {
-    let mut cmd = if shell {
-        let mut c = Command::new("/bin/sh");
-        c.arg("-c").arg(command);
-        c
-    } else {
-        let words = crate::config::split_command(command).unwrap_or_default();
-        let Some((program, args)) = words.split_first() else {
-            return Err(io::Error::other("no program"));
-        };
-        let mut c = Command::new(program);
-        c.args(args);
-        c
-    };
-    let mut child = cmd.stdin(Stdio::piped()).spawn()?;
+    if let Some(stdin) = super::privilege::pipe(command, shell) {
+        return Ok(Output::Pipe {
+            child: None,
+            stdin: stdin?,
+        });
+    }
+    let mut child = super::privilege::log_program(command, shell).spawn()?;
     let stdin = child
         .stdin
         .take()
         .ok_or_else(|| io::Error::other("no standard input"))?;
-    Ok(Output::Pipe { child, stdin })
+    Ok(Output::Pipe {
+        child: Some(child),
+        stdin: File::from(std::os::fd::OwnedFd::from(stdin)),
+    })
 }
