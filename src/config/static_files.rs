@@ -25,7 +25,7 @@ pub(crate) struct FilesDraft {
     directories: Vec<Section>,
     files: Vec<Section>,
     /// Written outside any section: under every section.
-    base: DirSettings,
+    pub(super) base: DirSettings,
     mime: MimeDraft,
     index_ignore: Vec<String>,
 }
@@ -163,6 +163,12 @@ pub(crate) fn merge_settings(earlier: &DirSettings, later: &DirSettings) -> DirS
             .or_else(|| earlier.directory_index.clone()),
         directory_slash: later.directory_slash.or(earlier.directory_slash),
         fallback: later.fallback.clone().or_else(|| earlier.fallback.clone()),
+        error_docs: earlier
+            .error_docs
+            .iter()
+            .chain(&later.error_docs)
+            .cloned()
+            .collect(),
     }
 }
 

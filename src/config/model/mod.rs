@@ -462,6 +462,8 @@ pub struct Location {
     pub written: Written,
     /// `ServerSignature`.
     pub signature: Option<identity::ServerSignature>,
+    /// `ErrorDocument` lines, in order.
+    pub error_docs: Vec<(u16, files::ErrorDoc)>,
 }
 
 #[derive(Debug, Clone)]
