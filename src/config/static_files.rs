@@ -315,6 +315,18 @@ fn status_word(word: &str) -> Option<Result<u16, ConfigError>> {
     }))
 }
 
+/// `EnableSendfile On|Off`: read for its syntax only. Apache chooses
+/// with it how a file's bytes reach the socket (the kernel's sendfile, or
+/// reads and writes); wsgate always reads a file in 64 KiB pieces and
+/// writes them, so the bytes served are the same either way.
+pub(super) fn enable_sendfile(
+    _: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    values::on_off(&node.origin, "EnableSendfile", arg(node)).map(|_| ())
+}
+
 /// `ScriptAlias`, `ScriptAliasMatch`: wsgate runs no programs.
 pub(super) fn script_alias(
     _: &mut Builder,
