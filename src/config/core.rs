@@ -146,6 +146,7 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         written: model::Written::default(),
         signature: None,
         error_docs: Vec::new(),
+        options: None,
     };
     {
         let mut inner = At {

@@ -470,7 +470,13 @@ pub(super) fn options(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(
     if unsigned {
         change.replace = Some(plain);
     }
-    let slot = &mut settings(at).options;
+    // A <Location>'s Options come after the file sections' (Apache's
+    // merge order); only Indexes can matter there, as in Apache, whose
+    // directory walk reads the symbolic-link options before it.
+    let slot = match at.location.as_deref_mut() {
+        Some(loc) => &mut loc.options,
+        None => &mut settings(at).options,
+    };
     *slot = Some(match *slot {
         Some(before) => OptionsChange {
             replace: Some(change.apply(before.apply(Opts::DEFAULT))),

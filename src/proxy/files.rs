@@ -185,7 +185,12 @@ pub async fn serve<D: Downstream>(
                     filename.extend_from_slice(&index);
                     continue;
                 }
-                None if merged.options.has(Opts::INDEXES) => {
+                // An error document is never a listing (Apache's
+                // mod_autoindex makes none for one: its status is not 200).
+                None if place.as_error.is_none()
+                    && map::with_location_options(place.cx.server, &uri, merged.options)
+                        .has(Opts::INDEXES) =>
+                {
                     return listing(client, head, file, (&filename, &uri), &place).await;
                 }
                 None => {

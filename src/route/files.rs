@@ -123,6 +123,21 @@ pub fn merged<'c>(files: &'c Files, dir: &[u8], name: Option<&[u8]>) -> Merged<'
     m
 }
 
+/// `options` (a file's, from its sections) with the `Options` of the
+/// `<Location>` sections matching url-path `uri` over them, as Apache
+/// merges them last. The walk has read the symbolic-link options before.
+pub fn with_location_options(server: &crate::config::Server, uri: &[u8], options: Opts) -> Opts {
+    server
+        .locations
+        .iter()
+        .filter(|loc| match &loc.matcher {
+            crate::config::LocationMatcher::Prefix(p) => prefix_match(p, uri).is_some(),
+            crate::config::LocationMatcher::Regex(r) => r.is_match(uri),
+        })
+        .filter_map(|loc| loc.options)
+        .fold(options, |o, change| change.apply(o))
+}
+
 /// The settings that apply to `name` in directory `dir`, in Apache's
 /// order: the base, the `<Directory>` sections, the `<Files>` sections.
 pub fn sections<'c, 'a>(
