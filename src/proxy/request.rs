@@ -253,7 +253,16 @@ async fn route_and_forward<'g, D: Downstream>(
                 // Apache's does.
                 _ => (true, &[][..]),
             };
-            return error_answer(client, &routed, head, trail, (status, close), extra).await;
+            return error_answer(
+                client,
+                &routed,
+                head,
+                trail,
+                (status, canonical_reason(status)),
+                close,
+                extra,
+            )
+            .await;
         }
     };
     let env = &mut trail.env;
@@ -276,43 +285,27 @@ async fn route_and_forward<'g, D: Downstream>(
         }
         Decision::Proxy(m) => m,
         Decision::NotFound => {
-            return error_answer(client, &routed, head, trail, (404, close), &[]).await;
+            return routed.fail(client, head, trail, (404, close)).await;
         }
         Decision::Forbidden => {
             tracing::warn!(peer = %facts.peer, "refused a mapped target with user information");
-            return error_answer(client, &routed, head, trail, (403, true), &[]).await;
+            return routed.fail(client, head, trail, (403, true)).await;
         }
-        Decision::BadTarget => {
-            return error_answer(client, &routed, head, trail, (400, true), &[]).await
-        }
+        Decision::BadTarget => return routed.fail(client, head, trail, (400, true)).await,
         Decision::Redirect { status, location } => {
             let reason = canonical_reason(status);
             let extra = [("Location", location.as_str())];
             let redirect = local_answer(status, reason, &extra, close, &signed, &mut |_| {});
             return write_answer(client, &redirect, t).await;
         }
-        Decision::Status(status) => {
-            return error_answer(client, &routed, head, trail, (status, true), &[]).await
-        }
+        Decision::Status(status) => return routed.fail(client, head, trail, (status, true)).await,
         Decision::Denied => {
             tracing::error!(peer = %facts.peer, "AH01630: client denied by server configuration: {}", head.target);
-            return error_answer(client, &routed, head, trail, (403, close), &[]).await;
+            return routed.fail(client, head, trail, (403, close)).await;
         }
         Decision::File(file) => {
             header_rules::fixups(head, cx, &file.location_rules, env);
-            let mut place = files::Place::new(cx, env, (close, t), &signed, config.deflate_level);
-            place.locations = &file.location_rules;
-            place.filename = trail.log.as_deref_mut().map(|l| &mut l.filename);
-            place.docs = route::errordoc::any(server);
-            let redirect = std::sync::OnceLock::new();
-            place.redirect = Some(&redirect);
-            let outcome = files::serve(client, head, &file, place).await;
-            return match redirect.into_inner() {
-                Some(internal) => {
-                    internal_redirect(client, &routed, head, trail, internal, close).await
-                }
-                None => outcome,
-            };
+            return serve_file(client, &routed, head, trail, &file, close).await;
         }
         Decision::Unauthorized { .. } | Decision::AccessError(_) | Decision::Pending(_) => {
             unreachable!("settle_access answers these")
@@ -339,23 +332,40 @@ async fn route_and_forward<'g, D: Downstream>(
     };
     match proxy_mapped(client, &req, &mapped, trail, generation).await {
         Ok(outcome) => outcome,
-        Err((status, reason)) => {
-            let page = errordoc::page(
-                head,
-                cx,
-                &trail.env,
-                (status, reason, true),
-                &[],
-                &signed,
-                None,
-            );
-            match page {
-                Ok(page) => write_answer(client, &page, t).await,
-                Err(internal) => {
-                    internal_redirect(client, &routed, head, trail, internal, true).await
-                }
-            }
-        }
+        Err(failed) => error_answer(client, &routed, head, trail, failed, true, &[]).await,
+    }
+}
+
+/// A request mapped to the file system, answered by the file server, and
+/// its `ErrorDocument` internal redirect if it leaves one.
+async fn serve_file<'g, D: Downstream>(
+    client: &mut D,
+    r: &Routed<'_, 'g>,
+    head: &RequestHead,
+    trail: &mut Trail<'g>,
+    file: &route::files::FileMapped<'_>,
+    close: bool,
+) -> Outcome {
+    let config = &r.generation.config;
+    let redirect = std::sync::OnceLock::new();
+    let outcome = {
+        let (env, log) = (&trail.env, trail.log.as_deref_mut());
+        let mut place = files::Place::new(
+            r.cx,
+            env,
+            (close, config.timeout),
+            r.signed,
+            config.deflate_level,
+        );
+        place.locations = &file.location_rules;
+        place.filename = log.map(|l| &mut l.filename);
+        place.docs = route::errordoc::any(r.server);
+        place.redirect = Some(&redirect);
+        files::serve(client, head, file, place).await
+    };
+    match redirect.into_inner() {
+        Some(internal) => internal_redirect(client, r, head, trail, internal, close).await,
+        None => outcome,
     }
 }
 
@@ -370,6 +380,20 @@ struct Routed<'a, 'g> {
     max_forwards: Option<u64>,
 }
 
+impl<'g> Routed<'_, 'g> {
+    /// [`error_answer`] with the status's own reason and no fields.
+    async fn fail<D: Downstream>(
+        &self,
+        client: &mut D,
+        head: &RequestHead,
+        trail: &mut Trail<'g>,
+        (status, close): (u16, bool),
+    ) -> Outcome {
+        let reason = canonical_reason(status);
+        error_answer(client, self, head, trail, (status, reason), close, &[]).await
+    }
+}
+
 /// An error status wsgate answers after routing, with the server's
 /// `Header always` rules, through `ErrorDocument`.
 async fn error_answer<'g, D: Downstream>(
@@ -377,10 +401,11 @@ async fn error_answer<'g, D: Downstream>(
     r: &Routed<'_, 'g>,
     head: &RequestHead,
     trail: &mut Trail<'g>,
-    (status, close): (u16, bool),
+    (status, reason): (u16, &str),
+    close: bool,
     extra: &[(&str, &str)],
 ) -> Outcome {
-    let how = (status, canonical_reason(status), close);
+    let how = (status, reason, close);
     match errordoc::page(head, r.cx, &trail.env, how, extra, r.signed, None) {
         Ok(page) => write_answer(client, &page, r.generation.config.timeout).await,
         Err(internal) => internal_redirect(client, r, head, trail, internal, close).await,
