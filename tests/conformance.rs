@@ -328,6 +328,7 @@ impl DocTree {
             ("docs/.htsecret", b"secret\n"),
             ("docs/nolinks/real.txt", b"real\n"),
             ("docs/app/index.html", b"<p>app</p>\n"),
+            ("docs/errdocs/404.html", b"<p>custom 404</p>\n"),
             ("outside/o.txt", b"outside\n"),
         ];
         for (path, body) in files {

@@ -145,6 +145,8 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         origin: o.clone(),
         written: model::Written::default(),
         signature: None,
+        error_docs: Vec::new(),
+        options: None,
     };
     {
         let mut inner = At {

@@ -10,8 +10,8 @@ use super::error::{self, ConfigError};
 use super::lexer::Node;
 use super::model::Written;
 use super::{
-    accesslog, auth, balancer, banner, core, headers, http2, liveness, proxy, remoteip, reqtimeout,
-    require, rewrite, ssl, static_files as files, unixd, At, Builder,
+    accesslog, auth, balancer, banner, core, errordoc, headers, http2, liveness, proxy, remoteip,
+    reqtimeout, require, rewrite, ssl, static_files as files, unixd, At, Builder,
 };
 
 /// Where a directive is written.
@@ -100,6 +100,8 @@ const ACCESS: &[Scope] = &[L, LM, P, D, F];
 const AUTH: &[Scope] = &[L, LM, P];
 const DIRECTORY: &[Scope] = &[S, V, D];
 const LOCATION: &[Scope] = &[L, LM];
+const EVERY_SECTION: &[Scope] = &[S, V, L, LM, D, F];
+const DIRECTORY_LOCATION: &[Scope] = &[S, V, L, LM, D];
 
 /// A directive with the usual defaults: one line, any number of
 /// arguments, suggested in hints.
@@ -242,7 +244,9 @@ pub const DIRECTIVES: &[Directive] = &[
     section("DirectoryMatch", "core", SERVER_VHOST, "<DirectoryMatch REGEX>", "settings for directories whose path matches, after the <Directory> sections", files::section),
     section("Files", "core", SERVER_VHOST, "<Files NAME> or <Files ~ REGEX>", "settings for files by name (wildcards), after <Directory>", files::section),
     section("FilesMatch", "core", SERVER_VHOST, "<FilesMatch REGEX>", "settings for files whose name matches", files::section),
-    line("Options", "core", DIRECTORY, "Options [+|-]Indexes|FollowSymLinks|SymLinksIfOwnerMatch|None|All ...", "Indexes: a listing for a directory without an index file (403 otherwise); FollowSymLinks (the default): symbolic links are followed; SymLinksIfOwnerMatch: only to a file of the link's owner. ExecCGI, Includes and MultiViews are refused", files::options),
+    line("Options", "core", DIRECTORY_LOCATION, "Options [+|-]Indexes|FollowSymLinks|SymLinksIfOwnerMatch|None|All ...", "Indexes: a listing for a directory without an index file (403 otherwise); FollowSymLinks (the default): symbolic links are followed; SymLinksIfOwnerMatch: only to a file of the link's owner (both only in <Directory>, as in Apache: a <Location>'s Options change Indexes). ExecCGI, Includes and MultiViews are refused", files::options),
+    line("ErrorDocument", "core", EVERY_SECTION, "ErrorDocument CODE \"message\"|/local/url-path|URL|default", "what wsgate sends instead of its own page for a 4xx or 5xx it makes itself: the message (as text/html), a GET of the local url-path answered internally (a file or a proxied path; the status stays unless a backend answers it), or a 302 to the URL (ignored for 401, as Apache does); a <Location>'s wins over a <Directory>'s", errordoc::error_document),
+    one("EnableSendfile", "core", EVERY_SECTION, "EnableSendfile On|Off", "accepted: it chooses how Apache moves a file's bytes to the socket; wsgate always reads a file in 64 KiB pieces and writes them (no sendfile), so what is served is the same either way", files::enable_sendfile),
     line("AllowOverride", "core", DIRECTORY, "AllowOverride None", "None only: wsgate reads no .htaccess files (anything else is an error, since ignoring them could let in whom they keep out)", files::allow_override),
     line("AllowOverrideList", "core", DIRECTORY, "AllowOverrideList None", "None only, as AllowOverride", files::allow_override),
     one("AddDefaultCharset", "core", SERVER_VHOST, "AddDefaultCharset On|Off|CHARSET", "a charset for text/plain and text/html files that have none", files::add_default_charset),

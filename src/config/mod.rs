@@ -14,6 +14,7 @@ pub(crate) mod ciphers;
 mod core;
 pub(crate) mod directives;
 pub(crate) mod error;
+mod errordoc;
 pub(crate) mod expr;
 mod foreign;
 pub mod headers;

@@ -26,7 +26,7 @@ pub(crate) struct FilesDraft {
     directories: Vec<Section>,
     files: Vec<Section>,
     /// Written outside any section: under every section.
-    base: DirSettings,
+    pub(super) base: DirSettings,
     mime: MimeDraft,
     index_ignore: Vec<String>,
 }
@@ -164,6 +164,12 @@ pub(crate) fn merge_settings(earlier: &DirSettings, later: &DirSettings) -> DirS
             .or_else(|| earlier.directory_index.clone()),
         directory_slash: later.directory_slash.or(earlier.directory_slash),
         fallback: later.fallback.clone().or_else(|| earlier.fallback.clone()),
+        error_docs: earlier
+            .error_docs
+            .iter()
+            .chain(&later.error_docs)
+            .cloned()
+            .collect(),
     }
 }
 
@@ -310,6 +316,18 @@ fn status_word(word: &str) -> Option<Result<u16, ConfigError>> {
     }))
 }
 
+/// `EnableSendfile On|Off`: read for its syntax only. Apache chooses
+/// with it how a file's bytes reach the socket (the kernel's sendfile, or
+/// reads and writes); wsgate always reads a file in 64 KiB pieces and
+/// writes them, so the bytes served are the same either way.
+pub(super) fn enable_sendfile(
+    _: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    values::on_off(&node.origin, "EnableSendfile", arg(node)).map(|_| ())
+}
+
 /// `ScriptAlias`, `ScriptAliasMatch`: wsgate runs no programs.
 pub(super) fn script_alias(
     _: &mut Builder,
@@ -453,7 +471,13 @@ pub(super) fn options(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(
     if unsigned {
         change.replace = Some(plain);
     }
-    let slot = &mut settings(at).options;
+    // A <Location>'s Options come after the file sections' (Apache's
+    // merge order); only Indexes can matter there, as in Apache, whose
+    // directory walk reads the symbolic-link options before it.
+    let slot = match at.location.as_deref_mut() {
+        Some(loc) => &mut loc.options,
+        None => &mut settings(at).options,
+    };
     *slot = Some(match *slot {
         Some(before) => OptionsChange {
             replace: Some(change.apply(before.apply(Opts::DEFAULT))),

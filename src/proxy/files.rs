@@ -19,6 +19,7 @@ use tokio::io::AsyncReadExt;
 
 use super::deflate::{self, Deflate};
 use super::downstream::Downstream;
+use super::errordoc::{self, Internal};
 use super::forward::Outcome;
 use super::header_rules::{self, Context};
 use super::headers::{BodyHeader, ClientResponse};
@@ -72,6 +73,42 @@ pub struct Place<'a> {
     pub signed: &'a Signed<'a>,
     /// The access log's `%f`.
     pub filename: Option<&'a mut Option<String>>,
+    /// `ErrorDocument`s: whether the server has any (then `spot` follows
+    /// the walk), and where a local one is left for the caller's internal
+    /// redirect (nothing was sent then).
+    pub docs: bool,
+    pub spot: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    pub redirect: Option<&'a std::sync::OnceLock<Internal>>,
+    /// Serving the local `ErrorDocument` of this status: the file goes
+    /// with it, whole and unconditionally (Apache's `no_local_copy`), and
+    /// a failure gives the status's own page.
+    pub as_error: Option<u16>,
+}
+
+impl<'a> Place<'a> {
+    /// A place with no `<Location>` rules, no log and no documents.
+    pub fn new(
+        cx: Context<'a>,
+        env: &'a Env,
+        (close, timeout): (bool, Duration),
+        signed: &'a Signed<'a>,
+        deflate_level: u32,
+    ) -> Place<'a> {
+        Place {
+            cx,
+            env,
+            close,
+            timeout,
+            locations: &[],
+            deflate_level,
+            signed,
+            filename: None,
+            docs: false,
+            spot: None,
+            redirect: None,
+            as_error: None,
+        }
+    }
 }
 
 /// Answers a request `route` mapped to the file system.
@@ -88,6 +125,9 @@ pub async fn serve<D: Downstream>(
     for _ in 0..MAX_HOPS {
         let look = look_at(files, &filename).await;
         let (dir, name) = split_dir(&filename);
+        if place.docs {
+            place.spot = Some((dir.clone(), Some(name.clone())));
+        }
         if let Some(f) = place.filename.as_deref_mut() {
             *f = Some(String::from_utf8_lossy(&filename).into_owned());
         }
@@ -100,6 +140,9 @@ pub async fn serve<D: Downstream>(
             Look::Dir => (with_slash(&filename), None),
             Look::File { .. } => (dir, Some(name)),
         };
+        if place.docs {
+            place.spot = Some((dir.clone(), name.clone()));
+        }
         let merged = map::merged(files, &dir, name.as_deref());
         if !allowed(file, &merged, &head.method, &place) {
             tracing::error!(peer = %place.cx.facts.peer, "AH01630: client denied by server configuration: {}", String::from_utf8_lossy(&filename));
@@ -142,7 +185,12 @@ pub async fn serve<D: Downstream>(
                     filename.extend_from_slice(&index);
                     continue;
                 }
-                None if merged.options.has(Opts::INDEXES) => {
+                // An error document is never a listing (Apache's
+                // mod_autoindex makes none for one: its status is not 200).
+                None if place.as_error.is_none()
+                    && map::with_location_options(place.cx.server, &uri, merged.options)
+                        .has(Opts::INDEXES) =>
+                {
                     return listing(client, head, file, (&filename, &uri), &place).await;
                 }
                 None => {
@@ -355,15 +403,44 @@ async fn status_page<D: Downstream>(
     extra: &[(&str, &str)],
 ) -> Outcome {
     let close = place.close || status >= 500;
-    let answer = header_rules::error_page_with(
-        head,
-        place.cx,
-        place.env,
-        (status, canonical_reason(status)),
-        close,
-        extra,
-        place.signed,
-    );
+    let answer = match place.as_error {
+        // The error document failed: the original status's own page
+        // (Apache's recursive error).
+        Some(original) => header_rules::error_page_with(
+            head,
+            place.cx,
+            place.env,
+            (original, canonical_reason(original)),
+            close,
+            &[],
+            place.signed,
+        ),
+        None => {
+            let spot = place
+                .spot
+                .as_ref()
+                .map(|(d, n)| (d.as_slice(), n.as_deref()));
+            let how = (status, canonical_reason(status), close);
+            match errordoc::page(head, place.cx, place.env, how, extra, place.signed, spot) {
+                Ok(answer) => answer,
+                Err(internal) => match place.redirect {
+                    Some(slot) => {
+                        let _ = slot.set(internal);
+                        return Outcome::KeepAlive;
+                    }
+                    None => header_rules::error_page_with(
+                        head,
+                        place.cx,
+                        place.env,
+                        (status, canonical_reason(status)),
+                        close,
+                        extra,
+                        place.signed,
+                    ),
+                },
+            }
+        }
+    };
     match client.send_answer(&answer, place.timeout).await {
         Ok(()) if !close => Outcome::KeepAlive,
         _ => Outcome::Close,
@@ -427,7 +504,12 @@ async fn send_file<D: Downstream>(
     );
     push(&mut fields, "ETag", v.etag.clone());
     push(&mut fields, "Accept-Ranges", "bytes".into());
-    match conditional::evaluate(&head.method, &head.headers, &v, now) {
+    let precondition = match place.as_error {
+        Some(_) => Precondition::Proceed,
+        None => conditional::evaluate(&head.method, &head.headers, &v, now),
+    };
+    let ok = place.as_error.unwrap_or(200);
+    match precondition {
         Precondition::Proceed => {}
         // As Apache: the validators, no type, no body.
         Precondition::NotModified => {
@@ -453,12 +535,12 @@ async fn send_file<D: Downstream>(
     // mod_deflate runs before the byte ranges, as Apache's filters do: a
     // range of a compressed answer is a range of the gzip.
     let rules = std::iter::once(&place.cx.server.rules).chain(place.locations.iter().copied());
-    let what = deflate::decide(head, place.env, rules, (200, Some(size)), &fields);
+    let what = deflate::decide(head, place.env, rules, (ok, Some(size)), &fields);
     deflate::adjust(&mut fields, what);
     let source = match what {
         Deflate::Gzip if size > GZIP_WHOLE => {
             let g = Gzip::new(place.deflate_level);
-            return send_gzip_stream(client, head, place, (200, fields), path, g).await;
+            return send_gzip_stream(client, head, place, (ok, fields), path, g).await;
         }
         Deflate::Gzip => match tokio::fs::read(path).await {
             Ok(data) => Source::Memory(Gzip::whole(place.deflate_level, &data)),
@@ -467,7 +549,7 @@ async fn send_file<D: Downstream>(
         _ => Source::File(path),
     };
     let size = source.len(size);
-    let ranges = if head.method == "POST" {
+    let ranges = if head.method == "POST" || place.as_error.is_some() {
         Ranges::Whole
     } else {
         conditional::ranges(&head.headers, size, &v)
@@ -475,7 +557,7 @@ async fn send_file<D: Downstream>(
     match ranges {
         Ranges::Whole => {
             let body = Body::Parts(source, vec![(0, size)], None);
-            send(client, head, place, (200, fields), body).await
+            send(client, head, place, (ok, fields), body).await
         }
         // As Apache: an error page (without a Content-Range).
         Ranges::Unsatisfiable => status_page(client, head, place, 416, &[]).await,

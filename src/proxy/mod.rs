@@ -37,6 +37,7 @@ mod connection;
 mod deflate;
 mod downstream;
 pub(crate) mod error;
+mod errordoc;
 pub mod explain;
 mod files;
 mod forward;

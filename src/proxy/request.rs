@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::downstream::Downstream;
 use super::error::{Failure, ProxyError};
+use super::errordoc;
 use super::files;
 use super::forward::{self, Backend, BodyState, ChosenMember, Outcome};
 use super::gate;
@@ -234,26 +235,37 @@ async fn route_and_forward<'g, D: Downstream>(
         log.user = found.sent_user.clone();
         log.remote_host = found.remote_host.clone().flatten();
     }
+    let routed = Routed {
+        generation,
+        server,
+        facts,
+        cx,
+        signed: &signed,
+        max_forwards,
+    };
     let mapped = match settled {
         Ok(mapped) => mapped,
         Err((status, realm)) => {
-            let page = refusal(head, cx, &trail.env, (status, realm, close), &signed);
-            return write_answer(client, &page, t).await;
+            let challenge = format!("Basic realm=\"{realm}\"");
+            let (close, extra) = match status {
+                401 => (close, &[("WWW-Authenticate", challenge.as_str())][..]),
+                // A 500: the credentials could not be checked; closes, as
+                // Apache's does.
+                _ => (true, &[][..]),
+            };
+            return error_answer(
+                client,
+                &routed,
+                head,
+                trail,
+                (status, canonical_reason(status)),
+                close,
+                extra,
+            )
+            .await;
         }
     };
     let env = &mut trail.env;
-    // Answers made from here get the server's `Header always` rules.
-    let answer = |head: &RequestHead, env: &Env, status: u16, close: bool| {
-        header_rules::error_page(
-            head,
-            cx,
-            env,
-            status,
-            canonical_reason(status),
-            close,
-            &signed,
-        )
-    };
     let trace_refused = head.method == "TRACE" && !server.settings.trace_enable;
     let mapped = match mapped {
         // `TraceEnable Off`: mod_proxy's handler (or the core's, for a
@@ -273,40 +285,27 @@ async fn route_and_forward<'g, D: Downstream>(
         }
         Decision::Proxy(m) => m,
         Decision::NotFound => {
-            let bytes = answer(head, env, 404, close);
-            return write_answer(client, &bytes, t).await;
+            return routed.fail(client, head, trail, (404, close)).await;
         }
         Decision::Forbidden => {
             tracing::warn!(peer = %facts.peer, "refused a mapped target with user information");
-            return write_answer(client, &answer(head, env, 403, true), t).await;
+            return routed.fail(client, head, trail, (403, true)).await;
         }
-        Decision::BadTarget => return write_answer(client, &answer(head, env, 400, true), t).await,
+        Decision::BadTarget => return routed.fail(client, head, trail, (400, true)).await,
         Decision::Redirect { status, location } => {
             let reason = canonical_reason(status);
             let extra = [("Location", location.as_str())];
             let redirect = local_answer(status, reason, &extra, close, &signed, &mut |_| {});
             return write_answer(client, &redirect, t).await;
         }
-        Decision::Status(status) => {
-            return write_answer(client, &answer(head, env, status, true), t).await
-        }
+        Decision::Status(status) => return routed.fail(client, head, trail, (status, true)).await,
         Decision::Denied => {
             tracing::error!(peer = %facts.peer, "AH01630: client denied by server configuration: {}", head.target);
-            return write_answer(client, &answer(head, env, 403, close), t).await;
+            return routed.fail(client, head, trail, (403, close)).await;
         }
         Decision::File(file) => {
             header_rules::fixups(head, cx, &file.location_rules, env);
-            let place = files::Place {
-                cx,
-                env,
-                close,
-                timeout: t,
-                locations: &file.location_rules,
-                deflate_level: config.deflate_level,
-                signed: &signed,
-                filename: trail.log.as_deref_mut().map(|l| &mut l.filename),
-            };
-            return files::serve(client, head, &file, place).await;
+            return serve_file(client, &routed, head, trail, &file, close).await;
         }
         Decision::Unauthorized { .. } | Decision::AccessError(_) | Decision::Pending(_) => {
             unreachable!("settle_access answers these")
@@ -331,7 +330,149 @@ async fn route_and_forward<'g, D: Downstream>(
         facts,
         rules: cx,
     };
-    proxy_mapped(client, &req, &mapped, trail, generation, &signed).await
+    match proxy_mapped(client, &req, &mapped, trail, generation).await {
+        Ok(outcome) => outcome,
+        Err(failed) => error_answer(client, &routed, head, trail, failed, true, &[]).await,
+    }
+}
+
+/// A request mapped to the file system, answered by the file server, and
+/// its `ErrorDocument` internal redirect if it leaves one.
+async fn serve_file<'g, D: Downstream>(
+    client: &mut D,
+    r: &Routed<'_, 'g>,
+    head: &RequestHead,
+    trail: &mut Trail<'g>,
+    file: &route::files::FileMapped<'_>,
+    close: bool,
+) -> Outcome {
+    let config = &r.generation.config;
+    let redirect = std::sync::OnceLock::new();
+    let outcome = {
+        let (env, log) = (&trail.env, trail.log.as_deref_mut());
+        let mut place = files::Place::new(
+            r.cx,
+            env,
+            (close, config.timeout),
+            r.signed,
+            config.deflate_level,
+        );
+        place.locations = &file.location_rules;
+        place.filename = log.map(|l| &mut l.filename);
+        place.docs = route::errordoc::any(r.server);
+        place.redirect = Some(&redirect);
+        files::serve(client, head, file, place).await
+    };
+    match redirect.into_inner() {
+        Some(internal) => internal_redirect(client, r, head, trail, internal, close).await,
+        None => outcome,
+    }
+}
+
+/// What an error answer made after routing needs: `ErrorDocument`'s
+/// internal redirect routes and proxies again.
+struct Routed<'a, 'g> {
+    generation: &'g Arc<Generation>,
+    server: &'g crate::config::Server,
+    facts: ConnFacts,
+    cx: header_rules::Context<'a>,
+    signed: &'a Signed<'a>,
+    max_forwards: Option<u64>,
+}
+
+impl<'g> Routed<'_, 'g> {
+    /// [`error_answer`] with the status's own reason and no fields.
+    async fn fail<D: Downstream>(
+        &self,
+        client: &mut D,
+        head: &RequestHead,
+        trail: &mut Trail<'g>,
+        (status, close): (u16, bool),
+    ) -> Outcome {
+        let reason = canonical_reason(status);
+        error_answer(client, self, head, trail, (status, reason), close, &[]).await
+    }
+}
+
+/// An error status wsgate answers after routing, with the server's
+/// `Header always` rules, through `ErrorDocument`.
+async fn error_answer<'g, D: Downstream>(
+    client: &mut D,
+    r: &Routed<'_, 'g>,
+    head: &RequestHead,
+    trail: &mut Trail<'g>,
+    (status, reason): (u16, &str),
+    close: bool,
+    extra: &[(&str, &str)],
+) -> Outcome {
+    let how = (status, reason, close);
+    match errordoc::page(head, r.cx, &trail.env, how, extra, r.signed, None) {
+        Ok(page) => write_answer(client, &page, r.generation.config.timeout).await,
+        Err(internal) => internal_redirect(client, r, head, trail, internal, close).await,
+    }
+}
+
+/// `ErrorDocument CODE /url-path`: a GET of the path, routed again (its
+/// access checked again, as Apache's internal redirect does), answered by
+/// the file server with the original status or by a backend with its
+/// own; anything else, or its failure, gives the original status's own
+/// page (Apache's recursive error).
+async fn internal_redirect<'g, D: Downstream>(
+    client: &mut D,
+    r: &Routed<'_, 'g>,
+    head: &RequestHead,
+    trail: &mut Trail<'g>,
+    errordoc::Internal { status, url }: errordoc::Internal,
+    close: bool,
+) -> Outcome {
+    let (config, t) = (&r.generation.config, r.generation.config.timeout);
+    let new = errordoc::redirected_head(head, &url);
+    let own = |env: &Env| {
+        let reason = canonical_reason(status);
+        header_rules::error_page(head, r.cx, env, status, reason, close, r.signed)
+    };
+    let Ok(path) = route::normalize(&new.target) else {
+        return write_answer(client, &own(&trail.env), t).await;
+    };
+    let cx = header_rules::Context {
+        path: &path,
+        ..r.cx
+    };
+    // An answer that closes (Apache's status that drops the connection)
+    // closes with the backend's answer too.
+    let facts = ConnFacts {
+        keepalive: r.facts.keepalive && !close,
+        ..r.facts
+    };
+    let decision = {
+        let req = route::Request::from_head(&new, &path, facts.peer, facts.local, facts.https);
+        route::decide(config, r.server, &req)
+    };
+    match decision {
+        Decision::File(file) => {
+            let env = &trail.env;
+            let mut place = files::Place::new(cx, env, (close, t), r.signed, config.deflate_level);
+            place.locations = &file.location_rules;
+            place.as_error = Some(status);
+            files::serve(client, &new, &file, place).await
+        }
+        Decision::Proxy(mapped) => {
+            let req = forward::Request {
+                head: &new,
+                framing: Framing::Empty,
+                max_forwards: r.max_forwards,
+                settings: &mapped.settings,
+                server: r.server,
+                facts,
+                rules: cx,
+            };
+            match proxy_mapped(client, &req, &mapped, trail, r.generation).await {
+                Ok(outcome) => outcome,
+                Err(_) => write_answer(client, &own(&trail.env), t).await,
+            }
+        }
+        _ => write_answer(client, &own(&trail.env), t).await,
+    }
 }
 
 /// Proxies a mapped request, notes where it went for the log, and answers
@@ -342,8 +483,7 @@ async fn proxy_mapped<'g, D: Downstream>(
     mapped: &Mapped<'_>,
     trail: &mut Trail<'g>,
     generation: &'g Arc<Generation>,
-    signed: &Signed<'_>,
-) -> Outcome {
+) -> Result<Outcome, (u16, &'static str)> {
     let (config, facts) = (&generation.config, req.facts);
     let env = &mut trail.env;
     let filename = trail.log.as_deref_mut().map(|l| &mut l.filename);
@@ -360,7 +500,7 @@ async fn proxy_mapped<'g, D: Downstream>(
                 Outcome::Tunnel(_) => Upgrade::Switched,
                 _ => Upgrade::Refused,
             });
-            outcome
+            Ok(outcome)
         }
         Err(failure) => {
             let e = &failure.error;
@@ -370,13 +510,12 @@ async fn proxy_mapped<'g, D: Downstream>(
             } else {
                 tracing::debug!(peer = %facts.peer, "{e}");
             }
-            if let (false, Some(a)) = (failure.answered, e.answer()) {
-                let page = header_rules::error_page(
-                    req.head, req.rules, env, a.status, a.reason, true, signed,
-                );
-                let _ = client.send_answer(&page, config.timeout).await;
+            // The client still gets a page: the caller's, through
+            // ErrorDocument.
+            match (failure.answered, e.answer()) {
+                (false, Some(a)) => Err((a.status, a.reason)),
+                _ => Ok(Outcome::Close),
             }
-            Outcome::Close
         }
     }
 }
@@ -446,32 +585,6 @@ fn access_facts<'a>(
         remote_host: found.remote_host.as_ref().map(Option::as_deref),
         user: found.user.as_deref(),
     }
-}
-
-/// A 401 asking for Basic credentials of `realm` (mod_auth_basic's
-/// `note_basic_auth_failure`), or a 500 when they could not be checked
-/// (that one closes the connection, as Apache's does).
-fn refusal(
-    head: &RequestHead,
-    cx: header_rules::Context<'_>,
-    env: &Env,
-    (status, realm, close): (u16, &str, bool),
-    signed: &Signed<'_>,
-) -> LocalAnswer {
-    let reason = canonical_reason(status);
-    if status != 401 {
-        return header_rules::error_page(head, cx, env, status, reason, true, signed);
-    }
-    let challenge = format!("Basic realm=\"{realm}\"");
-    header_rules::error_page_with(
-        head,
-        cx,
-        env,
-        (401, reason),
-        close,
-        &[("WWW-Authenticate", challenge.as_str())],
-        signed,
-    )
 }
 
 /// Proxies a mapped request: to its worker, or to balancer members in

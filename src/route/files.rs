@@ -117,24 +117,54 @@ pub fn merged<'c>(files: &'c Files, dir: &[u8], name: Option<&[u8]>) -> Merged<'
         directory_slash: true,
         fallback: None,
     };
-    apply(&mut m, &files.base);
-    for s in &files.directories {
-        if directory_matches(&s.matcher, dir) {
-            apply(&mut m, &s.settings);
-        }
-    }
-    if let Some(name) = name.filter(|n| !n.is_empty()) {
-        for s in &files.files {
-            let hit = match &s.matcher {
-                SectionMatcher::Wildcard(p) => wildcard(p, name),
-                SectionMatcher::Regex(r) => r.is_match(name),
-            };
-            if hit {
-                apply(&mut m, &s.settings);
-            }
-        }
+    for s in sections(files, dir, name) {
+        apply(&mut m, s);
     }
     m
+}
+
+/// `options` (a file's, from its sections) with the `Options` of the
+/// `<Location>` sections matching url-path `uri` over them, as Apache
+/// merges them last. The walk has read the symbolic-link options before.
+pub fn with_location_options(server: &crate::config::Server, uri: &[u8], options: Opts) -> Opts {
+    server
+        .locations
+        .iter()
+        .filter(|loc| match &loc.matcher {
+            crate::config::LocationMatcher::Prefix(p) => prefix_match(p, uri).is_some(),
+            crate::config::LocationMatcher::Regex(r) => r.is_match(uri),
+        })
+        .filter_map(|loc| loc.options)
+        .fold(options, |o, change| change.apply(o))
+}
+
+/// The settings that apply to `name` in directory `dir`, in Apache's
+/// order: the base, the `<Directory>` sections, the `<Files>` sections.
+pub fn sections<'c, 'a>(
+    files: &'c Files,
+    dir: &'a [u8],
+    name: Option<&'a [u8]>,
+) -> impl Iterator<Item = &'c DirSettings> + 'a
+where
+    'c: 'a,
+{
+    let dirs = files
+        .directories
+        .iter()
+        .filter(move |s| directory_matches(&s.matcher, dir))
+        .map(|s| &s.settings);
+    let name = name.filter(|n| !n.is_empty());
+    let named = files
+        .files
+        .iter()
+        .filter(move |s| {
+            name.is_some_and(|name| match &s.matcher {
+                SectionMatcher::Wildcard(p) => wildcard(p, name),
+                SectionMatcher::Regex(r) => r.is_match(name),
+            })
+        })
+        .map(|s| &s.settings);
+    std::iter::once(&files.base).chain(dirs).chain(named)
 }
 
 fn apply<'c>(m: &mut Merged<'c>, s: &'c DirSettings) {

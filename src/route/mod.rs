@@ -8,6 +8,7 @@
 //! stops the search.
 
 pub mod access;
+pub mod errordoc;
 pub mod files;
 mod path;
 

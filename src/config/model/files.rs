@@ -101,6 +101,21 @@ pub struct DirSettings {
     pub directory_slash: Option<bool>,
     /// `FallbackResource url`; `Some(None)`: `FallbackResource disabled`.
     pub fallback: Option<Option<String>>,
+    /// `ErrorDocument` lines, in order (a later one for a status wins).
+    pub error_docs: Vec<(u16, ErrorDoc)>,
+}
+
+/// What `ErrorDocument` sends for a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorDoc {
+    /// A message: the body, as `text/html; charset=iso-8859-1`.
+    Text(String),
+    /// A local url-path (and query): a GET of it answers, internally.
+    Local(String),
+    /// A full URL: a 302 to it.
+    Remote(String),
+    /// `default`: the server's own page again.
+    Default,
 }
 
 /// `Options`: a list without signs replaces what was set before; one with

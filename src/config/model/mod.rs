@@ -474,6 +474,11 @@ pub struct Location {
     pub written: Written,
     /// `ServerSignature`.
     pub signature: Option<identity::ServerSignature>,
+    /// `ErrorDocument` lines, in order.
+    pub error_docs: Vec<(u16, files::ErrorDoc)>,
+    /// `Options`: over the file sections' for a file's listing (symbolic
+    /// links are decided by the walk, before it, as in Apache).
+    pub options: Option<files::OptionsChange>,
 }
 
 #[derive(Debug, Clone)]
