@@ -145,6 +145,7 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         origin: o.clone(),
         written: model::Written::default(),
         signature: None,
+        error_override: Default::default(),
     };
     {
         let mut inner = At {

@@ -27,6 +27,7 @@ pub(crate) mod liveness;
 pub mod model;
 mod ocsp;
 pub(crate) mod proxy;
+mod proxy_extras;
 pub(crate) mod remoteip;
 mod require;
 pub mod rewrite;
@@ -175,6 +176,9 @@ pub(crate) struct ServerDraft {
     signature: Option<model::identity::ServerSignature>,
     admin: Option<String>,
     read_timeouts: reqtimeout::ReadTimeoutsDraft,
+    remote_ip: remoteip::HeaderDraft,
+    via: Option<model::proxy_answers::Via>,
+    error_override: model::proxy_answers::ErrorOverride,
 }
 
 impl ServerDraft {
@@ -208,6 +212,9 @@ impl ServerDraft {
             signature: None,
             admin: None,
             read_timeouts: reqtimeout::ReadTimeoutsDraft::default(),
+            remote_ip: remoteip::HeaderDraft::default(),
+            via: None,
+            error_override: Default::default(),
         }
     }
 }
@@ -583,6 +590,7 @@ struct MainParts {
     types: std::sync::Arc<model::files::Mime>,
     signature: model::identity::Signature,
     read_timeouts: model::identity::ReadTimeouts,
+    remote_ip: remoteip::HeaderDraft,
 }
 
 impl MainParts {
@@ -607,6 +615,8 @@ impl MainParts {
                 trace_enable: main.trace_enable.unwrap_or(true),
                 proxy_timeout: main.proxy_timeout,
                 ssl_proxy: SslIdx(0),
+                via: main.via.unwrap_or_default(),
+                error_override: main.error_override.clone(),
             },
             routes: std::mem::take(&mut main.routes),
             locations: std::mem::take(&mut main.locations),
@@ -622,6 +632,7 @@ impl MainParts {
                 admin: main.admin.clone(),
             },
             read_timeouts: main.read_timeouts.resolve(&Default::default()),
+            remote_ip: main.remote_ip.clone(),
         }
     }
 
@@ -642,6 +653,8 @@ impl MainParts {
             trace_enable: draft.trace_enable.unwrap_or(main.trace_enable),
             proxy_timeout: draft.proxy_timeout.or(main.proxy_timeout),
             ssl_proxy,
+            via: draft.via.unwrap_or(main.via),
+            error_override: draft.error_override.over(&main.error_override),
         };
         let server_name = draft
             .server_name
@@ -694,6 +707,7 @@ impl MainParts {
                 admin: draft.admin.or_else(|| self.signature.admin.clone()),
             },
             read_timeouts: draft.read_timeouts.resolve(&self.read_timeouts),
+            remote_ip: draft.remote_ip.resolve(&self.remote_ip),
         }
     }
 
@@ -724,6 +738,7 @@ impl MainParts {
             written: self.written,
             signature: self.signature,
             read_timeouts: self.read_timeouts,
+            remote_ip: self.remote_ip.resolve(&remoteip::HeaderDraft::default()),
         }
     }
 }

@@ -45,6 +45,10 @@ pub enum ProxyError {
     BadUpgrade(String),
     #[error("backend sent more than 10 interim responses")]
     TooManyInterim,
+    /// `ProxyErrorOverride`: the backend's error answer with this status
+    /// is replaced by the server's own page (not the backend's fault).
+    #[error("backend answered {0}: ProxyErrorOverride answers with the server's own page")]
+    ErrorOverride(u16),
 
     // Ours (configuration).
     #[error("https:// or wss:// backend without SSLProxyEngine On")]
@@ -75,6 +79,7 @@ impl ProxyError {
             | ProxyError::BackendBareCr
             | ProxyError::BadUpgrade(_)
             | ProxyError::TooManyInterim => Upgrade::BackendError,
+            ProxyError::ErrorOverride(_) => Upgrade::Refused,
         }
     }
 }
@@ -134,6 +139,7 @@ impl ProxyError {
             BadResponse(_) => (502, "Bad Gateway"),
             BackendBareCr => (500, "Internal Server Error"),
             TlsNotEnabled => (500, "Internal Server Error"),
+            ErrorOverride(status) => (*status, crate::http::canonical_reason(*status)),
         };
         Some(Answer { status, reason })
     }
@@ -147,6 +153,7 @@ impl ProxyError {
                 | ProxyError::ClientIo(_)
                 | ProxyError::ClientTimeout
                 | ProxyError::ClientTooSlow
+                | ProxyError::ErrorOverride(_)
         )
     }
 }

@@ -17,6 +17,7 @@ use super::error::{Failure, ProxyError};
 use super::header_rules::{self, ConnFacts};
 use super::headers::{self, BodyHeader, ClientResponse, Forwarding};
 use super::plan::{self, Exchange, Relay, RequestPlan, ResponsePlan, Unusable};
+use super::proxy_answers;
 use super::tunnel;
 use super::upgrade::Plan;
 use crate::balancer::{self, Busy};
@@ -179,7 +180,8 @@ pub async fn forward<D: Downstream>(
     }
     let complete = body.reader.is_done();
     let body_header = plan.body(req.framing, body.prefetched.len(), complete);
-    let request_head = backend_head(req, target, &plan, body_header);
+    let via = proxy_answers::via_entry(head, req.server, req.facts);
+    let request_head = backend_head(req, target, &plan, (body_header, via.as_deref()));
     // Only a reusable request takes from or gives back to the pool.
     let key = plan.reusable.then(|| PoolKey {
         host: target.url.host.clone(),
@@ -213,6 +215,13 @@ pub async fn forward<D: Downstream>(
         policy: &policy,
         idle: t.tunnel_idle(),
     };
+    if let Some(replaced) = proxy_answers::error_override(settings, resp.status) {
+        return Err(Failure {
+            error: replaced,
+            answered,
+        });
+    }
+    proxy_answers::fix_answer(&mut resp, via.as_deref(), &settings.reverse);
     response_rules(req, settings, env, &mut resp);
     let public_host = head
         .headers
@@ -461,7 +470,7 @@ fn backend_head(
     req: &Request<'_>,
     target: &Backend<'_>,
     plan: &RequestPlan<'_>,
-    body: BodyHeader,
+    (body, via): (BodyHeader, Option<&str>),
 ) -> Vec<u8> {
     let decremented;
     let forwarded = match req.max_forwards {
@@ -494,6 +503,7 @@ fn backend_head(
             connection: plan.connection(),
             // S42: forwarded whether or not a body follows.
             keep_expect: plan.expect_continue,
+            via: proxy_answers::via_toward_backend(req.server, via),
         },
     )
 }

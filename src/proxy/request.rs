@@ -17,6 +17,7 @@ use super::handler;
 use super::header_rules::{self, ConnFacts};
 use super::logging::{self, Trail, Visit, Watch};
 use super::plan::{self, Local};
+use super::remote_ip;
 use super::server::{Current, Shared};
 use super::signature;
 use super::tls::{self, TlsFacts};
@@ -56,6 +57,7 @@ pub async fn handle<D: Downstream>(
     // One await of the routing's future, not a layer above it: a future
     // that awaits another holds it whole, and the request's is moved into
     // its connection's task for every request.
+    let mut facts = facts;
     let mut outcome = match checks(&mut head, generation, facts, tls) {
         Err(local) => {
             let server = route::select_server(config, facts.local, head.headers.get_str("host"));
@@ -64,6 +66,7 @@ pub async fn handle<D: Downstream>(
             answer_local(&mut watch, local, config.timeout, &signed).await
         }
         Ok(close_after) => {
+            facts = remote_ip::resolve(&mut head, config, facts);
             match route_and_forward(&mut watch, &mut head, generation, facts, &mut trail, shared)
                 .await
             {

@@ -12,6 +12,8 @@ pub mod files;
 pub mod headers;
 pub mod identity;
 pub mod log;
+pub mod proxy_answers;
+pub mod remote_ip;
 pub mod rewrite;
 
 use std::net::SocketAddr;
@@ -206,6 +208,8 @@ pub struct Server {
     pub signature: identity::Signature,
     /// `RequestReadTimeout`.
     pub read_timeouts: identity::ReadTimeouts,
+    /// mod_remoteip's `RemoteIPHeader` and its proxies.
+    pub remote_ip: Option<remote_ip::RemoteIp>,
 }
 
 /// Where the directives that set timeouts and the upgrade behaviour were
@@ -428,6 +432,10 @@ pub struct ProxySettings {
     pub proxy_timeout: Option<Duration>,
     /// `SSLProxy*`, in [`Config::ssl_proxies`].
     pub ssl_proxy: SslIdx,
+    /// `ProxyVia`.
+    pub via: proxy_answers::Via,
+    /// `ProxyErrorOverride` at server level (the main server's below).
+    pub error_override: proxy_answers::ErrorOverride,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -462,6 +470,8 @@ pub struct Location {
     pub written: Written,
     /// `ServerSignature`.
     pub signature: Option<identity::ServerSignature>,
+    /// `ProxyErrorOverride`.
+    pub error_override: proxy_answers::ErrorOverride,
 }
 
 #[derive(Debug, Clone)]
@@ -661,6 +671,21 @@ impl WorkerParams {
 pub struct ReverseRule {
     pub path: String,
     pub url: String,
+    /// What the rule rewrites; for the cookie rules `url` is the
+    /// backend's value (the "fake" one) and `path` the client's.
+    pub kind: ReverseKind,
+}
+
+/// `ProxyPassReverse` or one of its cookie forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReverseKind {
+    /// `ProxyPassReverse`: url-valued fields (Location…).
+    #[default]
+    Url,
+    /// `ProxyPassReverseCookiePath`: a `Set-Cookie`'s `path=`.
+    CookiePath,
+    /// `ProxyPassReverseCookieDomain`: a `Set-Cookie`'s `domain=`.
+    CookieDomain,
 }
 
 /// Where a server's `SSLProxy*` settings are in [`Config::ssl_proxies`].
