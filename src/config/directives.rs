@@ -290,6 +290,7 @@ pub const DIRECTIVES: &[Directive] = &[
     one("ProxyPreserveHost", "mod_proxy", ANYWHERE, "ProxyPreserveHost On|Off", "send the client's Host to the backend", proxy::proxy_flag),
     one("ProxyAddHeaders", "mod_proxy", ANYWHERE, "ProxyAddHeaders On|Off", "add X-Forwarded-For, -Host and -Server", proxy::proxy_flag),
     line("ProxyErrorOverride", "mod_proxy", WITH_LOCATION, "ProxyErrorOverride On|Off [CODE ...]", "On: a backend's 4xx or 5xx answer (or only those CODEs) is replaced by wsgate's own error page for that status", proxy_extras::error_override),
+    one("ProxySourceAddress", "mod_proxy", SERVER_VHOST, "ProxySourceAddress ADDRESS", "connections to backends are made from this local address", proxy_extras::source_address),
     one("ProxyVia", "mod_proxy", SERVER_VHOST, "ProxyVia Off|On|Full|Block", "On and Full add `Via: 1.1 NAME[:PORT]` (Full: with wsgate's product) to the request's Via and to proxied answers; Block removes the client's Via", proxy_extras::via),
     one("ProxyTimeout", "mod_proxy", SERVER_VHOST, "ProxyTimeout SECONDS", "backend timeout when the worker sets none", proxy::proxy_timeout),
     one("ProxyStatus", "mod_proxy", SERVER_VHOST, "ProxyStatus Off|On|Full", "the server-status page shows each balancer and its members (as mod_proxy's status hook: On and Full alike; Off by default)", require::proxy_status),

@@ -179,6 +179,7 @@ pub(crate) struct ServerDraft {
     remote_ip: remoteip::HeaderDraft,
     via: Option<model::proxy_answers::Via>,
     error_override: model::proxy_answers::ErrorOverride,
+    source_address: Option<std::net::IpAddr>,
 }
 
 impl ServerDraft {
@@ -215,6 +216,7 @@ impl ServerDraft {
             remote_ip: remoteip::HeaderDraft::default(),
             via: None,
             error_override: Default::default(),
+            source_address: None,
         }
     }
 }
@@ -617,6 +619,7 @@ impl MainParts {
                 ssl_proxy: SslIdx(0),
                 via: main.via.unwrap_or_default(),
                 error_override: main.error_override.clone(),
+                source_address: main.source_address,
             },
             routes: std::mem::take(&mut main.routes),
             locations: std::mem::take(&mut main.locations),
@@ -655,6 +658,7 @@ impl MainParts {
             ssl_proxy,
             via: draft.via.unwrap_or(main.via),
             error_override: draft.error_override.over(&main.error_override),
+            source_address: draft.source_address.or(main.source_address),
         };
         let server_name = draft
             .server_name

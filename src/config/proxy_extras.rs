@@ -1,5 +1,6 @@
 //! mod_proxy directives about what a proxied exchange carries besides the
-//! request and answer: `ProxyVia`, and `ProxyPassReverse`'s cookie forms.
+//! request and answer: `ProxyVia`, `ProxyPassReverse`'s cookie forms,
+//! `ProxyErrorOverride` and `ProxySourceAddress`.
 
 use super::directives::arg;
 use super::error::ConfigError;
@@ -118,6 +119,32 @@ pub(super) fn error_override(
     Ok(())
 }
 
+/// `ProxySourceAddress ADDRESS`: a server's backend connections are made
+/// from this local address (a host name: its first address).
+pub(super) fn source_address(
+    _: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let a = arg(node);
+    let ip = a.parse::<std::net::IpAddr>().ok().or_else(|| {
+        std::net::ToSocketAddrs::to_socket_addrs(&(a, 0))
+            .ok()
+            .and_then(|mut found| found.next())
+            .map(|s| s.ip())
+    });
+    match ip {
+        Some(ip) => {
+            at.server.source_address = Some(ip);
+            Ok(())
+        }
+        None => Err(
+            ConfigError::new(&node.origin, "ProxySourceAddress invalid value")
+                .hint("a local address of this machine, e.g. ProxySourceAddress 192.0.2.10"),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::from_str;
@@ -212,5 +239,30 @@ mod tests {
         assert_eq!(c.main.reverse[0].url, "backend");
         assert_eq!(c.main.reverse[0].path, "www");
         assert_eq!(c.main.locations[0].reverse[0].url, "/a");
+    }
+
+    #[test]
+    fn source_address_is_a_servers_inherited_by_vhosts() {
+        let c = from_str(
+            "Listen 127.0.0.1:0\nProxySourceAddress 127.0.0.2\n\
+             <VirtualHost *:80>\nServerName a\nProxySourceAddress ::1\n</VirtualHost>\n\
+             <VirtualHost *:80>\nServerName b\n</VirtualHost>",
+            "t.conf",
+        )
+        .unwrap();
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(c.main.settings.source_address, ip("127.0.0.2"));
+        assert_eq!(c.vhosts[0].settings.source_address, ip("::1"));
+        assert_eq!(c.vhosts[1].settings.source_address, ip("127.0.0.2"));
+        let err = from_str(
+            "Listen 127.0.0.1:0\nProxySourceAddress no.such.host.invalid",
+            "t.conf",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("t.conf:2: ProxySourceAddress invalid value"),
+            "{err}"
+        );
     }
 }

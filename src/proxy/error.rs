@@ -45,10 +45,10 @@ pub enum ProxyError {
     BadUpgrade(String),
     #[error("backend sent more than 10 interim responses")]
     TooManyInterim,
-    /// `ProxyErrorOverride`: the backend's error answer with this status
-    /// is replaced by the server's own page (not the backend's fault).
-    #[error("backend answered {0}: ProxyErrorOverride answers with the server's own page")]
-    ErrorOverride(u16),
+    /// `ProxyErrorOverride`: the backend's error answer is replaced by the
+    /// server's own page for its status (not the backend's fault).
+    #[error("backend answered {}: ProxyErrorOverride answers with the server's own page", .0.status)]
+    ErrorOverride(Box<Overridden>),
 
     // Ours (configuration).
     #[error("https:// or wss:// backend without SSLProxyEngine On")]
@@ -118,14 +118,32 @@ impl Failure {
     }
 }
 
-/// The answer to give the client, if it can still get one.
-pub struct Answer {
+/// What of a backend's answer `ProxyErrorOverride` keeps, as Apache: the
+/// status line, and a 401's `WWW-Authenticate`.
+#[derive(Debug)]
+pub struct Overridden {
     pub status: u16,
-    pub reason: &'static str,
+    pub reason: String,
+    pub authenticate: Option<String>,
+}
+
+/// The answer to give the client, if it can still get one.
+pub struct Answer<'a> {
+    pub status: u16,
+    pub reason: &'a str,
+    /// A field of its own (`ProxyErrorOverride`'s `WWW-Authenticate`).
+    pub extra: Option<(&'static str, &'a str)>,
 }
 
 impl ProxyError {
-    pub fn answer(&self) -> Option<Answer> {
+    pub fn answer(&self) -> Option<Answer<'_>> {
+        if let ProxyError::ErrorOverride(o) = self {
+            return Some(Answer {
+                status: o.status,
+                reason: &o.reason,
+                extra: o.authenticate.as_deref().map(|a| ("WWW-Authenticate", a)),
+            });
+        }
         use ProxyError::*;
         let (status, reason) = match self {
             BadRequest(_) => (400, "Bad Request"),
@@ -139,9 +157,13 @@ impl ProxyError {
             BadResponse(_) => (502, "Bad Gateway"),
             BackendBareCr => (500, "Internal Server Error"),
             TlsNotEnabled => (500, "Internal Server Error"),
-            ErrorOverride(status) => (*status, crate::http::canonical_reason(*status)),
+            ErrorOverride(_) => return None,
         };
-        Some(Answer { status, reason })
+        Some(Answer {
+            status,
+            reason,
+            extra: None,
+        })
     }
 
     /// Whether the backend, not the client, failed (for the error log level).

@@ -197,6 +197,7 @@ pub async fn forward<D: Downstream>(
         key: key.as_ref(),
         ssl: settings.base.ssl_proxy,
         liveness: req.server.liveness.backend,
+        source: req.server.settings.source_address,
     };
     let (mut backend, slot, first) = open(target, &plan, &opened, generation, t).await?;
     let mut response = first.map(|r| r.map_err(Failure::before)).transpose()?;
@@ -215,7 +216,7 @@ pub async fn forward<D: Downstream>(
         policy: &policy,
         idle: t.tunnel_idle(),
     };
-    if let Some(replaced) = proxy_answers::error_override(settings, resp.status) {
+    if let Some(replaced) = proxy_answers::error_override(settings, &resp) {
         return Err(Failure {
             error: replaced,
             answered,
@@ -522,6 +523,8 @@ struct Open<'a> {
     ssl: SslIdx,
     /// The server's backend-side keepalive and user timeout.
     liveness: TcpLiveness,
+    /// `ProxySourceAddress`.
+    source: Option<std::net::IpAddr>,
 }
 
 type Opened = (
@@ -627,6 +630,7 @@ async fn connect(
         keepalive: worker.params.keepalive,
         liveness: o.liveness,
         network: &generation.network,
+        source: o.source,
     })
     .await
     .map_err(Failure::before)?;

@@ -2,7 +2,7 @@
 //! answer themselves: `ProxyVia`'s entry, toward the backend and on its
 //! answer, and the cookie forms of `ProxyPassReverse`.
 
-use super::error::ProxyError;
+use super::error::{Overridden, ProxyError};
 use super::header_rules::ConnFacts;
 use super::headers::ViaHeader;
 use crate::config::model::proxy_answers::{ErrorOverride, Via};
@@ -74,11 +74,23 @@ pub(super) fn fix_answer(resp: &mut ResponseHead, via: Option<&str>, reverse: &[
 /// server's own error page for its status, as an error the request's one
 /// failure path answers (`request::proxy_mapped`, through
 /// `header_rules::error_page`: where `ErrorDocument` applies to it too).
-/// The backend's fields and body are dropped, its connection closed.
-pub(super) fn error_override(settings: &Settings<'_>, status: u16) -> Option<ProxyError> {
+/// The backend's status line stays (and a 401's `WWW-Authenticate`), its
+/// other fields and body are dropped, its connection closed.
+pub(super) fn error_override(settings: &Settings<'_>, resp: &ResponseHead) -> Option<ProxyError> {
     let levels = std::iter::once(&settings.base.error_override)
         .chain(settings.error_override.iter().copied());
-    ErrorOverride::replaces(levels, status).then_some(ProxyError::ErrorOverride(status))
+    if !ErrorOverride::replaces(levels, resp.status) {
+        return None;
+    }
+    let authenticate = (resp.status == 401)
+        .then(|| resp.headers.get_str("www-authenticate"))
+        .flatten()
+        .map(str::to_string);
+    Some(ProxyError::ErrorOverride(Box::new(Overridden {
+        status: resp.status,
+        reason: resp.reason.to_string(),
+        authenticate,
+    })))
 }
 
 /// `ProxyPassReverseCookiePath` and `ProxyPassReverseCookieDomain` on a

@@ -374,8 +374,15 @@ async fn proxy_mapped<'g, D: Downstream>(
                 tracing::debug!(peer = %facts.peer, "{e}");
             }
             if let (false, Some(a)) = (failure.answered, e.answer()) {
-                let page = header_rules::error_page(
-                    req.head, req.rules, env, a.status, a.reason, true, signed,
+                let extra = a.extra.as_slice();
+                let page = header_rules::error_page_with(
+                    req.head,
+                    req.rules,
+                    env,
+                    (a.status, a.reason),
+                    true,
+                    extra,
+                    signed,
                 );
                 let _ = client.send_answer(&page, config.timeout).await;
             }

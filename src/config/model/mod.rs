@@ -436,6 +436,8 @@ pub struct ProxySettings {
     pub via: proxy_answers::Via,
     /// `ProxyErrorOverride` at server level (the main server's below).
     pub error_override: proxy_answers::ErrorOverride,
+    /// `ProxySourceAddress`: backend connections are made from it.
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
