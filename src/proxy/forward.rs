@@ -216,13 +216,8 @@ pub async fn forward<D: Downstream>(
         policy: &policy,
         idle: t.tunnel_idle(),
     };
-    if let Some(replaced) = proxy_answers::error_override(settings, &resp) {
-        return Err(Failure {
-            error: replaced,
-            answered,
-        });
-    }
-    proxy_answers::fix_answer(&mut resp, via.as_deref(), &settings.reverse);
+    proxy_answers::on_answer(&mut resp, settings, via.as_deref())
+        .map_err(|error| Failure { error, answered })?;
     response_rules(req, settings, env, &mut resp);
     let public_host = head
         .headers

@@ -70,6 +70,21 @@ pub(super) fn fix_answer(resp: &mut ResponseHead, via: Option<&str>, reverse: &[
     }
 }
 
+/// A backend's final answer as mod_proxy_http takes it: replaced by the
+/// server's own page (`Err`, [`error_override`]), or fixed up
+/// ([`fix_answer`]) before any `Header` rule runs.
+pub(super) fn on_answer(
+    resp: &mut ResponseHead,
+    settings: &Settings<'_>,
+    via: Option<&str>,
+) -> Result<(), ProxyError> {
+    if let Some(replaced) = error_override(settings, resp) {
+        return Err(replaced);
+    }
+    fix_answer(resp, via, &settings.reverse);
+    Ok(())
+}
+
 /// `ProxyErrorOverride`: whether the backend's answer is replaced by the
 /// server's own error page for its status, as an error the request's one
 /// failure path answers (`request::proxy_mapped`, through
