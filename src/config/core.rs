@@ -147,6 +147,7 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         signature: None,
         error_docs: Vec::new(),
         options: None,
+        error_override: Default::default(),
     };
     {
         let mut inner = At {

@@ -10,8 +10,9 @@ use super::error::{self, ConfigError};
 use super::lexer::Node;
 use super::model::Written;
 use super::{
-    accesslog, auth, balancer, banner, core, errordoc, headers, http2, liveness, proxy, remoteip,
-    reqtimeout, require, rewrite, ssl, static_files as files, unixd, At, Builder,
+    accesslog, auth, balancer, banner, core, errordoc, headers, http2, liveness, proxy,
+    proxy_extras, remoteip, reqtimeout, require, rewrite, ssl, static_files as files, unixd, At,
+    Builder,
 };
 
 /// Where a directive is written.
@@ -291,8 +292,13 @@ pub const DIRECTIVES: &[Directive] = &[
     line("ProxyPass", "mod_proxy", ANYWHERE, "ProxyPass [PATH] !|URL [key=value ...] [nocanon] [noquery]", "maps a path prefix to a backend url (ws, wss, http, https, balancer)", proxy::proxy_pass),
     line("ProxyPassMatch", "mod_proxy", ANYWHERE, "ProxyPassMatch [REGEX] !|URL [key=value ...]", "maps paths matching a regex ($0-$9 in the url)", proxy::proxy_pass),
     line("ProxyPassReverse", "mod_proxy", WITH_LOCATION, "ProxyPassReverse [PATH] URL", "rewrites Location, Content-Location, URI and Destination of responses", proxy::proxy_pass_reverse),
+    line("ProxyPassReverseCookiePath", "mod_proxy", WITH_LOCATION, "ProxyPassReverseCookiePath BACKEND-PATH CLIENT-PATH", "a Set-Cookie's path= that starts with BACKEND-PATH becomes CLIENT-PATH (the whole value)", proxy_extras::cookie),
+    line("ProxyPassReverseCookieDomain", "mod_proxy", WITH_LOCATION, "ProxyPassReverseCookieDomain BACKEND-DOMAIN CLIENT-DOMAIN", "a Set-Cookie's domain= that starts with BACKEND-DOMAIN (any case) becomes CLIENT-DOMAIN", proxy_extras::cookie),
     one("ProxyPreserveHost", "mod_proxy", ANYWHERE, "ProxyPreserveHost On|Off", "send the client's Host to the backend", proxy::proxy_flag),
     one("ProxyAddHeaders", "mod_proxy", ANYWHERE, "ProxyAddHeaders On|Off", "add X-Forwarded-For, -Host and -Server", proxy::proxy_flag),
+    line("ProxyErrorOverride", "mod_proxy", WITH_LOCATION, "ProxyErrorOverride On|Off [CODE ...]", "On: a backend's 4xx or 5xx answer (or only those CODEs) is replaced by wsgate's own error page for that status", proxy_extras::error_override),
+    one("ProxySourceAddress", "mod_proxy", SERVER_VHOST, "ProxySourceAddress ADDRESS", "connections to backends are made from this local address", proxy_extras::source_address),
+    one("ProxyVia", "mod_proxy", SERVER_VHOST, "ProxyVia Off|On|Full|Block", "On and Full add `Via: 1.1 NAME[:PORT]` (Full: with wsgate's product) to the request's Via and to proxied answers; Block removes the client's Via", proxy_extras::via),
     one("ProxyTimeout", "mod_proxy", SERVER_VHOST, "ProxyTimeout SECONDS", "backend timeout when the worker sets none", proxy::proxy_timeout),
     one("ProxyStatus", "mod_proxy", SERVER_VHOST, "ProxyStatus Off|On|Full", "the server-status page shows each balancer and its members (as mod_proxy's status hook: On and Full alike; Off by default)", require::proxy_status),
     one("ProxyRequests", "mod_proxy", SERVER_VHOST, "ProxyRequests Off", "Off only: wsgate is no forward proxy", proxy::proxy_requests),
@@ -333,6 +339,12 @@ pub const DIRECTIVES: &[Directive] = &[
     one("SSLProxyCheckPeerExpire", "mod_ssl", SERVER_VHOST, "SSLProxyCheckPeerExpire On|Off", "check the backend certificate's dates", ssl::ssl_proxy),
     // mod_remoteip
     one("RemoteIPProxyProtocol", "mod_remoteip", SERVER_VHOST, "RemoteIPProxyProtocol On|Off", "clients of this server's addresses (the main server: every address) come through a balancer that sends the PROXY protocol (v1 or v2); the address it names is the client's", remoteip::proxy_protocol),
+    one("RemoteIPHeader", "mod_remoteip", SERVER_VHOST, "RemoteIPHeader NAME", "the request field (e.g. X-Forwarded-For) whose list, read from the right over trusted proxies, names the client: the address logs, Require ip and X-Forwarded-For use", remoteip::header),
+    one("RemoteIPProxiesHeader", "mod_remoteip", SERVER_VHOST, "RemoteIPProxiesHeader NAME", "the request field the backend gets listing the trusted (not internal) proxies RemoteIPHeader's list went through", remoteip::header),
+    line("RemoteIPTrustedProxy", "mod_remoteip", SERVER_VHOST, "RemoteIPTrustedProxy ADDRESS[/BITS]|HOST ...", "proxies trusted to present a client address (public addresses only); without any trusted or internal proxy, every peer is trusted", remoteip::proxies),
+    line("RemoteIPInternalProxy", "mod_remoteip", SERVER_VHOST, "RemoteIPInternalProxy ADDRESS[/BITS]|HOST ...", "proxies trusted to present any client address, private ones included", remoteip::proxies),
+    one("RemoteIPTrustedProxyList", "mod_remoteip", SERVER_VHOST, "RemoteIPTrustedProxyList FILE", "RemoteIPTrustedProxy's addresses read from a file (words on lines, # comments)", remoteip::proxy_list),
+    one("RemoteIPInternalProxyList", "mod_remoteip", SERVER_VHOST, "RemoteIPInternalProxyList FILE", "RemoteIPInternalProxy's addresses read from a file (words on lines, # comments)", remoteip::proxy_list),
     line("RemoteIPProxyProtocolExceptions", "mod_remoteip", SERVER_VHOST, "RemoteIPProxyProtocolExceptions NETWORK ...", "clients from these networks (address or CIDR) send no PROXY header", remoteip::exceptions),
     // wsgate's liveness extensions
     line("WsgateTCPKeepAlive", "wsgate", SERVER_VHOST, "WsgateTCPKeepAlive [client|backend] IDLE INTERVAL COUNT|Off", "(extension, inside <IfModule wsgate_module>) TCP keepalive on the server's client connections and backend connections (both without a side): the first probe after IDLE seconds of silence, then every INTERVAL, closed after COUNT unanswered", liveness::tcp_keepalive),
@@ -377,18 +389,6 @@ const MODULES_WITHOUT_DIRECTIVES: &[&str] = &[
 const NOT_YET: &[(&str, &str)] = &[
     ("ProxyMatch", "mod_proxy (<ProxyMatch> sections)"),
     ("ProxyHCTemplate", "mod_proxy_hcheck (templates)"),
-    (
-        "RemoteIPHeader",
-        "mod_remoteip (client addresses from a header)",
-    ),
-    (
-        "RemoteIPTrustedProxy",
-        "mod_remoteip (client addresses from a header)",
-    ),
-    (
-        "RemoteIPInternalProxy",
-        "mod_remoteip (client addresses from a header)",
-    ),
     ("SSLCompression", "mod_ssl (compression)"),
     ("SSLVerifyClient", "mod_ssl (client certificates)"),
     ("SSLCACertificateFile", "mod_ssl (client certificates)"),

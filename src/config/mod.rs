@@ -30,6 +30,7 @@ pub(crate) mod liveness;
 pub mod model;
 mod ocsp;
 pub(crate) mod proxy;
+mod proxy_extras;
 pub(crate) mod remoteip;
 mod require;
 pub mod rewrite;
@@ -178,6 +179,10 @@ pub(crate) struct ServerDraft {
     signature: Option<model::identity::ServerSignature>,
     admin: Option<String>,
     read_timeouts: reqtimeout::ReadTimeoutsDraft,
+    remote_ip: remoteip::HeaderDraft,
+    via: Option<model::proxy_answers::Via>,
+    error_override: model::proxy_answers::ErrorOverride,
+    source_address: Option<std::net::IpAddr>,
 }
 
 impl ServerDraft {
@@ -211,6 +216,10 @@ impl ServerDraft {
             signature: None,
             admin: None,
             read_timeouts: reqtimeout::ReadTimeoutsDraft::default(),
+            remote_ip: remoteip::HeaderDraft::default(),
+            via: None,
+            error_override: Default::default(),
+            source_address: None,
         }
     }
 }
@@ -593,6 +602,7 @@ struct MainParts {
     types: std::sync::Arc<model::files::Mime>,
     signature: model::identity::Signature,
     read_timeouts: model::identity::ReadTimeouts,
+    remote_ip: remoteip::HeaderDraft,
 }
 
 impl MainParts {
@@ -617,6 +627,9 @@ impl MainParts {
                 trace_enable: main.trace_enable.unwrap_or(true),
                 proxy_timeout: main.proxy_timeout,
                 ssl_proxy: SslIdx(0),
+                via: main.via.unwrap_or_default(),
+                error_override: main.error_override.clone(),
+                source_address: main.source_address,
             },
             routes: std::mem::take(&mut main.routes),
             locations: std::mem::take(&mut main.locations),
@@ -632,6 +645,7 @@ impl MainParts {
                 admin: main.admin.clone(),
             },
             read_timeouts: main.read_timeouts.resolve(&Default::default()),
+            remote_ip: main.remote_ip.clone(),
         }
     }
 
@@ -652,6 +666,9 @@ impl MainParts {
             trace_enable: draft.trace_enable.unwrap_or(main.trace_enable),
             proxy_timeout: draft.proxy_timeout.or(main.proxy_timeout),
             ssl_proxy,
+            via: draft.via.unwrap_or(main.via),
+            error_override: draft.error_override.over(&main.error_override),
+            source_address: draft.source_address.or(main.source_address),
         };
         let server_name = draft
             .server_name
@@ -704,6 +721,7 @@ impl MainParts {
                 admin: draft.admin.or_else(|| self.signature.admin.clone()),
             },
             read_timeouts: draft.read_timeouts.resolve(&self.read_timeouts),
+            remote_ip: draft.remote_ip.resolve(&self.remote_ip),
         }
     }
 
@@ -734,6 +752,7 @@ impl MainParts {
             written: self.written,
             signature: self.signature,
             read_timeouts: self.read_timeouts,
+            remote_ip: self.remote_ip.resolve(&remoteip::HeaderDraft::default()),
         }
     }
 }

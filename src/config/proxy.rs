@@ -830,6 +830,7 @@ pub fn parse_reverse(
     Ok(super::model::ReverseRule {
         path,
         url: url.to_string(),
+        kind: super::model::ReverseKind::Url,
     })
 }
 

@@ -45,6 +45,10 @@ pub enum ProxyError {
     BadUpgrade(String),
     #[error("backend sent more than 10 interim responses")]
     TooManyInterim,
+    /// `ProxyErrorOverride`: the backend's error answer is replaced by the
+    /// server's own page for its status (not the backend's fault).
+    #[error("backend answered {}: ProxyErrorOverride answers with the server's own page", .0.status)]
+    ErrorOverride(Box<Overridden>),
 
     // Ours (configuration).
     #[error("https:// or wss:// backend without SSLProxyEngine On")]
@@ -75,6 +79,7 @@ impl ProxyError {
             | ProxyError::BackendBareCr
             | ProxyError::BadUpgrade(_)
             | ProxyError::TooManyInterim => Upgrade::BackendError,
+            ProxyError::ErrorOverride(_) => Upgrade::Refused,
         }
     }
 }
@@ -113,14 +118,32 @@ impl Failure {
     }
 }
 
-/// The answer to give the client, if it can still get one.
-pub struct Answer {
+/// What of a backend's answer `ProxyErrorOverride` keeps, as Apache: the
+/// status line, and a 401's `WWW-Authenticate`.
+#[derive(Debug)]
+pub struct Overridden {
     pub status: u16,
-    pub reason: &'static str,
+    pub reason: String,
+    pub authenticate: Option<String>,
+}
+
+/// The answer to give the client, if it can still get one.
+pub struct Answer<'a> {
+    pub status: u16,
+    pub reason: &'a str,
+    /// A field of its own (`ProxyErrorOverride`'s `WWW-Authenticate`).
+    pub extra: Option<(&'static str, &'a str)>,
 }
 
 impl ProxyError {
-    pub fn answer(&self) -> Option<Answer> {
+    pub fn answer(&self) -> Option<Answer<'_>> {
+        if let ProxyError::ErrorOverride(o) = self {
+            return Some(Answer {
+                status: o.status,
+                reason: &o.reason,
+                extra: o.authenticate.as_deref().map(|a| ("WWW-Authenticate", a)),
+            });
+        }
         use ProxyError::*;
         let (status, reason) = match self {
             BadRequest(_) => (400, "Bad Request"),
@@ -134,8 +157,13 @@ impl ProxyError {
             BadResponse(_) => (502, "Bad Gateway"),
             BackendBareCr => (500, "Internal Server Error"),
             TlsNotEnabled => (500, "Internal Server Error"),
+            ErrorOverride(_) => return None,
         };
-        Some(Answer { status, reason })
+        Some(Answer {
+            status,
+            reason,
+            extra: None,
+        })
     }
 
     /// Whether the backend, not the client, failed (for the error log level).
@@ -147,6 +175,7 @@ impl ProxyError {
                 | ProxyError::ClientIo(_)
                 | ProxyError::ClientTimeout
                 | ProxyError::ClientTooSlow
+                | ProxyError::ErrorOverride(_)
         )
     }
 }

@@ -17,6 +17,7 @@ use super::error::{Failure, ProxyError};
 use super::header_rules::{self, ConnFacts};
 use super::headers::{self, BodyHeader, ClientResponse, Forwarding};
 use super::plan::{self, Exchange, Relay, RequestPlan, ResponsePlan, Unusable};
+use super::proxy_answers;
 use super::tunnel;
 use super::upgrade::Plan;
 use crate::balancer::{self, Busy};
@@ -179,7 +180,8 @@ pub async fn forward<D: Downstream>(
     }
     let complete = body.reader.is_done();
     let body_header = plan.body(req.framing, body.prefetched.len(), complete);
-    let request_head = backend_head(req, target, &plan, body_header);
+    let via = proxy_answers::via_entry(head, req.server, req.facts);
+    let request_head = backend_head(req, target, &plan, (body_header, via.as_deref()));
     // Only a reusable request takes from or gives back to the pool.
     let key = plan.reusable.then(|| PoolKey {
         host: target.url.host.clone(),
@@ -195,6 +197,7 @@ pub async fn forward<D: Downstream>(
         key: key.as_ref(),
         ssl: settings.base.ssl_proxy,
         liveness: req.server.liveness.backend,
+        source: req.server.settings.source_address,
     };
     let (mut backend, slot, first) = open(target, &plan, &opened, generation, t).await?;
     let mut response = first.map(|r| r.map_err(Failure::before)).transpose()?;
@@ -213,6 +216,8 @@ pub async fn forward<D: Downstream>(
         policy: &policy,
         idle: t.tunnel_idle(),
     };
+    proxy_answers::on_answer(&mut resp, settings, via.as_deref())
+        .map_err(|error| Failure { error, answered })?;
     response_rules(req, settings, env, &mut resp);
     let public_host = head
         .headers
@@ -461,7 +466,7 @@ fn backend_head(
     req: &Request<'_>,
     target: &Backend<'_>,
     plan: &RequestPlan<'_>,
-    body: BodyHeader,
+    (body, via): (BodyHeader, Option<&str>),
 ) -> Vec<u8> {
     let decremented;
     let forwarded = match req.max_forwards {
@@ -494,6 +499,7 @@ fn backend_head(
             connection: plan.connection(),
             // S42: forwarded whether or not a body follows.
             keep_expect: plan.expect_continue,
+            via: proxy_answers::via_toward_backend(req.server, via),
         },
     )
 }
@@ -512,6 +518,8 @@ struct Open<'a> {
     ssl: SslIdx,
     /// The server's backend-side keepalive and user timeout.
     liveness: TcpLiveness,
+    /// `ProxySourceAddress`.
+    source: Option<std::net::IpAddr>,
 }
 
 type Opened = (
@@ -617,6 +625,7 @@ async fn connect(
         keepalive: worker.params.keepalive,
         liveness: o.liveness,
         network: &generation.network,
+        source: o.source,
     })
     .await
     .map_err(Failure::before)?;

@@ -4,7 +4,7 @@
 use std::io::Write as _;
 use std::net::IpAddr;
 
-use crate::config::ReverseRule;
+use crate::config::{ReverseKind, ReverseRule};
 use crate::http::write::{push, push_date, push_decimal};
 use crate::http::{FieldValue, HeaderFields, Headers, RequestHead, ResponseHead, Text};
 
@@ -107,6 +107,20 @@ pub struct Forwarding<'a> {
     pub connection: ConnectionHeader<'a>,
     /// Whether to keep a client's `Expect: 100-continue`.
     pub keep_expect: bool,
+    /// `ProxyVia`: what becomes of the request's `Via`.
+    pub via: ViaHeader<'a>,
+}
+
+/// The request's `Via` toward the backend (`ProxyVia`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViaHeader<'a> {
+    /// As the client sent it (`Off`).
+    Pass,
+    /// Removed (`Block`).
+    Block,
+    /// This proxy joins the list (`On`, `Full`): merged into the client's
+    /// field, or a new one before the X-Forwarded-* fields.
+    Add(&'a [u8]),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +156,7 @@ pub fn backend_request(head: &RequestHead, path_and_query: &str, f: &Forwarding<
     let mut added_for = false;
     let mut added_host = false;
     let mut added_server = false;
+    let mut added_via = false;
     for (name, value) in &head.headers.fields {
         if hop_by_hop(name, REQUEST_HOP_BY_HOP, &listed) {
             continue;
@@ -150,16 +165,21 @@ pub fn backend_request(head: &RequestHead, path_and_query: &str, f: &Forwarding<
         if is("expect") && !(f.keep_expect && value.eq_ignore_ascii_case(b"100-continue")) {
             continue;
         }
-        let merged: Option<&[u8]> = match f.add_headers {
-            Some(_) if is("x-forwarded-for") => {
+        let merged: Option<&[u8]> = match (f.add_headers, f.via) {
+            (_, ViaHeader::Block) if is("via") => continue,
+            (_, ViaHeader::Add(via)) if is("via") => {
+                added_via = true;
+                Some(via)
+            }
+            (Some(_), _) if is("x-forwarded-for") => {
                 added_for = true;
                 Some(client_ip)
             }
-            Some(_) if is("x-forwarded-host") => {
+            (Some(_), _) if is("x-forwarded-host") => {
                 added_host = true;
                 original_host
             }
-            Some(server) if is("x-forwarded-server") => {
+            (Some(server), _) if is("x-forwarded-server") => {
                 added_server = true;
                 Some(server.as_bytes())
             }
@@ -173,6 +193,10 @@ pub fn backend_request(head: &RequestHead, path_and_query: &str, f: &Forwarding<
             out.extend_from_slice(extra);
         }
         out.extend_from_slice(b"\r\n");
+    }
+    // mod_proxy merges Via before the X-Forwarded-* fields.
+    if let (ViaHeader::Add(via), false) = (f.via, added_via) {
+        push(&mut out, "Via", via);
     }
     if let Some(server) = f.add_headers {
         if !added_for {
@@ -336,6 +360,7 @@ fn relayed<'v>(
             return Some(mapped.into());
         }
     }
+
     Some(value.into())
 }
 
@@ -370,7 +395,7 @@ pub fn client_fields(resp: &ResponseHead, c: &ClientResponse<'_>, date: &[u8]) -
 /// ProxyPassReverse (S135): a value starting with a rule's url becomes
 /// `http://<public host><path><rest>`.
 pub fn reverse_map(value: &[u8], public_host: &str, rules: &[&ReverseRule]) -> Option<Vec<u8>> {
-    for rule in rules {
+    for rule in rules.iter().filter(|r| r.kind == ReverseKind::Url) {
         if let Some(rest) = value.strip_prefix(rule.url.as_bytes()) {
             let mut out = format!("http://{public_host}").into_bytes();
             out.extend_from_slice(rule.path.as_bytes());
@@ -403,6 +428,7 @@ mod tests {
             body: BodyHeader::None,
             connection,
             keep_expect: false,
+            via: ViaHeader::Pass,
         }
     }
 
@@ -573,6 +599,7 @@ mod tests {
         let rule = ReverseRule {
             path: "/app/".into(),
             url: "http://backend:9080/".into(),
+            kind: ReverseKind::Url,
         };
         let got = reverse_map(b"http://backend:9080/next?x=1", "front:8080", &[&rule]).unwrap();
         assert_eq!(got, b"http://front:8080/app/next?x=1");

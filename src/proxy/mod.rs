@@ -11,8 +11,9 @@
 //!   close, reuse, upgrade); `upgrade` is the upgrade decision itself.
 //! * `header_rules` — when mod_headers/env/setenvif rules run.
 //! * `forward` — the I/O of one attempt at one backend; `headers` writes
-//!   the heads, `body` reads bodies; `downstream` is the client side it
-//!   writes to (HTTP/1 bytes on the connection).
+//!   the heads (`proxy_answers`: ProxyVia, the cookie rules and
+//!   ProxyErrorOverride on them), `body` reads bodies; `downstream` is
+//!   the client side it writes to (HTTP/1 bytes on the connection).
 //! * `tls` — TLS toward clients: the handshake and the server SNI selects;
 //!   `h2` serves the connections that chose HTTP/2 (ALPN), each stream
 //!   through `request` as an HTTP/1 request goes.
@@ -25,7 +26,8 @@
 //! * `frames`, `ping`, `polite` — the WebSocket frame tracker, which
 //!   closes a tunnel with 1001 when ordered to (`polite`: a drained member,
 //!   a backend a reload removed; or a stop), and sends Pings for liveness.
-//! * `logging` — access log lines; `proxy_protocol` — PROXY headers.
+//! * `logging` — access log lines; `proxy_protocol` — PROXY headers;
+//!   `remote_ip` — the client a `RemoteIPHeader` names.
 //! * `tunnel`, `splice`, `park` — the byte tunnel after a 101, its
 //!   zero-copy path, and quiet tunnels set aside outside the runtime;
 //!   `wire` and `record` let a quiet wss:// tunnel's TLS 1.3 session leave
@@ -54,8 +56,10 @@ pub(crate) mod park;
 mod ping;
 mod plan;
 mod polite;
+mod proxy_answers;
 pub mod proxy_protocol;
 mod record;
+mod remote_ip;
 mod reqtimeout;
 mod request;
 pub mod server;

@@ -18,6 +18,7 @@ use super::handler;
 use super::header_rules::{self, ConnFacts};
 use super::logging::{self, Trail, Visit, Watch};
 use super::plan::{self, Local};
+use super::remote_ip;
 use super::server::{Current, Shared};
 use super::signature;
 use super::tls::{self, TlsFacts};
@@ -57,6 +58,7 @@ pub async fn handle<D: Downstream>(
     // One await of the routing's future, not a layer above it: a future
     // that awaits another holds it whole, and the request's is moved into
     // its connection's task for every request.
+    let mut facts = facts;
     let mut outcome = match checks(&mut head, generation, facts, tls) {
         Err(local) => {
             let server = route::select_server(config, facts.local, head.headers.get_str("host"));
@@ -65,6 +67,7 @@ pub async fn handle<D: Downstream>(
             answer_local(&mut watch, local, config.timeout, &signed).await
         }
         Ok(close_after) => {
+            facts = remote_ip::resolve(&mut head, config, facts);
             match route_and_forward(&mut watch, &mut head, generation, facts, &mut trail, shared)
                 .await
             {
@@ -332,7 +335,10 @@ async fn route_and_forward<'g, D: Downstream>(
     };
     match proxy_mapped(client, &req, &mapped, trail, generation).await {
         Ok(outcome) => outcome,
-        Err(failed) => error_answer(client, &routed, head, trail, failed, true, &[]).await,
+        Err(f) => {
+            let how = (f.status, f.reason.as_str());
+            error_answer(client, &routed, head, trail, how, true, &f.fields()).await
+        }
     }
 }
 
@@ -475,15 +481,30 @@ async fn internal_redirect<'g, D: Downstream>(
     }
 }
 
-/// Proxies a mapped request, notes where it went for the log, and answers
-/// a failure the client has not been told of yet.
+/// A proxied request's failure the client has not been told of yet: the
+/// status and reason to answer (a backend's own with `ProxyErrorOverride`)
+/// and a field to add (its 401's `WWW-Authenticate`).
+struct Failed {
+    status: u16,
+    reason: String,
+    extra: Option<(&'static str, String)>,
+}
+
+impl Failed {
+    fn fields(&self) -> Vec<(&str, &str)> {
+        self.extra.iter().map(|(n, v)| (*n, v.as_str())).collect()
+    }
+}
+
+/// Proxies a mapped request, notes where it went for the log, and leaves
+/// a failure the client has not been told of yet to the caller.
 async fn proxy_mapped<'g, D: Downstream>(
     client: &mut D,
     req: &forward::Request<'_>,
     mapped: &Mapped<'_>,
     trail: &mut Trail<'g>,
     generation: &'g Arc<Generation>,
-) -> Result<Outcome, (u16, &'static str)> {
+) -> Result<Outcome, Failed> {
     let (config, facts) = (&generation.config, req.facts);
     let env = &mut trail.env;
     let filename = trail.log.as_deref_mut().map(|l| &mut l.filename);
@@ -511,9 +532,14 @@ async fn proxy_mapped<'g, D: Downstream>(
                 tracing::debug!(peer = %facts.peer, "{e}");
             }
             // The client still gets a page: the caller's, through
-            // ErrorDocument.
+            // ErrorDocument (also for an answer ProxyErrorOverride
+            // replaced, as in Apache).
             match (failure.answered, e.answer()) {
-                (false, Some(a)) => Err((a.status, a.reason)),
+                (false, Some(a)) => Err(Failed {
+                    status: a.status,
+                    reason: a.reason.to_string(),
+                    extra: a.extra.map(|(name, value)| (name, value.to_string())),
+                }),
                 _ => Ok(Outcome::Close),
             }
         }

@@ -182,6 +182,9 @@ pub struct Settings<'c> {
     /// Header and environment rules of the matching `<Location>`s, in
     /// order (the server's own are in `Server::rules`).
     pub location_rules: Vec<&'c Rules>,
+    /// `ProxyErrorOverride` of the matching `<Location>`s that say it, in
+    /// order (the server's own is in `base`).
+    pub error_override: Vec<&'c crate::config::model::proxy_answers::ErrorOverride>,
 }
 
 /// Picks the server for a connection accepted on `local` with this `Host`
@@ -655,6 +658,7 @@ fn settings_for<'c, 'p, T: Trace + ?Sized>(
         base: &server.settings,
         reverse: server.reverse.iter().collect(),
         location_rules: Vec::new(),
+        error_override: Vec::new(),
     };
     let mut location_pass = None;
     for (index, loc) in server.locations.iter().enumerate() {
@@ -689,6 +693,9 @@ fn settings_for<'c, 'p, T: Trace + ?Sized>(
             settings.frames = v;
         }
         settings.reverse.extend(loc.reverse.iter());
+        if loc.error_override != Default::default() {
+            settings.error_override.push(&loc.error_override);
+        }
         if !loc.rules.is_empty() {
             settings.location_rules.push(&loc.rules);
         }

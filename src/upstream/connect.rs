@@ -144,6 +144,8 @@ pub struct ConnectSpec<'a> {
     /// The backend side of the request's server's liveness settings.
     pub liveness: crate::config::TcpLiveness,
     pub network: &'a Network,
+    /// `ProxySourceAddress`: the local address the connection is bound to.
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// Why a backend connection could not be made.
@@ -204,12 +206,30 @@ async fn connect_tcp(spec: &ConnectSpec<'_>) -> Result<TcpStream, ConnectError> 
     let found = addresses(spec).await?;
     let mut last = None;
     for addr in found.as_slice() {
-        match TcpStream::connect(addr).await {
+        let connected = match spec.source {
+            Some(source) => connect_from(source, *addr).await,
+            None => TcpStream::connect(addr).await,
+        };
+        match connected {
             Ok(s) => return Ok(s),
             Err(e) => last = Some(e),
         }
     }
     Err(refused(last))
+}
+
+/// A connection from `source` (any port), as Apache binds the socket
+/// before connecting; an address of the other family cannot be reached
+/// from it.
+async fn connect_from(source: std::net::IpAddr, to: std::net::SocketAddr) -> io::Result<TcpStream> {
+    let socket = match to {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket
+        .bind(std::net::SocketAddr::new(source, 0))
+        .map_err(|e| io::Error::new(e.kind(), format!("ProxySourceAddress {source}: {e}")))?;
+    socket.connect(to).await
 }
 
 /// The backend's addresses, from the worker's cache.

@@ -98,6 +98,7 @@ async fn probe(
         keepalive: false,
         liveness: Default::default(),
         network: &generation.network,
+        source: None,
     };
     let mut stream = connect::connect(&spec).await.map_err(|e| e.to_string())?;
     let method = match check.method {

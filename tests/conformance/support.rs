@@ -454,6 +454,9 @@ async fn serve(c: Conn, log: Log) -> Option<usize> {
         "vary" => text_answer("Content-Type: text/plain\r\nVary: Cookie\r\n", false),
         "server" => b"HTTP/1.1 200 OK\r\nServer: backend/1.0\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec(),
         "status500" => b"HTTP/1.1 500 Backend Broke\r\nContent-Length: 4\r\nConnection: close\r\n\r\noops".to_vec(),
+        "status404" => b"HTTP/1.1 404 Gone Away\r\nContent-Type: text/plain\r\nX-Backend: 1\r\nContent-Length: 7\r\nConnection: close\r\n\r\nmissing".to_vec(),
+        // Cookies for ProxyPassReverseCookiePath and -Domain.
+        "cookies" => b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1; Path=/app/x; Domain=backend.internal\r\nSet-Cookie: b=2; path=/other; domain=BACKEND.Internal.example\r\nSet-Cookie: c=3; Domain=elsewhere; Path=/app\r\nSet-Cookie: d=4;path=/app/;  domain=backend.internal ;HttpOnly\r\nSet-Cookie: path=/app/y; e=5\r\nSet-Cookie: f=6; Path=/App/; Path=/other\r\nSet-Cookie: h=8; Path=/other; Path=/App/x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi".to_vec(),
         // Three 6000-byte fields: one HTTP/2 header block beyond the
         // default 16 KiB frame (CONTINUATION), each field under Apache's
         // 8190-byte line limit.
@@ -1019,6 +1022,7 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                         "authn_file" => "authn_file",
                         "authz_user" => "authz_user",
                         "reqtimeout" => "reqtimeout",
+                        "remoteip" => "remoteip",
                         other => panic!(
                             "{file}:{line_no}: modules: {other} is not one the harness knows"
                         ),

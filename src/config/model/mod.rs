@@ -12,6 +12,8 @@ pub mod files;
 pub mod headers;
 pub mod identity;
 pub mod log;
+pub mod proxy_answers;
+pub mod remote_ip;
 pub mod rewrite;
 
 use std::net::SocketAddr;
@@ -218,6 +220,8 @@ pub struct Server {
     pub signature: identity::Signature,
     /// `RequestReadTimeout`.
     pub read_timeouts: identity::ReadTimeouts,
+    /// mod_remoteip's `RemoteIPHeader` and its proxies.
+    pub remote_ip: Option<remote_ip::RemoteIp>,
 }
 
 /// Where the directives that set timeouts and the upgrade behaviour were
@@ -440,6 +444,12 @@ pub struct ProxySettings {
     pub proxy_timeout: Option<Duration>,
     /// `SSLProxy*`, in [`Config::ssl_proxies`].
     pub ssl_proxy: SslIdx,
+    /// `ProxyVia`.
+    pub via: proxy_answers::Via,
+    /// `ProxyErrorOverride` at server level (the main server's below).
+    pub error_override: proxy_answers::ErrorOverride,
+    /// `ProxySourceAddress`: backend connections are made from it.
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -479,6 +489,8 @@ pub struct Location {
     /// `Options`: over the file sections' for a file's listing (symbolic
     /// links are decided by the walk, before it, as in Apache).
     pub options: Option<files::OptionsChange>,
+    /// `ProxyErrorOverride`.
+    pub error_override: proxy_answers::ErrorOverride,
 }
 
 #[derive(Debug, Clone)]
@@ -678,6 +690,21 @@ impl WorkerParams {
 pub struct ReverseRule {
     pub path: String,
     pub url: String,
+    /// What the rule rewrites; for the cookie rules `url` is the
+    /// backend's value (the "fake" one) and `path` the client's.
+    pub kind: ReverseKind,
+}
+
+/// `ProxyPassReverse` or one of its cookie forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReverseKind {
+    /// `ProxyPassReverse`: url-valued fields (Location…).
+    #[default]
+    Url,
+    /// `ProxyPassReverseCookiePath`: a `Set-Cookie`'s `path=`.
+    CookiePath,
+    /// `ProxyPassReverseCookieDomain`: a `Set-Cookie`'s `domain=`.
+    CookieDomain,
 }
 
 /// Where a server's `SSLProxy*` settings are in [`Config::ssl_proxies`].

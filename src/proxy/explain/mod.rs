@@ -245,6 +245,17 @@ fn run_at(
         answered_early(out, local);
         return;
     }
+    let facts = crate::proxy::remote_ip::resolve(&mut head, config, facts);
+    if let Some(peer) = facts.via {
+        let client = facts.peer.ip();
+        out.line(
+            "client",
+            format!(
+                "{client} (RemoteIPHeader; the connection's peer: {})",
+                peer.ip()
+            ),
+        );
+    }
     let (framing, max_forwards) = match plan::before_routing(&head, config.limits.body) {
         Ok(x) => x,
         Err(local) => return answered_early(out, local),
