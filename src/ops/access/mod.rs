@@ -220,7 +220,7 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let mut reopen = false;
+            self.check_child();
             for msg in first
                 .into_iter()
                 .chain(std::iter::from_fn(|| rx.try_recv().ok()))
@@ -230,25 +230,31 @@ impl Writer {
                         batch.extend_from_slice(l.as_bytes());
                         lines += 1;
                     }
-                    Msg::Reopen => reopen = true,
+                    // In order: the lines before it go to the old file,
+                    // the ones after (a request served after the reload)
+                    // to the new one.
+                    Msg::Reopen => {
+                        self.flush(&mut batch, &mut lines);
+                        if let Output::File(_) = self.out {
+                            self.open();
+                        }
+                    }
                 }
                 if batch.len() >= 256 * 1024 {
                     break;
                 }
             }
-            self.check_child();
-            if !batch.is_empty() {
-                self.write(&batch, lines);
-                batch.clear();
-                lines = 0;
-            }
-            if reopen {
-                if let Output::File(_) = self.out {
-                    self.open();
-                }
-            }
+            self.flush(&mut batch, &mut lines);
         }
         self.close();
+    }
+
+    fn flush(&mut self, batch: &mut Vec<u8>, lines: &mut u64) {
+        if !batch.is_empty() {
+            self.write(batch, *lines);
+            batch.clear();
+            *lines = 0;
+        }
     }
 
     fn open(&mut self) {
