@@ -158,7 +158,7 @@ fn main() -> ExitCode {
         _ => None,
     };
     let logging = Logging::init(config.log_level, config.error_log.as_deref());
-    if let (Some(r), false, None) = (&config.run_as, privilege::is_root(), &run_as) {
+    if let (Some(r), false, false) = (&config.run_as, privilege::is_root(), adopted) {
         tracing::info!(
             "not started as root: serving as uid {} (User {} applies when started as root)",
             // SAFETY: getuid has no preconditions.
@@ -212,7 +212,27 @@ async fn serve(
             tracing::error!("cannot write PidFile {}: {e}", p.display());
         }
     }
-    let handle = match Handle::start(config).await {
+    // Listening, logs open, keys read: as `User` from here on, before
+    // the first connection is accepted.
+    let mut change_user = || match &run_as {
+        Some(r) => {
+            privilege::drop_to(r).map_err(|e| {
+                std::io::Error::other(format!(
+                    "cannot change to User {} and group {}: {e}; not serving as root",
+                    r.user, r.gid
+                ))
+            })?;
+            tracing::info!(
+                "serving as user {} (uid {}), group {}",
+                r.user,
+                r.uid,
+                r.gid
+            );
+            Ok(())
+        }
+        None => Ok(()),
+    };
+    let handle = match Handle::start_then(config, &mut change_user).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("wsgate: {e}");
@@ -222,30 +242,6 @@ async fn serve(
             return EXIT_RUNTIME;
         }
     };
-    // Listening, logs open, keys read: from here on as `User`.
-    if let Some(r) = &run_as {
-        if let Err(e) = privilege::drop_to(r) {
-            eprintln!(
-                "wsgate: cannot change to User {} and group {}: {e}",
-                r.user, r.gid
-            );
-            tracing::error!(
-                "cannot change to User {} and group {}: {e}; not serving as root",
-                r.user,
-                r.gid
-            );
-            if let Some(p) = &pid_file {
-                privilege::remove_pid(p);
-            }
-            return EXIT_RUNTIME;
-        }
-        tracing::info!(
-            "serving as user {} (uid {}), group {}",
-            r.user,
-            r.uid,
-            r.gid
-        );
-    }
     let signals = (|| -> std::io::Result<_> {
         Ok((
             signal(SignalKind::hangup())?,

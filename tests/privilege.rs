@@ -38,8 +38,9 @@ fn root() -> bool {
     root
 }
 
-/// `(uid, gid)` of a process's every thread, from /proc.
-fn ids_of_threads(pid: u32) -> Vec<(String, String)> {
+/// `(uid, gid, supplementary groups)` of a process's every thread, from
+/// /proc.
+fn ids_of_threads(pid: u32) -> Vec<(String, String, String)> {
     let mut ids = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
@@ -52,7 +53,7 @@ fn ids_of_threads(pid: u32) -> Vec<(String, String)> {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        ids.push((field("Uid:"), field("Gid:")));
+        ids.push((field("Uid:"), field("Gid:"), field("Groups:")));
     }
     ids
 }
@@ -151,9 +152,14 @@ async fn started_as_root_it_serves_as_user_and_reloads_what_only_root_may_open()
     w.wait_log("serving as user nobody (uid 65534), group 65534", 1)
         .await;
     let pid = w.pid();
-    for (uid, gid) in ids_of_threads(pid) {
+    for (uid, gid, groups) in ids_of_threads(pid) {
         assert_eq!(uid, format!("{NOBODY} {NOBODY} {NOBODY} {NOBODY}"));
         assert_eq!(gid, format!("{NOBODY} {NOBODY} {NOBODY} {NOBODY}"));
+        assert_eq!(
+            groups,
+            NOBODY.to_string(),
+            "initgroups: nobody's groups, root's gone"
+        );
     }
     eventually(Duration::from_secs(10), "the opener", || {
         opener_of(pid).is_some()
@@ -344,8 +350,9 @@ async fn a_binary_upgrade_hands_the_opener_to_the_successor() {
         "the old process exited"
     );
     assert!(!gone(opener), "the opener stays for the successor");
-    for (uid, _) in ids_of_threads(new) {
+    for (uid, _, groups) in ids_of_threads(new) {
         assert_eq!(uid, format!("{NOBODY} {NOBODY} {NOBODY} {NOBODY}"));
+        assert_eq!(groups, NOBODY.to_string());
     }
     assert_eq!(status_of(&get(w.addr, "/one").await), 404);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);

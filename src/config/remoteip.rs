@@ -176,7 +176,7 @@ pub(super) fn proxies(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(
 pub(super) fn proxy_list(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
     let o = &node.origin;
     let path = b.root.join(arg(node));
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    let text = super::source::read_to_string(&path).map_err(|e| {
         ConfigError::new(
             o,
             format!("{}: Could not open file {}: {e}", node.name, path.display()),

@@ -55,7 +55,10 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 /// The largest request or answer.
 const MESSAGE_MAX: usize = 8192;
 
-static OPENER: OnceLock<Mutex<OwnedFd>> = OnceLock::new();
+/// The connection to the opener; `None` once an exchange on it failed
+/// (an answer arriving after its request timed out would otherwise be
+/// read as the next request's).
+static OPENER: OnceLock<Mutex<Option<OwnedFd>>> = OnceLock::new();
 
 /// What the server asks of the opener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,11 +296,22 @@ fn read_by_opener(path: &Path) -> io::Result<Vec<u8>> {
 /// Asks the opener; its refusal or failure as text.
 fn ask_fd(ask: &Ask) -> Result<OwnedFd, String> {
     let sock = OPENER.get().ok_or("no privileged opener")?;
-    let sock = sock.lock().unwrap_or_else(|p| p.into_inner());
-    let fd = sock.as_raw_fd();
-    send(fd, &ask.encode(), None).map_err(|e| format!("cannot ask: {e}"))?;
+    let mut sock = sock.lock().unwrap_or_else(|p| p.into_inner());
+    let fd = sock
+        .as_ref()
+        .ok_or("the connection to it was closed after an earlier failure")?
+        .as_raw_fd();
     let mut buf = vec![0u8; MESSAGE_MAX];
-    let (n, passed) = recv(fd, &mut buf).map_err(|e| format!("no answer: {e}"))?;
+    let exchanged = send(fd, &ask.encode(), None)
+        .map_err(|e| format!("cannot ask: {e}"))
+        .and_then(|()| recv(fd, &mut buf).map_err(|e| format!("no answer: {e}")));
+    let (n, passed, _) = match exchanged {
+        Ok((0, ..)) | Err(_) => {
+            *sock = None;
+            return Err(exchanged.err().unwrap_or_else(|| "it has exited".into()));
+        }
+        Ok(answer) => answer,
+    };
     match buf[..n].split_first() {
         None => Err("it has exited".into()),
         Some((0, _)) => passed.ok_or_else(|| "it answered without a descriptor".into()),
@@ -320,32 +334,58 @@ fn adopt(fd: OwnedFd) {
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         );
     }
-    if OPENER.set(Mutex::new(fd)).is_ok() {
+    if OPENER.set(Mutex::new(Some(fd))).is_ok() {
         config::source::set_fallback(Box::new(read_by_opener));
     }
 }
 
 /// A successor started by a binary upgrade takes over its predecessor's
-/// opener ([`OPENER_FD`]); true if it did.
+/// opener ([`OPENER_FD`]); true if it did. Never as root (root forks an
+/// opener of its own and changes user: an inherited variable must not let
+/// it skip that), and only a descriptor that is a Unix SOCK_SEQPACKET
+/// socket. The successor runs as `User`, so it is made undumpable: other
+/// processes of that user may not trace it or read its memory (keys, the
+/// opener's connection).
 pub fn adopt_from_env() -> bool {
-    let Some(fd) = std::env::var(OPENER_FD)
-        .ok()
-        .and_then(|v| v.parse::<RawFd>().ok())
-    else {
+    let named = std::env::var(OPENER_FD).ok();
+    std::env::remove_var(OPENER_FD);
+    let Some(fd) = named.and_then(|v| v.parse::<RawFd>().ok()) else {
         return false;
     };
-    // SAFETY: F_GETFD on any number is harmless; only a descriptor that is
-    // open and a socket is taken.
-    let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
-    if !open || fd < 3 {
+    if is_root() || fd < 3 || !is_seqpacket(fd) {
         return false;
     }
-    // SAFETY: the predecessor passed this descriptor for this purpose.
+    // SAFETY: the predecessor passed this descriptor, a Unix SOCK_SEQPACKET
+    // socket (checked), for this purpose; nothing else here owns it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: on a descriptor we own.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: fcntl and prctl on this process's own state.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0);
+    }
     adopt(owned);
     true
+}
+
+fn is_seqpacket(fd: RawFd) -> bool {
+    let option = |name: libc::c_int| {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: an int-sized out-parameter and its length; an fd that is
+        // not a socket gives an error.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                name,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(value)
+    };
+    option(libc::SO_DOMAIN) == Some(libc::AF_UNIX)
+        && option(libc::SO_TYPE) == Some(libc::SOCK_SEQPACKET)
 }
 
 /// A connection of its own to the opener, to pass to a successor (`None`
@@ -363,7 +403,28 @@ pub fn connection_for_successor() -> Option<OwnedFd> {
     }
 }
 
-/// Two connected ends of a new connection (close-on-exec).
+/// Has the kernel attach each sender's credentials to what this end
+/// receives.
+fn pass_credentials(fd: &OwnedFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: an int option on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Two connected ends of a new connection (close-on-exec); the first is
+/// the opener's, which receives credentials.
 fn connection_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut pair = [0 as RawFd; 2];
     // SAFETY: `pair` has room for the two descriptors.
@@ -379,7 +440,9 @@ fn connection_pair() -> io::Result<(OwnedFd, OwnedFd)> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: socketpair returned two new descriptors we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) })
+    let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+    pass_credentials(&ours)?;
+    Ok((ours, theirs))
 }
 
 /// Forks the opener. Must run while this process has one thread (before
@@ -402,7 +465,7 @@ pub fn start(
             "the opener must be started before any thread",
         ));
     }
-    let (server, opener) = connection_pair()?;
+    let (opener, server) = connection_pair()?;
     let allowed = Allowed::of(config, read);
     // SAFETY: one thread (checked above), so the child may run ordinary
     // code: no lock is held by a thread that does not exist there.
@@ -552,21 +615,32 @@ impl Opener {
     /// One request on `fd` answered; a new connection to serve as well, or
     /// `Err` when this one has ended.
     fn serve_one(&mut self, fd: RawFd, buf: &mut [u8]) -> Result<Option<OwnedFd>, ()> {
-        let n = match recv(fd, buf) {
-            Ok((0, _)) => return Err(()),
-            Ok((n, _)) => n,
+        let (n, sender) = match recv(fd, buf) {
+            Ok((0, ..)) => return Err(()),
+            Ok((n, _, sender)) => (n, sender),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
             Err(_) => return Err(()),
         };
         let mut kept = None;
-        let answer = match Ask::decode(&buf[..n]) {
-            Some(Ask::Connect) => connection_pair()
+        // The PidFile names the process that asks, as the kernel says, not
+        // as its request does.
+        let decoded = Ask::decode(&buf[..n]).map(|ask| match (ask, sender) {
+            (Ask::WritePid(p, _), Some(pid)) => Ok(Ask::WritePid(p, pid)),
+            (Ask::RemovePid(p, _), Some(pid)) => Ok(Ask::RemovePid(p, pid)),
+            (Ask::WritePid(..) | Ask::RemovePid(..), None) => {
+                Err("no credentials came with the request".to_string())
+            }
+            (ask, _) => Ok(ask),
+        });
+        let answer = match decoded {
+            Some(Err(why)) => Err(why),
+            Some(Ok(Ask::Connect)) => connection_pair()
                 .map_err(|e| format!("a new connection: {e}"))
                 .map(|(ours, theirs)| {
                     kept = Some(ours);
                     Some(theirs)
                 }),
-            Some(ask) => self.answer(&ask),
+            Some(Ok(ask)) => self.answer(&ask),
             None => Err("a request it cannot read".to_string()),
         };
         let sent = match answer {
@@ -603,10 +677,14 @@ impl Opener {
     }
 
     fn perform(&mut self, ask: &Ask) -> io::Result<Option<OwnedFd>> {
+        let mut append = File::options();
+        append.create(true).append(true);
+        let mut write = File::options();
+        write.create(true).write(true).truncate(true);
         Ok(Some(match ask {
             Ask::Bind(addr) => listen_socket(*addr)?.into(),
-            Ask::Append(p) => File::options().create(true).append(true).open(p)?.into(),
-            Ask::Read(p) => File::open(p)?.into(),
+            Ask::Append(p) => plain(p, &append)?.into(),
+            Ask::Read(p) => plain(p, File::options().read(true))?.into(),
             Ask::Pipe { command, shell } => {
                 let mut child = log_program(command, *shell).spawn()?;
                 let stdin = child
@@ -617,20 +695,47 @@ impl Opener {
                 stdin.into()
             }
             Ask::WritePid(p, pid) => {
-                std::fs::write(p, format!("{pid}\n"))?;
-                File::open(p)?.into()
+                use std::io::Write;
+                let mut f = plain(p, &write)?;
+                f.write_all(format!("{pid}\n").as_bytes())?;
+                f.into()
             }
             Ask::Connect => return Err(io::Error::other("answered by serve_one")),
             Ask::RemovePid(p, pid) => {
+                use std::io::Read;
                 // Left alone when it names another process (a successor).
-                let f = File::open(p)?;
-                if std::fs::read_to_string(p)?.trim() == pid.to_string() {
+                let mut f = plain(p, File::options().read(true))?;
+                let mut text = String::new();
+                f.read_to_string(&mut text)?;
+                if text.trim() == pid.to_string() {
                     std::fs::remove_file(p)?;
                 }
                 f.into()
             }
         }))
     }
+}
+
+/// A regular file opened as root, its last component not a symbolic link
+/// (a link the serving user planted in a folder it may write would
+/// otherwise point root's open anywhere) and without waiting on a FIFO
+/// (which would block the opener for every request after).
+fn plain(path: &Path, options: &std::fs::OpenOptions) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = options
+        .clone()
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    // Back to blocking, as a file opened by the server itself would be.
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+    }
+    Ok(file)
 }
 
 /// A piped log program's command, with the signals the opener ignores
@@ -695,9 +800,10 @@ fn send(fd: RawFd, bytes: &[u8], pass: Option<RawFd>) -> io::Result<()> {
     }
 }
 
-/// One message and the descriptor that came with it; `(0, None)` at the
-/// end.
-fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+/// One message, the descriptor that came with it, and the sender's process
+/// id as the kernel vouches for it (on a socket with `SO_PASSCRED`);
+/// `(0, None, _)` at the end.
+fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>, Option<u32>)> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -721,9 +827,13 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
                 return Err(e);
             }
         };
-        let mut passed = None;
+        let (mut passed, mut sender) = (None, None);
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
+                let cred = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::ucred>());
+                sender = u32::try_from(cred.pid).ok();
+            }
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(c);
                 let count =
@@ -741,7 +851,7 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
         if msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0 {
             return Err(io::Error::other("a message too long"));
         }
-        Ok((n, passed))
+        Ok((n, passed, sender))
     }
 }
 
@@ -821,5 +931,44 @@ mod tests {
         for ask in &no {
             assert!(!allowed.permits(ask), "{ask}");
         }
+    }
+
+    #[test]
+    fn the_opener_grants_what_a_reload_named_and_refuses_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("w.conf");
+        let (first, added) = (dir.path().join("first.log"), dir.path().join("added.log"));
+        let write = |logs: &[&Path]| {
+            let lines: String = logs
+                .iter()
+                .map(|l| format!("CustomLog {} common\n", l.display()))
+                .collect();
+            std::fs::write(&conf, format!("Listen 127.0.0.1:0\n{lines}")).unwrap();
+        };
+        write(&[&first]);
+        let mut opener = Opener {
+            file: conf.clone(),
+            defines: Vec::new(),
+            allowed: Allowed::default(),
+            pipes: Vec::new(),
+        };
+        assert!(opener.answer(&Ask::Append(first.clone())).is_ok());
+        let refused = opener.answer(&Ask::Append(added.clone())).unwrap_err();
+        assert!(refused.starts_with("refused appending to"), "{refused}");
+        assert!(refused.contains("does not name it"), "{refused}");
+        assert!(!added.exists());
+        // A reload names it: the opener reads the files again and grants it.
+        write(&[&first, &added]);
+        assert!(opener.answer(&Ask::Append(added.clone())).is_ok());
+        assert!(added.exists());
+        // The files it read are what it reads for the server, nothing else.
+        assert!(opener.answer(&Ask::Read(conf.clone())).is_ok());
+        assert!(opener.answer(&Ask::Read(dir.path().join("other"))).is_err());
+        // A symbolic link as the last component is not followed.
+        let link = dir.path().join("link.log");
+        std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+        write(&[&link]);
+        let e = opener.answer(&Ask::Append(link)).unwrap_err();
+        assert!(e.contains("appending to"), "{e}");
     }
 }

@@ -177,6 +177,17 @@ impl Handle {
     /// Binds every `Listen` address — or takes the socket systemd passed
     /// for it (socket activation) — and starts accepting.
     pub async fn start(config: Config) -> io::Result<Handle> {
+        Handle::start_then(config, &mut || Ok(())).await
+    }
+
+    /// [`Handle::start`], running `before_serving` once the sockets are
+    /// bound and the logs open, before any connection is accepted or
+    /// backend checked (`User`: the change of user, so that nothing is
+    /// served as root). Its error stops the start.
+    pub async fn start_then(
+        config: Config,
+        before_serving: &mut dyn FnMut() -> io::Result<()>,
+    ) -> io::Result<Handle> {
         let addrs: Vec<SocketAddr> = config.listeners.iter().map(|l| l.addr).collect();
         let mut passed = passed_listeners();
         let mut bound = Vec::with_capacity(addrs.len());
@@ -196,7 +207,7 @@ impl Handle {
                 "systemd passed a socket bound to {addr}, which no Listen names: closed"
             );
         }
-        Handle::start_on(config, bound)
+        Handle::start_with(config, bound, Runtime::default(), before_serving)
     }
 
     /// Starts accepting on listeners already bound, each under the `Listen`
@@ -205,7 +216,7 @@ impl Handle {
         config: Config,
         listeners: Vec<(SocketAddr, TcpListener)>,
     ) -> io::Result<Handle> {
-        Handle::start_with(config, listeners, Runtime::default())
+        Handle::start_with(config, listeners, Runtime::default(), &mut || Ok(()))
     }
 
     /// Starts with no listener, its backends on an in-process network;
@@ -213,7 +224,7 @@ impl Handle {
     /// timeouts then run exactly (see `upstream::memory`).
     pub fn start_in_memory(config: Config, net: Arc<MemoryNet>) -> io::Result<Handle> {
         let runtime = Runtime::with_network(Network::Memory(net));
-        Handle::start_with(config, Vec::new(), runtime)
+        Handle::start_with(config, Vec::new(), runtime, &mut || Ok(()))
     }
 
     /// A client connection made in process: the client's end of a pipe
@@ -236,6 +247,7 @@ impl Handle {
         config: Config,
         listeners: Vec<(SocketAddr, TcpListener)>,
         runtime: Runtime,
+        before_serving: &mut dyn FnMut() -> io::Result<()>,
     ) -> io::Result<Handle> {
         for w in &config.warnings {
             tracing::warn!("{w}");
@@ -246,6 +258,7 @@ impl Handle {
         let watcher = tokio::spawn(watcher);
         let access = AccessLogs::default();
         let current = Current::new(runtime.bind(config), &access);
+        before_serving()?;
         let checks = health::start(&current.generation);
         let shared = Arc::new(Shared {
             access,

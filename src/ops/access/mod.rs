@@ -233,9 +233,11 @@ impl Writer {
                     // In order: the lines before it go to the old file,
                     // the ones after (a request served after the reload)
                     // to the new one.
+                    // A file that could not be opened before is tried
+                    // again too.
                     Msg::Reopen => {
                         self.flush(&mut batch, &mut lines);
-                        if let Output::File(_) = self.out {
+                        if let LogTarget::File(_) = self.target {
                             self.open();
                         }
                     }
