@@ -205,15 +205,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut rest_deadline = None;
         let mut scanned: usize = 0;
         loop {
-            // Only new bytes can complete the head; look back 3 for a split
-            // line ending.
-            let from = scanned.saturating_sub(3);
-            if let Some(end) = head::head_end(&self.buf[from..]) {
-                return Ok(self.buf.split_to(from + end));
-            }
-            scanned = self.buf.len();
-            if self.buf.len() > max {
-                return Err(HeadError::TooLarge);
+            if let Some(done) = self.complete_head(&mut scanned, max) {
+                return done;
             }
             let started = !self.buf.is_empty();
             if started && rest_deadline.is_none() {
@@ -229,6 +222,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Err(e) => return Err(HeadError::Io(e)),
             }
         }
+    }
+
+    /// The head, split off, once the bytes so far complete it; `TooLarge`
+    /// past `max`. Only bytes after `scanned` can complete it (3 back, for
+    /// a line ending split between reads).
+    fn complete_head(
+        &mut self,
+        scanned: &mut usize,
+        max: usize,
+    ) -> Option<Result<BytesMut, HeadError>> {
+        let from = scanned.saturating_sub(3);
+        if let Some(end) = head::head_end(&self.buf[from..]) {
+            return Some(Ok(self.buf.split_to(from + end)));
+        }
+        *scanned = self.buf.len();
+        (self.buf.len() > max).then_some(Err(HeadError::TooLarge))
     }
 
     /// Reads a client's request head (see [`HeadTimes`]) and splits it
@@ -254,13 +263,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
         let mut scanned: usize = 0;
         loop {
-            let from = scanned.saturating_sub(3);
-            if let Some(end) = head::head_end(&self.buf[from..]) {
-                return Ok(self.buf.split_to(from + end));
-            }
-            scanned = self.buf.len();
-            if self.buf.len() > max {
-                return Err(HeadError::TooLarge);
+            if let Some(done) = self.complete_head(&mut scanned, max) {
+                return done;
             }
             let now = Instant::now();
             let deadline = match (staged, &clock, times.idle) {
