@@ -330,6 +330,20 @@ impl DocTree {
             ("docs/app/index.html", b"<p>app</p>\n"),
             ("docs/errdocs/404.html", b"<p>custom 404</p>\n"),
             ("outside/o.txt", b"outside\n"),
+            // Access control in <Directory>/<Files> (21-dir-access.scn).
+            ("docs/private/index.html", b"<p>private</p>\n"),
+            ("docs/private/p.txt", b"private\n"),
+            ("docs/private/open.txt", b"open\n"),
+            ("docs/staff/s.txt", b"staff\n"),
+            ("docs/legacy/l.txt", b"legacy\n"),
+            ("docs/legacy-open/l.txt", b"legacy open\n"),
+            ("docs/either/e.txt", b"either\n"),
+            ("docs/mixed/open.txt", b"open\n"),
+            ("docs/mixed/secret.key", b"key\n"),
+            ("docs/authonly/need.txt", b"need\n"),
+            ("docs/authonly/free.txt", b"free\n"),
+            ("docs/expr/x.txt", b"expr\n"),
+            ("docs/host/h.txt", b"host\n"),
         ];
         for (path, body) in files {
             let p = root.join(path);

@@ -17,13 +17,19 @@ fn slot<'a>(
     at: &'a mut At<'_>,
     node: &Node,
 ) -> Result<&'a mut Auth, ConfigError> {
-    let slot = match (at.scope, at.location.as_deref_mut(), at.proxy) {
-        (Scope::Proxy, _, Some(url)) => &mut b.balancers.get(url, &node.origin)?.draft.auth,
-        (_, Some(loc), _) => &mut loc.auth,
+    let slot = match (
+        at.scope,
+        at.location.as_deref_mut(),
+        at.proxy,
+        at.section.as_deref_mut(),
+    ) {
+        (Scope::Proxy, _, Some(url), _) => &mut b.balancers.get(url, &node.origin)?.draft.auth,
+        (_, Some(loc), _, _) => &mut loc.auth,
+        (_, _, _, Some(section)) => &mut section.settings.auth,
         _ => {
             return Err(
                 ConfigError::new(&node.origin, format!("{} not allowed here", node.name))
-                    .hint("it belongs in <Location>, <LocationMatch> or <Proxy balancer://…>"),
+                    .hint("it belongs in <Location>, <LocationMatch>, <Directory>, <Files> or <Proxy balancer://…>"),
             )
         }
     };

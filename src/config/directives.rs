@@ -97,8 +97,6 @@ const WITH_LOCATION: &[Scope] = &[S, V, L];
 const BALANCER: &[Scope] = &[S, V, P];
 const RULES: &[Scope] = &[S, V, L, LM, P];
 const ACCESS: &[Scope] = &[L, LM, P, D, F];
-/// Allow/Deny and authentication: not yet in `<Directory>`/`<Files>`.
-const AUTH: &[Scope] = &[L, LM, P];
 const DIRECTORY: &[Scope] = &[S, V, D];
 const LOCATION: &[Scope] = &[L, LM];
 const EVERY_SECTION: &[Scope] = &[S, V, L, LM, D, F];
@@ -279,15 +277,15 @@ pub const DIRECTIVES: &[Directive] = &[
     section("RequireAny", "mod_authz_core", ACCESS, "<RequireAny>", "one Require inside must grant", require::require_section),
     section("RequireNone", "mod_authz_core", ACCESS, "<RequireNone>", "no Require inside may grant (inside <RequireAll>)", require::require_section),
     // mod_access_compat
-    one("Order", "mod_access_compat", AUTH, "Order Deny,Allow|Allow,Deny|Mutual-failure", "which of Allow and Deny wins when both match (Deny,Allow when unset)", auth::order),
-    line("Allow", "mod_access_compat", AUTH, "Allow from all|ADDRESS|NETWORK|HOST|env=[!]VAR ...", "clients let in by address, network (10.1, 10.0.0.0/8, 10.0.0.0/255.0.0.0), host name or variable", auth::allow_deny),
-    line("Deny", "mod_access_compat", AUTH, "Deny from all|ADDRESS|NETWORK|HOST|env=[!]VAR ...", "clients refused, as Allow names them", auth::allow_deny),
-    one("Satisfy", "mod_access_compat", AUTH, "Satisfy All|Any", "Any: passing Allow/Deny is enough, else a user may still log in; All (the default): both must pass", auth::satisfy),
+    one("Order", "mod_access_compat", ACCESS, "Order Deny,Allow|Allow,Deny|Mutual-failure", "which of Allow and Deny wins when both match (Deny,Allow when unset)", auth::order),
+    line("Allow", "mod_access_compat", ACCESS, "Allow from all|ADDRESS|NETWORK|HOST|env=[!]VAR ...", "clients let in by address, network (10.1, 10.0.0.0/8, 10.0.0.0/255.0.0.0), host name or variable", auth::allow_deny),
+    line("Deny", "mod_access_compat", ACCESS, "Deny from all|ADDRESS|NETWORK|HOST|env=[!]VAR ...", "clients refused, as Allow names them", auth::allow_deny),
+    one("Satisfy", "mod_access_compat", ACCESS, "Satisfy All|Any", "Any: passing Allow/Deny is enough, else a user may still log in; All (the default): both must pass", auth::satisfy),
     // mod_authn_core, mod_auth_basic, mod_authn_file
-    one("AuthType", "mod_authn_core", AUTH, "AuthType Basic|None", "ask for a user and password (HTTP Basic, RFC 7617) where Require needs a user", auth::auth_type),
-    one("AuthName", "mod_authn_core", AUTH, "AuthName REALM", "the realm named in the 401's WWW-Authenticate", auth::auth_name),
-    line("AuthBasicProvider", "mod_auth_basic", AUTH, "AuthBasicProvider file", "where users are looked up: the AuthUserFile (the default)", auth::auth_basic_provider),
-    one("AuthUserFile", "mod_authn_file", AUTH, "AuthUserFile FILE", "an htpasswd file (bcrypt, MD5 `$apr1$`, SHA-1 `{SHA}`, crypt and `$5$`/`$6$`), read for each request as Apache reads it", auth::auth_user_file),
+    one("AuthType", "mod_authn_core", ACCESS, "AuthType Basic|None", "ask for a user and password (HTTP Basic, RFC 7617) where Require needs a user", auth::auth_type),
+    one("AuthName", "mod_authn_core", ACCESS, "AuthName REALM", "the realm named in the 401's WWW-Authenticate", auth::auth_name),
+    line("AuthBasicProvider", "mod_auth_basic", ACCESS, "AuthBasicProvider file", "where users are looked up: the AuthUserFile (the default)", auth::auth_basic_provider),
+    one("AuthUserFile", "mod_authn_file", ACCESS, "AuthUserFile FILE", "an htpasswd file (bcrypt, MD5 `$apr1$`, SHA-1 `{SHA}`, crypt and `$5$`/`$6$`), read for each request as Apache reads it", auth::auth_user_file),
     // mod_proxy
     line("ProxyPass", "mod_proxy", ANYWHERE, "ProxyPass [PATH] !|URL [key=value ...] [nocanon] [noquery]", "maps a path prefix to a backend url (ws, wss, http, https, balancer)", proxy::proxy_pass),
     line("ProxyPassMatch", "mod_proxy", ANYWHERE, "ProxyPassMatch [REGEX] !|URL [key=value ...]", "maps paths matching a regex ($0-$9 in the url)", proxy::proxy_pass),

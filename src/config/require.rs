@@ -53,7 +53,7 @@ fn requirements<'a>(
         _ => {
             return Err(
                 ConfigError::new(&node.origin, format!("{} not allowed here", node.name))
-                    .hint("Require belongs in <Location>, <LocationMatch> or <Proxy balancer://…>"),
+                    .hint("Require belongs in <Location>, <LocationMatch>, <Directory>, <Files> or <Proxy balancer://…>"),
             )
         }
     };

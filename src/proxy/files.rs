@@ -21,15 +21,17 @@ use super::deflate::{self, Deflate};
 use super::downstream::Downstream;
 use super::errordoc::{self, Internal};
 use super::forward::Outcome;
+use super::gate::{self, Found};
 use super::header_rules::{self, Context};
 use super::headers::{BodyHeader, ClientResponse};
+use super::logging::LogTrail;
 use crate::config::model::files::{Files, Merged, Opts};
 use crate::http::body::Encoding;
 use crate::http::conditional::{self, Precondition, Ranges, Validators};
 use crate::http::gzip::Gzip;
 use crate::http::write::Signed;
 use crate::http::{canonical_reason, FieldValue, HeaderFields, Headers, RequestHead, ResponseHead};
-use crate::route::access::{evaluate, Asked, Authz};
+use crate::route::access::{self, Access, Asked, Facts, Need, Refusal};
 use crate::route::files::{self as map, FileMapped, Translated};
 use crate::route::{encode_path, RequestPath};
 use crate::rules::Env;
@@ -71,14 +73,18 @@ pub struct Place<'a> {
     pub deflate_level: u32,
     /// `ServerTokens` and `ServerSignature` for this request.
     pub signed: &'a Signed<'a>,
-    /// The access log's `%f`.
-    pub filename: Option<&'a mut Option<String>>,
+    /// What the access log needs: `%f`, and `%u`/`%h` once access
+    /// control has found them out.
+    pub log: Option<&'a mut LogTrail>,
     /// `ErrorDocument`s: whether the server has any (then `spot` follows
     /// the walk), and where a local one is left for the caller's internal
     /// redirect (nothing was sent then).
     pub docs: bool,
     pub spot: Option<(Vec<u8>, Option<Vec<u8>>)>,
     pub redirect: Option<&'a std::sync::OnceLock<Internal>>,
+    /// The request fields access control's `Require expr` read, for the
+    /// answer's `Vary`.
+    pub vary: Option<String>,
     /// Serving the local `ErrorDocument` of this status: the file goes
     /// with it, whole and unconditionally (Apache's `no_local_copy`), and
     /// a failure gives the status's own page.
@@ -102,7 +108,8 @@ impl<'a> Place<'a> {
             locations: &[],
             deflate_level,
             signed,
-            filename: None,
+            log: None,
+            vary: None,
             docs: false,
             spot: None,
             redirect: None,
@@ -122,14 +129,15 @@ pub async fn serve<D: Downstream>(
     let mut filename = file.filename.clone();
     let mut uri = file.uri.clone();
     let mut fallen_back = false;
+    let mut found = Found::default();
     for _ in 0..MAX_HOPS {
         let look = look_at(files, &filename).await;
         let (dir, name) = split_dir(&filename);
         if place.docs {
             place.spot = Some((dir.clone(), Some(name.clone())));
         }
-        if let Some(f) = place.filename.as_deref_mut() {
-            *f = Some(String::from_utf8_lossy(&filename).into_owned());
+        if let Some(log) = place.log.as_deref_mut() {
+            log.filename = Some(String::from_utf8_lossy(&filename).into_owned());
         }
         let (dir, name) = match &look {
             Look::Forbidden(why) => {
@@ -144,9 +152,16 @@ pub async fn serve<D: Downstream>(
             place.spot = Some((dir.clone(), name.clone()));
         }
         let merged = map::merged(files, &dir, name.as_deref());
-        if !allowed(file, &merged, &head.method, &place) {
-            tracing::error!(peer = %place.cx.facts.peer, "AH01630: client denied by server configuration: {}", String::from_utf8_lossy(&filename));
-            return status_page(client, head, &place, 403, &[]).await;
+        let access = file.location_access.over_files(&merged);
+        if access.guards() {
+            let checked = check_access(head, &access, &mut place, &mut found).await;
+            if let Err((status, challenge)) = checked {
+                if status == 403 {
+                    tracing::error!(peer = %place.cx.facts.peer, "AH01630: client denied by server configuration: {}", String::from_utf8_lossy(&filename));
+                }
+                let extra = challenge.as_deref().map(|c| ("WWW-Authenticate", c));
+                return status_page(client, head, &place, status, extra.as_slice()).await;
+            }
         }
         match look {
             Look::Missing { .. } | Look::Forbidden(_) => {
@@ -191,7 +206,7 @@ pub async fn serve<D: Downstream>(
                     && map::with_location_options(place.cx.server, &uri, merged.options)
                         .has(Opts::INDEXES) =>
                 {
-                    return listing(client, head, file, (&filename, &uri), &place).await;
+                    return listing(client, head, (file, &found), (&filename, &uri), &place).await;
                 }
                 None => {
                     tracing::error!(peer = %place.cx.facts.peer, "AH01276: Cannot serve directory {}: No matching DirectoryIndex found, and server-generated directory index forbidden by Options directive", String::from_utf8_lossy(&with_slash(&filename)));
@@ -203,19 +218,80 @@ pub async fn serve<D: Downstream>(
     status_page(client, head, &place, 500, &[]).await
 }
 
-/// The file sections' `Require` (none: granted). A `<Location>`'s
-/// replaces theirs, and routing's access control has checked it already.
-fn allowed(file: &FileMapped<'_>, merged: &Merged<'_>, method: &str, place: &Place<'_>) -> bool {
-    if file.location_require.is_some() {
-        return true;
-    }
-    match merged.require {
-        None => true,
-        Some(r) => {
-            let facts = place.cx.facts;
-            let asked = Asked::bare(method, facts.peer.ip(), facts.local.ip());
-            evaluate(r, &asked) == Authz::Granted
+/// Apache's access phase for a file, once the walk has found where it is:
+/// `access` is the `<Directory>` and `<Files>` sections' settings under
+/// the `<Location>`s'. What it needs found out (the client's name, the
+/// user) is found out once for all the request's hops, and noted for the
+/// log. `Err`: the status to answer (403, 401 with its challenge, 500).
+async fn check_access(
+    head: &RequestHead,
+    access: &Access<'_>,
+    place: &mut Place<'_>,
+    found: &mut Found,
+) -> Result<(), (u16, Option<String>)> {
+    let view = header_rules::Varying::new(header_rules::expr_view(head, place.cx, place.env));
+    let peer = place.cx.facts.peer;
+    let checked = loop {
+        view.take();
+        let verdict = access::check(access, &asked(head, place, &view, found), &mut ());
+        let challenge = |realm: &str| Some(format!("Basic realm=\"{realm}\""));
+        match verdict {
+            Ok(()) => {
+                // `Require expr` read these fields: the answer varies
+                // with them (Apache's error pages drop it).
+                place.vary = view.take();
+                break Ok(());
+            }
+            Err(Refusal::Need(need)) => {
+                if let Err(status) = gate::find_out(&need, head, peer, found).await {
+                    let realm = match need {
+                        Need::User { realm, .. } if status == 401 => challenge(realm),
+                        _ => None,
+                    };
+                    break Err((status, realm));
+                }
+            }
+            Err(Refusal::Denied) => break Err((403, None)),
+            Err(Refusal::Unauthorized(realm)) => {
+                let user = found.user.as_deref().unwrap_or("-");
+                tracing::error!(%peer, "AH01631: user {user}: authorization failure for \"{}\"", head.target);
+                break Err((401, challenge(realm)));
+            }
+            Err(Refusal::Error(why)) => {
+                tracing::error!(%peer, "{why}: {}", head.target);
+                break Err((500, None));
+            }
         }
+    };
+    if let Some(log) = place.log.as_deref_mut() {
+        if found.sent_user.is_some() {
+            log.user.clone_from(&found.sent_user);
+        }
+        if let Some(host) = &found.remote_host {
+            log.remote_host.clone_from(host);
+        }
+    }
+    checked
+}
+
+/// The request as access control sees it, with what has been found out.
+fn asked<'a>(
+    head: &'a RequestHead,
+    place: &'a Place<'_>,
+    view: &'a dyn crate::rules::expr::Context,
+    found: &'a Found,
+) -> Asked<'a> {
+    Asked {
+        method: &head.method,
+        client: place.cx.facts.peer.ip(),
+        local: place.cx.facts.local.ip(),
+        facts: Facts {
+            env: Some(place.env),
+            expr: Some(view),
+            remote_host: found.remote_host.as_ref().map(Option::as_deref),
+            user: found.user.as_deref(),
+        },
+        user: None,
     }
 }
 
@@ -473,6 +549,9 @@ async fn send_file<D: Downstream>(
         fields.push((n.into(), FieldValue::copy_from_slice(v.as_bytes())));
     };
     let mut fields: HeaderFields = Vec::new();
+    if let Some(vary) = &place.vary {
+        push(&mut fields, "Vary", vary.clone());
+    }
     let allow = if place.cx.server.settings.trace_enable {
         "OPTIONS,HEAD,GET,POST,TRACE"
     } else {
@@ -852,7 +931,7 @@ async fn send_parts<D: Downstream>(
 async fn listing<D: Downstream>(
     client: &mut D,
     head: &RequestHead,
-    file: &FileMapped<'_>,
+    (file, found): (&FileMapped<'_>, &Found),
     (dir, uri): (&[u8], &[u8]),
     place: &Place<'_>,
 ) -> Outcome {
@@ -861,6 +940,7 @@ async fn listing<D: Downstream>(
     }
     let dir_path = with_slash(dir);
     let read_from = dir_path.clone();
+    let view = header_rules::expr_view(head, place.cx, place.env);
     let entries = tokio::task::spawn_blocking(move || read_dir(&read_from))
         .await
         .unwrap_or_default();
@@ -876,7 +956,11 @@ async fn listing<D: Downstream>(
             } else {
                 map::merged(file.files, &dir_path, Some(name))
             };
-            allowed(file, &m, &head.method, place)
+            // As mod_autoindex's subrequests: an entry access would refuse
+            // (or ask a user for) is left out.
+            let access = file.location_access.over_files(&m);
+            !access.guards()
+                || access::check(&access, &asked(head, place, &view, found), &mut ()).is_ok()
         })
         .collect();
     shown.sort();
@@ -897,13 +981,16 @@ async fn listing<D: Downstream>(
         ));
     }
     page.push_str("</ul>\n</body></html>\n");
-    let fields = vec![
+    let mut fields = vec![
         ("Server".into(), FieldValue::from_static(b"wsgate")),
         (
             "Content-Type".into(),
             FieldValue::from_static(b"text/html;charset=UTF-8"),
         ),
     ];
+    if let Some(vary) = &place.vary {
+        fields.push(("Vary".into(), FieldValue::copy_from_slice(vary.as_bytes())));
+    }
     send(
         client,
         head,

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use super::htpasswd::{self, NoCredentials};
 use crate::http::RequestHead;
+use crate::route::access::Need;
 
 /// What has been found out for one request.
 #[derive(Debug, Default)]
@@ -64,6 +65,26 @@ fn reverse_lookup(ip: IpAddr) -> Option<String> {
     // SAFETY: getnameinfo succeeded, so `host` holds a NUL-terminated name.
     let name = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) };
     name.to_str().ok().map(str::to_string)
+}
+
+/// Finds out what access control waits for and puts it in `found`.
+/// `Err`: the answer instead: 401 (no user, or credentials not let in) or
+/// 500 (the credentials could not be checked).
+pub async fn find_out(
+    need: &Need<'_>,
+    head: &RequestHead,
+    peer: SocketAddr,
+    found: &mut Found,
+) -> Result<(), u16> {
+    match need {
+        Need::Host => found.remote_host = Some(remote_host(peer.ip()).await),
+        Need::User { user_file, .. } => match authenticate(head, *user_file, peer, found).await {
+            Authn::User(user) => found.user = Some(user),
+            Authn::Unauthorized => return Err(401),
+            Authn::Error => return Err(500),
+        },
+    }
+    Ok(())
 }
 
 /// How checking a request's credentials ended.

@@ -272,6 +272,40 @@ pub fn expr_view<'a>(
     }
 }
 
+/// A condition's variables that note the request fields read through
+/// them, as Apache's expression evaluator does for `Vary` (every field
+/// but `Host`, in the order read).
+pub struct Varying<C> {
+    inner: C,
+    read: std::cell::RefCell<Vec<String>>,
+}
+
+impl<C: rules::expr::Context> Varying<C> {
+    pub fn new(inner: C) -> Varying<C> {
+        Varying {
+            inner,
+            read: Default::default(),
+        }
+    }
+
+    /// The fields read since the last call, as a `Vary` value.
+    pub fn take(&self) -> Option<String> {
+        let read = std::mem::take(&mut *self.read.borrow_mut());
+        (!read.is_empty()).then(|| read.join(", "))
+    }
+}
+
+impl<C: rules::expr::Context> rules::expr::Context for Varying<C> {
+    fn var(&self, var: &rules::expr::ExprVar) -> String {
+        if let rules::expr::ExprVar::Header(name) = var {
+            if !name.eq_ignore_ascii_case("host") {
+                self.read.borrow_mut().push(name.clone());
+            }
+        }
+        self.inner.var(var)
+    }
+}
+
 impl View<'_> {
     fn facts(&self) -> rules::Facts<'_> {
         let cx = &self.cx;

@@ -364,7 +364,7 @@ async fn serve_file<'g, D: Downstream>(
             config.deflate_level,
         );
         place.locations = &file.location_rules;
-        place.filename = log.map(|l| &mut l.filename);
+        place.log = log;
         place.docs = route::errordoc::any(r.server);
         place.redirect = Some(&redirect);
         files::serve(client, head, file, place).await
@@ -569,17 +569,12 @@ async fn settle_access<'c>(
         route::decide(config, server, &r)
     };
     while let Decision::Pending(pending) = mapped {
-        match &pending.need {
-            route::Need::Host => {
-                found.remote_host = Some(gate::remote_host(facts.peer.ip()).await);
-            }
-            route::Need::User { realm, user_file } => {
-                match gate::authenticate(head, *user_file, facts.peer, found).await {
-                    gate::Authn::User(user) => found.user = Some(user),
-                    gate::Authn::Unauthorized => return Err((401, realm)),
-                    gate::Authn::Error => return Err((500, realm)),
-                }
-            }
+        if let Err(status) = gate::find_out(&pending.need, head, facts.peer, found).await {
+            let realm = match &pending.need {
+                route::Need::User { realm, .. } => realm,
+                route::Need::Host => "",
+            };
+            return Err((status, realm));
         }
         let mut r = request();
         r.access = access_facts(env, &view, found);

@@ -15,7 +15,8 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::config::model::authz::{Auth, Compat, From, Handler, Order, Require, Test};
+use crate::config::model::authz::{Compat, From, Handler, Order, Require, Test};
+use crate::config::model::files::Merged;
 use crate::config::Config;
 use crate::rules::{expr::Context, Env};
 
@@ -29,45 +30,23 @@ pub struct Access<'c> {
     pub auth: Policy<'c>,
 }
 
-/// The authentication settings of the matching sections, merged as their
-/// modules merge them.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Policy<'c> {
-    pub compat: Option<&'c Compat>,
-    /// `AuthType Basic` (true) or `None`.
-    pub basic: Option<bool>,
-    pub realm: Option<&'c str>,
-    pub user_file: Option<&'c Path>,
-}
+pub use crate::config::model::authz::Policy;
 
-impl<'c> Policy<'c> {
-    /// A later section's settings over these.
-    pub fn add(&mut self, a: &'c Auth) {
-        if let Some(c) = &a.compat {
-            self.compat = Some(c);
-        }
-        if a.basic.is_some() {
-            self.basic = a.basic;
-        }
-        if let Some(r) = &a.realm {
-            self.realm = Some(r);
-        }
-        if let Some(f) = &a.user_file {
-            self.user_file = Some(f);
+impl<'c> Access<'c> {
+    /// These (a `<Location>`'s) over the `<Directory>` and `<Files>`
+    /// sections' settings for a file: a `Require` replaces theirs
+    /// (`AuthMerging Off`), each authentication setting its own.
+    pub fn over_files(self, files: &Merged<'c>) -> Access<'c> {
+        Access {
+            require: self.require.or(files.require),
+            handler: self.handler,
+            auth: self.auth.or(files.auth),
         }
     }
 
-    /// These settings over an earlier section's.
-    fn over(self, earlier: Option<&'c Auth>) -> Policy<'c> {
-        let Some(a) = earlier else { return self };
-        let mut merged = Policy::default();
-        merged.add(a);
-        Policy {
-            compat: self.compat.or(merged.compat),
-            basic: self.basic.or(merged.basic),
-            realm: self.realm.or(merged.realm),
-            user_file: self.user_file.or(merged.user_file),
-        }
+    /// Whether anything here can refuse a request or ask for a user.
+    pub fn guards(&self) -> bool {
+        self.require.is_some() || self.auth.guards()
     }
 }
 
@@ -259,7 +238,8 @@ pub struct Pending<'c> {
 }
 
 /// Why access control stops a request.
-enum Stop<'c> {
+#[derive(Debug)]
+pub enum Refusal<'c> {
     /// 403.
     Denied,
     /// 401, with the realm.
@@ -270,16 +250,16 @@ enum Stop<'c> {
 }
 
 /// Apache's access phase for one request (`ap_process_request_internal`).
-fn gate<'c, T: super::Trace + ?Sized>(
+pub fn check<'c, T: super::Trace + ?Sized>(
     access: &Access<'c>,
     q: &Asked<'_>,
     trace: &mut T,
-) -> Result<(), Stop<'c>> {
+) -> Result<(), Refusal<'c>> {
     let policy = &access.auth;
     let needs_host = access.require.is_some_and(Require::needs_host)
         || policy.compat.is_some_and(Compat::needs_host);
     if needs_host && q.facts.remote_host.is_none() {
-        return Err(Stop::Need(Need::Host));
+        return Err(Refusal::Need(Need::Host));
     }
     let any = policy.compat.and_then(|c| c.satisfy_any) == Some(true);
     let compat_ok = policy.compat.is_none_or(|c| compat_allows(c, q));
@@ -287,12 +267,12 @@ fn gate<'c, T: super::Trace + ?Sized>(
         return Ok(());
     }
     if !compat_ok && !any {
-        return Err(Stop::Denied);
+        return Err(Refusal::Denied);
     }
     let basic = policy.basic == Some(true);
     let Some(require) = access.require else {
         return if basic {
-            Err(Stop::Error(
+            Err(Refusal::Error(
                 "AH01627: AuthType configured with no corresponding authorization directives",
             ))
         } else {
@@ -309,18 +289,18 @@ fn gate<'c, T: super::Trace + ?Sized>(
         Authz::DeniedNoUser => {}
         Authz::Denied | Authz::Neutral => {
             trace.require(require, userless);
-            return Err(Stop::Denied);
+            return Err(Refusal::Denied);
         }
     }
     // Authentication (`check_user_id`).
     if !basic {
-        return Err(Stop::Error("AH00027: No authentication done but request not allowed without authentication. Authentication not configured?"));
+        return Err(Refusal::Error("AH00027: No authentication done but request not allowed without authentication. Authentication not configured?"));
     }
     let Some(realm) = policy.realm else {
-        return Err(Stop::Error("AH01615: need AuthName"));
+        return Err(Refusal::Error("AH01615: need AuthName"));
     };
     let Some(user) = q.facts.user else {
-        return Err(Stop::Need(Need::User {
+        return Err(Refusal::Need(Need::User {
             realm,
             user_file: policy.user_file,
         }));
@@ -336,7 +316,7 @@ fn gate<'c, T: super::Trace + ?Sized>(
     trace.require(require, verdict);
     match verdict {
         Authz::Granted => Ok(()),
-        _ => Err(Stop::Unauthorized(realm)),
+        _ => Err(Refusal::Unauthorized(realm)),
     }
 }
 
@@ -355,23 +335,30 @@ pub(super) fn checked<'c, T: super::Trace + ?Sized>(
     if matches!(decision, Decision::Redirect { .. } | Decision::Status(_)) {
         return decision;
     }
-    // A file: the `<Location>`'s access is checked here like any other
-    // request's; the `<Directory>` and `<Files>` sections' `Require` (which
-    // a `<Location>`'s replaces) by the file server, which knows where the
-    // file is.
-    let decision = match decision {
-        Decision::File(mut f) => {
-            f.location_require = access.require;
-            Decision::File(f)
+    // A file: access is checked by the file server, which knows where the
+    // file is, with the `<Directory>` and `<Files>` sections' settings
+    // under the `<Location>`s' (as Apache merges them before its access
+    // phase). A `SetHandler` page wins over a file, as over nothing.
+    let mut decision = decision;
+    if let Decision::File(f) = &mut decision {
+        if !access.handler.is_some_and(|h| takes(h, q.method)) {
+            f.location_access = Access {
+                handler: None,
+                ..access
+            };
+            return decision;
         }
-        d => d,
-    };
+    }
     // The balancer's `<Proxy>` section comes before the Locations.
     if let Decision::Proxy(m) = &decision {
         if let Backend::Balanced(b) = m.backend {
             let balancer = config.balancer(b);
             access.require = access.require.or(balancer.require.as_ref());
-            access.auth = access.auth.over(balancer.auth.as_deref());
+            let mut earlier = Policy::default();
+            if let Some(a) = balancer.auth.as_deref() {
+                earlier.add(a);
+            }
+            access.auth = access.auth.or(earlier);
         }
     }
     guard(decision, access, q, trace)
@@ -393,15 +380,13 @@ fn guard<'c, T: super::Trace + ?Sized>(
     q: &Asked<'_>,
     trace: &mut T,
 ) -> Decision<'c> {
-    let unguarded =
-        access.require.is_none() && access.auth.compat.is_none() && access.auth.basic != Some(true);
-    if !unguarded {
-        match gate(&access, q, trace) {
+    if access.guards() {
+        match check(&access, q, trace) {
             Ok(()) => {}
-            Err(Stop::Denied) => return Decision::Denied,
-            Err(Stop::Unauthorized(realm)) => return Decision::Unauthorized { realm },
-            Err(Stop::Error(why)) => return Decision::AccessError(why),
-            Err(Stop::Need(need)) => {
+            Err(Refusal::Denied) => return Decision::Denied,
+            Err(Refusal::Unauthorized(realm)) => return Decision::Unauthorized { realm },
+            Err(Refusal::Error(why)) => return Decision::AccessError(why),
+            Err(Refusal::Need(need)) => {
                 return Decision::Pending(Box::new(Pending {
                     need,
                     then: decision,
@@ -410,18 +395,23 @@ fn guard<'c, T: super::Trace + ?Sized>(
             }
         }
     }
-    // mod_status answers GET (HEAD is a GET to Apache); the balancer
-    // manager takes its form by POST too.
-    let method = q.method;
-    let takes = |h: Handler| match h {
+    // A `SetHandler` page wins over a file, as over nothing.
+    match (decision, access.handler) {
+        (Decision::NotFound | Decision::File(_), Some(h)) if takes(h, q.method) => {
+            Decision::Handler(h)
+        }
+        (d, _) => d,
+    }
+}
+
+/// Whether a `SetHandler` page answers `method`: mod_status answers GET
+/// (HEAD is a GET to Apache); the balancer manager takes its form by POST
+/// too.
+fn takes(h: Handler, method: &str) -> bool {
+    match h {
         Handler::None => false,
         Handler::BalancerManager => matches!(method, "GET" | "HEAD" | "POST"),
         _ => matches!(method, "GET" | "HEAD"),
-    };
-    // A `SetHandler` page wins over a file, as over nothing.
-    match (decision, access.handler) {
-        (Decision::NotFound | Decision::File(_), Some(h)) if takes(h) => Decision::Handler(h),
-        (d, _) => d,
     }
 }
 
@@ -599,6 +589,61 @@ mod tests {
         // env= and env=!.
         let c = compat(Order::AllowDeny, vec![From::NotEnv("bad".into())], vec![]);
         assert!(compat_allows(&c, &outside));
+    }
+
+    #[test]
+    fn a_location_merges_over_the_file_sections_field_by_field() {
+        use crate::config::model::authz::Auth;
+        use crate::config::model::files::Merged;
+        let dir_require = req(Test::ValidUser);
+        let dir_auth = Auth {
+            basic: Some(true),
+            realm: Some("Dir".into()),
+            ..Auth::default()
+        };
+        let mut files = Merged {
+            options: Default::default(),
+            require: Some(&dir_require),
+            auth: Policy::default(),
+            directory_index: None,
+            directory_slash: true,
+            fallback: None,
+        };
+        files.auth.add(&dir_auth);
+        // A <Location> with only an AuthName: the file sections' Require
+        // and AuthType stay, its realm wins.
+        let loc_auth = Auth {
+            realm: Some("Loc".into()),
+            ..Auth::default()
+        };
+        let mut location = Access::default();
+        location.auth.add(&loc_auth);
+        let merged = location.over_files(&files);
+        assert!(matches!(
+            merged.require.map(|r| &r.test),
+            Some(Test::ValidUser)
+        ));
+        assert_eq!(merged.auth.basic, Some(true));
+        assert_eq!(merged.auth.realm, Some("Loc"));
+        let anon = at("192.0.2.1");
+        assert!(matches!(
+            check(&merged, &anon, &mut ()),
+            Err(Refusal::Need(Need::User { realm: "Loc", .. }))
+        ));
+        // Its own Require replaces theirs.
+        let granted = req(Test::All(true));
+        let open = Access {
+            require: Some(&granted),
+            ..location
+        };
+        assert!(check(&open.over_files(&files), &anon, &mut ()).is_ok());
+        // Nothing anywhere: nothing guards.
+        let bare = Merged {
+            require: None,
+            auth: Policy::default(),
+            ..files
+        };
+        assert!(!Access::default().over_files(&bare).guards());
     }
 
     #[test]

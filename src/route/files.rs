@@ -4,7 +4,6 @@
 //! `<Directory>` and `<Files>` sections that apply to a path, merged in
 //! Apache's order. The proxy's file server looks at the files.
 
-use crate::config::model::authz::Require;
 use crate::config::model::files::{
     AliasMatcher, DirSettings, Files, Merged, Mime, Opts, SectionMatcher,
 };
@@ -23,9 +22,9 @@ pub struct FileMapped<'c> {
     /// The decoded url-path it came from.
     pub uri: Vec<u8>,
     pub query: Option<String>,
-    /// The matching `<Location>` sections' `Require`, which wins over the
-    /// file sections'.
-    pub location_require: Option<&'c Require>,
+    /// What the matching `<Location>` sections say of access, merged over
+    /// the file sections' by the file server, which checks it.
+    pub location_access: super::access::Access<'c>,
     pub location_rules: Vec<&'c Rules>,
 }
 
@@ -113,6 +112,7 @@ pub fn merged<'c>(files: &'c Files, dir: &[u8], name: Option<&[u8]>) -> Merged<'
     let mut m = Merged {
         options: Opts::DEFAULT,
         require: None,
+        auth: Default::default(),
         directory_index: None,
         directory_slash: true,
         fallback: None,
@@ -173,6 +173,9 @@ fn apply<'c>(m: &mut Merged<'c>, s: &'c DirSettings) {
     }
     if let Some(r) = &s.require {
         m.require = Some(r);
+    }
+    if let Some(a) = &s.auth {
+        m.auth.add(a);
     }
     if let Some(i) = &s.directory_index {
         m.directory_index = Some(i);

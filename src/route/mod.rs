@@ -778,7 +778,7 @@ fn map<'c, T: Trace + ?Sized>(
             filename,
             uri: path.decoded.to_vec(),
             query: path.query.as_ref().map(|q| q.to_string()),
-            location_require: None,
+            location_access: Default::default(),
             location_rules,
         }),
     };

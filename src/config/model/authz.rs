@@ -73,6 +73,52 @@ pub struct Auth {
     pub user_file: Option<std::path::PathBuf>,
 }
 
+/// The authentication settings of the sections that apply to a request,
+/// merged as their modules merge them: each field from the last section
+/// that writes it (`compat` whole, as mod_access_compat has no merger).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy<'c> {
+    pub compat: Option<&'c Compat>,
+    /// `AuthType Basic` (true) or `None`.
+    pub basic: Option<bool>,
+    pub realm: Option<&'c str>,
+    pub user_file: Option<&'c std::path::Path>,
+}
+
+impl<'c> Policy<'c> {
+    /// A later section's settings over these.
+    pub fn add(&mut self, a: &'c Auth) {
+        if let Some(c) = &a.compat {
+            self.compat = Some(c);
+        }
+        if a.basic.is_some() {
+            self.basic = a.basic;
+        }
+        if let Some(r) = &a.realm {
+            self.realm = Some(r);
+        }
+        if let Some(f) = &a.user_file {
+            self.user_file = Some(f);
+        }
+    }
+
+    /// These settings over `earlier`'s: each field from `self` where it is
+    /// set.
+    pub fn or(self, earlier: Policy<'c>) -> Policy<'c> {
+        Policy {
+            compat: self.compat.or(earlier.compat),
+            basic: self.basic.or(earlier.basic),
+            realm: self.realm.or(earlier.realm),
+            user_file: self.user_file.or(earlier.user_file),
+        }
+    }
+
+    /// Whether anything here can refuse a request or ask for a user.
+    pub fn guards(&self) -> bool {
+        self.compat.is_some() || self.basic == Some(true)
+    }
+}
+
 /// One section's `Order`, `Allow from`, `Deny from` and `Satisfy`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compat {

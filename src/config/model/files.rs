@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use regex::bytes::Regex;
 
-use super::authz::Require;
+use super::authz::{Auth, Policy, Require};
 use super::Origin;
 
 /// A server's files (a vhost's merged over the main server's).
@@ -97,6 +97,8 @@ pub struct DirSettings {
     /// `Require` lines: replace those of earlier sections (`AuthMerging
     /// Off`); a `<Location>`'s replace them in turn.
     pub require: Option<Require>,
+    /// mod_access_compat's and the authentication modules' settings.
+    pub auth: Option<Box<Auth>>,
     pub directory_index: Option<Vec<String>>,
     pub directory_slash: Option<bool>,
     /// `FallbackResource url`; `Some(None)`: `FallbackResource disabled`.
@@ -169,6 +171,7 @@ pub struct Mime {
 pub struct Merged<'c> {
     pub options: Opts,
     pub require: Option<&'c Require>,
+    pub auth: Policy<'c>,
     /// `None`: mod_dir's default, `index.html`.
     pub directory_index: Option<&'c [String]>,
     pub directory_slash: bool,

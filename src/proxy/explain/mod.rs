@@ -600,7 +600,7 @@ impl Steps<'_> {
                 format!("handler {}{at}", h.name())
             }
             Decision::File(f) => format!(
-                "file {} (DocumentRoot or Alias; <Directory> access is checked when it is served)",
+                "file {} (DocumentRoot or Alias; access, with the <Directory> and <Files> sections under the <Location>s, is checked when it is served)",
                 String::from_utf8_lossy(&f.filename)
             ),
         }
