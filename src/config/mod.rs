@@ -483,6 +483,17 @@ impl Builder {
             )?
         };
         let types = static_files::types_table(self.types.take());
+        // Apache's compiled-in DocumentRoot, for a configuration that
+        // serves files somewhere (in Debian's tree a vhost of ProxyPass
+        // lines serves /var/www/html for the rest, as with Apache); one
+        // that names no file serves none.
+        let vhost_files = self.vhosts.iter().map(|v| &v.files);
+        if std::iter::once(&self.main.files)
+            .chain(vhost_files)
+            .any(|f| f.names_files())
+        {
+            self.main.files.default_root();
+        }
         let main = MainParts::take(&mut self.main, hostname, timeout, &types);
         let mut vhosts: Vec<Server> = std::mem::take(&mut self.vhosts)
             .into_iter()

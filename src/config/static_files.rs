@@ -42,7 +42,26 @@ struct MimeDraft {
     default_charset: Option<Option<String>>,
 }
 
+/// Apache's compiled-in `DocumentRoot` (Debian's and RHEL's builds).
+const DEFAULT_ROOT: &[u8] = b"/var/www/html";
+
 impl FilesDraft {
+    /// Whether these directives serve files: a `DocumentRoot`, an alias,
+    /// or a `<Directory>`/`<Files>` section.
+    pub(crate) fn names_files(&self) -> bool {
+        self.document_root.is_some()
+            || !self.aliases.is_empty()
+            || !self.directories.is_empty()
+            || !self.files.is_empty()
+    }
+
+    /// The main server's `DocumentRoot`, Apache's compiled-in one where
+    /// none is written.
+    pub(crate) fn default_root(&mut self) {
+        self.document_root
+            .get_or_insert_with(|| DEFAULT_ROOT.to_vec());
+    }
+
     /// The main server's files.
     pub(crate) fn main(&self, types: &Arc<Mime>) -> Files {
         Files::default().merged_with(self, types)

@@ -234,7 +234,7 @@ fn page(
     if !body.is_empty() {
         fields.push((
             "Content-Type".into(),
-            FieldValue::from_static(b"text/html; charset=utf-8"),
+            FieldValue::from_static(b"text/html; charset=iso-8859-1"),
         ));
     }
     LocalAnswer {
