@@ -205,6 +205,26 @@ async fn serve(
     print_listen: bool,
     logging: Logging,
 ) -> u8 {
+    // Before the PidFile and the port say it runs: a stop asked for from
+    // then on is taken once it serves, not met by the default action (an
+    // exit that left the PidFile behind).
+    let signals = (|| -> std::io::Result<_> {
+        Ok((
+            signal(SignalKind::hangup())?,
+            signal(SignalKind::user_defined1())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::window_change())?,
+            signal(SignalKind::user_defined2())?,
+        ))
+    })();
+    let (mut hup, mut usr1, mut term, mut int, mut winch, mut usr2) = match signals {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wsgate: cannot install signal handlers: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
     let pid_file = config.pid_file.clone();
     // Written before listening, so that whoever sees the port open finds it.
     if let Some(p) = &pid_file {
@@ -239,23 +259,6 @@ async fn serve(
             if let Some(p) = &pid_file {
                 privilege::remove_pid(p);
             }
-            return EXIT_RUNTIME;
-        }
-    };
-    let signals = (|| -> std::io::Result<_> {
-        Ok((
-            signal(SignalKind::hangup())?,
-            signal(SignalKind::user_defined1())?,
-            signal(SignalKind::terminate())?,
-            signal(SignalKind::interrupt())?,
-            signal(SignalKind::window_change())?,
-            signal(SignalKind::user_defined2())?,
-        ))
-    })();
-    let (mut hup, mut usr1, mut term, mut int, mut winch, mut usr2) = match signals {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("wsgate: cannot install signal handlers: {e}");
             return EXIT_RUNTIME;
         }
     };
