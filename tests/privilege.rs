@@ -409,3 +409,53 @@ impl Drop for StopPid {
             .status();
     }
 }
+
+/// A wildcard `Include` of a folder the user may not list is an error
+/// naming the folder, for `IncludeOptional` too, never "nothing matched":
+/// a reload as the user would otherwise drop every site in it. Run as
+/// nobody (`setpriv`), as a reload after the change of user reads.
+#[test]
+fn a_folder_the_user_may_not_list_is_an_error_not_an_empty_match() {
+    if !root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sites = root_only(dir.path(), "sites-enabled");
+    std::fs::write(
+        sites.join("chat.conf"),
+        "ProxyPass /ws ws://127.0.0.1:9/ws\n",
+    )
+    .unwrap();
+    for include in ["Include", "IncludeOptional"] {
+        let conf = dir.path().join(format!("{include}.conf"));
+        std::fs::write(
+            &conf,
+            format!("Listen 127.0.0.1:0\n{include} {}/*.conf\n", sites.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                WSGATE,
+                "-t",
+                "-f",
+            ])
+            .arg(&conf)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{include}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{}:2: Include: cannot list '{}' for the wildcard pattern: Permission denied",
+                conf.display(),
+                sites.display()
+            )),
+            "{include}: {stderr}"
+        );
+    }
+}

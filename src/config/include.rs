@@ -322,11 +322,31 @@ impl Expander {
             .hint("use IncludeOptional for a file that may be absent"));
         }
         let pattern_text = path.to_string_lossy();
-        let mut files: Vec<PathBuf> = glob::glob(&pattern_text)
-            .map_err(|e| ConfigError::new(origin, format!("Include: bad wildcard pattern: {e}")))?
-            .filter_map(Result::ok)
-            .filter(|p| p.is_file())
-            .collect();
+        let mut files: Vec<PathBuf> = Vec::new();
+        let found = glob::glob(&pattern_text)
+            .map_err(|e| ConfigError::new(origin, format!("Include: bad wildcard pattern: {e}")))?;
+        for entry in found {
+            match entry {
+                Ok(p) if p.is_file() => files.push(p),
+                Ok(_) => {}
+                // A folder that vanished meanwhile matches nothing; one
+                // that cannot be listed is an error, never "no match" (a
+                // reload as `User` would otherwise drop every site of a
+                // folder only root may list).
+                Err(e) if e.error().kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ConfigError::new(
+                        origin,
+                        format!(
+                            "Include: cannot list '{}' for the wildcard pattern: {}",
+                            e.path().display(),
+                            e.error()
+                        ),
+                    )
+                    .hint("the folders an Include's wildcard names must be readable by the User wsgate serves as (a reload reads them again as that user), as Debian's and RHEL's are"))
+                }
+            }
+        }
         files.sort();
         if files.is_empty() && !optional {
             return Err(ConfigError::new(
