@@ -72,15 +72,6 @@ const KNOWN_BUGS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
-        "hdr_connection_named_removed",
-        // bug: request `Connection: keep-alive, X-Secret` on HTTP/1.1
-        "bug: a client sending `Connection: keep-alive` gets `Connection: Keep-Alive` and `Keep-Alive: timeout=5, max=100` from Apache, nothing from wsgate",
-        &[
-            "- client:   Connection: Keep-Alive",
-            "- client:   Keep-Alive: timeout=5, max=100",
-        ],
-    ),
-    (
         "resp_folded_and_cookies",
         // bug: backend header `X-F: a` folded with `  b`
         "bug: a folded backend header `X-F: a\\r\\n  b` is relayed by Apache as `a  b` (the fold's CRLF becomes one space, its blanks are kept), by wsgate as `a b`",

@@ -165,6 +165,12 @@ pub struct LocalAnswer {
 
 impl LocalAnswer {
     pub fn to_h1(&self) -> Vec<u8> {
+        self.to_h1_with(b"")
+    }
+
+    /// [`LocalAnswer::to_h1`] with `more` (whole field lines) after the
+    /// fields, for an answer that does not close.
+    pub fn to_h1_with(&self, more: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.body.len());
         let _ = write!(out, "HTTP/1.1 {} {}\r\n", self.status, self.reason);
         push_date(&mut out);
@@ -173,6 +179,8 @@ impl LocalAnswer {
         }
         if self.close {
             push(&mut out, "Connection", b"close");
+        } else {
+            out.extend_from_slice(more);
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);

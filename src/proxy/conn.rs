@@ -44,6 +44,36 @@ pub struct Conn<S> {
     written_total: u64,
     /// A write failed (the peer went away, or did not read in time).
     pub write_failed: bool,
+    /// A client's: what the answer to its current request says of the
+    /// connection staying open, when the request asked for it (Apache's
+    /// `Keep-Alive: timeout=T, max=LEFT` and `Connection: Keep-Alive`
+    /// for a `Connection: keep-alive` request it keeps the connection
+    /// for). Fits beside `write_failed`: no connection grows.
+    pub keep_alive: KeepAliveNote,
+}
+
+/// `Keep-Alive: timeout=…, max=…` for a client that sent `Connection:
+/// keep-alive`: `left` 0 says nothing; `u32::MAX`, no `max` (no
+/// `MaxKeepAliveRequests`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeepAliveNote {
+    pub timeout_secs: u16,
+    pub left: u32,
+}
+
+impl KeepAliveNote {
+    /// The fields, for an answer that keeps the connection open.
+    pub fn fields(self) -> Option<Vec<u8>> {
+        if self.left == 0 {
+            return None;
+        }
+        let mut out = format!("Keep-Alive: timeout={}", self.timeout_secs);
+        if self.left != u32::MAX {
+            out.push_str(&format!(", max={}", self.left));
+        }
+        out.push_str("\r\nConnection: Keep-Alive\r\n");
+        Some(out.into_bytes())
+    }
 }
 
 #[derive(Debug)]
@@ -95,6 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             read_total: 0,
             written_total: 0,
             write_failed: false,
+            keep_alive: KeepAliveNote::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::conn::{Conn, HeadError, HeadTimes};
+use super::conn::{Conn, HeadError, HeadTimes, KeepAliveNote};
 use super::forward::{Outcome, TunnelStart};
 pub use super::header_rules::ConnFacts;
 use super::logging::{self, Visit};
@@ -155,6 +155,21 @@ where
         let facts = ConnFacts {
             keepalive: config.keepalive && (max == 0 || served <= max),
             ..facts
+        };
+        // Apache answers a `Connection: keep-alive` it keeps the
+        // connection for with how long and for how many more requests.
+        client.keep_alive = match facts.keepalive
+            && head.headers.has_token("connection", "keep-alive")
+        {
+            true => KeepAliveNote {
+                timeout_secs: u16::try_from(config.keepalive_timeout.as_secs()).unwrap_or(u16::MAX),
+                left: if max == 0 {
+                    u32::MAX
+                } else {
+                    max - (served - 1)
+                },
+            },
+            false => KeepAliveNote::default(),
         };
         match request::handle(
             &mut client,

@@ -89,7 +89,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Downstream for Conn<S> {
     }
 
     async fn send_answer(&mut self, answer: &LocalAnswer, timeout: Duration) -> io::Result<()> {
-        self.write_all(&answer.to_h1(), timeout).await
+        let bytes = match self.keep_alive.fields() {
+            Some(more) => answer.to_h1_with(&more),
+            None => answer.to_h1(),
+        };
+        self.write_all(&bytes, timeout).await
     }
 
     async fn send_interim(&mut self, resp: &ResponseHead, timeout: Duration) -> io::Result<()> {
@@ -115,6 +119,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Downstream for Conn<S> {
         timeout: Duration,
     ) -> io::Result<()> {
         let mut bytes = headers::client_response(resp, c);
+        if let (None, false, Some(more)) = (c.upgrade, c.close, self.keep_alive.fields()) {
+            // Before the blank line that ends the head.
+            bytes.truncate(bytes.len() - 2);
+            bytes.extend_from_slice(&more);
+            bytes.extend_from_slice(b"\r\n");
+        }
         if let Some(first) = first {
             bytes.extend_from_slice(&first);
         }
