@@ -1,23 +1,117 @@
 //! mod_rewrite's directives: `RewriteEngine`, `RewriteOptions`,
-//! `RewriteCond` and `RewriteRule`, in server and virtual-host context.
+//! `RewriteCond`, `RewriteRule` and `RewriteBase`, in server and
+//! virtual-host context and per directory (`<Location>`, `<Directory>` and
+//! their regex forms).
+
+use std::sync::Arc;
 
 use regex::bytes::RegexBuilder;
 
+use super::directives::Scope;
 use super::error::{ConfigError, Origin};
 use super::lexer::Node;
+use super::model::files::SectionMatcher;
 use super::model::rewrite::{
-    BackrefEscape, Cond, CondPattern, Piece, Rule, RuleFlags, Template, Var, VARIABLES,
+    BackrefEscape, Cond, CondPattern, FileTest, PerDir, Piece, Rule, RuleFlags, Template, Var,
+    VARIABLES,
 };
-use super::model::IntOp;
+use super::model::{IntOp, LocationMatcher};
 use super::values;
 use super::{At, Builder};
 
-/// `RewriteEngine`, `RewriteOptions`, `RewriteCond`, `RewriteRule` (and
-/// `RewriteMap`, `RewriteBase`, to refuse them with a reason).
+/// `RewriteEngine`, `RewriteOptions`, `RewriteCond`, `RewriteRule`,
+/// `RewriteBase` (and `RewriteMap`, to refuse it with a reason).
 pub(super) fn rewrite(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
-    at.server
-        .rewrite
-        .directive(node, &node.name.to_ascii_lowercase())
+    let lower = node.name.to_ascii_lowercase();
+    let directory = match (at.scope, at.location.as_deref(), at.section.as_deref()) {
+        (Scope::Location | Scope::LocationMatch, Some(loc), _) => match &loc.matcher {
+            LocationMatcher::Prefix(p) => p.clone(),
+            LocationMatcher::Regex(r) => r.as_str().as_bytes().to_vec(),
+        },
+        (Scope::Directory, _, Some(section)) => match &section.matcher {
+            SectionMatcher::Wildcard(p) => p.clone(),
+            SectionMatcher::Regex(r) => r.as_str().as_bytes().to_vec(),
+        },
+        _ => return at.server.rewrite.directive(node, &lower),
+    };
+    let slot = match (at.location.as_deref_mut(), at.section.as_deref_mut()) {
+        (Some(loc), _) => loc.rewrite.get_or_insert_with(Default::default).as_mut(),
+        (None, Some(section)) => Arc::make_mut(
+            section
+                .settings
+                .rewrite
+                .get_or_insert_with(Default::default),
+        ),
+        (None, None) => return at.server.rewrite.directive(node, &lower),
+    };
+    if slot.directory.is_empty() {
+        // Apache's per-directory prefix always ends with a slash.
+        slot.directory = directory;
+        if slot.directory.last() != Some(&b'/') {
+            slot.directory.push(b'/');
+        }
+    }
+    per_directory(slot, node, &lower)
+}
+
+/// One directive inside a `<Location>` or `<Directory>`.
+fn per_directory(slot: &mut PerDir, node: &Node, lower: &str) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    match lower {
+        "rewriteengine" => {
+            let [v] = node.args.as_slice() else {
+                return Err(ConfigError::new(
+                    o,
+                    "RewriteEngine takes one argument, On or Off",
+                ));
+            };
+            slot.engine = Some(values::on_off(o, "RewriteEngine", v)?);
+        }
+        "rewriteoptions" => {
+            for opt in &node.args {
+                slot.inherit = Some(match opt.to_ascii_lowercase().as_str() {
+                    "inherit" => false,
+                    "inheritbefore" => true,
+                    _ => {
+                        return Err(ConfigError::new(
+                            o,
+                            format!("RewriteOptions: '{opt}' is not supported"),
+                        )
+                        .hint("wsgate supports RewriteOptions Inherit and InheritBefore"))
+                    }
+                });
+            }
+        }
+        "rewritebase" => {
+            let [base] = node.args.as_slice() else {
+                return Err(ConfigError::new(o, "RewriteBase takes one url-path"));
+            };
+            if !base.starts_with('/') {
+                // Apache: "RewriteBase: argument is not a valid URL".
+                return Err(ConfigError::new(
+                    o,
+                    format!("RewriteBase: '{base}' is not a url-path"),
+                )
+                .hint("write it with its leading slash, e.g. RewriteBase /app/"));
+            }
+            slot.base = Some(base.as_bytes().to_vec());
+        }
+        "rewritecond" => {
+            let cond = parse_cond(node, true)?;
+            slot.pending.push(cond);
+        }
+        "rewriterule" => {
+            let rule = parse_rule(node, std::mem::take(&mut slot.pending))?;
+            slot.rules.push(rule);
+        }
+        _ => return Err(map_refused(node)),
+    }
+    Ok(())
+}
+
+fn map_refused(node: &Node) -> ConfigError {
+    ConfigError::new(&node.origin, "RewriteMap is not supported by wsgate")
+        .hint("write the mapping out as RewriteRule lines")
 }
 
 /// Whether a vhost runs the main server's rules too (`RewriteOptions`).
@@ -67,28 +161,21 @@ impl RewriteDraft {
                 }
             }
             "rewritecond" => {
-                let cond = parse_cond(node)?;
+                let cond = parse_cond(node, false)?;
                 self.pending.push(cond);
             }
             "rewriterule" => {
                 let rule = parse_rule(node, std::mem::take(&mut self.pending))?;
                 self.rules.push(rule);
             }
-            "rewritemap" => {
-                return Err(ConfigError::new(o, "RewriteMap is not supported by wsgate")
-                    .hint("write the mapping out as RewriteRule lines"))
-            }
+            "rewritemap" => return Err(map_refused(node)),
             _ => {
+                // Apache: "RewriteBase: only valid in per-directory config files".
                 return Err(ConfigError::new(
                     o,
-                    format!(
-                        "{} is per-directory rewriting, which wsgate does not support",
-                        node.name
-                    ),
+                    format!("{} is only valid per directory", node.name),
                 )
-                .hint(
-                    "write rules in the server config or a <VirtualHost>, matching the whole path",
-                ))
+                .hint("put it inside the <Directory> or <Location> whose rules it serves"));
             }
         }
         Ok(())
@@ -100,7 +187,9 @@ impl RewriteDraft {
     }
 }
 
-fn parse_cond(node: &Node) -> Result<Cond, ConfigError> {
+/// A `RewriteCond`; file tests only per directory (`per_dir`), where
+/// the request has a filename.
+fn parse_cond(node: &Node, per_dir: bool) -> Result<Cond, ConfigError> {
     let o = &node.origin;
     let (test, pattern, flags) = match node.args.as_slice() {
         [t, p] => (t, p, None),
@@ -169,11 +258,28 @@ fn parse_cond(node: &Node) -> Result<Cond, ConfigError> {
         CondPattern::Int(op, n)
     } else if pattern.len() == 2 && pattern.starts_with('-') && "fdslLhxFU".contains(&pattern[1..])
     {
-        return Err(ConfigError::new(
-            o,
-            format!("RewriteCond: the file test '{pattern}' is not supported"),
-        )
-        .hint("wsgate serves no files"));
+        let test = match &pattern[1..] {
+            "d" => FileTest::Dir,
+            "f" => FileTest::File,
+            "s" => FileTest::NonEmpty,
+            "l" | "L" | "h" => FileTest::Symlink,
+            "x" => FileTest::Executable,
+            _ => {
+                return Err(ConfigError::new(
+                    o,
+                    format!("RewriteCond: the test '{pattern}' (a subrequest) is not supported"),
+                )
+                .hint("use -f or -d on %{REQUEST_FILENAME}"))
+            }
+        };
+        if !per_dir {
+            return Err(ConfigError::new(
+                o,
+                format!("RewriteCond: the file test '{pattern}' is supported per directory only"),
+            )
+            .hint("put the rules inside the <Directory> of the DocumentRoot, where the request has a filename"));
+        }
+        CondPattern::File(test)
     } else {
         CondPattern::Regex(compile(o, "RewriteCond", pattern, nocase)?)
     };

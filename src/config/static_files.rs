@@ -170,6 +170,7 @@ pub(crate) fn merge_settings(earlier: &DirSettings, later: &DirSettings) -> DirS
             .chain(&later.error_docs)
             .cloned()
             .collect(),
+        rewrite: later.rewrite.clone().or_else(|| earlier.rewrite.clone()),
     }
 }
 

@@ -19,6 +19,7 @@ use super::header_rules::{self, ConnFacts};
 use super::logging::{self, Trail, Visit, Watch};
 use super::plan::{self, Local};
 use super::remote_ip;
+use super::rewrite_fixup::{self, Fixed, Rounds};
 use super::server::{Current, Shared};
 use super::signature;
 use super::tls::{self, TlsFacts};
@@ -68,8 +69,15 @@ pub async fn handle<D: Downstream>(
         }
         Ok(close_after) => {
             facts = remote_ip::resolve(&mut head, config, facts);
-            match route_and_forward(&mut watch, &mut head, generation, facts, &mut trail, shared)
-                .await
+            let rounds = Rounds::default();
+            match route_and_forward(
+                &mut watch,
+                &mut head,
+                (generation, facts, rounds),
+                &mut trail,
+                shared,
+            )
+            .await
             {
                 Outcome::KeepAlive if close_after => Outcome::Close,
                 other => other,
@@ -195,8 +203,7 @@ async fn write_answer<D: Downstream>(
 async fn route_and_forward<'g, D: Downstream>(
     client: &mut D,
     head: &mut RequestHead,
-    generation: &'g Arc<Generation>,
-    facts: ConnFacts,
+    (generation, facts, mut rounds): (&'g Arc<Generation>, ConnFacts, Rounds),
     trail: &mut Trail<'g>,
     shared: &Shared,
 ) -> Outcome {
@@ -267,6 +274,29 @@ async fn route_and_forward<'g, D: Downstream>(
             )
             .await;
         }
+    };
+    // mod_rewrite's fixup: the per-directory rules.
+    let mapped = if route::perdir::any(server) {
+        let asked = (&*head, &path, facts);
+        let fixed = rewrite_fixup::fixup((config, server), asked, mapped, &mut rounds);
+        let fixed = Box::pin(fixed);
+        match fixed.await {
+            Fixed::Go(d) => d,
+            Fixed::Forbidden => return routed.fail(client, head, trail, (403, close)).await,
+            Fixed::Again(target) => {
+                if rounds.redirects >= rewrite_fixup::MAX_INTERNAL_REDIRECTS {
+                    tracing::error!(peer = %facts.peer, "AH00124: Request exceeded the limit of 10 internal redirects due to probable configuration error. Use 'LimitInternalRecursion' to increase the limit if necessary.");
+                    return routed.fail(client, head, trail, (500, true)).await;
+                }
+                rounds.redirects += 1;
+                let mut new = head.clone();
+                new.target = target.into();
+                let again = (generation, facts, rounds);
+                return Box::pin(route_and_forward(client, &mut new, again, trail, shared)).await;
+            }
+        }
+    } else {
+        mapped
     };
     let env = &mut trail.env;
     let trace_refused = head.method == "TRACE" && !server.settings.trace_enable;

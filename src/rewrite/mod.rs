@@ -12,8 +12,11 @@
 use regex::bytes::Captures;
 
 use crate::config::model::rewrite::{
-    BackrefEscape, Cond, CondPattern, Piece, Rule, RuleFlags, Template, Var,
+    BackrefEscape, Cond, CondPattern, FileTest, Piece, Rule, RuleFlags, Template, Var,
 };
+
+mod perdir;
+pub use perdir::{apply_perdir, PerDirContext, PerDirOutcome};
 
 /// How the engine reads the request.
 pub trait Vars {
@@ -27,6 +30,11 @@ pub trait Vars {
     /// the request came in on: such a url is reduced to a local path.
     fn is_self(&self, authority: &str) -> bool;
     fn scheme(&self) -> &'static str;
+    /// A `RewriteCond` file test on `path` (per-directory rules only; the
+    /// caller has looked at the file system beforehand).
+    fn file_test(&self, _test: FileTest, _path: &[u8]) -> bool {
+        false
+    }
 }
 
 /// What the engine reports of each rule it looks at, for `wsgate -t
@@ -324,7 +332,7 @@ fn conditions_hold<T: Trace + ?Sized>(
             &RuleFlags::default(),
         )
         .text;
-        let (ok, caps) = evaluate(c, &test);
+        let (ok, caps) = evaluate(c, &test, vars);
         trace.cond(index, i, &test, ok);
         if ok {
             if let Some(caps) = caps {
@@ -356,7 +364,7 @@ impl OwnedCaptures {
     }
 }
 
-fn evaluate(c: &Cond, test: &[u8]) -> (bool, Option<OwnedCaptures>) {
+fn evaluate(c: &Cond, test: &[u8], vars: &dyn Vars) -> (bool, Option<OwnedCaptures>) {
     let (ok, caps) = match &c.pattern {
         CondPattern::Regex(re) => match re.captures(test) {
             Some(caps) if !c.negate => (
@@ -393,6 +401,7 @@ fn evaluate(c: &Cond, test: &[u8]) -> (bool, Option<OwnedCaptures>) {
                 .unwrap_or(0);
             (op.holds(v, *n), None)
         }
+        CondPattern::File(t) => (vars.file_test(*t, test), None),
     };
     (ok != c.negate, caps)
 }

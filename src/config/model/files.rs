@@ -103,6 +103,8 @@ pub struct DirSettings {
     pub fallback: Option<Option<String>>,
     /// `ErrorDocument` lines, in order (a later one for a status wins).
     pub error_docs: Vec<(u16, ErrorDoc)>,
+    /// mod_rewrite's per-directory rules of a `<Directory>` section.
+    pub rewrite: Option<Arc<super::rewrite::PerDir>>,
 }
 
 /// What `ErrorDocument` sends for a status.

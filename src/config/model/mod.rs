@@ -491,6 +491,8 @@ pub struct Location {
     pub options: Option<files::OptionsChange>,
     /// `ProxyErrorOverride`.
     pub error_override: proxy_answers::ErrorOverride,
+    /// mod_rewrite's per-directory rules in this section.
+    pub rewrite: Option<Box<rewrite::PerDir>>,
 }
 
 #[derive(Debug, Clone)]

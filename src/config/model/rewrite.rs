@@ -64,6 +64,49 @@ pub enum CondPattern {
     Compare(std::cmp::Ordering, bool, String),
     /// `-eq`, `-lt`… : integer comparisons (`op`, or-equal).
     Int(IntOp, i64),
+    /// `-f`, `-d`, `-s`, `-l`, `-x`: a file test (per-directory rules only).
+    File(FileTest),
+}
+
+/// A `RewriteCond` file test, answered by the caller through
+/// `rewrite::Vars::file_test` (the engine does no I/O).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileTest {
+    /// `-d`: a directory.
+    Dir,
+    /// `-f`: a regular file.
+    File,
+    /// `-s`: a regular file of more than zero bytes.
+    NonEmpty,
+    /// `-l`, `-L`, `-h`: a symbolic link.
+    Symlink,
+    /// `-x`: a file with an execute permission bit.
+    Executable,
+}
+
+/// Per-directory rewriting: the `RewriteEngine`, `RewriteOptions`,
+/// `RewriteBase` and rules of one `<Location>` or `<Directory>` (and
+/// their regex forms), which Apache runs in its fixup phase on the
+/// request's filename.
+#[derive(Debug, Clone, Default)]
+pub struct PerDir {
+    /// `RewriteEngine`; `None`: not said here.
+    pub engine: Option<bool>,
+    /// `RewriteOptions Inherit` (`Some(false)`) or `InheritBefore`
+    /// (`Some(true)`): the enclosing sections' rules come after (before)
+    /// these.
+    pub inherit: Option<bool>,
+    /// `RewriteBase`: the url-path that replaces `directory` in a relative
+    /// substitution's internal redirect.
+    pub base: Option<Vec<u8>>,
+    pub rules: Vec<Rule>,
+    /// The section's path with a trailing slash (for a regex section, its
+    /// pattern, as Apache takes it): stripped from the filename before
+    /// matching, added back to a relative substitution.
+    pub directory: Vec<u8>,
+    /// Conditions read and not yet followed by their rule (while the
+    /// section is read).
+    pub pending: Vec<Cond>,
 }
 
 /// A substitution or test string: literal text, back-references and
@@ -100,6 +143,12 @@ pub enum Var {
     ServerAddr,
     ServerProtocol,
     Https,
+    /// `REQUEST_FILENAME`, `SCRIPT_FILENAME`: the file the request maps
+    /// to (per-directory); the url-path in server context, as in Apache's
+    /// translate phase.
+    RequestFilename,
+    /// `DOCUMENT_ROOT`.
+    DocumentRoot,
 }
 
 impl Var {
@@ -128,10 +177,12 @@ impl Var {
             "SERVER_ADDR" => Var::ServerAddr,
             "SERVER_PROTOCOL" => Var::ServerProtocol,
             "HTTPS" => Var::Https,
+            "REQUEST_FILENAME" | "SCRIPT_FILENAME" => Var::RequestFilename,
+            "DOCUMENT_ROOT" => Var::DocumentRoot,
             _ => return None,
         })
     }
 }
 
 /// The variable names accepted, for configuration errors.
-pub const VARIABLES: &str = "HTTP:Name, HTTP_HOST, HTTP_COOKIE, HTTP_USER_AGENT, HTTP_REFERER, HTTP_ACCEPT, HTTP_FORWARDED, REQUEST_URI, REQUEST_METHOD, REQUEST_SCHEME, QUERY_STRING, THE_REQUEST, REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, SERVER_ADDR, SERVER_PROTOCOL, HTTPS";
+pub const VARIABLES: &str = "HTTP:Name, HTTP_HOST, HTTP_COOKIE, HTTP_USER_AGENT, HTTP_REFERER, HTTP_ACCEPT, HTTP_FORWARDED, REQUEST_URI, REQUEST_METHOD, REQUEST_SCHEME, QUERY_STRING, THE_REQUEST, REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, SERVER_ADDR, SERVER_PROTOCOL, HTTPS, REQUEST_FILENAME, SCRIPT_FILENAME, DOCUMENT_ROOT";
