@@ -330,6 +330,12 @@ impl DocTree {
             ("docs/app/index.html", b"<p>app</p>\n"),
             ("docs/errdocs/404.html", b"<p>custom 404</p>\n"),
             ("outside/o.txt", b"outside\n"),
+            // RewriteMap files (31-rewrite-perdir-map.scn).
+            (
+                "maps/routes.map",
+                b"# backends by room\nchat /back/chat\n  chat /indented/is/skipped\nroom /back/room trailing words\nchat /back/second\nnovalue\n",
+            ),
+            ("maps/one.rnd", b"k only|only\nsingle a\n"),
         ];
         for (path, body) in files {
             let p = root.join(path);

@@ -2,8 +2,9 @@
 //! rules inside `<Location>` and inside `<Directory>` (a real WebSocket
 //! client through wsgate to a real echo backend), the single-page
 //! application recipe on a real document root, and the internal-redirect
-//! limit. tests/conformance/31-rewrite-perdir-map.scn compares the same
-//! recipes with Apache.
+//! limit; a RewriteMap text file read again when it changes. The
+//! conformance scenarios in tests/conformance/31-rewrite-perdir-map.scn
+//! compare the same recipes and the maps with Apache.
 
 mod common;
 
@@ -103,4 +104,56 @@ async fn a_rewrite_loop_ends_at_the_internal_redirect_limit() {
     let page = raw_exchange(gate.addr, &get("/loop/x"), T).await;
     assert_eq!(status_of(&page), 500, "{page}");
     gate.wait_log("AH00124", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_text_map_is_read_again_when_its_file_changes_and_kept_when_it_goes() {
+    let backend = http_backend("b").await;
+    let seen = backend.seen.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("rooms.map");
+    std::fs::write(&map, "# rooms\nlobby /first\n").unwrap();
+    let gate = Wsgate::start(&format!(
+        "RewriteEngine on\nRewriteMap rooms txt:{}\nRewriteRule ^/room/(.*)$ http://{backend}${{rooms:$1|/unknown}} [P]\n",
+        map.display()
+    ));
+    let page = raw_exchange(gate.addr, &get("/room/lobby"), T).await;
+    assert!(page.ends_with("b /first body=0"), "{page}");
+    let page = raw_exchange(gate.addr, &get("/room/other"), T).await;
+    assert!(page.ends_with("b /unknown body=0"), "the default: {page}");
+    // A new value, and a modification time that surely differs.
+    std::fs::write(&map, "lobby /second\n").unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&map)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = raw_exchange(gate.addr, &get("/room/lobby"), T).await;
+        if page.ends_with("b /second body=0") {
+            break;
+        }
+        assert!(page.ends_with("b /first body=0"), "{page}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change was never seen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The file goes: the entries read last stay, and the failure is logged once.
+    std::fs::remove_file(&map).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !gate.stderr().contains("AH00655") {
+        let page = raw_exchange(gate.addr, &get("/room/lobby"), T).await;
+        assert!(page.ends_with("b /second body=0"), "{page}");
+        assert!(tokio::time::Instant::now() < deadline, "no log line");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = raw_exchange(gate.addr, &get("/room/lobby"), T).await;
+    assert!(page.ends_with("b /second body=0"), "{page}");
+    assert_eq!(gate.stderr().matches("AH00655").count(), 1);
+    assert!(seen.all().len() >= 4);
 }

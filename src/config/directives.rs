@@ -345,7 +345,7 @@ pub const DIRECTIVES: &[Directive] = &[
     line("RewriteOptions", "mod_rewrite", REWRITING, "RewriteOptions Inherit|InheritBefore", "a vhost (or section) runs the enclosing rules too", rewrite::rewrite),
     line("RewriteCond", "mod_rewrite", REWRITING, "RewriteCond TEST PATTERN [flags]", "a condition of the next RewriteRule", rewrite::rewrite),
     line("RewriteRule", "mod_rewrite", REWRITING, "RewriteRule PATTERN SUBSTITUTION [flags]", "rewrites, proxies ([P]), redirects or refuses; per directory, on the filename", rewrite::rewrite),
-    unlisted(line("RewriteMap", "mod_rewrite", SERVER_VHOST, "RewriteMap NAME TYPE:SOURCE", "refused: write the mapping out as RewriteRule lines", rewrite::rewrite)),
+    line("RewriteMap", "mod_rewrite", SERVER_VHOST, "RewriteMap NAME txt:FILE|rnd:FILE|int:FUNCTION", "a map for ${NAME:key|default} in rules and conditions (prg:, dbm:, dbd: refused)", rewrite::rewrite),
     line("RewriteBase", "mod_rewrite", PER_DIRECTORY, "RewriteBase URL-PATH", "the url-path of a section's directory, for relative substitutions", rewrite::rewrite),
     // mod_headers, mod_env, mod_setenvif
     line("Header", "mod_headers", RULES, "Header [always|onsuccess] ACTION NAME [VALUE [REPLACEMENT]] [CONDITION]", "changes response headers", headers::header_rule),

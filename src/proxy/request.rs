@@ -209,6 +209,9 @@ async fn route_and_forward<'g, D: Downstream>(
 ) -> Outcome {
     let config = &generation.config;
     let t = config.timeout;
+    if !config.text_maps.is_empty() {
+        Box::pin(rewrite_fixup::refresh_maps(config)).await;
+    }
     // `explain` takes a request through these steps, without a socket:
     // a step added here belongs there too.
     let wants_close = plan::client_wants_close(head, facts.keepalive);

@@ -6,8 +6,12 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::header_rules::ConnFacts;
+use crate::config::model::rewrite::{RewriteMap, TextEntries, TextFile};
 use crate::config::{Config, Server};
 use crate::http::RequestHead;
 use crate::route::perdir::{self, FileFacts, Fixup};
@@ -81,6 +85,65 @@ pub async fn fixup<'c>(
         }
     }
     Fixed::Go(Decision::Status(500))
+}
+
+/// Looks at the text RewriteMaps' files, each at most once a second, and
+/// reads again one whose modification time changed (Apache looks at each
+/// lookup). A failed read keeps the entries read before and is logged
+/// once, until a read succeeds again.
+pub async fn refresh_maps(config: &Config) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for map in &config.text_maps {
+        let RewriteMap::Text { file, .. } = &**map else {
+            continue;
+        };
+        let due = file.next_check.load(Ordering::Relaxed);
+        if now < due
+            || file
+                .next_check
+                .compare_exchange(due, now + 1, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            continue;
+        }
+        let map = map.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let RewriteMap::Text { file, .. } = &*map {
+                reread(file);
+            }
+        })
+        .await;
+    }
+}
+
+/// Reads a text map's file again if its modification time changed.
+fn reread(file: &TextFile) {
+    let modified = std::fs::metadata(&file.path).and_then(|m| m.modified());
+    let old = file.entries();
+    let read = match modified {
+        Ok(m) if Some(m) == old.modified => return,
+        Ok(m) => crate::config::source::read(&file.path).map(|text| (text, m)),
+        Err(e) => Err(e),
+    };
+    match read {
+        Ok((text, m)) => {
+            let entries = Arc::new(TextEntries::parse(&text, Some(m)));
+            match file.current.write() {
+                Ok(mut current) => *current = entries,
+                Err(poisoned) => *poisoned.into_inner() = entries,
+            }
+            if file.failed.swap(false, Ordering::Relaxed) {
+                tracing::warn!("RewriteMap file {} is readable again", file.path.display());
+            }
+        }
+        Err(e) => {
+            if !file.failed.swap(true, Ordering::Relaxed) {
+                tracing::error!("AH00655: mod_rewrite: can't open text RewriteMap file {}: {e}; the entries read before stay in use", file.path.display());
+            }
+        }
+    }
 }
 
 /// What a file test needs to know of `path` (`stat`, and `lstat` for a

@@ -45,6 +45,8 @@ pub struct RunAs {
 #[derive(Debug)]
 pub struct Config {
     pub listeners: Vec<Listener>,
+    /// The `txt:` and `rnd:` RewriteMaps, whose files the proxy watches.
+    pub text_maps: Vec<std::sync::Arc<rewrite::RewriteMap>>,
     /// `SSLVHostSNIPolicy`.
     pub sni_policy: SniPolicy,
     /// The main server; also what a connection gets when no vhost matches.
