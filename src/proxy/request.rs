@@ -203,15 +203,12 @@ async fn write_answer<D: Downstream>(
 async fn route_and_forward<'g, D: Downstream>(
     client: &mut D,
     head: &mut RequestHead,
-    (generation, facts, mut rounds): (&'g Arc<Generation>, ConnFacts, Rounds),
+    (generation, facts, rounds): (&'g Arc<Generation>, ConnFacts, Rounds),
     trail: &mut Trail<'g>,
     shared: &Shared,
 ) -> Outcome {
     let config = &generation.config;
     let t = config.timeout;
-    if !config.text_maps.is_empty() {
-        Box::pin(rewrite_fixup::refresh_maps(config)).await;
-    }
     // `explain` takes a request through these steps, without a socket:
     // a step added here belongs there too.
     let wants_close = plan::client_wants_close(head, facts.keepalive);
@@ -258,48 +255,13 @@ async fn route_and_forward<'g, D: Downstream>(
     };
     let mapped = match settled {
         Ok(mapped) => mapped,
-        Err((status, realm)) => {
-            let challenge = format!("Basic realm=\"{realm}\"");
-            let (close, extra) = match status {
-                401 => (close, &[("WWW-Authenticate", challenge.as_str())][..]),
-                // A 500: the credentials could not be checked; closes, as
-                // Apache's does.
-                _ => (true, &[][..]),
-            };
-            return error_answer(
-                client,
-                &routed,
-                head,
-                trail,
-                (status, canonical_reason(status)),
-                close,
-                extra,
-            )
-            .await;
-        }
+        Err(refusal) => return refused(client, &routed, head, trail, refusal, close).await,
     };
     // mod_rewrite's fixup: the per-directory rules.
-    let mapped = if route::perdir::any(server) {
-        let asked = (&*head, &path, facts);
-        let fixed = rewrite_fixup::fixup((config, server), asked, mapped, &mut rounds);
-        let fixed = Box::pin(fixed);
-        match fixed.await {
-            Fixed::Go(d) => d,
-            Fixed::Forbidden => return routed.fail(client, head, trail, (403, close)).await,
-            Fixed::Again(target) => {
-                if rounds.redirects >= rewrite_fixup::MAX_INTERNAL_REDIRECTS {
-                    tracing::error!(peer = %facts.peer, "AH00124: Request exceeded the limit of 10 internal redirects due to probable configuration error. Use 'LimitInternalRecursion' to increase the limit if necessary.");
-                    return routed.fail(client, head, trail, (500, true)).await;
-                }
-                rounds.redirects += 1;
-                let mut new = head.clone();
-                new.target = target.into();
-                let again = (generation, facts, rounds);
-                return Box::pin(route_and_forward(client, &mut new, again, trail, shared)).await;
-            }
-        }
-    } else {
-        mapped
+    let asked = (&*head, &path, mapped, rounds);
+    let mapped = match fixups(client, asked, &routed, trail, (shared, close)).await {
+        Ok(d) => d,
+        Err(outcome) => return outcome,
     };
     let env = &mut trail.env;
     let trace_refused = head.method == "TRACE" && !server.settings.trace_enable;
@@ -371,6 +333,62 @@ async fn route_and_forward<'g, D: Downstream>(
         Err(f) => {
             let how = (f.status, f.reason.as_str());
             error_answer(client, &routed, head, trail, how, true, &f.fields()).await
+        }
+    }
+}
+
+/// Access control's 401 (with its challenge) or 500.
+async fn refused<'g, D: Downstream>(
+    client: &mut D,
+    routed: &Routed<'_, 'g>,
+    head: &RequestHead,
+    trail: &mut Trail<'g>,
+    (status, realm): (u16, &str),
+    close: bool,
+) -> Outcome {
+    let challenge = format!("Basic realm=\"{realm}\"");
+    let (close, extra) = match status {
+        401 => (close, &[("WWW-Authenticate", challenge.as_str())][..]),
+        // A 500: the credentials could not be checked; closes, as
+        // Apache's does.
+        _ => (true, &[][..]),
+    };
+    let how = (status, canonical_reason(status));
+    error_answer(client, routed, head, trail, how, close, extra).await
+}
+
+/// mod_rewrite's fixup phase: the per-directory rules of the sections
+/// that apply to a mapped request. The decision to go on with, or the
+/// outcome of the rules' answer or of their internal redirect (the
+/// request processed again for the new target, up to Apache's
+/// `LimitInternalRecursion`).
+async fn fixups<'g, D: Downstream>(
+    client: &mut D,
+    (head, path, mapped, mut rounds): (&RequestHead, &route::RequestPath, Decision<'g>, Rounds),
+    r: &Routed<'_, 'g>,
+    trail: &mut Trail<'g>,
+    (shared, close): (&Shared, bool),
+) -> Result<Decision<'g>, Outcome> {
+    if !route::perdir::any(r.server) {
+        return Ok(mapped);
+    }
+    let (config, facts) = (&r.generation.config, r.facts);
+    let asked = (head, path, facts);
+    let fixed = rewrite_fixup::fixup((config, r.server), asked, mapped, &mut rounds);
+    let fixed = Box::pin(fixed).await;
+    match fixed {
+        Fixed::Go(d) => Ok(d),
+        Fixed::Forbidden => Err(r.fail(client, head, trail, (403, close)).await),
+        Fixed::Again(target) => {
+            if rounds.redirects >= rewrite_fixup::MAX_INTERNAL_REDIRECTS {
+                tracing::error!(peer = %facts.peer, "AH00124: Request exceeded the limit of 10 internal redirects due to probable configuration error. Use 'LimitInternalRecursion' to increase the limit if necessary.");
+                return Err(r.fail(client, head, trail, (500, true)).await);
+            }
+            rounds.redirects += 1;
+            let mut new = head.clone();
+            new.target = target.into();
+            let again = (r.generation, facts, rounds);
+            Err(Box::pin(route_and_forward(client, &mut new, again, trail, shared)).await)
         }
     }
 }
@@ -594,6 +612,9 @@ async fn settle_access<'c>(
     env: &Env,
     found: &mut gate::Found,
 ) -> Result<Decision<'c>, (u16, &'c str)> {
+    if !config.text_maps.is_empty() {
+        Box::pin(rewrite_fixup::refresh_maps(config)).await;
+    }
     let request = || route::Request::from_head(head, path, facts.peer, facts.local, facts.https);
     let view = header_rules::expr_view(head, cx, env);
     let mut mapped = {

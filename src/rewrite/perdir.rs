@@ -186,12 +186,41 @@ pub fn apply_perdir<T: Trace + ?Sized>(
     if !changed {
         return (PerDirOutcome::Declined, end);
     }
+    let ended = Ended {
+        url: current,
+        query,
+        original_query,
+        noescape,
+        redirect,
+    };
+    (conclude(ended, filename, cx), end)
+}
+
+/// Where the rules left the filename once they changed it.
+struct Ended {
+    url: Vec<u8>,
+    query: Option<String>,
+    original_query: Option<String>,
+    noescape: bool,
+    redirect: Option<u16>,
+}
+
+/// A redirect, an internal redirect, or the request going on (Apache's
+/// `hook_fixup` after the rules).
+fn conclude(e: Ended, filename: &[u8], cx: &PerDirContext<'_>) -> PerDirOutcome {
+    let Ended {
+        url: current,
+        query,
+        original_query,
+        noescape,
+        redirect,
+    } = e;
     let absolute = is_absolute_url(&current);
     let will_escape = absolute && !noescape;
     if !will_escape && query.as_deref().is_some_and(has_space_or_control) {
-        return (PerDirOutcome::Status(403), end);
+        return PerDirOutcome::Status(403);
     }
-    let outcome = if absolute {
+    if absolute {
         let status = redirect.filter(|c| (300..400).contains(c)).unwrap_or(302);
         let location = redirect_location(&current, cx, (query, original_query), noescape);
         PerDirOutcome::Redirect { status, location }
@@ -212,8 +241,7 @@ pub fn apply_perdir<T: Trace + ?Sized>(
             }
         };
         PerDirOutcome::Internal { path, query }
-    };
-    (outcome, end)
+    }
 }
 
 /// Self-reduction: `http://this-server/path` becomes `/path`.
