@@ -335,6 +335,13 @@ impl DocTree {
             ("docs/authonly/free.txt", b"free\n"),
             ("docs/expr/x.txt", b"expr\n"),
             ("docs/host/h.txt", b"host\n"),
+            ("docs/guarded/g.txt", b"guarded\n"),
+            // RewriteMap files (31-rewrite-perdir-map.scn).
+            (
+                "maps/routes.map",
+                b"# backends by room\nchat /back/chat\n  chat /indented/is/skipped\nroom /back/room trailing words\nchat /back/second\nnovalue\n",
+            ),
+            ("maps/one.rnd", b"k only|only\nsingle a\n"),
         ];
         for (path, body) in files {
             let p = root.join(path);

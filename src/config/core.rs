@@ -148,6 +148,7 @@ pub(super) fn location(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         error_docs: Vec::new(),
         options: None,
         error_override: Default::default(),
+        rewrite: None,
     };
     {
         let mut inner = At {

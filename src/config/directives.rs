@@ -73,9 +73,6 @@ pub struct Directive {
     pub section: bool,
     /// Takes exactly one argument (checked before `apply`).
     pub one_arg: bool,
-    /// Apache allows it per directory (`<Location>`); wsgate does not, and
-    /// says why rather than "not allowed".
-    pub per_directory_refused: bool,
     /// Offered in "did you mean" hints (not for aliases and directives
     /// recognised only to explain their refusal).
     pub suggested: bool,
@@ -101,6 +98,9 @@ const DIRECTORY: &[Scope] = &[S, V, D];
 const LOCATION: &[Scope] = &[L, LM];
 const EVERY_SECTION: &[Scope] = &[S, V, L, LM, D, F];
 const DIRECTORY_LOCATION: &[Scope] = &[S, V, L, LM, D];
+/// mod_rewrite: server, vhost and per directory.
+const REWRITING: &[Scope] = &[S, V, L, LM, D];
+const PER_DIRECTORY: &[Scope] = &[L, LM, D];
 
 /// A directive with the usual defaults: one line, any number of
 /// arguments, suggested in hints.
@@ -120,7 +120,6 @@ const fn line(
         help,
         section: false,
         one_arg: false,
-        per_directory_refused: false,
         suggested: true,
         apply: Some(apply),
     }
@@ -171,7 +170,6 @@ const fn read_time(
         help,
         section,
         one_arg: false,
-        per_directory_refused: false,
         suggested: true,
         apply: None,
     }
@@ -180,13 +178,6 @@ const fn read_time(
 const fn unlisted(d: Directive) -> Directive {
     Directive {
         suggested: false,
-        ..d
-    }
-}
-
-const fn not_per_directory(d: Directive) -> Directive {
-    Directive {
-        per_directory_refused: true,
         ..d
     }
 }
@@ -348,12 +339,12 @@ pub const DIRECTIVES: &[Directive] = &[
     line("WsgateTCPKeepAlive", "wsgate", SERVER_VHOST, "WsgateTCPKeepAlive [client|backend] IDLE INTERVAL COUNT|Off", "(extension, inside <IfModule wsgate_module>) TCP keepalive on the server's client connections and backend connections (both without a side): the first probe after IDLE seconds of silence, then every INTERVAL, closed after COUNT unanswered", liveness::tcp_keepalive),
     line("WsgateTCPUserTimeout", "wsgate", SERVER_VHOST, "WsgateTCPUserTimeout [client|backend] TIME|Off", "(extension, inside <IfModule wsgate_module>) TCP_USER_TIMEOUT: a connection whose sent bytes stay unacknowledged, or whose peer's window stays shut, for TIME is closed", liveness::tcp_user_timeout),
     // mod_rewrite
-    not_per_directory(line("RewriteEngine", "mod_rewrite", SERVER_VHOST, "RewriteEngine On|Off", "runs the rewrite rules (inherited by vhosts)", rewrite::rewrite)),
-    not_per_directory(line("RewriteOptions", "mod_rewrite", SERVER_VHOST, "RewriteOptions Inherit|InheritBefore", "a vhost runs the main server's rules too", rewrite::rewrite)),
-    not_per_directory(line("RewriteCond", "mod_rewrite", SERVER_VHOST, "RewriteCond TEST PATTERN [flags]", "a condition of the next RewriteRule", rewrite::rewrite)),
-    not_per_directory(line("RewriteRule", "mod_rewrite", SERVER_VHOST, "RewriteRule PATTERN SUBSTITUTION [flags]", "rewrites, proxies ([P]), redirects or refuses", rewrite::rewrite)),
-    not_per_directory(unlisted(line("RewriteMap", "mod_rewrite", SERVER_VHOST, "RewriteMap NAME TYPE:SOURCE", "refused: write the mapping out as RewriteRule lines", rewrite::rewrite))),
-    not_per_directory(unlisted(line("RewriteBase", "mod_rewrite", SERVER_VHOST, "RewriteBase PATH", "refused: per-directory rewriting only", rewrite::rewrite))),
+    line("RewriteEngine", "mod_rewrite", REWRITING, "RewriteEngine On|Off", "runs the rewrite rules (inherited by vhosts; per directory, by the sections inside)", rewrite::rewrite),
+    line("RewriteOptions", "mod_rewrite", REWRITING, "RewriteOptions Inherit|InheritBefore", "a vhost (or section) runs the enclosing rules too", rewrite::rewrite),
+    line("RewriteCond", "mod_rewrite", REWRITING, "RewriteCond TEST PATTERN [flags]", "a condition of the next RewriteRule", rewrite::rewrite),
+    line("RewriteRule", "mod_rewrite", REWRITING, "RewriteRule PATTERN SUBSTITUTION [flags]", "rewrites, proxies ([P]), redirects or refuses; per directory, on the filename", rewrite::rewrite),
+    line("RewriteMap", "mod_rewrite", SERVER_VHOST, "RewriteMap NAME txt:FILE|rnd:FILE|int:FUNCTION", "a map for ${NAME:key|default} in rules and conditions (prg:, dbm:, dbd: refused)", rewrite::rewrite),
+    line("RewriteBase", "mod_rewrite", PER_DIRECTORY, "RewriteBase URL-PATH", "the url-path of a section's directory, for relative substitutions", rewrite::rewrite),
     // mod_headers, mod_env, mod_setenvif
     line("Header", "mod_headers", RULES, "Header [always|onsuccess] ACTION NAME [VALUE [REPLACEMENT]] [CONDITION]", "changes response headers", headers::header_rule),
     line("RequestHeader", "mod_headers", RULES, "RequestHeader ACTION NAME [VALUE [REPLACEMENT]] [CONDITION]", "changes request headers before they are forwarded", headers::header_rule),
@@ -450,13 +441,6 @@ pub(super) fn dispatch(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         }
         return Err(unknown_or_not_yet(node, false));
     };
-    if d.per_directory_refused && matches!(at.scope, Scope::Location | Scope::LocationMatch) {
-        return Err(ConfigError::new(
-            o,
-            format!("{} inside <Location> is per-directory rewriting, which wsgate does not support", node.name),
-        )
-        .hint("put the rules in the server config or the <VirtualHost>, matching the whole path (e.g. ^/app/(.*))"));
-    }
     if !d.scopes.contains(&at.scope) {
         if at.scope == Scope::VirtualHost && b.foreign.take_in_vhost(node) {
             return Ok(());

@@ -250,22 +250,14 @@ impl Expander {
                 return Ok(out);
             };
             let name = &after[..end];
-            if let Some((map, key)) = name.split_once(':') {
+            if name.contains(':') {
                 // Not a variable (Apache refuses ':' in Define names) but
-                // mod_rewrite's map lookup: with no such map, Apache expands
-                // it to nothing, so the condition silently never matches.
-                let hint = if map.eq_ignore_ascii_case("HTTP") {
-                    format!("the request header is %{{HTTP:{key}}} (with %, not $)")
-                } else {
-                    format!(
-                        "mod_rewrite's variables are written %{{{name}}}; wsgate has no RewriteMap"
-                    )
-                };
-                return Err(ConfigError::new(
-                    origin,
-                    format!("${{{name}}} is a RewriteMap lookup, and no map '{map}' exists: Apache would look it up as empty and never match"),
-                )
-                .hint(hint));
+                // mod_rewrite's map lookup, which Apache leaves for
+                // mod_rewrite: kept as written (RewriteRule and
+                // RewriteCond check the map exists).
+                out.push_str(&rest[start..start + 2 + end + 1]);
+                rest = &after[end + 1..];
+                continue;
             }
             let from_env = || std::env::var(name).ok();
             match self.defines.get(name).cloned().or_else(from_env) {

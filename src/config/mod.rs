@@ -228,6 +228,8 @@ impl ServerDraft {
 /// checked as a whole.
 pub(crate) struct Builder {
     listeners: Vec<(Listener, Origin)>,
+    /// `RewriteMap`s, by the server they were read in.
+    rewrite_maps: Vec<(ServerKey, String, Arc<model::rewrite::RewriteMap>)>,
     main: ServerDraft,
     vhosts: Vec<ServerDraft>,
     limits: Limits,
@@ -277,6 +279,7 @@ pub fn build(
 ) -> Result<Config, ConfigError> {
     let mut b = Builder {
         listeners: Vec::new(),
+        rewrite_maps: Vec::new(),
         main: ServerDraft::new(ServerKey::Main),
         vhosts: Vec::new(),
         limits: Limits::default(),
@@ -516,7 +519,14 @@ impl Builder {
         };
         let status_page = shows(authz::Handler::ServerStatus);
         let shows_counts = status_page || shows(authz::Handler::Metrics);
+        let text_maps = self
+            .rewrite_maps
+            .iter()
+            .filter(|(_, _, m)| matches!(**m, model::rewrite::RewriteMap::Text { .. }))
+            .map(|(_, _, m)| m.clone())
+            .collect();
         Ok(Config {
+            text_maps,
             listeners: self.listeners.into_iter().map(|(l, _)| l).collect(),
             sni_policy: self.sni_policy,
             main,

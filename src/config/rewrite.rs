@@ -1,23 +1,146 @@
 //! mod_rewrite's directives: `RewriteEngine`, `RewriteOptions`,
-//! `RewriteCond` and `RewriteRule`, in server and virtual-host context.
+//! `RewriteCond`, `RewriteRule` and `RewriteBase`, in server and
+//! virtual-host context and per directory (`<Location>`, `<Directory>` and
+//! their regex forms).
+
+use std::sync::Arc;
 
 use regex::bytes::RegexBuilder;
 
+use super::balancer::ServerKey;
+use super::directives::Scope;
 use super::error::{ConfigError, Origin};
 use super::lexer::Node;
+use super::model::files::SectionMatcher;
 use super::model::rewrite::{
-    BackrefEscape, Cond, CondPattern, Piece, Rule, RuleFlags, Template, Var, VARIABLES,
+    BackrefEscape, Cond, CondPattern, FileTest, IntMap, PerDir, Piece, RewriteMap, Rule, RuleFlags,
+    Template, TextEntries, TextFile, Var, VARIABLES,
 };
-use super::model::IntOp;
+use super::model::{IntOp, LocationMatcher};
 use super::values;
 use super::{At, Builder};
 
-/// `RewriteEngine`, `RewriteOptions`, `RewriteCond`, `RewriteRule` (and
-/// `RewriteMap`, `RewriteBase`, to refuse them with a reason).
-pub(super) fn rewrite(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
-    at.server
-        .rewrite
-        .directive(node, &node.name.to_ascii_lowercase())
+/// `RewriteEngine`, `RewriteOptions`, `RewriteCond`, `RewriteRule`,
+/// `RewriteBase` (and `RewriteMap`, to refuse it with a reason).
+pub(super) fn rewrite(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    let lower = node.name.to_ascii_lowercase();
+    let key = at.server.key;
+    if lower == "rewritemap" {
+        let (name, map) = rewrite_map(b, node)?;
+        b.rewrite_maps.push((key, name, map));
+        return Ok(());
+    }
+    // The maps this server sees: the main server's, then its own (a later
+    // one of a name wins, as in Apache).
+    let maps: Vec<(String, Arc<RewriteMap>)> = b
+        .rewrite_maps
+        .iter()
+        .filter(|(k, _, _)| *k == ServerKey::Main)
+        .chain(
+            b.rewrite_maps
+                .iter()
+                .filter(|(k, _, _)| *k == key && key != ServerKey::Main),
+        )
+        .map(|(_, n, m)| (n.clone(), m.clone()))
+        .collect();
+    let maps = maps.as_slice();
+    let directory = match (at.scope, at.location.as_deref(), at.section.as_deref()) {
+        (Scope::Location | Scope::LocationMatch, Some(loc), _) => match &loc.matcher {
+            LocationMatcher::Prefix(p) => p.clone(),
+            LocationMatcher::Regex(r) => r.as_str().as_bytes().to_vec(),
+        },
+        (Scope::Directory, _, Some(section)) => match &section.matcher {
+            SectionMatcher::Wildcard(p) => p.clone(),
+            SectionMatcher::Regex(r) => r.as_str().as_bytes().to_vec(),
+        },
+        _ => return at.server.rewrite.directive(node, &lower, maps),
+    };
+    let slot = match (at.location.as_deref_mut(), at.section.as_deref_mut()) {
+        (Some(loc), _) => loc.rewrite.get_or_insert_with(Default::default).as_mut(),
+        (None, Some(section)) => Arc::make_mut(
+            section
+                .settings
+                .rewrite
+                .get_or_insert_with(Default::default),
+        ),
+        (None, None) => return at.server.rewrite.directive(node, &lower, maps),
+    };
+    if slot.directory.is_empty() {
+        // Apache's per-directory prefix always ends with a slash.
+        slot.directory = directory;
+        if slot.directory.last() != Some(&b'/') {
+            slot.directory.push(b'/');
+        }
+    }
+    per_directory(slot, node, &lower, maps)
+}
+
+/// The maps a template may name.
+type Maps<'a> = &'a [(String, Arc<RewriteMap>)];
+
+/// One directive inside a `<Location>` or `<Directory>`.
+fn per_directory(
+    slot: &mut PerDir,
+    node: &Node,
+    lower: &str,
+    maps: Maps<'_>,
+) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    match lower {
+        "rewriteengine" => {
+            let [v] = node.args.as_slice() else {
+                return Err(ConfigError::new(
+                    o,
+                    "RewriteEngine takes one argument, On or Off",
+                ));
+            };
+            slot.engine = Some(values::on_off(o, "RewriteEngine", v)?);
+        }
+        "rewriteoptions" => {
+            for opt in &node.args {
+                slot.inherit = Some(match opt.to_ascii_lowercase().as_str() {
+                    "inherit" => false,
+                    "inheritbefore" => true,
+                    _ => {
+                        return Err(ConfigError::new(
+                            o,
+                            format!("RewriteOptions: '{opt}' is not supported"),
+                        )
+                        .hint("wsgate supports RewriteOptions Inherit and InheritBefore"))
+                    }
+                });
+            }
+        }
+        "rewritebase" => {
+            let [base] = node.args.as_slice() else {
+                return Err(ConfigError::new(o, "RewriteBase takes one url-path"));
+            };
+            if !base.starts_with('/') {
+                // Apache: "RewriteBase: argument is not a valid URL".
+                return Err(ConfigError::new(
+                    o,
+                    format!("RewriteBase: '{base}' is not a url-path"),
+                )
+                .hint("write it with its leading slash, e.g. RewriteBase /app/"));
+            }
+            slot.base = Some(base.as_bytes().to_vec());
+        }
+        "rewritecond" => {
+            let cond = parse_cond(node, true, maps)?;
+            slot.pending.push(cond);
+        }
+        "rewriterule" => {
+            let rule = parse_rule(node, std::mem::take(&mut slot.pending), maps)?;
+            slot.rules.push(rule);
+        }
+        _ => {
+            return Err(ConfigError::new(
+                &node.origin,
+                format!("{} is not allowed here", node.name),
+            ))
+        }
+    }
+    Ok(())
 }
 
 /// Whether a vhost runs the main server's rules too (`RewriteOptions`).
@@ -39,7 +162,12 @@ pub struct RewriteDraft {
 }
 
 impl RewriteDraft {
-    pub fn directive(&mut self, node: &Node, lower: &str) -> Result<(), ConfigError> {
+    pub fn directive(
+        &mut self,
+        node: &Node,
+        lower: &str,
+        maps: Maps<'_>,
+    ) -> Result<(), ConfigError> {
         let o = &node.origin;
         match lower {
             "rewriteengine" => {
@@ -67,28 +195,20 @@ impl RewriteDraft {
                 }
             }
             "rewritecond" => {
-                let cond = parse_cond(node)?;
+                let cond = parse_cond(node, false, maps)?;
                 self.pending.push(cond);
             }
             "rewriterule" => {
-                let rule = parse_rule(node, std::mem::take(&mut self.pending))?;
+                let rule = parse_rule(node, std::mem::take(&mut self.pending), maps)?;
                 self.rules.push(rule);
             }
-            "rewritemap" => {
-                return Err(ConfigError::new(o, "RewriteMap is not supported by wsgate")
-                    .hint("write the mapping out as RewriteRule lines"))
-            }
             _ => {
+                // Apache: "RewriteBase: only valid in per-directory config files".
                 return Err(ConfigError::new(
                     o,
-                    format!(
-                        "{} is per-directory rewriting, which wsgate does not support",
-                        node.name
-                    ),
+                    format!("{} is only valid per directory", node.name),
                 )
-                .hint(
-                    "write rules in the server config or a <VirtualHost>, matching the whole path",
-                ))
+                .hint("put it inside the <Directory> or <Location> whose rules it serves"));
             }
         }
         Ok(())
@@ -100,7 +220,9 @@ impl RewriteDraft {
     }
 }
 
-fn parse_cond(node: &Node) -> Result<Cond, ConfigError> {
+/// A `RewriteCond`; file tests only per directory (`per_dir`), where
+/// the request has a filename.
+fn parse_cond(node: &Node, per_dir: bool, maps: Maps<'_>) -> Result<Cond, ConfigError> {
     let o = &node.origin;
     let (test, pattern, flags) = match node.args.as_slice() {
         [t, p] => (t, p, None),
@@ -169,16 +291,33 @@ fn parse_cond(node: &Node) -> Result<Cond, ConfigError> {
         CondPattern::Int(op, n)
     } else if pattern.len() == 2 && pattern.starts_with('-') && "fdslLhxFU".contains(&pattern[1..])
     {
-        return Err(ConfigError::new(
-            o,
-            format!("RewriteCond: the file test '{pattern}' is not supported"),
-        )
-        .hint("wsgate serves no files"));
+        let test = match &pattern[1..] {
+            "d" => FileTest::Dir,
+            "f" => FileTest::File,
+            "s" => FileTest::NonEmpty,
+            "l" | "L" | "h" => FileTest::Symlink,
+            "x" => FileTest::Executable,
+            _ => {
+                return Err(ConfigError::new(
+                    o,
+                    format!("RewriteCond: the test '{pattern}' (a subrequest) is not supported"),
+                )
+                .hint("use -f or -d on %{REQUEST_FILENAME}"))
+            }
+        };
+        if !per_dir {
+            return Err(ConfigError::new(
+                o,
+                format!("RewriteCond: the file test '{pattern}' is supported per directory only"),
+            )
+            .hint("put the rules inside the <Directory> of the DocumentRoot, where the request has a filename"));
+        }
+        CondPattern::File(test)
     } else {
         CondPattern::Regex(compile(o, "RewriteCond", pattern, nocase)?)
     };
     Ok(Cond {
-        test: template(o, test)?,
+        test: template(o, test, maps)?,
         pattern,
         negate,
         nocase,
@@ -191,7 +330,7 @@ fn int_op(pattern: &str) -> Option<IntOp> {
     IntOp::from_test(pattern.get(..3)?)
 }
 
-fn parse_rule(node: &Node, conditions: Vec<Cond>) -> Result<Rule, ConfigError> {
+fn parse_rule(node: &Node, conditions: Vec<Cond>, maps: Maps<'_>) -> Result<Rule, ConfigError> {
     let o = &node.origin;
     let (pattern, substitution, flags) = match node.args.as_slice() {
         [p, s] => (p, s, None),
@@ -261,7 +400,7 @@ fn parse_rule(node: &Node, conditions: Vec<Cond>) -> Result<Rule, ConfigError> {
     let substitution = if substitution == "-" {
         None
     } else {
-        Some(template(o, substitution)?)
+        Some(template(o, substitution, maps)?)
     };
     if fl.proxy {
         if let Some(t) = &substitution {
@@ -367,7 +506,7 @@ fn compile(
 }
 
 /// A test string or substitution: `$N`, `%N`, `%{VAR}`, `\x`.
-pub fn template(o: &Origin, text: &str) -> Result<Template, ConfigError> {
+pub fn template(o: &Origin, text: &str, maps: Maps<'_>) -> Result<Template, ConfigError> {
     let bytes = text.as_bytes();
     let mut pieces = Vec::new();
     let mut literal = Vec::new();
@@ -416,11 +555,34 @@ pub fn template(o: &Origin, text: &str) -> Result<Template, ConfigError> {
                 pieces.push(Piece::Var(var));
                 i += 2 + end + 1;
             }
-            (b'$', Some(b'{')) if text[i + 2..].contains(':') && text[i + 2..].contains('}') => {
-                return Err(ConfigError::new(
-                    o,
-                    format!("'{text}': RewriteMap lookups (${{map:key}}) are not supported"),
-                ));
+            (b'$', Some(b'{')) => {
+                let Some((name, key, default, end)) = map_lookup(&text[i + 2..]) else {
+                    literal.extend_from_slice(b"${");
+                    i += 2;
+                    continue;
+                };
+                let Some((_, map)) = maps.iter().rev().find(|(n, _)| n == name) else {
+                    let written = &text[i..i + 2 + end + 1];
+                    let e = ConfigError::new(
+                        o,
+                        format!("{written} is a RewriteMap lookup, and no map '{name}' exists: Apache would look it up as empty and never match"),
+                    );
+                    return Err(if name.eq_ignore_ascii_case("HTTP") {
+                        e.hint(format!(
+                            "the request header is %{{HTTP:{key}}} (with %, not $)"
+                        ))
+                    } else {
+                        e.hint("define the map with RewriteMap before the lines that use it (in this server or the main one); mod_rewrite's variables are written %{NAME}")
+                    });
+                };
+                flush(&mut literal, &mut pieces);
+                pieces.push(Piece::Map {
+                    name: name.to_string(),
+                    map: map.clone(),
+                    key: template(o, key, maps)?,
+                    default: default.map(|d| template(o, d, maps)).transpose()?,
+                });
+                i += 2 + end + 1;
             }
             _ => {
                 literal.push(c);
@@ -430,4 +592,142 @@ pub fn template(o: &Origin, text: &str) -> Result<Template, ConfigError> {
     }
     flush(&mut literal, &mut pieces);
     Ok(Template { pieces })
+}
+
+/// `name:key|default}` after a `${`: the parts and where the closing
+/// brace is, braces nested inside counted (Apache's `find_closing_curly`
+/// and `find_char_in_curlies`); `None` when it has no `:` or no end.
+fn map_lookup(text: &str) -> Option<(&str, &str, Option<&str>, usize)> {
+    let mut depth = 0usize;
+    let (mut colon, mut bar) = (None, None);
+    for (i, c) in text.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                let colon = colon?;
+                let name = &text[..colon];
+                return Some(match bar {
+                    Some(b) => (name, &text[colon + 1..b], Some(&text[b + 1..i]), i),
+                    None => (name, &text[colon + 1..i], None, i),
+                });
+            }
+            '}' => depth -= 1,
+            ':' if depth == 0 && colon.is_none() => colon = Some(i),
+            '|' if depth == 0 && colon.is_some() && bar.is_none() => bar = Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `RewriteMap NAME TYPE:SOURCE`: the map, its file read now.
+fn rewrite_map(b: &Builder, node: &Node) -> Result<(String, Arc<RewriteMap>), ConfigError> {
+    let o = &node.origin;
+    let (name, source) = match node.args.as_slice() {
+        [n, s] | [n, s, _] => (n, s),
+        _ => {
+            return Err(
+                ConfigError::new(o, "RewriteMap takes a name and TYPE:SOURCE")
+                    .hint("e.g. RewriteMap backends txt:/etc/apache2/backends.map"),
+            )
+        }
+    };
+    let lower = source.to_ascii_lowercase();
+    let (kind, rest) = match lower.split_once(':') {
+        Some((k, _))
+            if ["txt", "rnd", "int", "prg", "dbd", "fastdbd"].contains(&k)
+                || k.starts_with("dbm") =>
+        {
+            (k.to_string(), &source[k.len() + 1..])
+        }
+        _ => ("txt".to_string(), source.as_str()),
+    };
+    let map = match kind.as_str() {
+        "int" => {
+            RewriteMap::Int(match rest {
+                "tolower" => IntMap::ToLower,
+                "toupper" => IntMap::ToUpper,
+                "escape" => IntMap::Escape,
+                "unescape" => IntMap::Unescape,
+                _ => return Err(ConfigError::new(
+                    o,
+                    format!("RewriteMap: internal map not found: {rest}"),
+                )
+                .hint(
+                    "the internal maps are int:tolower, int:toupper, int:escape and int:unescape",
+                )),
+            })
+        }
+        "txt" | "rnd" => {
+            let path = b.root.join(rest);
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            let text = super::source::read(&path).map_err(|e| {
+                ConfigError::new(
+                    o,
+                    format!("RewriteMap: file for map {name} cannot be read: {}: {e}", path.display()),
+                )
+                .hint("Apache refuses a map file that does not exist; wsgate reads it at startup, so it must be readable too")
+            })?;
+            let entries = TextEntries::parse(&text, modified);
+            RewriteMap::Text {
+                file: TextFile::new(path, entries),
+                random: kind == "rnd",
+            }
+        }
+        "prg" => {
+            return Err(ConfigError::new(
+                o,
+                "RewriteMap prg: is not supported: wsgate runs no external map programs",
+            )
+            .hint("compute the mapping ahead into a text map (txt:), or do it in the backend"))
+        }
+        "dbd" | "fastdbd" => {
+            return Err(ConfigError::new(
+                o,
+                format!("RewriteMap {kind}: is not supported: wsgate has no SQL maps"),
+            )
+            .hint("export the table to a text map (txt:, one 'key value' line each)"))
+        }
+        _ => return Err(
+            ConfigError::new(o, "RewriteMap dbm: is not supported by wsgate").hint(
+                "use the text file the DBM file was made from (httxt2dbm's input) as a txt: map",
+            ),
+        ),
+    };
+    Ok((name.clone(), Arc::new(map)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::map_lookup;
+    use crate::config::model::rewrite::TextEntries;
+
+    #[test]
+    fn a_lookup_ends_at_its_own_brace() {
+        assert_eq!(map_lookup("m:$1}x"), Some(("m", "$1", None, 4)));
+        assert_eq!(
+            map_lookup("m:${n:$1}|${o:x|y}}rest"),
+            Some(("m", "${n:$1}", Some("${o:x|y}"), 18))
+        );
+        assert_eq!(map_lookup("VAR}"), None);
+        assert_eq!(map_lookup("m:unclosed"), None);
+    }
+
+    #[test]
+    fn a_text_map_keeps_a_keys_first_line_and_its_first_word() {
+        let t = TextEntries::parse(
+            b"# c\nk v1 more\n k2 skipped\nk v2\nalone\n\tx y\nk2 v\n",
+            None,
+        );
+        assert_eq!(
+            t.entries.get(&b"k"[..]).map(Vec::as_slice),
+            Some(&b"v1"[..])
+        );
+        assert_eq!(
+            t.entries.get(&b"k2"[..]).map(Vec::as_slice),
+            Some(&b"v"[..])
+        );
+        assert!(!t.entries.contains_key(&b"alone"[..]));
+        assert_eq!(t.entries.len(), 2);
+    }
 }

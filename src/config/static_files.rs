@@ -42,9 +42,6 @@ struct MimeDraft {
     default_charset: Option<Option<String>>,
 }
 
-/// Apache's compiled-in `DocumentRoot` (Debian's and RHEL's builds).
-const DEFAULT_ROOT: &[u8] = b"/var/www/html";
-
 impl FilesDraft {
     /// Whether these directives serve files: a `DocumentRoot`, an alias,
     /// or a `<Directory>`/`<Files>` section.
@@ -59,7 +56,7 @@ impl FilesDraft {
     /// none is written.
     pub(crate) fn default_root(&mut self) {
         self.document_root
-            .get_or_insert_with(|| DEFAULT_ROOT.to_vec());
+            .get_or_insert_with(|| super::model::files::DEFAULT_DOCUMENT_ROOT.to_vec());
     }
 
     /// The main server's files.
@@ -199,6 +196,7 @@ pub(crate) fn merge_settings(earlier: &DirSettings, later: &DirSettings) -> DirS
             .chain(&later.error_docs)
             .cloned()
             .collect(),
+        rewrite: later.rewrite.clone().or_else(|| earlier.rewrite.clone()),
     }
 }
 

@@ -156,21 +156,7 @@ where
             keepalive: config.keepalive && (max == 0 || served <= max),
             ..facts
         };
-        // Apache answers a `Connection: keep-alive` it keeps the
-        // connection for with how long and for how many more requests.
-        client.keep_alive = match facts.keepalive
-            && head.headers.has_token("connection", "keep-alive")
-        {
-            true => KeepAliveNote {
-                timeout_secs: u16::try_from(config.keepalive_timeout.as_secs()).unwrap_or(u16::MAX),
-                left: if max == 0 {
-                    u32::MAX
-                } else {
-                    max - (served - 1)
-                },
-            },
-            false => KeepAliveNote::default(),
-        };
+        client.keep_alive = keep_alive_note(&head, facts.keepalive, config, served);
         match request::handle(
             &mut client,
             head,
@@ -335,4 +321,27 @@ where
         park::Life::new(shared, guard, slot, busy, info, log),
         parker,
     ))
+}
+
+/// Apache answers a `Connection: keep-alive` it keeps the connection for
+/// with how long and for how many more requests (`served` counts this
+/// one).
+fn keep_alive_note(
+    head: &crate::http::RequestHead,
+    keepalive: bool,
+    config: &crate::config::Config,
+    served: u32,
+) -> KeepAliveNote {
+    if !keepalive || !head.headers.has_token("connection", "keep-alive") {
+        return KeepAliveNote::default();
+    }
+    let max = config.max_keepalive_requests;
+    KeepAliveNote {
+        timeout_secs: u16::try_from(config.keepalive_timeout.as_secs()).unwrap_or(u16::MAX),
+        left: if max == 0 {
+            u32::MAX
+        } else {
+            max.saturating_sub(served - 1)
+        },
+    }
 }

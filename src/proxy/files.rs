@@ -218,6 +218,40 @@ pub async fn serve<D: Downstream>(
     status_page(client, head, &place, 500, &[]).await
 }
 
+/// Access control for a mapped file before anything acts on it: Apache's
+/// directory walk and access phase, which come before mod_rewrite's
+/// per-directory rules (its fixups) may proxy or redirect the request.
+/// `Err`: the status to answer (403, 401 with its challenge, 500).
+pub async fn access_before_fixups(
+    head: &RequestHead,
+    file: &FileMapped<'_>,
+    mut place: Place<'_>,
+) -> Result<(), (u16, Option<String>)> {
+    let look = look_at(file.files, &file.filename).await;
+    let (dir, name) = match look {
+        Look::Forbidden(why) => {
+            tracing::error!(peer = %place.cx.facts.peer, "{why}: {}", String::from_utf8_lossy(&file.filename));
+            return Err((403, None));
+        }
+        Look::Missing { dir, name } => (dir, Some(name)),
+        Look::Dir => (with_slash(&file.filename), None),
+        Look::File { .. } => {
+            let (dir, name) = split_dir(&file.filename);
+            (dir, Some(name))
+        }
+    };
+    let merged = map::merged(file.files, &dir, name.as_deref());
+    let access = file.location_access.over_files(&merged);
+    if !access.guards() {
+        return Ok(());
+    }
+    let checked = check_access(head, &access, &mut place, &mut Found::default()).await;
+    if let Err((403, _)) = checked {
+        tracing::error!(peer = %place.cx.facts.peer, "AH01630: client denied by server configuration: {}", String::from_utf8_lossy(&file.filename));
+    }
+    checked
+}
+
 /// Apache's access phase for a file, once the walk has found where it is:
 /// `access` is the `<Directory>` and `<Files>` sections' settings under
 /// the `<Location>`s'. What it needs found out (the client's name, the

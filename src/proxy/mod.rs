@@ -62,6 +62,7 @@ mod record;
 mod remote_ip;
 mod reqtimeout;
 mod request;
+mod rewrite_fixup;
 pub mod server;
 mod signature;
 mod splice;

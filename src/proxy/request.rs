@@ -19,6 +19,7 @@ use super::header_rules::{self, ConnFacts};
 use super::logging::{self, Trail, Visit, Watch};
 use super::plan::{self, Local};
 use super::remote_ip;
+use super::rewrite_fixup::{self, Fixed, Rounds};
 use super::server::{Current, Shared};
 use super::signature;
 use super::tls::{self, TlsFacts};
@@ -68,8 +69,15 @@ pub async fn handle<D: Downstream>(
         }
         Ok(close_after) => {
             facts = remote_ip::resolve(&mut head, config, facts);
-            match route_and_forward(&mut watch, &mut head, generation, facts, &mut trail, shared)
-                .await
+            let rounds = Rounds::default();
+            match route_and_forward(
+                &mut watch,
+                &mut head,
+                (generation, facts, rounds),
+                &mut trail,
+                shared,
+            )
+            .await
             {
                 Outcome::KeepAlive if close_after => Outcome::Close,
                 other => other,
@@ -195,8 +203,7 @@ async fn write_answer<D: Downstream>(
 async fn route_and_forward<'g, D: Downstream>(
     client: &mut D,
     head: &mut RequestHead,
-    generation: &'g Arc<Generation>,
-    facts: ConnFacts,
+    (generation, facts, rounds): (&'g Arc<Generation>, ConnFacts, Rounds),
     trail: &mut Trail<'g>,
     shared: &Shared,
 ) -> Outcome {
@@ -248,25 +255,13 @@ async fn route_and_forward<'g, D: Downstream>(
     };
     let mapped = match settled {
         Ok(mapped) => mapped,
-        Err((status, realm)) => {
-            let challenge = format!("Basic realm=\"{realm}\"");
-            let (close, extra) = match status {
-                401 => (close, &[("WWW-Authenticate", challenge.as_str())][..]),
-                // A 500: the credentials could not be checked; closes, as
-                // Apache's does.
-                _ => (true, &[][..]),
-            };
-            return error_answer(
-                client,
-                &routed,
-                head,
-                trail,
-                (status, canonical_reason(status)),
-                close,
-                extra,
-            )
-            .await;
-        }
+        Err(refusal) => return refused(client, &routed, head, trail, refusal, close).await,
+    };
+    // mod_rewrite's fixup: the per-directory rules.
+    let asked = (&*head, &path, mapped, rounds);
+    let mapped = match fixups(client, asked, &routed, trail, (shared, close)).await {
+        Ok(d) => d,
+        Err(outcome) => return outcome,
     };
     let env = &mut trail.env;
     let trace_refused = head.method == "TRACE" && !server.settings.trace_enable;
@@ -338,6 +333,78 @@ async fn route_and_forward<'g, D: Downstream>(
         Err(f) => {
             let how = (f.status, f.reason.as_str());
             error_answer(client, &routed, head, trail, how, true, &f.fields()).await
+        }
+    }
+}
+
+/// Access control's 401 (with its challenge) or 500.
+async fn refused<'g, D: Downstream>(
+    client: &mut D,
+    routed: &Routed<'_, 'g>,
+    head: &RequestHead,
+    trail: &mut Trail<'g>,
+    (status, realm): (u16, &str),
+    close: bool,
+) -> Outcome {
+    let challenge = format!("Basic realm=\"{realm}\"");
+    let (close, extra) = match status {
+        401 => (close, &[("WWW-Authenticate", challenge.as_str())][..]),
+        // A 500: the credentials could not be checked; closes, as
+        // Apache's does.
+        _ => (true, &[][..]),
+    };
+    let how = (status, canonical_reason(status));
+    error_answer(client, routed, head, trail, how, close, extra).await
+}
+
+/// mod_rewrite's fixup phase: the per-directory rules of the sections
+/// that apply to a mapped request. The decision to go on with, or the
+/// outcome of the rules' answer or of their internal redirect (the
+/// request processed again for the new target, up to Apache's
+/// `LimitInternalRecursion`).
+async fn fixups<'g, D: Downstream>(
+    client: &mut D,
+    (head, path, mapped, mut rounds): (&RequestHead, &route::RequestPath, Decision<'g>, Rounds),
+    r: &Routed<'_, 'g>,
+    trail: &mut Trail<'g>,
+    (shared, close): (&Shared, bool),
+) -> Result<Decision<'g>, Outcome> {
+    if !route::perdir::any(r.server) {
+        return Ok(mapped);
+    }
+    let (config, facts) = (&r.generation.config, r.facts);
+    // Access to a file comes first (the file server checks it when it
+    // serves, but a rule may proxy or redirect instead).
+    if let Decision::File(file) = &mapped {
+        let env = &trail.env;
+        let mut place = files::Place::new(r.cx, env, (close, config.timeout), r.signed, 0);
+        place.log = trail.log.as_deref_mut();
+        if let Err((status, challenge)) = files::access_before_fixups(head, file, place).await {
+            let extra: Vec<(&str, &str)> = challenge
+                .iter()
+                .map(|c| ("WWW-Authenticate", c.as_str()))
+                .collect();
+            let close = close || status >= 500;
+            let how = (status, canonical_reason(status));
+            return Err(error_answer(client, r, head, trail, how, close, &extra).await);
+        }
+    }
+    let asked = (head, path, facts);
+    let fixed = rewrite_fixup::fixup((config, r.server), asked, mapped, &mut rounds);
+    let fixed = Box::pin(fixed).await;
+    match fixed {
+        Fixed::Go(d) => Ok(d),
+        Fixed::Forbidden => Err(r.fail(client, head, trail, (403, close)).await),
+        Fixed::Again(target) => {
+            if rounds.redirects >= rewrite_fixup::MAX_INTERNAL_REDIRECTS {
+                tracing::error!(peer = %facts.peer, "AH00124: Request exceeded the limit of 10 internal redirects due to probable configuration error. Use 'LimitInternalRecursion' to increase the limit if necessary.");
+                return Err(r.fail(client, head, trail, (500, true)).await);
+            }
+            rounds.redirects += 1;
+            let mut new = head.clone();
+            new.target = target.into();
+            let again = (r.generation, facts, rounds);
+            Err(Box::pin(route_and_forward(client, &mut new, again, trail, shared)).await)
         }
     }
 }
@@ -561,6 +628,9 @@ async fn settle_access<'c>(
     env: &Env,
     found: &mut gate::Found,
 ) -> Result<Decision<'c>, (u16, &'c str)> {
+    if !config.text_maps.is_empty() {
+        Box::pin(rewrite_fixup::refresh_maps(config)).await;
+    }
     let request = || route::Request::from_head(head, path, facts.peer, facts.local, facts.https);
     let view = header_rules::expr_view(head, cx, env);
     let mut mapped = {

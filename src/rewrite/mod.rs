@@ -12,8 +12,12 @@
 use regex::bytes::Captures;
 
 use crate::config::model::rewrite::{
-    BackrefEscape, Cond, CondPattern, Piece, Rule, RuleFlags, Template, Var,
+    BackrefEscape, Cond, CondPattern, FileTest, IntMap, Piece, RewriteMap, Rule, RuleFlags,
+    Template, Var,
 };
+
+mod perdir;
+pub use perdir::{apply_perdir, PerDirContext, PerDirOutcome};
 
 /// How the engine reads the request.
 pub trait Vars {
@@ -27,6 +31,11 @@ pub trait Vars {
     /// the request came in on: such a url is reduced to a local path.
     fn is_self(&self, authority: &str) -> bool;
     fn scheme(&self) -> &'static str;
+    /// A `RewriteCond` file test on `path` (per-directory rules only; the
+    /// caller has looked at the file system beforehand).
+    fn file_test(&self, _test: FileTest, _path: &[u8]) -> bool {
+        false
+    }
 }
 
 /// What the engine reports of each rule it looks at, for `wsgate -t
@@ -324,7 +333,7 @@ fn conditions_hold<T: Trace + ?Sized>(
             &RuleFlags::default(),
         )
         .text;
-        let (ok, caps) = evaluate(c, &test);
+        let (ok, caps) = evaluate(c, &test, vars);
         trace.cond(index, i, &test, ok);
         if ok {
             if let Some(caps) = caps {
@@ -356,7 +365,7 @@ impl OwnedCaptures {
     }
 }
 
-fn evaluate(c: &Cond, test: &[u8]) -> (bool, Option<OwnedCaptures>) {
+fn evaluate(c: &Cond, test: &[u8], vars: &dyn Vars) -> (bool, Option<OwnedCaptures>) {
     let (ok, caps) = match &c.pattern {
         CondPattern::Regex(re) => match re.captures(test) {
             Some(caps) if !c.negate => (
@@ -393,6 +402,7 @@ fn evaluate(c: &Cond, test: &[u8]) -> (bool, Option<OwnedCaptures>) {
                 .unwrap_or(0);
             (op.holds(v, *n), None)
         }
+        CondPattern::File(t) => (vars.file_test(*t, test), None),
     };
     (ok != c.negate, caps)
 }
@@ -436,6 +446,19 @@ fn expand(
                 true,
             ),
             Piece::Var(v) => (vars.var(v).into_bytes().into(), true),
+            Piece::Map {
+                map, key, default, ..
+            } => {
+                let key = expand(key, rule_caps, cond_caps, vars, flags).text;
+                let value = match lookup(map, key) {
+                    Some(v) => v,
+                    None => default
+                        .as_ref()
+                        .map(|d| expand(d, rule_caps, cond_caps, vars, flags).text)
+                        .unwrap_or_default(),
+                };
+                (value.into(), true)
+            }
         };
         if !decided && bytes.contains(&b'?') {
             // Whichever part holds the first '?' decides (QSL: the last).
@@ -445,6 +468,67 @@ fn expand(
         text.extend_from_slice(&bytes);
     }
     Expanded { text, unsafe_qmark }
+}
+
+/// A `RewriteMap` lookup (Apache's `lookup_map`): `None` for a key the
+/// map does not have or an empty value.
+fn lookup(map: &RewriteMap, mut key: Vec<u8>) -> Option<Vec<u8>> {
+    let value = match map {
+        RewriteMap::Int(IntMap::ToLower) => {
+            key.make_ascii_lowercase();
+            key
+        }
+        RewriteMap::Int(IntMap::ToUpper) => {
+            key.make_ascii_uppercase();
+            key
+        }
+        RewriteMap::Int(IntMap::Escape) => escape_uri(&key).into_bytes(),
+        RewriteMap::Int(IntMap::Unescape) => unescape(&key),
+        RewriteMap::Text { file, random } => {
+            let entries = file.entries();
+            let value = entries.entries.get(&key)?;
+            if *random {
+                pick(value).to_vec()
+            } else {
+                value.clone()
+            }
+        }
+    };
+    (!value.is_empty()).then_some(value)
+}
+
+/// One of the `|`-separated parts of a `rnd:` value, at random.
+fn pick(value: &[u8]) -> &[u8] {
+    use std::hash::{BuildHasher, Hasher};
+    let parts = value.split(|&b| b == b'|').count();
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let n = usize::try_from(random % parts as u64).unwrap_or(0);
+    value.split(|&b| b == b'|').nth(n).unwrap_or(value)
+}
+
+/// `%XX` decoded; a `%` without two hex digits stays (Apache's
+/// `ap_unescape_url`, whose refusal of `%2F` the map ignores).
+fn unescape(s: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                s.get(i + 1).and_then(|&b| hex(b)),
+                s.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(s[i]);
+        i += 1;
+    }
+    out
 }
 
 /// `[B]`: escapes a back-reference (Apache's `escape_backref`).

@@ -191,7 +191,7 @@ fn apply<'c>(m: &mut Merged<'c>, s: &'c DirSettings) {
 /// Whether a `<Directory>` section covers directory `dir` (with its
 /// trailing slash): its pattern matches `dir`'s first components, as many
 /// as it has; a regex section is tried on `dir` itself.
-fn directory_matches(m: &SectionMatcher, dir: &[u8]) -> bool {
+pub(super) fn directory_matches(m: &SectionMatcher, dir: &[u8]) -> bool {
     match m {
         SectionMatcher::Regex(r) => r.is_match(dir),
         SectionMatcher::Wildcard(p) => {

@@ -11,6 +11,7 @@ pub mod access;
 pub mod errordoc;
 pub mod files;
 mod path;
+pub mod perdir;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -465,6 +466,16 @@ impl rewrite::Vars for RewriteVars<'_> {
             Var::ServerAddr => req.local.ip().to_canonical().to_string(),
             Var::ServerProtocol => req.version.to_string(),
             Var::Https => if req.https { "on" } else { "off" }.to_string(),
+            // Before mapping, Apache's filename is the url-path.
+            Var::RequestFilename => String::from_utf8_lossy(&req.path.decoded).into_owned(),
+            Var::DocumentRoot => String::from_utf8_lossy(
+                self.server
+                    .files
+                    .document_root
+                    .as_deref()
+                    .unwrap_or(perdir::DEFAULT_DOCUMENT_ROOT),
+            )
+            .into_owned(),
         }
     }
 

@@ -13,6 +13,11 @@ use regex::bytes::Regex;
 use super::authz::{Auth, Policy, Require};
 use super::Origin;
 
+/// Apache's compiled-in `DocumentRoot` (Debian's and RHEL's builds): the
+/// main server's when the configuration serves files but names none, and
+/// the root per-directory rules see.
+pub const DEFAULT_DOCUMENT_ROOT: &[u8] = b"/var/www/html";
+
 /// A server's files (a vhost's merged over the main server's).
 #[derive(Debug, Clone, Default)]
 pub struct Files {
@@ -105,6 +110,8 @@ pub struct DirSettings {
     pub fallback: Option<Option<String>>,
     /// `ErrorDocument` lines, in order (a later one for a status wins).
     pub error_docs: Vec<(u16, ErrorDoc)>,
+    /// mod_rewrite's per-directory rules of a `<Directory>` section.
+    pub rewrite: Option<Arc<super::rewrite::PerDir>>,
 }
 
 /// What `ErrorDocument` sends for a status.

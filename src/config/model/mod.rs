@@ -45,6 +45,8 @@ pub struct RunAs {
 #[derive(Debug)]
 pub struct Config {
     pub listeners: Vec<Listener>,
+    /// The `txt:` and `rnd:` RewriteMaps, whose files the proxy watches.
+    pub text_maps: Vec<std::sync::Arc<rewrite::RewriteMap>>,
     /// `SSLVHostSNIPolicy`.
     pub sni_policy: SniPolicy,
     /// The main server; also what a connection gets when no vhost matches.
@@ -491,6 +493,8 @@ pub struct Location {
     pub options: Option<files::OptionsChange>,
     /// `ProxyErrorOverride`.
     pub error_override: proxy_answers::ErrorOverride,
+    /// mod_rewrite's per-directory rules in this section.
+    pub rewrite: Option<Box<rewrite::PerDir>>,
 }
 
 #[derive(Debug, Clone)]

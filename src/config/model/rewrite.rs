@@ -64,6 +64,49 @@ pub enum CondPattern {
     Compare(std::cmp::Ordering, bool, String),
     /// `-eq`, `-lt`… : integer comparisons (`op`, or-equal).
     Int(IntOp, i64),
+    /// `-f`, `-d`, `-s`, `-l`, `-x`: a file test (per-directory rules only).
+    File(FileTest),
+}
+
+/// A `RewriteCond` file test, answered by the caller through
+/// `rewrite::Vars::file_test` (the engine does no I/O).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileTest {
+    /// `-d`: a directory.
+    Dir,
+    /// `-f`: a regular file.
+    File,
+    /// `-s`: a regular file of more than zero bytes.
+    NonEmpty,
+    /// `-l`, `-L`, `-h`: a symbolic link.
+    Symlink,
+    /// `-x`: a file with an execute permission bit.
+    Executable,
+}
+
+/// Per-directory rewriting: the `RewriteEngine`, `RewriteOptions`,
+/// `RewriteBase` and rules of one `<Location>` or `<Directory>` (and
+/// their regex forms), which Apache runs in its fixup phase on the
+/// request's filename.
+#[derive(Debug, Clone, Default)]
+pub struct PerDir {
+    /// `RewriteEngine`; `None`: not said here.
+    pub engine: Option<bool>,
+    /// `RewriteOptions Inherit` (`Some(false)`) or `InheritBefore`
+    /// (`Some(true)`): the enclosing sections' rules come after (before)
+    /// these.
+    pub inherit: Option<bool>,
+    /// `RewriteBase`: the url-path that replaces `directory` in a relative
+    /// substitution's internal redirect.
+    pub base: Option<Vec<u8>>,
+    pub rules: Vec<Rule>,
+    /// The section's path with a trailing slash (for a regex section, its
+    /// pattern, as Apache takes it): stripped from the filename before
+    /// matching, added back to a relative substitution.
+    pub directory: Vec<u8>,
+    /// Conditions read and not yet followed by their rule (while the
+    /// section is read).
+    pub pending: Vec<Cond>,
 }
 
 /// A substitution or test string: literal text, back-references and
@@ -81,6 +124,13 @@ pub enum Piece {
     /// `%N`.
     CondRef(usize),
     Var(Var),
+    /// `${name:key|default}`: a `RewriteMap` lookup.
+    Map {
+        name: String,
+        map: std::sync::Arc<RewriteMap>,
+        key: Template,
+        default: Option<Template>,
+    },
 }
 
 /// The server variables wsgate provides (S89).
@@ -100,6 +150,12 @@ pub enum Var {
     ServerAddr,
     ServerProtocol,
     Https,
+    /// `REQUEST_FILENAME`, `SCRIPT_FILENAME`: the file the request maps
+    /// to (per-directory); the url-path in server context, as in Apache's
+    /// translate phase.
+    RequestFilename,
+    /// `DOCUMENT_ROOT`.
+    DocumentRoot,
 }
 
 impl Var {
@@ -128,10 +184,99 @@ impl Var {
             "SERVER_ADDR" => Var::ServerAddr,
             "SERVER_PROTOCOL" => Var::ServerProtocol,
             "HTTPS" => Var::Https,
+            "REQUEST_FILENAME" | "SCRIPT_FILENAME" => Var::RequestFilename,
+            "DOCUMENT_ROOT" => Var::DocumentRoot,
             _ => return None,
         })
     }
 }
 
 /// The variable names accepted, for configuration errors.
-pub const VARIABLES: &str = "HTTP:Name, HTTP_HOST, HTTP_COOKIE, HTTP_USER_AGENT, HTTP_REFERER, HTTP_ACCEPT, HTTP_FORWARDED, REQUEST_URI, REQUEST_METHOD, REQUEST_SCHEME, QUERY_STRING, THE_REQUEST, REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, SERVER_ADDR, SERVER_PROTOCOL, HTTPS";
+pub const VARIABLES: &str = "HTTP:Name, HTTP_HOST, HTTP_COOKIE, HTTP_USER_AGENT, HTTP_REFERER, HTTP_ACCEPT, HTTP_FORWARDED, REQUEST_URI, REQUEST_METHOD, REQUEST_SCHEME, QUERY_STRING, THE_REQUEST, REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, SERVER_ADDR, SERVER_PROTOCOL, HTTPS, REQUEST_FILENAME, SCRIPT_FILENAME, DOCUMENT_ROOT";
+
+/// A `RewriteMap`: what `${name:key|default}` looks up.
+#[derive(Debug)]
+pub enum RewriteMap {
+    /// `txt:` (and `rnd:`, `random`: a value is `a|b|c`, one of which is
+    /// chosen at random each time).
+    Text { file: TextFile, random: bool },
+    /// `int:`.
+    Int(IntMap),
+}
+
+/// mod_rewrite's internal maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntMap {
+    ToLower,
+    ToUpper,
+    /// `ap_escape_uri`.
+    Escape,
+    /// `ap_unescape_url`.
+    Unescape,
+}
+
+/// A text map's file, as last read. The proxy looks at the file's
+/// modification time at most once a second (`next_check`) and reads it
+/// again when it changed; a failed read keeps the entries it had.
+#[derive(Debug)]
+pub struct TextFile {
+    pub path: std::path::PathBuf,
+    pub current: std::sync::RwLock<std::sync::Arc<TextEntries>>,
+    /// Seconds since the epoch before which the file is not looked at.
+    pub next_check: std::sync::atomic::AtomicU64,
+    /// A failed read was logged, and none succeeded since.
+    pub failed: std::sync::atomic::AtomicBool,
+}
+
+/// A text map's entries: for each key, the value of its first line.
+#[derive(Debug, Default)]
+pub struct TextEntries {
+    pub modified: Option<std::time::SystemTime>,
+    pub entries: std::collections::HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl TextEntries {
+    /// Lines of `key value`, as Apache reads them: a line starting with
+    /// `#` or white space is skipped, the value is the word after the
+    /// key (what follows it is ignored), a key's first line counts.
+    pub fn parse(text: &[u8], modified: Option<std::time::SystemTime>) -> TextEntries {
+        let mut entries = std::collections::HashMap::new();
+        for line in text.split(|&b| b == b'\n') {
+            if line
+                .first()
+                .is_none_or(|&b| b == b'#' || b.is_ascii_whitespace())
+            {
+                continue;
+            }
+            let mut words = line
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|w| !w.is_empty());
+            let (Some(key), Some(value)) = (words.next(), words.next()) else {
+                continue;
+            };
+            entries
+                .entry(key.to_vec())
+                .or_insert_with(|| value.to_vec());
+        }
+        TextEntries { modified, entries }
+    }
+}
+
+impl TextFile {
+    pub fn new(path: std::path::PathBuf, entries: TextEntries) -> TextFile {
+        TextFile {
+            path,
+            current: std::sync::RwLock::new(std::sync::Arc::new(entries)),
+            next_check: std::sync::atomic::AtomicU64::new(0),
+            failed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The entries as last read.
+    pub fn entries(&self) -> std::sync::Arc<TextEntries> {
+        match self.current.read() {
+            Ok(e) => e.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
