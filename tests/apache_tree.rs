@@ -234,10 +234,7 @@ const RHEL_GAPS: &[&str] = &[
     "LoadModule mime_magic_module",
     "LoadModule unique_id_module",
     "LoadModule userdir_module",
-    "other ScriptAlias: wsgate runs no CGI programs",
-    "other Options MultiViews: wsgate does no content negotiation",
     "other AllowOverride FileInfo AuthConfig Limit Indexes: wsgate reads no .htaccess files",
-    "other Options MultiViews: wsgate does no content negotiation",
 ];
 
 #[test]

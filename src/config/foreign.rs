@@ -32,17 +32,10 @@ const IGNORED: &[Ignored] = &[
         in_vhost: false,
     },
     Ignored {
-        what: "mod_negotiation",
-        module: Some("negotiation_module"),
-        directives: &[],
-        why: "they rank the variants content negotiation chooses from, and wsgate negotiates none (Options MultiViews is an error; a type map is refused)",
-        in_vhost: false,
-    },
-    Ignored {
         what: "mod_mime",
         module: Some("mime_module"),
         directives: &[],
-        why: "wsgate reads TypesConfig, AddType, AddCharset, AddEncoding, AddLanguage and AddHandler (a file of a handler's extension is refused); these others name filters wsgate does not have or tune negotiation, which it does not do",
+        why: "wsgate reads TypesConfig, AddType, AddCharset, AddEncoding, AddLanguage and AddHandler (a file of a handler's extension is refused); these others name filters wsgate does not have or set what a request's path info does to the type (ModMimeUsePathInfo)",
         in_vhost: false,
     },
     Ignored {

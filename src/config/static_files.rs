@@ -10,8 +10,8 @@ use super::directives::{arg, dispatch, Scope};
 use super::error::ConfigError;
 use super::lexer::Node;
 use super::model::files::{
-    Alias, AliasMatcher, DirSettings, Files, Mime, OptionsChange, Opts, Redirect, Section,
-    SectionMatcher,
+    Alias, AliasMatcher, DirSettings, Files, Mime, Negotiation, OptionsChange, Opts, Redirect,
+    Section, SectionMatcher,
 };
 use super::source;
 use super::{proxy, values, At, Builder};
@@ -29,6 +29,28 @@ pub(crate) struct FilesDraft {
     pub(super) base: DirSettings,
     mime: MimeDraft,
     index_ignore: Vec<String>,
+    negotiation: NegotiationDraft,
+}
+
+/// mod_negotiation's lines of one server: what it sets.
+#[derive(Debug, Default)]
+struct NegotiationDraft {
+    language_priority: Option<Vec<String>>,
+    force: Option<u8>,
+    cache: Option<bool>,
+}
+
+impl NegotiationDraft {
+    fn over(&self, base: &Negotiation) -> Negotiation {
+        Negotiation {
+            language_priority: self
+                .language_priority
+                .clone()
+                .unwrap_or_else(|| base.language_priority.clone()),
+            force_language_priority: self.force.unwrap_or(base.force_language_priority),
+            cache_negotiated_docs: self.cache.unwrap_or(base.cache_negotiated_docs),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -67,6 +89,7 @@ impl FilesDraft {
         merged
             .index_ignore
             .extend(self.index_ignore.iter().cloned());
+        merged.negotiation = self.negotiation.over(&main.negotiation);
         if !self.mime.is_empty() {
             let mut mime = MimeDraft::default();
             mime.absorb(&main_draft.mime);
@@ -87,6 +110,7 @@ impl Files {
         self.files = draft.files.clone();
         self.base = draft.base.clone();
         self.index_ignore = draft.index_ignore.clone();
+        self.negotiation = draft.negotiation.over(&Negotiation::default());
         self.mime = if draft.mime.is_empty() {
             types.clone()
         } else {
@@ -212,7 +236,8 @@ fn trimmed_path(path: &Path) -> Vec<u8> {
 
 pub(super) fn alias(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
     let o = &node.origin;
-    let regex = node.is("AliasMatch");
+    let regex = node.is("AliasMatch") || node.is("ScriptAliasMatch");
+    let script = node.is("ScriptAlias") || node.is("ScriptAliasMatch");
     let [from, to] = node.args.as_slice() else {
         return Err(ConfigError::new(
             o,
@@ -233,12 +258,73 @@ pub(super) fn alias(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(),
         use std::os::unix::ffi::OsStrExt;
         b.root.join(to).as_os_str().as_bytes().to_vec()
     };
+    if script {
+        b.warnings.push(script_warning(node, &real, regex));
+    }
     at.server.files.aliases.push(Alias {
         matcher,
         real,
         origin: o.clone(),
+        script,
     });
     Ok(())
+}
+
+/// The warning a `ScriptAlias` line gives: what wsgate answers there,
+/// and the programs its folder holds now.
+fn script_warning(node: &Node, real: &[u8], regex: bool) -> String {
+    let folder = String::from_utf8_lossy(real).into_owned();
+    let mut out = format!(
+        "{}: {} {}: wsgate runs no CGI programs (mod_cgi, mod_cgid): a request for a file under it answers 500 and is logged, never the file's bytes; a missing one 404 and a folder 403, as Apache",
+        node.origin,
+        node.name,
+        node.args.join(" ")
+    );
+    if regex {
+        return out;
+    }
+    let programs = programs_in(Path::new(&folder));
+    if !programs.is_empty() {
+        let more = programs.len().saturating_sub(8);
+        let named: Vec<&str> = programs.iter().take(8).map(String::as_str).collect();
+        out.push_str(&format!(
+            "; {folder} holds programs Apache would run: {}{}",
+            named.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    out
+}
+
+/// The executable files in `dir` and its folders (a bounded look).
+fn programs_in(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    let mut seen = 0;
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 10_000 {
+                return out;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 pub(super) fn redirect(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
@@ -328,19 +414,6 @@ pub(super) fn enable_sendfile(
     values::on_off(&node.origin, "EnableSendfile", arg(node)).map(|_| ())
 }
 
-/// `ScriptAlias`, `ScriptAliasMatch`: wsgate runs no programs.
-pub(super) fn script_alias(
-    _: &mut Builder,
-    _: &mut At<'_>,
-    node: &Node,
-) -> Result<(), ConfigError> {
-    Err(ConfigError::new(
-        &node.origin,
-        format!("{}: wsgate runs no CGI programs", node.name),
-    )
-    .hint("run them in a backend and ProxyPass to it, or keep the line for Apache only inside <IfModule cgi_module>"))
-}
-
 /// `<Directory>`, `<DirectoryMatch>`, `<Files>`, `<FilesMatch>`.
 pub(super) fn section(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
     let o = &node.origin;
@@ -426,21 +499,16 @@ pub(super) fn options(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(
             "symlinksifownermatch" => Opts::SYMLINKS_IF_OWNER_MATCH,
             "none" if sign.is_none() => Opts(0),
             "all" if sign.is_none() => Opts(Opts::FOLLOW_SYMLINKS.0 | Opts::SYMLINKS_IF_OWNER_MATCH.0),
+            "multiviews" => Opts::MULTIVIEWS,
             // Taking away what wsgate never does changes nothing.
-            "execcgi" | "includes" | "includesnoexec" | "multiviews" if sign == Some(false) => {
-                Opts(0)
-            }
+            "execcgi" | "includes" | "includesnoexec" if sign == Some(false) => Opts(0),
             "execcgi" | "includes" | "includesnoexec" => {
                 return Err(ConfigError::new(o, format!("Options {name}: wsgate runs no CGI programs or server-side includes"))
                     .hint(format!("take it out (or write -{name}); run such programs in a backend and ProxyPass to it")))
             }
-            "multiviews" => {
-                return Err(ConfigError::new(o, "Options MultiViews: wsgate does no content negotiation")
-                    .hint("take it out (or write -MultiViews), or keep it for Apache only inside <IfModule negotiation_module>"))
-            }
             _ => {
                 return Err(ConfigError::new(o, format!("Illegal option {name}"))
-                    .hint("Indexes, FollowSymLinks, SymLinksIfOwnerMatch, None, All (and -ExecCGI, -Includes, -MultiViews)"))
+                    .hint("Indexes, FollowSymLinks, SymLinksIfOwnerMatch, MultiViews, None, All (and -ExecCGI, -Includes)"))
             }
         };
         match sign {
@@ -603,16 +671,72 @@ pub(super) fn add_mime(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         "addhandler" => &mut mime.handlers,
         _ => &mut mime.languages,
     };
-    // mod_mime lower-cases the value of AddType and AddEncoding (and the
-    // extension, without its dot).
-    let value = if node.is("AddType") || node.is("AddEncoding") || node.is("AddHandler") {
-        value.to_ascii_lowercase()
-    } else {
-        value.clone()
-    };
+    // mod_mime lower-cases every value (and the extension, without its
+    // dot): `AddCharset UTF-8 .utf8` gives `charset=utf-8`.
+    let value = value.to_ascii_lowercase();
     for ext in exts {
         let ext = ext.strip_prefix('.').unwrap_or(ext).to_ascii_lowercase();
         table.push((ext, value.clone()));
+    }
+    Ok(())
+}
+
+/// `MultiviewsMatch NegotiatedOnly`, mod_mime's default; the others let
+/// handlers' and filters' extensions (or any) into MultiViews' variants.
+pub(super) fn multiviews_match(
+    _: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    if arg(node).eq_ignore_ascii_case("NegotiatedOnly") {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        &node.origin,
+        format!("MultiviewsMatch {}: wsgate does NegotiatedOnly only", arg(node)),
+    )
+    .hint("a file with a handler's or filter's extension is never served as it is by wsgate; take the line out"))
+}
+
+/// mod_negotiation's `LanguagePriority`, `ForceLanguagePriority` and
+/// `CacheNegotiatedDocs`, for a server or virtual host.
+pub(super) fn negotiation(
+    _: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    let draft = &mut at.server.files.negotiation;
+    match node.name.to_ascii_lowercase().as_str() {
+        "languagepriority" => draft
+            .language_priority
+            .get_or_insert_with(Vec::new)
+            .extend(node.args.iter().cloned()),
+        "forcelanguagepriority" => {
+            let mut force = draft.force.filter(|&f| f != 0).unwrap_or(0);
+            for w in &node.args {
+                let bit = match w.to_ascii_lowercase().as_str() {
+                    "none" => 0,
+                    "prefer" => Negotiation::PREFER,
+                    "fallback" => Negotiation::FALLBACK,
+                    _ => {
+                        return Err(ConfigError::new(
+                            o,
+                            format!("Invalid ForceLanguagePriority option {w}"),
+                        ))
+                    }
+                };
+                if (bit == 0 && force != 0) || (bit != 0 && draft.force == Some(0)) {
+                    return Err(ConfigError::new(
+                        o,
+                        "Cannot combine ForceLanguagePriority options with None",
+                    ));
+                }
+                force |= bit;
+                draft.force = Some(force);
+            }
+        }
+        _ => draft.cache = Some(values::on_off(o, "CacheNegotiatedDocs", arg(node))?),
     }
     Ok(())
 }

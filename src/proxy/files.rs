@@ -23,6 +23,7 @@ use super::errordoc::{self, Internal};
 use super::forward::Outcome;
 use super::header_rules::{self, Context};
 use super::headers::{BodyHeader, ClientResponse};
+use super::multiviews::{self, Found, Negotiated};
 use crate::config::model::files::{Files, Merged, Opts};
 use crate::http::body::Encoding;
 use crate::http::conditional::{self, Precondition, Ranges, Validators};
@@ -83,6 +84,8 @@ pub struct Place<'a> {
     /// with it, whole and unconditionally (Apache's `no_local_copy`), and
     /// a failure gives the status's own page.
     pub as_error: Option<u16>,
+    /// `Options MultiViews` chose the file: what its answer adds.
+    pub negotiated: Option<Negotiated>,
 }
 
 impl<'a> Place<'a> {
@@ -107,6 +110,7 @@ impl<'a> Place<'a> {
             spot: None,
             redirect: None,
             as_error: None,
+            negotiated: None,
         }
     }
 }
@@ -122,6 +126,7 @@ pub async fn serve<D: Downstream>(
     let mut filename = file.filename.clone();
     let mut uri = file.uri.clone();
     let mut fallen_back = false;
+    let mut index_name = false;
     for _ in 0..MAX_HOPS {
         let look = look_at(files, &filename).await;
         let (dir, name) = split_dir(&filename);
@@ -147,6 +152,44 @@ pub async fn serve<D: Downstream>(
         if !allowed(file, &merged, &head.method, &place) {
             tracing::error!(peer = %place.cx.facts.peer, "AH01630: client denied by server configuration: {}", String::from_utf8_lossy(&filename));
             return status_page(client, head, &place, 403, &[]).await;
+        }
+        if map::under_script_alias(files, &uri) {
+            match &look {
+                Look::File { path, .. } => {
+                    tracing::error!(peer = %place.cx.facts.peer, "{}: a program under ScriptAlias, and wsgate runs no CGI programs (answered 500, never the file)", path.display());
+                    return status_page(client, head, &place, 500, &[]).await;
+                }
+                Look::Dir if uri.ends_with(b"/") => {
+                    tracing::error!(peer = %place.cx.facts.peer, "AH01265: {}: attempt to invoke directory as script", String::from_utf8_lossy(&filename));
+                    return status_page(client, head, &place, 403, &[]).await;
+                }
+                _ => {}
+            }
+        }
+        if let Look::Missing { dir: d, name: n } = &look {
+            let options = map::with_location_options(place.cx.server, &uri, merged.options);
+            if options.has(Opts::MULTIVIEWS) {
+                let path_info = filename.len() > d.len() + n.len();
+                let found = {
+                    let permitted = |v: &[u8]| {
+                        allowed(file, &map::merged(files, d, Some(v)), &head.method, &place)
+                    };
+                    let how = (path_info, file.query.is_some());
+                    multiviews::negotiate(files, (d, n), head, how, &permitted).await
+                };
+                let found = match found {
+                    Found::Chosen { path, mut neg } if index_name => {
+                        neg.vlist = None;
+                        Found::Chosen { path, neg }
+                    }
+                    other => other,
+                };
+                if let Some(done) =
+                    negotiated(client, head, file, found, path_info, &mut place).await
+                {
+                    return done;
+                }
+            }
         }
         match look {
             Look::Missing { .. } | Look::Forbidden(_) => {
@@ -178,8 +221,12 @@ pub async fn serve<D: Downstream>(
                 }
                 return slash_redirect(client, head, &uri, file.query.as_deref(), &place).await;
             }
-            Look::Dir => match index_file(&merged, &filename).await {
+            Look::Dir => match match index_file(&merged, &filename).await {
+                Some(index) => Some(index),
+                None => negotiated_index(files, &merged, (&filename, &uri), head, &place).await,
+            } {
                 Some(index) => {
+                    index_name = true;
                     uri.extend_from_slice(&index);
                     filename = with_slash(&filename);
                     filename.extend_from_slice(&index);
@@ -201,6 +248,59 @@ pub async fn serve<D: Downstream>(
         }
     }
     status_page(client, head, &place, 500, &[]).await
+}
+
+/// Answers with what MultiViews found, if it found anything.
+async fn negotiated<D: Downstream>(
+    client: &mut D,
+    head: &RequestHead,
+    file: &FileMapped<'_>,
+    found: Found,
+    path_info: bool,
+    place: &mut Place<'_>,
+) -> Option<Outcome> {
+    let peer = place.cx.facts.peer;
+    let name = || String::from_utf8_lossy(&file.filename).into_owned();
+    let fields = |f: &[(&'static str, String)]| -> Vec<(&'static str, String)> { f.to_vec() };
+    Some(match found {
+        Found::Nothing => return None,
+        Found::NoneUsable => {
+            tracing::error!(peer = %peer, "AH00687: Negotiation: discovered file(s) matching request: {} (None could be negotiated).", name());
+            status_page(client, head, place, 404, &[]).await
+        }
+        Found::TypeMap(map) => {
+            tracing::error!(peer = %peer, "{}: MultiViews found the type map {}, and wsgate reads no type maps (answered 500)", name(), String::from_utf8_lossy(&map));
+            status_page(client, head, place, 500, &[]).await
+        }
+        Found::NotAcceptable(f) => {
+            tracing::error!(peer = %peer, "AH00690: no acceptable variant: {}", name());
+            let extra: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            status_page(client, head, place, 406, &extra).await
+        }
+        // The variant with path info: the default handler's 404, with
+        // the negotiation's Vary.
+        Found::Chosen { neg, .. } if path_info => {
+            tracing::info!(peer = %peer, "AH00130: File does not exist: {}", name());
+            let f = fields(&neg.fields);
+            let extra: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            status_page(client, head, place, 404, &extra).await
+        }
+        Found::Chosen { path, neg } => {
+            let p = path.clone();
+            let meta = tokio::task::spawn_blocking(move || std::fs::metadata(p))
+                .await
+                .ok()
+                .and_then(Result::ok);
+            let Some(meta) = meta else {
+                return Some(status_page(client, head, place, 404, &[]).await);
+            };
+            if let Some(f) = place.filename.as_deref_mut() {
+                *f = Some(path.display().to_string());
+            }
+            place.negotiated = Some(neg);
+            send_file(client, head, file, (&path, &meta), place).await
+        }
+    })
 }
 
 /// The file sections' `Require` (none: granted). A `<Location>`'s
@@ -255,6 +355,39 @@ async fn index_file(merged: &Merged<'_>, dir: &[u8]) -> Option<Vec<u8>> {
     .await
     .ok()
     .flatten()
+}
+
+/// mod_dir's sub-request for an index name that does not exist: under
+/// `Options MultiViews`, the first name a variant answers for.
+async fn negotiated_index(
+    files: &Files,
+    merged: &Merged<'_>,
+    (dir, uri): (&[u8], &[u8]),
+    head: &RequestHead,
+    place: &Place<'_>,
+) -> Option<Vec<u8>> {
+    let options = map::with_location_options(place.cx.server, uri, merged.options);
+    if !options.has(Opts::MULTIVIEWS) {
+        return None;
+    }
+    let dir = with_slash(dir);
+    for name in merged.index_names().filter(|n| !n.contains('/')) {
+        let n = name.as_bytes();
+        // The sub-request's own access check, for the folder's files.
+        let permitted = |v: &[u8]| {
+            let m = map::merged(files, &dir, Some(v));
+            m.require.is_none_or(|r| {
+                let facts = place.cx.facts;
+                let asked = Asked::bare(&head.method, facts.peer.ip(), facts.local.ip());
+                evaluate(r, &asked) == Authz::Granted
+            })
+        };
+        let found = multiviews::negotiate(files, (&dir, n), head, (false, false), &permitted).await;
+        if matches!(found, Found::Chosen { .. }) {
+            return Some(n.to_vec());
+        }
+    }
+    None
 }
 
 /// Walks `filename` from `/`, off the runtime's threads.
@@ -473,6 +606,11 @@ async fn send_file<D: Downstream>(
         fields.push((n.into(), FieldValue::copy_from_slice(v.as_bytes())));
     };
     let mut fields: HeaderFields = Vec::new();
+    if let Some(neg) = &place.negotiated {
+        for (n, v) in &neg.fields {
+            push(&mut fields, n, v.clone());
+        }
+    }
     let allow = if place.cx.server.settings.trace_enable {
         "OPTIONS,HEAD,GET,POST,TRACE"
     } else {
@@ -496,7 +634,17 @@ async fn send_file<D: Downstream>(
     let mtime_usec = u64::try_from(meta.mtime()).unwrap_or(0) * 1_000_000
         + u64::try_from(meta.mtime_nsec()).unwrap_or(0) / 1000;
     let size = meta.len();
-    let v = Validators::of_file(size, mtime_usec, now);
+    let mut v = Validators::of_file(size, mtime_usec, now);
+    if let Some(neg) = &place.negotiated {
+        // Apache's structured tag: the variant's, then `;` and the
+        // variant list validator (the folder's time).
+        if let (Some(open), Some(vlist)) = (v.etag.strip_suffix('"'), neg.vlist) {
+            // A folder changed within the second makes the whole tag
+            // weak, as a file does its own.
+            let weak = !open.starts_with("W/") && now.saturating_sub(vlist / 1_000_000) < 1;
+            v.etag = format!("{}{open};{vlist:x}\"", if weak { "W/" } else { "" });
+        }
+    }
     push(
         &mut fields,
         "Last-Modified",
@@ -524,7 +672,8 @@ async fn send_file<D: Downstream>(
         }
     }
     if let Some(e) = ty.encoding {
-        push(&mut fields, "Content-Encoding", e.to_string());
+        let e = crate::route::negotiate::fix_encoding(e, head.headers.get_str("accept-encoding"));
+        push(&mut fields, "Content-Encoding", e);
     }
     if let Some(l) = ty.language {
         push(&mut fields, "Content-Language", l.to_string());

@@ -52,6 +52,7 @@ mod header_rules;
 mod headers;
 mod htpasswd;
 mod logging;
+mod multiviews;
 pub(crate) mod park;
 mod ping;
 mod plan;
