@@ -245,10 +245,10 @@ pub const DIRECTIVES: &[Directive] = &[
     section("DirectoryMatch", "core", SERVER_VHOST, "<DirectoryMatch REGEX>", "settings for directories whose path matches, after the <Directory> sections", files::section),
     section("Files", "core", SERVER_VHOST, "<Files NAME> or <Files ~ REGEX>", "settings for files by name (wildcards), after <Directory>", files::section),
     section("FilesMatch", "core", SERVER_VHOST, "<FilesMatch REGEX>", "settings for files whose name matches", files::section),
-    line("Options", "core", DIRECTORY_LOCATION, "Options [+|-]Indexes|FollowSymLinks|SymLinksIfOwnerMatch|None|All ...", "Indexes: a listing for a directory without an index file (403 otherwise); FollowSymLinks (the default): symbolic links are followed; SymLinksIfOwnerMatch: only to a file of the link's owner (both only in <Directory>, as in Apache: a <Location>'s Options change Indexes). ExecCGI, Includes and MultiViews are refused", files::options),
+    line("Options", "core", DIRECTORY_LOCATION, "Options [+|-]Indexes|FollowSymLinks|SymLinksIfOwnerMatch|MultiViews|None|All ...", "Indexes: a listing for a directory without an index file (403 otherwise); FollowSymLinks (the default): symbolic links are followed; SymLinksIfOwnerMatch: only to a file of the link's owner (both only in <Directory>, as in Apache: a <Location>'s Options change Indexes); MultiViews: a missing name is negotiated among name.* files as mod_negotiation does (Vary, Content-Location, TCN; 406 with Alternates; type maps answer 500). ExecCGI, Includes are refused, but in a <Directory> no folder matches at start (a warning)", files::options),
     line("ErrorDocument", "core", EVERY_SECTION, "ErrorDocument CODE \"message\"|/local/url-path|URL|default", "what wsgate sends instead of its own page for a 4xx or 5xx it makes itself: the message (as text/html), a GET of the local url-path answered internally (a file or a proxied path; the status stays unless a backend answers it), or a 302 to the URL (ignored for 401, as Apache does); a <Location>'s wins over a <Directory>'s", errordoc::error_document),
     one("EnableSendfile", "core", EVERY_SECTION, "EnableSendfile On|Off", "accepted: it chooses how Apache moves a file's bytes to the socket; wsgate always reads a file in 64 KiB pieces and writes them (no sendfile), so what is served is the same either way", files::enable_sendfile),
-    line("AllowOverride", "core", DIRECTORY, "AllowOverride None", "None only: wsgate reads no .htaccess files (anything else is an error, since ignoring them could let in whom they keep out)", files::allow_override),
+    line("AllowOverride", "core", DIRECTORY, "AllowOverride None", "None: wsgate reads no .htaccess files; anything else is an error (ignoring them could let in whom they keep out) but in a <Directory> under whose folders no .htaccess file exists at start (a warning)", files::allow_override),
     line("AllowOverrideList", "core", DIRECTORY, "AllowOverrideList None", "None only, as AllowOverride", files::allow_override),
     one("AddDefaultCharset", "core", SERVER_VHOST, "AddDefaultCharset On|Off|CHARSET", "a charset for text/plain and text/html files that have none", files::add_default_charset),
     line("Alias", "mod_alias", SERVER_VHOST, "Alias URL-PATH FILE|DIRECTORY", "serves a url-path from elsewhere in the file system (checked after ProxyPass)", files::alias),
@@ -269,9 +269,11 @@ pub const DIRECTIVES: &[Directive] = &[
     line("AddLanguage", "mod_mime", SERVER_VHOST, "AddLanguage LANGUAGE EXTENSION ...", "a Content-Language for files with these extensions", files::add_mime),
     line("AddHandler", "mod_mime", SERVER_VHOST, "AddHandler HANDLER EXTENSION ...", "files with these extensions need a handler wsgate does not have (a type map, a CGI program): they are refused (403), never sent as they are", files::add_mime),
     one("MultiviewsMatch", "mod_mime", DIRECTORY, "MultiviewsMatch NegotiatedOnly", "NegotiatedOnly only (the default): a MultiViews variant's every extension must give a type, language, charset or encoding", files::multiviews_match),
+    one("MIMEMagicFile", "mod_mime_magic", SERVER_VHOST, "MIMEMagicFile FILE", "read and ignored, with a warning: a file without a known extension is sent without a Content-Type instead of one guessed from its first bytes (the same bytes, to the same clients)", files::mime_magic_file),
+    line("UserDir", "mod_userdir", SERVER_VHOST, "UserDir disabled [USER ...] | enabled USER ...", "disabled only: /~user/ serves nothing (Apache 2.4's default too); a folder (public_html) is refused", files::user_dir),
     line("LanguagePriority", "mod_negotiation", SERVER_VHOST, "LanguagePriority LANGUAGE ...", "Options MultiViews: the languages preferred, in order, when the request's Accept-Language leaves a tie (or names none)", files::negotiation),
     line("ForceLanguagePriority", "mod_negotiation", SERVER_VHOST, "ForceLanguagePriority None|Prefer|Fallback ...", "Options MultiViews: LanguagePriority breaks ties (Prefer, the default) and picks a variant when no language is acceptable (Fallback) instead of 406", files::negotiation),
-    one("CacheNegotiatedDocs", "mod_negotiation", SERVER_VHOST, "CacheNegotiatedDocs On|Off", "Options MultiViews: Off (the default) marks a negotiated answer to an HTTP/1.0 client as expired (Expires: now)", files::negotiation),
+    one("CacheNegotiatedDocs", "mod_negotiation", SERVER_VHOST, "CacheNegotiatedDocs On|Off", "read: it changes only a type map's answer to an HTTP/1.0 client (Expires), and wsgate reads no type maps; a MultiViews answer is never marked expired, in Apache either", files::negotiation),
     line("IndexIgnore", "mod_autoindex", SERVER_VHOST, "IndexIgnore PATTERN ...", "names directory listings leave out (wildcards)", files::index_ignore),
     // mod_deflate, mod_filter
     line("AddOutputFilterByType", "mod_filter", ANYWHERE, "AddOutputFilterByType DEFLATE MEDIA-TYPE ...", "compresses answers of these types (gzip) for clients that take it: proxied answers and files, never a 101 or a tunnel", headers::output_filter),
@@ -375,6 +377,8 @@ pub const DIRECTIVES: &[Directive] = &[
 /// names them (without `mod_` and `.c`).
 const MODULES_WITHOUT_DIRECTIVES: &[&str] = &[
     "http",
+    // UNIQUE_ID for every request (see proxy::unique_id).
+    "unique_id",
     "so",
     "proxy_http",
     "lbmethod_byrequests",

@@ -478,7 +478,7 @@ pub(super) fn section(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(
     Ok(())
 }
 
-pub(super) fn options(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+pub(super) fn options(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
     let o = &node.origin;
     let mut change = OptionsChange {
         replace: None,
@@ -502,6 +502,12 @@ pub(super) fn options(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(
             "multiviews" => Opts::MULTIVIEWS,
             // Taking away what wsgate never does changes nothing.
             "execcgi" | "includes" | "includesnoexec" if sign == Some(false) => Opts(0),
+            "execcgi" | "includes" | "includesnoexec" if nowhere(at.section.as_deref()) => {
+                b.warnings.push(format!(
+                    "{o}: Options {name}: read and ignored: no folder matches its <Directory> now, so nothing is served under it; wsgate runs no CGI programs nor server-side includes should one appear"
+                ));
+                Opts(0)
+            }
             "execcgi" | "includes" | "includesnoexec" => {
                 return Err(ConfigError::new(o, format!("Options {name}: wsgate runs no CGI programs or server-side includes"))
                     .hint(format!("take it out (or write -{name}); run such programs in a backend and ProxyPass to it")))
@@ -558,20 +564,99 @@ pub(super) fn options(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(
 }
 
 /// `AllowOverride None` (and `AllowOverrideList None`): `.htaccess` files
-/// are not read, as wsgate never reads them.
+/// are not read, as wsgate never reads them. Anything else only in a
+/// `<Directory>` under which no `.htaccess` file exists now (with a
+/// warning): one that exists is never ignored.
 pub(super) fn allow_override(
-    _: &mut Builder,
-    _: &mut At<'_>,
+    b: &mut Builder,
+    at: &mut At<'_>,
     node: &Node,
 ) -> Result<(), ConfigError> {
     match node.args.as_slice() {
         [none] if none.eq_ignore_ascii_case("none") => Ok(()),
+        _ if no_htaccess(at.section.as_deref()) => {
+            b.warnings.push(format!(
+                "{}: {} {}: read and ignored: no .htaccess file exists now under the folders its <Directory> matches; wsgate reads none, so move the directives of one written later into the configuration",
+                node.origin,
+                node.name,
+                node.args.join(" ")
+            ));
+            Ok(())
+        }
         _ => Err(ConfigError::new(
             &node.origin,
             format!("{} {}: wsgate reads no .htaccess files", node.name, node.args.join(" ")),
         )
         .hint("move the .htaccess files' directives into the configuration and write AllowOverride None: ignoring them could let in whom they keep out")),
     }
+}
+
+/// The folders a plain `<Directory>` section matches now (its wildcards
+/// expanded); `None` for another section, or too many to look at.
+fn section_folders(section: Option<&Section>) -> Option<Vec<std::path::PathBuf>> {
+    let s = section?;
+    let SectionMatcher::Wildcard(pattern) = &s.matcher else {
+        return None;
+    };
+    if pattern.first() != Some(&b'/') {
+        return None;
+    }
+    let mut found = vec![std::path::PathBuf::from("/")];
+    for comp in pattern.split(|&c| c == b'/').filter(|c| !c.is_empty()) {
+        let mut next = Vec::new();
+        for dir in &found {
+            if !comp.iter().any(|c| b"*?[\\".contains(c)) {
+                let p = dir.join(String::from_utf8_lossy(comp).as_ref());
+                if p.is_dir() {
+                    next.push(p);
+                }
+                continue;
+            }
+            for e in std::fs::read_dir(dir).ok()?.flatten() {
+                use std::os::unix::ffi::OsStrExt;
+                if crate::route::files::wildcard(comp, e.file_name().as_bytes())
+                    && e.path().is_dir()
+                {
+                    next.push(e.path());
+                }
+            }
+            if next.len() > 1000 {
+                return None;
+            }
+        }
+        found = next;
+    }
+    Some(found)
+}
+
+/// Whether no folder matches the section now (a `<Directory>` that
+/// serves nothing).
+fn nowhere(section: Option<&Section>) -> bool {
+    section_folders(section).is_some_and(|f| f.is_empty())
+}
+
+/// Whether no `.htaccess` file exists under the section's folders (a
+/// bounded look: too much to read counts as one existing).
+fn no_htaccess(section: Option<&Section>) -> bool {
+    let Some(mut todo) = section_folders(section) else {
+        return false;
+    };
+    let mut seen = 0;
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 20_000 || e.file_name() == ".htaccess" {
+                return false;
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(e.path());
+            }
+        }
+    }
+    true
 }
 
 pub(super) fn directory_index(
@@ -679,6 +764,37 @@ pub(super) fn add_mime(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         table.push((ext, value.clone()));
     }
     Ok(())
+}
+
+/// mod_mime_magic's `MIMEMagicFile`: read, its guesses not made (one
+/// warning says so).
+pub(super) fn mime_magic_file(
+    b: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let path = b.root.join(arg(node));
+    b.warnings.push(format!(
+        "{}: MIMEMagicFile {}: read and ignored: mod_mime_magic guesses a type from a file's first bytes only for a file mod_mime gives none (no known extension); wsgate sends such a file without a Content-Type, the same bytes to the same clients",
+        node.origin,
+        path.display()
+    ));
+    Ok(())
+}
+
+/// mod_userdir's `UserDir`: `disabled` (for everyone or some users) and
+/// `enabled USER…` serve nothing while no line names a folder, as in
+/// Apache 2.4, whose default names none; a folder is refused.
+pub(super) fn user_dir(_: &mut Builder, _: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    match node.args.first().map(|a| a.to_ascii_lowercase()) {
+        Some(w) if w == "disabled" || w == "disable" => Ok(()),
+        Some(w) if (w == "enabled" || w == "enable") && node.args.len() > 1 => Ok(()),
+        _ => Err(ConfigError::new(
+            &node.origin,
+            format!("UserDir {}: wsgate does not serve users' home folders", node.args.join(" ")),
+        )
+        .hint("write UserDir disabled, or Alias /~NAME/ /home/NAME/public_html/ for the users whose folders are served")),
+    }
 }
 
 /// `MultiviewsMatch NegotiatedOnly`, mod_mime's default; the others let

@@ -68,6 +68,7 @@ mod signature;
 mod splice;
 mod tls;
 pub(crate) mod tunnel;
+mod unique_id;
 mod upgrade;
 mod wire;
 
