@@ -613,10 +613,7 @@ fn section_folders(section: Option<&Section>) -> Option<Vec<std::path::PathBuf>>
                 continue;
             }
             for e in std::fs::read_dir(dir).ok()?.flatten() {
-                use std::os::unix::ffi::OsStrExt;
-                if crate::route::files::wildcard(comp, e.file_name().as_bytes())
-                    && e.path().is_dir()
-                {
+                if fnmatch(comp, &e.file_name()) && e.path().is_dir() {
                     next.push(e.path());
                 }
             }
@@ -627,6 +624,20 @@ fn section_folders(section: Option<&Section>) -> Option<Vec<std::path::PathBuf>>
         found = next;
     }
     Some(found)
+}
+
+/// A path component against a shell wildcard (`fnmatch`, as Apache's
+/// `<Directory>` matching).
+fn fnmatch(pattern: &[u8], name: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (Ok(p), Ok(n)) = (
+        std::ffi::CString::new(pattern),
+        std::ffi::CString::new(name.as_bytes()),
+    ) else {
+        return false;
+    };
+    // SAFETY: both are NUL-terminated strings that outlive the call.
+    unsafe { libc::fnmatch(p.as_ptr(), n.as_ptr(), libc::FNM_PATHNAME) == 0 }
 }
 
 /// Whether no folder matches the section now (a `<Directory>` that

@@ -605,12 +605,7 @@ async fn send_file<D: Downstream>(
     let push = |fields: &mut HeaderFields, n: &'static str, v: String| {
         fields.push((n.into(), FieldValue::copy_from_slice(v.as_bytes())));
     };
-    let mut fields: HeaderFields = Vec::new();
-    if let Some(neg) = &place.negotiated {
-        for (n, v) in &neg.fields {
-            push(&mut fields, n, v.clone());
-        }
-    }
+    let mut fields: HeaderFields = negotiated_fields(place);
     let allow = if place.cx.server.settings.trace_enable {
         "OPTIONS,HEAD,GET,POST,TRACE"
     } else {
@@ -634,17 +629,7 @@ async fn send_file<D: Downstream>(
     let mtime_usec = u64::try_from(meta.mtime()).unwrap_or(0) * 1_000_000
         + u64::try_from(meta.mtime_nsec()).unwrap_or(0) / 1000;
     let size = meta.len();
-    let mut v = Validators::of_file(size, mtime_usec, now);
-    if let Some(neg) = &place.negotiated {
-        // Apache's structured tag: the variant's, then `;` and the
-        // variant list validator (the folder's time).
-        if let (Some(open), Some(vlist)) = (v.etag.strip_suffix('"'), neg.vlist) {
-            // A folder changed within the second makes the whole tag
-            // weak, as a file does its own.
-            let weak = !open.starts_with("W/") && now.saturating_sub(vlist / 1_000_000) < 1;
-            v.etag = format!("{}{open};{vlist:x}\"", if weak { "W/" } else { "" });
-        }
-    }
+    let v = negotiated_etag(Validators::of_file(size, mtime_usec, now), place, now);
     push(
         &mut fields,
         "Last-Modified",
@@ -738,6 +723,31 @@ async fn send_file<D: Downstream>(
             send(client, head, place, (206, fields), body).await
         }
     }
+}
+
+/// The fields a negotiated answer starts with (`Content-Location`,
+/// `Vary`, `TCN`); none for another.
+fn negotiated_fields(place: &Place<'_>) -> HeaderFields {
+    let Some(neg) = &place.negotiated else {
+        return Vec::new();
+    };
+    neg.fields
+        .iter()
+        .map(|(n, v)| ((*n).into(), FieldValue::copy_from_slice(v.as_bytes())))
+        .collect()
+}
+
+/// Apache's structured ETag of a negotiated answer: the variant's, then
+/// `;` and the variant list validator (the folder's time); a folder
+/// changed within the second makes the whole tag weak, as a file does
+/// its own.
+fn negotiated_etag(mut v: Validators, place: &Place<'_>, now: u64) -> Validators {
+    let vlist = place.negotiated.as_ref().and_then(|n| n.vlist);
+    if let (Some(open), Some(vlist)) = (v.etag.strip_suffix('"'), vlist) {
+        let weak = !open.starts_with("W/") && now.saturating_sub(vlist / 1_000_000) < 1;
+        v.etag = format!("{}{open};{vlist:x}\"", if weak { "W/" } else { "" });
+    }
+    v
 }
 
 /// Where an answer's bytes come from: the file, or its gzip in memory.

@@ -25,6 +25,13 @@ fn process_bytes() -> [u8; 6] {
     })
 }
 
+/// Sets `UNIQUE_ID` in a request's environment when the module is loaded.
+pub fn stamp(loaded: bool, env: &mut crate::rules::Env) {
+    if loaded {
+        env.set("UNIQUE_ID", next());
+    }
+}
+
 /// The next identifier.
 pub fn next() -> String {
     let secs = std::time::SystemTime::now()
