@@ -342,6 +342,28 @@ impl DocTree {
                 b"# backends by room\nchat /back/chat\n  chat /indented/is/skipped\nroom /back/room trailing words\nchat /back/second\nnovalue\n",
             ),
             ("maps/one.rnd", b"k only|only\nsingle a\n"),
+            // Options MultiViews (32-rhel-rest.scn).
+            ("docs/mv/foo.gif", b"GIF89a"),
+            ("docs/mv/foo.png", b"\x89PNG\r\n\x1a\n"),
+            ("docs/mv/doc.html.en", b"<p>en</p>\n"),
+            ("docs/mv/doc.html.fr", b"<p>fr!</p>\n"),
+            ("docs/mv/t.txt", b"plain text, longer\n"),
+            ("docs/mv/t.txt.gz", b"gz\n"),
+            ("docs/mv/cs.html", b"a\n"),
+            ("docs/mv/cs.utf8.html", b"bb\n"),
+            ("docs/mv/only.txt", b"only\n"),
+            ("docs/mv/index.html", b"<p>mv index</p>\n"),
+            ("docs/mv/odd.zzz", b"odd\n"),
+            ("docs/mv/.htx.txt", b"hidden\n"),
+            ("docs/mvi/index.html.en", b"<p>index en</p>\n"),
+            ("docs/mvi/index.html.fr", b"<p>index fr</p>\n"),
+            // ScriptAlias (32-rhel-rest.scn).
+            (
+                "cgi/prog.sh",
+                b"#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nran\\n'\n",
+            ),
+            ("cgi/data.txt", b"not a program\n"),
+            ("cgi/sub/other.sh", b"#!/bin/sh\n"),
         ];
         for (path, body) in files {
             let p = root.join(path);
@@ -364,6 +386,17 @@ impl DocTree {
         let _ = std::process::Command::new("chmod")
             .args(["-R", "a+rX"])
             .arg(root)
+            .status();
+        // MultiViews' folders too: their time is in a negotiated ETag.
+        for d in ["docs/mv", "docs/mvi"] {
+            std::fs::File::open(root.join(d))
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        }
+        let _ = std::process::Command::new("chmod")
+            .arg("a+x")
+            .arg(root.join("cgi/prog.sh"))
             .status();
         DocTree { dir }
     }

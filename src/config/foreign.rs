@@ -32,17 +32,10 @@ const IGNORED: &[Ignored] = &[
         in_vhost: false,
     },
     Ignored {
-        what: "mod_negotiation",
-        module: Some("negotiation_module"),
-        directives: &[],
-        why: "they rank the variants content negotiation chooses from, and wsgate negotiates none (Options MultiViews is an error; a type map is refused)",
-        in_vhost: false,
-    },
-    Ignored {
         what: "mod_mime",
         module: Some("mime_module"),
         directives: &[],
-        why: "wsgate reads TypesConfig, AddType, AddCharset, AddEncoding, AddLanguage and AddHandler (a file of a handler's extension is refused); these others name filters wsgate does not have or tune negotiation, which it does not do",
+        why: "wsgate reads TypesConfig, AddType, AddCharset, AddEncoding, AddLanguage and AddHandler (a file of a handler's extension is refused); these others name filters wsgate does not have or set what a request's path info does to the type (ModMimeUsePathInfo)",
         in_vhost: false,
     },
     Ignored {
@@ -145,6 +138,8 @@ pub struct Foreign {
     /// `LoadModule` lines of modules wsgate does not have, with the lines
     /// that use their directives.
     missing: Vec<Missing>,
+    /// `LoadModule unique_id_module` was read.
+    pub unique_id: bool,
 }
 
 #[derive(Debug)]
@@ -157,12 +152,9 @@ struct Missing {
 
 /// Modules that change what Apache serves with no line of configuration:
 /// loading one is an error even when nothing names it.
-const ACT_UNCONFIGURED: &[&str] = &[
-    // `UserDir public_html` is its default: /~user/ serves home folders.
-    "userdir_module",
-    // Sets UNIQUE_ID for every request, which logs and headers may use.
-    "unique_id_module",
-];
+/// (mod_unique_id was one: wsgate has it now; mod_userdir 2.4's default
+/// names no folder.)
+const ACT_UNCONFIGURED: &[&str] = &[];
 
 impl Foreign {
     /// `LoadModule NAME FILE` lines for modules wsgate does not have, and
@@ -170,6 +162,7 @@ impl Foreign {
     /// a block of a loaded module is a use of it.
     pub fn new(loaded_missing: Vec<(String, Origin)>, skipped: &[(String, Origin)]) -> Foreign {
         Foreign {
+            unique_id: false,
             ignored: Vec::new(),
             missing: loaded_missing
                 .into_iter()
@@ -371,7 +364,6 @@ mod tests {
                 ("php_module".into(), o.clone()),
                 ("echo_module".into(), o.clone()),
                 ("mime_magic_module".into(), o.clone()),
-                ("unique_id_module".into(), o.clone()),
             ],
             &[("mime_magic".to_string(), node("x", 20).origin)],
         );
@@ -381,18 +373,14 @@ mod tests {
         let errors = f.errors();
         let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
         // php: its directives; mime_magic: an <IfModule> block Apache
-        // would read; unique_id: acts unconfigured. echo: nothing uses it.
-        assert_eq!(errors.len(), 3, "{messages:?}");
+        // would read. echo: nothing uses it.
+        assert_eq!(errors.len(), 2, "{messages:?}");
         assert!(
             messages[0].contains("t.conf:10 (php_value), t.conf:11 (php_admin_flag)"),
             "{messages:?}"
         );
         assert!(
             messages[1].contains("t.conf:20 (<IfModule>)"),
-            "{messages:?}"
-        );
-        assert!(
-            messages[2].starts_with("LoadModule unique_id_module"),
             "{messages:?}"
         );
         let w = f.warning().unwrap();

@@ -27,6 +27,8 @@ pub struct Expander {
     /// name without `mod_`, `.c` or `_module`): what they hold would apply
     /// in Apache with the module loaded.
     pub skipped_blocks: Vec<(String, Origin)>,
+    /// `LoadModule unique_id_module`: every request gets `UNIQUE_ID`.
+    pub unique_id: bool,
 }
 
 /// A module's name as `<IfModule>` and `LoadModule` write it (`mod_x.c`,
@@ -60,6 +62,7 @@ impl Expander {
             errors: Vec::new(),
             loaded_missing: Vec::new(),
             skipped_blocks: Vec::new(),
+            unique_id: false,
         }
     }
 
@@ -216,6 +219,7 @@ impl Expander {
                     let [module, _file] = node.args.as_slice() else {
                         return Err(arity(&node, "LoadModule MODULE FILE"));
                     };
+                    self.unique_id |= bare_module(module) == "unique_id";
                     if !module_is_built_in(module) {
                         self.loaded_missing
                             .push((module.clone(), node.origin.clone()));

@@ -58,10 +58,11 @@ pub fn load(path: &Path, defines: &[String]) -> Result<Config, ConfigError> {
     let mut expander = include::Expander::new(defines, root.clone());
     let nodes = expander.read_file(path);
     let prior = std::mem::take(&mut expander.errors);
-    let foreign = foreign::Foreign::new(
+    let mut foreign = foreign::Foreign::new(
         std::mem::take(&mut expander.loaded_missing),
         &expander.skipped_blocks,
     );
+    foreign.unique_id = expander.unique_id;
     // Relative paths (logs, keys, the document root) resolve against
     // ServerRoot, as Apache's do, not the main file's folder.
     let root = expander.server_root().to_path_buf();
@@ -83,10 +84,11 @@ pub fn from_str(text: &str, name: &str) -> Result<Config, ConfigError> {
     let mut expander = include::Expander::new(&[], root.clone());
     let nodes = expander.expand_text(text, Path::new(name), 0);
     let prior = std::mem::take(&mut expander.errors);
-    let foreign = foreign::Foreign::new(
+    let mut foreign = foreign::Foreign::new(
         std::mem::take(&mut expander.loaded_missing),
         &expander.skipped_blocks,
     );
+    foreign.unique_id = expander.unique_id;
     build(
         expanded(nodes, &prior)?,
         &root,
@@ -556,6 +558,7 @@ impl Builder {
             proxy_protocol: self.proxy_protocol,
             banner: self.server_tokens.banner(env!("CARGO_PKG_VERSION")),
             proxy_status: self.proxy_status,
+            unique_id: self.foreign.unique_id,
         })
     }
 

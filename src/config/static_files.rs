@@ -11,8 +11,8 @@ use super::error::ConfigError;
 use super::lexer::Node;
 use super::model::authz::Auth;
 use super::model::files::{
-    Alias, AliasMatcher, DirSettings, Files, Mime, OptionsChange, Opts, Redirect, Section,
-    SectionMatcher,
+    Alias, AliasMatcher, DirSettings, Files, Mime, Negotiation, OptionsChange, Opts, Redirect,
+    Section, SectionMatcher,
 };
 use super::source;
 use super::{proxy, values, At, Builder};
@@ -30,6 +30,28 @@ pub(crate) struct FilesDraft {
     pub(super) base: DirSettings,
     mime: MimeDraft,
     index_ignore: Vec<String>,
+    negotiation: NegotiationDraft,
+}
+
+/// mod_negotiation's lines of one server: what it sets.
+#[derive(Debug, Default)]
+struct NegotiationDraft {
+    language_priority: Option<Vec<String>>,
+    force: Option<u8>,
+    cache: Option<bool>,
+}
+
+impl NegotiationDraft {
+    fn over(&self, base: &Negotiation) -> Negotiation {
+        Negotiation {
+            language_priority: self
+                .language_priority
+                .clone()
+                .unwrap_or_else(|| base.language_priority.clone()),
+            force_language_priority: self.force.unwrap_or(base.force_language_priority),
+            cache_negotiated_docs: self.cache.unwrap_or(base.cache_negotiated_docs),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -84,6 +106,7 @@ impl FilesDraft {
         merged
             .index_ignore
             .extend(self.index_ignore.iter().cloned());
+        merged.negotiation = self.negotiation.over(&main.negotiation);
         if !self.mime.is_empty() {
             let mut mime = MimeDraft::default();
             mime.absorb(&main_draft.mime);
@@ -104,6 +127,7 @@ impl Files {
         self.files = draft.files.clone();
         self.base = draft.base.clone();
         self.index_ignore = draft.index_ignore.clone();
+        self.negotiation = draft.negotiation.over(&Negotiation::default());
         self.mime = if draft.mime.is_empty() {
             types.clone()
         } else {
@@ -239,7 +263,8 @@ fn trimmed_path(path: &Path) -> Vec<u8> {
 
 pub(super) fn alias(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
     let o = &node.origin;
-    let regex = node.is("AliasMatch");
+    let regex = node.is("AliasMatch") || node.is("ScriptAliasMatch");
+    let script = node.is("ScriptAlias") || node.is("ScriptAliasMatch");
     let [from, to] = node.args.as_slice() else {
         return Err(ConfigError::new(
             o,
@@ -260,12 +285,73 @@ pub(super) fn alias(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(),
         use std::os::unix::ffi::OsStrExt;
         b.root.join(to).as_os_str().as_bytes().to_vec()
     };
+    if script {
+        b.warnings.push(script_warning(node, &real, regex));
+    }
     at.server.files.aliases.push(Alias {
         matcher,
         real,
         origin: o.clone(),
+        script,
     });
     Ok(())
+}
+
+/// The warning a `ScriptAlias` line gives: what wsgate answers there,
+/// and the programs its folder holds now.
+fn script_warning(node: &Node, real: &[u8], regex: bool) -> String {
+    let folder = String::from_utf8_lossy(real).into_owned();
+    let mut out = format!(
+        "{}: {} {}: wsgate runs no CGI programs (mod_cgi, mod_cgid): a request for a file under it answers 500 and is logged, never the file's bytes; a missing one 404 and a folder 403, as Apache",
+        node.origin,
+        node.name,
+        node.args.join(" ")
+    );
+    if regex {
+        return out;
+    }
+    let programs = programs_in(Path::new(&folder));
+    if !programs.is_empty() {
+        let more = programs.len().saturating_sub(8);
+        let named: Vec<&str> = programs.iter().take(8).map(String::as_str).collect();
+        out.push_str(&format!(
+            "; {folder} holds programs Apache would run: {}{}",
+            named.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    out
+}
+
+/// The executable files in `dir` and its folders (a bounded look).
+fn programs_in(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    let mut seen = 0;
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 10_000 {
+                return out;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                out.push(e.path().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 pub(super) fn redirect(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
@@ -355,19 +441,6 @@ pub(super) fn enable_sendfile(
     values::on_off(&node.origin, "EnableSendfile", arg(node)).map(|_| ())
 }
 
-/// `ScriptAlias`, `ScriptAliasMatch`: wsgate runs no programs.
-pub(super) fn script_alias(
-    _: &mut Builder,
-    _: &mut At<'_>,
-    node: &Node,
-) -> Result<(), ConfigError> {
-    Err(ConfigError::new(
-        &node.origin,
-        format!("{}: wsgate runs no CGI programs", node.name),
-    )
-    .hint("run them in a backend and ProxyPass to it, or keep the line for Apache only inside <IfModule cgi_module>"))
-}
-
 /// `<Directory>`, `<DirectoryMatch>`, `<Files>`, `<FilesMatch>`.
 pub(super) fn section(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
     let o = &node.origin;
@@ -432,7 +505,7 @@ pub(super) fn section(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(
     Ok(())
 }
 
-pub(super) fn options(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+pub(super) fn options(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
     let o = &node.origin;
     let mut change = OptionsChange {
         replace: None,
@@ -453,21 +526,22 @@ pub(super) fn options(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(
             "symlinksifownermatch" => Opts::SYMLINKS_IF_OWNER_MATCH,
             "none" if sign.is_none() => Opts(0),
             "all" if sign.is_none() => Opts(Opts::FOLLOW_SYMLINKS.0 | Opts::SYMLINKS_IF_OWNER_MATCH.0),
+            "multiviews" => Opts::MULTIVIEWS,
             // Taking away what wsgate never does changes nothing.
-            "execcgi" | "includes" | "includesnoexec" | "multiviews" if sign == Some(false) => {
+            "execcgi" | "includes" | "includesnoexec" if sign == Some(false) => Opts(0),
+            "execcgi" | "includes" | "includesnoexec" if nowhere(at.section.as_deref()) => {
+                b.warnings.push(format!(
+                    "{o}: Options {name}: read and ignored: no folder matches its <Directory> now, so nothing is served under it; wsgate runs no CGI programs nor server-side includes should one appear"
+                ));
                 Opts(0)
             }
             "execcgi" | "includes" | "includesnoexec" => {
                 return Err(ConfigError::new(o, format!("Options {name}: wsgate runs no CGI programs or server-side includes"))
                     .hint(format!("take it out (or write -{name}); run such programs in a backend and ProxyPass to it")))
             }
-            "multiviews" => {
-                return Err(ConfigError::new(o, "Options MultiViews: wsgate does no content negotiation")
-                    .hint("take it out (or write -MultiViews), or keep it for Apache only inside <IfModule negotiation_module>"))
-            }
             _ => {
                 return Err(ConfigError::new(o, format!("Illegal option {name}"))
-                    .hint("Indexes, FollowSymLinks, SymLinksIfOwnerMatch, None, All (and -ExecCGI, -Includes, -MultiViews)"))
+                    .hint("Indexes, FollowSymLinks, SymLinksIfOwnerMatch, MultiViews, None, All (and -ExecCGI, -Includes)"))
             }
         };
         match sign {
@@ -517,20 +591,110 @@ pub(super) fn options(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(
 }
 
 /// `AllowOverride None` (and `AllowOverrideList None`): `.htaccess` files
-/// are not read, as wsgate never reads them.
+/// are not read, as wsgate never reads them. Anything else only in a
+/// `<Directory>` under which no `.htaccess` file exists now (with a
+/// warning): one that exists is never ignored.
 pub(super) fn allow_override(
-    _: &mut Builder,
-    _: &mut At<'_>,
+    b: &mut Builder,
+    at: &mut At<'_>,
     node: &Node,
 ) -> Result<(), ConfigError> {
     match node.args.as_slice() {
         [none] if none.eq_ignore_ascii_case("none") => Ok(()),
+        _ if no_htaccess(at.section.as_deref()) => {
+            b.warnings.push(format!(
+                "{}: {} {}: read and ignored: no .htaccess file exists now under the folders its <Directory> matches; wsgate reads none, so move the directives of one written later into the configuration",
+                node.origin,
+                node.name,
+                node.args.join(" ")
+            ));
+            Ok(())
+        }
         _ => Err(ConfigError::new(
             &node.origin,
             format!("{} {}: wsgate reads no .htaccess files", node.name, node.args.join(" ")),
         )
         .hint("move the .htaccess files' directives into the configuration and write AllowOverride None: ignoring them could let in whom they keep out")),
     }
+}
+
+/// The folders a plain `<Directory>` section matches now (its wildcards
+/// expanded); `None` for another section, or too many to look at.
+fn section_folders(section: Option<&Section>) -> Option<Vec<std::path::PathBuf>> {
+    let s = section?;
+    let SectionMatcher::Wildcard(pattern) = &s.matcher else {
+        return None;
+    };
+    if pattern.first() != Some(&b'/') {
+        return None;
+    }
+    let mut found = vec![std::path::PathBuf::from("/")];
+    for comp in pattern.split(|&c| c == b'/').filter(|c| !c.is_empty()) {
+        let mut next = Vec::new();
+        for dir in &found {
+            if !comp.iter().any(|c| b"*?[\\".contains(c)) {
+                let p = dir.join(String::from_utf8_lossy(comp).as_ref());
+                if p.is_dir() {
+                    next.push(p);
+                }
+                continue;
+            }
+            for e in std::fs::read_dir(dir).ok()?.flatten() {
+                if fnmatch(comp, &e.file_name()) && e.path().is_dir() {
+                    next.push(e.path());
+                }
+            }
+            if next.len() > 1000 {
+                return None;
+            }
+        }
+        found = next;
+    }
+    Some(found)
+}
+
+/// A path component against a shell wildcard (`fnmatch`, as Apache's
+/// `<Directory>` matching).
+fn fnmatch(pattern: &[u8], name: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (Ok(p), Ok(n)) = (
+        std::ffi::CString::new(pattern),
+        std::ffi::CString::new(name.as_bytes()),
+    ) else {
+        return false;
+    };
+    // SAFETY: both are NUL-terminated strings that outlive the call.
+    unsafe { libc::fnmatch(p.as_ptr(), n.as_ptr(), libc::FNM_PATHNAME) == 0 }
+}
+
+/// Whether no folder matches the section now (a `<Directory>` that
+/// serves nothing).
+fn nowhere(section: Option<&Section>) -> bool {
+    section_folders(section).is_some_and(|f| f.is_empty())
+}
+
+/// Whether no `.htaccess` file exists under the section's folders (a
+/// bounded look: too much to read counts as one existing).
+fn no_htaccess(section: Option<&Section>) -> bool {
+    let Some(mut todo) = section_folders(section) else {
+        return false;
+    };
+    let mut seen = 0;
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 20_000 || e.file_name() == ".htaccess" {
+                return false;
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(e.path());
+            }
+        }
+    }
+    true
 }
 
 pub(super) fn directory_index(
@@ -630,16 +794,103 @@ pub(super) fn add_mime(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<
         "addhandler" => &mut mime.handlers,
         _ => &mut mime.languages,
     };
-    // mod_mime lower-cases the value of AddType and AddEncoding (and the
-    // extension, without its dot).
-    let value = if node.is("AddType") || node.is("AddEncoding") || node.is("AddHandler") {
-        value.to_ascii_lowercase()
-    } else {
-        value.clone()
-    };
+    // mod_mime lower-cases every value (and the extension, without its
+    // dot): `AddCharset UTF-8 .utf8` gives `charset=utf-8`.
+    let value = value.to_ascii_lowercase();
     for ext in exts {
         let ext = ext.strip_prefix('.').unwrap_or(ext).to_ascii_lowercase();
         table.push((ext, value.clone()));
+    }
+    Ok(())
+}
+
+/// mod_mime_magic's `MIMEMagicFile`: read, its guesses not made (one
+/// warning says so).
+pub(super) fn mime_magic_file(
+    b: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let path = b.root.join(arg(node));
+    b.warnings.push(format!(
+        "{}: MIMEMagicFile {}: read and ignored: mod_mime_magic guesses a type from a file's first bytes only for a file mod_mime gives none (no known extension); wsgate sends such a file without a Content-Type, the same bytes to the same clients",
+        node.origin,
+        path.display()
+    ));
+    Ok(())
+}
+
+/// mod_userdir's `UserDir`: `disabled` (for everyone or some users) and
+/// `enabled USER…` serve nothing while no line names a folder, as in
+/// Apache 2.4, whose default names none; a folder is refused.
+pub(super) fn user_dir(_: &mut Builder, _: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
+    match node.args.first().map(|a| a.to_ascii_lowercase()) {
+        Some(w) if w == "disabled" || w == "disable" => Ok(()),
+        Some(w) if (w == "enabled" || w == "enable") && node.args.len() > 1 => Ok(()),
+        _ => Err(ConfigError::new(
+            &node.origin,
+            format!("UserDir {}: wsgate does not serve users' home folders", node.args.join(" ")),
+        )
+        .hint("write UserDir disabled, or Alias /~NAME/ /home/NAME/public_html/ for the users whose folders are served")),
+    }
+}
+
+/// `MultiviewsMatch NegotiatedOnly`, mod_mime's default; the others let
+/// handlers' and filters' extensions (or any) into MultiViews' variants.
+pub(super) fn multiviews_match(
+    _: &mut Builder,
+    _: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    if arg(node).eq_ignore_ascii_case("NegotiatedOnly") {
+        return Ok(());
+    }
+    Err(ConfigError::new(
+        &node.origin,
+        format!("MultiviewsMatch {}: wsgate does NegotiatedOnly only", arg(node)),
+    )
+    .hint("a file with a handler's or filter's extension is never served as it is by wsgate; take the line out"))
+}
+
+/// mod_negotiation's `LanguagePriority`, `ForceLanguagePriority` and
+/// `CacheNegotiatedDocs`, for a server or virtual host.
+pub(super) fn negotiation(
+    _: &mut Builder,
+    at: &mut At<'_>,
+    node: &Node,
+) -> Result<(), ConfigError> {
+    let o = &node.origin;
+    let draft = &mut at.server.files.negotiation;
+    match node.name.to_ascii_lowercase().as_str() {
+        "languagepriority" => draft
+            .language_priority
+            .get_or_insert_with(Vec::new)
+            .extend(node.args.iter().cloned()),
+        "forcelanguagepriority" => {
+            let mut force = draft.force.filter(|&f| f != 0).unwrap_or(0);
+            for w in &node.args {
+                let bit = match w.to_ascii_lowercase().as_str() {
+                    "none" => 0,
+                    "prefer" => Negotiation::PREFER,
+                    "fallback" => Negotiation::FALLBACK,
+                    _ => {
+                        return Err(ConfigError::new(
+                            o,
+                            format!("Invalid ForceLanguagePriority option {w}"),
+                        ))
+                    }
+                };
+                if (bit == 0 && force != 0) || (bit != 0 && draft.force == Some(0)) {
+                    return Err(ConfigError::new(
+                        o,
+                        "Cannot combine ForceLanguagePriority options with None",
+                    ));
+                }
+                force |= bit;
+                draft.force = Some(force);
+            }
+        }
+        _ => draft.cache = Some(values::on_off(o, "CacheNegotiatedDocs", arg(node))?),
     }
     Ok(())
 }

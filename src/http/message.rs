@@ -88,6 +88,7 @@ pub fn canonical_reason(code: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         410 => "Gone",
         408 => "Request Timeout",
         411 => "Length Required",

@@ -261,6 +261,7 @@ fn explain(status: u16) -> &'static str {
         403 => "You don't have permission to access this resource.",
         404 => "The requested URL was not found on this server.",
         405 => "The method is not allowed here.",
+        406 => "An appropriate representation of the requested resource could not be found on this server.",
         408 => "Server timeout waiting for the HTTP request from the client.",
         410 => "The requested resource is no longer available on this server.",
         413 => "The request body is larger than this server accepts.",

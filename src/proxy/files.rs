@@ -21,10 +21,11 @@ use super::deflate::{self, Deflate};
 use super::downstream::Downstream;
 use super::errordoc::{self, Internal};
 use super::forward::Outcome;
-use super::gate::{self, Found};
+use super::gate;
 use super::header_rules::{self, Context};
 use super::headers::{BodyHeader, ClientResponse};
 use super::logging::LogTrail;
+use super::multiviews::{self, Found, Negotiated};
 use crate::config::model::files::{Files, Merged, Opts};
 use crate::http::body::Encoding;
 use crate::http::conditional::{self, Precondition, Ranges, Validators};
@@ -89,6 +90,8 @@ pub struct Place<'a> {
     /// with it, whole and unconditionally (Apache's `no_local_copy`), and
     /// a failure gives the status's own page.
     pub as_error: Option<u16>,
+    /// `Options MultiViews` chose the file: what its answer adds.
+    pub negotiated: Option<Negotiated>,
 }
 
 impl<'a> Place<'a> {
@@ -114,6 +117,7 @@ impl<'a> Place<'a> {
             spot: None,
             redirect: None,
             as_error: None,
+            negotiated: None,
         }
     }
 }
@@ -129,7 +133,8 @@ pub async fn serve<D: Downstream>(
     let mut filename = file.filename.clone();
     let mut uri = file.uri.clone();
     let mut fallen_back = false;
-    let mut found = Found::default();
+    let mut seen = gate::Found::default();
+    let mut index_name = false;
     for _ in 0..MAX_HOPS {
         let look = look_at(files, &filename).await;
         let (dir, name) = split_dir(&filename);
@@ -154,13 +159,51 @@ pub async fn serve<D: Downstream>(
         let merged = map::merged(files, &dir, name.as_deref());
         let access = file.location_access.over_files(&merged);
         if access.guards() {
-            let checked = check_access(head, &access, &mut place, &mut found).await;
+            let checked = check_access(head, &access, &mut place, &mut seen).await;
             if let Err((status, challenge)) = checked {
                 if status == 403 {
                     tracing::error!(peer = %place.cx.facts.peer, "AH01630: client denied by server configuration: {}", String::from_utf8_lossy(&filename));
                 }
                 let extra = challenge.as_deref().map(|c| ("WWW-Authenticate", c));
                 return status_page(client, head, &place, status, extra.as_slice()).await;
+            }
+        }
+        if map::under_script_alias(files, &uri) {
+            match &look {
+                Look::File { path, .. } => {
+                    tracing::error!(peer = %place.cx.facts.peer, "{}: a program under ScriptAlias, and wsgate runs no CGI programs (answered 500, never the file)", path.display());
+                    return status_page(client, head, &place, 500, &[]).await;
+                }
+                Look::Dir if uri.ends_with(b"/") => {
+                    tracing::error!(peer = %place.cx.facts.peer, "AH01265: {}: attempt to invoke directory as script", String::from_utf8_lossy(&filename));
+                    return status_page(client, head, &place, 403, &[]).await;
+                }
+                _ => {}
+            }
+        }
+        if let Look::Missing { dir: d, name: n } = &look {
+            let options = map::with_location_options(place.cx.server, &uri, merged.options);
+            if options.has(Opts::MULTIVIEWS) {
+                let path_info = filename.len() > d.len() + n.len();
+                let found = {
+                    let permitted = |v: &[u8]| {
+                        visible(head, file, &map::merged(files, d, Some(v)), &place, &seen)
+                    };
+                    let how = (path_info, file.query.is_some());
+                    multiviews::negotiate(files, (d, n), head, how, &permitted).await
+                };
+                let found = match found {
+                    Found::Chosen { path, mut neg } if index_name => {
+                        neg.vlist = None;
+                        Found::Chosen { path, neg }
+                    }
+                    other => other,
+                };
+                if let Some(done) =
+                    negotiated(client, head, file, found, path_info, &mut place).await
+                {
+                    return done;
+                }
             }
         }
         match look {
@@ -193,8 +236,14 @@ pub async fn serve<D: Downstream>(
                 }
                 return slash_redirect(client, head, &uri, file.query.as_deref(), &place).await;
             }
-            Look::Dir => match index_file(&merged, &filename).await {
+            Look::Dir => match match index_file(&merged, &filename).await {
+                Some(index) => Some(index),
+                None => {
+                    negotiated_index((file, &seen), &merged, (&filename, &uri), head, &place).await
+                }
+            } {
                 Some(index) => {
+                    index_name = true;
                     uri.extend_from_slice(&index);
                     filename = with_slash(&filename);
                     filename.extend_from_slice(&index);
@@ -206,7 +255,7 @@ pub async fn serve<D: Downstream>(
                     && map::with_location_options(place.cx.server, &uri, merged.options)
                         .has(Opts::INDEXES) =>
                 {
-                    return listing(client, head, (file, &found), (&filename, &uri), &place).await;
+                    return listing(client, head, (file, &seen), (&filename, &uri), &place).await;
                 }
                 None => {
                     tracing::error!(peer = %place.cx.facts.peer, "AH01276: Cannot serve directory {}: No matching DirectoryIndex found, and server-generated directory index forbidden by Options directive", String::from_utf8_lossy(&with_slash(&filename)));
@@ -216,6 +265,59 @@ pub async fn serve<D: Downstream>(
         }
     }
     status_page(client, head, &place, 500, &[]).await
+}
+
+/// Answers with what MultiViews found, if it found anything.
+async fn negotiated<D: Downstream>(
+    client: &mut D,
+    head: &RequestHead,
+    file: &FileMapped<'_>,
+    found: Found,
+    path_info: bool,
+    place: &mut Place<'_>,
+) -> Option<Outcome> {
+    let peer = place.cx.facts.peer;
+    let name = || String::from_utf8_lossy(&file.filename).into_owned();
+    let fields = |f: &[(&'static str, String)]| -> Vec<(&'static str, String)> { f.to_vec() };
+    Some(match found {
+        Found::Nothing => return None,
+        Found::NoneUsable => {
+            tracing::error!(peer = %peer, "AH00687: Negotiation: discovered file(s) matching request: {} (None could be negotiated).", name());
+            status_page(client, head, place, 404, &[]).await
+        }
+        Found::TypeMap(map) => {
+            tracing::error!(peer = %peer, "{}: MultiViews found the type map {}, and wsgate reads no type maps (answered 500)", name(), String::from_utf8_lossy(&map));
+            status_page(client, head, place, 500, &[]).await
+        }
+        Found::NotAcceptable(f) => {
+            tracing::error!(peer = %peer, "AH00690: no acceptable variant: {}", name());
+            let extra: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            status_page(client, head, place, 406, &extra).await
+        }
+        // The variant with path info: the default handler's 404, with
+        // the negotiation's Vary.
+        Found::Chosen { neg, .. } if path_info => {
+            tracing::info!(peer = %peer, "AH00130: File does not exist: {}", name());
+            let f = fields(&neg.fields);
+            let extra: Vec<(&str, &str)> = f.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            status_page(client, head, place, 404, &extra).await
+        }
+        Found::Chosen { path, neg } => {
+            let p = path.clone();
+            let meta = tokio::task::spawn_blocking(move || std::fs::metadata(p))
+                .await
+                .ok()
+                .and_then(Result::ok);
+            let Some(meta) = meta else {
+                return Some(status_page(client, head, place, 404, &[]).await);
+            };
+            if let Some(log) = place.log.as_deref_mut() {
+                log.filename = Some(path.display().to_string());
+            }
+            place.negotiated = Some(neg);
+            send_file(client, head, file, (&path, &meta), place).await
+        }
+    })
 }
 
 /// Access control for a mapped file before anything acts on it: Apache's
@@ -245,7 +347,7 @@ pub async fn access_before_fixups(
     if !access.guards() {
         return Ok(());
     }
-    let checked = check_access(head, &access, &mut place, &mut Found::default()).await;
+    let checked = check_access(head, &access, &mut place, &mut gate::Found::default()).await;
     if let Err((403, _)) = checked {
         tracing::error!(peer = %place.cx.facts.peer, "AH01630: client denied by server configuration: {}", String::from_utf8_lossy(&file.filename));
     }
@@ -261,7 +363,7 @@ async fn check_access(
     head: &RequestHead,
     access: &Access<'_>,
     place: &mut Place<'_>,
-    found: &mut Found,
+    found: &mut gate::Found,
 ) -> Result<(), (u16, Option<String>)> {
     let view = header_rules::Varying::new(header_rules::expr_view(head, place.cx, place.env));
     let peer = place.cx.facts.peer;
@@ -308,12 +410,31 @@ async fn check_access(
     checked
 }
 
+/// Whether access control lets the request see a file with settings
+/// `merged` without asking anything more (mod_autoindex's and
+/// mod_negotiation's subrequests: what would be refused, or ask for a
+/// user not yet known, is not shown or chosen).
+fn visible(
+    head: &RequestHead,
+    file: &FileMapped<'_>,
+    merged: &Merged<'_>,
+    place: &Place<'_>,
+    found: &gate::Found,
+) -> bool {
+    let access = file.location_access.over_files(merged);
+    if !access.guards() {
+        return true;
+    }
+    let view = header_rules::expr_view(head, place.cx, place.env);
+    access::check(&access, &asked(head, place, &view, found), &mut ()).is_ok()
+}
+
 /// The request as access control sees it, with what has been found out.
 fn asked<'a>(
     head: &'a RequestHead,
     place: &'a Place<'_>,
     view: &'a dyn crate::rules::expr::Context,
-    found: &'a Found,
+    found: &'a gate::Found,
 ) -> Asked<'a> {
     Asked {
         method: &head.method,
@@ -365,6 +486,41 @@ async fn index_file(merged: &Merged<'_>, dir: &[u8]) -> Option<Vec<u8>> {
     .await
     .ok()
     .flatten()
+}
+
+/// mod_dir's sub-request for an index name that does not exist: under
+/// `Options MultiViews`, the first name a variant answers for.
+async fn negotiated_index(
+    (file, seen): (&FileMapped<'_>, &gate::Found),
+    merged: &Merged<'_>,
+    (dir, uri): (&[u8], &[u8]),
+    head: &RequestHead,
+    place: &Place<'_>,
+) -> Option<Vec<u8>> {
+    let options = map::with_location_options(place.cx.server, uri, merged.options);
+    if !options.has(Opts::MULTIVIEWS) {
+        return None;
+    }
+    let dir = with_slash(dir);
+    for name in merged.index_names().filter(|n| !n.contains('/')) {
+        let n = name.as_bytes();
+        // The sub-request's own access check, for the folder's files.
+        let permitted = |v: &[u8]| {
+            visible(
+                head,
+                file,
+                &map::merged(file.files, &dir, Some(v)),
+                place,
+                seen,
+            )
+        };
+        let found =
+            multiviews::negotiate(file.files, (&dir, n), head, (false, false), &permitted).await;
+        if matches!(found, Found::Chosen { .. }) {
+            return Some(n.to_vec());
+        }
+    }
+    None
 }
 
 /// Walks `filename` from `/`, off the runtime's threads.
@@ -582,7 +738,7 @@ async fn send_file<D: Downstream>(
     let push = |fields: &mut HeaderFields, n: &'static str, v: String| {
         fields.push((n.into(), FieldValue::copy_from_slice(v.as_bytes())));
     };
-    let mut fields: HeaderFields = Vec::new();
+    let mut fields: HeaderFields = negotiated_fields(place);
     if let Some(vary) = &place.vary {
         push(&mut fields, "Vary", vary.clone());
     }
@@ -609,7 +765,7 @@ async fn send_file<D: Downstream>(
     let mtime_usec = u64::try_from(meta.mtime()).unwrap_or(0) * 1_000_000
         + u64::try_from(meta.mtime_nsec()).unwrap_or(0) / 1000;
     let size = meta.len();
-    let v = Validators::of_file(size, mtime_usec, now);
+    let v = negotiated_etag(Validators::of_file(size, mtime_usec, now), place, now);
     push(
         &mut fields,
         "Last-Modified",
@@ -637,7 +793,8 @@ async fn send_file<D: Downstream>(
         }
     }
     if let Some(e) = ty.encoding {
-        push(&mut fields, "Content-Encoding", e.to_string());
+        let e = crate::route::negotiate::fix_encoding(e, head.headers.get_str("accept-encoding"));
+        push(&mut fields, "Content-Encoding", e);
     }
     if let Some(l) = ty.language {
         push(&mut fields, "Content-Language", l.to_string());
@@ -702,6 +859,31 @@ async fn send_file<D: Downstream>(
             send(client, head, place, (206, fields), body).await
         }
     }
+}
+
+/// The fields a negotiated answer starts with (`Content-Location`,
+/// `Vary`, `TCN`); none for another.
+fn negotiated_fields(place: &Place<'_>) -> HeaderFields {
+    let Some(neg) = &place.negotiated else {
+        return Vec::new();
+    };
+    neg.fields
+        .iter()
+        .map(|(n, v)| ((*n).into(), FieldValue::copy_from_slice(v.as_bytes())))
+        .collect()
+}
+
+/// Apache's structured ETag of a negotiated answer: the variant's, then
+/// `;` and the variant list validator (the folder's time); a folder
+/// changed within the second makes the whole tag weak, as a file does
+/// its own.
+fn negotiated_etag(mut v: Validators, place: &Place<'_>, now: u64) -> Validators {
+    let vlist = place.negotiated.as_ref().and_then(|n| n.vlist);
+    if let (Some(open), Some(vlist)) = (v.etag.strip_suffix('"'), vlist) {
+        let weak = !open.starts_with("W/") && now.saturating_sub(vlist / 1_000_000) < 1;
+        v.etag = format!("{}{open};{vlist:x}\"", if weak { "W/" } else { "" });
+    }
+    v
 }
 
 /// Where an answer's bytes come from: the file, or its gzip in memory.
@@ -965,7 +1147,7 @@ async fn send_parts<D: Downstream>(
 async fn listing<D: Downstream>(
     client: &mut D,
     head: &RequestHead,
-    (file, found): (&FileMapped<'_>, &Found),
+    (file, found): (&FileMapped<'_>, &gate::Found),
     (dir, uri): (&[u8], &[u8]),
     place: &Place<'_>,
 ) -> Outcome {
@@ -974,7 +1156,6 @@ async fn listing<D: Downstream>(
     }
     let dir_path = with_slash(dir);
     let read_from = dir_path.clone();
-    let view = header_rules::expr_view(head, place.cx, place.env);
     let entries = tokio::task::spawn_blocking(move || read_dir(&read_from))
         .await
         .unwrap_or_default();
@@ -992,9 +1173,7 @@ async fn listing<D: Downstream>(
             };
             // As mod_autoindex's subrequests: an entry access would refuse
             // (or ask a user for) is left out.
-            let access = file.location_access.over_files(&m);
-            !access.guards()
-                || access::check(&access, &asked(head, place, &view, found), &mut ()).is_ok()
+            visible(head, file, &m, place, found)
         })
         .collect();
     shown.sort();

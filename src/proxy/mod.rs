@@ -52,6 +52,7 @@ mod header_rules;
 mod headers;
 mod htpasswd;
 mod logging;
+mod multiviews;
 pub(crate) mod park;
 mod ping;
 mod plan;
@@ -68,6 +69,7 @@ mod signature;
 mod splice;
 mod tls;
 pub(crate) mod tunnel;
+mod unique_id;
 mod upgrade;
 mod wire;
 

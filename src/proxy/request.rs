@@ -236,6 +236,7 @@ async fn route_and_forward<'g, D: Downstream>(
     let host = head.headers.get_str("host");
     let signed = signature::signed_as(config, server, host, facts.https, mode);
     let env = &mut trail.env;
+    super::unique_id::stamp(config.unique_id, env);
     let cx = header_rules::post_read(head, &path, facts, server, env);
     header_rules::header_parser(head, cx, &route::location_setenvif(server, &path), env);
     let mut found = gate::Found::default();

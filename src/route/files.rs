@@ -91,6 +91,23 @@ pub fn translate(files: &Files, path: &RequestPath) -> Option<Translated> {
     Some(Translated::File(filename))
 }
 
+/// Whether `uri` is mapped by a `ScriptAlias` (the alias that
+/// translates it is one).
+pub fn under_script_alias(files: &Files, uri: &[u8]) -> bool {
+    if files
+        .redirects
+        .iter()
+        .any(|r| matches(&r.matcher, uri).is_some())
+    {
+        return false;
+    }
+    files
+        .aliases
+        .iter()
+        .find(|a| matches(&a.matcher, uri).is_some())
+        .is_some_and(|a| a.script)
+}
+
 /// Whether an alias or redirect matches: the length of the url-path it
 /// covers (for a prefix), or the regex's captures.
 fn matches<'u>(

@@ -10,6 +10,7 @@
 pub mod access;
 pub mod errordoc;
 pub mod files;
+pub mod negotiate;
 mod path;
 pub mod perdir;
 

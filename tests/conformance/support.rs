@@ -1023,6 +1023,9 @@ pub fn parse_file(path: &Path) -> Vec<Group> {
                         "authz_user" => "authz_user",
                         "reqtimeout" => "reqtimeout",
                         "remoteip" => "remoteip",
+                        "negotiation" => "negotiation",
+                        "cgid" => "cgid",
+                        "unique_id" => "unique_id",
                         other => panic!(
                             "{file}:{line_no}: modules: {other} is not one the harness knows"
                         ),

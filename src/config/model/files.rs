@@ -41,6 +41,33 @@ pub struct Files {
     pub mime: Arc<Mime>,
     /// `IndexIgnore` patterns: names a listing leaves out.
     pub index_ignore: Vec<String>,
+    /// mod_negotiation's settings, for `Options MultiViews`.
+    pub negotiation: Negotiation,
+}
+
+/// mod_negotiation's `LanguagePriority`, `ForceLanguagePriority` and
+/// `CacheNegotiatedDocs` (a server's or virtual host's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiation {
+    pub language_priority: Vec<String>,
+    /// [`Negotiation::PREFER`] and/or [`Negotiation::FALLBACK`]; 0: None.
+    pub force_language_priority: u8,
+    pub cache_negotiated_docs: bool,
+}
+
+impl Negotiation {
+    pub const PREFER: u8 = 2;
+    pub const FALLBACK: u8 = 4;
+}
+
+impl Default for Negotiation {
+    fn default() -> Negotiation {
+        Negotiation {
+            language_priority: Vec::new(),
+            force_language_priority: Negotiation::PREFER,
+            cache_negotiated_docs: false,
+        }
+    }
 }
 
 impl Files {
@@ -57,6 +84,9 @@ pub struct Alias {
     /// The file system path (with `$N` for `AliasMatch`).
     pub real: Vec<u8>,
     pub origin: Origin,
+    /// `ScriptAlias`/`ScriptAliasMatch`: what it maps to is a program,
+    /// which wsgate never runs nor sends (a file there answers 500).
+    pub script: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +181,8 @@ impl Opts {
     pub const INDEXES: Opts = Opts(1);
     pub const FOLLOW_SYMLINKS: Opts = Opts(2);
     pub const SYMLINKS_IF_OWNER_MATCH: Opts = Opts(4);
+    /// mod_negotiation's content negotiation of missing names.
+    pub const MULTIVIEWS: Opts = Opts(8);
     /// Apache 2.4's default: `FollowSymlinks`.
     pub const DEFAULT: Opts = Opts::FOLLOW_SYMLINKS;
 

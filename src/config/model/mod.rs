@@ -74,6 +74,9 @@ pub struct Config {
     /// Things that work but that an operator should know, printed by `-t` and
     /// logged at startup.
     pub warnings: Vec<String>,
+    /// `LoadModule unique_id_module`: mod_unique_id's `UNIQUE_ID` for
+    /// every request.
+    pub unique_id: bool,
     /// Every worker of every ProxyPass line and balancer member, once:
     /// routes and members name them by [`WorkerIdx`].
     pub workers: Vec<Worker>,
