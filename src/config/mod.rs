@@ -230,6 +230,11 @@ impl ServerDraft {
 /// checked as a whole.
 pub(crate) struct Builder {
     listeners: Vec<(Listener, Origin)>,
+    /// `AllowOverride` other than `None` in a `<Directory>` without any
+    /// `.htaccess` now: (its pattern, the line and its text, its
+    /// warning), an error once the configuration is read if wsgate serves
+    /// files there.
+    unread_overrides: Vec<(Vec<u8>, (Origin, String), String)>,
     /// `RewriteMap`s, by the server they were read in.
     rewrite_maps: Vec<(ServerKey, String, Arc<model::rewrite::RewriteMap>)>,
     main: ServerDraft,
@@ -299,6 +304,7 @@ pub fn build(
         user: None,
         group: None,
         warnings: Vec::new(),
+        unread_overrides: Vec::new(),
         root: root.to_path_buf(),
         worker_names: Vec::new(),
         balancers: balancer::Balancers::default(),
@@ -499,6 +505,7 @@ impl Builder {
         {
             self.main.files.default_root();
         }
+        static_files::check_unread_overrides(&mut self)?;
         let main = MainParts::take(&mut self.main, hostname, timeout, &types);
         let mut vhosts: Vec<Server> = std::mem::take(&mut self.vhosts)
             .into_iter()

@@ -65,6 +65,24 @@ struct MimeDraft {
 }
 
 impl FilesDraft {
+    /// The folders these directives serve files from: the `DocumentRoot`
+    /// and the aliases' folders (an `AliasMatch`'s up to its first `$`).
+    fn roots(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let aliases = self.aliases.iter().map(|a| {
+            let end = a
+                .real
+                .iter()
+                .position(|&c| c == b'$')
+                .unwrap_or(a.real.len());
+            let upto = a.real[..end]
+                .iter()
+                .rposition(|&c| c == b'/')
+                .map_or(0, |i| i + 1);
+            a.real[..if end == a.real.len() { end } else { upto }].to_vec()
+        });
+        self.document_root.iter().cloned().chain(aliases)
+    }
+
     /// Whether these directives serve files: a `DocumentRoot`, an alias,
     /// or a `<Directory>`/`<Files>` section.
     pub(crate) fn names_files(&self) -> bool {
@@ -599,15 +617,22 @@ pub(super) fn allow_override(
     at: &mut At<'_>,
     node: &Node,
 ) -> Result<(), ConfigError> {
-    match node.args.as_slice() {
-        [none] if none.eq_ignore_ascii_case("none") => Ok(()),
-        _ if no_htaccess(at.section.as_deref()) => {
-            b.warnings.push(format!(
-                "{}: {} {}: read and ignored: no .htaccess file exists now under the folders its <Directory> matches; wsgate reads none, so move the directives of one written later into the configuration",
+    let plain = match at.section.as_deref().map(|s| &s.matcher) {
+        Some(SectionMatcher::Wildcard(p)) => Some(p.clone()),
+        _ => None,
+    };
+    match (node.args.as_slice(), plain) {
+        ([none], _) if none.eq_ignore_ascii_case("none") => Ok(()),
+        (_, Some(pattern)) if no_htaccess(at.section.as_deref()) => {
+            let warning = format!(
+                "{}: {} {}: read and ignored: no .htaccess file exists now under the folders its <Directory> matches, and wsgate serves no file there; a .htaccess written there later would not be read",
                 node.origin,
                 node.name,
                 node.args.join(" ")
-            ));
+            );
+            let text = format!("{} {}", node.name, node.args.join(" "));
+            b.unread_overrides
+                .push((pattern, (node.origin.clone(), text), warning));
             Ok(())
         }
         _ => Err(ConfigError::new(
@@ -616,6 +641,50 @@ pub(super) fn allow_override(
         )
         .hint("move the .htaccess files' directives into the configuration and write AllowOverride None: ignoring them could let in whom they keep out")),
     }
+}
+
+/// `AllowOverride` lines let pass for want of a `.htaccess` file: each is
+/// an error if a folder it names is one wsgate serves files from (a
+/// `DocumentRoot` or an alias's folder under or above it), since a
+/// `.htaccess` written there later would be ignored; else its warning.
+pub(crate) fn check_unread_overrides(b: &mut Builder) -> Result<(), ConfigError> {
+    let drafts: Vec<&FilesDraft> = std::iter::once(&b.main.files)
+        .chain(b.vhosts.iter().map(|v| &v.files))
+        .collect();
+    for (pattern, (origin, text), warning) in std::mem::take(&mut b.unread_overrides) {
+        let served = drafts
+            .iter()
+            .flat_map(|d| d.roots())
+            .find(|root| overlaps(&pattern, root));
+        if let Some(root) = served {
+            return Err(ConfigError::new(
+                &origin,
+                format!(
+                    "{text}: wsgate reads no .htaccess files, and it serves files from {} there: one written later would be ignored",
+                    String::from_utf8_lossy(&root)
+                ),
+            )
+            .hint("move the .htaccess files' directives into the configuration and write AllowOverride None: ignoring them could let in whom they keep out"));
+        }
+        b.warnings.push(warning);
+    }
+    Ok(())
+}
+
+/// Whether a `<Directory>` pattern and a served folder share folders: one
+/// is above the other, component by component (wildcards as fnmatch).
+fn overlaps(pattern: &[u8], root: &[u8]) -> bool {
+    let comps = |p: &'_ [u8]| -> Vec<Vec<u8>> {
+        p.split(|&c| c == b'/')
+            .filter(|c| !c.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    let (p, r) = (comps(pattern), comps(root));
+    p.iter().zip(&r).all(|(pc, rc)| {
+        use std::os::unix::ffi::OsStrExt;
+        fnmatch(pc, std::ffi::OsStr::from_bytes(rc))
+    })
 }
 
 /// The folders a plain `<Directory>` section matches now (its wildcards
@@ -931,4 +1000,20 @@ pub(crate) fn types_table(types: Option<std::collections::HashMap<String, String
         types: types.unwrap_or_default(),
         ..Mime::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_override_overlaps_a_served_folder_above_or_below_it() {
+        use super::overlaps;
+        assert!(overlaps(b"/var/www", b"/var/www/html"));
+        assert!(overlaps(b"/var/www/html/app", b"/var/www/html"));
+        assert!(overlaps(
+            b"/home/*/public_html",
+            b"/home/alice/public_html/x"
+        ));
+        assert!(!overlaps(b"/home/*/public_html", b"/var/www/html"));
+        assert!(!overlaps(b"/usr/share/httpd/icons", b"/var/www/cgi-bin/"));
+    }
 }

@@ -151,7 +151,12 @@ pub async fn serve<D: Downstream>(
             }
             Look::Missing { dir, name } => (dir.clone(), Some(name.clone())),
             Look::Dir => (with_slash(&filename), None),
-            Look::File { .. } => (dir, Some(name)),
+            // The file the walk stopped at (its <Files> sections), not
+            // the path info after it.
+            Look::File { path, .. } => {
+                let (dir, name) = split_dir(path.as_os_str().as_bytes());
+                (dir, Some(name))
+            }
         };
         if place.docs {
             place.spot = Some((dir.clone(), name.clone()));
@@ -183,7 +188,8 @@ pub async fn serve<D: Downstream>(
         }
         if let Look::Missing { dir: d, name: n } = &look {
             let options = map::with_location_options(place.cx.server, &uri, merged.options);
-            if options.has(Opts::MULTIVIEWS) {
+            // Never under a ScriptAlias: a variant there is a program.
+            if options.has(Opts::MULTIVIEWS) && !map::under_script_alias(files, &uri) {
                 let path_info = filename.len() > d.len() + n.len();
                 let found = {
                     let permitted = |v: &[u8]| {
@@ -337,8 +343,10 @@ pub async fn access_before_fixups(
         }
         Look::Missing { dir, name } => (dir, Some(name)),
         Look::Dir => (with_slash(&file.filename), None),
-        Look::File { .. } => {
-            let (dir, name) = split_dir(&file.filename);
+        // The file the walk stopped at, not the path info after it: its
+        // <Files> sections apply.
+        Look::File { path, .. } => {
+            let (dir, name) = split_dir(path.as_os_str().as_bytes());
             (dir, Some(name))
         }
     };

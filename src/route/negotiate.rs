@@ -580,9 +580,11 @@ pub fn fix_encoding(encoding: &str, accept: Option<&str>) -> String {
         if name.eq_ignore_ascii_case(enc) {
             return name.to_ascii_lowercase();
         }
-        if name.len() == enc.len() + 2
-            && name[..2].eq_ignore_ascii_case("x-")
-            && name[2..].eq_ignore_ascii_case(enc)
+        // By bytes: the client's text need not split at a character here.
+        let n = name.as_bytes();
+        if n.len() == enc.len() + 2
+            && n[..2].eq_ignore_ascii_case(b"x-")
+            && n[2..].eq_ignore_ascii_case(enc.as_bytes())
         {
             x_enc = Some(name);
         }
@@ -679,6 +681,13 @@ pub fn variant_list(variants: &[Variant]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_client_encoding_is_compared_by_bytes_not_sliced_in_a_character() {
+        // Two bytes into `a€gz` is inside the euro sign: no panic.
+        assert_eq!(super::fix_encoding("gzip", Some("a€gz, x-gzip")), "x-gzip");
+        assert_eq!(super::fix_encoding("gzip", Some("a€gz")), "gzip");
+    }
+
     use super::*;
 
     fn mime() -> Mime {
