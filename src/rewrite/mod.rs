@@ -284,19 +284,8 @@ fn conclude(r: Rewritten, vars: &dyn Vars) -> Outcome {
         } else {
             let status = redirect.unwrap_or(302);
             let url = qualify(&uri, vars);
-            let mut location = if noescape {
-                String::from_utf8_lossy(&url).into_owned()
-            } else {
-                escape_for_redirect(&url)
-            };
-            if let Some(q) = &query {
-                location.push('?');
-                if noescape || Some(q) == original_query.as_ref() {
-                    location.push_str(q);
-                } else {
-                    location.push_str(&escape_uri(q.as_bytes()));
-                }
-            }
+            let location =
+                redirect_location(&url, query.as_deref(), original_query.as_deref(), noescape);
             return Outcome::Redirect { status, location };
         }
     }
@@ -649,6 +638,31 @@ fn escape_uri(s: &[u8]) -> String {
 
 /// Escapes the path of an absolute url for a Location header, leaving the
 /// scheme and authority alone (Apache's `escape_absolute_uri`).
+/// A redirect's `Location`: the url escaped as mod_rewrite escapes one
+/// (unless `[NE]`), and its query, escaped too unless it is the request's
+/// own.
+pub(super) fn redirect_location(
+    url: &[u8],
+    query: Option<&str>,
+    original_query: Option<&str>,
+    noescape: bool,
+) -> String {
+    let mut location = if noescape {
+        String::from_utf8_lossy(url).into_owned()
+    } else {
+        escape_for_redirect(url)
+    };
+    if let Some(q) = query {
+        location.push('?');
+        if noescape || Some(q) == original_query {
+            location.push_str(q);
+        } else {
+            location.push_str(&escape_uri(q.as_bytes()));
+        }
+    }
+    location
+}
+
 fn escape_for_redirect(url: &[u8]) -> String {
     let skip = scheme_length(url);
     let authority_end = url[skip..]

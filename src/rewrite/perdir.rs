@@ -8,9 +8,8 @@
 //! server-level engine: file tests are answered through [`Vars`].
 
 use super::{
-    conditions_hold, escape_for_redirect, escape_uri, expand, has_space_or_control,
-    is_absolute_url, qualify, scheme_length, split_query, starts_with_ignore_case, Step, Trace,
-    Vars,
+    conditions_hold, expand, has_space_or_control, is_absolute_url, qualify, scheme_length,
+    split_query, starts_with_ignore_case, Step, Trace, Vars,
 };
 use crate::config::model::rewrite::Rule;
 
@@ -285,20 +284,7 @@ fn redirect_location(
             }
         }
     }
-    let mut location = if noescape {
-        String::from_utf8_lossy(&url).into_owned()
-    } else {
-        escape_for_redirect(&url)
-    };
-    if let Some(q) = &query {
-        location.push('?');
-        if noescape || Some(q) == original_query.as_ref() {
-            location.push_str(q);
-        } else {
-            location.push_str(&escape_uri(q.as_bytes()));
-        }
-    }
-    location
+    super::redirect_location(&url, query.as_deref(), original_query.as_deref(), noescape)
 }
 
 /// `input` with the directory `prefix` (trailing slash optional) replaced
