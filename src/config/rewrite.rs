@@ -75,6 +75,37 @@ pub(super) fn rewrite(b: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(
     per_directory(slot, node, &lower, maps)
 }
 
+/// `RewriteEngine On|Off`, in any context.
+fn engine(node: &Node) -> Result<bool, ConfigError> {
+    let [v] = node.args.as_slice() else {
+        return Err(ConfigError::new(
+            &node.origin,
+            "RewriteEngine takes one argument, On or Off",
+        ));
+    };
+    values::on_off(&node.origin, "RewriteEngine", v)
+}
+
+/// `RewriteOptions Inherit|InheritBefore`: whether the last one asks for
+/// the inherited rules before this context's own (`None`: no option).
+fn inherit_option(node: &Node) -> Result<Option<bool>, ConfigError> {
+    let mut before = None;
+    for opt in &node.args {
+        before = Some(match opt.to_ascii_lowercase().as_str() {
+            "inherit" => false,
+            "inheritbefore" => true,
+            _ => {
+                return Err(ConfigError::new(
+                    &node.origin,
+                    format!("RewriteOptions: '{opt}' is not supported"),
+                )
+                .hint("wsgate supports RewriteOptions Inherit and InheritBefore"))
+            }
+        });
+    }
+    Ok(before)
+}
+
 /// The maps a template may name.
 type Maps<'a> = &'a [(String, Arc<RewriteMap>)];
 
@@ -87,28 +118,10 @@ fn per_directory(
 ) -> Result<(), ConfigError> {
     let o = &node.origin;
     match lower {
-        "rewriteengine" => {
-            let [v] = node.args.as_slice() else {
-                return Err(ConfigError::new(
-                    o,
-                    "RewriteEngine takes one argument, On or Off",
-                ));
-            };
-            slot.engine = Some(values::on_off(o, "RewriteEngine", v)?);
-        }
+        "rewriteengine" => slot.engine = Some(engine(node)?),
         "rewriteoptions" => {
-            for opt in &node.args {
-                slot.inherit = Some(match opt.to_ascii_lowercase().as_str() {
-                    "inherit" => false,
-                    "inheritbefore" => true,
-                    _ => {
-                        return Err(ConfigError::new(
-                            o,
-                            format!("RewriteOptions: '{opt}' is not supported"),
-                        )
-                        .hint("wsgate supports RewriteOptions Inherit and InheritBefore"))
-                    }
-                });
+            if let Some(before) = inherit_option(node)? {
+                slot.inherit = Some(before);
             }
         }
         "rewritebase" => {
@@ -170,30 +183,12 @@ impl RewriteDraft {
     ) -> Result<(), ConfigError> {
         let o = &node.origin;
         match lower {
-            "rewriteengine" => {
-                let [v] = node.args.as_slice() else {
-                    return Err(ConfigError::new(
-                        o,
-                        "RewriteEngine takes one argument, On or Off",
-                    ));
-                };
-                self.engine = Some(values::on_off(o, "RewriteEngine", v)?);
-            }
-            "rewriteoptions" => {
-                for opt in &node.args {
-                    match opt.to_ascii_lowercase().as_str() {
-                        "inherit" => self.inherit = Inherit::After,
-                        "inheritbefore" => self.inherit = Inherit::Before,
-                        _ => {
-                            return Err(ConfigError::new(
-                                o,
-                                format!("RewriteOptions: '{opt}' is not supported"),
-                            )
-                            .hint("wsgate supports RewriteOptions Inherit and InheritBefore"))
-                        }
-                    }
-                }
-            }
+            "rewriteengine" => self.engine = Some(engine(node)?),
+            "rewriteoptions" => match inherit_option(node)? {
+                Some(true) => self.inherit = Inherit::Before,
+                Some(false) => self.inherit = Inherit::After,
+                None => {}
+            },
             "rewritecond" => {
                 let cond = parse_cond(node, false, maps)?;
                 self.pending.push(cond);
