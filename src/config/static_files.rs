@@ -349,27 +349,43 @@ fn script_warning(node: &Node, real: &[u8], regex: bool) -> String {
 fn programs_in(dir: &Path) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
+    walk_bounded(vec![dir.to_path_buf()], 10_000, |e| {
+        let program = e
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        if program {
+            out.push(e.path().display().to_string());
+        }
+        true
+    });
+    out.sort();
+    out
+}
+
+/// Visits the entries under `folders` (not following links to folders),
+/// at most `limit` of them, while `visit` says go on. `false`: stopped
+/// early (by `visit` or the limit).
+fn walk_bounded(
+    mut folders: Vec<std::path::PathBuf>,
+    limit: usize,
+    mut visit: impl FnMut(&std::fs::DirEntry) -> bool,
+) -> bool {
     let mut seen = 0;
-    while let Some(d) = todo.pop() {
+    while let Some(d) = folders.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
         for e in entries.flatten() {
             seen += 1;
-            if seen > 10_000 {
-                return out;
+            if seen > limit || !visit(&e) {
+                return false;
             }
-            let Ok(meta) = e.metadata() else { continue };
-            if meta.is_dir() {
-                todo.push(e.path());
-            } else if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                out.push(e.path().display().to_string());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                folders.push(e.path());
             }
         }
     }
-    out.sort();
-    out
+    true
 }
 
 pub(super) fn redirect(_: &mut Builder, at: &mut At<'_>, node: &Node) -> Result<(), ConfigError> {
@@ -745,25 +761,10 @@ fn nowhere(section: Option<&Section>) -> bool {
 /// Whether no `.htaccess` file exists under the section's folders (a
 /// bounded look: too much to read counts as one existing).
 fn no_htaccess(section: Option<&Section>) -> bool {
-    let Some(mut todo) = section_folders(section) else {
+    let Some(folders) = section_folders(section) else {
         return false;
     };
-    let mut seen = 0;
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            seen += 1;
-            if seen > 20_000 || e.file_name() == ".htaccess" {
-                return false;
-            }
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                todo.push(e.path());
-            }
-        }
-    }
-    true
+    walk_bounded(folders, 20_000, |e| e.file_name() != ".htaccess")
 }
 
 pub(super) fn directory_index(
