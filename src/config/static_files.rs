@@ -9,7 +9,6 @@ use std::sync::Arc;
 use super::directives::{arg, dispatch, Scope};
 use super::error::ConfigError;
 use super::lexer::Node;
-use super::model::authz::Auth;
 use super::model::files::{
     Alias, AliasMatcher, DirSettings, Files, Mime, Negotiation, OptionsChange, Opts, Redirect,
     Section, SectionMatcher,
@@ -217,15 +216,9 @@ pub(crate) fn merge_settings(earlier: &DirSettings, later: &DirSettings) -> DirS
             (a, b) => b.or(a),
         },
         require: later.require.clone().or_else(|| earlier.require.clone()),
-        auth: match (&earlier.auth, &later.auth) {
-            (Some(e), Some(l)) => Some(Box::new(Auth {
-                compat: l.compat.clone().or_else(|| e.compat.clone()),
-                basic: l.basic.or(e.basic),
-                realm: l.realm.clone().or_else(|| e.realm.clone()),
-                user_file: l.user_file.clone().or_else(|| e.user_file.clone()),
-            })),
-            (e, l) => l.clone().or_else(|| e.clone()),
-        },
+        // Authentication is never written outside a section (where this
+        // merges), so there is nothing to merge field by field.
+        auth: later.auth.clone().or_else(|| earlier.auth.clone()),
         directory_index: later
             .directory_index
             .clone()
